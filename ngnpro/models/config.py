@@ -1,0 +1,279 @@
+"""The platform's one configuration file (TOML), shared by every service.
+
+Every key has a default so that an empty file runs the whole platform on SQLite and
+loopback.  The schema below is the contract of DESIGN.md: other tools write these keys,
+so keys are only ever added, never renamed.  Anything the schema does not know, or a value
+of the wrong type or out of range, is a :class:`ConfigError` whose message names the key:
+an operator must never start a half-configured platform.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ConfigError", "Config", "load_config", "parse_hostport", "DEFAULTS", "default_toml"]
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a message that names the offending key."""
+
+
+Validator = Callable[[str, Any], Any]
+
+
+def parse_hostport(value: str, key: str = "listen") -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) and check the port is 1..65535."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    host, _, port_s = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ConfigError(f"{key}: missing host in {value!r}")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"{key}: port {port_s!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} out of range 1-65535")
+    return host, port
+
+
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{key}: expected a string, got {type(v).__name__}")
+    return v
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Validator:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(v).__name__}")
+        if lo is not None and v < lo or hi is not None and v > hi:
+            raise ConfigError(f"{key}: {v} out of range {lo}-{hi}")
+        return v
+
+    return check
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+    return v
+
+
+def _choice(*choices: str) -> Validator:
+    def check(key: str, v: Any) -> str:
+        if v not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {v!r}")
+        return v
+
+    return check
+
+
+def _list(item: Validator) -> Validator:
+    def check(key: str, v: Any) -> list:
+        if not isinstance(v, list):
+            raise ConfigError(f"{key}: expected a list, got {type(v).__name__}")
+        return [item(f"{key}[{i}]", x) for i, x in enumerate(v)]
+
+    return check
+
+
+def _hostport(key: str, v: Any) -> str:
+    parse_hostport(_str(key, v), key)
+    return v
+
+
+def _optional_hostport(key: str, v: Any) -> str:
+    return v if v == "" else _hostport(key, v)
+
+
+def _sip_listen(key: str, v: Any) -> str:
+    v = _str(key, v)
+    proto, sep, rest = v.partition(":")
+    if not sep or proto.lower() not in ("udp", "tcp", "tls"):
+        raise ConfigError(f"{key}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT, got {v!r}")
+    parse_hostport(rest, key)
+    return v
+
+
+def _ip(key: str, v: Any) -> str:
+    try:
+        ipaddress.ip_address(_str(key, v))
+    except ValueError:
+        raise ConfigError(f"{key}: {v!r} is not an IP address") from None
+    return v
+
+
+def _db_url(key: str, v: Any) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    v = _str(key, v)
+    try:
+        url = make_url(v)
+    except ArgumentError:
+        raise ConfigError(f"{key}: {v!r} is not a database URL") from None
+    if url.get_backend_name() not in ("sqlite", "mysql", "mariadb", "postgresql"):
+        raise ConfigError(f"{key}: unsupported database {url.get_backend_name()!r} (sqlite, mysql, postgresql)")
+    return v
+
+
+def _port_range(key: str, v: Any) -> list[int]:
+    v = _list(_int(1024, 65535))(key, v)
+    if len(v) != 2 or v[0] >= v[1]:
+        raise ConfigError(f"{key}: expected [LOW, HIGH] with LOW < HIGH, got {v!r}")
+    return v
+
+
+def _domain(key: str, v: Any) -> str:
+    v = _str(key, v).lower()
+    if not v or any(not label or len(label) > 63 for label in v.split(".")):
+        raise ConfigError(f"{key}: {v!r} is not a domain name")
+    return v
+
+
+def _log_level(key: str, v: Any) -> str:
+    return _choice("debug", "info", "warning", "error")(key, str(v).lower())
+
+
+#: section -> key -> (default, validator)
+SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
+    "database": {
+        "url": ("sqlite:///var/msp.sqlite", _db_url),
+        "poll_interval": (0.25, lambda k, v: _float_pos(k, v)),
+    },
+    "logging": {
+        "level": ("info", _log_level),
+    },
+    "ngnpro": {
+        "listen": ("127.0.0.1:9200", _hostport),
+        "admin_username": ("admin", _str),
+        "admin_password": ("admin", _str),
+        "tls_cert": ("", _str),
+        "tls_key": ("", _str),
+        "store_clear_text_passwords": (True, _bool),
+        "max_body_bytes": (1048576, _int(1024)),
+    },
+    "enumdns": {
+        "listen": ("127.0.0.1:5353", _hostport),
+        "enum_tlds": (["e164.arpa"], _list(_domain)),
+        "workers": (1, _int(1, 64)),
+        "soa_email": ("hostmaster.localhost", _str),
+        "nameservers": ([], _list(_domain)),
+    },
+    "sipproxy": {
+        "listen": (["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"], _list(_sip_listen)),
+        "tls_cert": ("", _str),
+        "tls_key": ("", _str),
+        "domains": ([], _list(_domain)),
+        "country_code": ("31", _str),
+        "siteconfig": ("siteconfig", _str),
+        "enum_servers": ([], _list(_hostport)),
+        "dns_servers": ([], _list(_hostport)),
+        "media_relay": ("nat", _choice("always", "nat", "never")),
+        "media_relays": ([], _list(_hostport)),
+        "workers": (1, _int(1, 64)),
+        "min_expires": (60, _int(1, 86400)),
+        "max_expires": (3600, _int(1, 604800)),
+        "default_expires": (3600, _int(1, 604800)),
+        "nonce_lifetime": (300, _int(10, 86400)),
+        "realm": ("", _str),
+    },
+    "mediaproxy": {
+        "control": ("127.0.0.1:25060", _hostport),
+        "relay_ip": ("127.0.0.1", _ip),
+        "advertised_ip": ("", lambda k, v: v if v == "" else _ip(k, v)),
+        "port_range": ([50000, 60000], _port_range),
+        "media_timeout": (30, _int(1, 86400)),
+    },
+    "radius": {
+        "server": ("", _optional_hostport),
+        "secret": ("", _str),
+        "nas_identifier": ("msp", _str),
+    },
+}
+
+
+def _float_pos(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ConfigError(f"{key}: expected a non-negative number, got {v!r}")
+    return float(v)
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {s: {k: d for k, (d, _) in keys.items()} for s, keys in SCHEMA.items()}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration: ``config.section("sipproxy")["listen"]``."""
+
+    data: dict[str, dict[str, Any]]
+    path: str | None = None
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.data[name]
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return self.data[name]
+
+    @property
+    def database_url(self) -> str:
+        return self.data["database"]["url"]
+
+
+def validate(raw: dict[str, Any], path: str | None = None) -> Config:
+    """Check ``raw`` against :data:`SCHEMA`, filling defaults; raises :class:`ConfigError`."""
+    data = copy.deepcopy(DEFAULTS)
+    for section, values in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        for key, value in values.items():
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"unknown key {section}.{key}")
+            data[section][key] = SCHEMA[section][key][1](f"{section}.{key}", value)
+    return Config(data, path)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read and validate the TOML file at ``path`` (``None``: all defaults)."""
+    if path is None:
+        return validate({})
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {os.fspath(path)} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {os.fspath(path)}: {exc}") from None
+    return validate(raw, os.fspath(path))
+
+
+def default_toml() -> str:
+    """The text of a default config file, with every contract key and its default."""
+    lines = ["# MSP platform configuration. Every key is optional; these are the defaults.", ""]
+    for section, keys in DEFAULTS.items():
+        lines.append(f"[{section}]")
+        for key, value in keys.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return str(v)
