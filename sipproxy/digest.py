@@ -1,0 +1,332 @@
+"""HTTP Digest authentication for SIP (RFC 3261 section 22, RFC 2617, RFC 7616, RFC 8760).
+
+Sans-I/O: this module builds challenges and checks credentials; it never touches a socket
+or the database.  The caller hands it the stored HA1 (``md5(user:realm:password)`` or its
+SHA-256 twin), so the proxy never needs a clear-text password.
+
+Nonces are *stateless*: ``<timestamp>.<random>.<hmac>`` signed with a secret, so any worker
+process that shares the secret can verify a nonce another one issued, and an expired nonce
+is recognised by its own timestamp (answered ``stale=true`` so the phone retries silently
+with the fresh nonce).  Replay protection keeps, per nonce in use, the highest nonce-count
+seen and a 64-bit window below it (like IPsec's anti-replay window), in a bounded LRU table.
+A nonce pushed out of that table is never accepted again: everything issued at or before the
+newest evicted nonce's timestamp is answered stale, so bounded memory never opens a replay.
+Credentials without ``qop`` have no nonce-count; they are accepted once per nonce.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+#: Algorithms we verify, strongest first (RFC 8760: the order a UAC should prefer).
+ALGORITHMS = ("SHA-256", "MD5")
+_HASHES = {
+    "MD5": hashlib.md5,
+    "MD5-SESS": hashlib.md5,
+    "SHA-256": hashlib.sha256,
+    "SHA-256-SESS": hashlib.sha256,
+}
+
+# auth-param = token "=" ( token / quoted-string ), separated by commas.
+_PARAM = re.compile(
+    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)\s*(?:,|$)', re.S
+)
+
+
+def H(algorithm: str, data: str) -> str:
+    """The digest hash of RFC 7616 section 3.4 (``H`` / ``KD`` building block)."""
+    return _HASHES[algorithm.upper()](data.encode("utf-8")).hexdigest()
+
+
+def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """HA1 = H(username:realm:password): what provisioning stores instead of the password."""
+    return H(algorithm, f"{username}:{realm}:{password}")
+
+
+def compute_response(
+    algorithm: str,
+    stored_ha1: str,
+    *,
+    nonce: str,
+    method: str,
+    uri: str,
+    qop: str = "",
+    nc: str = "",
+    cnonce: str = "",
+) -> str:
+    """The ``response`` value a client must send (RFC 7616 section 3.4.1, RFC 2617 3.2.2)."""
+    alg = algorithm.upper()
+    a1 = stored_ha1
+    if alg.endswith("-SESS"):
+        a1 = H(alg, f"{stored_ha1}:{nonce}:{cnonce}")
+    ha2 = H(alg, f"{method}:{uri}")
+    if qop:
+        return H(alg, f"{a1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return H(alg, f"{a1}:{nonce}:{ha2}")
+
+
+def parse_auth_params(value: str) -> tuple[str, dict[str, str]] | None:
+    """Split ``Digest k=v, k="v"`` into the scheme and its parameters (names lowercased,
+    quoted values unescaped).  ``None`` when the text is not a well-formed challenge or
+    credentials line, so a garbled header is refused instead of half-read."""
+    value = value.strip()
+    scheme, _, rest = value.partition(" ")
+    if not scheme or not rest.strip():
+        return None
+    params: dict[str, str] = {}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        m = _PARAM.match(rest, pos)
+        if not m or m.end() == pos:
+            return None
+        name, raw = m.group(1).lower(), m.group(2)
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1], flags=re.S)
+        if name in params:
+            return None  # RFC 7616: each parameter at most once
+        params[name] = raw
+        pos = m.end()
+    return scheme, params
+
+
+@dataclass(frozen=True)
+class DigestCredentials:
+    """The parsed ``Authorization`` / ``Proxy-Authorization`` digest parameters."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    qop: str = ""
+    nc: str = ""
+    cnonce: str = ""
+    opaque: str = ""
+
+
+def parse_credentials(value: str) -> DigestCredentials | None:
+    """Parse one credentials header value; ``None`` if it is not usable Digest."""
+    parsed = parse_auth_params(value)
+    if parsed is None or parsed[0].lower() != "digest":
+        return None
+    p = parsed[1]
+    for key in ("username", "realm", "nonce", "uri", "response"):
+        if key not in p:
+            return None
+    algorithm = p.get("algorithm", "MD5").upper()
+    if algorithm not in _HASHES:
+        return None
+    qop = p.get("qop", "")
+    if qop and qop.lower() != "auth":
+        return None  # we only offer qop=auth
+    nc, cnonce = p.get("nc", ""), p.get("cnonce", "")
+    if qop and (not re.fullmatch(r"[0-9a-fA-F]{8}", nc) or not cnonce):
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]+", p["response"]):
+        return None
+    return DigestCredentials(
+        username=p["username"], realm=p["realm"], nonce=p["nonce"], uri=p["uri"],
+        response=p["response"].lower(), algorithm=algorithm, qop=qop.lower(), nc=nc,
+        cnonce=cnonce, opaque=p.get("opaque", ""),
+    )
+
+
+# Result statuses.
+OK = "ok"
+MISSING = "missing"      # no credentials for our realm: challenge
+STALE = "stale"          # expired, unknown-to-us-anymore or replayed nonce: challenge stale=true
+WRONG = "wrong"          # bad response, unknown user, forged nonce: challenge again
+MALFORMED = "malformed"  # unparseable credentials for our realm: 400
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """What :meth:`DigestAuth.verify` concluded, with the username the client claimed."""
+
+    status: str
+    username: str = ""
+    algorithm: str = ""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+#: ``lookup(username, algorithm) -> stored HA1`` or ``None`` for an unknown user / no hash.
+HA1Lookup = Callable[[str, str], "str | None"]
+
+
+class _ReplayWindow:
+    """Highest nonce-count seen plus a bitmap of the 64 counts below it."""
+
+    __slots__ = ("top", "bits")
+
+    def __init__(self) -> None:
+        self.top = 0
+        self.bits = 0
+
+    def accept(self, nc: int) -> bool:
+        if nc <= 0:
+            return False
+        if nc > self.top:
+            shift = nc - self.top
+            self.bits = ((self.bits << shift) | 1) & 0xFFFFFFFFFFFFFFFF if shift < 64 else 1
+            self.top = nc
+            return True
+        offset = self.top - nc
+        if offset >= 64 or self.bits & (1 << offset):
+            return False
+        self.bits |= 1 << offset
+        return True
+
+
+class DigestAuth:
+    """Issues nonces and verifies digest credentials for one proxy (or a set of workers
+    sharing ``secret``: create the secret once, before forking workers)."""
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        *,
+        nonce_lifetime: float = 300.0,
+        max_nonces: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.secret = secret if secret is not None else os.urandom(32)
+        self.nonce_lifetime = nonce_lifetime
+        self.max_nonces = max_nonces
+        self._clock = clock
+        self._windows: OrderedDict[str, _ReplayWindow] = OrderedDict()
+        self._floor = -1  # nonces issued at or before this second were evicted: stale
+
+    # -- nonces ---------------------------------------------------------------------------
+
+    def _sign(self, body: str) -> str:
+        mac = hmac.new(self.secret, body.encode("ascii"), hashlib.sha256).digest()[:18]
+        return base64.urlsafe_b64encode(mac).decode("ascii")
+
+    def make_nonce(self) -> str:
+        """A fresh signed nonce carrying its issue time."""
+        body = f"{int(self._clock()):x}.{base64.urlsafe_b64encode(os.urandom(9)).decode('ascii')}"
+        return f"{body}.{self._sign(body)}"
+
+    def _nonce_time(self, nonce: str) -> int | None:
+        """Issue time of a nonce we signed, or ``None`` for a forged/foreign one."""
+        body, _, mac = nonce.rpartition(".")
+        if not body or len(nonce) > 80 or not hmac.compare_digest(mac, self._sign(body)):
+            return None
+        try:
+            return int(body.split(".", 1)[0], 16)
+        except ValueError:
+            return None
+
+    # -- challenges -----------------------------------------------------------------------
+
+    def challenge(
+        self, realm: str, *, proxy: bool = False, stale: bool = False,
+        algorithms: Iterable[str] = ALGORITHMS,
+    ) -> list[tuple[str, str]]:
+        """Challenge headers for a 401 (``WWW-Authenticate``) or, with ``proxy``, a 407
+        (``Proxy-Authenticate``): one per algorithm, SHA-256 first (RFC 8760 section 2.4),
+        all with the same nonce so a client may answer either."""
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        nonce = self.make_nonce()
+        realm_q = realm.replace("\\", "\\\\").replace('"', '\\"')
+        out = []
+        for alg in algorithms:
+            value = f'Digest realm="{realm_q}", nonce="{nonce}", qop="auth", algorithm={alg}'
+            if stale:
+                value += ", stale=true"
+            out.append((name, value))
+        return out
+
+    # -- verification ---------------------------------------------------------------------
+
+    def verify(
+        self,
+        headers: Iterable[str],
+        *,
+        method: str,
+        realm: str,
+        lookup: HA1Lookup,
+    ) -> AuthResult:
+        """Check the ``Authorization`` (or ``Proxy-Authorization``) values of a request.
+
+        Only credentials for ``realm`` are considered (others belong to other hops).  The
+        nonce-count is consumed only when the response is right, so a forged request cannot
+        burn a legitimate client's counts."""
+        creds = None
+        for value in headers:
+            parsed = parse_auth_params(value)
+            if parsed is None:
+                if value.strip()[:7].lower() == "digest ":
+                    return AuthResult(MALFORMED, reason="unparseable credentials")
+                continue
+            if parsed[1].get("realm") != realm:
+                continue
+            creds = parse_credentials(value)
+            if creds is None:
+                return AuthResult(MALFORMED, parsed[1].get("username", ""), reason="malformed credentials")
+            break
+        if creds is None:
+            return AuthResult(MISSING, reason="no credentials")
+        issued = self._nonce_time(creds.nonce)
+        if issued is None:
+            return AuthResult(WRONG, creds.username, creds.algorithm, "nonce not ours")
+        now = self._clock()
+        if now - issued > self.nonce_lifetime or issued > now + 5:
+            return AuthResult(STALE, creds.username, creds.algorithm, "nonce expired")
+        stored = lookup(creds.username, creds.algorithm.removesuffix("-SESS"))
+        if not stored:
+            return AuthResult(WRONG, creds.username, creds.algorithm, "unknown user")
+        expected = compute_response(
+            creds.algorithm, stored.lower(), nonce=creds.nonce, method=method, uri=creds.uri,
+            qop=creds.qop, nc=creds.nc, cnonce=creds.cnonce,
+        )
+        if not hmac.compare_digest(expected, creds.response):
+            return AuthResult(WRONG, creds.username, creds.algorithm, "wrong response")
+        if not self._consume(creds.nonce, issued, int(creds.nc, 16) if creds.qop else 1):
+            return AuthResult(STALE, creds.username, creds.algorithm, "nonce-count replayed")
+        return AuthResult(OK, creds.username, creds.algorithm)
+
+    def _consume(self, nonce: str, issued: int, nc: int) -> bool:
+        window = self._windows.get(nonce)
+        if window is None:
+            if issued <= self._floor:
+                return False
+            self._purge()
+            window = self._windows[nonce] = _ReplayWindow()
+        else:
+            self._windows.move_to_end(nonce)
+        return window.accept(nc)
+
+    def _purge(self) -> None:
+        """Drop expired nonces, then the least recently used ones beyond ``max_nonces``."""
+        limit = self._clock() - self.nonce_lifetime
+        while self._windows:
+            nonce = next(iter(self._windows))
+            t = self._nonce_time_fast(nonce)
+            if t >= limit and len(self._windows) < self.max_nonces:
+                break
+            del self._windows[nonce]
+            if t >= limit:  # evicted while still valid: never accept it (or older) again
+                self._floor = max(self._floor, t)
+
+    @staticmethod
+    def _nonce_time_fast(nonce: str) -> int:
+        return int(nonce.split(".", 1)[0], 16)
+
+    @property
+    def tracked_nonces(self) -> int:
+        return len(self._windows)
