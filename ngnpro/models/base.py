@@ -12,6 +12,7 @@ import datetime as _dt
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Numeric, String, func
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -35,6 +36,9 @@ Money = Numeric(14, 4)
 #: auto-increments an INTEGER PRIMARY KEY).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+#: Timestamps keep microseconds on every backend (MariaDB's DATETIME drops them by default).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
 
 def utcnow() -> _dt.datetime:
     """Naive UTC now: every timestamp in the database is UTC without a zone."""
@@ -46,7 +50,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {
         str: String(255),
         Decimal: Money,
-        _dt.datetime: DateTime(),
+        _dt.datetime: Timestamp,
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -2,11 +2,11 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 05:30:25.142797
+Create Date: 2026-11-26 05:36:27.551546
 """
 from alembic import op
 import sqlalchemy as sa
-
+from sqlalchemy.dialects import mysql
 
 revision = '0001'
 down_revision = None
@@ -32,8 +32,8 @@ def upgrade() -> None:
     sa.Column('source_ip', sa.String(length=64), nullable=False),
     sa.Column('destination', sa.String(length=255), nullable=False),
     sa.Column('user_agent', sa.String(length=255), nullable=False),
-    sa.Column('start_time', sa.DateTime(), nullable=False),
-    sa.Column('stop_time', sa.DateTime(), nullable=True),
+    sa.Column('start_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('stop_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
     sa.Column('duration', sa.Integer(), nullable=False),
     sa.Column('price', sa.Numeric(precision=14, scale=4), nullable=False),
     sa.Column('proxy', sa.String(length=128), nullable=False),
@@ -50,8 +50,8 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=128), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_carriers'))
     )
     with op.batch_alter_table('carriers', schema=None) as batch_op:
@@ -62,7 +62,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('topic', sa.String(length=32), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
-    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_change_log'))
     )
     with op.batch_alter_table('change_log', schema=None) as batch_op:
@@ -100,8 +100,8 @@ def upgrade() -> None:
     sa.Column('bank_account', sa.String(length=255), nullable=False),
     sa.Column('balance', sa.Numeric(precision=14, scale=4), nullable=False),
     sa.Column('credit', sa.Numeric(precision=14, scale=4), nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customers')),
     sa.UniqueConstraint('username', name=op.f('uq_customers_username'))
     )
@@ -127,9 +127,9 @@ def upgrade() -> None:
     sa.Column('callee_source', sa.String(length=128), nullable=False),
     sa.Column('proxy', sa.String(length=128), nullable=False),
     sa.Column('media_relay', sa.String(length=128), nullable=False),
-    sa.Column('start_time', sa.DateTime(), nullable=False),
-    sa.Column('connect_time', sa.DateTime(), nullable=True),
-    sa.Column('deadline', sa.DateTime(), nullable=True),
+    sa.Column('start_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('connect_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
+    sa.Column('deadline', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dialogs')),
     sa.UniqueConstraint('call_id', 'from_tag', name=op.f('uq_dialogs_call_id_from_tag'))
     )
@@ -152,8 +152,8 @@ def upgrade() -> None:
     sa.Column('nameservers', sa.Text(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dns_zones')),
     sa.UniqueConstraint('name', name=op.f('uq_dns_zones_name'))
     )
@@ -167,8 +167,8 @@ def upgrade() -> None:
     sa.Column('number', sa.String(length=32), nullable=False),
     sa.Column('destination', sa.String(length=255), nullable=False),
     sa.Column('description', sa.String(length=255), nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_emergency_mappings')),
     sa.UniqueConstraint('region', 'number', name=op.f('uq_emergency_mappings_region_number'))
     )
@@ -185,8 +185,8 @@ def upgrade() -> None:
     sa.Column('nameservers', sa.Text(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_enum_ranges')),
     sa.UniqueConstraint('prefix', 'tld', name=op.f('uq_enum_ranges_prefix_tld'))
     )
@@ -203,7 +203,7 @@ def upgrade() -> None:
     sa.Column('received', sa.String(length=128), nullable=False),
     sa.Column('socket', sa.String(length=128), nullable=False),
     sa.Column('path', sa.Text(), nullable=False),
-    sa.Column('expires', sa.DateTime(), nullable=False),
+    sa.Column('expires', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('q', sa.Float(), nullable=False),
     sa.Column('call_id', sa.String(length=255), nullable=False),
     sa.Column('cseq', sa.Integer(), nullable=False),
@@ -211,7 +211,7 @@ def upgrade() -> None:
     sa.Column('instance', sa.String(length=255), nullable=False),
     sa.Column('reg_id', sa.Integer(), nullable=False),
     sa.Column('behind_nat', sa.Boolean(), nullable=False),
-    sa.Column('last_modified', sa.DateTime(), nullable=False),
+    sa.Column('last_modified', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_location')),
     sa.UniqueConstraint('username', 'domain', 'contact_hash', name=op.f('uq_location_username_domain_contact_hash'))
     )
@@ -226,8 +226,8 @@ def upgrade() -> None:
     sa.Column('to_tag', sa.String(length=128), nullable=False),
     sa.Column('relay', sa.String(length=128), nullable=False),
     sa.Column('streams', sa.Text(), nullable=False),
-    sa.Column('start_time', sa.DateTime(), nullable=False),
-    sa.Column('end_time', sa.DateTime(), nullable=True),
+    sa.Column('start_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
+    sa.Column('end_time', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
     sa.Column('duration', sa.Integer(), nullable=False),
     sa.Column('reason', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_media_sessions'))
@@ -240,11 +240,11 @@ def upgrade() -> None:
     sa.Column('number', sa.String(length=64), nullable=False),
     sa.Column('value', sa.Numeric(precision=14, scale=4), nullable=False),
     sa.Column('used_by', sa.String(length=255), nullable=False),
-    sa.Column('used_date', sa.DateTime(), nullable=True),
+    sa.Column('used_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=True),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_prepaid_cards')),
     sa.UniqueConstraint('number', name=op.f('uq_prepaid_cards_number'))
     )
@@ -261,8 +261,8 @@ def upgrade() -> None:
     sa.Column('owner', sa.Integer(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sip_aliases')),
     sa.UniqueConstraint('username', 'domain', name=op.f('uq_sip_aliases_username_domain'))
     )
@@ -283,8 +283,8 @@ def upgrade() -> None:
     sa.Column('require_cert', sa.Boolean(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sip_domains')),
     sa.UniqueConstraint('domain', name=op.f('uq_sip_domains_domain'))
     )
@@ -313,8 +313,8 @@ def upgrade() -> None:
     sa.Column('owner', sa.Integer(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_trusted_peers')),
     sa.UniqueConstraint('ip', name=op.f('uq_trusted_peers_ip'))
     )
@@ -344,8 +344,8 @@ def upgrade() -> None:
     sa.Column('owner', sa.Integer(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['zone_id'], ['dns_zones.id'], name=op.f('fk_dns_records_zone_id_dns_zones'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dns_records'))
     )
@@ -364,8 +364,8 @@ def upgrade() -> None:
     sa.Column('info', sa.String(length=255), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['range_id'], ['enum_ranges.id'], name=op.f('fk_enum_numbers_range_id_enum_ranges'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_enum_numbers')),
     sa.UniqueConstraint('number', 'tld', name=op.f('uq_enum_numbers_number_tld'))
@@ -385,8 +385,8 @@ def upgrade() -> None:
     sa.Column('port', sa.Integer(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['carrier_id'], ['carriers.id'], name=op.f('fk_gateways_carrier_id_carriers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_gateways'))
     )
@@ -403,8 +403,8 @@ def upgrade() -> None:
     sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['carrier_id'], ['carriers.id'], name=op.f('fk_routes_carrier_id_carriers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_routes'))
     )
@@ -439,8 +439,8 @@ def upgrade() -> None:
     sa.Column('always_relay', sa.Boolean(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['domain'], ['sip_domains.domain'], name=op.f('fk_sip_accounts_domain_sip_domains'), onupdate='CASCADE', ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sip_accounts')),
     sa.UniqueConstraint('username', 'domain', name=op.f('uq_sip_accounts_username_domain'))
@@ -461,7 +461,7 @@ def upgrade() -> None:
     sa.Column('days', sa.Integer(), nullable=False),
     sa.Column('groups', sa.Text(), nullable=False),
     sa.Column('duration', sa.Integer(), nullable=False),
-    sa.Column('set_at', sa.DateTime(), nullable=False),
+    sa.Column('set_at', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['sip_accounts.id'], name=op.f('fk_accept_rules_account_id_sip_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_accept_rules'))
     )
@@ -494,7 +494,7 @@ def upgrade() -> None:
     op.create_table('credit_history',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
-    sa.Column('date', sa.DateTime(), nullable=False),
+    sa.Column('date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
     sa.Column('description', sa.String(length=255), nullable=False),
     sa.Column('value', sa.Numeric(precision=14, scale=4), nullable=False),
@@ -530,8 +530,8 @@ def upgrade() -> None:
     sa.Column('max_length', sa.Integer(), nullable=False),
     sa.Column('customer', sa.Integer(), server_default='0', nullable=False),
     sa.Column('reseller', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('create_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
-    sa.Column('change_date', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('create_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
+    sa.Column('change_date', sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_variant(mysql.DATETIME(fsp=6), 'mysql'), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['gateway_id'], ['gateways.id'], name=op.f('fk_gateway_rules_gateway_id_gateways'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_gateway_rules'))
     )
