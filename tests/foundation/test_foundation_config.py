@@ -105,3 +105,16 @@ def test_cli_bad_config_exits_with_one_line(tmp_path, text, expected):
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_every_key_is_documented():
+    from pathlib import Path
+
+    from ngnpro.models.config import SCHEMA
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for section, keys in SCHEMA.items():
+        assert f"## [{section}]" in doc, section
+        body = doc.split(f"## [{section}]", 1)[1].split("\n## ", 1)[0]
+        for key in keys:
+            assert f"| `{key}` |" in body, f"{section}.{key} is not in docs/configuration.md"
