@@ -1,0 +1,245 @@
+"""The UDP forwarding engine: relay ports, the epoll loop, timeouts.
+
+One thread runs a level-triggered ``epoll`` loop over every relay socket (and, through
+:meth:`Relay.add_reader`, the control connections), reading one datagram per readiness
+event and sending it, unchanged, out of the partner port to the other party.  This keeps the
+per-packet cost at two system calls and a few attribute updates: no greenlet switch, no
+allocation besides the address tuple.  Level triggering means a socket with more queued
+datagrams is simply reported again in the next ``poll``.
+
+Symmetric RTP (RFC 4961): the first packet received on a port teaches where its party really
+is (behind NAT that is not what the SDP said); the port is then locked to that source and
+packets from anyone else are dropped (see :meth:`RelayPort.accept`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import resource
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .session import ControlError, PortPool, RelayPort, Session, StreamOffer
+
+log = logging.getLogger("mediaproxy.relay")
+
+#: seconds between timeout scans
+TICK = 0.5
+
+
+def raise_fd_limit() -> int:
+    """Thousands of streams need four descriptors each: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class Relay:
+    """Relay ports, sessions and the loop that forwards between them."""
+
+    def __init__(self, ip: str, port_range: tuple[int, int], media_timeout: float,
+                 on_end: Callable[[dict[str, Any]], None] | None = None,
+                 notify: Callable[[Session, dict[str, Any]], None] | None = None,
+                 advertised_ip: str = "") -> None:
+        self.ip = ip
+        self.advertised_ip = advertised_ip or ip
+        self.v6 = ":" in ip
+        self.family = socket.AF_INET6 if self.v6 else socket.AF_INET
+        self.pool = PortPool(*port_range)
+        self.media_timeout = float(media_timeout)
+        self.on_end = on_end or (lambda summary: None)
+        self.notify = notify or (lambda session, event: None)
+        self.ep = select.epoll()
+        self.ports: dict[int, RelayPort] = {}
+        self.readers: dict[int, Callable[[int, int], None]] = {}
+        self.sessions: dict[str, Session] = {}
+        self.running = False
+        raise_fd_limit()
+
+    # -- ports ---------------------------------------------------------------------------
+    def _bind(self, port: int) -> RelayPort:
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.ip, port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        rp = RelayPort(port)
+        rp.sock = sock
+        rp.fd = sock.fileno()
+        return rp
+
+    def allocate(self) -> tuple[RelayPort, RelayPort]:
+        """An even/odd RTP/RTCP pair; ports some other program holds are skipped."""
+        for _ in range(self.pool.capacity):
+            even = self.pool.take()
+            try:
+                rtp = self._bind(even)
+            except OSError:
+                self.pool.give(even)
+                continue
+            try:
+                rtcp = self._bind(even + 1)
+            except OSError:
+                rtp.sock.close()
+                self.pool.give(even)
+                continue
+            for p in (rtp, rtcp):
+                self.ports[p.fd] = p
+                self.ep.register(p.fd, select.EPOLLIN)
+            return rtp, rtcp
+        raise ControlError("no free relay ports")
+
+    def release(self, p: RelayPort) -> None:
+        if p.sock is None:
+            return
+        self.ports.pop(p.fd, None)
+        try:
+            self.ep.unregister(p.fd)
+        except (OSError, ValueError):
+            pass
+        p.sock.close()
+        p.sock = None
+        if p.port % 2 == 0:
+            self.pool.give(p.port)
+
+    # -- control -------------------------------------------------------------------------
+    def update(self, call_id: str, from_tag: str, to_tag: str, direction: str,
+               offers: list[StreamOffer], owner: object = None) -> dict[str, Any]:
+        session = self.sessions.get(call_id)
+        created = session is None
+        if session is None:
+            if direction != "offer":
+                raise ControlError(f"no session for call {call_id!r} to answer")
+            session = Session(call_id, from_tag, owner, self.v6)
+        if owner is not None:
+            session.owner = owner
+        try:
+            ports = session.update(direction, from_tag, to_tag, offers, self.allocate, self.release)
+        except Exception:
+            if created:
+                session.end("failed", self.release)
+            raise
+        if created:
+            self.sessions[call_id] = session
+            log.info("session %s created (%d streams)", call_id, len(offers))
+        else:
+            log.debug("session %s updated by %s", call_id, direction)
+        return {"ip": self.advertised_ip, "streams": ports}
+
+    def remove(self, call_id: str, reason: str = "bye") -> dict[str, Any] | None:
+        session = self.sessions.pop(call_id, None)
+        if session is None:
+            return None
+        return self._end(session, reason)
+
+    def _end(self, session: Session, reason: str) -> dict[str, Any]:
+        session.end(reason, self.release)
+        summary = session.summary(self.advertised_ip, reason)
+        log.info("session %s ended (%s) after %.1fs", session.call_id, reason, summary["duration"])
+        try:
+            self.on_end(summary)
+        except Exception:  # a broken store must not break the relay
+            log.exception("cannot store the summary of %s", session.call_id)
+        return summary
+
+    def tick(self, now: float) -> None:
+        """Report media timeouts; end sessions nobody removed after the report, or idle ones."""
+        timeout = self.media_timeout
+        grace = max(timeout, 10.0)
+        idle_limit = max(4 * timeout, 300.0)
+        for call_id, session in list(self.sessions.items()):
+            if session.timeout_reported is not None:
+                if now - session.timeout_reported > grace:
+                    del self.sessions[call_id]
+                    self._end(session, "media timeout")
+                continue
+            stream = session.timed_out(now, timeout)
+            if stream is not None:
+                session.timeout_reported = now
+                log.info("session %s: no media on stream %d for %ss", call_id, stream.index, timeout)
+                self.notify(session, {"event": "timeout", "call_id": call_id,
+                                      "from_tag": session.caller_tag, "to_tag": session.callee_tag,
+                                      "stream": stream.index, "reason": "media timeout"})
+            elif session.idle(now) > idle_limit:
+                del self.sessions[call_id]
+                self._end(session, "idle")
+
+    def stats(self) -> dict[str, Any]:
+        return {"sessions": len(self.sessions), "ports": len(self.ports),
+                "free_pairs": len(self.pool.free)}
+
+    # -- loop ----------------------------------------------------------------------------
+    def add_reader(self, fd: int, callback: Callable[[int, int], None]) -> None:
+        self.readers[fd] = callback
+        self.ep.register(fd, select.EPOLLIN)
+
+    def remove_reader(self, fd: int) -> None:
+        if self.readers.pop(fd, None) is not None:
+            try:
+                self.ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    def serve_forever(self) -> None:
+        """Forward packets until :meth:`stop`.  The hot path is inlined on purpose."""
+        self.running = True
+        ports, readers, poll = self.ports, self.readers, self.ep.poll
+        monotonic = time.monotonic
+        buf = bytearray(65536)
+        mv = memoryview(buf)
+        v6 = self.v6
+        next_tick = monotonic() + TICK
+        while self.running:
+            try:
+                events = poll(TICK)
+            except InterruptedError:
+                continue
+            now = monotonic()
+            for fd, _ev in events:
+                p = ports.get(fd)
+                if p is None:
+                    cb = readers.get(fd)
+                    if cb is not None:
+                        cb(fd, _ev)
+                    continue
+                try:
+                    n, addr = p.sock.recvfrom_into(buf)
+                except OSError:  # EAGAIN, or an ICMP error from an earlier send
+                    continue
+                if v6:
+                    addr = (addr[0], addr[1], 0, 0)
+                if addr != p.learned and not p.accept(addr):
+                    continue
+                p.packets += 1
+                p.bytes += n
+                p.last = now
+                q = p.partner
+                dst = q.learned or q.sdp_addr
+                if dst is not None and q.sock is not None:
+                    try:
+                        q.sock.sendto(mv[:n], dst)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EAGAIN, errno.ECONNREFUSED, errno.ENOBUFS):
+                            log.debug("send to %s failed: %s", dst, exc)
+            if now >= next_tick:
+                next_tick = now + TICK
+                self.tick(now)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        for call_id in list(self.sessions):
+            self.remove(call_id, "shutdown")
+        self.ep.close()
