@@ -1,0 +1,378 @@
+"""SIP transports (RFC 3261 section 18) with gevent: UDP, TCP and TLS.
+
+The transport layer moves bytes, nothing more: it knows where a message came from and how to
+get bytes to an address, and leaves every SIP decision (rport/received, routing) to the
+layers above.  Two pieces:
+
+* :class:`StreamFramer` - sans-I/O framing of a byte stream into SIP messages by
+  Content-Length (section 18.3), with the RFC 5626 CRLF keepalive ("ping" = CRLFCRLF,
+  answered by a "pong" CRLF) and a hard size limit, so a hostile peer cannot make us buffer
+  without bound.  Malformed framing closes the connection: after a framing error nothing
+  later on that stream can be trusted.
+* :class:`Transports` - the gevent edge: a UDP socket, a TCP or a TLS listener per
+  ``[sipproxy] listen`` entry, and a connection table.  Connections accepted from a phone are
+  kept under the phone's source address, so a request for a registered contact behind NAT
+  (whose binding stores that source) goes back over the very connection the phone opened:
+  the NAT would drop a new inbound one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket as _stdsocket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gevent
+from gevent import socket, ssl
+from gevent.server import StreamServer
+
+log = logging.getLogger("sipproxy.transport")
+
+__all__ = [
+    "FramingError", "StreamFramer", "PING", "Peer", "Listener", "Inbound", "Transports",
+    "parse_listen", "MAX_MESSAGE",
+]
+
+#: Largest SIP message we accept (UDP datagrams are smaller anyway).
+MAX_MESSAGE = 65535
+#: Marker yielded by :class:`StreamFramer` for an RFC 5626 keepalive ping.
+PING = object()
+#: A connection silent for this long (no message, no keepalive) is closed.
+IDLE_TIMEOUT = 900.0
+#: Most connections kept open at once; beyond it new ones are refused.
+MAX_CONNECTIONS = 20000
+
+
+class FramingError(Exception):
+    """The byte stream cannot be split into SIP messages; the connection must be closed."""
+
+
+def _content_length(head: bytes) -> int:
+    """Content-Length (or its compact form ``l``) of a header block; 0 when absent."""
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        if name in (b"content-length", b"l"):
+            value = value.strip()
+            if not value.isdigit() or len(value) > 6:
+                raise FramingError(f"bad Content-Length {value[:20]!r}")
+            return int(value)
+    return 0
+
+
+class StreamFramer:
+    """Split a stream into SIP messages by Content-Length; feed bytes, get messages back.
+
+    ``feed`` returns a list whose items are complete messages (``bytes``) or :data:`PING`.
+    A lone CRLF between messages (a keepalive "pong", or the RFC 3261 7.5 leading CRLF) is
+    skipped.
+    """
+
+    def __init__(self, max_size: int = MAX_MESSAGE) -> None:
+        self.buffer = bytearray()
+        self.max_size = max_size
+
+    def feed(self, data: bytes) -> list[object]:
+        self.buffer += data
+        out: list[object] = []
+        buf = self.buffer
+        while buf:
+            if buf.startswith(b"\r\n"):
+                if buf.startswith(b"\r\n\r\n"):
+                    out.append(PING)
+                    del buf[:4]
+                    continue
+                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
+                    break  # maybe the start of a ping: wait for more
+                del buf[:2]
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > self.max_size:
+                    raise FramingError("header block too large")
+                break
+            length = _content_length(bytes(buf[:end]))
+            total = end + 4 + length
+            if total > self.max_size:
+                raise FramingError(f"message of {total} bytes exceeds {self.max_size}")
+            if len(buf) < total:
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A remote transport address: ``Peer("udp", "192.0.2.1", 5060)``."""
+
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        """Inverse of ``str()``: ``tcp:1.2.3.4:5060`` or ``udp:[::1]:5060``."""
+        transport, _, rest = text.partition(":")
+        host, _, port = rest.rpartition(":")
+        if host.startswith("["):
+            host = host[1:-1]
+        if transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
+            raise ValueError(f"not a transport address: {text!r}")
+        return cls(transport, host, int(port))
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One configured listen address (``udp:127.0.0.1:5060``)."""
+
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def parse_listen(spec: str) -> Listener:
+    """``udp:HOST:PORT`` -> :class:`Listener` (the config validator already checked it)."""
+    transport, _, rest = spec.partition(":")
+    host, _, port = rest.rpartition(":")
+    if host.startswith("["):
+        host = host[1:-1]
+    return Listener(transport.lower(), host, int(port))
+
+
+@dataclass
+class Inbound:
+    """A message as it arrived: bytes, who sent it, on which listener, over which connection."""
+
+    data: bytes
+    source: Peer
+    listener: Listener
+    connection: Connection | None = None
+
+
+@dataclass(eq=False)
+class Connection:
+    """An open TCP or TLS connection, in the table under its remote address."""
+
+    sock: object
+    peer: Peer
+    listener: Listener
+    framer: StreamFramer = field(default_factory=StreamFramer)
+    closed: bool = False
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+Handler = Callable[[Inbound], None]
+
+
+class Transports:
+    """Every listener of the configuration and the table of open connections."""
+
+    def __init__(self, specs: list[str], handler: Handler, tls_cert: str = "", tls_key: str = "",
+                 reuse_port: bool = False) -> None:
+        self.listeners = [parse_listen(s) for s in specs]
+        self.handler = handler
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.reuse_port = reuse_port
+        self.udp: dict[Listener, socket.socket] = {}
+        self.streams: dict[Listener, StreamServer] = {}
+        self.connections: dict[Peer, Connection] = {}
+        self._server_ctx: ssl.SSLContext | None = None
+        self._client_ctx: ssl.SSLContext | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Open every listening socket (before forking workers, so they share them)."""
+        if any(lst.transport == "tls" for lst in self.listeners):
+            if not self.tls_cert or not self.tls_key:
+                raise ValueError("tls listener needs sipproxy.tls_cert and sipproxy.tls_key")
+            # gevent.ssl.SSLContext itself: create_default_context() would hand back the
+            # blocking stdlib class and stall the hub during handshakes
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+            self._server_ctx = ctx
+        for lst in self.listeners:
+            family = _stdsocket.AF_INET6 if ":" in lst.host else _stdsocket.AF_INET
+            if lst.transport == "udp":
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                if self.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                sock.bind((lst.host, lst.port))
+                self.udp[lst] = sock
+            else:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((lst.host, lst.port))
+                sock.listen(1024)
+                server = StreamServer(sock, lambda s, addr, lst=lst: self._accepted(s, addr, lst))
+                self.streams[lst] = server
+
+    def start(self) -> None:
+        """Start serving (bind first if not done)."""
+        if not self.udp and not self.streams:
+            self.bind()
+        for lst, sock in self.udp.items():
+            self._greenlets.append(gevent.spawn(self._udp_loop, sock, lst))
+        for server in self.streams.values():
+            server.start()
+
+    def stop(self) -> None:
+        for server in self.streams.values():
+            server.stop(timeout=0)
+        gevent.killall(self._greenlets, block=False)
+        for conn in list(self.connections.values()):
+            self._close(conn)
+        for sock in self.udp.values():
+            sock.close()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _udp_loop(self, sock: socket.socket, lst: Listener) -> None:
+        while True:
+            try:
+                data, addr = sock.recvfrom(MAX_MESSAGE + 1)
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    return
+                continue  # ICMP errors surface here on Linux; ignore them
+            if len(data) > MAX_MESSAGE or not data.strip(b"\r\n\0 "):
+                continue  # oversize, or a keepalive / empty datagram
+            gevent.spawn(self._dispatch, Inbound(data, Peer("udp", addr[0], addr[1]), lst))
+
+    def _dispatch(self, inbound: Inbound) -> None:
+        try:
+            self.handler(inbound)
+        except Exception:  # a bug in a message must not take the transport down
+            log.exception("error handling message from %s", inbound.source)
+
+    def _accepted(self, sock: socket.socket, addr: tuple, lst: Listener) -> None:
+        if len(self.connections) >= MAX_CONNECTIONS:
+            sock.close()
+            return
+        if lst.transport == "tls":
+            try:
+                sock.settimeout(10)
+                sock = self._server_ctx.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("TLS handshake with %s failed: %s", addr[0], exc)
+                sock.close()
+                return
+        conn = Connection(sock, Peer(lst.transport, addr[0], addr[1]), lst)
+        self._serve(conn)
+
+    def _serve(self, conn: Connection) -> None:
+        """Read a connection until it closes, feeding complete messages to the handler."""
+        self.connections[conn.peer] = conn
+        conn.sock.settimeout(IDLE_TIMEOUT)
+        try:
+            while not conn.closed:
+                try:
+                    data = conn.sock.recv(65536)
+                except (OSError, ssl.SSLError):
+                    break
+                if not data:
+                    break
+                try:
+                    items = conn.framer.feed(data)
+                except FramingError as exc:
+                    log.info("closing %s: %s", conn.peer, exc)
+                    break
+                for item in items:
+                    if item is PING:
+                        try:
+                            conn.send(b"\r\n")
+                        except OSError:
+                            break
+                    else:
+                        self._dispatch(Inbound(item, conn.peer, conn.listener, conn))
+        finally:
+            self._close(conn)
+
+    def _close(self, conn: Connection) -> None:
+        conn.closed = True
+        if self.connections.get(conn.peer) is conn:
+            del self.connections[conn.peer]
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    # -- sending --------------------------------------------------------------------------
+
+    def listener_for(self, transport: str, host: str | None = None) -> Listener | None:
+        """The listener to send from (and to name in Via/Record-Route) for ``transport``."""
+        v6 = host is not None and ":" in host
+        candidates = [lst for lst in self.listeners if lst.transport == transport]
+        for lst in candidates:
+            if (":" in lst.host) == v6:
+                return lst
+        return candidates[0] if candidates else None
+
+    def send(self, data: bytes, dest: Peer, connection: Connection | None = None) -> bool:
+        """Send ``data`` to ``dest``; over ``connection`` (or the table's connection to
+        ``dest``) for a stream.  False when it could not be sent (no listener, connect
+        refused): the transaction layer then answers 503 or tries the next target."""
+        try:
+            if dest.transport == "udp":
+                lst = self.listener_for("udp", dest.host)
+                if lst is None:
+                    return False
+                self.udp[lst].sendto(data, (dest.host, dest.port))
+                return True
+            conn = connection if connection is not None and not connection.closed else None
+            if conn is None:
+                conn = self.connections.get(dest)
+            if conn is None:
+                conn = self._connect(dest)
+                if conn is None:
+                    return False
+            conn.send(data)
+            return True
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("cannot send to %s: %s", dest, exc)
+            return False
+
+    def _connect(self, dest: Peer) -> Connection | None:
+        lst = self.listener_for(dest.transport, dest.host)
+        if lst is None:
+            return None
+        family = _stdsocket.AF_INET6 if ":" in dest.host else _stdsocket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        try:
+            sock.connect((dest.host, dest.port))
+            if dest.transport == "tls":
+                if self._client_ctx is None:
+                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE  # peers are authenticated by digest, not cert
+                    self._client_ctx = ctx
+                sock = self._client_ctx.wrap_socket(sock)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("cannot connect to %s: %s", dest, exc)
+            sock.close()
+            return None
+        conn = Connection(sock, dest, lst)
+        self.connections[dest] = conn
+        gevent.spawn(self._serve, conn)
+        return conn
