@@ -1,0 +1,140 @@
+"""Reading a request envelope safely, and writing response and fault envelopes.
+
+Requests come from the network, so parsing refuses what XML can be abused with: a DOCTYPE
+(hence every entity, internal or external: billion laughs, XXE), processing of network
+resources, deeper nesting than any NGNPro message needs, and bodies larger than the limit
+(checked by the server before parsing).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from .const import NS_SOAP_ENC, NS_SOAP_ENV, NS_TYPES
+from .encoding import PREFIXES
+from .faults import INVALID_REQUEST, SERVER_ERROR, NGNProError
+
+#: Deepest element nesting accepted (the deepest NGNPro message needs about 10).
+MAX_DEPTH = 48
+
+ENV_ENCODING_STYLE = f"{{{NS_SOAP_ENV}}}encodingStyle"
+
+
+@dataclass
+class ParsedRequest:
+    root: etree._Element
+    header: list[etree._Element]
+    method: etree._Element
+    ids: dict[str, etree._Element] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        return etree.QName(self.method).namespace or ""
+
+    @property
+    def name(self) -> str:
+        return etree.QName(self.method).localname
+
+
+def _refuse(why: str) -> NGNProError:
+    return NGNProError(INVALID_REQUEST, f"Invalid request: {why}")
+
+
+def parse_request(body: bytes, max_depth: int = MAX_DEPTH) -> ParsedRequest:
+    """Parse and check one SOAP 1.1 request envelope; raise fault 9003 when it is unusable."""
+    if not body or not body.strip():
+        raise _refuse("empty body")
+    head = body[:4096].lstrip()
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _refuse("DOCTYPE and entity declarations are not allowed")
+    depth = 0
+    ids: dict[str, etree._Element] = {}
+    try:
+        events = etree.iterparse(
+            io.BytesIO(body), events=("start", "end"), resolve_entities=False, load_dtd=False,
+            no_network=True, huge_tree=False, remove_comments=True, remove_pis=True,
+        )
+        root = None
+        for event, el in events:
+            if event == "start":
+                depth += 1
+                if depth > max_depth:
+                    raise _refuse(f"elements nested deeper than {max_depth}")
+                if root is None:
+                    root = el
+                ident = el.get("id")
+                if ident is not None:
+                    ids[ident] = el
+            else:
+                depth -= 1
+    except etree.XMLSyntaxError as exc:
+        raise _refuse(f"malformed XML ({str(exc)[:120]})") from None
+    if root is None:
+        raise _refuse("empty document")
+    if root.getroottree().docinfo.doctype:
+        raise _refuse("DOCTYPE and entity declarations are not allowed")
+    for el in root.iter():
+        if not isinstance(el.tag, str) and el.tag is etree.Entity:
+            raise _refuse("entity references are not allowed")
+    if root.tag != f"{{{NS_SOAP_ENV}}}Envelope":
+        raise _refuse("not a SOAP 1.1 Envelope")
+    header: list[etree._Element] = []
+    body_el = None
+    for child in root:
+        if child.tag == f"{{{NS_SOAP_ENV}}}Header":
+            header = [h for h in child if isinstance(h.tag, str)]
+        elif child.tag == f"{{{NS_SOAP_ENV}}}Body":
+            body_el = child
+    if body_el is None:
+        raise _refuse("no SOAP Body")
+    calls = [c for c in body_el if isinstance(c.tag, str)]
+    if not calls:
+        raise _refuse("empty SOAP Body")
+    # SOAP 1.1 5.2.1: further body entries are independent elements referenced by href
+    return ParsedRequest(root, header, calls[0], ids)
+
+
+def new_envelope(port_ns: str | None = None) -> tuple[etree._Element, etree._Element]:
+    """A response Envelope (every prefix declared once) and its Body."""
+    nsmap = dict(PREFIXES)
+    if port_ns:
+        nsmap["ns2"] = port_ns
+    env = etree.Element(f"{{{NS_SOAP_ENV}}}Envelope", nsmap=nsmap)
+    env.set(ENV_ENCODING_STYLE, NS_SOAP_ENC)
+    body = etree.SubElement(env, f"{{{NS_SOAP_ENV}}}Body")
+    return env, body
+
+
+def to_bytes(env: etree._Element) -> bytes:
+    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+
+
+def fill_fault(body: etree._Element, code: int, message: str, faultcode: str = "Server") -> None:
+    """``SOAP-ENV:Fault`` with ``detail/exception/{errorcode, errorstring}`` (API.md 1.9)."""
+    fault = etree.SubElement(body, f"{{{NS_SOAP_ENV}}}Fault")
+    etree.SubElement(fault, "faultcode").text = f"SOAP-ENV:{faultcode}"
+    etree.SubElement(fault, "faultstring").text = message
+    detail = etree.SubElement(fault, "detail")
+    exc = etree.SubElement(detail, "exception")
+    exc.set(f"{{{PREFIXES['xsi']}}}type", "ns1:NGNProException")
+    ec = etree.SubElement(exc, "errorcode")
+    ec.set(f"{{{PREFIXES['xsi']}}}type", "xsd:int")
+    ec.text = str(code)
+    es = etree.SubElement(exc, "errorstring")
+    es.set(f"{{{PREFIXES['xsi']}}}type", "xsd:string")
+    es.text = message
+
+
+def fault_bytes(error: NGNProError | None = None, code: int = SERVER_ERROR, message: str = "Internal server error") -> bytes:
+    """A complete fault response document."""
+    if error is not None:
+        code, message = error.code, error.message
+    env, body = new_envelope()
+    fill_fault(body, code, message, "Client" if code in (INVALID_REQUEST, 9001, 9002) else "Server")
+    return to_bytes(env)
+
+
+assert NS_TYPES == PREFIXES["ns1"]

@@ -1,0 +1,127 @@
+"""The spyne protocol for SOAP 1.1 rpc/encoded (section 5) that NGNPro clients speak.
+
+A subclass of spyne's :class:`~spyne.protocol.soap.Soap11`: spyne still finds the method
+(``{port namespace}name`` against the application's interface), calls the user code and
+carries faults; this class replaces what is document/literal in its parent -- reading the
+envelope (safely), decoding the parameters and the ``auth`` header by the declared models,
+and writing the encoded response with exactly one return part (API.md 1.3-1.9).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lxml import etree
+from spyne.model.complex import ComplexModel
+from spyne.model.fault import Fault
+from spyne.model.primitive import Boolean, Integer, Unicode
+from spyne.protocol.soap import Soap11
+
+from .context import RequestState
+from .encoding import Decoder, encode
+from .envelope import fill_fault, new_envelope, parse_request, to_bytes
+from .faults import INVALID_REQUEST, SERVER_ERROR, NGNProError
+
+log = logging.getLogger("ngnpro.soap")
+
+
+class AuthHeader(ComplexModel):
+    """The ``auth`` header; qualified or not, ``actor``/``mustUnderstand`` ignored."""
+
+    __namespace__ = "urn:AGProjects:NGNPro"
+    __type_name__ = "auth"
+    _type_info = [("username", Unicode), ("password", Unicode), ("admin", Boolean), ("impersonate", Integer)]
+
+
+def fault_code(error: Any) -> tuple[int, str, str]:
+    """``(errorcode, message, faultcode)`` for any fault spyne hands the serializer."""
+    if isinstance(error, NGNProError):
+        return error.code, error.message, error.faultcode
+    if isinstance(error, Fault):
+        fc = str(error.faultcode or "Server")
+        if fc.startswith("Client"):
+            if "ResourceNotFound" in fc:
+                return INVALID_REQUEST, f"Invalid request: unknown method {error.faultstring}", "Client"
+            return INVALID_REQUEST, f"Invalid request: {error.faultstring}", "Client"
+    return SERVER_ERROR, "Internal server error", "Server"
+
+
+class RpcEncodedSoap11(Soap11):
+    """SOAP 1.1 section-5 encoding in and out, as the NGNPro PHP client needs it."""
+
+    mime_type = "text/xml; charset=utf-8"
+
+    def __init__(self, app: Any = None) -> None:
+        super().__init__(app, validator=None, xml_declaration=True, cleanup_namespaces=False)
+
+    # ---------------------------------------------------------------- in
+    def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
+        parsed = getattr(ctx.transport, "parsed_request", None)
+        if parsed is None:
+            parsed = parse_request(b"".join(ctx.in_string))
+        ctx.in_document = parsed
+
+    def decompose_incoming_envelope(self, ctx: Any, message: Any = None) -> None:
+        parsed = ctx.in_document
+        ctx.in_header_doc = parsed.header
+        ctx.in_body_doc = parsed.method
+        ctx.method_request_string = f"{{{parsed.namespace}}}{parsed.name}"
+
+    def deserialize(self, ctx: Any, message: Any) -> None:
+        self.event_manager.fire_event("before_deserialize", ctx)
+        parsed = ctx.in_document
+        decoder = Decoder(parsed.ids)
+        state = ctx.udc
+        for h in ctx.in_header_doc or ():
+            if etree.QName(h).localname == "auth":
+                auth = decoder.decode(AuthHeader, h, "auth")
+                if isinstance(state, RequestState):
+                    state.auth = {k: getattr(auth, k) for k in ("username", "password", "admin", "impersonate")}
+                break
+        ctx.in_object = self.decode_params(decoder, ctx.descriptor.in_message, ctx.in_body_doc)
+        self.event_manager.fire_event("after_deserialize", ctx)
+
+    @staticmethod
+    def decode_params(decoder: Decoder, in_message: Any, method_el: etree._Element) -> list[Any]:
+        """Parameters by name; children with other names (PHP's ``param0``) fill the rest in order."""
+        params = list(in_message.get_flat_type_info(in_message).items())
+        values: dict[str, Any] = {}
+        names = {name for name, _ in params}
+        leftovers = []
+        for child in method_el:
+            if not isinstance(child.tag, str):
+                continue
+            local = etree.QName(child).localname
+            if local in names and local not in values:
+                cls = dict(params)[local]
+                values[local] = decoder.decode(cls, child, local)
+            else:
+                leftovers.append(child)
+        free = [(n, c) for n, c in params if n not in values]
+        for (name, cls), child in zip(free, leftovers, strict=False):
+            values[name] = decoder.decode(cls, child, name)
+        return [values.get(name) for name, _ in params]
+
+    # ---------------------------------------------------------------- out
+    def serialize(self, ctx: Any, message: Any) -> None:
+        self.event_manager.fire_event("before_serialize", ctx)
+        port_ns = self.app.tns if self.app is not None else None
+        env, body = new_envelope(port_ns)
+        if ctx.out_error is not None:
+            code, text, faultcode = fault_code(ctx.out_error)
+            fill_fault(body, code, text, faultcode)
+        else:
+            name = ctx.descriptor.name if ctx.descriptor is not None else "response"
+            wrapper = etree.SubElement(body, f"{{{port_ns}}}{name}Response")
+            out_info = list(ctx.descriptor.out_message.get_flat_type_info(ctx.descriptor.out_message).items())
+            value = None
+            if ctx.out_object:
+                value = ctx.out_object[0]
+            if out_info and value is not None:
+                encode(wrapper, "return", out_info[0][1], value)
+        ctx.out_document = env
+        self.event_manager.fire_event("after_serialize", ctx)
+
+    def create_out_string(self, ctx: Any, charset: str | None = None) -> None:
+        ctx.out_string = [to_bytes(ctx.out_document)]
