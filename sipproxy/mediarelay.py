@@ -1,0 +1,297 @@
+"""The proxy's client of the media relays (``python -m mediaproxy``), over their control port.
+
+Several relays may be configured (``[sipproxy] media_relays``; empty: ``[mediaproxy]
+control``).  A new call goes to the live relay holding the fewest of this proxy's calls; a
+relay that refuses connections or stops answering is skipped for ``retry_interval`` seconds,
+so new calls go to the others.  Calls already on a relay that went away lose their media;
+their next offer (a re-INVITE) moves them to a live relay with new ports.
+
+How the proxy uses it (gevent-friendly: every call blocks only the calling greenlet)::
+
+    from sipproxy.mediarelay import MediaRelays, MediaRelayError, should_relay
+
+    relays = MediaRelays.from_config(config, on_timeout=on_media_timeout)
+
+    if should_relay(config["sipproxy"]["media_relay"], caller_nat, callee_nat, account_flag):
+        # Every SDP of the call goes through the relay; ``sender_tag`` is the tag of the party
+        # whose SDP it is, ``peer_tag`` the other party's ("" while not known yet).
+        # INVITE / re-INVITE / UPDATE carrying an offer, from the From party:
+        body = relays.offer(call_id, body, sender_tag=from_tag, peer_tag=to_tag)
+        # 183 / 200 carrying the answer to it (the To party answers):
+        body = relays.answer(call_id, body, sender_tag=to_tag, peer_tag=from_tag)
+        # late offer: INVITE without SDP, the offer is in the 200 and the answer in the ACK:
+        body_200 = relays.offer(call_id, body_200, sender_tag=to_tag, peer_tag=from_tag)
+        body_ack = relays.answer(call_id, body_ack, sender_tag=from_tag, peer_tag=to_tag)
+        dialog.media_relay = relays.relay_of(call_id) or ""   # keep it with the dialog
+
+    # BYE, CANCEL, a final failure of the INVITE: release the ports, get the summary
+    summary = relays.remove(call_id, reason="bye", relay=dialog.media_relay or None)
+
+    def on_media_timeout(event):   # called in its own greenlet
+        # send BYE (Reason: media timeout) to both parties, then:
+        summary = relays.remove(event.call_id, reason="media timeout")
+
+``offer``/``answer`` return the body with the relay's address and ports (same type, str or
+bytes, as given); bodies with no media lines come back unchanged.  They raise
+:class:`MediaRelayError` when no relay is reachable or the relay refuses the SDP, and
+:class:`sipproxy.sdp.SdpError` for an SDP that cannot be read: the proxy decides whether to
+forward the body unchanged or answer 488/500.  ``remove`` never raises; it answers the
+summary (dict, see ``docs/mediaproxy.md``) or None.  The summary is also stored by the relay
+in the ``media_sessions`` table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+from gevent import socket
+from gevent.event import AsyncResult
+
+from . import sdp as sdplib
+
+log = logging.getLogger("sipproxy.mediarelay")
+
+__all__ = ["MediaRelayError", "MediaTimeout", "MediaRelays", "should_relay"]
+
+
+class MediaRelayError(Exception):
+    """No relay could take the SDP (none reachable, or the relay refused it)."""
+
+
+@dataclass(frozen=True)
+class MediaTimeout:
+    """A relay saw no media on a stream for its media timeout: end the call."""
+
+    call_id: str
+    from_tag: str
+    to_tag: str
+    stream: int
+    reason: str
+    relay: str
+
+
+def should_relay(setting: str, caller_behind_nat: bool, callee_behind_nat: bool,
+                 account_flag: bool = False) -> bool:
+    """The ``[sipproxy] media_relay`` policy: "always", "nat" (either party behind NAT, or the
+    account asks for it) or "never"."""
+    if setting == "always":
+        return True
+    if setting == "nat":
+        return caller_behind_nat or callee_behind_nat or account_flag
+    return False
+
+
+class RelayLink:
+    """One relay's control connection, opened on first use and re-opened after failures."""
+
+    def __init__(self, address: str, owner: MediaRelays) -> None:
+        from ngnpro.models.config import parse_hostport
+
+        self.address = address
+        self.host, self.port = parse_hostport(address, "media_relays")
+        self.owner = owner
+        self.sock: Any = None
+        self.reader: gevent.Greenlet | None = None
+        self.pending: dict[int, AsyncResult] = {}
+        self.down_until = 0.0
+        self.calls = 0
+
+    def usable(self) -> bool:
+        return self.sock is not None or time.monotonic() >= self.down_until
+
+    def _connect(self) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.owner.timeout)
+        except OSError as exc:
+            self._down(f"cannot connect: {exc}")
+            raise MediaRelayError(f"relay {self.address}: cannot connect ({exc})") from None
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.reader = gevent.spawn(self._read, sock)
+        log.info("connected to media relay %s", self.address)
+
+    def _down(self, why: str) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+        self.down_until = time.monotonic() + self.owner.retry_interval
+        log.warning("media relay %s unavailable (%s); retrying in %ss", self.address, why, self.owner.retry_interval)
+        pending, self.pending = self.pending, {}
+        for result in pending.values():
+            result.set_exception(MediaRelayError(f"relay {self.address}: {why}"))
+
+    def _read(self, sock: Any) -> None:
+        buf = b""
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    self._dispatch(line)
+        except OSError:
+            pass
+        if self.sock is sock:
+            self._down("connection closed")
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            log.warning("media relay %s sent a bad line", self.address)
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("event") == "timeout":
+            ev = MediaTimeout(str(msg.get("call_id", "")), str(msg.get("from_tag", "")),
+                              str(msg.get("to_tag", "")), int(msg.get("stream", 0) or 0),
+                              str(msg.get("reason", "media timeout")), self.address)
+            if self.owner.on_timeout is not None:
+                gevent.spawn(self.owner.on_timeout, ev)
+            return
+        result = self.pending.pop(msg.get("id"), None)
+        if result is not None:
+            result.set(msg)
+
+    def request(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and wait for its reply; :class:`MediaRelayError` on failure."""
+        if self.sock is None:
+            if time.monotonic() < self.down_until:
+                raise MediaRelayError(f"relay {self.address} is down")
+            self._connect()
+        rid = next(self.owner.ids)
+        msg = {"id": rid, **msg}
+        result = AsyncResult()
+        self.pending[rid] = result
+        try:
+            self.sock.sendall(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+        except OSError as exc:
+            self.pending.pop(rid, None)
+            self._down(f"send failed: {exc}")
+            raise MediaRelayError(f"relay {self.address}: send failed") from None
+        try:
+            return result.get(timeout=self.owner.timeout)
+        except gevent.Timeout:
+            self.pending.pop(rid, None)
+            self._down("no answer")
+            raise MediaRelayError(f"relay {self.address}: no answer within {self.owner.timeout}s") from None
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+        if self.reader is not None:
+            self.reader.kill(block=False)
+
+
+class MediaRelays:
+    """Every configured relay, and which call is on which."""
+
+    def __init__(self, addresses: list[str], on_timeout: Callable[[MediaTimeout], Any] | None = None,
+                 timeout: float = 2.0, retry_interval: float = 5.0, ice: str = "replace") -> None:
+        if not addresses:
+            raise ValueError("no media relay addresses")
+        self.on_timeout = on_timeout
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self.ice = ice
+        self.ids = itertools.count(1)
+        self.links = [RelayLink(a, self) for a in addresses]
+        self.calls: dict[str, RelayLink] = {}
+        self._rr = 0
+
+    @classmethod
+    def from_config(cls, config: Any, on_timeout: Callable[[MediaTimeout], Any] | None = None,
+                    **kwargs: Any) -> MediaRelays:
+        addresses = list(config["sipproxy"]["media_relays"]) or [config["mediaproxy"]["control"]]
+        return cls(addresses, on_timeout, **kwargs)
+
+    def relay_of(self, call_id: str) -> str | None:
+        link = self.calls.get(call_id)
+        return link.address if link else None
+
+    def _candidates(self, call_id: str) -> list[RelayLink]:
+        """The call's own relay first, then the live ones by load (round robin among equals)."""
+        current = self.calls.get(call_id)
+        self._rr = (self._rr + 1) % len(self.links)
+        order = self.links[self._rr:] + self.links[:self._rr]
+        live = sorted((x for x in order if x.usable() and x is not current), key=lambda x: x.calls)
+        return ([current] if current is not None and current.usable() else []) + live
+
+    def _update(self, link: RelayLink, call_id: str, direction: str, from_tag: str, to_tag: str,
+                streams: list[dict[str, Any]]) -> dict[str, Any]:
+        reply = link.request({"command": "update", "call_id": call_id, "from_tag": from_tag,
+                              "to_tag": to_tag, "direction": direction, "streams": streams})
+        if not reply.get("ok"):
+            raise MediaRelayError(f"relay {link.address} refused the SDP: {reply.get('error')}")
+        return reply
+
+    def offer(self, call_id: str, body: str | bytes, sender_tag: str, peer_tag: str = "") -> str | bytes:
+        """Put the relay into an SDP offer; the call goes to a relay if it is not on one."""
+        desc = sdplib.parse(body)
+        if not desc.media:
+            return body
+        streams = sdplib.relay_streams(desc)
+        errors = []
+        for link in self._candidates(call_id):
+            try:
+                reply = self._update(link, call_id, "offer", sender_tag, peer_tag, streams)
+            except MediaRelayError as exc:
+                if link.sock is not None:  # the relay answered: it refuses this SDP
+                    raise
+                errors.append(str(exc))
+                continue
+            old = self.calls.get(call_id)
+            if old is not link:
+                if old is not None:
+                    old.calls -= 1
+                link.calls += 1
+                self.calls[call_id] = link
+            return sdplib.rewrite(body, reply["ip"], reply["streams"], self.ice)
+        raise MediaRelayError("no media relay available: " + ("; ".join(errors) or "all down"))
+
+    def answer(self, call_id: str, body: str | bytes, sender_tag: str, peer_tag: str) -> str | bytes:
+        """Put the relay into the SDP answer of the call's last offer."""
+        desc = sdplib.parse(body)
+        if not desc.media:
+            return body
+        link = self.calls.get(call_id)
+        if link is None:
+            raise MediaRelayError(f"call {call_id!r} has no relay session to answer")
+        reply = self._update(link, call_id, "answer", peer_tag, sender_tag, sdplib.relay_streams(desc))
+        return sdplib.rewrite(body, reply["ip"], reply["streams"], self.ice)
+
+    def remove(self, call_id: str, reason: str = "bye", relay: str | None = None) -> dict[str, Any] | None:
+        """End the call's relay session and answer its summary (None if there was none)."""
+        link = self.calls.pop(call_id, None)
+        if link is not None:
+            link.calls -= 1
+            targets = [link]
+        else:  # e.g. a restarted proxy: the relay named by the dialog, else every live one
+            targets = [x for x in self.links if x.address == relay] or [x for x in self.links if x.usable()]
+        for target in targets:
+            try:
+                reply = target.request({"command": "remove", "call_id": call_id, "reason": reason})
+            except MediaRelayError as exc:
+                log.warning("cannot remove %s: %s", call_id, exc)
+                continue
+            if reply.get("ok"):
+                return reply.get("summary")
+        return None
+
+    def close(self) -> None:
+        for link in self.links:
+            link.close()
