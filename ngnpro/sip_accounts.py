@@ -1,0 +1,570 @@
+"""SipPort subscribers: domains, accounts (digest credentials), aliases and groups.
+
+Logic is plain functions of ``(session, scope, parsed values)`` that raise
+:class:`NGNProError` before writing anything invalid, so the framework's one-transaction-
+per-call rule makes a fault change nothing.  Every write logs a change (``record_change``)
+so the proxy drops its cached copy of that subscriber within a second.
+
+Passwords (API.md 2.5) arrive in clear text or as the pair
+``md5(user:domain:pw):md5(user@domain:domain:pw)``; the HA1 hashes the proxy needs are kept
+either way, the SHA-256 one (RFC 8760) only when the clear text is known.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import ipaddress
+import re
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from ngnpro import sip_types as t
+from ngnpro.models import sip as m
+from ngnpro.models.changes import (
+    TOPIC_SIP_ACCOUNT,
+    TOPIC_SIP_ALIAS,
+    TOPIC_SIP_DOMAIN,
+    record_change,
+)
+from ngnpro.models.customer import Customer
+from ngnpro.soap.context import Scope
+from ngnpro.soap.faults import (
+    ALIAS_EXISTS,
+    ALIAS_NOT_FOUND,
+    GROUP_ACCOUNT_NOT_FOUND,
+    NOT_IN_GROUP,
+    PERMISSION_DENIED,
+    SIP_ACCOUNT_EXISTS,
+    SIP_ACCOUNT_NOT_FOUND,
+    SIP_DOMAIN_EXISTS,
+    SIP_DOMAIN_NOT_FOUND,
+    NGNProError,
+)
+from ngnpro.soap.query import run_query
+
+AUTOINCREMENT = "<autoincrement>"
+#: the first username ``<autoincrement>`` hands out in a domain without numeric usernames
+FIRST_AUTO_USERNAME = 1000
+_HA1_PAIR = re.compile(r"^([0-9a-f]{32}):([0-9a-f]{32})$")
+
+
+def fmt_date(value: _dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+# --- ownership and look-ups ---------------------------------------------------------------
+
+
+def resolve_owner(
+    session: Session, scope: Scope, customer: int | None, reseller: int | None,
+    fallback: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """``(customer, reseller)`` of a new or re-owned record.
+
+    A scoped caller may only hand a record to a customer it can see and never to another
+    reseller; the unscoped admin may name any owner (the customer may live on another
+    engine, API.md 1.1), and when it names none the record inherits ``fallback`` (the
+    domain's owner) so a reseller's domain keeps its accounts in that reseller's view."""
+    c = t.integer(customer, "customer")
+    r = t.integer(reseller, "reseller")
+    if scope.unscoped:
+        if not c and not r:
+            return fallback or scope.owner_defaults()
+        if c and not r:
+            row = session.get(Customer, c)
+            if row is not None:
+                r = row.reseller or (row.id if row.reseller_active else 0)
+        return c or r, r
+    default_c, default_r = scope.owner_defaults()
+    if c and scope.visible_ids is not None and c not in scope.visible_ids:
+        raise NGNProError(PERMISSION_DENIED, f"Permission denied: customer {c} is not yours")
+    if r and r != default_r:
+        raise NGNProError(PERMISSION_DENIED, f"Permission denied: reseller {r} is not yours")
+    return c or default_c, default_r
+
+
+def get_domain(session: Session, scope: Scope, name: str | None, field: str = "domain") -> m.SipDomain:
+    domain = t.domain_name(name, field)
+    row = session.execute(select(m.SipDomain).where(m.SipDomain.domain == domain)).scalar_one_or_none()
+    if row is None:
+        raise NGNProError(SIP_DOMAIN_NOT_FOUND, f"SIP domain {domain} does not exist")
+    scope.check(row)
+    return row
+
+
+def find_account(
+    session: Session, scope: Scope, sip_id: t.SipId | None, missing: int = SIP_ACCOUNT_NOT_FOUND,
+    for_update: bool = False,
+) -> m.SipAccount:
+    """The account named by ``sip_id`` inside the caller's scope (``missing`` if none)."""
+    user, domain = t.sip_id(sip_id)
+    stmt = select(m.SipAccount).where(m.SipAccount.username == user, m.SipAccount.domain == domain)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NGNProError(missing, f"SIP account {user}@{domain} does not exist")
+    scope.check(row)
+    return row
+
+
+def touch(session: Session, account: m.SipAccount) -> None:
+    """Log a change of ``account`` and bump its change date (sub-rows do not bump it)."""
+    account.change_date = m.utcnow()
+    record_change(session, TOPIC_SIP_ACCOUNT, account.aor)
+
+
+# --- domains ------------------------------------------------------------------------------
+
+
+def _pem(value: str | None, field: str, marker: str) -> str | None:
+    if value is None:
+        return None
+    pem = t.text(value, field, 65536).strip()
+    if pem and ("-----BEGIN" not in pem or marker not in pem):
+        raise t.invalid(field, "not a PEM " + marker.lower())
+    return pem
+
+
+def _ip_list(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    tokens = t.text(value, field, 4096).replace(",", " ").split()
+    for token in tokens:
+        try:
+            ipaddress.ip_network(token, strict=False)
+        except ValueError:
+            raise t.invalid(field, f"{token!r} is not an IP address or network") from None
+    return " ".join(tokens)
+
+
+def _domain_list(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    tokens = t.text(value, field, 4096).replace(",", " ").split()
+    return " ".join(t.domain_name(token, field) for token in tokens)
+
+
+def _apply_domain(row: m.SipDomain, d: t.SipDomain) -> None:
+    for attr, value in (
+        ("certificate", _pem(d.certificate, "certificate", "CERTIFICATE")),
+        ("private_key", _pem(d.private_key, "private_key", "PRIVATE KEY")),
+        ("match_ip_address", _ip_list(d.match_ip_address, "match_ip_address")),
+        ("match_sip_domain", _domain_list(d.match_sip_domain, "match_sip_domain")),
+        ("verify_cert", t.flag(d.verify_cert, "verify_cert")),
+        ("require_cert", t.flag(d.require_cert, "require_cert")),
+    ):
+        if value is not None:
+            setattr(row, attr, value)
+
+
+def domain_to_soap(row: m.SipDomain) -> t.SipDomain:
+    return t.SipDomain(
+        domain=row.domain, customer=row.customer, reseller=row.reseller,
+        certificate=row.certificate or "", private_key=row.private_key or "",
+        match_ip_address=row.match_ip_address or "", match_sip_domain=row.match_sip_domain or "",
+        verify_cert=int(bool(row.verify_cert)), require_cert=int(bool(row.require_cert)),
+        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
+    )
+
+
+def add_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
+    if d is None:
+        raise t.invalid("domain", "missing")
+    name = t.domain_name(d.domain)
+    if session.execute(select(m.SipDomain.id).where(m.SipDomain.domain == name)).first():
+        raise NGNProError(SIP_DOMAIN_EXISTS, f"SIP domain {name} already exists")
+    customer, reseller = resolve_owner(session, scope, d.customer, d.reseller)
+    row = m.SipDomain(domain=name, customer=customer, reseller=reseller)
+    _apply_domain(row, d)
+    session.add(row)
+    record_change(session, TOPIC_SIP_DOMAIN, name)
+
+
+def update_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
+    if d is None:
+        raise t.invalid("domain", "missing")
+    row = get_domain(session, scope, d.domain)
+    if (d.customer and d.customer != row.customer) or (d.reseller and d.reseller != row.reseller):
+        row.customer, row.reseller = resolve_owner(
+            session, scope, d.customer or row.customer, d.reseller or row.reseller
+        )
+    _apply_domain(row, d)
+    row.change_date = m.utcnow()
+    record_change(session, TOPIC_SIP_DOMAIN, row.domain)
+
+
+def delete_domain(session: Session, scope: Scope, name: str | None) -> None:
+    """Delete a domain with its accounts (the database cascades their settings) and the
+    aliases living in it."""
+    row = get_domain(session, scope, name)
+    aliases = session.execute(select(m.SipAlias).where(m.SipAlias.domain == row.domain)).scalars().all()
+    for alias in aliases:
+        session.delete(alias)
+    users = session.execute(select(m.SipAccount.username).where(m.SipAccount.domain == row.domain)).scalars().all()
+    session.execute(m.SipAccount.__table__.delete().where(m.SipAccount.domain == row.domain))
+    session.delete(row)
+    record_change(session, TOPIC_SIP_DOMAIN, row.domain)
+    for user in users[:200]:
+        record_change(session, TOPIC_SIP_ACCOUNT, f"{user}@{row.domain}")
+    if len(users) > 200:
+        record_change(session, TOPIC_SIP_ACCOUNT, "")
+    if aliases:
+        record_change(session, TOPIC_SIP_ALIAS, "")
+
+
+def get_domains(session: Session, scope: Scope, query: t.SipDomainQuery | None) -> t.SipDomainList:
+    total, rows = run_query(
+        session, select(m.SipDomain), query,
+        filters={"domain": m.SipDomain.domain, "customer": m.SipDomain.customer, "reseller": m.SipDomain.reseller},
+        orders={"changeDate": m.SipDomain.change_date, "domain": m.SipDomain.domain},
+        scope=scope, model=m.SipDomain,
+    )
+    return t.SipDomainList(total=total, domains=[domain_to_soap(r) for r in rows])
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+def credentials(user: str, domain: str, password: str, store_clear: bool) -> dict[str, str]:
+    """Stored password and hashes for a clear-text password or an HA1 pair (API.md 2.5)."""
+    pair = _HA1_PAIR.match(password.lower())
+    if pair:
+        return {"password": "", "ha1": pair.group(1), "ha1b": pair.group(2), "ha1_sha256": ""}
+    if not password:
+        return {"password": "", "ha1": "", "ha1b": "", "ha1_sha256": ""}
+    raw = f"{user}:{domain}:{password}".encode()
+    return {
+        "password": password if store_clear else "",
+        "ha1": hashlib.md5(raw).hexdigest(),
+        "ha1b": hashlib.md5(f"{user}@{domain}:{domain}:{password}".encode()).hexdigest(),
+        "ha1_sha256": hashlib.sha256(raw).hexdigest(),
+    }
+
+
+def account_to_soap(row: m.SipAccount) -> t.SipAccount:
+    """The wire form; ``password`` is the clear text when kept, else the HA1 pair, so that a
+    round-tripped account sends back something that changes nothing."""
+    password = row.password or (f"{row.ha1}:{row.ha1b}" if row.ha1 and row.ha1b else "")
+    return t.SipAccount(
+        id=t.SipId(username=row.username, domain=row.domain),
+        firstName=row.first_name, lastName=row.last_name, password=password, ha1=row.ha1,
+        email=row.email, timezone=row.timezone, rpid=row.rpid, owner=row.owner,
+        customer=row.customer, reseller=row.reseller, groups=sorted(row.group_names),
+        prepaid=int(bool(row.prepaid)), quota=row.quota, callLimit=row.call_limit, timeout=row.timeout,
+        acl=[t.AclEntry(ip=a.ip, mask=a.mask, tag=a.tag) for a in row.acl],
+        properties=[
+            t.SipAccountProperty(name=p.name, value=p.value, category=p.category, permission=p.permission)
+            for p in row.properties
+        ],
+        quickdialPrefix=row.quickdial_prefix, region=row.region,
+        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
+    )
+
+
+def _set_groups(row: m.SipAccount, names: list[str]) -> None:
+    wanted = []
+    for i, name in enumerate(names):
+        g = t.group_name(name, f"groups[{i}]")
+        if g not in wanted:
+            wanted.append(g)
+    keep = [g for g in row.groups if g.name in wanted]
+    have = {g.name for g in keep}
+    row.groups = keep + [m.SipAccountGroup(name=g) for g in wanted if g not in have]
+
+
+def _set_prepaid(row: m.SipAccount, prepaid: bool) -> None:
+    """The ``prepaid`` member and the ``prepaid`` group say the same thing: keep them equal."""
+    row.prepaid = prepaid
+    names = row.group_names
+    if prepaid and m.GROUP_PREPAID not in names:
+        row.groups.append(m.SipAccountGroup(name=m.GROUP_PREPAID))
+    elif not prepaid and m.GROUP_PREPAID in names:
+        row.groups = [g for g in row.groups if g.name != m.GROUP_PREPAID]
+
+
+def _apply_account(session: Session, row: m.SipAccount, a: t.SipAccount, store_clear: bool) -> None:
+    """Copy the members present in ``a`` onto ``row``; absent (None) members stay as they are,
+    read-only ones (ha1, dates, ...) are ignored."""
+    for attr, member, limit in (
+        ("first_name", "firstName", 255), ("last_name", "lastName", 255),
+        ("quickdial_prefix", "quickdialPrefix", 64), ("region", "region", 64),
+    ):
+        value = getattr(a, member)
+        if value is not None:
+            setattr(row, attr, t.text(value, member, limit))
+    if a.email is not None:
+        row.email = t.email(a.email) or f"{row.username}@{row.domain}"
+    if a.timezone is not None:
+        row.timezone = t.timezone(a.timezone)
+    if a.rpid is not None:
+        row.rpid = t.e164(a.rpid, "rpid")
+    if a.owner is not None:
+        row.owner = t.integer(a.owner, "owner")
+    for attr, member, hi in (("quota", "quota", 2**31 - 1), ("call_limit", "callLimit", 100000)):
+        value = getattr(a, member)
+        if value is not None:
+            setattr(row, attr, t.integer(value, member, 0, hi))
+    if a.timeout is not None:
+        row.timeout = t.integer(a.timeout, "timeout", 0, 3600) or 35
+    if a.password:
+        password = t.text(a.password, "password", 128)
+        for attr, value in credentials(row.username, row.domain, password, store_clear).items():
+            setattr(row, attr, value)
+    if a.groups is not None:
+        _set_groups(row, t.string_list(a.groups))
+    prepaid = t.flag(a.prepaid, "prepaid")
+    if prepaid is not None:
+        _set_prepaid(row, prepaid)
+    elif a.groups is not None:
+        row.prepaid = m.GROUP_PREPAID in row.group_names
+    if a.acl is not None:
+        entries = [t.acl_entry(e, f"acl[{i}]") for i, e in enumerate(a.acl) if e is not None]
+        row.acl = [m.SipAccountAcl(ip=ip, mask=mask, tag=tag) for ip, mask, tag in entries]
+    if a.properties is not None:
+        props: dict[str, m.SipAccountProperty] = {}
+        for i, p in enumerate(a.properties):
+            if p is None:
+                continue
+            name = t.text(p.name, f"properties[{i}].name", 128).strip()
+            if not name:
+                raise t.invalid(f"properties[{i}].name", "missing")
+            props[name] = m.SipAccountProperty(
+                name=name, value=t.text(p.value, f"properties[{i}].value", 65536),
+                category=t.text(p.category, f"properties[{i}].category", 32),
+                permission=t.text(p.permission, f"properties[{i}].permission", 32),
+            )
+        old = {p.name: p for p in row.properties}
+        merged = []
+        for name, new in props.items():
+            if name in old:  # update in place: a delete + insert of the same key would collide
+                old[name].value, old[name].category, old[name].permission = new.value, new.category, new.permission
+                merged.append(old[name])
+            else:
+                merged.append(new)
+        row.properties = merged
+
+
+def next_username(session: Session, domain: str) -> str:
+    """The username ``<autoincrement>`` allocates: one above the domain's highest numeric one."""
+    stmt = (
+        select(m.SipAccount.username)
+        .where(m.SipAccount.domain == domain, m.SipAccount.username >= "0", m.SipAccount.username < ":")
+        .order_by(func.length(m.SipAccount.username).desc(), m.SipAccount.username.desc())
+    )
+    for name in session.execute(stmt).scalars():
+        if name.isdigit():
+            return str(max(int(name) + 1, FIRST_AUTO_USERNAME))
+    return str(FIRST_AUTO_USERNAME)
+
+
+def _address_taken(session: Session, user: str, domain: str) -> None:
+    if session.execute(
+        select(m.SipAccount.id).where(m.SipAccount.username == user, m.SipAccount.domain == domain)
+    ).first():
+        raise NGNProError(SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain} already exists")
+    if session.execute(select(m.SipAlias.id).where(m.SipAlias.username == user, m.SipAlias.domain == domain)).first():
+        raise NGNProError(ALIAS_EXISTS, f"SIP alias {user}@{domain} already exists")
+
+
+def add_account(session: Session, scope: Scope, a: t.SipAccount | None, store_clear: bool = True) -> t.SipAccount:
+    if a is None or a.id is None:
+        raise t.invalid("account.id", "missing")
+    domain = get_domain(session, scope, a.id.domain, "account.id.domain")
+    raw_user = (a.id.username or "").strip().lower()
+    user = next_username(session, domain.domain) if raw_user == AUTOINCREMENT else t.username(raw_user, "account.id.username")
+    _address_taken(session, user, domain.domain)
+    customer, reseller = resolve_owner(
+        session, scope, a.customer, a.reseller, fallback=(domain.customer, domain.reseller)
+    )
+    row = m.SipAccount(
+        username=user, domain=domain.domain, customer=customer, reseller=reseller,
+        email=f"{user}@{domain.domain}", timeout=35, prepaid=False, groups=[], acl=[], properties=[],
+    )
+    _apply_account(session, row, a, store_clear)
+    session.add(row)
+    session.flush()
+    touch(session, row)
+    return account_to_soap(row)
+
+
+def update_account(session: Session, scope: Scope, a: t.SipAccount | None, store_clear: bool = True) -> None:
+    if a is None:
+        raise t.invalid("account", "missing")
+    row = find_account(session, scope, a.id, SIP_ACCOUNT_NOT_FOUND)
+    if (a.customer and a.customer != row.customer) or (a.reseller and a.reseller != row.reseller):
+        row.customer, row.reseller = resolve_owner(
+            session, scope, a.customer or row.customer, a.reseller or row.reseller
+        )
+    _apply_account(session, row, a, store_clear)
+    touch(session, row)
+
+
+def delete_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> None:
+    row = find_account(session, scope, sip_id)
+    aor = row.aor
+    session.delete(row)
+    record_change(session, TOPIC_SIP_ACCOUNT, aor)
+
+
+def get_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAccount:
+    return account_to_soap(find_account(session, scope, sip_id))
+
+
+def _in_groups(stmt, groups: list[str]):  # noqa: ANN001, ANN202 - SQLAlchemy select in, select out
+    for name in groups:
+        g = name.strip().lower()
+        stmt = stmt.where(
+            exists().where(m.SipAccountGroup.account_id == m.SipAccount.id, m.SipAccountGroup.name == g)
+        )
+    return stmt
+
+
+def get_accounts(session: Session, scope: Scope, query: t.SipQuery | None) -> t.SipAccountList:
+    stmt = select(m.SipAccount).options(
+        selectinload(m.SipAccount.groups), selectinload(m.SipAccount.acl), selectinload(m.SipAccount.properties)
+    )
+    total, rows = run_query(
+        session, stmt, query,
+        filters={
+            "username": m.SipAccount.username, "domain": m.SipAccount.domain,
+            "firstName": m.SipAccount.first_name, "lastName": m.SipAccount.last_name,
+            "email": m.SipAccount.email, "owner": m.SipAccount.owner,
+            "customer": m.SipAccount.customer, "reseller": m.SipAccount.reseller, "groups": _in_groups,
+        },
+        orders={
+            "changeDate": m.SipAccount.change_date, "username": m.SipAccount.username,
+            "domain": m.SipAccount.domain, "firstName": m.SipAccount.first_name,
+            "lastName": m.SipAccount.last_name, "email": m.SipAccount.email,
+            "createDate": m.SipAccount.create_date,
+        },
+        scope=scope, model=m.SipAccount,
+    )
+    return t.SipAccountList(total=total, accounts=[account_to_soap(r) for r in rows])
+
+
+# --- aliases ------------------------------------------------------------------------------
+
+
+def alias_to_soap(row: m.SipAlias) -> t.SipAlias:
+    return t.SipAlias(
+        id=t.SipId(username=row.username, domain=row.domain),
+        target=t.SipId(username=row.target_username, domain=row.target_domain),
+        owner=row.owner, customer=row.customer, reseller=row.reseller,
+        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
+    )
+
+
+def _target(alias: t.SipAlias) -> tuple[str, str]:
+    if alias.target is None:
+        raise t.invalid("alias.target", "missing")
+    return (
+        t.target_username(alias.target.username, "alias.target.username"),
+        t.host(alias.target.domain, "alias.target.domain"),
+    )
+
+
+def find_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> m.SipAlias:
+    user, domain = t.sip_id(sip_id, "id")
+    row = session.execute(
+        select(m.SipAlias).where(m.SipAlias.username == user, m.SipAlias.domain == domain)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NGNProError(ALIAS_NOT_FOUND, f"SIP alias {user}@{domain} does not exist")
+    scope.check(row)
+    return row
+
+
+def add_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:
+    if alias is None or alias.id is None:
+        raise t.invalid("alias.id", "missing")
+    user = t.username(alias.id.username, "alias.id.username")
+    domain = get_domain(session, scope, alias.id.domain, "alias.id.domain")
+    target_user, target_domain = _target(alias)
+    if (user, domain.domain) == (target_user, target_domain):
+        raise t.invalid("alias.target", "an alias cannot point to itself")
+    _address_taken(session, user, domain.domain)
+    customer, reseller = resolve_owner(
+        session, scope, alias.customer, alias.reseller, fallback=(domain.customer, domain.reseller)
+    )
+    session.add(m.SipAlias(
+        username=user, domain=domain.domain, target_username=target_user, target_domain=target_domain,
+        owner=t.integer(alias.owner, "alias.owner"), customer=customer, reseller=reseller,
+    ))
+    record_change(session, TOPIC_SIP_ALIAS, f"{user}@{domain.domain}")
+
+
+def update_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:
+    if alias is None:
+        raise t.invalid("alias", "missing")
+    row = find_alias(session, scope, alias.id)
+    if alias.target is not None:
+        row.target_username, row.target_domain = _target(alias)
+        if (row.username, row.domain) == (row.target_username, row.target_domain):
+            raise t.invalid("alias.target", "an alias cannot point to itself")
+    if alias.owner is not None:
+        row.owner = t.integer(alias.owner, "alias.owner")
+    if (alias.customer and alias.customer != row.customer) or (alias.reseller and alias.reseller != row.reseller):
+        row.customer, row.reseller = resolve_owner(
+            session, scope, alias.customer or row.customer, alias.reseller or row.reseller
+        )
+    row.change_date = m.utcnow()
+    record_change(session, TOPIC_SIP_ALIAS, f"{row.username}@{row.domain}")
+
+
+def delete_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> None:
+    row = find_alias(session, scope, sip_id)
+    session.delete(row)
+    record_change(session, TOPIC_SIP_ALIAS, f"{row.username}@{row.domain}")
+
+
+def get_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAlias:
+    return alias_to_soap(find_alias(session, scope, sip_id))
+
+
+def get_aliases(session: Session, scope: Scope, query: t.AliasQuery | None) -> t.SipAliasList:
+    total, rows = run_query(
+        session, select(m.SipAlias), query,
+        filters={
+            "aliasUsername": m.SipAlias.username, "aliasDomain": m.SipAlias.domain,
+            "targetUsername": m.SipAlias.target_username, "targetDomain": m.SipAlias.target_domain,
+            "owner": m.SipAlias.owner, "customer": m.SipAlias.customer, "reseller": m.SipAlias.reseller,
+        },
+        orders={
+            "changeDate": m.SipAlias.change_date, "aliasUsername": m.SipAlias.username,
+            "aliasDomain": m.SipAlias.domain, "targetUsername": m.SipAlias.target_username,
+            "targetDomain": m.SipAlias.target_domain,
+        },
+        scope=scope, model=m.SipAlias,
+    )
+    return t.SipAliasList(total=total, aliases=[alias_to_soap(r) for r in rows])
+
+
+# --- groups -------------------------------------------------------------------------------
+
+
+def add_to_group(session: Session, scope: Scope, sip_id: t.SipId | None, group: str | None) -> None:
+    row = find_account(session, scope, sip_id, GROUP_ACCOUNT_NOT_FOUND)
+    name = t.group_name(group)
+    if name not in row.group_names:
+        row.groups.append(m.SipAccountGroup(name=name))
+        if name == m.GROUP_PREPAID:
+            row.prepaid = True
+        touch(session, row)
+
+
+def remove_from_group(session: Session, scope: Scope, sip_id: t.SipId | None, group: str | None) -> None:
+    row = find_account(session, scope, sip_id, GROUP_ACCOUNT_NOT_FOUND)
+    name = t.group_name(group)
+    if name not in row.group_names:
+        raise NGNProError(NOT_IN_GROUP, f"SIP account {row.aor} is not in group {name}")
+    row.groups = [g for g in row.groups if g.name != name]
+    if name == m.GROUP_PREPAID:
+        row.prepaid = False
+    touch(session, row)
+
+
+def get_groups(session: Session, scope: Scope, sip_id: t.SipId | None) -> list[str]:
+    return sorted(find_account(session, scope, sip_id, GROUP_ACCOUNT_NOT_FOUND).group_names)
