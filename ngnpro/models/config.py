@@ -168,6 +168,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "workers": (1, _int(1, 64)),
         "soa_email": ("hostmaster.localhost", _str),
         "nameservers": ([], _list(_domain)),
+        "cache_size": (200000, _int(100)),
     },
     "sipproxy": {
         "listen": (["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"], _list(_sip_listen)),
