@@ -321,6 +321,10 @@ def _split_head(data: bytes) -> tuple[list[str], bytes]:
     return text.split("\n"), b""
 
 
+#: header name as written -> canonical key, for names already seen valid (bounded)
+_NAME_KEYS: dict[str, str] = {}
+
+
 def _header_entries(lines: list[str]) -> tuple[list[list[str]], str | None]:
     """Header lines -> [key, name, value] entries, folding (LWS continuation) undone.
 
@@ -329,22 +333,29 @@ def _header_entries(lines: list[str]) -> tuple[list[list[str]], str | None]:
     """
     entries: list[list[str]] = []
     fault = None
+    names = _NAME_KEYS
     for line in lines:
         if not line:
             continue
-        if line[0] == " " or line[0] == "\t":
+        first = line[0]
+        if first == " " or first == "\t":
             if not entries:
                 fault = "Bad Header Folding"
                 continue
             last = entries[-1]
             last[2] = f"{last[2]} {line.strip()}" if last[2] else line.strip()
             continue
-        colon = line.find(":")
-        name = line[:colon].rstrip() if colon > 0 else ""
-        if not name or not is_token(name):
-            fault = "Bad Header Line"
-            continue
-        entries.append([canonical_name(name), name, line[colon + 1:].strip()])
+        name, colon, value = line.partition(":")
+        key = names.get(name)
+        if key is None:
+            name = name.rstrip()
+            if not colon or not name or not is_token(name):
+                fault = "Bad Header Line"
+                continue
+            key = canonical_name(name)
+            if len(names) < 4096:
+                names[name] = key
+        entries.append([key, name, value.strip()])
     return entries, fault
 
 

@@ -51,6 +51,7 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 # host: IPv6 reference, or hostname / IPv4 (underscore tolerated, as seen in the wild)
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?\Z")
+_SIMPLE_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\"\s,<>=]+)?)+\Z")
 _URI_PARAM_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+\Z")
 
 
@@ -209,6 +210,12 @@ def parse_params(text: str) -> Params:
     """
     params = Params()
     if not text or text.isspace():
+        return params
+    if _SIMPLE_PARAMS_RE.match(text):  # fast path: no LWS, no quotes
+        params._items = [
+            [n, v if eq else None]
+            for n, eq, v in (p.partition("=") for p in text[1:].split(";"))
+        ]
         return params
     parts = split_quoted(text, ";")
     if parts[0].strip():
