@@ -20,7 +20,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
 fi
 STAMP="$VENV/.msp-installed$1"
-if [ ! -f "$STAMP" ] || [ "$ROOT/setup.cfg" -nt "$STAMP" ]; then
+FULL="$VENV/.msp-installed[test]"  # an install with the test extras covers a plain one
+if [ -f "$FULL" ] && [ ! "$ROOT/setup.cfg" -nt "$FULL" ]; then
+    :
+elif [ ! -f "$STAMP" ] || [ "$ROOT/setup.cfg" -nt "$STAMP" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1"
     touch "$STAMP"

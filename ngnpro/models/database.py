@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("msp.database")
+# Alembic announces every plugin and context at INFO; one line per actual upgrade is enough.
+for _name in ("alembic.runtime.plugins", "alembic.runtime.migration"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
