@@ -1,0 +1,274 @@
+"""The registrar (RFC 3261 section 10.3): REGISTER in, the response out.
+
+Sans-I/O decision logic: :meth:`Registrar.handle` takes a parsed REGISTER and where it came
+from, and returns the :class:`~sipproxy.message.Response` to send; the transport and the
+server transaction around it belong to the proxy.  Data comes from the
+:class:`~sipproxy.directory.Directory` (domains, credentials, groups) and goes to the
+:class:`~sipproxy.location.LocationStore` (bindings in SQL).
+
+Policy, in order: REGISTER is answered here and never relayed -- an address-of-record
+outside our local domains gets 403.  Digest authentication (401 challenge offering SHA-256
+and MD5, ``stale=true`` on an expired nonce, a new challenge on wrong credentials).  The
+authenticated user must be the To user (403 otherwise; the routing guide's rule), and a
+``blocked`` account gets 403.  Then contacts: ``*`` with ``Expires: 0`` removes all,
+``expires`` parameter over the Expires header over the default, 423 with Min-Expires below
+the minimum, capped at the maximum, q-values, Path (RFC 3327, echoed when the UA supports
+it), the source address stored for NAT traversal.  The 200 lists every current binding with
+its remaining time, plus a Date header.
+
+:class:`Authenticator` is the same digest check for the proxy's 407 challenges.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import digest
+from .digest import AuthResult, DigestAuth
+from .directory import Account, Directory
+from .location import Binding, LocationStore, OutOfOrder, TooManyContacts
+from .message import Request, Response, make_response
+from .uri import NameAddr, ParseError
+
+log = logging.getLogger("sipproxy.registrar")
+
+
+def _tag() -> str:
+    return secrets.token_hex(6)
+
+
+def split_address(addr: str) -> tuple[str, str, int]:
+    """``transport:host:port`` (host may be ``[v6]``) -> (transport, host, port)."""
+    transport, _, rest = addr.partition(":")
+    host, _, port = rest.rpartition(":")
+    return transport.lower(), host.strip("[]"), int(port) if port.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :meth:`Authenticator.check` decided: an account, or the response to send."""
+
+    account: Account | None
+    response: Response | None
+    result: AuthResult
+
+
+class Authenticator:
+    """Digest authentication of a request against the Directory: ``check`` returns the
+    authenticated account or the 401/407/400 to answer with.  ``proxy=True`` uses
+    Proxy-Authorization / 407 / Proxy-Authenticate (RFC 3261 22.3)."""
+
+    def __init__(self, directory: Directory, auth: DigestAuth, realm: str = "") -> None:
+        self.directory = directory
+        self.auth = auth
+        self.realm = realm
+
+    def realm_for(self, domain: str) -> str:
+        return self.realm or domain.lower()
+
+    def check(self, request: Request, domain: str, *, proxy: bool = False) -> Verdict:
+        """Authenticate ``request`` as a user of ``domain`` (the From domain for calls, the
+        To domain for REGISTER)."""
+        domain = domain.lower()
+        realm = self.realm_for(domain)
+        accounts: dict[str, Account | None] = {}
+
+        def lookup(username: str, algorithm: str) -> str | None:
+            user, at, dom = username.partition("@")
+            if at and dom.lower() != domain:
+                return None
+            account = self.directory.account(user if at else username, domain)
+            accounts[username] = account
+            return account.digest_ha1(username, algorithm) if account else None
+
+        header = "proxy-authorization" if proxy else "authorization"
+        result = self.auth.verify(request.headers.raw(header), method=request.method, realm=realm,
+                                  lookup=lookup)
+        if result.ok:
+            return Verdict(accounts.get(result.username), None, result)
+        if result.status == digest.MALFORMED:
+            return Verdict(None, make_response(request, 400, "Malformed Credentials", to_tag=_tag()), result)
+        return Verdict(None, self.challenge(request, domain, proxy=proxy,
+                                            stale=result.status == digest.STALE), result)
+
+    def challenge(self, request: Request, domain: str, *, proxy: bool = False, stale: bool = False) -> Response:
+        """A 401 (or 407) carrying a fresh challenge for ``domain``'s realm."""
+        headers = self.auth.challenge(self.realm_for(domain), proxy=proxy, stale=stale)
+        status = 407 if proxy else 401
+        return make_response(request, status, to_tag=_tag(), headers=headers)
+
+
+class Registrar:
+    """RFC 3261 10.3 REGISTER processing for the local domains."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        location: LocationStore,
+        auth: DigestAuth,
+        *,
+        realm: str = "",
+        min_expires: int = 60,
+        max_expires: int = 3600,
+        default_expires: int = 3600,
+        max_contacts: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.location = location
+        self.authenticator = Authenticator(directory, auth, realm)
+        self.min_expires = min_expires
+        self.max_expires = max(max_expires, min_expires)
+        self.default_expires = min(max(default_expires, min_expires), self.max_expires)
+        self.max_contacts = max_contacts
+        self._clock = clock
+
+    @classmethod
+    def from_config(cls, section: dict, directory: Directory, location: LocationStore,
+                    auth: DigestAuth) -> Registrar:
+        """Build from the validated ``[sipproxy]`` config section."""
+        return cls(directory, location, auth, realm=section.get("realm", ""),
+                   min_expires=section["min_expires"], max_expires=section["max_expires"],
+                   default_expires=section["default_expires"])
+
+    def handle(self, request: Request, *, received: str = "", socket: str = "") -> Response:
+        """Answer one REGISTER.  ``received`` is ``transport:ip:port`` of the sender,
+        ``socket`` our ``transport:ip:port`` it arrived on (both stored with bindings)."""
+        try:
+            response, aor = self._handle(request, received, socket)
+        except ParseError as exc:
+            response, aor = make_response(request, exc.status or 400, exc.reason, to_tag=_tag()), "?"
+        except Exception:  # noqa: BLE001 - a database failure must answer, not crash
+            log.exception("registrar: REGISTER failed")
+            response = make_response(request, 500, "Server Internal Error", to_tag=_tag(),
+                                     headers=[("Retry-After", "5")])
+            aor = "?"
+        # One info line per registration decision; the routine first 401 only at debug.
+        level = logging.INFO
+        if response.status == 401 and not request.headers.get("authorization"):
+            level = logging.DEBUG
+        log.log(level, "REGISTER %s from %s: %d %s%s", aor, received or "-", response.status,
+                response.reason, self._summary(response))
+        return response
+
+    @staticmethod
+    def _summary(response: Response) -> str:
+        if response.status != 200:
+            return ""
+        return f" ({len(response.headers.getall('contact'))} bindings)"
+
+    def _handle(self, request: Request, received: str, socket: str) -> tuple[Response, str]:
+        to = request.to
+        if not to.uri.is_sip or not to.uri.user or not to.uri.host:
+            return make_response(request, 400, "Bad To Address-of-Record", to_tag=_tag()), str(to.uri)
+        username, domain = to.uri.user, to.uri.host.lower()
+        aor = f"{username}@{domain}"
+        if not self.directory.is_local_domain(domain):
+            # Never relayed: a registrar for someone else's domain is an open door.
+            return make_response(request, 403, "Domain Not Served Here", to_tag=_tag()), aor
+
+        verdict = self.authenticator.check(request, domain)
+        if verdict.response is not None:
+            if verdict.result.status == digest.WRONG:
+                log.info("REGISTER %s: authentication as %r failed (%s)", aor,
+                         verdict.result.username, verdict.result.reason)
+            return verdict.response, aor
+        account = verdict.account
+        if account is None or account.username != username:
+            return make_response(request, 403, "Authentication User Does Not Match To",
+                                 to_tag=_tag()), aor
+        if account.blocked:
+            return make_response(request, 403, "Account Blocked", to_tag=_tag()), aor
+
+        call_id = request.call_id or ""
+        cseq = request.cseq[0]
+        contacts = request.contacts
+        path = tuple(request.headers.getall("path"))
+        supports_path = "path" in {v.strip().lower() for v in request.headers.getall("supported")}
+        now = self._clock()
+
+        if contacts == "*":
+            if request.expires != 0:
+                return make_response(request, 400, "Wildcard Contact Needs Expires: 0", to_tag=_tag()), aor
+            current = self.location.update(username, domain, remove_all=True, call_id=call_id, cseq=cseq)
+            return self._ok(request, current, now, path if supports_path else ()), aor
+
+        header_expires = request.expires
+        if header_expires is None and request.headers.get("expires") is not None:
+            return make_response(request, 400, "Bad Expires", to_tag=_tag()), aor
+        save: list[Binding] = []
+        remove: list[str] = []
+        user_agent = request.headers.get("user-agent") or ""
+        for contact in contacts:  # type: ignore[union-attr]
+            expires = self._expires(contact, header_expires)
+            if expires is None:
+                return make_response(request, 400, "Bad Contact Expires", to_tag=_tag()), aor
+            if 0 < expires < self.min_expires:
+                return make_response(request, 423, to_tag=_tag(),
+                                     headers=[("Min-Expires", str(self.min_expires))]), aor
+            if contact.params.get("q") is not None and contact.q is None:
+                return make_response(request, 400, "Bad Contact q-value", to_tag=_tag()), aor
+            uri = str(contact.uri)
+            if len(uri) > 1024:
+                return make_response(request, 400, "Contact URI Too Long", to_tag=_tag()), aor
+            if expires == 0:
+                remove.append(uri)
+                continue
+            instance = (contact.params.get("+sip.instance") or "").strip('"')
+            reg_id = contact.params.get("reg-id") or "0"
+            save.append(Binding(
+                contact=uri, expires=now + min(expires, self.max_expires),
+                q=contact.q if contact.q is not None else 1.0, received=received, socket=socket,
+                path=path, call_id=call_id, cseq=cseq, user_agent=user_agent, instance=instance,
+                reg_id=int(reg_id) if reg_id.isdigit() and len(reg_id) < 10 else 0,
+                behind_nat=self._behind_nat(contact, received),
+            ))
+        if save or remove:
+            try:
+                current = self.location.update(username, domain, save=save, remove=remove,
+                                               call_id=call_id, cseq=cseq, max_contacts=self.max_contacts)
+            except OutOfOrder:
+                return make_response(request, 500, "Out Of Order Request", to_tag=_tag(),
+                                     headers=[("Retry-After", "1")]), aor
+            except TooManyContacts:
+                return make_response(request, 403, "Too Many Contacts", to_tag=_tag()), aor
+        else:
+            current = self.location.lookup(username, domain)  # a query: just list them
+        return self._ok(request, current, now, path if supports_path else ()), aor
+
+    def _expires(self, contact: NameAddr, header_expires: int | None) -> int | None:
+        if contact.params.get("expires") is not None:
+            return contact.expires  # None when malformed
+        if header_expires is not None:
+            return header_expires
+        return self.default_expires
+
+    @staticmethod
+    def _behind_nat(contact: NameAddr, received: str) -> bool:
+        """The Contact does not name the address the REGISTER came from: a NAT in between."""
+        if not received:
+            return False
+        _transport, host, port = split_address(received)
+        c_port = contact.uri.port or (5061 if contact.uri.scheme.lower() == "sips" else 5060)
+        return contact.uri.host.strip("[]").lower() != host.lower() or c_port != port
+
+    def _ok(self, request: Request, bindings: list[Binding], now: float, path: tuple[str, ...]) -> Response:
+        headers: list[tuple[str, str]] = []
+        for b in bindings:
+            value = f"<{b.contact}>;expires={b.remaining(now)}"
+            if b.q != 1.0:
+                value += f";q={b.q:.3g}"
+            headers.append(("Contact", value))
+        if path:
+            headers.append(("Path", ", ".join(path)))
+            headers.append(("Supported", "path"))
+        headers.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        return make_response(request, 200, to_tag=_tag(), headers=headers)
+
+
+__all__ = ["Authenticator", "Registrar", "Verdict", "split_address"]
