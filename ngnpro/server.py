@@ -10,6 +10,7 @@ would make the client throw the fault detail away).  SOAP is served at ``/ngnpro
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from ngnpro.models.config import Config, parse_hostport
@@ -19,24 +20,30 @@ log = logging.getLogger("ngnpro.server")
 SOAP_PATHS = ("/", "/ngnpro", "/ngnpro/")
 WSDL_PATHS = ("/wsdl", "/ngnpro/wsdl", "/ngnpro/wsdl/")
 XML = "text/xml; charset=utf-8"
+_HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$")
 
 
 class NGNProWsgi:
     """The WSGI application: size limit, routing of paths, and the dispatcher."""
 
-    def __init__(self, dispatcher: Any, max_body: int, wsdl: Any) -> None:
+    def __init__(self, dispatcher: Any, max_body: int, wsdl: Any, ports: set[str]) -> None:
         self.dispatcher = dispatcher
         self.max_body = max_body
-        self.wsdl = wsdl  # callable(base_url) -> bytes
-        self._wsdl_cache: dict[str, bytes] = {}
+        self.wsdl = wsdl  # callable(base_url, port name or None) -> bytes
+        self.ports = ports
+        self._wsdl_cache: dict[tuple[str, str | None], bytes] = {}
 
     def __call__(self, environ: dict, start_response: Any) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/") or "/"
         query = environ.get("QUERY_STRING", "")
         if method in ("GET", "HEAD") and (path in WSDL_PATHS or query.lower().startswith("wsdl")):
-            return self._send_wsdl(environ, start_response, method == "HEAD")
-        if method in ("GET", "HEAD") and path in ("/soap-encoding.xsd", "/ngnpro/soap-encoding.xsd"):
+            return self._send_wsdl(environ, start_response, method == "HEAD", None)
+        if method in ("GET", "HEAD") and path.rstrip("/").rpartition("/")[0] in ("/wsdl", "/ngnpro/wsdl"):
+            port = path.rstrip("/").rpartition("/")[2]
+            if port in self.ports:
+                return self._send_wsdl(environ, start_response, method == "HEAD", port)
+        if method in ("GET", "HEAD") and path.endswith("/soap-encoding.xsd") and path.count("/") <= 3:
             from ngnpro.soap.wsdl import SOAP_ENCODING_XSD
 
             reply = self._reply(start_response, "200 OK", SOAP_ENCODING_XSD)
@@ -65,15 +72,17 @@ class NGNProWsgi:
         status, out = self.dispatcher.handle(body)
         return self._reply(start_response, "200 OK" if status == 200 else "500 Internal Server Error", out)
 
-    def _send_wsdl(self, environ: dict, start_response: Any, head: bool) -> list[bytes]:
+    def _send_wsdl(self, environ: dict, start_response: Any, head: bool, port: str | None) -> list[bytes]:
         scheme = environ.get("wsgi.url_scheme", "http")
-        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '127.0.0.1')}:{environ.get('SERVER_PORT', '')}"
+        host = environ.get("HTTP_HOST") or ""
+        if not _HOST.match(host):
+            host = f"{environ.get('SERVER_NAME', '127.0.0.1')}:{environ.get('SERVER_PORT', '')}"
         base = f"{scheme}://{host}/ngnpro/"
-        data = self._wsdl_cache.get(base)
+        data = self._wsdl_cache.get((base, port))
         if data is None:
-            if len(self._wsdl_cache) > 16:
+            if len(self._wsdl_cache) > 64:
                 self._wsdl_cache.clear()
-            data = self._wsdl_cache[base] = self.wsdl(base)
+            data = self._wsdl_cache[(base, port)] = self.wsdl(base, port)
         reply = self._reply(start_response, "200 OK", data)
         return [] if head else reply
 
@@ -88,10 +97,15 @@ class NGNProWsgi:
 def build_app(config: Config, sessionmaker: Any) -> NGNProWsgi:
     from ngnpro.ports import SERVICES
     from ngnpro.soap.application import Dispatcher, Runtime
-    from ngnpro.soap.wsdl import generate_wsdl
+    from ngnpro.soap.wsdl import generate_wsdl, port_wsdl_names
 
     dispatcher = Dispatcher(SERVICES, Runtime(config=config, sessionmaker=sessionmaker))
-    return NGNProWsgi(dispatcher, config["ngnpro"]["max_body_bytes"], lambda base: generate_wsdl(dispatcher.apps, base))
+    names = port_wsdl_names(dispatcher.apps)
+
+    def wsdl(base: str, port: str | None) -> bytes:
+        return generate_wsdl(dispatcher.apps, base, names[port] if port else None)
+
+    return NGNProWsgi(dispatcher, config["ngnpro"]["max_body_bytes"], wsdl, set(names))
 
 
 def serve(config: Config) -> int:

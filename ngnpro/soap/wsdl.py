@@ -82,9 +82,21 @@ def _params(message: Any) -> list[tuple[str, Any]]:
     return list(message.get_flat_type_info(message).items())
 
 
-def generate_wsdl(apps: dict[str, Any], location: str) -> bytes:
-    """The WSDL of every port in ``apps`` (namespace -> spyne Application), served at ``location``."""
+def port_wsdl_names(apps: dict[str, Any]) -> dict[str, str]:
+    """WSDL port name (``SipPort``) -> namespace, for the per-port WSDL URLs."""
+    return {PORT_NAMES.get(ns, ns.rpartition(":")[2] + "Port"): ns for ns in apps}
+
+
+def generate_wsdl(apps: dict[str, Any], location: str, only: str | None = None) -> bytes:
+    """The WSDL of every port in ``apps`` (namespace -> spyne Application), served at ``location``.
+
+    ``only`` (a port namespace) restricts it to one port: WSDL clients that merge the
+    operations of every port into one table (PHP's SoapClient does) need that, because
+    method names repeat across ports."""
     from .protocol import AuthHeader
+
+    if only is not None:
+        apps = {ns: app for ns, app in apps.items() if ns == only}
 
     col = _Collector()
     col.add(AuthHeader)
@@ -177,28 +189,19 @@ def generate_wsdl(apps: dict[str, Any], location: str) -> bytes:
 
 #: A minimal SOAP 1.1 encoding schema (the parts WSDL tools resolve: Array and its attributes).
 SOAP_ENCODING_XSD = f"""<?xml version="1.0" encoding="UTF-8"?>
-<xsd:schema xmlns:xsd="{NS_XSD}" xmlns:tns="{NS_SOAP_ENC}" targetNamespace="{NS_SOAP_ENC}">
-  <xsd:attribute name="root"><xsd:simpleType><xsd:restriction base="xsd:boolean"><xsd:pattern value="0|1"/></xsd:restriction></xsd:simpleType></xsd:attribute>
-  <xsd:attributeGroup name="commonAttributes">
-    <xsd:attribute name="id" type="xsd:ID"/>
-    <xsd:attribute name="href" type="xsd:anyURI"/>
-    <xsd:anyAttribute namespace="##other" processContents="lax"/>
-  </xsd:attributeGroup>
+<xsd:schema xmlns:xsd="{NS_XSD}" targetNamespace="{NS_SOAP_ENC}">
+  <!-- no QName here refers to this namespace itself, so WSDL tools (zeep) never try to
+       fetch the original from the internet -->
   <xsd:attribute name="arrayType" type="xsd:string"/>
   <xsd:attribute name="offset" type="xsd:string"/>
-  <xsd:attributeGroup name="arrayAttributes">
-    <xsd:attribute ref="tns:arrayType"/>
-    <xsd:attribute ref="tns:offset"/>
-  </xsd:attributeGroup>
   <xsd:attribute name="position" type="xsd:string"/>
   <xsd:complexType name="Array">
     <xsd:sequence><xsd:any namespace="##any" minOccurs="0" maxOccurs="unbounded" processContents="lax"/></xsd:sequence>
-    <xsd:attributeGroup ref="tns:arrayAttributes"/>
-    <xsd:attributeGroup ref="tns:commonAttributes"/>
+    <xsd:anyAttribute namespace="##any" processContents="lax"/>
   </xsd:complexType>
   <xsd:complexType name="Struct">
     <xsd:sequence><xsd:any namespace="##any" minOccurs="0" maxOccurs="unbounded" processContents="lax"/></xsd:sequence>
-    <xsd:attributeGroup ref="tns:commonAttributes"/>
+    <xsd:anyAttribute namespace="##any" processContents="lax"/>
   </xsd:complexType>
 </xsd:schema>
 """.encode()
