@@ -55,6 +55,12 @@ _NUMBER_QUERY = (
     .where(EnumNumber.number == bindparam("n"), EnumNumber.tld == bindparam("t"))
     .order_by(EnumMapping.priority, EnumMapping.id)
 )
+_NUMBERS_QUERY = (
+    select(EnumNumber.number, EnumMapping.type, EnumMapping.mapto, EnumMapping.ttl, EnumMapping.priority)
+    .outerjoin(EnumMapping, EnumMapping.number_id == EnumNumber.id)
+    .where(EnumNumber.tld == bindparam("t"))
+    .order_by(EnumNumber.number, EnumMapping.priority, EnumMapping.id)
+)
 _BELOW_QUERY = (
     select(EnumNumber.id)
     .where(EnumNumber.tld == bindparam("t"), EnumNumber.number > bindparam("lo"),
@@ -309,36 +315,57 @@ class Store:
 
     def apply(self, changes: Iterable[Change]) -> None:
         zones_changed = False
+        numbers: list[str] = []
         for change in changes:
             log.debug("change %s %r", change.topic, change.key)
             if change.topic == TOPIC_ENUM_NUMBER:
-                self._number_changed(change.key)
+                numbers.append(change.key)
             elif change.topic == TOPIC_ENUM_RANGE:
                 zones_changed |= self._range_changed(change.key)
             elif change.topic == TOPIC_DNS_ZONE:
                 zones_changed |= self._dns_zone_changed(change.key)
         if zones_changed:
             self._rebuild()
+        if numbers:
+            self._numbers_changed(numbers)
 
-    def _number_changed(self, key: str) -> None:
-        number, _, tld = key.partition("@")
-        if not number.isdigit():
-            log.info("number change %r: dropping the number cache", key)
-            self._numbers.clear()
-            self._complete = False
-            self._below.clear()
-            for zone in self.zones.values():
-                zone.gen += 1
-            return
-        tlds = [tld] if tld else sorted({z.tld for z in self.zones.values() if isinstance(z, EnumZone)})
+    def _numbers_changed(self, keys: list[str]) -> None:
+        """Re-read just the changed numbers, a few hundred per query (deleting a range logs
+        one change per number it held)."""
         self._below.clear()
-        for t in tlds:
-            self._remember(f"{number}@{t}", self._read_number(number, t))
-            zone = self.find_zone(enum_origin(number, t))
-            if zone is not None:
-                zone.gen += 1
-                if isinstance(zone, EnumZone) and zone.range_id is not None:
-                    self._refresh_serial(zone)
+        wanted: dict[str, set[str]] = {}
+        for key in keys:
+            number, _, tld = key.partition("@")
+            if not number.isdigit():
+                log.info("number change %r: dropping the number cache", key)
+                self._numbers.clear()
+                self._complete = False
+                for zone in self.zones.values():
+                    zone.gen += 1
+                return
+            tlds = [tld] if tld else sorted({z.tld for z in self.zones.values() if isinstance(z, EnumZone)})
+            for t in tlds:
+                wanted.setdefault(t, set()).add(number)
+        touched: dict[int, Zone] = {}
+        for tld, numbers in wanted.items():
+            batch = sorted(numbers)
+            for i in range(0, len(batch), 500):
+                chunk = batch[i:i + 500]
+                found: dict[str, list[Mapping]] = {}
+                for r in self._query(_NUMBERS_QUERY.where(EnumNumber.number.in_(chunk)), t=tld):
+                    maps = found.setdefault(r.number, [])
+                    if r.type is not None:
+                        maps.append((sys.intern(r.type), r.mapto, r.ttl, r.priority))
+                for number in chunk:
+                    maps = found.get(number)
+                    self._remember(f"{number}@{tld}", None if maps is None else tuple(maps))
+                    zone = self.find_zone(enum_origin(number, tld))
+                    if zone is not None:
+                        touched[id(zone)] = zone
+        for zone in touched.values():
+            zone.gen += 1
+            if isinstance(zone, EnumZone) and zone.range_id is not None:
+                self._refresh_serial(zone)
 
     def _refresh_serial(self, zone: EnumZone) -> None:
         """A number change bumps its range's serial: pick the new SOA up (one row)."""
