@@ -235,6 +235,12 @@ _SENT_PROTOCOL_RE = re.compile(
 )
 
 
+_FAST_VIA_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\"\s,<>=]+)?)*)\Z"
+)
+
+
 class Via:
     """One Via value: ``SIP/2.0/UDP host:port;params``."""
 
@@ -288,6 +294,22 @@ class Via:
 
 def parse_via(value: str) -> Via:
     """Parse one Via value (LWS allowed around / : ; = as in RFC 4475 3.1.1.1)."""
+    m = _FAST_VIA_RE.match(value)
+    if m is not None:  # the common shape, in one regex
+        transport, host, port_text, ptext = m.groups()
+        via = Via.__new__(Via)
+        via.protocol = "SIP/2.0"
+        via.transport = transport.upper()
+        via.host = host
+        via.port = int(port_text) if port_text is not None else None
+        if via.port is not None and via.port > 65535:
+            raise ParseError(400, "Bad Via Port")
+        params = Params.__new__(Params)
+        params._items = [
+            [n, v if eq else None] for n, eq, v in (p.partition("=") for p in ptext[1:].split(";"))
+        ] if ptext else []
+        via.params = params
+        return via
     m = _SENT_PROTOCOL_RE.match(value)
     if m is None:
         raise ParseError(400, "Bad Via")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .headers import Headers, Via, canonical_name, parse_via, split_list
+from .headers import Headers, Via, canonical_name, parse_via, pretty_name, split_list
 from .uri import URI, NameAddr, ParseError, is_token, parse_name_addr, parse_uri, split_quoted
 
 __all__ = [
@@ -61,7 +61,7 @@ REASONS = {
 }
 
 #: fields that may appear once only (RFC 4475 3.3.8 / 3.3.9)
-_SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
+_SINGLE = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length"))
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.IGNORECASE)
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
@@ -69,6 +69,16 @@ _ERRORS = "surrogateescape"
 
 def _decode(data: bytes) -> str:
     return data.decode(_ENCODING, _ERRORS)
+
+
+def _parse_cseq_value(value: str) -> tuple[int, str]:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+        raise ParseError(400, "Bad CSeq")
+    number = int(parts[0])
+    if number > 0x7FFFFFFF or not is_token(parts[1]):
+        raise ParseError(400, "Bad CSeq")
+    return number, parts[1]
 
 
 class Message:
@@ -123,13 +133,7 @@ class Message:
         value = self.headers.get("cseq")
         if value is None:
             raise ParseError(400, "Missing CSeq")
-        parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
-            raise ParseError(400, "Bad CSeq")
-        number = int(parts[0])
-        if number > 0x7FFFFFFF or not is_token(parts[1]):
-            raise ParseError(400, "Bad CSeq")
-        return number, parts[1]
+        return _parse_cseq_value(value)
 
     @property
     def from_(self) -> NameAddr:
@@ -377,42 +381,48 @@ def parse_message(data: bytes) -> Request | Response:
     return _parse_request(start, lines, rest)
 
 
-def _body(msg: Message, rest: bytes, status: int) -> None:
-    cl_lines = msg.headers.raw("content-length")
-    if not cl_lines:
+def _check_fields(msg: Message, rest: bytes, status: int) -> None:
+    """Frame the body and check the fields every element relies on, in one pass.
+
+    Content-Length (single, numeric, not beyond the datagram: RFC 4475 3.1.2.2/3.1.2.3/3.3.9),
+    single-valued fields not repeated (3.3.8), Via/From/To/Call-ID/CSeq present and well
+    formed. The parsed values are left in the message's cache.
+    """
+    first: dict[str, str] = {}
+    vias: list[str] = []
+    for key, _name, value in msg.headers._items:
+        if key == "via":
+            vias.append(value)
+        elif key in first:
+            if key in _SINGLE:
+                raise ParseError(status, f"Multiple {pretty_name(key)} Values")
+        else:
+            first[key] = value
+    cl = first.get("content-length")
+    if cl is None:
         msg.body = rest
-        return
-    if len(cl_lines) > 1:
-        raise ParseError(status, "Multiple Content-Length Values")
-    value = cl_lines[0].strip()
-    if not value.isdigit() or len(value) > 10:
-        raise ParseError(status, "Bad Content-Length")
-    length = int(value)
-    if length > len(rest):
-        raise ParseError(status, "Content-Length Larger Than Message")
-    msg.body = rest[:length]
-
-
-def _check_common(msg: Message, status: int) -> None:
-    """Checks shared by requests and responses: the transaction/dialog identifying fields."""
-    items = msg.headers._items
-    seen: dict[str, int] = {}
-    for item in items:
-        seen[item[0]] = seen.get(item[0], 0) + 1
-    for key in _SINGLE:
-        if seen.get(key, 0) > 1:
-            raise ParseError(status, f"Multiple {key.title()} Values")
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if key not in seen:
-            raise ParseError(status, "Missing Required Header: " + key.title())
-    if not msg.call_id:
-        raise ParseError(status, "Empty Call-ID")
-    msg.cseq  # noqa: B018 - parse, raising ParseError when malformed
-    vias = msg.vias
+    else:
+        if not cl.isdigit() or len(cl) > 10:
+            raise ParseError(status, "Bad Content-Length")
+        length = int(cl)
+        if length > len(rest):
+            raise ParseError(status, "Content-Length Larger Than Message")
+        msg.body = rest[:length] if length < len(rest) else rest
+    for key in ("from", "to", "call-id", "cseq"):
+        if key not in first:
+            raise ParseError(status, "Missing Required Header: " + pretty_name(key))
     if not vias:
-        raise ParseError(status, "Missing Via")
-    msg.from_  # noqa: B018
-    msg.to  # noqa: B018
+        raise ParseError(status, "Missing Required Header: Via")
+    if not first["call-id"]:
+        raise ParseError(status, "Empty Call-ID")
+    cache = msg._cache
+    cache["cseq"] = (0, _parse_cseq_value(first["cseq"]))
+    cache["from"] = (0, parse_name_addr(first["from"]))
+    cache["to"] = (0, parse_name_addr(first["to"]))
+    if len(vias) == 1 and "," not in vias[0]:
+        cache["via"] = (0, [parse_via(vias[0])])
+    else:
+        msg.vias  # noqa: B018 - parse, raising ParseError when malformed
 
 
 def _parse_request(start: str, lines: list[str], rest: bytes) -> Request:
@@ -439,8 +449,7 @@ def _parse_request(start: str, lines: list[str], rest: bytes) -> Request:
         if uri.headers:
             raise ParseError(400, "Headers Not Allowed In Request-URI")
         req._uri = uri
-        _body(req, rest, 400)
-        _check_common(req, 400)
+        _check_fields(req, rest, 400)
         if req.cseq[1] != method:
             raise ParseError(400, "CSeq Method Mismatch")
         req.max_forwards  # noqa: B018
@@ -466,8 +475,7 @@ def _parse_response(start: str, lines: list[str], rest: bytes) -> Response:
         raise ParseError(0, fault)
     resp = Response(int(code), reason, Headers._from_entries(entries))
     try:
-        _body(resp, rest, 0)
-        _check_common(resp, 0)
+        _check_fields(resp, rest, 0)
     except ParseError as exc:
         raise ParseError(0, exc.reason) from None
     return resp

@@ -51,6 +51,23 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 # host: IPv6 reference, or hostname / IPv4 (underscore tolerated, as seen in the wild)
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?\Z")
+_BAD_URI_CHARS_RE = re.compile(r'[\s<>"]')
+# sip/sips after the colon: [user[:password]@]host[:port][;params][?headers]; the first @
+# ends the userinfo (user may hold ; ? / and more, RFC 4475 3.1.1.2 / 3.1.1.9)
+_SIP_RE = re.compile(
+    r"(?:([^:@]*)(?::([^@]*))?@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?"
+    r"(;[^?]*)?(?:\?(.*))?\Z",
+    re.S,
+)
+_FAST_SIP_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/%]+)@)?([A-Za-z0-9\-_.]+|\[[0-9A-Fa-f:.]+\])"
+    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'()%]+(?:=[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+)?)*)\Z",
+    re.I,
+)
+_FAST_NAME_ADDR_RE = re.compile(
+    r"""[ \t]*(?:"((?:[^"\\]|\\.)*)"[ \t]*|([A-Za-z0-9\-.!%*_+`'~ \t]*))<([^<>"\s]+)>"""
+    r"""((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;"\s,<>=]+)?)*)[ \t]*\Z"""
+)
 _SIMPLE_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\"\s,<>=]+)?)+\Z")
 _URI_PARAM_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+\Z")
 
@@ -347,6 +364,28 @@ class URI:
 
 def parse_uri(text: str) -> URI:
     """Parse a URI (no surrounding LWS or <> allowed). Raises ParseError(400, ...)."""
+    m = _FAST_SIP_RE.match(text)
+    if m is not None:  # the common shape, in one regex
+        scheme, user, host, port, ptext = m.groups()
+        params = Params.__new__(Params)
+        if ptext:
+            params._items = [
+                [n, v if eq else None] for n, eq, v in (p.partition("=") for p in ptext[1:].split(";"))
+            ]
+        else:
+            params._items = []
+        uri = URI.__new__(URI)
+        uri.scheme = scheme
+        uri.user = user
+        uri.password = None
+        uri.host = host
+        uri.port = int(port) if port is not None and int(port) <= 65535 else None
+        if port is not None and uri.port is None:
+            raise ParseError(400, "Bad URI Port")
+        uri.params = params
+        uri.headers = []
+        uri.opaque = None
+        return uri
     colon = text.find(":")
     if colon <= 0:
         raise ParseError(400, "Bad URI")
@@ -354,7 +393,7 @@ def parse_uri(text: str) -> URI:
     if not _SCHEME_RE.match(scheme):
         raise ParseError(400, "Bad URI Scheme")
     rest = text[colon + 1:]
-    if not rest or any(c in rest for c in " \t\r\n<>\""):
+    if not rest or _BAD_URI_CHARS_RE.search(rest):
         raise ParseError(400, "Bad URI")
     low = scheme.lower()
     if low == "sip" or low == "sips":
@@ -368,45 +407,25 @@ def parse_uri(text: str) -> URI:
 
 
 def _parse_sip(scheme: str, rest: str) -> URI:
-    user = password = None
-    at = rest.find("@")
-    if at >= 0:
-        userinfo = rest[:at]
-        rest = rest[at + 1:]
-        user, colon, pw = userinfo.partition(":")
-        if not user:
-            raise ParseError(400, "Bad URI User")
-        if colon:
-            password = pw
-    hp_end = len(rest)
-    semi = rest.find(";")
-    quest = rest.find("?")
-    if semi >= 0:
-        hp_end = semi
-    if 0 <= quest < hp_end:
-        hp_end = quest
-    m = _HOST_RE.match(rest, 0, hp_end)
-    if m is None or m.end() != hp_end:
-        raise ParseError(400, "Bad URI Host")
-    host = m.group(1)
+    m = _SIP_RE.match(rest)
+    if m is None:
+        raise ParseError(400, "Bad SIP URI")
+    user, password, host, port_text, ptext, htext = m.groups()
+    if user is not None and not user:
+        raise ParseError(400, "Bad URI User")
     port = None
-    if m.group(2) is not None:
-        port = int(m.group(2))
+    if port_text is not None:
+        port = int(port_text)
         if port > 65535:
             raise ParseError(400, "Bad URI Port")
-    params = Params()
+    params = _parse_uri_params(ptext[1:]) if ptext else Params()
     headers: list[tuple[str, str]] = []
-    tail = rest[hp_end:]
-    if tail:
-        ptext, q, htext = tail.partition("?")
-        if ptext:
-            params = _parse_uri_params(ptext[1:])
-        if q:
-            for item in htext.split("&"):
-                name, eq, value = item.partition("=")
-                if not name or not eq:
-                    raise ParseError(400, "Bad URI Header")
-                headers.append((name, value))
+    if htext is not None:
+        for item in htext.split("&"):
+            name, eq, value = item.partition("=")
+            if not name or not eq:
+                raise ParseError(400, "Bad URI Header")
+            headers.append((name, value))
     return URI(scheme, user, host, port, params, headers, password)
 
 
@@ -508,6 +527,21 @@ def parse_name_addr(text: str) -> NameAddr:
     20.10; RFC 4475 3.1.2.13). Liberal where RFC 4475 allows it: LWS inside <> and unquoted
     display names with non-token characters are accepted.
     """
+    m = _FAST_NAME_ADDR_RE.match(text)
+    if m is not None:  # common shape: [token or "quoted"] <uri>;simple=params
+        quoted, plain, uri_text, ptext = m.groups()
+        na = NameAddr.__new__(NameAddr)
+        if quoted is not None:
+            na.display_name = unquote_string(f'"{quoted}"') if "\\" in quoted else quoted
+        else:
+            na.display_name = plain.strip() or None
+        na.uri = parse_uri(uri_text)
+        params = Params.__new__(Params)
+        params._items = [
+            [n, v if eq else None] for n, eq, v in (p.partition("=") for p in ptext[1:].split(";"))
+        ] if ptext else []
+        na.params = params
+        return na
     s = text.strip()
     if not s:
         raise ParseError(400, "Empty Address")
