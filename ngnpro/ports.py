@@ -6,7 +6,19 @@ Order does not matter; every class sets its ``__port_namespace__``.
 from __future__ import annotations
 
 from ngnpro.customer_port import CustomerPort
+from ngnpro.dns_port import DnsPort
+from ngnpro.enum_port import EnumPort
+from ngnpro.sip_accounts import SipAccountPort
+from ngnpro.sip_prepaid import SipPrepaidPort
+from ngnpro.sip_pstn import SipPstnService
+from ngnpro.sip_settings import SipSettingsPort
+from ngnpro.unimplemented import SERVICES as NOT_IMPLEMENTED_YET
 
 SERVICES: list[type] = [
     CustomerPort,
+    SipAccountPort, SipSettingsPort, SipPrepaidPort,
+    EnumPort,
+    DnsPort,
+    SipPstnService,
+    *NOT_IMPLEMENTED_YET,
 ]

@@ -1,0 +1,172 @@
+"""Ports and methods that answer fault 9999 "not implemented yet" until their issue comes:
+RatingPort, VoicemailPort, NetworkPort, PresencePort, and SipPort's call lists, call
+statistics, SIP/media traces and media sessions.
+
+They are declared with their real parameter and return types (API.md 3.1, 3.5-3.8, 4) so
+the WSDL already publishes the final contract and a client gets a clean, coded fault
+instead of "unknown method".
+"""
+
+from __future__ import annotations
+
+from spyne import rpc
+
+from ngnpro.sip_types import SipId
+from ngnpro.soap import (
+    NS_NETWORK,
+    NS_PRESENCE,
+    NS_PRESENCE_TYPES,
+    NS_RATING,
+    NS_SIP,
+    NS_TYPES,
+    NS_VOICEMAIL,
+)
+from ngnpro.soap.faults import not_implemented
+from ngnpro.soap.service import PortService
+from ngnpro.soap.types import Array, ComplexModel, Double, Integer, StringArray, Unicode
+
+
+def _struct(name: str, members: list[tuple[str, object]], ns: str = NS_TYPES) -> type:
+    return type(name, (ComplexModel,), {"__namespace__": ns, "__type_name__": name, "_type_info": members})
+
+
+CallQuery = _struct("CallQuery", [("fromDate", Integer), ("toDate", Integer), ("limit", Integer)])
+CallsQuery = _struct("CallsQuery", [("placed", CallQuery), ("received", CallQuery)])
+CallRecord = _struct("CallRecord", [
+    ("fromURI", Unicode), ("toURI", Unicode), ("fromHeader", Unicode), ("sessionId", Unicode),
+    ("fromTag", Unicode), ("toTag", Unicode), ("applicationTypes", StringArray), ("startTime", Integer),
+    ("stopTime", Integer), ("duration", Integer), ("status", Integer), ("price", Double), ("proxyIP", Unicode),
+])
+CallRecords = _struct("CallRecords", [("placed", Array(CallRecord)), ("received", Array(CallRecord))])
+CallStatistic = _struct("CallStatistic", [("calls", Integer), ("price", Double)])
+CallStatistics = _struct("CallStatistics", [("placed", CallStatistic), ("received", CallStatistic)])
+SipTraceFilter = _struct("SipTraceFilter", [("nodeIp", Unicode), ("callId", Unicode), ("fromTag", Unicode),
+                                            ("toTag", Unicode)])
+MediaTraceFilter = _struct("MediaTraceFilter", [("nodeIp", Unicode), ("callId", Unicode), ("fromTag", Unicode),
+                                                ("toTag", Unicode)])
+RatingEntityProfiles = _struct("RatingEntityProfiles", [
+    ("entity", Unicode), ("profileWeekday", Unicode), ("profileWeekdayAlt", Unicode),
+    ("profileWeekend", Unicode), ("profileWeekendAlt", Unicode), ("timezone", Unicode),
+])
+VoicemailOptions = _struct("VoicemailOptions", [("delete", Integer)])
+VoicemailAccount = _struct("VoicemailAccount", [
+    ("sipId", SipId), ("mailbox", Unicode), ("name", Unicode), ("password", Unicode), ("email", Unicode),
+    ("info", Unicode), ("options", VoicemailOptions),
+])
+PresenceSipId = _struct("SipId", [("username", Unicode), ("domain", Unicode)], NS_PRESENCE_TYPES)
+PresenceInformation = _struct("PresenceInformation", [("activity", Unicode), ("note", Unicode)], NS_PRESENCE_TYPES)
+PresencePolicy = _struct("PresencePolicy", [("allow", StringArray), ("block", StringArray)], NS_PRESENCE_TYPES)
+
+
+class SipPortNotImplemented(PortService):
+    __port_namespace__ = NS_SIP
+
+    @rpc(SipId, CallsQuery, _returns=CallRecords)
+    def getCalls(ctx, sipId, query):  # noqa: N805
+        raise not_implemented("SipPort.getCalls")
+
+    @rpc(SipId, CallsQuery, _returns=CallStatistics)
+    def getCallStatistics(ctx, sipId, query):  # noqa: N805
+        raise not_implemented("SipPort.getCallStatistics")
+
+    @rpc(SipTraceFilter, _returns=Unicode)
+    def getSipTrace(ctx, filter):  # noqa: N805, A002
+        raise not_implemented("SipPort.getSipTrace")
+
+    @rpc(MediaTraceFilter, _returns=Unicode)
+    def getMediaTrace(ctx, filter):  # noqa: N805, A002
+        raise not_implemented("SipPort.getMediaTrace")
+
+    @rpc(_returns=Unicode)
+    def getMediaSummary(ctx):  # noqa: N805
+        raise not_implemented("SipPort.getMediaSummary")
+
+    @rpc(_returns=Unicode)
+    def getMediaSessions(ctx):  # noqa: N805
+        raise not_implemented("SipPort.getMediaSessions")
+
+
+class RatingPort(PortService):
+    __port_namespace__ = NS_RATING
+
+    @rpc(RatingEntityProfiles)
+    def setEntityProfiles(ctx, profiles):  # noqa: N805
+        raise not_implemented("RatingPort.setEntityProfiles")
+
+    @rpc(Unicode)
+    def deleteEntityProfiles(ctx, entity):  # noqa: N805
+        raise not_implemented("RatingPort.deleteEntityProfiles")
+
+    @rpc(Unicode, _returns=RatingEntityProfiles)
+    def getEntityProfiles(ctx, entity):  # noqa: N805
+        raise not_implemented("RatingPort.getEntityProfiles")
+
+
+class VoicemailPort(PortService):
+    __port_namespace__ = NS_VOICEMAIL
+
+    @rpc(VoicemailAccount)
+    def addAccount(ctx, account):  # noqa: N805
+        raise not_implemented("VoicemailPort.addAccount")
+
+    @rpc(VoicemailAccount)
+    def updateAccount(ctx, account):  # noqa: N805
+        raise not_implemented("VoicemailPort.updateAccount")
+
+    @rpc(SipId)
+    def deleteAccount(ctx, sipId):  # noqa: N805
+        raise not_implemented("VoicemailPort.deleteAccount")
+
+    @rpc(SipId, _returns=VoicemailAccount)
+    def getAccount(ctx, sipId):  # noqa: N805
+        raise not_implemented("VoicemailPort.getAccount")
+
+    @rpc(SipId, Unicode)
+    def setAnnouncement(ctx, sipId, message):  # noqa: N805
+        raise not_implemented("VoicemailPort.setAnnouncement")
+
+
+class NetworkPort(PortService):
+    __port_namespace__ = NS_NETWORK
+
+    @rpc(_returns=Unicode)
+    def getStatus(ctx):  # noqa: N805
+        raise not_implemented("NetworkPort.getStatus")
+
+    @rpc(_returns=Unicode)
+    def getStatistics(ctx):  # noqa: N805
+        raise not_implemented("NetworkPort.getStatistics")
+
+
+class PresencePort(PortService):
+    """Authenticates with ``sipId`` + ``password`` parameters, not the ``auth`` header."""
+
+    __port_namespace__ = NS_PRESENCE
+    __requires_auth__ = False
+
+    @rpc(PresenceSipId, Unicode, PresenceInformation)
+    def setPresenceInformation(ctx, sipId, password, information):  # noqa: N805
+        raise not_implemented("PresencePort.setPresenceInformation")
+
+    @rpc(PresenceSipId, Unicode, _returns=PresenceInformation)
+    def getPresenceInformation(ctx, sipId, password):  # noqa: N805
+        raise not_implemented("PresencePort.getPresenceInformation")
+
+    @rpc(PresenceSipId, Unicode)
+    def deletePresenceInformation(ctx, sipId, password):  # noqa: N805
+        raise not_implemented("PresencePort.deletePresenceInformation")
+
+    @rpc(PresenceSipId, Unicode, _returns=StringArray)
+    def getWatchers(ctx, sipId, password):  # noqa: N805
+        raise not_implemented("PresencePort.getWatchers")
+
+    @rpc(PresenceSipId, Unicode, _returns=PresencePolicy)
+    def getPolicy(ctx, sipId, password):  # noqa: N805
+        raise not_implemented("PresencePort.getPolicy")
+
+    @rpc(PresenceSipId, Unicode, PresencePolicy)
+    def setPolicy(ctx, sipId, password, policy):  # noqa: N805
+        raise not_implemented("PresencePort.setPolicy")
+
+
+SERVICES = [SipPortNotImplemented, RatingPort, VoicemailPort, NetworkPort, PresencePort]
