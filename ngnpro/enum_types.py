@@ -59,12 +59,12 @@ def enum_service(value: object) -> str:
 
 
 def mapping_uri(value: object) -> str:
-    """A mapping's target: an absolute URI (``scheme:rest``), no blanks or controls, and
-    no ``!`` (the NAPTR regexp delimiter enumdns writes around it)."""
+    """A mapping's target: an absolute URI (``scheme:rest``) without blanks or controls
+    (enumdns picks a regexp delimiter the URI does not contain)."""
     text = ("" if value is None else str(value)).strip()
     if len(text) > 255:
         raise NGNProError(INVALID, "mapping mapto is longer than 255 characters")
-    if not _URI.match(text) or "!" in text:
+    if not _URI.match(text):
         raise NGNProError(INVALID, f"mapping mapto {value!r} is not a URI (scheme:...)")
     return text
 
