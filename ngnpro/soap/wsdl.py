@@ -205,3 +205,37 @@ SOAP_ENCODING_XSD = f"""<?xml version="1.0" encoding="UTF-8"?>
   </xsd:complexType>
 </xsd:schema>
 """.encode()
+
+
+#: Where the published WSDL says the server is (the default ``[ngnpro] listen``).
+DEFAULT_LOCATION = "http://127.0.0.1:9200/ngnpro/"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ngnpro.soap.wsdl [FOLDER]``: write ``ngnpro.wsdl`` (every registered port)
+    and ``soap-encoding.xsd`` into FOLDER (default: the repository's ``wsdl/``)."""
+    import argparse
+    from pathlib import Path
+
+    from ngnpro.ports import SERVICES
+
+    from .application import build_applications
+
+    parser = argparse.ArgumentParser(prog="python -m ngnpro.soap.wsdl", description=main.__doc__)
+    parser.add_argument("folder", nargs="?", default=str(Path(__file__).resolve().parents[2] / "wsdl"))
+    parser.add_argument("--location", default=DEFAULT_LOCATION, help="soap:address of every port")
+    args = parser.parse_args(argv)
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    apps = build_applications(SERVICES)
+    (folder / "ngnpro.wsdl").write_bytes(generate_wsdl(apps, args.location))
+    (folder / ENC_XSD_NAME).write_bytes(SOAP_ENCODING_XSD)
+    count = sum(len(app.interface.service_method_map) for app in apps.values())
+    print(f"wrote {folder / 'ngnpro.wsdl'}: {len(apps)} ports, {count} operations")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
