@@ -12,11 +12,10 @@ either way, the SHA-256 one (RFC 8760) only when the clear text is known.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
-import ipaddress
 import re
 
+from spyne import Unicode, rpc
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -29,7 +28,8 @@ from ngnpro.models.changes import (
     record_change,
 )
 from ngnpro.models.customer import Customer
-from ngnpro.soap.context import Scope
+from ngnpro.soap import NS_SIP, PortService, call_context
+from ngnpro.soap.context import CallContext, Scope
 from ngnpro.soap.faults import (
     ALIAS_EXISTS,
     ALIAS_NOT_FOUND,
@@ -43,15 +43,12 @@ from ngnpro.soap.faults import (
     NGNProError,
 )
 from ngnpro.soap.query import run_query
+from ngnpro.soap.types import StringArray
 
 AUTOINCREMENT = "<autoincrement>"
 #: the first username ``<autoincrement>`` hands out in a domain without numeric usernames
 FIRST_AUTO_USERNAME = 1000
 _HA1_PAIR = re.compile(r"^([0-9a-f]{32}):([0-9a-f]{32})$")
-
-
-def fmt_date(value: _dt.datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 # --- ownership and look-ups ---------------------------------------------------------------
@@ -119,55 +116,17 @@ def touch(session: Session, account: m.SipAccount) -> None:
 # --- domains ------------------------------------------------------------------------------
 
 
-def _pem(value: str | None, field: str, marker: str) -> str | None:
-    if value is None:
-        return None
-    pem = t.text(value, field, 65536).strip()
-    if pem and ("-----BEGIN" not in pem or marker not in pem):
-        raise t.invalid(field, "not a PEM " + marker.lower())
-    return pem
-
-
-def _ip_list(value: str | None, field: str) -> str | None:
-    if value is None:
-        return None
-    tokens = t.text(value, field, 4096).replace(",", " ").split()
-    for token in tokens:
-        try:
-            ipaddress.ip_network(token, strict=False)
-        except ValueError:
-            raise t.invalid(field, f"{token!r} is not an IP address or network") from None
-    return " ".join(tokens)
-
-
-def _domain_list(value: str | None, field: str) -> str | None:
-    if value is None:
-        return None
-    tokens = t.text(value, field, 4096).replace(",", " ").split()
-    return " ".join(t.domain_name(token, field) for token in tokens)
-
-
 def _apply_domain(row: m.SipDomain, d: t.SipDomain) -> None:
     for attr, value in (
-        ("certificate", _pem(d.certificate, "certificate", "CERTIFICATE")),
-        ("private_key", _pem(d.private_key, "private_key", "PRIVATE KEY")),
-        ("match_ip_address", _ip_list(d.match_ip_address, "match_ip_address")),
-        ("match_sip_domain", _domain_list(d.match_sip_domain, "match_sip_domain")),
+        ("certificate", t.pem(d.certificate, "certificate", "CERTIFICATE")),
+        ("private_key", t.pem(d.private_key, "private_key", "PRIVATE KEY")),
+        ("match_ip_address", t.ip_list(d.match_ip_address, "match_ip_address")),
+        ("match_sip_domain", t.domain_list(d.match_sip_domain, "match_sip_domain")),
         ("verify_cert", t.flag(d.verify_cert, "verify_cert")),
         ("require_cert", t.flag(d.require_cert, "require_cert")),
     ):
         if value is not None:
             setattr(row, attr, value)
-
-
-def domain_to_soap(row: m.SipDomain) -> t.SipDomain:
-    return t.SipDomain(
-        domain=row.domain, customer=row.customer, reseller=row.reseller,
-        certificate=row.certificate or "", private_key=row.private_key or "",
-        match_ip_address=row.match_ip_address or "", match_sip_domain=row.match_sip_domain or "",
-        verify_cert=int(bool(row.verify_cert)), require_cert=int(bool(row.require_cert)),
-        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
-    )
 
 
 def add_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
@@ -222,7 +181,7 @@ def get_domains(session: Session, scope: Scope, query: t.SipDomainQuery | None) 
         orders={"changeDate": m.SipDomain.change_date, "domain": m.SipDomain.domain},
         scope=scope, model=m.SipDomain,
     )
-    return t.SipDomainList(total=total, domains=[domain_to_soap(r) for r in rows])
+    return t.SipDomainList(total=total, domains=[t.domain_to_soap(r) for r in rows])
 
 
 # --- accounts -----------------------------------------------------------------------------
@@ -242,26 +201,6 @@ def credentials(user: str, domain: str, password: str, store_clear: bool) -> dic
         "ha1b": hashlib.md5(f"{user}@{domain}:{domain}:{password}".encode()).hexdigest(),
         "ha1_sha256": hashlib.sha256(raw).hexdigest(),
     }
-
-
-def account_to_soap(row: m.SipAccount) -> t.SipAccount:
-    """The wire form; ``password`` is the clear text when kept, else the HA1 pair, so that a
-    round-tripped account sends back something that changes nothing."""
-    password = row.password or (f"{row.ha1}:{row.ha1b}" if row.ha1 and row.ha1b else "")
-    return t.SipAccount(
-        id=t.SipId(username=row.username, domain=row.domain),
-        firstName=row.first_name, lastName=row.last_name, password=password, ha1=row.ha1,
-        email=row.email, timezone=row.timezone, rpid=row.rpid, owner=row.owner,
-        customer=row.customer, reseller=row.reseller, groups=sorted(row.group_names),
-        prepaid=int(bool(row.prepaid)), quota=row.quota, callLimit=row.call_limit, timeout=row.timeout,
-        acl=[t.AclEntry(ip=a.ip, mask=a.mask, tag=a.tag) for a in row.acl],
-        properties=[
-            t.SipAccountProperty(name=p.name, value=p.value, category=p.category, permission=p.permission)
-            for p in row.properties
-        ],
-        quickdialPrefix=row.quickdial_prefix, region=row.region,
-        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
-    )
 
 
 def _set_groups(row: m.SipAccount, names: list[str]) -> None:
@@ -387,7 +326,7 @@ def add_account(session: Session, scope: Scope, a: t.SipAccount | None, store_cl
     session.add(row)
     session.flush()
     touch(session, row)
-    return account_to_soap(row)
+    return t.account_to_soap(row)
 
 
 def update_account(session: Session, scope: Scope, a: t.SipAccount | None, store_clear: bool = True) -> None:
@@ -410,7 +349,7 @@ def delete_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> No
 
 
 def get_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAccount:
-    return account_to_soap(find_account(session, scope, sip_id))
+    return t.account_to_soap(find_account(session, scope, sip_id))
 
 
 def _in_groups(stmt, groups: list[str]):  # noqa: ANN001, ANN202 - SQLAlchemy select in, select out
@@ -442,19 +381,10 @@ def get_accounts(session: Session, scope: Scope, query: t.SipQuery | None) -> t.
         },
         scope=scope, model=m.SipAccount,
     )
-    return t.SipAccountList(total=total, accounts=[account_to_soap(r) for r in rows])
+    return t.SipAccountList(total=total, accounts=[t.account_to_soap(r) for r in rows])
 
 
 # --- aliases ------------------------------------------------------------------------------
-
-
-def alias_to_soap(row: m.SipAlias) -> t.SipAlias:
-    return t.SipAlias(
-        id=t.SipId(username=row.username, domain=row.domain),
-        target=t.SipId(username=row.target_username, domain=row.target_domain),
-        owner=row.owner, customer=row.customer, reseller=row.reseller,
-        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
-    )
 
 
 def _target(alias: t.SipAlias) -> tuple[str, str]:
@@ -521,7 +451,7 @@ def delete_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> None
 
 
 def get_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAlias:
-    return alias_to_soap(find_alias(session, scope, sip_id))
+    return t.alias_to_soap(find_alias(session, scope, sip_id))
 
 
 def get_aliases(session: Session, scope: Scope, query: t.AliasQuery | None) -> t.SipAliasList:
@@ -539,7 +469,7 @@ def get_aliases(session: Session, scope: Scope, query: t.AliasQuery | None) -> t
         },
         scope=scope, model=m.SipAlias,
     )
-    return t.SipAliasList(total=total, aliases=[alias_to_soap(r) for r in rows])
+    return t.SipAliasList(total=total, aliases=[t.alias_to_soap(r) for r in rows])
 
 
 # --- groups -------------------------------------------------------------------------------
@@ -568,3 +498,106 @@ def remove_from_group(session: Session, scope: Scope, sip_id: t.SipId | None, gr
 
 def get_groups(session: Session, scope: Scope, sip_id: t.SipId | None) -> list[str]:
     return sorted(find_account(session, scope, sip_id, GROUP_ACCOUNT_NOT_FOUND).group_names)
+
+
+# --- the SipPort methods --------------------------------------------------------------------
+
+
+def store_clear_text(c: CallContext) -> bool:
+    """Keep clear-text passwords? The login's ``store_clear_text_passwords`` property
+    (a reseller's choice) overrides the engine setting (API.md 2.5)."""
+    prop = c.scope.properties.get("store_clear_text_passwords")
+    if prop is not None and str(prop).strip() != "":
+        return str(prop).strip().lower() in ("1", "true", "yes", "on")
+    return bool(c.config["ngnpro"]["store_clear_text_passwords"])
+
+
+class SipAccountPort(PortService):
+    """SipPort: domains, accounts, aliases and groups."""
+
+    __port_namespace__ = NS_SIP
+
+    @rpc(t.SipDomain)
+    def addDomain(ctx, domain):  # noqa: N802, N805 - wire names; spyne passes the context first
+        c = call_context(ctx)
+        add_domain(c.session, c.scope, domain)
+
+    @rpc(t.SipDomain)
+    def updateDomain(ctx, domain):  # noqa: N802, N805
+        c = call_context(ctx)
+        update_domain(c.session, c.scope, domain)
+
+    @rpc(Unicode)
+    def deleteDomain(ctx, domain):  # noqa: N802, N805
+        c = call_context(ctx)
+        delete_domain(c.session, c.scope, domain)
+
+    @rpc(t.SipDomainQuery, _returns=t.SipDomainList)
+    def getDomains(ctx, query):  # noqa: N802, N805
+        c = call_context(ctx)
+        return get_domains(c.session, c.scope, query)
+
+    @rpc(t.SipAccount, _returns=t.SipAccount)
+    def addAccount(ctx, account):  # noqa: N802, N805
+        c = call_context(ctx)
+        return add_account(c.session, c.scope, account, store_clear_text(c))
+
+    @rpc(t.SipAccount)
+    def updateAccount(ctx, account):  # noqa: N802, N805
+        c = call_context(ctx)
+        update_account(c.session, c.scope, account, store_clear_text(c))
+
+    @rpc(t.SipId)
+    def deleteAccount(ctx, sipId):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        delete_account(c.session, c.scope, sipId)
+
+    @rpc(t.SipId, _returns=t.SipAccount)
+    def getAccount(ctx, sipId):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_account(c.session, c.scope, sipId)
+
+    @rpc(t.SipQuery, _returns=t.SipAccountList)
+    def getAccounts(ctx, query):  # noqa: N802, N805
+        c = call_context(ctx)
+        return get_accounts(c.session, c.scope, query)
+
+    @rpc(t.SipAlias)
+    def addAlias(ctx, alias):  # noqa: N802, N805
+        c = call_context(ctx)
+        add_alias(c.session, c.scope, alias)
+
+    @rpc(t.SipAlias)
+    def updateAlias(ctx, alias):  # noqa: N802, N805
+        c = call_context(ctx)
+        update_alias(c.session, c.scope, alias)
+
+    @rpc(t.SipId)
+    def deleteAlias(ctx, id):  # noqa: N802, N805, A002 - the wire name is "id"
+        c = call_context(ctx)
+        delete_alias(c.session, c.scope, id)
+
+    @rpc(t.SipId, _returns=t.SipAlias)
+    def getAlias(ctx, id):  # noqa: N802, N805, A002
+        c = call_context(ctx)
+        return get_alias(c.session, c.scope, id)
+
+    @rpc(t.AliasQuery, _returns=t.SipAliasList)
+    def getAliases(ctx, query):  # noqa: N802, N805
+        c = call_context(ctx)
+        return get_aliases(c.session, c.scope, query)
+
+    @rpc(t.SipId, Unicode)
+    def addToGroup(ctx, sipId, group):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        add_to_group(c.session, c.scope, sipId, group)
+
+    @rpc(t.SipId, Unicode)
+    def removeFromGroup(ctx, sipId, group):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        remove_from_group(c.session, c.scope, sipId, group)
+
+    @rpc(t.SipId, _returns=StringArray)
+    def getGroups(ctx, sipId):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_groups(c.session, c.scope, sipId)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from spyne import Array, Double, Integer, Unicode, rpc
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ngnpro import sip_types as t
 from ngnpro.models import sip as m
-from ngnpro.sip_accounts import find_account, fmt_date, touch
+from ngnpro.sip_accounts import find_account, touch
+from ngnpro.soap import NS_SIP, PortService, call_context
 from ngnpro.soap.context import Scope
 from ngnpro.soap.faults import INVALID_VOUCHER, NO_DATA, NGNProError
 
@@ -110,8 +112,37 @@ def get_credit_history(session: Session, scope: Scope, sip_id: t.SipId | None, c
     ).scalars().all()
     return t.CreditHistory(entries=[
         t.CreditEntry(
-            date=fmt_date(r.date), action=r.action, description=r.description,
+            date=t.fmt_date(r.date), action=r.action, description=r.description,
             value=float(r.value), balance=float(r.balance), session=r.session,
         )
         for r in rows
     ])
+
+
+# --- the SipPort methods --------------------------------------------------------------------
+
+
+class SipPrepaidPort(PortService):
+    """SipPort: balance, vouchers, prepaid status and credit history."""
+
+    __port_namespace__ = NS_SIP
+
+    @rpc(t.SipId, Double, Unicode, _returns=t.BalanceChange)
+    def addBalance(ctx, sipId, value, description):  # noqa: N802, N803, N805 - wire names
+        c = call_context(ctx)
+        return add_balance(c.session, c.scope, sipId, value, description)
+
+    @rpc(t.SipId, t.PrepaidCard, _returns=t.BalanceChange)
+    def addBalanceFromVoucher(ctx, sipId, card):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return add_balance_from_voucher(c.session, c.scope, sipId, card)
+
+    @rpc(t.SipIdArray, _returns=Array(t.PrepaidStatus))
+    def getPrepaidStatus(ctx, sipIds):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_prepaid_status(c.session, c.scope, sipIds)
+
+    @rpc(t.SipId, Integer, _returns=t.CreditHistory)
+    def getCreditHistory(ctx, sipId, count):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_credit_history(c.session, c.scope, sipId, count)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from spyne import Array, Unicode, rpc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,8 +22,10 @@ from ngnpro import sip_types as t
 from ngnpro.models import sip as m
 from ngnpro.models.runtime import Location
 from ngnpro.sip_accounts import find_account, touch
+from ngnpro.soap import NS_SIP, PortService, call_context
 from ngnpro.soap.context import Scope
 from ngnpro.soap.faults import INVALID_VALUE, NO_DATA, NGNProError
+from ngnpro.soap.types import Range, StringArray
 
 CONDITIONS = ("FUNC", "FNOL", "FBUS", "FNOA", "FUNV")
 VOICEMAILBOX = "<voice-mailbox>"
@@ -90,8 +93,11 @@ def set_call_diversions(session: Session, scope: Scope, sip_id: t.SipId | None, 
 
 
 def get_call_diversions(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.CallDiversions:
+    """Every condition, ``''`` when not diverted: an all-absent struct would go out empty and
+    PHP would decode it as a string, whose members the settings page then reads."""
     account = find_account(session, scope, sip_id)
-    return t.CallDiversions(**{r.condition: r.uri for r in account.diversions if r.condition in CONDITIONS})
+    found = {r.condition: r.uri for r in account.diversions}
+    return t.CallDiversions(**{cond: found.get(cond, "") for cond in CONDITIONS})
 
 
 # --- accept rules (do not disturb) --------------------------------------------------------
@@ -352,3 +358,78 @@ def get_sip_device_locations(
             locations=locations_of(session, account, now),
         ))
     return out
+
+
+# --- the SipPort methods --------------------------------------------------------------------
+
+
+class SipSettingsPort(PortService):
+    """SipPort: a subscriber's settings page (diversions, DND, reject, barring, phonebook,
+    devices)."""
+
+    __port_namespace__ = NS_SIP
+
+    @rpc(t.SipId, t.CallDiversions)
+    def setCallDiversions(ctx, sipId, diversions):  # noqa: N802, N803, N805 - wire names
+        c = call_context(ctx)
+        set_call_diversions(c.session, c.scope, sipId, diversions)
+
+    @rpc(t.SipId, _returns=t.CallDiversions)
+    def getCallDiversions(ctx, sipId):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_call_diversions(c.session, c.scope, sipId)
+
+    @rpc(t.SipId, t.AcceptRules)
+    def setAcceptRules(ctx, sipId, rules):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        set_accept_rules(c.session, c.scope, sipId, rules)
+
+    @rpc(t.SipId, _returns=t.AcceptRulesInfo)
+    def getAcceptRules(ctx, sipId):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_accept_rules(c.session, c.scope, sipId)
+
+    @rpc(t.SipId, StringArray)
+    def setRejectMembers(ctx, sipId, members):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        set_reject_members(c.session, c.scope, sipId, members)
+
+    @rpc(t.SipId, _returns=StringArray)
+    def getRejectMembers(ctx, sipId):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_reject_members(c.session, c.scope, sipId)
+
+    @rpc(t.SipId, StringArray)
+    def setBarringPrefixes(ctx, sipId, prefixes):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        set_barring_prefixes(c.session, c.scope, sipId, prefixes)
+
+    @rpc(t.SipId, _returns=StringArray)
+    def getBarringPrefixes(ctx, sipId):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_barring_prefixes(c.session, c.scope, sipId)
+
+    @rpc(t.SipId, t.PhonebookEntry)
+    def addPhonebookEntry(ctx, sipId, entry):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        add_phonebook_entry(c.session, c.scope, sipId, entry)
+
+    @rpc(t.SipId, t.PhonebookEntry)
+    def updatePhonebookEntry(ctx, sipId, entry):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        update_phonebook_entry(c.session, c.scope, sipId, entry)
+
+    @rpc(t.SipId, Unicode)
+    def deletePhonebookEntry(ctx, sipId, uri):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        delete_phonebook_entry(c.session, c.scope, sipId, uri)
+
+    @rpc(t.SipId, t.PhonebookEntry, Range, _returns=t.PhonebookEntryList)
+    def getPhonebookEntries(ctx, sipId, match, range):  # noqa: N802, N803, N805, A002
+        c = call_context(ctx)
+        return get_phonebook_entries(c.session, c.scope, sipId, match, range)
+
+    @rpc(t.SipIdArray, _returns=Array(t.SipDeviceLocations))
+    def getSipDeviceLocations(ctx, sipIds):  # noqa: N802, N803, N805
+        c = call_context(ctx)
+        return get_sip_device_locations(c.session, c.scope, sipIds)

@@ -2,19 +2,22 @@
 
 The classes are spyne models in ``urn:AGProjects:NGNPro`` named exactly as the API names
 them, every member optional because the PHP client omits members freely and echoes back
-read-only ones.  The validators below are shared by the subscriber modules
+read-only ones.  The wire forms of stored rows (``account_to_soap``...) and the validators
+below are shared by the subscriber modules
 (``sip_accounts``, ``sip_settings``, ``sip_prepaid``): a bad value becomes fault 1040 with a
 message naming the field, before anything is written.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import ipaddress
 import math
 import re
 
 from spyne import Array, ComplexModel, Double, Integer, Unicode
 
+from ngnpro.models import sip as m
 from ngnpro.soap.faults import NGNProError
 from ngnpro.soap.types import OrderBy, Range, StringArray
 
@@ -289,6 +292,52 @@ class CreditHistory(_Model):
     entries = Array(CreditEntry)
 
 
+# --- wire forms of the stored rows ---------------------------------------------------------
+
+
+def fmt_date(value: _dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def domain_to_soap(row: m.SipDomain) -> SipDomain:
+    return SipDomain(
+        domain=row.domain, customer=row.customer, reseller=row.reseller,
+        certificate=row.certificate or "", private_key=row.private_key or "",
+        match_ip_address=row.match_ip_address or "", match_sip_domain=row.match_sip_domain or "",
+        verify_cert=int(bool(row.verify_cert)), require_cert=int(bool(row.require_cert)),
+        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
+    )
+
+
+def account_to_soap(row: m.SipAccount) -> SipAccount:
+    """The wire form; ``password`` is the clear text when kept, else the HA1 pair, so that a
+    round-tripped account sends back something that changes nothing."""
+    password = row.password or (f"{row.ha1}:{row.ha1b}" if row.ha1 and row.ha1b else "")
+    return SipAccount(
+        id=SipId(username=row.username, domain=row.domain),
+        firstName=row.first_name, lastName=row.last_name, password=password, ha1=row.ha1,
+        email=row.email, timezone=row.timezone, rpid=row.rpid, owner=row.owner,
+        customer=row.customer, reseller=row.reseller, groups=sorted(row.group_names),
+        prepaid=int(bool(row.prepaid)), quota=row.quota, callLimit=row.call_limit, timeout=row.timeout,
+        acl=[AclEntry(ip=a.ip, mask=a.mask, tag=a.tag) for a in row.acl],
+        properties=[
+            SipAccountProperty(name=p.name, value=p.value, category=p.category, permission=p.permission)
+            for p in row.properties
+        ],
+        quickdialPrefix=row.quickdial_prefix, region=row.region,
+        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
+    )
+
+
+def alias_to_soap(row: m.SipAlias) -> SipAlias:
+    return SipAlias(
+        id=SipId(username=row.username, domain=row.domain),
+        target=SipId(username=row.target_username, domain=row.target_domain),
+        owner=row.owner, customer=row.customer, reseller=row.reseller,
+        createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
+    )
+
+
 # --- value rules --------------------------------------------------------------------------
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -451,3 +500,32 @@ def string_list(values: list[str] | None) -> list[str] | None:
     if values is None:
         return None
     return [v for v in values if v is not None and str(v).strip() != ""]
+
+
+def pem(value: str | None, field: str, marker: str) -> str | None:
+    """PEM text (certificate or key) carrying ``marker``; None stays None (member absent)."""
+    if value is None:
+        return None
+    body = text(value, field, 65536).strip()
+    if body and ("-----BEGIN" not in body or marker not in body):
+        raise invalid(field, "not a PEM " + marker.lower())
+    return body
+
+
+def ip_list(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    tokens = text(value, field, 4096).replace(",", " ").split()
+    for token in tokens:
+        try:
+            ipaddress.ip_network(token, strict=False)
+        except ValueError:
+            raise invalid(field, f"{token!r} is not an IP address or network") from None
+    return " ".join(tokens)
+
+
+def domain_list(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    tokens = text(value, field, 4096).replace(",", " ").split()
+    return " ".join(domain_name(token, field) for token in tokens)
