@@ -161,12 +161,16 @@ class Headers:
         if first >= 0:
             items[first] = [key, items[first][1], value]
         else:
+            if len(name) > 1 and name == key:
+                name = pretty_name(key)
             items.append([key, name, value])
         self.gen += 1
 
     def add(self, name: str, value: str, top: bool = False) -> None:
         """Add a field line; ``top=True`` puts it before every other one of its name."""
         key = canonical_name(name)
+        if len(name) > 1 and name == key:
+            name = pretty_name(key)  # "record-route" is written "Record-Route"
         entry = [key, name, value]
         if top:
             for i, item in enumerate(self._items):
@@ -211,11 +215,23 @@ class Headers:
         return None
 
     def replace_first(self, name: str, value: str) -> None:
-        """Replace the first value of ``name`` (e.g. the top Via after adding received)."""
-        if self.pop_first(name) is None:
-            self.add(name, value)
-        else:
-            self.add(name, value, top=True)
+        """Replace the first value of ``name`` in place (e.g. the top Via after adding
+        received/rport); adds the field when absent."""
+        key = canonical_name(name)
+        for item in self._items:
+            if item[0] != key:
+                continue
+            if key in LIST_HEADERS and "," in item[2]:
+                values = split_list(item[2])
+                if not values:
+                    continue
+                values[0] = value
+                item[2] = ", ".join(values)
+            else:
+                item[2] = value
+            self.gen += 1
+            return
+        self.add(name, value)
 
     def copy(self) -> Headers:
         h = Headers._from_entries([list(item) for item in self._items])

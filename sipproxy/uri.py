@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 __all__ = [
     "ParseError",
@@ -451,8 +451,8 @@ def uri_equal(a: URI, b: URI) -> bool:
         return False
     if _unesc_ci(a.host) != _unesc_ci(b.host) or a.port != b.port:
         return False
-    pa = {k.lower(): v for k, v in a.params.items()}
-    pb = {k.lower(): v for k, v in b.params.items()}
+    pa = {unquote(k).lower(): v for k, v in a.params.items()}
+    pb = {unquote(k).lower(): v for k, v in b.params.items()}
     for name in pa.keys() | pb.keys():
         if name in pa and name in pb:
             if _unesc_ci(pa[name]) != _unesc_ci(pb[name]):
