@@ -36,6 +36,7 @@ __all__ = [
     "REASONS",
     "MAX_MESSAGE_SIZE",
     "proxy_validate",
+    "split_list",  # re-exported for callers splitting their own list-valued fields
 ]
 
 #: largest header section / message accepted on a stream before the connection is refused
@@ -569,8 +570,6 @@ def split_stream(buffer: bytes) -> tuple[list[bytes], bytes, int]:
     return messages, buffer[pos:], keepalives
 
 
-# split_list is re-exported for callers that split their own list-valued fields
-__all__ += ["split_list"]
 
 
 #: URI schemes a proxy can route (others get 416, RFC 3261 16.3 step 2)

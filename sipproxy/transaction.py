@@ -229,7 +229,7 @@ def make_ack(request: Request, response: Response) -> Request:
     headers.append(("To", response.headers.get("to") or h.get("to") or ""))
     headers.append(("Call-ID", h.get("call-id") or ""))
     headers.append(("CSeq", f"{request.cseq[0]} ACK"))
-    return Request("ACK", request.uri, headers)
+    return Request("ACK", request.uri.copy(), headers)
 
 
 def make_cancel(request: Request) -> Request:
@@ -243,7 +243,7 @@ def make_cancel(request: Request) -> Request:
     headers.append(("To", h.get("to") or ""))
     headers.append(("Call-ID", h.get("call-id") or ""))
     headers.append(("CSeq", f"{request.cseq[0]} CANCEL"))
-    return Request("CANCEL", request.uri, headers)
+    return Request("CANCEL", request.uri.copy(), headers)
 
 
 def server_key(request: Request, method: str | None = None) -> tuple:
@@ -521,6 +521,12 @@ class TransactionLayer:
 
     def transport_error(self, txn: Transaction) -> list:
         return txn.transport_error()
+
+    def find_client(self, branch: str, method: str) -> Transaction | None:
+        """The client transaction of our ``branch`` for CSeq ``method`` (17.1.3), if live.
+
+        For an edge that strips its own top Via before handing a response on."""
+        return self.client.get((branch, method))
 
     def match_cancel(self, cancel: Request) -> Transaction | None:
         """The INVITE server transaction that ``cancel`` cancels (RFC 3261 9.2), if any."""
