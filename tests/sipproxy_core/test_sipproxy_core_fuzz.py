@@ -5,7 +5,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from sipproxy.message import Message, ParseError, Request, make_response, parse_message, split_stream
+from sipproxy.message import (
+    Message,
+    ParseError,
+    Request,
+    make_response,
+    parse_message,
+    split_stream,
+)
 from sipproxy.transaction import Timers, TransactionLayer
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
