@@ -29,6 +29,9 @@ log = logging.getLogger("mediaproxy.relay")
 
 #: seconds between timeout scans
 TICK = 0.5
+#: a poll that found fewer ready sockets than this waits BATCH_WAIT seconds before the next
+BATCH = 32
+BATCH_WAIT = 0.0005
 
 
 def raise_fd_limit() -> int:
@@ -196,6 +199,7 @@ class Relay:
         self.running = True
         ports, readers, poll = self.ports, self.readers, self.ep.poll
         monotonic = time.monotonic
+        sleep = time.sleep
         buf = bytearray(65536)
         mv = memoryview(buf)
         v6 = self.v6
@@ -235,6 +239,8 @@ class Relay:
             if now >= next_tick:
                 next_tick = now + TICK
                 self.tick(now)
+            if len(events) < BATCH:
+                sleep(BATCH_WAIT)
 
     def stop(self) -> None:
         self.running = False
