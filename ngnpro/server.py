@@ -60,13 +60,11 @@ class NGNProWsgi:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             length = -1
-        if length > self.max_body:
-            log.info("refused a %d-byte request from %s", length, environ.get("REMOTE_ADDR"))
-            err = NGNProError(INVALID_REQUEST, f"Invalid request: body larger than {self.max_body} bytes")
-            return self._reply(start_response, "500 Internal Server Error", fault_bytes(err))
         stream = environ["wsgi.input"]
-        body = stream.read(length) if length >= 0 else stream.read(self.max_body + 1)
-        if len(body) > self.max_body:
+        body = b"" if length > self.max_body else stream.read(length) if length >= 0 else stream.read(self.max_body + 1)
+        if length > self.max_body or len(body) > self.max_body:
+            log.info("refused a request of more than %d bytes from %s", self.max_body, environ.get("REMOTE_ADDR"))
+            _abandon_input(stream)
             err = NGNProError(INVALID_REQUEST, f"Invalid request: body larger than {self.max_body} bytes")
             return self._reply(start_response, "500 Internal Server Error", fault_bytes(err))
         status, out = self.dispatcher.handle(body)
@@ -92,6 +90,14 @@ class NGNProWsgi:
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Connection", "close")]
         start_response(status, headers + (extra or []))
         return [body]
+
+
+def _abandon_input(stream: Any) -> None:
+    """Keep gevent from reading (and discarding) the rest of a refused body before it closes
+    the connection: an attacker could otherwise stream gigabytes into a worker."""
+    if hasattr(stream, "content_length") and hasattr(stream, "position"):
+        stream.content_length = stream.position
+        stream.chunked_input = False
 
 
 def build_app(config: Config, sessionmaker: Any) -> NGNProWsgi:
