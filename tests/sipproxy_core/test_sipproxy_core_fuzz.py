@@ -109,3 +109,32 @@ def test_random_bytes_and_stream_chunks() -> None:
         except ParseError:
             continue
         assert b"".join(msgs) + rest in stream or not msgs
+
+
+def test_pathological_values_are_rejected_in_linear_time() -> None:
+    """Inputs that make a backtracking regex go quadratic (30 kB each, a datagram's worth);
+    with a quadratic pattern this test takes minutes instead of milliseconds."""
+    from sipproxy.headers import parse_via
+    from sipproxy.uri import parse_name_addr, parse_params, parse_uri
+
+    n = 15000
+    cases = [
+        (parse_name_addr, " " * n + "x"),
+        (parse_name_addr, "\t " * n + '"'),
+        (parse_name_addr, '"' + "\\a" * n),
+        (parse_name_addr, "<sip:a@b>" + ";a=b" * (n // 2) + " x"),
+        (parse_via, "SIP/2.0/UDP h" + ";a=b" * (n // 2) + ",x"),
+        (parse_uri, "sip:a@b" + ";a" * n + ";;"),
+        (parse_uri, "sip:" + "a:" * n + "@b c"),
+        (parse_params, ";a" * n + "; "),
+    ]
+    for fn, text in cases:
+        try:
+            fn(text)
+        except ParseError:
+            pass
+    data = b"INVITE sip:a@b SIP/2.0\r\nX: y\r\n" + b" z\r\n" * n + b"\r\n"
+    try:
+        parse_message(data)
+    except ParseError as exc:
+        assert exc.status == 0  # no Via: cannot be answered
