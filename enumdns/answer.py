@@ -26,6 +26,7 @@ import dns.rdataset
 import dns.rdatatype
 import dns.rrset
 
+from .fastpath import fast_respond
 from .zone import CNAME, NAPTR, NS, SOA, Lookup, RecordZone, Zone
 
 log = logging.getLogger("enumdns.answer")
@@ -49,7 +50,9 @@ _ANY_PREFERENCE = (NAPTR, dns.rdatatype.SRV, dns.rdatatype.A, dns.rdatatype.AAAA
 
 
 class Authority(Protocol):
-    """Where answers come from: the zone that encloses a name, or None (not ours)."""
+    """Where answers come from: the zone that encloses a name, or None (not ours).  An
+    authority that also has ``zone_keys`` (zones by lower-case wire labels) gets the fast
+    path of :mod:`enumdns.fastpath` for plain ENUM queries."""
 
     def find_zone(self, qname: dns.name.Name) -> Zone | None: ...
 
@@ -74,6 +77,11 @@ def header_only(wire: bytes, rcode: int) -> bytes:
 
 def respond(wire: bytes, authority: Authority, tcp: bool = False) -> Response:
     """Answer one query (see the module docstring)."""
+    zone_keys = getattr(authority, "zone_keys", None)
+    if zone_keys is not None:
+        fast = fast_respond(wire, zone_keys, tcp)
+        if fast is not None:
+            return Response(fast[0], fast[1], True, fast[2])
     if len(wire) < 12 or wire[2] & 0x80:
         return Response(None)  # no header to answer, or a response: never answer those
     opcode = (wire[2] >> 3) & 0x0F
@@ -87,6 +95,8 @@ def respond(wire: bytes, authority: Authority, tcp: bool = False) -> Response:
         return Response(header_only(wire, dns.rcode.FORMERR), rcode=dns.rcode.FORMERR)
     resp = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
     resp.flags |= query.flags & dns.flags.CD
+    if query.edns == 0:  # RFC 3225 3: the DO bit is copied (we just have no signatures)
+        resp.use_edns(0, query.ednsflags & dns.flags.DO, MAX_UDP_PAYLOAD)
     if query.edns > 0:  # RFC 6891 6.1.3: we speak version 0 only
         resp.use_edns(0, payload=MAX_UDP_PAYLOAD)
         resp.set_rcode(dns.rcode.BADVERS)

@@ -97,6 +97,7 @@ class Store:
         self.lock = threading.RLock()
         self.zoneset = Generation()
         self.zones: dict[dns.name.Name, Zone] = {}
+        self.zone_keys: dict[tuple[bytes, ...], Zone] = {}  # the same, by wire labels
         self._enum: dict[dns.name.Name, EnumZone] = {}
         self._dns: dict[dns.name.Name, RecordZone] = {}
         self._numbers: OrderedDict[str, tuple[Mapping, ...] | None] = OrderedDict()
@@ -198,6 +199,7 @@ class Store:
         for old in self.zones.values():
             old.gen += 1
         self.zones = zones
+        self.zone_keys = {z.key: z for z in zones.values()}
         self.zoneset.gen += 1
 
     def _preload_numbers(self) -> None:
@@ -374,6 +376,7 @@ class Store:
             new = self._add_range(rows[0])
             if new is not None:
                 self.zones[new.origin] = new
+                self.zone_keys[new.key] = new
                 zone.gen += 1
 
     def _range_changed(self, key: str) -> bool:

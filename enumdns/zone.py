@@ -127,6 +127,18 @@ class Zone:
         self.gen = 0
 
     @property
+    def key(self) -> tuple[bytes, ...]:
+        """The origin as lower-case wire labels: how the fast path finds zones."""
+        return tuple(label.lower() for label in self.origin.labels)
+
+    def soa_wire(self) -> bytes:
+        """The SOA rdata, uncompressed (computed once)."""
+        wire = self.__dict__.get("_soa_wire")
+        if wire is None:
+            wire = self._soa_wire = self.soa[0].to_wire()
+        return wire
+
+    @property
     def serial(self) -> int:
         return self.soa[0].serial
 

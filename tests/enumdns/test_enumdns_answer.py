@@ -28,8 +28,12 @@ N = dns.name.from_text
 
 
 class Authority:
-    def __init__(self, *zones):
+    """Zones by name, like the store; ``fast`` also offers the fast path's ``zone_keys``."""
+
+    def __init__(self, *zones, fast=True):
         self.zones = {z.origin: z for z in zones}
+        if fast:
+            self.zone_keys = {z.key: z for z in zones}
 
     def find_zone(self, qname):
         while True:
@@ -78,6 +82,7 @@ def record_zone():
 
 
 AUTH = Authority(enum_zone(), record_zone())
+SLOW = Authority(enum_zone(), record_zone(), fast=False)
 
 
 def ask(name, rtype="A", tcp=False, **kw):
@@ -216,3 +221,28 @@ def test_truncation_follows_the_client_buffer():
     assert not msg.flags & dns.flags.TC and len(msg.answer[0]) == 30 and len(r.wire) > 1232
     msg, _ = ask(name, "NAPTR", tcp=True)
     assert not msg.flags & dns.flags.TC and len(msg.answer[0]) == 30
+
+
+@pytest.mark.parametrize("name,rtype,kw", [
+    ("7.6.5.4.3.2.1.0.2.1.3.e164.arpa", "NAPTR", {}),
+    ("7.6.5.4.3.2.1.0.2.1.3.E164.ARPA", "NAPTR", {"use_edns": 0, "payload": 1400}),
+    ("7.6.5.4.3.2.1.0.2.1.3.e164.arpa", "A", {}),
+    ("8.6.5.4.3.2.1.0.2.1.3.e164.arpa", "NAPTR", {"use_edns": 0, "want_dnssec": True}),
+    ("9.9.9.9.9.9.9.0.2.1.3.e164.arpa", "NAPTR", {}),
+    ("4.3.2.1.0.2.1.3.e164.arpa", "NAPTR", {}),
+    ("x.0.2.1.3.e164.arpa", "NAPTR", {}),
+    ("5.5.5.0.2.1.3.e164.arpa", "NAPTR", {}),
+    ("5.5.5.0.2.1.3.e164.arpa", "NAPTR", {"use_edns": 0, "payload": 4096}),
+    ("1.2.3.example.org", "NAPTR", {"use_edns": 0}),
+    ("0.2.1.3.e164.arpa", "SOA", {}),
+])
+def test_fast_path_matches_the_general_path(name, rtype, kw):
+    q = dns.message.make_query(name, rtype, **kw)
+    fast = dns.message.from_wire(respond(q.to_wire(), AUTH).wire)
+    slow = dns.message.from_wire(respond(q.to_wire(), SLOW).wire)
+    assert (fast.id, fast.flags, fast.rcode(), fast.edns, fast.ednsflags) == (
+        slow.id, slow.flags, slow.rcode(), slow.edns, slow.ednsflags)
+    assert fast.question[0].name.to_text() == slow.question[0].name.to_text() == q.question[0].name.to_text()
+    for a, b in ((fast.answer, slow.answer), (fast.authority, slow.authority)):
+        assert [(r.name.to_text(), r.ttl, sorted(x.to_text() for x in r)) for r in a] == [
+            (r.name.to_text(), r.ttl, sorted(x.to_text() for x in r)) for r in b]
