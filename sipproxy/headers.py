@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from .uri import Params, ParseError, parse_params, split_quoted
+from .uri import Params, ParseError, check_ipv6_reference, parse_params, split_quoted
 
 __all__ = ["Headers", "Via", "parse_via", "canonical_name", "COMPACT_FORMS", "LIST_HEADERS"]
 
@@ -316,6 +316,8 @@ def parse_via(value: str) -> Via:
         via = Via.__new__(Via)
         via.protocol = "SIP/2.0"
         via.transport = transport.upper()
+        if host[0] == "[":
+            check_ipv6_reference(host)
         via.host = host
         via.port = int(port_text) if port_text is not None else None
         if via.port is not None and via.port > 65535:
@@ -332,6 +334,8 @@ def parse_via(value: str) -> Via:
     rest = value[m.end():]
     if rest and rest[0] != ";":
         raise ParseError(400, "Bad Via")
+    if m.group(4)[0] == "[":
+        check_ipv6_reference(m.group(4))
     port = None
     if m.group(5) is not None:
         port = int(m.group(5))

@@ -13,6 +13,7 @@ status a request carrying it deserves (400) -- the message layer decides whether
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from urllib.parse import unquote, unquote_to_bytes
@@ -49,8 +50,6 @@ class ParseError(ValueError):
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
-# host: IPv6 reference, or hostname / IPv4 (underscore tolerated, as seen in the wild)
-_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?\Z")
 _BAD_URI_CHARS_RE = re.compile(r'[\s<>"]')
 # sip/sips after the colon: [user[:password]@]host[:port][;params][?headers]; the first @
 # ends the userinfo (user may hold ; ? / and more, RFC 4475 3.1.1.2 / 3.1.1.9)
@@ -75,6 +74,14 @@ _URI_PARAM_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+\Z")
 def is_token(text: str) -> bool:
     """True when ``text`` is an RFC 3261 token (method names, parameter names...)."""
     return _TOKEN_RE.match(text) is not None
+
+
+def check_ipv6_reference(host: str) -> None:
+    """Raise ParseError(400) unless ``host`` is ``[`` IPv6address ``]`` (RFC 3261 25.1)."""
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        raise ParseError(400, "Bad IPv6 Reference") from None
 
 
 def quote_string(text: str) -> str:
@@ -378,6 +385,8 @@ def parse_uri(text: str) -> URI:
         uri.scheme = scheme
         uri.user = user
         uri.password = None
+        if host[0] == "[":
+            check_ipv6_reference(host)
         uri.host = host
         uri.port = int(port) if port is not None and int(port) <= 65535 else None
         if port is not None and uri.port is None:
@@ -411,6 +420,8 @@ def _parse_sip(scheme: str, rest: str) -> URI:
     if m is None:
         raise ParseError(400, "Bad SIP URI")
     user, password, host, port_text, ptext, htext = m.groups()
+    if host[0] == "[":
+        check_ipv6_reference(host)
     if user is not None and not user:
         raise ParseError(400, "Bad URI User")
     port = None

@@ -151,7 +151,7 @@ def test_uri_components() -> None:
 @pytest.mark.parametrize("bad", [
     "sip:", "sip:@example.com", "sip:alice@", "sip:alice@exa mple.com", "sip:a@b:99999",
     "sip:a@b:port", "<sip:a@b>", "1sip:a@b", "sip:a@b;;x", "sip:a@b?noequals", "nocolon",
-    "sip:a@[zz::1]",
+    "sip:a@[zz::1]", "sip:a@[:::::]", "sip:[1::2::3]:5060", "sip:a@[192.0.2.1]",
 ])
 def test_bad_uris(bad: str) -> None:
     with pytest.raises(ParseError) as info:
@@ -222,7 +222,7 @@ def test_via_forms() -> None:
     assert parse_via("SIP/2.0/UDP h;rport=5070").rport == 5070
     assert parse_via("SIP/2.0/UDP h").rport is None and parse_via("SIP/2.0/UDP h").port is None
     for bad in ("SIP/2.0 host", "SIP/2.0/UDP", "SIP/2.0/UDP host:70000", "SIP/2.0/UDP h;;",
-                "SIP/2.0/UDP host junk"):
+                "SIP/2.0/UDP host junk", "SIP/2.0/UDP [1::2::3]", "SIP / 2.0 / UDP [::::]:5"):
         with pytest.raises(ParseError):
             parse_via(bad)
 
