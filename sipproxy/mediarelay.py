@@ -31,6 +31,13 @@ How the proxy uses it (gevent-friendly: every call blocks only the calling green
         # send BYE (Reason: media timeout) to both parties, then:
         summary = relays.remove(event.call_id, reason="media timeout")
 
+For the proxy's media seam (``Proxy(media=...)`` calling ``offer(proxy, req)``,
+``answer(proxy, req, response)``, ``ack(proxy, req)``, ``release(proxy, req)``),
+:class:`ProxyMedia` does all of the above on the SIP messages themselves::
+
+    media = ProxyMedia(relays, config["sipproxy"]["media_relay"], on_timeout=bye_both_sides)
+    proxy = Proxy(..., media=media)
+
 ``offer``/``answer`` return the body with the relay's address and ports (same type, str or
 bytes, as given); bodies with no media lines come back unchanged.  They raise
 :class:`MediaRelayError` when no relay is reachable or the relay refuses the SDP, and
@@ -42,6 +49,7 @@ in the ``media_sessions`` table.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import logging
@@ -58,7 +66,7 @@ from . import sdp as sdplib
 
 log = logging.getLogger("sipproxy.mediarelay")
 
-__all__ = ["MediaRelayError", "MediaTimeout", "MediaRelays", "should_relay"]
+__all__ = ["MediaRelayError", "MediaTimeout", "MediaRelays", "ProxyMedia", "should_relay", "behind_nat"]
 
 
 class MediaRelayError(Exception):
@@ -295,3 +303,112 @@ class MediaRelays:
     def close(self) -> None:
         for link in self.links:
             link.close()
+
+
+# -- the proxy's media seam ------------------------------------------------------------------
+
+_NAT_NETWORKS = [ipaddress.ip_network(n) for n in
+                 ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")]
+
+
+def behind_nat(message: Any) -> bool:
+    """Whether the sender of a request looks NATed: its top Via got a ``received``
+    parameter (RFC 3581: sent-by differs from the source), or its SDP connection address
+    is a private (RFC 1918 / RFC 6598 / ULA) address."""
+    try:
+        vias = message.vias
+        if vias and getattr(vias[0], "received", None):
+            return True
+    except Exception:  # an unparsable Via is the parser's business, not ours
+        pass
+    if _is_sdp(message):
+        try:
+            desc = sdplib.parse(message.body)
+        except sdplib.SdpError:
+            return False
+        for m in desc.media:
+            try:
+                if any(ipaddress.ip_address(m.address) in net for net in _NAT_NETWORKS):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def _is_sdp(message: Any) -> bool:
+    ctype = (message.headers.get("content-type") or "").split(";")[0].strip().lower()
+    return bool(message.body) and ctype == "application/sdp"
+
+
+class ProxyMedia:
+    """The relay engaged through the proxy's seam, on SIP requests and responses.
+
+    ``policy`` is ``[sipproxy] media_relay``; ``decide(request) -> bool``, when given,
+    replaces it (e.g. to add the callee's registration NAT flag or a per-account setting).
+    An offer in an INVITE is rewritten for the callee; the answer in its 18x/2xx for the
+    caller; a late offer (INVITE without SDP) is taken from the 2xx and its answer from the
+    ACK.  A failed initial INVITE, CANCEL and BYE release the session; a failed re-INVITE
+    keeps it.  A relay failure leaves the body unchanged (the call goes on unrelayed).
+    """
+
+    def __init__(self, relays: MediaRelays, policy: str = "nat",
+                 on_timeout: Callable[[MediaTimeout], Any] | None = None,
+                 decide: Callable[[Any], bool] | None = None) -> None:
+        self.relays = relays
+        self.policy = policy
+        self.decide = decide
+        self.engaged: dict[str, bool] = {}  # call-id -> the INVITE carried no SDP (late offer)
+        if on_timeout is not None:
+            relays.on_timeout = on_timeout
+        elif relays.on_timeout is None:
+            relays.on_timeout = lambda ev: self.relays.remove(ev.call_id, reason=ev.reason)
+
+    def _engage(self, req: Any) -> bool:
+        if self.decide is not None:
+            return bool(self.decide(req))
+        return should_relay(self.policy, behind_nat(req), False)
+
+    def _rewrite(self, msg: Any, call_id: str, kind: str, sender: str, peer: str) -> None:
+        try:
+            if kind == "offer":
+                msg.body = self.relays.offer(call_id, msg.body, sender_tag=sender, peer_tag=peer)
+            else:
+                msg.body = self.relays.answer(call_id, msg.body, sender_tag=sender, peer_tag=peer)
+        except (MediaRelayError, sdplib.SdpError) as exc:
+            log.warning("call %s: media not relayed (%s)", call_id, exc)
+
+    def offer(self, proxy: Any, req: Any) -> None:
+        call_id, from_tag, to_tag = req.call_id or "", req.from_.tag or "", req.to.tag or ""
+        if call_id not in self.engaged:
+            if to_tag or not self._engage(req):  # a re-INVITE of a call we do not relay
+                return
+        self.engaged[call_id] = not _is_sdp(req)
+        if _is_sdp(req):
+            self._rewrite(req, call_id, "offer", from_tag, to_tag)
+
+    def answer(self, proxy: Any, req: Any, response: Any) -> None:
+        call_id = req.call_id or ""
+        late = self.engaged.get(call_id)
+        if late is None or not _is_sdp(response):
+            return
+        from_tag, to_tag = req.from_.tag or "", response.to.tag or ""
+        if late:  # the offer is in the 2xx; its answer comes in the ACK
+            if 200 <= response.status < 300:
+                self._rewrite(response, call_id, "offer", to_tag, from_tag)
+        else:
+            self._rewrite(response, call_id, "answer", to_tag, from_tag)
+
+    def ack(self, proxy: Any, req: Any) -> None:
+        call_id = req.call_id or ""
+        if self.engaged.get(call_id) and _is_sdp(req):
+            self.engaged[call_id] = False
+            self._rewrite(req, call_id, "answer", req.from_.tag or "", req.to.tag or "")
+
+    def release(self, proxy: Any, req: Any, reason: str = "") -> dict[str, Any] | None:
+        call_id = req.call_id or ""
+        if call_id not in self.engaged:
+            return None
+        if req.method == "INVITE" and req.to.tag:
+            return None  # a failed re-INVITE: the call and its media go on
+        del self.engaged[call_id]
+        return self.relays.remove(call_id, reason=reason or ("bye" if req.method == "BYE" else "failed"))
