@@ -1,0 +1,151 @@
+"""``python -m sipproxy --config F``: the SIP proxy and registrar.
+
+Start-up order matters: the configuration is validated first (a bad one is one line on
+stderr and exit status 2), then the database is opened and migrated, then every listening
+socket is bound -- before forking, so that with ``[sipproxy] workers`` > 1 each worker gets
+its own SO_REUSEPORT socket on the same address while the digest nonce secret is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from ngnpro.models.config import Config, ConfigError, load_config
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sipproxy", description="SIP proxy and registrar")
+    parser.add_argument("--config", help="platform TOML config file (default: built-in defaults)")
+    return parser.parse_args(argv)
+
+
+def _setup_logging(config: Config, worker: int | None = None) -> None:
+    tag = f"[{worker}] " if worker is not None else ""
+    logging.basicConfig(
+        level=getattr(logging, config["logging"]["level"].upper()),
+        format=f"%(asctime)s %(name)s {tag}%(levelname)s %(message)s",
+        stream=sys.stderr, force=True,
+    )
+
+
+def build(config: Config, secret: bytes | None = None):  # noqa: ANN201 - (core, proxy, closers)
+    """Assemble one proxy process from the configuration (sockets not bound yet)."""
+    from ngnpro.models.database import open_database
+
+    from .core import Core
+    from .dialog import DialogStore
+    from .digest import DigestAuth
+    from .directory import Directory
+    from .location import LocationStore
+    from .proxy import Proxy
+    from .registrar import Registrar
+
+    section = config["sipproxy"]
+    _engine, sessions = open_database(config.database_url)
+    directory = Directory(sessions, section["domains"],
+                          refresh_interval=config["database"]["poll_interval"])
+    location = LocationStore(sessions)
+    auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"])
+    algorithms = tuple(section["digest_algorithms"]) or ("SHA-256", "MD5")
+    challenge = auth.challenge
+    # offer only the configured algorithms, in the configured order (some clients, sipp
+    # among them, answer the first challenge even when they cannot do SHA-256)
+    auth.challenge = lambda realm, **kw: challenge(realm, algorithms=algorithms, **kw)
+    registrar = Registrar.from_config(section, directory, location, auth)
+    core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
+                reuse_port=section["workers"] > 1)
+    proxy = Proxy(core, directory, location, registrar, DialogStore(sessions),
+                  realm=section["realm"])
+    return core, proxy, (directory, location)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        config = load_config(args.config)
+        section = config["sipproxy"]
+        if any(s.startswith("tls:") for s in section["listen"]) and not (
+                section["tls_cert"] and section["tls_key"]):
+            raise ConfigError("sipproxy.listen: a tls: listener needs sipproxy.tls_cert and sipproxy.tls_key")
+        for key in ("tls_cert", "tls_key"):
+            if section[key] and not os.path.isfile(section[key]):
+                raise ConfigError(f"sipproxy.{key}: file {section[key]!r} not found")
+    except ConfigError as exc:
+        print(f"sipproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    from gevent import monkey
+
+    monkey.patch_all()  # database drivers written in Python cooperate with the hub
+    _setup_logging(config)
+    log = logging.getLogger("sipproxy")
+    workers = config["sipproxy"]["workers"]
+    secret = os.urandom(32)
+    if workers == 1:
+        return _serve(config, secret, None)
+    children: list[int] = []
+    for n in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_serve(config, secret, n))
+        children.append(pid)
+    log.info("started %d workers", workers)
+
+    def stop(_sig: int, _frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    for _ in children:
+        try:
+            _pid, st = os.wait()
+        except ChildProcessError:
+            break
+        status = status or (os.waitstatus_to_exitcode(st) if os.WIFEXITED(st) else 0)
+    return status
+
+
+def _serve(config: Config, secret: bytes, worker: int | None) -> int:
+    import gevent
+    import gevent.event
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if worker is not None:
+        _setup_logging(config, worker)
+    log = logging.getLogger("sipproxy")
+    try:
+        core, _proxy, services = build(config, secret)
+        core.bind()
+    except SQLAlchemyError as exc:
+        print(f"sipproxy: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"sipproxy: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    directory, location = services
+    directory.start()
+    location.start()
+    core.start()
+    log.info("listening on %s", ", ".join(str(lst) for lst in core.transports.listeners))
+    done = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, done.set)
+    gevent.signal_handler(signal.SIGINT, done.set)
+    done.wait()
+    core.stop()
+    directory.stop()
+    location.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Wiring of the proxy: transports <-> transaction layer <-> transaction user, timers in gevent.
+
+The layers below are sans-I/O (``message``, ``transaction``) and the ones above decide
+(``proxy``, ``registrar``); this module is the only place that does their I/O:
+
+* bytes from :mod:`sipproxy.transport` are parsed; a malformed request is answered with the
+  status the parser chose (RFC 4475), malformed responses and garbage are dropped;
+* the top Via of a request gets ``received``/``rport`` (RFC 3261 18.2.1, RFC 3581) so the
+  response finds its way back through a NAT;
+* a response must carry our own Via on top (else it is dropped, 18.1.2); it is popped
+  before the transaction layer sees it;
+* the transaction layer's actions are executed: ``Send`` over the transports (responses by
+  RFC 3261 18.2.2 / RFC 3581: over the request's connection, else to received:rport),
+  ``StartTimer`` as gevent timers, ``Deliver``/``Timeout``/``TransportError`` to the
+  transaction user (:class:`sipproxy.proxy.Proxy`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from typing import Any, Protocol
+
+import gevent
+
+from .headers import Via
+from .message import ParseError, Request, Response, make_response, parse_message
+from .transaction import (
+    MAGIC_COOKIE,
+    Deliver,
+    Send,
+    StartTimer,
+    Terminated,
+    Timeout,
+    Timers,
+    Transaction,
+    TransactionLayer,
+    TransportError,
+)
+from .transport import Inbound, Listener, Peer, Transports
+
+log = logging.getLogger("sipproxy.core")
+
+__all__ = ["Core", "TransactionUser", "new_branch", "is_ip"]
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch (magic cookie + 96 random bits)."""
+    return MAGIC_COOKIE + secrets.token_hex(12)
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+class TransactionUser(Protocol):
+    """What the core hands messages to (the proxy)."""
+
+    def on_request(self, request: Request, txn: Transaction | None, inbound: Inbound) -> None: ...
+
+    def on_response(self, response: Response, txn: Transaction | None, inbound: Inbound) -> None: ...
+
+    def on_timeout(self, txn: Transaction) -> None: ...
+
+    def on_transport_error(self, txn: Transaction) -> None: ...
+
+    def on_terminated(self, txn: Transaction) -> None: ...
+
+
+class Core:
+    """One proxy process: its transports, its transactions, its timers."""
+
+    def __init__(self, listen: list[str], *, tls_cert: str = "", tls_key: str = "",
+                 reuse_port: bool = False, timers: Timers | None = None) -> None:
+        self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port)
+        self.layer = TransactionLayer(timers)
+        self.tu: TransactionUser | None = None
+        #: host strings and ``host:port`` that name this proxy (Via / Route / Request-URI checks)
+        self.addresses: set[tuple[str, int]] = set()
+        for lst in self.transports.listeners:
+            self.addresses.add((lst.host.lower(), lst.port))
+        self.received = 0
+        self.dropped = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def bind(self) -> None:
+        self.transports.bind()
+
+    def start(self) -> None:
+        self.transports.start()
+
+    def stop(self) -> None:
+        self.transports.stop()
+
+    # -- who we are -----------------------------------------------------------------------
+
+    def is_me(self, host: str | None, port: int | None, transport: str | None = None) -> bool:
+        """True when ``host:port`` names one of our listeners (port None: the default)."""
+        if not host:
+            return False
+        host = host.strip("[]").lower()
+        for lst in self.transports.listeners:
+            if lst.host.lower() != host:
+                continue
+            default = 5061 if lst.transport == "tls" else 5060
+            if (port or default) == lst.port:
+                return True
+        return False
+
+    def listener_for(self, transport: str, host: str | None = None) -> Listener | None:
+        return self.transports.listener_for(transport, host)
+
+    def via_for(self, lst: Listener, branch: str) -> str:
+        host = f"[{lst.host}]" if ":" in lst.host else lst.host
+        return f"SIP/2.0/{lst.transport.upper()} {host}:{lst.port};branch={branch};rport"
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def on_inbound(self, inbound: Inbound) -> None:
+        self.received += 1
+        try:
+            msg = parse_message(inbound.data)
+        except ParseError as exc:
+            self.dropped += 1
+            if exc.status and exc.request is not None and exc.request.method != "ACK":
+                log.debug("bad request from %s: %s %s", inbound.source, exc.status, exc.reason)
+                try:
+                    resp = make_response(exc.request, exc.status, exc.reason)
+                    self.transports.send(resp.to_bytes(), self._reply_peer(resp, inbound),
+                                         inbound.connection)
+                except Exception:  # the request was too broken to answer
+                    pass
+            else:
+                log.debug("dropped message from %s: %s", inbound.source, exc.reason)
+            return
+        reliable = inbound.source.transport != "udp"
+        if isinstance(msg, Request):
+            self._stamp_via(msg, inbound)
+        else:
+            vias = msg.vias
+            top = vias[0]
+            if not self.is_me(top.host, top.port) or not (top.branch or "").startswith(MAGIC_COOKIE):
+                log.debug("response not for us (Via %s) dropped", top)
+                self.dropped += 1
+                return
+            branch = top.branch
+            msg.headers.pop_first("via")
+            actions = self._receive_response(msg, branch, inbound)
+            self.execute(actions)
+            return
+        self.execute(self.layer.receive(msg, inbound, reliable))
+
+    def _receive_response(self, msg: Response, branch: str, inbound: Inbound) -> list:
+        txn = self.layer.client.get((branch, msg.cseq[1]))
+        if txn is None:
+            return [Deliver(msg, None, inbound)]
+        return txn.receive(msg)
+
+    @staticmethod
+    def _stamp_via(msg: Request, inbound: Inbound) -> None:
+        """RFC 3261 18.2.1 received and RFC 3581 rport on the top Via."""
+        via = msg.vias[0]
+        src = inbound.source
+        changed = False
+        if via.rport is True or via.rport is not None:
+            via.params["rport"] = str(src.port)
+            via.params["received"] = src.host
+            changed = True
+        elif via.host.strip("[]") != src.host:
+            via.params["received"] = src.host
+            changed = True
+        if changed:
+            msg.headers.replace_first("via", str(via))
+
+    # -- executing the transaction layer's actions -----------------------------------------
+
+    def execute(self, actions: list) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Send:
+                if not self._send(action):
+                    txn = action.transaction
+                    if txn is not None and not txn.terminated:
+                        self.execute(self.layer.transport_error(txn))
+            elif kind is StartTimer:
+                gevent.spawn_later(action.delay, self._timer, action)
+            elif kind is Deliver:
+                self._deliver(action)
+            elif kind is Timeout:
+                if self.tu is not None:
+                    self.tu.on_timeout(action.transaction)
+            elif kind is TransportError:
+                if self.tu is not None:
+                    self.tu.on_transport_error(action.transaction)
+            elif kind is Terminated:
+                if self.tu is not None:
+                    self.tu.on_terminated(action.transaction)
+
+    def _timer(self, action: StartTimer) -> None:
+        try:
+            self.execute(self.layer.timer_fired(action))
+        except Exception:
+            log.exception("timer %s failed", action.name)
+
+    def _deliver(self, action: Deliver) -> None:
+        tu = self.tu
+        msg = action.message
+        if tu is None:
+            if isinstance(msg, Request) and action.transaction is not None:
+                self.respond(action.transaction, make_response(msg, 503))
+            return
+        if isinstance(msg, Request):
+            tu.on_request(msg, action.transaction, action.source)
+        else:
+            tu.on_response(msg, action.transaction, action.source)
+
+    def _send(self, action: Send) -> bool:
+        dest = action.dest
+        if isinstance(dest, Inbound):  # a response through a server transaction
+            return self.transports.send(action.data, self._reply_peer(action.message, dest),
+                                        dest.connection)
+        return self.transports.send(action.data, dest)
+
+    @staticmethod
+    def _reply_peer(msg: Any, inbound: Inbound) -> Peer:
+        """Where a response goes (RFC 3261 18.2.2, RFC 3581 4)."""
+        src = inbound.source
+        if src.transport != "udp":
+            return src
+        try:
+            via: Via = msg.vias[0]
+        except (ParseError, IndexError):
+            return src
+        if via.rport is not None:
+            return src
+        host = via.received or (via.host.strip("[]") if is_ip(via.host) else src.host)
+        return Peer("udp", host, via.port or 5060)
+
+    # -- API for the transaction user ------------------------------------------------------
+
+    def respond(self, txn: Transaction, response: Response) -> None:
+        """Answer a request through its server transaction."""
+        self.execute(self.layer.send_response(txn, response))
+
+    def reply_stateless(self, request: Request, inbound: Inbound, response: Response) -> None:
+        self.transports.send(response.to_bytes(), self._reply_peer(response, inbound),
+                             inbound.connection)
+
+    def send_request(self, request: Request, dest: Peer) -> Transaction | None:
+        """Start a client transaction (the request carries our Via on top already)."""
+        txn, actions = self.layer.send_request(request, dest, dest.transport != "udp")
+        self.execute(actions)
+        return txn
+
+    def send_stateless(self, message: Request | Response, dest: Peer) -> bool:
+        """Forward without a transaction (ACK for 2xx, stray 2xx)."""
+        return self.transports.send(message.to_bytes(), dest)
+
+
+def process_secret() -> bytes:
+    """The digest nonce secret, shared by every worker forked from this process."""
+    return os.urandom(32)

@@ -1,0 +1,660 @@
+"""The stateful proxy (RFC 3261 section 16): the transaction user behind :mod:`sipproxy.core`.
+
+Decisions, in the order a request meets them:
+
+1. CANCEL is answered hop by hop (200, or 481 when nothing matches) and propagated to
+   every pending branch of the INVITE it cancels (16.10); the branches' 487 goes back.
+2. OPTIONS addressed to the proxy itself is answered 200 (monitoring).
+3. Validation (16.3): URI scheme (416), Max-Forwards (483), Proxy-Require (420), loops (482:
+   one of our own Vias carries the hash of this very request, so it came back unchanged).
+4. Route pre-processing (16.4): a Request-URI that is our own Record-Route (the previous hop
+   is a strict router) is swapped for the last Route; our own Route values on top are
+   removed (two of them when we double record-routed).
+5. REGISTER goes to the registrar and is never relayed.
+6. In-dialog requests (To tag) follow the Route set, or the Request-URI once our Route was
+   consumed; anything else with a To tag gets 404 (we are not an open relay).
+7. Initial requests: a party claiming a local From domain is challenged (407) and must
+   authenticate as the From user (403 otherwise); a request for a non-local destination is
+   only served to an authenticated local user -- others get 407, and 403 once they present
+   credentials that are not a local subscriber's.  The Request-URI of a local domain resolves
+   alias -> account (404 when unknown) -> registered contacts (480 when none), and the
+   request forks in parallel to all of them (16.6) with Record-Route (double when the
+   transport or address family changes, RFC 5658).
+8. Responses (16.7): provisional ones go up at once (not 100), the first 2xx goes up and the
+   other branches are cancelled, a 6xx cancels the others; when every branch is final the
+   best response goes up (6xx first, then the lowest class, 503 turned into 500, 401/407
+   challenges merged).  Timer C (the callee's ring timeout) cancels what still rings.
+
+Non-local destinations (PSTN, LCR, ENUM, outgoing peers by RFC 3263) are a placeholder here:
+:meth:`Proxy.route_outbound` answers 404 for numbers and 403 otherwise, for a later issue to
+replace.  Site hooks (DESIGN.md) are called through :class:`Hooks`, which does nothing yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import Any
+
+import gevent
+from gevent import socket as gsocket
+
+from .core import Core, is_ip
+from .dialog import DialogInfo, DialogStore
+from .digest import MISSING
+from .message import Request, Response, make_response, proxy_validate
+from .registrar import Authenticator, Registrar
+from .transaction import Transaction, make_cancel
+from .transport import Inbound, Peer
+from .uri import URI, ParseError, parse_name_addr, parse_uri
+
+log = logging.getLogger("sipproxy.proxy")
+
+__all__ = ["Proxy", "Hooks", "HOOK_POINTS"]
+
+HOOK_POINTS = (
+    "preprocess_request", "preprocess_uri", "handle_local_extensions", "handle_incoming_pstn",
+    "handle_outgoing_peers", "preprocess_pstn", "postprocess_request",
+)
+#: Methods that may create a dialog: we Record-Route them.
+DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, SUBSCRIBE, NOTIFY, REFER, PRACK"
+TIMER_C = 180.0
+
+
+class Hooks:
+    """The site hook dispatcher (DESIGN.md "Routing logic and site hooks").
+
+    A hook may answer the request (return a Response) or let routing go on (None).  The
+    loader of the siteconfig folder comes with a later issue; until then every point is a
+    no-op, but the proxy already calls each at its place.
+    """
+
+    def call(self, point: str, request: Request, **context: Any) -> Response | None:
+        return None
+
+
+def _tag() -> str:
+    return secrets.token_hex(6)
+
+
+def _loop_hash(request: Request) -> str:
+    """What makes a request the same request again (16.6 step 8): a loop brings it back with
+    all of these unchanged, a spiral (e.g. after alias translation) changes the URI."""
+    h = request.headers
+    data = "\0".join((
+        str(request.uri), request.from_.tag or "", request.to.tag or "", request.call_id or "",
+        str(request.cseq[0]), h.get("proxy-require") or "",
+    ))
+    return hashlib.sha1(data.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+class Branch:
+    """One client transaction of a forwarded request."""
+
+    __slots__ = ("ctx", "request", "dest", "txn", "provisional", "final", "cancel_pending",
+                 "answered")
+
+    def __init__(self, ctx: Context, request: Request, dest: Peer) -> None:
+        self.ctx = ctx
+        self.request = request
+        self.dest = dest
+        self.txn: Transaction | None = None
+        self.provisional = False
+        self.final: Response | None = None
+        self.cancel_pending = False
+        self.answered = False
+
+
+class Context:
+    """A request being proxied: its server transaction and its branches (the response
+    context of 16.7)."""
+
+    __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
+                 "timed_out", "caller", "callee", "dialog_info")
+
+    def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
+                 callee: str) -> None:
+        self.request = request
+        self.txn = txn
+        self.inbound = inbound
+        self.branches: list[Branch] = []
+        self.final_sent = False
+        self.cancelled = False
+        self.timer: gevent.Greenlet | None = None
+        self.timed_out = False
+        self.caller = caller
+        self.callee = callee
+
+
+def best_response(responses: list[Response]) -> Response:
+    """16.7 step 6: a 6xx if any, else the lowest class; within a class prefer the more
+    telling answer (401/407/415/420/484 over others, 5xx converted to 500 if 503)."""
+
+    def rank(r: Response) -> tuple:
+        cls = r.status // 100
+        prefer = 0 if r.status in (401, 407, 415, 420, 484) else 1
+        return (0 if cls == 6 else 1, cls, prefer, r.status)
+
+    best = min(responses, key=rank)
+    if best.status in (401, 407):
+        best = best.copy()
+        for r in responses:
+            if r is best or r.status not in (401, 407):
+                continue
+            for name in ("www-authenticate", "proxy-authenticate"):
+                for value in r.headers.raw(name):
+                    best.headers.add(name, value)
+    elif best.status == 503:
+        best = best.copy()
+        best.status, best.reason = 500, "Server Internal Error"
+    return best
+
+
+class Proxy:
+    """The proxy's routing logic; I/O goes through ``core``."""
+
+    def __init__(self, core: Core, directory: Any, location: Any, registrar: Registrar,
+                 dialogs: DialogStore, *, realm: str = "", hooks: Hooks | None = None,
+                 media: Any = None) -> None:
+        self.core = core
+        self.directory = directory
+        self.location = location
+        self.registrar = registrar
+        self.authenticator: Authenticator = registrar.authenticator
+        self.dialogs = dialogs
+        self.hooks = hooks or Hooks()
+        self.media = media  # the media relay seam: see _media_* below
+        core.tu = self
+
+    # ======================================================================= requests ===
+
+    def on_request(self, request: Request, txn: Transaction | None, inbound: Inbound) -> None:
+        if txn is None or request.method == "ACK":  # ACK for a 2xx (end to end), or stray
+            try:
+                self._forward_ack(request, inbound)
+            except ParseError:
+                pass
+            return
+        try:
+            response = self._handle(request, txn, inbound)
+        except ParseError as exc:
+            response = make_response(request, exc.status or 400, exc.reason, to_tag=_tag())
+        except Exception:
+            log.exception("error routing %s", request.method)
+            response = make_response(request, 500, to_tag=_tag())
+        if response is not None:
+            if response.status >= 200 and request.method == "INVITE" and response.status not in (401, 407):
+                log.info("call %s -> %s: %d %s (call-id %s)", _aor(request.from_.uri),
+                         request.uri, response.status, response.reason, request.call_id)
+            self.core.respond(txn, response)
+
+    def _handle(self, req: Request, txn: Transaction, inbound: Inbound) -> Response | None:
+        method = req.method
+        if method == "CANCEL":
+            return self._cancel(req)
+        if method == "OPTIONS" and self._to_me(req):
+            return make_response(req, 200, to_tag=_tag(), headers=[
+                ("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "path, outbound")])
+        invalid = proxy_validate(req)
+        if invalid is not None:
+            return invalid
+        if self._loops(req):
+            return make_response(req, 482, to_tag=_tag())
+        popped = self._preprocess_routes(req)
+        routes = req.headers.getall("route")
+        if method == "REGISTER" and not routes:
+            return self.registrar.handle(req, received=str(inbound.source), socket=str(inbound.listener))
+        if req.to.tag is not None:
+            return self._in_dialog(req, txn, inbound, popped, routes)
+        return self._initial(req, txn, inbound, routes)
+
+    # -- 16.4 route information pre-processing -------------------------------------------
+
+    def _is_my_uri(self, uri: URI) -> bool:
+        return uri.is_sip and self.core.is_me(uri.maddr or uri.host, uri.port)
+
+    def _to_me(self, req: Request) -> bool:
+        uri = req.uri
+        if not uri.is_sip or uri.user or req.headers.get("route"):
+            return False
+        return self.core.is_me(uri.host, uri.port) or self.directory.is_local_domain(uri.host)
+
+    def _preprocess_routes(self, req: Request) -> bool:
+        popped = False
+        if self._is_my_uri(req.uri) and req.headers.get("route") and not req.uri.user:
+            # the previous hop is a strict router: the last Route is the real Request-URI
+            values = req.headers.getall("route")
+            last = parse_name_addr(values[-1])
+            req.headers.remove("route")
+            for v in values[:-1]:
+                req.headers.add("Route", v)
+            req.uri = last.uri
+            popped = True
+        while True:
+            top = req.headers.get("route")
+            if top is None or not self._is_my_uri(parse_name_addr(top).uri):
+                break
+            req.headers.pop_first("route")
+            popped = True
+        return popped
+
+    def _loops(self, req: Request) -> bool:
+        mark = "z9hG4bK" + _loop_hash(req) + "."
+        for via in req.vias[1:]:
+            if (via.branch or "").startswith(mark) and self.core.is_me(via.host, via.port):
+                return True
+        return False
+
+    # -- in-dialog ---------------------------------------------------------------------
+
+    def _in_dialog(self, req: Request, txn: Transaction, inbound: Inbound, popped: bool,
+                   routes: list[str]) -> Response | None:
+        if routes:
+            dest = self._uri_dest(self._next_route(req))
+        elif popped:
+            dest = self._uri_dest(req.uri)
+        else:
+            return make_response(req, 404, "Not Here", to_tag=_tag())
+        if dest is None:
+            return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
+        if req.method == "BYE":
+            self._media_release(req)
+            self.dialogs.ended(req.call_id or "", req.from_.tag or "", req.to.tag or "")
+        ctx = Context(req, txn, inbound, _aor(req.from_.uri), _aor(req.to.uri))
+        txn.user_data = ctx
+        self._start_branches(ctx, [(None, dest, ())], record_route=False)
+        return None
+
+    def _next_route(self, req: Request) -> URI:
+        """The first Route; for a strict router (no ``lr``) push the Request-URI to the end
+        of the Route set and send to the route as Request-URI (16.6 step 6)."""
+        values = req.headers.getall("route")
+        first = parse_name_addr(values[0]).uri
+        if not first.lr:
+            req.headers.remove("route")
+            for v in values[1:]:
+                req.headers.add("Route", v)
+            req.headers.add("Route", f"<{req.uri}>")
+            req.uri = first
+        return first
+
+    # -- initial requests ---------------------------------------------------------------
+
+    def _initial(self, req: Request, txn: Transaction, inbound: Inbound,
+                 routes: list[str]) -> Response | None:
+        hooked = self.hooks.call("preprocess_request", req, inbound=inbound)
+        if hooked is not None:
+            return hooked
+        from_uri, ruri = req.from_.uri, req.uri
+        from_local = bool(from_uri.is_sip and from_uri.host and self.directory.is_local_domain(from_uri.host))
+        to_local = bool(ruri.is_sip and (self.directory.is_local_domain(ruri.host)
+                                         or self.core.is_me(ruri.host, ruri.port)))
+        account = None
+        if (from_local or not to_local) and req.method != "ACK":
+            verdict = self.authenticator.check(req, from_uri.host or "", proxy=True)
+            if verdict.response is not None:
+                if not from_local and verdict.result.status != MISSING:
+                    return make_response(req, 403, "Relaying Denied", to_tag=_tag())
+                return verdict.response
+            account = verdict.account
+            if not from_local or account is None:
+                return make_response(req, 403, "Relaying Denied", to_tag=_tag())
+            if account.username != from_uri.user:
+                log.info("%s: authenticated as %s but From is %s: 403", req.method,
+                         account.aor, _aor(from_uri))
+                return make_response(req, 403, "Authentication User Does Not Match From",
+                                     to_tag=_tag())
+            if account.blocked:
+                return make_response(req, 403, "Account Blocked", to_tag=_tag())
+            req.headers.remove("proxy-authorization")
+        caller = account.aor if account else _aor(from_uri)
+        if routes:  # a pre-loaded route set
+            dest = self._uri_dest(self._next_route(req))
+            if dest is None:
+                return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
+            return self._proxy(req, txn, inbound, [(None, dest, ())], caller, str(req.uri))
+        if not to_local:
+            return self.route_outbound(req, account)
+        return self._route_local(req, txn, inbound, caller)
+
+    def route_outbound(self, req: Request, account: Any) -> Response:
+        """Placeholder for PSTN / LCR / ENUM / RFC 3263 peers (later issues)."""
+        hooked = self.hooks.call("handle_outgoing_peers", req, account=account)
+        if hooked is not None:
+            return hooked
+        user = req.uri.user or ""
+        if req.uri.scheme.lower() == "tel" or user.lstrip("+").isdigit():
+            return make_response(req, 404, "No Route To Destination", to_tag=_tag())
+        return make_response(req, 403, "Outbound Routing Not Available", to_tag=_tag())
+
+    def _route_local(self, req: Request, txn: Transaction, inbound: Inbound,
+                     caller: str) -> Response | None:
+        hooked = self.hooks.call("handle_local_extensions", req, inbound=inbound)
+        if hooked is not None:
+            return hooked
+        ruri = req.uri
+        user, domain = ruri.user, ruri.host.lower()
+        if not user:
+            return make_response(req, 404, "Not Found", to_tag=_tag())
+        for _ in range(5):  # alias chains, bounded
+            target = self.directory.alias(user, domain)
+            if target is None:
+                break
+            user, domain = target[0], target[1].lower()
+        account = self.directory.account(user, domain)
+        if account is None:
+            return make_response(req, 404, "User Not Found", to_tag=_tag())
+        bindings = self.location.lookup(account.username, account.domain)
+        if not bindings:
+            return make_response(req, 480, "Temporarily Unavailable", to_tag=_tag())
+        targets = []
+        for b in bindings:
+            try:
+                uri = parse_uri(b.contact)
+            except ParseError:
+                continue
+            dest = self._binding_dest(b, uri)
+            if dest is not None:
+                targets.append((uri, dest, b.path))
+        if not targets:
+            return make_response(req, 480, "Temporarily Unavailable", to_tag=_tag())
+        hooked = self.hooks.call("postprocess_request", req, targets=targets)
+        if hooked is not None:
+            return hooked
+        return self._proxy(req, txn, inbound, targets, caller, account.aor,
+                           ring_timeout=account.timeout or TIMER_C)
+
+    # -- where to send ----------------------------------------------------------------
+
+    def _binding_dest(self, b: Any, uri: URI) -> Peer | None:
+        """A registered contact's next hop: the connection the phone keeps open (TCP/TLS
+        behind NAT), its NAT source (UDP behind NAT), else the Contact address."""
+        if b.path:
+            try:
+                return self._uri_dest(parse_name_addr(b.path[0]).uri)
+            except ParseError:
+                return None
+        if b.received:
+            try:
+                src = Peer.parse(b.received)
+            except ValueError:
+                src = None
+            if src is not None:
+                if src.transport != "udp" and src in self.core.transports.connections:
+                    return src
+                if b.behind_nat and src.transport == "udp":
+                    return src
+        return self._uri_dest(uri)
+
+    def _uri_dest(self, uri: URI) -> Peer | None:
+        if not uri.is_sip or not uri.host:
+            return None
+        sips = uri.scheme.lower() == "sips"
+        transport = uri.transport or ("tls" if sips else "udp")
+        if transport not in ("udp", "tcp", "tls"):
+            return None
+        host = (uri.maddr or uri.host).strip("[]")
+        port = uri.port or (5061 if transport == "tls" else 5060)
+        if not is_ip(host):
+            try:
+                host = gsocket.gethostbyname(host)
+            except OSError:
+                return None
+        return Peer(transport, host, port)
+
+    # -- forwarding (16.6) --------------------------------------------------------------
+
+    def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, targets: list,
+               caller: str, callee: str, ring_timeout: float = TIMER_C) -> Response | None:
+        ctx = Context(req, txn, inbound, caller, callee)
+        txn.user_data = ctx
+        if req.method == "INVITE":
+            self._media_offer(req)
+        self._start_branches(ctx, targets, record_route=req.method in DIALOG_METHODS)
+        if req.method == "INVITE" and not ctx.final_sent:
+            ctx.timer = gevent.spawn_later(ring_timeout, self._timer_c, ctx)
+        return None
+
+    def _start_branches(self, ctx: Context, targets: list, record_route: bool) -> None:
+        req = ctx.request
+        mark = "z9hG4bK" + _loop_hash(req) + "."
+        mf = req.max_forwards
+        for uri, dest, path in targets:
+            out = self.core.listener_for(dest.transport, dest.host)
+            if out is None:
+                continue
+            r = req.copy()
+            if uri is not None:
+                r.uri = uri
+            r.headers.set("Max-Forwards", str((mf if mf is not None else 70) - 1))
+            if record_route:
+                here = ctx.inbound.listener
+                r.headers.add("Record-Route", _rr(here), top=True)
+                if (here.transport, ":" in here.host) != (out.transport, ":" in out.host):
+                    r.headers.add("Record-Route", _rr(out), top=True)
+            for p in reversed(path):
+                r.headers.add("Route", p, top=True)
+            r.headers.add("Via", self.core.via_for(out, mark + secrets.token_hex(6)), top=True)
+            branch = Branch(ctx, r, dest)
+            ctx.branches.append(branch)
+        if not ctx.branches:
+            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=_tag()))
+            return
+        for branch in list(ctx.branches):
+            branch.txn = self.core.send_request(branch.request, branch.dest)
+            if branch.txn is not None:
+                branch.txn.user_data = branch
+
+    def _forward_ack(self, req: Request, inbound: Inbound) -> None:
+        """ACK for a 2xx: stateless, along the Route set (16.11)."""
+        if req.max_forwards == 0:
+            return
+        popped = self._preprocess_routes(req)
+        if req.headers.get("route"):
+            dest = self._uri_dest(self._next_route(req))
+        elif popped:
+            dest = self._uri_dest(req.uri)
+        else:
+            return  # not routed through us: drop rather than relay
+        if dest is None:
+            return
+        self._media_ack(req)
+        out = self.core.listener_for(dest.transport, dest.host)
+        if out is None:
+            return
+        mf = req.max_forwards
+        req.headers.set("Max-Forwards", str((mf if mf is not None else 70) - 1))
+        seed = (req.vias[0].branch or "") + (req.call_id or "")
+        branch = "z9hG4bK" + hashlib.sha1(seed.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        req.headers.add("Via", self.core.via_for(out, branch), top=True)
+        self.core.transports.send(req.to_bytes(), dest)
+
+    # -- CANCEL (16.10) -----------------------------------------------------------------
+
+    def _cancel(self, req: Request) -> Response:
+        invite = self.core.layer.match_cancel(req)
+        if invite is None:
+            return make_response(req, 481, to_tag=_tag())
+        ctx = invite.user_data
+        if ctx is None:
+            if invite.state == "Proceeding":
+                self.core.respond(invite, make_response(invite.request, 487, to_tag=_tag()))
+        elif isinstance(ctx, Context) and not ctx.final_sent:
+            ctx.cancelled = True
+            self._cancel_branches(ctx)
+        return make_response(req, 200, to_tag=_tag())
+
+    def _cancel_branches(self, ctx: Context, keep: Branch | None = None) -> None:
+        for b in ctx.branches:
+            if b is keep or b.final is not None or b.request.method != "INVITE":
+                continue
+            if b.provisional:
+                self._send_cancel(b)
+            else:
+                b.cancel_pending = True
+
+    def _send_cancel(self, b: Branch) -> None:
+        b.cancel_pending = False
+        cancel = make_cancel(b.request)
+        self.core.send_request(cancel, b.dest)
+
+    def _timer_c(self, ctx: Context) -> None:
+        if ctx.final_sent:
+            return
+        ctx.timed_out = True
+        for b in ctx.branches:
+            if b.final is None and not b.provisional:
+                b.final = make_response(b.request, 408)
+        self._cancel_branches(ctx)
+        self._check_done(ctx)
+
+    # ====================================================================== responses ===
+
+    def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
+        if txn is None:
+            self._forward_stray(response)
+            return
+        branch = txn.user_data
+        if not isinstance(branch, Branch):
+            return  # the answer to one of our CANCELs
+        ctx = branch.ctx
+        status = response.status
+        if status < 200:
+            branch.provisional = True
+            if branch.cancel_pending or ctx.cancelled:
+                self._send_cancel(branch)
+                return
+            if status != 100 and not ctx.final_sent:
+                self._media_answer(ctx, response)
+                self.core.respond(ctx.txn, response)
+            return
+        if status < 300:
+            first = not branch.answered
+            branch.answered = True
+            branch.final = response
+            if ctx.request.method == "INVITE":
+                self._media_answer(ctx, response)
+                self._cancel_branches(ctx, keep=branch)
+            self.core.respond(ctx.txn, response)
+            if not ctx.final_sent:
+                ctx.final_sent = True
+                self._stop_timer(ctx)
+                self._call_log(ctx, response)
+            if first and ctx.request.method == "INVITE" and ctx.request.to.tag is None:
+                self._dialog_confirmed(ctx, branch, response)
+            return
+        if branch.final is None:
+            branch.final = response
+        if status >= 600 and ctx.request.method == "INVITE":
+            self._cancel_branches(ctx)
+        self._check_done(ctx)
+
+    def on_timeout(self, txn: Transaction) -> None:
+        branch = txn.user_data
+        if isinstance(branch, Branch) and branch.final is None:
+            branch.final = make_response(branch.request, 408)
+            self._check_done(branch.ctx)
+
+    def on_transport_error(self, txn: Transaction) -> None:
+        branch = txn.user_data
+        if isinstance(branch, Branch) and branch.final is None:
+            branch.final = make_response(branch.request, 503, "Unreachable")
+            self._check_done(branch.ctx)
+
+    def on_terminated(self, txn: Transaction) -> None:
+        pass
+
+    def _check_done(self, ctx: Context) -> None:
+        if ctx.final_sent or any(b.final is None for b in ctx.branches):
+            return
+        best = best_response([b.final for b in ctx.branches])  # type: ignore[misc]
+        if ctx.timed_out and best.status == 487 and not ctx.cancelled:
+            best = best.copy()
+            best.status, best.reason = 408, "Request Timeout"
+        if best.vias and best.vias[0].branch != ctx.request.vias[0].branch:
+            # synthesized from our own branch request: rebuild it for the upstream side
+            best = make_response(ctx.request, best.status, best.reason, to_tag=_tag(),
+                                 headers=[(n, v) for n, v in best.headers.items()
+                                          if n.lower() in ("www-authenticate", "proxy-authenticate")])
+        self._final(ctx, best)
+
+    def _final(self, ctx: Context, response: Response) -> None:
+        ctx.final_sent = True
+        self._stop_timer(ctx)
+        if ctx.request.method == "INVITE":
+            self._media_release(ctx.request)
+        self.core.respond(ctx.txn, response)
+        self._call_log(ctx, response)
+
+    @staticmethod
+    def _stop_timer(ctx: Context) -> None:
+        if ctx.timer is not None:
+            ctx.timer.kill(block=False)
+            ctx.timer = None
+
+    def _forward_stray(self, response: Response) -> None:
+        """A 2xx retransmission with no transaction left: forward along the Via (16.7)."""
+        if not 200 <= response.status < 300 or not response.headers.get("via"):
+            return
+        via = response.vias[0]
+        host = via.received or via.host.strip("[]")
+        port = via.rport if isinstance(via.rport, int) and via.rport is not True else (via.port or 5060)
+        transport = via.transport.lower()
+        if transport not in ("udp", "tcp", "tls") or not is_ip(host):
+            return
+        self.core.transports.send(response.to_bytes(), Peer(transport, host, int(port)))
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def _call_log(self, ctx: Context, response: Response) -> None:
+        if ctx.request.method != "INVITE" or ctx.request.to.tag is not None:
+            return
+        log.info("call %s -> %s: %d %s (%d branch%s, call-id %s)", ctx.caller, ctx.callee,
+                 response.status, response.reason, len(ctx.branches),
+                 "" if len(ctx.branches) == 1 else "es", ctx.request.call_id)
+
+    def _dialog_confirmed(self, ctx: Context, branch: Branch, response: Response) -> None:
+        req = ctx.request
+        try:
+            rr = ", ".join(response.headers.getall("record-route"))
+            info = DialogInfo(
+                call_id=req.call_id or "", from_tag=req.from_.tag or "", to_tag=response.to.tag or "",
+                caller=ctx.caller, callee=ctx.callee,
+                caller_contact=req.headers.get("contact") or "",
+                callee_contact=response.headers.get("contact") or "",
+                caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
+                callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
+            )
+        except ParseError:
+            return
+        self.dialogs.confirmed(info)
+
+    # -- media relay seam: M's sipproxy.mediarelay plugs in here ------------------------
+
+    def _media_offer(self, req: Request) -> None:
+        if self.media is not None:
+            self.media.offer(self, req)
+
+    def _media_answer(self, ctx: Context, response: Response) -> None:
+        if self.media is not None:
+            self.media.answer(self, ctx.request, response)
+
+    def _media_ack(self, req: Request) -> None:
+        if self.media is not None:
+            self.media.ack(self, req)
+
+    def _media_release(self, req: Request) -> None:
+        if self.media is not None:
+            self.media.release(self, req)
+
+
+def _aor(uri: URI) -> str:
+    return f"{uri.user}@{uri.host.lower()}" if uri.user else uri.host.lower()
+
+
+def _rr(lst: Any) -> str:
+    host = f"[{lst.host}]" if ":" in lst.host else lst.host
+    transport = "" if lst.transport == "udp" else f";transport={lst.transport}"
+    return f"<sip:{host}:{lst.port}{transport};lr>"

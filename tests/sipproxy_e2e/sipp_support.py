@@ -1,0 +1,140 @@
+"""Support for the end-to-end tests: a provisioned database, a proxy process, sipp runs."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from ngnpro.models import SipAccount, SipDomain
+from ngnpro.models.database import open_database
+from tests.helpers import ROOT, Service, free_port, require_tool, write_config
+
+SCENARIOS = ROOT / "tests" / "sipp"
+DOMAIN = "example.com"
+USERS = {"alice": "secret-a", "bob": "secret-b"}
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def provision(db_url: str, domain: str = DOMAIN, users: dict[str, str] = USERS) -> None:
+    """Create the domain and accounts as ngnpro would (HA1 hashes only)."""
+    engine, sessions = open_database(db_url)
+    with sessions() as s, s.begin():
+        assert isinstance(s, Session)
+        s.add(SipDomain(domain=domain))
+        s.flush()
+        for user, pw in users.items():
+            s.add(SipAccount(
+                username=user, domain=domain, ha1=_md5(f"{user}:{domain}:{pw}"),
+                ha1b=_md5(f"{user}@{domain}:{domain}:{pw}"),
+                ha1_sha256=hashlib.sha256(f"{user}:{domain}:{pw}".encode()).hexdigest(),
+            ))
+    engine.dispose()
+
+
+class ProxyProcess:
+    """``python -m sipproxy`` on a free port (UDP and TCP), stopped by ``stop()``."""
+
+    def __init__(self, tmp: Path, db_url: str, port: int | None = None, **extra: object) -> None:
+        self.port = port or free_port()
+        self.tmp = tmp
+        self.config = write_config(tmp / "msp.toml", {
+            "database": {"url": db_url, "poll_interval": 0.1},
+            "logging": {"level": "debug"},
+            "sipproxy": {"listen": [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}"],
+                         "digest_algorithms": ["MD5"],  # sipp does MD5 only
+                         **extra},
+        })
+        self.service = Service("sipproxy", self.config)
+        self.service.wait_tcp("127.0.0.1", self.port)
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    def output(self) -> str:
+        return self.service.log_path.read_text(errors="replace")
+
+
+class Sipp:
+    """One sipp process running a scenario of tests/sipp, against the proxy."""
+
+    def __init__(self, tmp: Path, name: str, scenario: str, proxy_port: int, *,
+                 rows: list[str] | None = None, transport: str = "u1", port: int | None = None,
+                 server: bool = False, timeout: int = 15, extra: tuple[str, ...] = ()) -> None:
+        sipp = require_tool("sipp")
+        self.port = port or free_port()
+        self.name = name
+        self.tmp = tmp
+        args = [sipp]
+        if not server:
+            args.append(f"127.0.0.1:{proxy_port}")
+        args += ["-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
+                 "-t", transport, "-m", "1", "-nostdin", "-timeout", f"{timeout}s",
+                 "-timeout_error", "-trace_err", "-trace_msg", "-message_file",
+                 str(tmp / f"{name}.msg"), "-error_file", str(tmp / f"{name}.err"), *extra]
+        if rows is not None:
+            inf = tmp / f"{name}.csv"
+            inf.write_text("SEQUENTIAL\n" + "\n".join(rows) + "\n")
+            args += ["-inf", str(inf)]
+        self.log = open(tmp / f"{name}.out", "wb")
+        self.proc = subprocess.Popen(args, cwd=tmp, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        if server:
+            _wait_bound(self.port, transport)
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return -9
+        finally:
+            self.log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def report(self) -> str:
+        out = []
+        for ext in ("out", "err", "msg"):
+            p = self.tmp / f"{self.name}.{ext}"
+            if p.exists():
+                out.append(f"--- {p.name}\n" + p.read_text(errors="replace")[-4000:])
+        return "\n".join(out)
+
+
+def _wait_bound(port: int, transport: str, timeout: float = 10) -> None:
+    """Until sipp has bound its port (a bind attempt on the same port fails)."""
+    kind = socket.SOCK_DGRAM if transport.startswith("u") else socket.SOCK_STREAM
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return
+        finally:
+            s.close()
+        time.sleep(0.05)
+    raise TimeoutError(f"sipp did not bind port {port}")
+
+
+def auth_row(user: str, password: str, domain: str = DOMAIN) -> str:
+    return f"{user};{domain};[authentication username={user} password={password}]"
+
+
+def call_row(user: str, password: str, to_user: str, from_domain: str = DOMAIN,
+             to_domain: str = DOMAIN) -> str:
+    return (f"{user};{from_domain};[authentication username={user} password={password}];"
+            f"{to_user};{to_domain}")
