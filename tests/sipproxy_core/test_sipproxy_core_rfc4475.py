@@ -233,3 +233,28 @@ def test_uri_object_round_trip_in_request() -> None:
     req = parse_message(load("wsinv"))
     req.uri = URI("sip", "bob", "192.0.2.9", 5070)
     assert parse_message(req.to_bytes()).uri.port == 5070
+
+
+def test_element_still_answers_after_every_torture_message() -> None:
+    """All 49 messages through one transaction layer, then a valid request still works."""
+    from sipproxy.transaction import Deliver, Send, TransactionLayer
+
+    layer = TransactionLayer()
+    answered = delivered = 0
+    for path in sorted(DATA.glob("*.dat")):
+        try:
+            msg = parse_message(path.read_bytes())
+        except ParseError as exc:
+            if exc.request is not None:
+                make_response(exc.request, exc.status, exc.reason).to_bytes()
+                answered += 1
+            continue
+        for action in layer.receive(msg, source=path.stem):
+            if isinstance(action, Deliver):
+                delivered += 1
+                if isinstance(action.message, Request) and action.transaction is not None:
+                    layer.send_response(action.transaction, make_response(action.message, 200))
+    assert answered == len(BAD_REQUESTS) and delivered >= len(VALID_REQUESTS)
+    ok = load("wsinv").replace(b"wsinv.ndaksdj", b"after.torture")
+    actions = layer.receive(parse_message(ok), source="next")
+    assert [type(a) for a in actions] == [Send, Deliver]  # 100 Trying, then to the TU
