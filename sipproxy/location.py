@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from ngnpro.models import Location, contact_key
 
@@ -28,6 +28,20 @@ log = logging.getLogger("sipproxy.location")
 
 _T = Location.__table__
 _EPOCH = _dt.datetime(1970, 1, 1)
+
+# Statements built once: SQLAlchemy memoizes a statement object's cache key, so the hot
+# path (one REGISTER = one SELECT, one UPDATE or INSERT, one COMMIT) skips statement
+# construction and compilation entirely.
+_SELECT_AOR = select(_T).where(_T.c.username == bindparam("u"), _T.c.domain == bindparam("d"))
+_SELECT_LIVE = _SELECT_AOR.where(_T.c.expires > bindparam("now"))
+_UPDATE_ROW = update(_T).where(_T.c.id == bindparam("row_id"))
+_INSERT_ROW = _T.insert()
+_DELETE_HASHES = delete(_T).where(
+    _T.c.username == bindparam("u"), _T.c.domain == bindparam("d"),
+    _T.c.contact_hash.in_(bindparam("hashes", expanding=True)),
+)
+_DELETE_AOR = delete(_T).where(_T.c.username == bindparam("u"), _T.c.domain == bindparam("d"))
+_DELETE_EXPIRED = delete(_T).where(_T.c.expires <= bindparam("now"))
 
 
 def _to_dt(ts: float) -> _dt.datetime:
@@ -91,19 +105,23 @@ def _order(bindings: Iterable[Binding]) -> list[Binding]:
 class LocationStore:
     """Bindings of addresses-of-record, read and written through the shared database."""
 
-    def __init__(self, session_factory: Callable[[], Session], clock: Callable[[], float] = time.time) -> None:
-        self._session_factory = session_factory
+    def __init__(self, session_factory: Callable[[], Session] | Engine, clock: Callable[[], float] = time.time) -> None:
+        # Core connections, not ORM sessions: this is the registrar's hot path.
+        if isinstance(session_factory, Engine):
+            self._engine = session_factory
+        elif isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
+            self._engine = session_factory.kw["bind"]
+        else:
+            with session_factory() as s:
+                self._engine = s.get_bind()
         self._clock = clock
         self._greenlet = None
 
     def lookup(self, username: str, domain: str) -> list[Binding]:
         """The live bindings of ``username@domain``, best first (q, then most recent)."""
         now = self._clock()
-        with self._session_factory() as s:
-            rows = s.execute(
-                select(_T).where(_T.c.username == username, _T.c.domain == domain.lower(),
-                                 _T.c.expires > _to_dt(now))
-            ).all()
+        with self._engine.connect() as conn:
+            rows = conn.execute(_SELECT_LIVE, {"u": username, "d": domain.lower(), "now": _to_dt(now)}).all()
         return _order(_row_to_binding(r) for r in rows)
 
     def update(
@@ -139,10 +157,8 @@ class LocationStore:
     def _update_once(self, username: str, domain: str, save: Sequence[Binding], remove: Sequence[str],
                      remove_all: bool, call_id: str, cseq: int, max_contacts: int) -> list[Binding]:
         now = self._clock()
-        with self._session_factory() as s, s.begin():
-            rows = s.execute(
-                select(_T).where(_T.c.username == username, _T.c.domain == domain)
-            ).all()
+        with self._engine.begin() as s:
+            rows = s.execute(_SELECT_AOR, {"u": username, "d": domain}).all()
             by_hash = {r.contact_hash: r for r in rows}
             live = {r.contact_hash: _row_to_binding(r) for r in rows if _to_ts(r.expires) > now}
             touched = list(remove) + [b.contact for b in save]
@@ -171,26 +187,25 @@ class LocationStore:
             if max_contacts and len(after) > max_contacts and len(after) > len(live):
                 raise TooManyContacts(len(after))
             if doomed:
-                s.execute(delete(_T).where(_T.c.username == username, _T.c.domain == domain,
-                                           _T.c.contact_hash.in_(doomed)))
+                s.execute(_DELETE_HASHES, {"u": username, "d": domain, "hashes": sorted(doomed)})
             for h, b in saved.items():
                 values = _values(b, now)
                 if h in by_hash:
-                    s.execute(update(_T).where(_T.c.id == by_hash[h].id).values(**values))
+                    s.execute(_UPDATE_ROW, {"row_id": by_hash[h].id, **values})
                 else:
-                    s.execute(_T.insert().values(username=username, domain=domain, contact_hash=h, **values))
+                    s.execute(_INSERT_ROW, {"username": username, "domain": domain, "contact_hash": h, **values})
         return _order(after.values())
 
     def remove_aor(self, username: str, domain: str) -> int:
         """Drop every binding of ``username@domain`` (e.g. when the account is deleted)."""
-        with self._session_factory() as s, s.begin():
-            res = s.execute(delete(_T).where(_T.c.username == username, _T.c.domain == domain.lower()))
+        with self._engine.begin() as conn:
+            res = conn.execute(_DELETE_AOR, {"u": username, "d": domain.lower()})
         return res.rowcount or 0
 
     def expire(self) -> int:
         """Delete expired bindings; returns how many.  Look-ups ignore them anyway."""
-        with self._session_factory() as s, s.begin():
-            res = s.execute(delete(_T).where(_T.c.expires <= _to_dt(self._clock())))
+        with self._engine.begin() as conn:
+            res = conn.execute(_DELETE_EXPIRED, {"now": _to_dt(self._clock())})
         return res.rowcount or 0
 
     def start(self, interval: float = 60.0) -> None:
