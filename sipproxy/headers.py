@@ -264,11 +264,11 @@ class Via:
 
     def __init__(
         self,
-        transport: str,
-        host: str,
+        protocol: str = "SIP/2.0",
+        transport: str = "UDP",
+        host: str = "",
         port: int | None = None,
         params: Params | None = None,
-        protocol: str = "SIP/2.0",
     ) -> None:
         self.protocol = protocol
         self.transport = transport
@@ -299,7 +299,7 @@ class Via:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def copy(self) -> Via:
-        return Via(self.transport, self.host, self.port, self.params.copy(), self.protocol)
+        return Via(self.protocol, self.transport, self.host, self.port, self.params.copy())
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{self.params}"
@@ -342,5 +342,5 @@ def parse_via(value: str) -> Via:
         if port > 65535:
             raise ParseError(400, "Bad Via Port")
     return Via(
-        m.group(3).upper(), m.group(4), port, parse_params(rest), f"{m.group(1)}/{m.group(2)}"
+        f"{m.group(1)}/{m.group(2)}", m.group(3).upper(), m.group(4), port, parse_params(rest)
     )

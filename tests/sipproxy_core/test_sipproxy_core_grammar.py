@@ -404,3 +404,11 @@ def test_split_stream_conflicting_and_huge() -> None:
     with pytest.raises(ParseError) as info:
         split_stream(msg(*BASE, "Content-Length: 10000000"))
     assert info.value.status == 413
+
+
+def test_via_built_by_hand() -> None:
+    from sipproxy.headers import Via
+
+    v = Via("SIP/2.0", "TLS", "[::1]", 5061, Params([("branch", "z9hG4bKh"), ("rport", None)]))
+    assert str(v) == "SIP/2.0/TLS [::1]:5061;branch=z9hG4bKh;rport"
+    assert str(parse_via(str(v))) == str(v) and str(v.copy()) == str(v)
