@@ -187,6 +187,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "default_expires": (3600, _int(1, 604800)),
         "nonce_lifetime": (300, _int(10, 86400)),
         "realm": ("", _str),
+        "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),
