@@ -39,11 +39,16 @@ Timers (seconds; `Timers` holds T1, T2, T4 and D, tests use small values): A=T1 
 B=F=H=J=L=M=64*T1, D=32 s, E=G=T1 doubling up to T2, I=K=T4; D, I, J and K are 0 (immediate)
 on reliable transports and A, E, G are not started there.
 
-Matching (17.1.3, 17.2.3): responses by top-Via branch + CSeq method; requests by branch +
-sent-by + method (ACK matches its INVITE) when the branch has the magic cookie
-``z9hG4bK``, otherwise by the RFC 2543 fields (Request-URI, From tag, Call-ID, CSeq number,
-top Via). `TransactionLayer.match_cancel` finds the INVITE server transaction a CANCEL
-cancels (9.2).
+Matching (17.1.3, 17.2.3): responses by top-Via branch + CSeq method (client keys are
+``(branch, method)``; `TransactionLayer.find_client` for an edge that strips its own Via
+first); requests by branch + sent-by + method (ACK matches its INVITE) when the branch has
+the magic cookie ``z9hG4bK`` and more, otherwise by the RFC 2543 fields (Request-URI, From
+tag, Call-ID, CSeq number, top Via; the ACK's To tag is not compared).
+`TransactionLayer.match_cancel` finds the INVITE server transaction a CANCEL cancels (9.2;
+cancelling a non-INVITE has no effect, so only INVITE transactions are looked up).
+
+The TU's duties stay with the TU: Timer C and CANCEL of pending branches (16.6, 16.7), the
+ACK and retransmissions of a 2xx (13.3.1.4), and answering ``Timeout`` with a 408.
 """
 
 from __future__ import annotations
