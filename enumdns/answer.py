@@ -79,7 +79,7 @@ def respond(wire: bytes, authority: Authority, tcp: bool = False) -> Response:
     """Answer one query (see the module docstring)."""
     zone_keys = getattr(authority, "zone_keys", None)
     if zone_keys is not None:
-        fast = fast_respond(wire, zone_keys, tcp)
+        fast = fast_respond(wire, zone_keys, tcp, getattr(authority, "zone_depth", 255))
         if fast is not None:
             return Response(fast[0], fast[1], True, fast[2])
     if len(wire) < 12 or wire[2] & 0x80:

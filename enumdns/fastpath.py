@@ -35,8 +35,11 @@ def naptr_rdata(mapping_type: str, mapto: str, priority: int) -> bytes:
     return struct.pack("!HHB", prio, prio, 1) + b"u" + bytes([len(service)]) + service + bytes([len(rx)]) + rx + b"\x00"
 
 
-def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool) -> tuple[bytes, Zone | None, int] | None:
-    """(response, zone, rcode) for a plain ENUM query, or None for the general path."""
+def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool,
+                 max_depth: int = 255) -> tuple[bytes, Zone | None, int] | None:
+    """(response, zone, rcode) for a plain ENUM query, or None for the general path.
+    ``zones`` maps lower-case origin labels to zones; ``max_depth`` is the label count of
+    the deepest origin (longer suffixes of the name need not be tried)."""
     n = len(wire)
     if n < 17 or wire[2] & 0xFE or wire[3] & 0x0F or wire[4:10] != b"\x00\x01\x00\x00\x00\x00":
         return None
@@ -79,8 +82,10 @@ def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool) -
 
     key = tuple(labels) + (b"",)
     zone = None
-    for i in range(len(key)):
-        zone = zones.get(key[i:])
+    get = zones.get
+    # no zone is deeper than the deepest origin: skip suffixes longer than that
+    for i in range(max(0, len(key) - max_depth), len(key)):
+        zone = get(key[i:])
         if zone is not None:
             depth = i
             break
