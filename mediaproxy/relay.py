@@ -32,6 +32,8 @@ TICK = 0.5
 #: a poll that found fewer ready sockets than this waits BATCH_WAIT seconds before the next
 BATCH = 32
 BATCH_WAIT = 0.0005
+#: sessions fully checked for media timeout per tick at most
+CHECKS_PER_TICK = 200
 
 
 def raise_fd_limit() -> int:
@@ -157,26 +159,43 @@ class Relay:
         return summary
 
     def tick(self, now: float) -> None:
-        """Report media timeouts; end sessions nobody removed after the report, or idle ones."""
+        """Report media timeouts; end sessions nobody removed after the report, or idle ones.
+
+        Each session records when it could next time out, so a tick costs one comparison
+        per session; the full check runs about once per media timeout per session.
+        """
         timeout = self.media_timeout
         grace = max(timeout, 10.0)
         idle_limit = max(4 * timeout, 300.0)
-        for call_id, session in list(self.sessions.items()):
+        ending: list[tuple[Session, str]] = []
+        budget = CHECKS_PER_TICK  # bound the pause in forwarding; the rest wait a tick
+        for call_id, session in self.sessions.items():
+            if session.next_check > now:
+                continue
+            budget -= 1
+            if budget < 0:
+                break
             if session.timeout_reported is not None:
                 if now - session.timeout_reported > grace:
-                    del self.sessions[call_id]
-                    self._end(session, "media timeout")
+                    ending.append((session, "media timeout"))
+                else:
+                    session.next_check = session.timeout_reported + grace
                 continue
-            stream = session.timed_out(now, timeout)
+            stream, soonest = session.due(now, timeout)
             if stream is not None:
                 session.timeout_reported = now
+                session.next_check = now + grace
                 log.info("session %s: no media on stream %d for %ss", call_id, stream.index, timeout)
                 self.notify(session, {"event": "timeout", "call_id": call_id,
                                       "from_tag": session.caller_tag, "to_tag": session.callee_tag,
                                       "stream": stream.index, "reason": "media timeout"})
             elif session.idle(now) > idle_limit:
-                del self.sessions[call_id]
-                self._end(session, "idle")
+                ending.append((session, "idle"))
+            else:
+                session.next_check = min(soonest, now + timeout)
+        for session, reason in ending:
+            if self.sessions.pop(session.call_id, None) is session:
+                self._end(session, reason)
 
     def stats(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "ports": len(self.ports),

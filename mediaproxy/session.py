@@ -187,6 +187,7 @@ class Session:
         self.created = time.monotonic()
         self.last_update = self.created
         self.timeout_reported: float | None = None
+        self.next_check = 0.0  # monotonic time the relay next looks for a media timeout
         self.ended: float | None = None
 
     # -- control -------------------------------------------------------------------------
@@ -212,6 +213,7 @@ class Session:
             self.callee_tag = sender_tag  # the latest answering fork wins
         self.last_update = now
         self.timeout_reported = None
+        self.next_check = 0.0
         answer: list[dict[str, int]] = []
         for i, offer in enumerate(offers):
             while len(self.streams) <= i:
@@ -289,13 +291,22 @@ class Session:
     # -- time ----------------------------------------------------------------------------
     def timed_out(self, now: float, timeout: float) -> Stream | None:
         """The first answered stream whose sending party has been silent for ``timeout``."""
+        return self.due(now, timeout)[0]
+
+    def due(self, now: float, timeout: float) -> tuple[Stream | None, float]:
+        """The timed-out stream (or None) and the earliest time one could time out, so the
+        relay looks at this session again only then (not on every tick)."""
+        soonest = float("inf")
         for stream in self.streams:
             if stream is None or not stream.answered:
                 continue
             for leg in stream.legs:
-                if leg.sends() and now - leg.last_activity() > timeout:
-                    return stream
-        return None
+                if leg.sends():
+                    at = leg.last_activity() + timeout
+                    if at < now:
+                        return stream, now
+                    soonest = min(soonest, at)
+        return None, soonest
 
     def idle(self, now: float) -> float:
         """Seconds since anything (a packet or an update) happened in this session."""
