@@ -43,17 +43,24 @@ class ProxyProcess:
     """``python -m sipproxy`` on a free port (UDP and TCP), stopped by ``stop()``."""
 
     def __init__(self, tmp: Path, db_url: str, port: int | None = None, **extra: object) -> None:
-        self.port = port or free_port()
         self.tmp = tmp
-        self.config = write_config(tmp / "msp.toml", {
-            "database": {"url": db_url, "poll_interval": 0.1},
-            "logging": {"level": "debug"},
-            "sipproxy": {"listen": [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}"],
-                         "digest_algorithms": ["MD5"],  # sipp does MD5 only
-                         **extra},
-        })
-        self.service = Service("sipproxy", self.config)
-        self.service.wait_tcp("127.0.0.1", self.port)
+        for attempt in range(3):  # another test may grab a free port before we bind it
+            self.port = port or free_port()
+            self.config = write_config(tmp / "msp.toml", {
+                "database": {"url": db_url, "poll_interval": 0.1},
+                "logging": {"level": "debug"},
+                "sipproxy": {"listen": [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}"],
+                             "digest_algorithms": ["MD5"],  # sipp does MD5 only
+                             **extra},
+            })
+            self.service = Service("sipproxy", self.config)
+            try:
+                self.service.wait_tcp("127.0.0.1", self.port)
+                return
+            except RuntimeError:
+                self.service.stop()
+                if port or attempt == 2 or "in use" not in self.output():
+                    raise
 
     def stop(self) -> None:
         self.service.stop()

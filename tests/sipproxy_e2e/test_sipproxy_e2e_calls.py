@@ -167,3 +167,88 @@ def test_options_to_proxy_and_malformed_input(proxy):
     hops = _options(proxy.port, "sip:bob@example.com").replace(b"Max-Forwards: 70", b"Max-Forwards: 0")
     assert _udp(proxy.port, hops).startswith(b"SIP/2.0 483 ")
     assert _udp(proxy.port, _options(proxy.port, f"sip:127.0.0.1:{proxy.port}")).startswith(b"SIP/2.0 200 ")
+
+
+def test_transport_switch_double_record_route(proxy, tmp_path):
+    """Caller on UDP, callee registered over TCP: two Record-Route values (RFC 5658)."""
+    port = _register(tmp_path, proxy, transport="t1")
+    uas = Sipp(tmp_path, "uas", "e2e_uas.xml", proxy.port, port=port, server=True, transport="t1")
+    uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "secret-a", "bob")])
+    _ok(uac, proxy)
+    _ok(uas, proxy)
+    trace = (tmp_path / "uas.msg").read_text()
+    invite = trace[trace.index("INVITE sip:"):]
+    invite = invite[:invite.index("\n\n")]
+    assert f"Record-Route: <sip:127.0.0.1:{proxy.port};transport=tcp;lr>" in invite
+    assert f"Record-Route: <sip:127.0.0.1:{proxy.port};lr>" in invite
+
+
+def _read_message(sock: socket.socket, buf: bytearray) -> str:
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65535)
+        assert chunk, "connection closed"
+        buf += chunk
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith((b"content-length:", b"l:")):
+            length = int(line.split(b":", 1)[1])
+    while len(rest) < length:
+        rest += sock.recv(65535)
+    del buf[:len(head) + 4 + length]
+    return head.decode() + "\r\n\r\n" + rest[:length].decode()
+
+
+def test_request_reuses_registered_tcp_connection(proxy, tmp_path):
+    """A phone behind NAT registers over TCP: calls to it go over that very connection
+    (its Contact, a port nobody listens on, is never tried)."""
+    from sipproxy.digest import compute_response, ha1, parse_auth_params
+
+    closed = free_port()
+    phone = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    buf = bytearray()
+
+    def register(cseq: int, auth: str = "") -> str:
+        phone.sendall((
+            f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.7:5060;rport;branch=z9hG4bKr{cseq}\r\n"
+            f"From: <sip:bob@example.com>;tag=nat1\r\nTo: <sip:bob@example.com>\r\nCall-ID: nat-reg\r\n"
+            f"CSeq: {cseq} REGISTER\r\nContact: <sip:bob@127.0.0.1:{closed};transport=tcp>\r\n"
+            f"{auth}Expires: 600\r\nContent-Length: 0\r\n\r\n").encode())
+        return _read_message(phone, buf)
+
+    first = register(1)
+    assert first.startswith("SIP/2.0 401")
+    challenge = next(line for line in first.split("\r\n") if line.startswith("WWW-Authenticate"))
+    nonce = parse_auth_params(challenge.split(":", 1)[1])[1]["nonce"]
+    resp = compute_response("MD5", ha1("bob", "example.com", "secret-b"), nonce=nonce,
+                            method="REGISTER", uri="sip:example.com", qop="auth", nc="00000001",
+                            cnonce="c0ffee")
+    auth = (f'Authorization: Digest username="bob", realm="example.com", nonce="{nonce}", '
+            f'uri="sip:example.com", response="{resp}", qop=auth, nc=00000001, cnonce="c0ffee", '
+            f"algorithm=MD5\r\n")
+    assert register(2, auth).startswith("SIP/2.0 200")
+
+    uac = Sipp(tmp_path, "uac", "e2e_uac_busy.xml", proxy.port, rows=[call_row("alice", "secret-a", "bob")])
+    invite = _read_message(phone, buf)
+    assert invite.startswith(f"INVITE sip:bob@127.0.0.1:{closed};transport=tcp SIP/2.0")
+    lines = invite.split("\r\n")
+    keep = [ln for ln in lines if ln.split(":", 1)[0].lower() in ("via", "from", "call-id", "cseq")]
+    to = next(ln for ln in lines if ln.lower().startswith("to:"))
+    phone.sendall(("SIP/2.0 486 Busy Here\r\n" + "\r\n".join(keep) + f"\r\n{to};tag=busy\r\n"
+                   "Content-Length: 0\r\n\r\n").encode())
+    ack = _read_message(phone, buf)  # the proxy's hop-by-hop ACK, same connection
+    assert ack.startswith("ACK ")
+    _ok(uac, proxy)
+    phone.close()
+
+
+def test_loop_is_detected(proxy):
+    from sipproxy.message import parse_message
+    from sipproxy.proxy import _loop_hash
+
+    msg = _options(proxy.port, "sip:bob@example.com")
+    looped = parse_message(msg)
+    mark = "z9hG4bK" + _loop_hash(looped) + ".abc"
+    ours = f"Via: SIP/2.0/UDP 127.0.0.1:{proxy.port};branch={mark}\r\n".encode()
+    msg = msg.replace(b"From:", ours + b"From:")
+    assert _udp(proxy.port, msg).startswith(b"SIP/2.0 482 ")
