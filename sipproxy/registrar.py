@@ -139,8 +139,9 @@ class Registrar:
     def handle(self, request: Request, *, received: str = "", socket: str = "") -> Response:
         """Answer one REGISTER.  ``received`` is ``transport:ip:port`` of the sender,
         ``socket`` our ``transport:ip:port`` it arrived on (both stored with bindings)."""
+        note: list[str] = []
         try:
-            response, aor = self._handle(request, received, socket)
+            response, aor = self._handle(request, received, socket, note)
         except ParseError as exc:
             response, aor = make_response(request, exc.status or 400, exc.reason, to_tag=_tag()), "?"
         except Exception:  # noqa: BLE001 - a database failure must answer, not crash
@@ -152,8 +153,8 @@ class Registrar:
         level = logging.INFO
         if response.status == 401 and not request.headers.get("authorization"):
             level = logging.DEBUG
-        log.log(level, "REGISTER %s from %s: %d %s%s", aor, received or "-", response.status,
-                response.reason, self._summary(response))
+        log.log(level, "REGISTER %s from %s: %d %s%s%s", aor, received or "-", response.status,
+                response.reason, self._summary(response), "".join(note))
         return response
 
     @staticmethod
@@ -162,7 +163,7 @@ class Registrar:
             return ""
         return f" ({len(response.headers.getall('contact'))} bindings)"
 
-    def _handle(self, request: Request, received: str, socket: str) -> tuple[Response, str]:
+    def _handle(self, request: Request, received: str, socket: str, note: list[str]) -> tuple[Response, str]:
         to = request.to
         if not to.uri.is_sip or not to.uri.user or not to.uri.host:
             return make_response(request, 400, "Bad To Address-of-Record", to_tag=_tag()), str(to.uri)
@@ -174,12 +175,12 @@ class Registrar:
 
         verdict = self.authenticator.check(request, domain)
         if verdict.response is not None:
-            if verdict.result.status == digest.WRONG:
-                log.info("REGISTER %s: authentication as %r failed (%s)", aor,
-                         verdict.result.username, verdict.result.reason)
+            if verdict.result.status != digest.MISSING:
+                note.append(f" (authentication as {verdict.result.username!r}: {verdict.result.reason})")
             return verdict.response, aor
         account = verdict.account
         if account is None or account.username != username:
+            note.append(f" (authenticated as {verdict.result.username!r})")
             return make_response(request, 403, "Authentication User Does Not Match To",
                                  to_tag=_tag()), aor
         if account.blocked:
