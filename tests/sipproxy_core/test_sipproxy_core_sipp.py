@@ -13,7 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from sipproxy.message import ParseError, Request, make_response, parse_message
+import pytest
+
+from sipproxy.message import ParseError, Request, make_response, parse_message, split_stream
 from sipproxy.transaction import (
     Deliver,
     Send,
@@ -77,10 +79,57 @@ class UdpUA:
         self.sock.close()
 
 
-def sipp(scenario: str, *args: str, tmp: Path) -> subprocess.Popen:
+class TcpUA(UdpUA):
+    """The same UA on one accepted TCP connection, framed with split_stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sock.close()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.conn: socket.socket | None = None
+        self.buffer = b""
+        self.framed = 0
+
+    def run(self, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, Send):
+                a.dest.sendall(a.data)
+        super().run([a for a in actions if not isinstance(a, Send)])
+
+    def loop(self, until, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                self.run(self.layer.timer_fired(heapq.heappop(self.timers)[2]))
+            socks = [self.conn] if self.conn is not None else [self.listener]
+            ready, _, _ = select.select(socks, [], [], 0.05)
+            if not ready:
+                continue
+            if self.conn is None:
+                self.conn, _addr = self.listener.accept()
+                continue
+            chunk = self.conn.recv(7)  # tiny reads: messages arrive in pieces
+            if not chunk:
+                break
+            messages, self.buffer, _pings = split_stream(self.buffer + chunk)
+            for data in messages:
+                self.framed += 1
+                self.run(self.layer.receive(parse_message(data), self.conn, reliable=True))
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.listener.close()
+
+
+def sipp(scenario: str, *args: str, tmp: Path, transport: str = "u1") -> subprocess.Popen:
     return subprocess.Popen(
         [require_tool("sipp"), *args, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
-         "-m", "1", "-t", "u1", "-nostdin", "-timeout", "10s", "-timeout_error",
+         "-m", "1", "-t", transport, "-nostdin", "-timeout", "10s", "-timeout_error",
          "-trace_err", "-error_file", str(tmp / "sipp_errors.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp,
     )
@@ -98,9 +147,12 @@ def finish(proc: subprocess.Popen, tmp: Path) -> None:
     assert proc.returncode == 0, f"sipp failed ({proc.returncode}): {err.decode()}\n{detail}"
 
 
-def test_server_transactions_against_sipp_uac(tmp_path: Path) -> None:
-    """sipp sends INVITE; we answer 180 + 486 through an IST, which absorbs sipp's ACK."""
-    ua = UdpUA()
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_server_transactions_against_sipp_uac(tmp_path: Path, transport: str) -> None:
+    """sipp sends INVITE; we answer 180 + 486 through an IST, which absorbs sipp's ACK.
+
+    Over TCP the stream is read 7 bytes at a time and framed by split_stream."""
+    ua = UdpUA() if transport == "u1" else TcpUA()
 
     def answer(d: Deliver) -> None:
         req = d.message
@@ -111,7 +163,8 @@ def test_server_transactions_against_sipp_uac(tmp_path: Path) -> None:
             ua.run(ua.layer.send_response(d.transaction, make_response(req, 200, to_tag="core1")))
 
     ua.on_request = answer
-    proc = sipp("uac_busy.xml", f"127.0.0.1:{ua.port}", "-s", "bob", tmp=tmp_path)
+    proc = sipp("uac_busy.xml", f"127.0.0.1:{ua.port}", "-s", "bob", tmp=tmp_path,
+                transport=transport)
     try:
         ua.loop(lambda: proc.poll() is not None, timeout=15)
         finish(proc, tmp_path)
@@ -125,7 +178,11 @@ def test_server_transactions_against_sipp_uac(tmp_path: Path) -> None:
     methods = [d.message.method for d in ua.delivered]
     assert methods == ["INVITE", "OPTIONS"]  # the ACK never reached the TU: absorbed
     assert invite_txn.state == "Terminated" and invite_txn in ua.terminated
-    assert ua.delivered[1].transaction.state == "Completed"  # Timer J is 64*T1 on UDP
+    if transport == "u1":
+        assert ua.delivered[1].transaction.state == "Completed"  # Timer J is 64*T1 on UDP
+    else:
+        assert ua.delivered[1].transaction.state == "Terminated"  # and 0 on TCP
+        assert ua.framed == 3  # INVITE, ACK, OPTIONS: no retransmissions on TCP
     assert not ua.bad
 
 
