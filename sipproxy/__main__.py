@@ -32,7 +32,8 @@ def _setup_logging(config: Config, worker: int | None = None) -> None:
     )
 
 
-def build(config: Config, secret: bytes | None = None):  # noqa: ANN201 - (core, proxy, closers)
+def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa: ANN201
+          group: str = ""):
     """Assemble one proxy process from the configuration (sockets not bound yet)."""
     from ngnpro.models.database import open_database
 
@@ -57,7 +58,8 @@ def build(config: Config, secret: bytes | None = None):  # noqa: ANN201 - (core,
     auth.challenge = lambda realm, **kw: challenge(realm, algorithms=algorithms, **kw)
     registrar = Registrar.from_config(section, directory, location, auth)
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
-                reuse_port=section["workers"] > 1)
+                reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
+                group=group)
     proxy = Proxy(core, directory, location, registrar, DialogStore(sessions),
                   realm=section["realm"])
     return core, proxy, (directory, location)
@@ -87,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     secret = os.urandom(32)
     if workers == 1:
         return _serve(config, secret, None)
+    group = f"sipproxy-{os.getpid()}"
     children: list[int] = []
     for n in range(workers):
         pid = os.fork()
         if pid == 0:
-            os._exit(_serve(config, secret, n))
+            os._exit(_serve(config, secret, n, group))
         children.append(pid)
     log.info("started %d workers", workers)
 
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _serve(config: Config, secret: bytes, worker: int | None) -> int:
+def _serve(config: Config, secret: bytes, worker: int | None, group: str = "") -> int:
     import gevent
     import gevent.event
     from sqlalchemy.exc import SQLAlchemyError
@@ -123,7 +126,7 @@ def _serve(config: Config, secret: bytes, worker: int | None) -> int:
         _setup_logging(config, worker)
     log = logging.getLogger("sipproxy")
     try:
-        core, _proxy, services = build(config, secret)
+        core, _proxy, services = build(config, secret, worker or 0, group)
         core.bind()
     except SQLAlchemyError as exc:
         print(f"sipproxy: database error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -77,8 +77,17 @@ class Core:
     """One proxy process: its transports, its transactions, its timers."""
 
     def __init__(self, listen: list[str], *, tls_cert: str = "", tls_key: str = "",
-                 reuse_port: bool = False, timers: Timers | None = None) -> None:
+                 reuse_port: bool = False, timers: Timers | None = None,
+                 worker: int = 0, workers: int = 1, group: str = "") -> None:
         self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port)
+        #: worker processes share the listening addresses (SO_REUSEPORT): the kernel picks a
+        #: worker by the sender's address, so a response from a callee may land on a worker
+        #: that does not hold its client transaction.  Our branches carry the worker number
+        #: and a misdelivered response is handed to its worker over a local datagram socket.
+        self.worker = worker
+        self.workers = workers
+        self.group = group or f"sipproxy-{os.getpid()}"
+        self._mailbox: Any = None
         self.layer = TransactionLayer(timers)
         self.tu: TransactionUser | None = None
         #: host strings and ``host:port`` that name this proxy (Via / Route / Request-URI checks)
@@ -92,12 +101,62 @@ class Core:
 
     def bind(self) -> None:
         self.transports.bind()
+        if self.workers > 1:
+            from gevent import socket as gsocket
+
+            box = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_DGRAM)
+            box.bind(self._mailbox_name(self.worker))
+            self._mailbox = box
 
     def start(self) -> None:
         self.transports.start()
+        if self._mailbox is not None:
+            gevent.spawn(self._mailbox_loop)
 
     def stop(self) -> None:
         self.transports.stop()
+        if self._mailbox is not None:
+            self._mailbox.close()
+
+    def _mailbox_name(self, worker: int) -> str:
+        return f"\0{self.group}-{worker}"  # Linux abstract namespace: no file to clean up
+
+    def branch_suffix(self) -> str:
+        """The random part of our branches, prefixed by this worker's number."""
+        return f"{self.worker}.{secrets.token_hex(6)}"
+
+    def _owner(self, branch: str) -> int:
+        parts = branch.split(".")
+        if len(parts) == 3 and parts[1].isdigit():
+            return int(parts[1])
+        return self.worker
+
+    def _handoff(self, worker: int, inbound: Inbound) -> None:
+        if not 0 <= worker < self.workers or self._mailbox is None:
+            return
+        log.debug("response from %s handed to worker %d", inbound.source, worker)
+        head = f"{inbound.source}|{inbound.listener}\n".encode()
+        try:
+            self._mailbox.sendto(head + inbound.data, self._mailbox_name(worker))
+        except OSError as exc:
+            log.debug("cannot hand a response to worker %d: %s", worker, exc)
+
+    def _mailbox_loop(self) -> None:
+        listeners = {str(lst): lst for lst in self.transports.listeners}
+        while True:
+            try:
+                data = self._mailbox.recv(70000)
+            except OSError:
+                return
+            head, _, payload = data.partition(b"\n")
+            source, _, listener = head.decode("ascii", "replace").partition("|")
+            try:
+                peer = Peer.parse(source)
+            except ValueError:
+                continue
+            lst = listeners.get(listener)
+            if lst is not None:
+                self.on_inbound(Inbound(payload, peer, lst), handed=True)
 
     # -- who we are -----------------------------------------------------------------------
 
@@ -123,7 +182,7 @@ class Core:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def on_inbound(self, inbound: Inbound) -> None:
+    def on_inbound(self, inbound: Inbound, handed: bool = False) -> None:
         self.received += 1
         try:
             msg = parse_message(inbound.data)
@@ -151,6 +210,11 @@ class Core:
                 self.dropped += 1
                 return
             branch = top.branch
+            if self.workers > 1 and not handed and inbound.connection is None:
+                owner = self._owner(branch)
+                if owner != self.worker:
+                    self._handoff(owner, inbound)
+                    return
             msg.headers.pop_first("via")
             actions = self._receive_response(msg, branch, inbound)
             self.execute(actions)

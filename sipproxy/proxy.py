@@ -436,7 +436,7 @@ class Proxy:
                     r.headers.add("Record-Route", _rr(out), top=True)
             for p in reversed(path):
                 r.headers.add("Route", p, top=True)
-            r.headers.add("Via", self.core.via_for(out, mark + secrets.token_hex(6)), top=True)
+            r.headers.add("Via", self.core.via_for(out, mark + self.core.branch_suffix()), top=True)
             branch = Branch(ctx, r, dest)
             ctx.branches.append(branch)
         if not ctx.branches:

@@ -252,3 +252,23 @@ def test_loop_is_detected(proxy):
     ours = f"Via: SIP/2.0/UDP 127.0.0.1:{proxy.port};branch={mark}\r\n".encode()
     msg = msg.replace(b"From:", ours + b"From:")
     assert _udp(proxy.port, msg).startswith(b"SIP/2.0 482 ")
+
+
+def test_worker_processes_share_the_port(db_url, tmp_path):
+    """``workers = 2``: both workers serve the same address; responses that the kernel hands
+    to the other worker still reach the transaction that waits for them."""
+    users = {"alice": "secret-a", **{f"user{n}": f"pw{n}" for n in range(4)}}
+    provision(db_url, users=users)
+    proxy = ProxyProcess(tmp_path, db_url, workers=2)
+    try:
+        for n in range(4):
+            port = _register(tmp_path, proxy, name=f"reg{n}", user=f"user{n}", password=f"pw{n}")
+            uas = Sipp(tmp_path, f"uas{n}", "e2e_uas.xml", proxy.port, port=port, server=True)
+            uac = Sipp(tmp_path, f"uac{n}", "e2e_uac.xml", proxy.port,
+                       rows=[call_row("alice", "secret-a", f"user{n}")])
+            _ok(uac, proxy)
+            _ok(uas, proxy)
+        out = proxy.output()
+        assert " [0] " in out and " [1] " in out
+    finally:
+        proxy.stop()
