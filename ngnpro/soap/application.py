@@ -64,6 +64,11 @@ class Dispatcher:
     """Routes one request body to its port and returns ``(http_status, response_bytes)``."""
 
     def __init__(self, services: Iterable[type[PortService]], runtime: Runtime) -> None:
+        # spyne logs every fault with its traceback; faults are ordinary answers here and
+        # PortService logs the unexpected ones itself
+        for name in ("spyne.application", "spyne.application.client", "spyne.application.server",
+                     "spyne.server", "spyne.protocol.soap.soap11.invalid"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self.services = list(services)
         self.apps = build_applications(self.services)
         self.servers = {ns: PortServer(app) for ns, app in self.apps.items()}

@@ -199,7 +199,7 @@ class Decoder:
 
     def _struct(self, cls: Any, el: etree._Element, path: str) -> Any:
         children = self._children(el)
-        inst = cls()
+        inst = (getattr(cls, "__orig__", None) or cls)()  # spyne warns on instances of customized classes
         if not children:
             if (el.text or "").strip():
                 raise NGNProError(INVALID_VALUE, f"Invalid value for {path}: expected a structure")
@@ -308,12 +308,6 @@ def coerce(cls: Any, text: str) -> Any:
 
 # --------------------------------------------------------------------------- encoding
 
-def _member_value(value: Any, name: str) -> Any:
-    if isinstance(value, dict):
-        return value.get(name)
-    return getattr(value, name, None)
-
-
 def format_scalar(cls: Any, value: Any) -> tuple[str, str]:
     """``(xsi:type, text)`` of a scalar, typed by the declared model when there is one."""
     if isinstance(value, _dt.datetime):
@@ -356,39 +350,105 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def _xml_text(text: str) -> str:
     """XML 1.0 cannot carry control characters; drop them rather than fail the response."""
-    return _CONTROL.sub("", text) if _CONTROL.search(text) else text
+    if text.isprintable() or not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub("", text)
 
 
 def encode(parent: etree._Element, name: str, cls: Any, value: Any) -> etree._Element | None:
     """Append ``<name>`` holding ``value`` (typed by ``cls``) to ``parent``; None is omitted."""
     if value is None:
         return None
+    plan = _plan(cls) if cls is not None else None
+    if plan is not None and plan[0] == "scalar" and not isinstance(value, _dt.date):
+        # the hot path: most of a response is typed scalars
+        xtype, text = _format_known(plan[1], cls, value)
+        el = etree.SubElement(parent, name, {XSI_TYPE: xtype})
+        el.text = _xml_text(text)
+        return el
     el = etree.SubElement(parent, name)
     fill(el, cls, value)
     return el
 
 
-def fill(el: etree._Element, cls: Any, value: Any) -> None:
-    if is_array(cls) or (cls is None and isinstance(value, list | tuple)):
-        item_cls = array_item(cls) if cls is not None else None
-        items = list(value or ())
-        if item_cls is not None and is_struct(item_cls):
-            item_type = type_qname(item_cls)
-        elif item_cls is not None and is_array(item_cls):
-            item_type = "SOAP-ENC:Array"
+_PLANS: dict[Any, tuple] = {}
+
+
+def _plan(cls: Any) -> tuple:
+    """How values of ``cls`` are written, computed once per model class."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        if is_array(cls):
+            item = array_item(cls)
+            if is_struct(item):
+                item_type = type_qname(item)
+            elif is_array(item):
+                item_type = "SOAP-ENC:Array"
+            else:
+                item_type = xsd_name(item)
+            plan = ("array", item, item_type)
+        elif is_struct(cls):
+            plan = ("struct", type_qname(cls), tuple(struct_members(cls).items()))
+        elif isinstance(cls, type) and issubclass(cls, ModelBase):
+            if issubclass(cls, Boolean):
+                kind = "bool"
+            elif issubclass(cls, Integer):
+                kind = "int"
+            elif issubclass(cls, Float | Double | Decimal):
+                kind = "float"
+            else:
+                kind = "str"
+            plan = ("scalar", kind)
         else:
-            item_type = xsd_name(item_cls) if item_cls is not None else _common_scalar(items)
+            plan = ("scalar", None)
+        _PLANS[cls] = plan
+    return plan
+
+
+def _format_known(kind: str | None, cls: Any, value: Any) -> tuple[str, str]:
+    if kind == "str":
+        if isinstance(value, str):
+            return "xsd:string", value
+        return "xsd:string", value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if kind == "int" and type(value) is int:
+        return "xsd:int", str(value)
+    return format_scalar(cls, value)
+
+
+def fill(el: etree._Element, cls: Any, value: Any) -> None:
+    if cls is None and isinstance(value, list | tuple):
+        items = list(value)
         el.set(XSI_TYPE, "SOAP-ENC:Array")
-        el.set(ENC_ARRAY_TYPE, f"{item_type}[{len(items)}]")
+        el.set(ENC_ARRAY_TYPE, f"{_common_scalar(items)}[{len(items)}]")
         for item in items:
             child = etree.SubElement(el, "item")
             if item is not None:
-                fill(child, item_cls, item)
+                fill(child, None, item)
         return
-    if is_struct(cls):
-        el.set(XSI_TYPE, type_qname(cls))
-        for member, member_cls in struct_members(cls).items():
-            encode(el, member, member_cls, _member_value(value, member))
+    plan = _plan(cls) if cls is not None else ("scalar", None)
+    if plan[0] == "array":
+        _, item_cls, item_type = plan
+        items = list(value or ())
+        el.set(XSI_TYPE, "SOAP-ENC:Array")
+        el.set(ENC_ARRAY_TYPE, f"{item_type}[{len(items)}]")
+        for item in items:
+            if item is None:
+                etree.SubElement(el, "item")
+            else:
+                encode(el, "item", item_cls, item)
+        return
+    if plan[0] == "struct":
+        el.set(XSI_TYPE, plan[1])
+        if isinstance(value, dict):
+            for member, member_cls in plan[2]:
+                v = value.get(member)
+                if v is not None:
+                    encode(el, member, member_cls, v)
+        else:
+            for member, member_cls in plan[2]:
+                v = getattr(value, member, None)
+                if v is not None:
+                    encode(el, member, member_cls, v)
         return
     xtype, text = format_scalar(cls, value)
     el.set(XSI_TYPE, xtype)
