@@ -23,8 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, bindparam, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from ngnpro.models import ChangeFeed, SipAccount, SipAccountGroup, SipAlias, SipDomain
 from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN
@@ -33,6 +33,22 @@ from ngnpro.models.sip import GROUP_BLOCKED
 log = logging.getLogger("sipproxy.directory")
 
 _MISSING = object()
+
+# Core statements built once (no ORM objects on the hot path: a miss costs two indexed
+# queries, not an ORM load with its relationship machinery).
+_A = SipAccount.__table__
+_G = SipAccountGroup.__table__
+_ACCOUNT_COLUMNS = (
+    _A.c.id, _A.c.username, _A.c.domain, _A.c.ha1, _A.c.ha1b, _A.c.ha1_sha256, _A.c.region,
+    _A.c.timeout, _A.c.call_limit, _A.c.always_relay, _A.c.prepaid, _A.c.rpid,
+)
+_SELECT_ACCOUNT = select(*_ACCOUNT_COLUMNS).where(_A.c.username == bindparam("u"), _A.c.domain == bindparam("d"))
+_SELECT_GROUPS = select(_G.c.name).where(_G.c.account_id == bindparam("id"))
+_SELECT_ALL_ACCOUNTS = select(*_ACCOUNT_COLUMNS).order_by(_A.c.id).limit(bindparam("n"))
+_SELECT_ALL_GROUPS = select(_G.c.account_id, _G.c.name).where(_G.c.account_id <= bindparam("top"))
+_SELECT_ALIAS = select(SipAlias.target_username, SipAlias.target_domain).where(
+    SipAlias.username == bindparam("u"), SipAlias.domain == bindparam("d"))
+_SELECT_DOMAINS = select(SipDomain.domain)
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,15 @@ class _LRU:
         return len(self.data)
 
 
+def _account(row, groups: frozenset[str]) -> Account:  # noqa: ANN001 - a Row of _ACCOUNT_COLUMNS
+    return Account(
+        id=row.id, username=row.username, domain=row.domain.lower(), ha1=row.ha1 or "",
+        ha1b=row.ha1b or "", ha1_sha256=row.ha1_sha256 or "", groups=groups, region=row.region or "",
+        timeout=row.timeout or 35, call_limit=row.call_limit or 0, always_relay=bool(row.always_relay),
+        prepaid=bool(row.prepaid), rpid=row.rpid or "",
+    )
+
+
 def _aor_key(key: object) -> str:
     user, domain = key  # type: ignore[misc]
     return f"{user}@{domain}".lower()
@@ -121,6 +146,12 @@ class Directory:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session_factory = session_factory
+        if isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
+            self._engine: Engine = session_factory.kw["bind"]
+        else:
+            with session_factory() as s:
+                self._engine = s.get_bind()
+        self._capacity = capacity
         self._config_domains = frozenset(d.lower() for d in config_domains)
         self._accounts = _LRU(capacity)
         self._aliases = _LRU(capacity)
@@ -142,8 +173,8 @@ class Directory:
         if domain in self._config_domains:
             return True
         if self._domains is None:
-            with self._session_factory() as s:
-                self._domains = frozenset(d.lower() for d in s.scalars(select(SipDomain.domain)))
+            with self._engine.connect() as conn:
+                self._domains = frozenset(d.lower() for d in conn.scalars(_SELECT_DOMAINS))
         return domain in self._domains
 
     def account(self, username: str, domain: str) -> Account | None:
@@ -166,31 +197,35 @@ class Directory:
         cached = self._aliases.get(key)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
-        with self._session_factory() as s:
-            row = s.execute(
-                select(SipAlias.target_username, SipAlias.target_domain)
-                .where(SipAlias.username == key[0], SipAlias.domain == key[1])
-            ).first()
+        with self._engine.connect() as conn:
+            row = conn.execute(_SELECT_ALIAS, {"u": key[0], "d": key[1]}).first()
         target = (row[0], row[1]) if row else None
         self._aliases.put(key, target)
         return target
 
     def _load_account(self, username: str, domain: str) -> Account | None:
-        with self._session_factory() as s:
-            acc = s.scalars(
-                select(SipAccount).where(SipAccount.username == username, SipAccount.domain == domain)
-            ).first()
-            if acc is None:
+        with self._engine.connect() as conn:
+            row = conn.execute(_SELECT_ACCOUNT, {"u": username, "d": domain}).first()
+            if row is None:
                 return None
-            groups = frozenset(
-                s.scalars(select(SipAccountGroup.name).where(SipAccountGroup.account_id == acc.id))
-            )
-            return Account(
-                id=acc.id, username=acc.username, domain=acc.domain.lower(), ha1=acc.ha1 or "",
-                ha1b=acc.ha1b or "", ha1_sha256=acc.ha1_sha256 or "", groups=groups,
-                region=acc.region or "", timeout=acc.timeout or 35, call_limit=acc.call_limit or 0,
-                always_relay=bool(acc.always_relay), prepaid=bool(acc.prepaid), rpid=acc.rpid or "",
-            )
+            groups = frozenset(conn.scalars(_SELECT_GROUPS, {"id": row.id}))
+        return _account(row, groups)
+
+    def warm(self) -> int:
+        """Load up to ``capacity`` accounts in two queries, so the first REGISTER of each
+        user after a start does not pay a database round trip; returns how many."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(_SELECT_ALL_ACCOUNTS, {"n": self._capacity}).all()
+            if not rows:
+                return 0
+            groups: dict[int, set[str]] = {}
+            for account_id, name in conn.execute(_SELECT_ALL_GROUPS, {"top": rows[-1].id}):
+                groups.setdefault(account_id, set()).add(name)
+        for row in rows:
+            key = (row.username, row.domain.lower())
+            if self._accounts.get(key) is _MISSING:
+                self._accounts.put(key, _account(row, frozenset(groups.get(row.id, ()))))
+        return len(rows)
 
     # -- freshness ------------------------------------------------------------------------
 
@@ -243,6 +278,10 @@ class Directory:
         import gevent
 
         def loop() -> None:
+            try:
+                log.debug("directory: %d accounts preloaded", self.warm())
+            except Exception as exc:  # noqa: BLE001 - the cache fills on demand instead
+                log.warning("directory: preload failed: %s", exc)
             while True:
                 gevent.sleep(self.refresh_interval)
                 self._safe_refresh()

@@ -93,3 +93,18 @@ def test_refresher_greenlet_and_bounded_cache(db_url: str) -> None:
     finally:
         d.stop()
     engine.dispose()
+
+
+def test_warm_preloads_accounts_with_groups(db_url: str) -> None:
+    engine, factory = provision(db_url, {"alice": "a", "bob": "b", "eve": "e"}, blocked=("eve",))
+    d = Directory(factory, capacity=2)
+    assert d.warm() == 2 and d.cached_accounts == 2
+    misses = d.misses
+    assert d.account("alice", DOMAIN).ha1 == ha1("alice", DOMAIN, "a")
+    assert d.account("bob", DOMAIN) is not None
+    assert d.misses == misses  # both preloaded
+    assert d.account("eve", DOMAIN).blocked and d.misses == misses + 1
+    full = Directory(factory)
+    full.warm()
+    assert full.account("eve", DOMAIN).blocked and full.misses == 0
+    engine.dispose()
