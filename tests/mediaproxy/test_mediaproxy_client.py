@@ -16,6 +16,14 @@ def sdp(ep: Endpoint, extra: str = "") -> str:
             f"m=audio {ep.port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n{extra}")
 
 
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("client")
+    svc, control, rng = start_relay(tmp, f"sqlite:///{tmp / 'msp.sqlite'}", media_timeout=2)
+    yield control
+    svc.stop()
+
+
 @pytest.fixture
 def two_relays(tmp_path):
     url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
@@ -35,8 +43,8 @@ def call(relays: MediaRelays, call_id: str):
     return a, b, to_a, to_b
 
 
-def test_offer_answer_media_and_summary(two_relays):
-    (_, c1, _), _ = two_relays
+def test_offer_answer_media_and_summary(relay):
+    c1 = relay
     relays = MediaRelays([f"127.0.0.1:{c1}"])
     a, b, to_a, to_b = call(relays, "c1")
     assert to_a[0] == "127.0.0.1" and to_a[1] != a.port and to_b[1] != b.port
@@ -60,8 +68,8 @@ def test_offer_answer_media_and_summary(two_relays):
     relays.close()
 
 
-def test_timeout_callback(two_relays):
-    (_, c1, _), _ = two_relays
+def test_timeout_callback(relay):
+    c1 = relay
     got = AsyncResult()
     relays = MediaRelays([f"127.0.0.1:{c1}"], on_timeout=got.set)
     a, b, to_a, to_b = call(relays, "c-timeout")

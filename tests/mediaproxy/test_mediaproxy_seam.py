@@ -29,9 +29,10 @@ def msg(method="INVITE", status=0, b=b"", to_tag=None, from_tag="caller", receiv
                            vias=[SimpleNamespace(received=received)])
 
 
-@pytest.fixture
-def relay(tmp_path):
-    svc, control, rng = start_relay(tmp_path, f"sqlite:///{tmp_path / 'msp.sqlite'}")
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("seam")
+    svc, control, rng = start_relay(tmp, f"sqlite:///{tmp / 'msp.sqlite'}")
     relays = MediaRelays([f"127.0.0.1:{control}"])
     yield relays
     relays.close()
