@@ -115,50 +115,130 @@ def build_app(config: Config, sessionmaker: Any) -> NGNProWsgi:
 
 
 def serve(config: Config) -> int:
-    """Open the database, then serve until SIGTERM/SIGINT; returns the exit status."""
+    """Open (and upgrade) the database, bind, then serve with ``[ngnpro] workers`` processes
+    until SIGTERM/SIGINT; returns the exit status."""
     from gevent import monkey
 
     monkey.patch_all()
-    import signal
-
-    import gevent
-    from gevent.pool import Pool
-    from gevent.pywsgi import WSGIServer
     from sqlalchemy.exc import SQLAlchemyError
 
     from ngnpro.models.database import open_database
 
     section = config["ngnpro"]
     host, port = parse_hostport(section["listen"], "ngnpro.listen")
-    try:
-        engine, sessionmaker = open_database(config.database_url)
-    except SQLAlchemyError as exc:
-        print(f"ngnpro: database error: {str(exc).splitlines()[0]}", flush=True)
-        log.error("cannot open the database: %s", str(exc).splitlines()[0])
-        return 1
-    app = build_app(config, sessionmaker)
     ssl_args: dict[str, str] = {}
     if section["tls_cert"] or section["tls_key"]:
         if not (section["tls_cert"] and section["tls_key"]):
-            log.error("ngnpro.tls_cert and ngnpro.tls_key must be set together")
+            print("ngnpro: configuration error: ngnpro.tls_cert and ngnpro.tls_key must be set together", flush=True)
             return 2
         ssl_args = {"certfile": section["tls_cert"], "keyfile": section["tls_key"]}
     try:
-        server = WSGIServer((host, port), app, spawn=Pool(256), log=None, error_log=logging.getLogger("ngnpro.http"),
-                            **ssl_args)
-        server.start()
+        engine, _ = open_database(config.database_url)  # schema upgrade, once, before forking
+        url = engine.url.render_as_string(hide_password=True)
+        engine.dispose()
+    except SQLAlchemyError as exc:
+        log.error("cannot open the database: %s", str(exc).splitlines()[0])
+        return 1
+    try:
+        sock = _bind(host, port)
     except OSError as exc:
         log.error("cannot listen on %s: %s", section["listen"], exc)
         return 1
+    workers = section["workers"]
     scheme = "https" if ssl_args else "http"
     bracket = f"[{host}]" if ":" in host else host
-    log.info("NGNPro SOAP server listening on %s://%s:%d/ngnpro/ (WSDL at /ngnpro/wsdl), database %s",
-             scheme, bracket, server.server_port, engine.url.render_as_string(hide_password=True))
+    log.info("NGNPro SOAP server listening on %s://%s:%d/ngnpro/ (WSDL at /ngnpro/wsdl), %d worker%s, database %s",
+             scheme, bracket, sock.getsockname()[1], workers, "s" if workers > 1 else "", url)
+    if workers == 1:
+        return _worker(config, sock, ssl_args)
+    return _supervise(config, sock, ssl_args, workers)
+
+
+def _bind(host: str, port: int) -> Any:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "") -> int:
+    """One serving process: its own engine, the WSGI app on the shared listening socket."""
+    import signal
+
+    import gevent
+    import gevent.event
+    from gevent.pool import Pool
+    from gevent.pywsgi import WSGIServer
+
+    from ngnpro.models.database import open_database
+
+    engine, sessionmaker = open_database(config.database_url, migrate=False)
+    app = build_app(config, sessionmaker)
+    server = WSGIServer(sock, app, spawn=Pool(256), log=None, error_log=logging.getLogger("ngnpro.http"),
+                        **ssl_args)
+    server.start()
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, stop.set)
     stop.wait()
-    log.info("stopping")
+    log.info("stopping%s", f" {name}" if name else "")
     server.stop(timeout=5)
     engine.dispose()
+    return 0
+
+
+def _supervise(config: Config, sock: Any, ssl_args: dict[str, str], count: int) -> int:
+    """Fork ``count`` workers; restart one that dies; stop them all on SIGTERM/SIGINT."""
+    import os
+    import signal
+    import time
+
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _worker(config, sock, ssl_args, f"worker {index}")
+            except BaseException:  # noqa: BLE001 - a worker must never return into the parent's loop
+                log.exception("worker %d failed", index)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    for i in range(count):
+        spawn(i)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, None)
+        if index is not None and not stopping:
+            log.error("worker %d exited (status %d); restarting it", index, status)
+            time.sleep(0.5)
+            spawn(index)
     return 0

@@ -161,6 +161,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "tls_key": ("", _str),
         "store_clear_text_passwords": (True, _bool),
         "max_body_bytes": (1048576, _int(1024)),
+        "workers": (1, _int(1, 64)),
     },
     "enumdns": {
         "listen": ("127.0.0.1:5353", _hostport),

@@ -1,0 +1,103 @@
+"""The server process: TLS, several workers, the log line, configuration errors."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port, write_config
+from tests.ngnpro.conftest import start_ngnpro
+from tests.ngnpro.harness import ADMIN, envelope, fault_code, http_post, php_call
+
+
+def _cert(tmp: Path) -> tuple[str, str]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    key, cert = tmp / "key.pem", tmp / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_tls(tmp_path: Path, sqlite_url: str) -> None:
+    cert, key = _cert(tmp_path)
+    server = start_ngnpro(tmp_path, sqlite_url, tls_cert=cert, tls_key=key)
+    try:
+        assert server.url.startswith("https://")
+        import http.client
+
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=10)
+        body = envelope("Customer", "getCustomers", "<query/>", auth=ADMIN).encode()
+        conn.request("POST", "/ngnpro/", body=body, headers={"Content-Type": "text/xml", "SOAPAction": '""'})
+        resp = conn.getresponse()
+        assert resp.status == 200 and b"getCustomersResponse" in resp.read()
+        conn.close()
+        assert "https://127.0.0.1" in server.output()
+    finally:
+        server.service.stop()
+        server.close()
+
+
+def test_several_workers_share_the_port(tmp_path: Path, sqlite_url: str) -> None:
+    server = start_ngnpro(tmp_path, sqlite_url, workers=2)
+    try:
+        for i in range(6):
+            status, _, data = http_post(server.url, envelope("Customer", "addAccount", (
+                f'<account><username xsi:type="xsd:string">w{i}</username></account>'), auth=ADMIN).encode())
+            assert status == 200, data
+        res = php_call(server.url, "Customer", "getCustomers", {"query": {}})
+        assert res["total"] == 6
+        assert "2 workers" in server.output()
+    finally:
+        server.service.stop()
+        server.close()
+    # every worker is gone with the parent: nothing listens any more
+    import socket
+
+    time.sleep(0.5)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+def test_bad_config_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "bad.toml", {"ngnpro": {"workers": 0}})
+    proc = subprocess.run([sys.executable, "-m", "ngnpro", "--config", str(cfg)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        line for line in proc.stderr.strip().splitlines() if line.startswith("ngnpro: configuration error")]
+    assert "ngnpro.workers" in proc.stderr
+
+
+def test_port_in_use_fails_cleanly(tmp_path: Path, sqlite_url: str) -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        cfg = write_config(tmp_path / "msp.toml", {"database": {"url": sqlite_url},
+                                                   "ngnpro": {"listen": f"127.0.0.1:{port}"}})
+        proc = subprocess.run([sys.executable, "-m", "ngnpro", "--config", str(cfg)], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_log_line_and_fault_answers_keep_working(ngnpro_server) -> None:
+    assert f"http://127.0.0.1:{ngnpro_server.port}/ngnpro/" in ngnpro_server.output()
+    assert http_post(ngnpro_server.url, b"<junk")[0] == 500
+    status, _, data = http_post(ngnpro_server.url, envelope("Customer", "getAccount", "<id>1</id>").encode())
+    assert status == 500
+    from lxml import etree
+
+    assert fault_code(etree.fromstring(data)) == 5002
