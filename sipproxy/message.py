@@ -97,12 +97,13 @@ class Message:
         self._cache: dict = {}
 
     def _cached(self, key: str, build):
-        gen = self.headers.gen
+        """``build()``, remembered until the header fields change (or are replaced)."""
+        headers = self.headers
         hit = self._cache.get(key)
-        if hit is not None and hit[0] == gen:
-            return hit[1]
+        if hit is not None and hit[0] is headers and hit[1] == headers.gen:
+            return hit[2]
         value = build()
-        self._cache[key] = (gen, value)
+        self._cache[key] = (headers, headers.gen, value)
         return value
 
     # -- parsed views of the common fields ----------------------------------------------
@@ -417,11 +418,12 @@ def _check_fields(msg: Message, rest: bytes, status: int) -> None:
     if not first["call-id"]:
         raise ParseError(status, "Empty Call-ID")
     cache = msg._cache
-    cache["cseq"] = (0, _parse_cseq_value(first["cseq"]))
-    cache["from"] = (0, parse_name_addr(first["from"]))
-    cache["to"] = (0, parse_name_addr(first["to"]))
+    h = msg.headers
+    cache["cseq"] = (h, 0, _parse_cseq_value(first["cseq"]))
+    cache["from"] = (h, 0, parse_name_addr(first["from"]))
+    cache["to"] = (h, 0, parse_name_addr(first["to"]))
     if len(vias) == 1 and "," not in vias[0]:
-        cache["via"] = (0, [parse_via(vias[0])])
+        cache["via"] = (h, 0, [parse_via(vias[0])])
     else:
         msg.vias  # noqa: B018 - parse, raising ParseError when malformed
 

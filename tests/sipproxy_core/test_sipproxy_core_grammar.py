@@ -412,3 +412,12 @@ def test_via_built_by_hand() -> None:
     v = Via("SIP/2.0", "TLS", "[::1]", 5061, Params([("branch", "z9hG4bKh"), ("rport", None)]))
     assert str(v) == "SIP/2.0/TLS [::1]:5061;branch=z9hG4bKh;rport"
     assert str(parse_via(str(v))) == str(v) and str(v.copy()) == str(v)
+
+
+def test_parsed_views_follow_header_changes() -> None:
+    m = parse_message(msg(*BASE))
+    assert m.to.tag is None and m.vias[0].host == "192.0.2.1"
+    m.headers.set("To", "<sip:bob@example.com>;tag=x")
+    assert m.to.tag == "x"
+    m.headers = Headers([*m.headers.items()[1:], ("Via", "SIP/2.0/TCP 192.0.2.99;branch=z9hG4bKn")])
+    assert m.vias[0].host == "192.0.2.99" and m.vias[0].transport == "TCP"
