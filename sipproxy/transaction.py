@@ -30,7 +30,9 @@ I/O edge executes in order:
   `Deliver` (message, transaction, source)  -- hand a message to the TU: a new request (with
       its server transaction), a response (with its client transaction), or a message
       matching no transaction (``transaction`` None: an ACK for a 2xx, a stray 2xx
-      retransmission, which a proxy forwards statelessly per RFC 3261 16.7/16.11).
+      retransmission, which a proxy forwards statelessly per RFC 3261 16.7/16.11). An ACK
+      that matches an INVITE server transaction in Accepted (a UA that reused the INVITE's
+      branch for its 2xx ACK) comes with that transaction: it is a 2xx ACK all the same.
   `Timeout` (transaction)  -- Timer B/F/H fired: the TU treats it as a 408.
   `TransportError` (transaction)  -- the edge reported a send failure (``transport_error``).
   `Terminated` (transaction)  -- the transaction is gone (the layer forgot it already).
