@@ -111,8 +111,8 @@ class Leg:
             "bytes": self.rtp.bytes + self.rtcp.bytes,
             "rtcp_packets": self.rtcp.packets,
             "dropped": self.rtp.dropped + self.rtcp.dropped,
-            "source": f"{src[0]}:{src[1]}" if src else "",
-            "sdp": f"{self.address}:{self.port}" if self.known else "",
+            "source": _hostport(src[0], src[1]) if src else "",
+            "sdp": _hostport(self.address, self.port) if self.known else "",
         }
 
 
@@ -340,6 +340,10 @@ class Session:
             "reason": reason,
             "streams": [s.summary() for s in streams],
         }
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _iso(t: float) -> str:

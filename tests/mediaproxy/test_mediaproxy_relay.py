@@ -208,3 +208,24 @@ def test_summary_row_written(tmp_path, db_url):
         ctl.close()
     finally:
         svc.stop()
+
+
+def test_ipv6_relay(tmp_path):
+    svc, control, _ = start_relay(tmp_path, f"sqlite:///{tmp_path / 'msp.sqlite'}", relay_ip="::1")
+    try:
+        ctl = Control(control)
+        a, b = Endpoint("::1"), Endpoint("::1")
+        o = offer(ctl, "call-v6", [stream(a, port=a.port)])
+        an = answer(ctl, "call-v6", [stream(b)])
+        assert o["ip"] == "::1"
+        a.send(("::1", an["streams"][0]["port"]), 2)
+        got = b.receive(2)
+        assert len(got) == 2 and got[0][1][:2] == ("::1", o["streams"][0]["port"])
+        b.send(("::1", o["streams"][0]["port"]), 1)
+        assert len(a.receive(1)) == 1
+        s = ctl.call(command="remove", call_id="call-v6")["summary"]["streams"][0]
+        assert (s["packets_caller_to_callee"], s["packets_callee_to_caller"]) == (2, 1)
+        assert s["caller"]["source"] == f"[::1]:{a.port}"
+        ctl.close()
+    finally:
+        svc.stop()
