@@ -127,6 +127,11 @@ class Relay:
             if direction != "offer":
                 raise ControlError(f"no session for call {call_id!r} to answer")
             session = Session(call_id, from_tag, owner, self.v6)
+        needed = 0 if direction != "offer" else sum(1 for i, o in enumerate(offers)
+                     if o.port and (i >= len(session.streams) or session.streams[i] is None
+                                    or session.streams[i].media_type != o.media_type))
+        if 2 * needed > len(self.pool.free):  # refuse before changing anything
+            raise ControlError("no free relay ports")
         if owner is not None:
             session.owner = owner
         try:
