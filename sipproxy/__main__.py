@@ -61,8 +61,20 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
                 group=group)
     proxy = Proxy(core, directory, location, registrar, DialogStore(sessions),
-                  realm=section["realm"])
+                  realm=section["realm"], media=_media(config))
     return core, proxy, (directory, location)
+
+
+def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
+    """The media relay client at the proxy's seam, unless ``media_relay = "never"``."""
+    policy = config["sipproxy"]["media_relay"]
+    if policy == "never":
+        return None
+    from .mediarelay import MediaRelays, ProxyMedia, should_relay
+    from .proxy import sender_behind_nat
+
+    relays = MediaRelays.from_config(config)
+    return ProxyMedia(relays, policy, decide=lambda req: should_relay(policy, sender_behind_nat(req), False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,15 @@ from typing import Any
 import gevent
 from gevent import socket as gsocket
 
+from .branches import (
+    HOOK_POINTS,
+    Branch,
+    Context,
+    Hooks,
+    best_response,
+    loop_hash,
+    sender_behind_nat,
+)
 from .core import Core, is_ip
 from .dialog import DialogInfo, DialogStore
 from .digest import MISSING
@@ -51,105 +60,16 @@ from .uri import URI, ParseError, parse_name_addr, parse_uri
 
 log = logging.getLogger("sipproxy.proxy")
 
-__all__ = ["Proxy", "Hooks", "HOOK_POINTS"]
+__all__ = ["Proxy", "Hooks", "HOOK_POINTS", "best_response", "sender_behind_nat"]
 
-HOOK_POINTS = (
-    "preprocess_request", "preprocess_uri", "handle_local_extensions", "handle_incoming_pstn",
-    "handle_outgoing_peers", "preprocess_pstn", "postprocess_request",
-)
 #: Methods that may create a dialog: we Record-Route them.
 DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, SUBSCRIBE, NOTIFY, REFER, PRACK"
 TIMER_C = 180.0
 
 
-class Hooks:
-    """The site hook dispatcher (DESIGN.md "Routing logic and site hooks").
-
-    A hook may answer the request (return a Response) or let routing go on (None).  The
-    loader of the siteconfig folder comes with a later issue; until then every point is a
-    no-op, but the proxy already calls each at its place.
-    """
-
-    def call(self, point: str, request: Request, **context: Any) -> Response | None:
-        return None
-
-
 def _tag() -> str:
     return secrets.token_hex(6)
-
-
-def _loop_hash(request: Request) -> str:
-    """What makes a request the same request again (16.6 step 8): a loop brings it back with
-    all of these unchanged, a spiral (e.g. after alias translation) changes the URI."""
-    h = request.headers
-    data = "\0".join((
-        str(request.uri), request.from_.tag or "", request.to.tag or "", request.call_id or "",
-        str(request.cseq[0]), h.get("proxy-require") or "",
-    ))
-    return hashlib.sha1(data.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-
-
-class Branch:
-    """One client transaction of a forwarded request."""
-
-    __slots__ = ("ctx", "request", "dest", "txn", "provisional", "final", "cancel_pending",
-                 "answered")
-
-    def __init__(self, ctx: Context, request: Request, dest: Peer) -> None:
-        self.ctx = ctx
-        self.request = request
-        self.dest = dest
-        self.txn: Transaction | None = None
-        self.provisional = False
-        self.final: Response | None = None
-        self.cancel_pending = False
-        self.answered = False
-
-
-class Context:
-    """A request being proxied: its server transaction and its branches (the response
-    context of 16.7)."""
-
-    __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
-                 "timed_out", "caller", "callee", "dialog_info")
-
-    def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
-                 callee: str) -> None:
-        self.request = request
-        self.txn = txn
-        self.inbound = inbound
-        self.branches: list[Branch] = []
-        self.final_sent = False
-        self.cancelled = False
-        self.timer: gevent.Greenlet | None = None
-        self.timed_out = False
-        self.caller = caller
-        self.callee = callee
-
-
-def best_response(responses: list[Response]) -> Response:
-    """16.7 step 6: a 6xx if any, else the lowest class; within a class prefer the more
-    telling answer (401/407/415/420/484 over others, 5xx converted to 500 if 503)."""
-
-    def rank(r: Response) -> tuple:
-        cls = r.status // 100
-        prefer = 0 if r.status in (401, 407, 415, 420, 484) else 1
-        return (0 if cls == 6 else 1, cls, prefer, r.status)
-
-    best = min(responses, key=rank)
-    if best.status in (401, 407):
-        best = best.copy()
-        for r in responses:
-            if r is best or r.status not in (401, 407):
-                continue
-            for name in ("www-authenticate", "proxy-authenticate"):
-                for value in r.headers.raw(name):
-                    best.headers.add(name, value)
-    elif best.status == 503:
-        best = best.copy()
-        best.status, best.reason = 500, "Server Internal Error"
-    return best
 
 
 class Proxy:
@@ -241,7 +161,7 @@ class Proxy:
         return popped
 
     def _loops(self, req: Request) -> bool:
-        mark = "z9hG4bK" + _loop_hash(req) + "."
+        mark = "z9hG4bK" + loop_hash(req) + "."
         for via in req.vias[1:]:
             if (via.branch or "").startswith(mark) and self.core.is_me(via.host, via.port):
                 return True
@@ -259,7 +179,9 @@ class Proxy:
             return make_response(req, 404, "Not Here", to_tag=_tag())
         if dest is None:
             return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
-        if req.method == "BYE":
+        if req.method == "INVITE":
+            self._media_offer(req)  # a re-INVITE may move the media
+        elif req.method == "BYE":
             self._media_release(req)
             self.dialogs.ended(req.call_id or "", req.from_.tag or "", req.to.tag or "")
         ctx = Context(req, txn, inbound, _aor(req.from_.uri), _aor(req.to.uri))
@@ -419,7 +341,7 @@ class Proxy:
 
     def _start_branches(self, ctx: Context, targets: list, record_route: bool) -> None:
         req = ctx.request
-        mark = "z9hG4bK" + _loop_hash(req) + "."
+        mark = "z9hG4bK" + loop_hash(req) + "."
         mf = req.max_forwards
         for uri, dest, path in targets:
             out = self.core.listener_for(dest.transport, dest.host)
@@ -626,12 +548,17 @@ class Proxy:
                 callee_contact=response.headers.get("contact") or "",
                 caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
                 callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
+                media_relay=self._relay_of(req.call_id or ""),
             )
         except ParseError:
             return
         self.dialogs.confirmed(info)
 
     # -- media relay seam: M's sipproxy.mediarelay plugs in here ------------------------
+
+    def _relay_of(self, call_id: str) -> str:
+        relays = getattr(self.media, "relays", None)
+        return (relays.relay_of(call_id) or "") if relays is not None else ""
 
     def _media_offer(self, req: Request) -> None:
         if self.media is not None:

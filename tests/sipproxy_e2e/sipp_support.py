@@ -42,7 +42,8 @@ def provision(db_url: str, domain: str = DOMAIN, users: dict[str, str] = USERS) 
 class ProxyProcess:
     """``python -m sipproxy`` on a free port (UDP and TCP), stopped by ``stop()``."""
 
-    def __init__(self, tmp: Path, db_url: str, port: int | None = None, **extra: object) -> None:
+    def __init__(self, tmp: Path, db_url: str, port: int | None = None,
+                 sections: dict[str, dict] | None = None, **extra: object) -> None:
         self.tmp = tmp
         for attempt in range(3):  # another test may grab a free port before we bind it
             self.port = port or free_port()
@@ -51,7 +52,8 @@ class ProxyProcess:
                 "logging": {"level": "debug"},
                 "sipproxy": {"listen": [f"udp:127.0.0.1:{self.port}", f"tcp:127.0.0.1:{self.port}"],
                              "digest_algorithms": ["MD5"],  # sipp does MD5 only
-                             **extra},
+                             "media_relay": "never", **extra},
+                **(sections or {}),
             })
             self.service = Service("sipproxy", self.config)
             try:

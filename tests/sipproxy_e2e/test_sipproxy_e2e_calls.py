@@ -1,11 +1,14 @@
 """End to end: ``python -m sipproxy`` between real sipp user agents, on a fresh database.
 
-Two subscribers (alice, bob @ example.com) are provisioned as ngnpro would (HA1 only).  Each
-callee registers with digest auth from the port its sipp UAS then listens on.
+Subscribers (alice, bob and a pool of callees @ example.com) are provisioned as ngnpro
+would (HA1 only).  Each callee registers with digest auth from the port its sipp UAS then
+listens on.  One proxy serves the tests of this module (each test calls a callee of its own,
+so bindings never mix); the tests about restarts, workers and the media relay start their own.
 """
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 
@@ -13,17 +16,47 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from ngnpro.models import Dialog
+from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
 from tests.helpers import free_port
 
-from .sipp_support import ProxyProcess, Sipp, auth_row, call_row, provision
+from .sipp_support import USERS, ProxyProcess, Sipp, auth_row, call_row, provision
+
+POOL = {f"callee{n}": f"pw-{n}" for n in range(12)}
+_next_callee = itertools.count()
+
+
+@pytest.fixture(scope="module", params=DB_PARAMS, ids=DB_IDS)
+def shared(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shared")
+    if request.param == "sqlite":
+        url, scratch = f"sqlite:///{tmp / 'msp.sqlite'}", None
+    else:
+        scratch = scratch_database(request.param)
+        url = scratch.__enter__()
+    provision(url, users={**USERS, **POOL})
+    p = ProxyProcess(tmp, url)
+    p.db_url = url
+    yield p
+    p.stop()
+    if scratch is not None:
+        scratch.__exit__(None, None, None)
 
 
 @pytest.fixture
-def proxy(db_url, tmp_path):
-    provision(db_url)
-    p = ProxyProcess(tmp_path, db_url)
-    yield p
-    p.stop()
+def proxy(shared):
+    shared.mark = len(shared.output())
+    return shared
+
+
+@pytest.fixture
+def callee():
+    name = f"callee{next(_next_callee) % len(POOL)}"
+    return name, POOL[name]
+
+
+def _since(proxy) -> str:
+    """The proxy's log written during this test."""
+    return proxy.output()[proxy.mark:]
 
 
 def _ok(sipp: Sipp, proxy: ProxyProcess, rc: int | None = None) -> None:
@@ -38,62 +71,63 @@ def _register(tmp, proxy, name="reg", user="bob", password="secret-b", transport
     return reg.port
 
 
-def _call(tmp, proxy, transport="u1", caller_extra=()):
-    port = _register(tmp, proxy, transport=transport)
+def _call(tmp, proxy, callee=("bob", "secret-b"), transport="u1", caller_extra=()):
+    port = _register(tmp, proxy, user=callee[0], password=callee[1], transport=transport)
     uas = Sipp(tmp, "uas", "e2e_uas.xml", proxy.port, port=port, server=True, transport=transport)
     uac = Sipp(tmp, "uac", "e2e_uac.xml", proxy.port, transport=transport,
-               rows=[call_row("alice", "secret-a", "bob")], extra=caller_extra)
+               rows=[call_row("alice", "secret-a", callee[0])], extra=caller_extra)
     return uac, uas
 
 
-def _dialogs(db_url: str) -> int:
+def _dialogs(db_url: str, callee: str) -> int:
     engine = create_engine(db_url)
     try:
         with engine.connect() as c:
-            return c.execute(select(func.count()).select_from(Dialog)).scalar_one()
+            return c.execute(select(func.count()).select_from(Dialog)
+                             .where(Dialog.callee == f"{callee}@example.com")).scalar_one()
     finally:
         engine.dispose()
 
 
-def test_call_over_udp_keeps_dialog_state(proxy, tmp_path, db_url):
-    uac, uas = _call(tmp_path, proxy, caller_extra=("-d", "1500"))
+def test_call_over_udp_keeps_dialog_state(proxy, tmp_path, callee):
+    uac, uas = _call(tmp_path, proxy, callee, caller_extra=("-d", "1500"))
     deadline = time.monotonic() + 10
-    while _dialogs(db_url) == 0 and uac.proc.poll() is None and time.monotonic() < deadline:
+    while not _dialogs(proxy.db_url, callee[0]) and uac.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _dialogs(db_url) == 1  # established: the call is in the dialogs table
+    assert _dialogs(proxy.db_url, callee[0]) == 1  # established: the call is in the dialogs table
     _ok(uac, proxy)
     _ok(uas, proxy)
     time.sleep(0.3)
-    assert _dialogs(db_url) == 0  # BYE removed it
-    assert "call alice@example.com -> bob@example.com: 200 OK" in proxy.output()
+    assert _dialogs(proxy.db_url, callee[0]) == 0  # BYE removed it
+    assert f"call alice@example.com -> {callee[0]}@example.com: 200 OK" in _since(proxy)
 
 
-def test_call_over_tcp(proxy, tmp_path):
-    uac, uas = _call(tmp_path, proxy, transport="t1")
+def test_call_over_tcp(proxy, tmp_path, callee):
+    uac, uas = _call(tmp_path, proxy, callee, transport="t1")
     _ok(uac, proxy)
     _ok(uas, proxy)
 
 
-def test_cancel_before_answer_gives_487(proxy, tmp_path):
-    port = _register(tmp_path, proxy)
+def test_cancel_before_answer_gives_487(proxy, tmp_path, callee):
+    port = _register(tmp_path, proxy, user=callee[0], password=callee[1])
     uas = Sipp(tmp_path, "uas", "e2e_uas_ring.xml", proxy.port, port=port, server=True)
     uac = Sipp(tmp_path, "uac", "e2e_uac_cancel.xml", proxy.port,
-               rows=[call_row("alice", "secret-a", "bob")])
+               rows=[call_row("alice", "secret-a", callee[0])])
     _ok(uac, proxy)
     _ok(uas, proxy)
-    assert "call alice@example.com -> bob@example.com: 487" in proxy.output()
+    assert f"call alice@example.com -> {callee[0]}@example.com: 487" in _since(proxy)
 
 
-def test_forking_to_two_contacts(proxy, tmp_path):
-    p1 = _register(tmp_path, proxy, name="reg1")
-    p2 = _register(tmp_path, proxy, name="reg2")
+def test_forking_to_two_contacts(proxy, tmp_path, callee):
+    p1 = _register(tmp_path, proxy, name="reg1", user=callee[0], password=callee[1])
+    p2 = _register(tmp_path, proxy, name="reg2", user=callee[0], password=callee[1])
     answering = Sipp(tmp_path, "uas1", "e2e_uas.xml", proxy.port, port=p1, server=True)
     ringing = Sipp(tmp_path, "uas2", "e2e_uas_ring.xml", proxy.port, port=p2, server=True)
-    uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "secret-a", "bob")])
+    uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "secret-a", callee[0])])
     _ok(uac, proxy)
     _ok(answering, proxy)
     _ok(ringing, proxy)  # got the INVITE, was cancelled when the other contact answered
-    assert "(2 branches" in proxy.output()
+    assert f"{callee[0]}@example.com: 200 OK (2 branches" in _since(proxy)
 
 
 def test_wrong_password_is_rejected(proxy, tmp_path):
@@ -101,13 +135,12 @@ def test_wrong_password_is_rejected(proxy, tmp_path):
                rows=[auth_row("bob", "not-the-password")])
     _ok(reg, proxy)
     uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "wrong", "bob")],
-               timeout=5)
+               timeout=3)
     assert uac.wait() != 0  # never gets a 200
 
 
 def test_from_and_credentials_mismatch_gets_403(proxy, tmp_path):
-    _register(tmp_path, proxy)
-    row = "bob;example.com;[authentication username=alice password=secret-a];bob;example.com"
+    row = "bob;example.com;[authentication username=alice password=secret-a];alice;example.com"
     uac = Sipp(tmp_path, "uac", "e2e_uac_reject.xml", proxy.port, rows=[row])
     _ok(uac, proxy)
 
@@ -117,7 +150,7 @@ def test_unauthenticated_invite_to_outside_domain_407_then_403(proxy, tmp_path):
                    to_domain=f"127.0.0.1:{free_port()}")
     uac = Sipp(tmp_path, "uac", "e2e_uac_reject.xml", proxy.port, rows=[row])
     _ok(uac, proxy)
-    assert "ICT Calling" not in proxy.output()  # nothing was relayed
+    assert "ICT Calling" not in _since(proxy)  # nothing was relayed
 
 
 def test_restarted_proxy_routes_to_binding_made_before(db_url, tmp_path):
@@ -169,11 +202,11 @@ def test_options_to_proxy_and_malformed_input(proxy):
     assert _udp(proxy.port, _options(proxy.port, f"sip:127.0.0.1:{proxy.port}")).startswith(b"SIP/2.0 200 ")
 
 
-def test_transport_switch_double_record_route(proxy, tmp_path):
+def test_transport_switch_double_record_route(proxy, tmp_path, callee):
     """Caller on UDP, callee registered over TCP: two Record-Route values (RFC 5658)."""
-    port = _register(tmp_path, proxy, transport="t1")
+    port = _register(tmp_path, proxy, user=callee[0], password=callee[1], transport="t1")
     uas = Sipp(tmp_path, "uas", "e2e_uas.xml", proxy.port, port=port, server=True, transport="t1")
-    uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "secret-a", "bob")])
+    uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "secret-a", callee[0])])
     _ok(uac, proxy)
     _ok(uas, proxy)
     trace = (tmp_path / "uas.msg").read_text()
@@ -199,11 +232,12 @@ def _read_message(sock: socket.socket, buf: bytearray) -> str:
     return head.decode() + "\r\n\r\n" + rest[:length].decode()
 
 
-def test_request_reuses_registered_tcp_connection(proxy, tmp_path):
+def test_request_reuses_registered_tcp_connection(proxy, tmp_path, callee):
     """A phone behind NAT registers over TCP: calls to it go over that very connection
     (its Contact, a port nobody listens on, is never tried)."""
     from sipproxy.digest import compute_response, ha1, parse_auth_params
 
+    user, password = callee
     closed = free_port()
     phone = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     buf = bytearray()
@@ -211,8 +245,8 @@ def test_request_reuses_registered_tcp_connection(proxy, tmp_path):
     def register(cseq: int, auth: str = "") -> str:
         phone.sendall((
             f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.7:5060;rport;branch=z9hG4bKr{cseq}\r\n"
-            f"From: <sip:bob@example.com>;tag=nat1\r\nTo: <sip:bob@example.com>\r\nCall-ID: nat-reg\r\n"
-            f"CSeq: {cseq} REGISTER\r\nContact: <sip:bob@127.0.0.1:{closed};transport=tcp>\r\n"
+            f"From: <sip:{user}@example.com>;tag=nat1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: nat-reg\r\n"
+            f"CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@127.0.0.1:{closed};transport=tcp>\r\n"
             f"{auth}Expires: 600\r\nContent-Length: 0\r\n\r\n").encode())
         return _read_message(phone, buf)
 
@@ -220,17 +254,17 @@ def test_request_reuses_registered_tcp_connection(proxy, tmp_path):
     assert first.startswith("SIP/2.0 401")
     challenge = next(line for line in first.split("\r\n") if line.startswith("WWW-Authenticate"))
     nonce = parse_auth_params(challenge.split(":", 1)[1])[1]["nonce"]
-    resp = compute_response("MD5", ha1("bob", "example.com", "secret-b"), nonce=nonce,
+    resp = compute_response("MD5", ha1(user, "example.com", password), nonce=nonce,
                             method="REGISTER", uri="sip:example.com", qop="auth", nc="00000001",
                             cnonce="c0ffee")
-    auth = (f'Authorization: Digest username="bob", realm="example.com", nonce="{nonce}", '
+    auth = (f'Authorization: Digest username="{user}", realm="example.com", nonce="{nonce}", '
             f'uri="sip:example.com", response="{resp}", qop=auth, nc=00000001, cnonce="c0ffee", '
             f"algorithm=MD5\r\n")
     assert register(2, auth).startswith("SIP/2.0 200")
 
-    uac = Sipp(tmp_path, "uac", "e2e_uac_busy.xml", proxy.port, rows=[call_row("alice", "secret-a", "bob")])
+    uac = Sipp(tmp_path, "uac", "e2e_uac_busy.xml", proxy.port, rows=[call_row("alice", "secret-a", user)])
     invite = _read_message(phone, buf)
-    assert invite.startswith(f"INVITE sip:bob@127.0.0.1:{closed};transport=tcp SIP/2.0")
+    assert invite.startswith(f"INVITE sip:{user}@127.0.0.1:{closed};transport=tcp SIP/2.0")
     lines = invite.split("\r\n")
     keep = [ln for ln in lines if ln.split(":", 1)[0].lower() in ("via", "from", "call-id", "cseq")]
     to = next(ln for ln in lines if ln.lower().startswith("to:"))
@@ -243,12 +277,12 @@ def test_request_reuses_registered_tcp_connection(proxy, tmp_path):
 
 
 def test_loop_is_detected(proxy):
+    from sipproxy.branches import loop_hash
     from sipproxy.message import parse_message
-    from sipproxy.proxy import _loop_hash
 
     msg = _options(proxy.port, "sip:bob@example.com")
     looped = parse_message(msg)
-    mark = "z9hG4bK" + _loop_hash(looped) + ".abc"
+    mark = "z9hG4bK" + loop_hash(looped) + ".abc"
     ours = f"Via: SIP/2.0/UDP 127.0.0.1:{proxy.port};branch={mark}\r\n".encode()
     msg = msg.replace(b"From:", ours + b"From:")
     assert _udp(proxy.port, msg).startswith(b"SIP/2.0 482 ")
@@ -272,3 +306,34 @@ def test_worker_processes_share_the_port(db_url, tmp_path):
         assert " [0] " in out and " [1] " in out
     finally:
         proxy.stop()
+
+
+def test_media_relay_engaged_for_the_call(db_url, tmp_path):
+    """``media_relay = "always"``: both SDPs are rewritten to the relay (a real
+    ``python -m mediaproxy``), and the relay session ends with the BYE."""
+    from tests.helpers import Service, write_config
+
+    provision(db_url)
+    control = free_port()
+    low = free_port(socket.SOCK_DGRAM) & ~1
+    media = {"control": f"127.0.0.1:{control}", "relay_ip": "127.0.0.1", "port_range": [low, low + 40]}
+    relay_cfg = write_config(tmp_path / "relay.toml", {"database": {"url": db_url}, "mediaproxy": media})
+    relay = Service("mediaproxy", relay_cfg).wait_tcp("127.0.0.1", control)
+    proxy = ProxyProcess(tmp_path, db_url, sections={"mediaproxy": media}, media_relay="always")
+    try:
+        uac, uas = _call(tmp_path, proxy)
+        _ok(uac, proxy)
+        _ok(uas, proxy)
+        callee_saw = (tmp_path / "uas.msg").read_text()
+        caller_saw = (tmp_path / "uac.msg").read_text()
+        ports = [int(line.split()[1]) for text in (callee_saw, caller_saw)
+                 for line in text.splitlines() if line.startswith("m=audio")]
+        relayed = [p for p in ports if low <= p <= low + 40]
+        assert len(relayed) >= 2, ports  # the INVITE's offer and the 200's answer
+        deadline = time.monotonic() + 5
+        while "ended (bye)" not in relay.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "ended (bye)" in relay.output()
+    finally:
+        proxy.stop()
+        relay.stop()
