@@ -29,6 +29,7 @@ from .headers import Via
 from .message import ParseError, Request, Response, make_response, parse_message
 from .transaction import (
     MAGIC_COOKIE,
+    CancelTimer,
     Deliver,
     Send,
     StartTimer,
@@ -88,6 +89,8 @@ class Core:
         self.workers = workers
         self.group = group or f"sipproxy-{os.getpid()}"
         self._mailbox: Any = None
+        self._loop = gevent.get_hub().loop
+        self._watchers: dict[tuple[int, str], tuple[Any, StartTimer]] = {}
         self.layer = TransactionLayer(timers)
         self.tu: TransactionUser | None = None
         #: host strings and ``host:port`` that name this proxy (Via / Route / Request-URI checks)
@@ -254,7 +257,18 @@ class Core:
                     if txn is not None and not txn.terminated:
                         self.execute(self.layer.transport_error(txn))
             elif kind is StartTimer:
-                gevent.spawn_later(action.delay, self._timer, action)
+                # a bare libev timer, not a greenlet per timer: most are cancelled unfired
+                watcher = self._loop.timer(action.delay)
+                key = (id(action.transaction), action.name)
+                old = self._watchers.pop(key, None)
+                if old is not None:
+                    old[0].close()
+                self._watchers[key] = (watcher, action)
+                watcher.start(self._timer_due, action)
+            elif kind is CancelTimer:
+                old = self._watchers.pop((id(action.transaction), action.name), None)
+                if old is not None:
+                    old[0].close()
             elif kind is Deliver:
                 self._deliver(action)
             elif kind is Timeout:
@@ -266,6 +280,15 @@ class Core:
             elif kind is Terminated:
                 if self.tu is not None:
                     self.tu.on_terminated(action.transaction)
+
+    def _timer_due(self, action: StartTimer) -> None:
+        """libev callback (runs in the hub: must not block): hand over to a greenlet."""
+        key = (id(action.transaction), action.name)
+        entry = self._watchers.get(key)
+        if entry is not None and entry[1] is action:
+            del self._watchers[key]
+            entry[0].close()
+        gevent.spawn(self._timer, action)
 
     def _timer(self, action: StartTimer) -> None:
         try:
