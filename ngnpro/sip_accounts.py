@@ -17,6 +17,7 @@ import re
 
 from spyne import Unicode, rpc
 from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from ngnpro import sip_types as t
@@ -107,6 +108,16 @@ def find_account(
     return row
 
 
+def flush_unique(session: Session, code: int, message: str) -> None:
+    """Flush now, so a duplicate that slipped past the look-up (a concurrent call inserted
+    the same key) is the API's "exists" fault, not a server error; the framework then
+    rolls the call back."""
+    try:
+        session.flush()
+    except IntegrityError:
+        raise NGNProError(code, message) from None
+
+
 def touch(session: Session, account: m.SipAccount) -> None:
     """Log a change of ``account`` and bump its change date (sub-rows do not bump it)."""
     account.change_date = m.utcnow()
@@ -139,6 +150,7 @@ def add_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
     row = m.SipDomain(domain=name, customer=customer, reseller=reseller)
     _apply_domain(row, d)
     session.add(row)
+    flush_unique(session, SIP_DOMAIN_EXISTS, f"SIP domain {name} already exists")
     record_change(session, TOPIC_SIP_DOMAIN, name)
 
 
@@ -324,7 +336,7 @@ def add_account(session: Session, scope: Scope, a: t.SipAccount | None, store_cl
     )
     _apply_account(session, row, a, store_clear)
     session.add(row)
-    session.flush()
+    flush_unique(session, SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain.domain} already exists")
     touch(session, row)
     return t.account_to_soap(row)
 
@@ -423,6 +435,7 @@ def add_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:
         username=user, domain=domain.domain, target_username=target_user, target_domain=target_domain,
         owner=t.integer(alias.owner, "alias.owner"), customer=customer, reseller=reseller,
     ))
+    flush_unique(session, ALIAS_EXISTS, f"SIP alias {user}@{domain.domain} already exists")
     record_change(session, TOPIC_SIP_ALIAS, f"{user}@{domain.domain}")
 
 

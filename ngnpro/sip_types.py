@@ -341,7 +341,7 @@ def alias_to_soap(row: m.SipAlias) -> SipAlias:
 # --- value rules --------------------------------------------------------------------------
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_USERNAME = re.compile(r"^[a-z0-9_][a-z0-9_.+\-]{0,63}$")
+_USERNAME = re.compile(r"^[a-z0-9_+][a-z0-9_.+\-]{0,63}$")
 _TARGET_USER = re.compile(r"^[a-z0-9_.+\-*#]{1,64}$")
 _GROUP = re.compile(r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")
 _EMAIL = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~\-]{1,64}@[a-z0-9.\-]{1,190}$")

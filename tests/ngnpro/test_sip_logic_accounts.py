@@ -296,3 +296,28 @@ def test_groups(domains):
     assert code_of(domains, sa.remove_from_group, ADMIN, sid("nobody"), "blocked") == 1030
     assert code_of(domains, sa.add_to_group, ADMIN, sid("alice"), "bad group") == 1040
     assert call(domains, sa.get_groups, ADMIN, sid("alice")) == ["prepaid"]
+
+
+def test_duplicate_that_slips_past_the_lookup_is_still_exists(domains, monkeypatch):
+    """A concurrent call may insert the same key between look-up and insert: the unique
+    constraint then answers the API's "exists" code, not a server error."""
+    call(domains, sa.add_account, ADMIN, SipAccount(id=sid("alice"), password="pw"))
+    call(domains, sa.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("alice")))
+    monkeypatch.setattr(sa, "_address_taken", lambda *a: None)
+    assert code_of(domains, sa.add_account, ADMIN, SipAccount(id=sid("alice"), password="pw")) == 1011
+    assert code_of(domains, sa.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("bob"))) == 1012
+    assert count(domains, m.SipAccount) == 1 and count(domains, m.SipAlias) == 1
+
+
+def test_e164_usernames_and_domain_delete_cascade(domains):
+    acc = call(domains, sa.add_account, ADMIN, SipAccount(
+        id=sid("+31201234567"), password="pw", groups=["blocked"], acl=[AclEntry(ip="192.0.2.1")],
+        properties=[SipAccountProperty(name="language", value="en")]))
+    assert acc.id.username == "+31201234567"
+    from ngnpro import sip_settings as ss
+    from ngnpro.sip_types import CallDiversions
+
+    call(domains, ss.set_call_diversions, ADMIN, sid("+31201234567"), CallDiversions(FUNC="sip:x@example.org"))
+    call(domains, sa.delete_domain, ADMIN, "example.com")
+    for model in (m.SipAccount, m.SipAccountGroup, m.SipAccountAcl, m.SipAccountProperty, m.CallDiversion):
+        assert count(domains, model) == 0, model
