@@ -111,3 +111,30 @@ def test_php_wsdl_mode(ngnpro_server) -> None:
 
 def _creds(server) -> dict:
     return {"username": server.admin["username"], "password": server.admin["password"]}
+
+
+def test_lists_through_wsdl_clients(ngnpro_server) -> None:
+    url = ngnpro_server.url
+    acc = php_wsdl_call(url, "Customer", "addAccount", {"account": {
+        "username": "listy", "password": "pw", "properties": [{"name": "a", "value": "1"}]}})
+    res = php_wsdl_call(url, "Customer", "getCustomers", {"query": {"filter": {"username": "listy"}}})
+    assert res["total"] == 1 and [a["username"] for a in res["accounts"]] == ["listy"]
+    props = php_wsdl_call(url, "Customer", "getProperties", {"customer": acc["id"]})
+    assert props == [{"name": "a", "value": "1", "category": "", "permission": ""}]
+    svc = zeep_port(zeep_client(url), "Customer")
+    auth = zeep_auth(**_creds(ngnpro_server))
+    res = svc.getCustomers(query={"filter": {"username": "list%"}, "range": {"start": 0, "count": 10}},
+                           _soapheaders=auth)
+    assert res.total == 1
+    props = svc.getProperties(customer=acc["id"], _soapheaders=auth)
+    assert [p.name for p in props] == ["a"]
+
+
+def test_iso_8859_1_request(ngnpro_server) -> None:
+    body = envelope("Customer", "addAccount",
+                    '<account><username xsi:type="xsd:string">latin</username>'
+                    '<city xsi:type="xsd:string">M\u00fcnchen</city></account>')
+    body = body.replace('encoding="UTF-8"', 'encoding="ISO-8859-1"').encode("iso-8859-1")
+    status, root = raw_call(ngnpro_server.url, body)
+    assert status == 200
+    assert result_element(root).findtext("city") == "M\u00fcnchen"
