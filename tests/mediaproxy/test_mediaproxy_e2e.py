@@ -84,3 +84,73 @@ def test_call_with_rtp_through_proxy_and_relay(tmp_path, sqlite_url):
         if proxy is not None:
             proxy.stop()
         relay.stop()
+
+
+def test_hold_reinvite_keeps_the_relay_ports(tmp_path, sqlite_url):
+    require_tool("sipp")
+    e2e = pytest.importorskip("tests.sipproxy_e2e.sipp_support")
+    e2e.provision(sqlite_url)
+    relay, control, (low, high) = start_relay(tmp_path, sqlite_url)
+    proxy = None
+    try:
+        proxy = e2e.ProxyProcess(tmp_path, sqlite_url, media_relay="always",
+                                 sections={"mediaproxy": {"control": f"127.0.0.1:{control}"}})
+        reg = e2e.Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port, rows=[e2e.auth_row("bob", "secret-b")])
+        assert reg.wait() == 0, reg.report()
+        uas = e2e.Sipp(tmp_path, "uas", str(HERE / "sipp" / "mp_uas_hold.xml"), proxy.port, port=reg.port,
+                       server=True, extra=("-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM))))
+        uac = e2e.Sipp(tmp_path, "uac", str(HERE / "sipp" / "mp_uac_hold.xml"), proxy.port,
+                       rows=[e2e.call_row("alice", "secret-a", "bob")],
+                       extra=("-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM))))
+        rc_uac, rc_uas = uac.wait(40), uas.wait(40)
+        assert rc_uac == 0 and rc_uas == 0, f"{uac.report()}\n{uas.report()}\n{proxy.output()[-4000:]}"
+        callee_log = (tmp_path / "uas.msg").read_text()
+        callee_saw = _sdp_media(callee_log)  # INVITE in, 200 out, re-INVITE in, 200 out
+        caller_saw = _sdp_media((tmp_path / "uac.msg").read_text())  # INVITE x2 out, 200 in, re-INVITE out, 200 in
+        assert len(callee_saw) == 4 and len(caller_saw) == 5, (callee_saw, caller_saw)
+        assert callee_saw[0] == callee_saw[2] and low <= callee_saw[0][1] < high
+        assert caller_saw[2] == caller_saw[4] and low <= caller_saw[2][1] < high
+        assert "a=sendonly" in callee_log  # the hold reached the callee, through the relay
+        deadline = time.monotonic() + 10
+        while "ended (bye)" not in relay.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "ended (bye)" in relay.output()
+        assert relay.output().count(" created (1 streams)") == 1  # one session, updated in place
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        relay.stop()
+
+
+def test_calls_go_to_the_second_relay_when_the_first_is_stopped(tmp_path, sqlite_url):
+    require_tool("sipp")
+    e2e = pytest.importorskip("tests.sipproxy_e2e.sipp_support")
+    e2e.provision(sqlite_url)
+    one, c1, _ = start_relay(tmp_path, sqlite_url, name="relay1")
+    two, c2, (low, high) = start_relay(tmp_path, sqlite_url, name="relay2")
+    proxy = None
+    try:
+        proxy = e2e.ProxyProcess(tmp_path, sqlite_url, media_relay="always",
+                                 media_relays=[f"127.0.0.1:{c1}", f"127.0.0.1:{c2}"])
+        one.stop()
+        for n in range(2):
+            reg = e2e.Sipp(tmp_path, f"reg{n}", "e2e_register.xml", proxy.port, rows=[e2e.auth_row("bob", "secret-b")])
+            assert reg.wait() == 0, reg.report()
+            uas = e2e.Sipp(tmp_path, f"uas{n}", "e2e_uas.xml", proxy.port, port=reg.port, server=True,
+                           extra=("-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM))))
+            uac = e2e.Sipp(tmp_path, f"uac{n}", "e2e_uac.xml", proxy.port,
+                           rows=[e2e.call_row("alice", "secret-a", "bob")],
+                           extra=("-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM))))
+            rc_uac, rc_uas = uac.wait(40), uas.wait(40)
+            assert rc_uac == 0 and rc_uas == 0, f"{uac.report()}\n{uas.report()}\n{proxy.output()[-4000:]}"
+            invite_at_callee = _sdp_media((tmp_path / f"uas{n}.msg").read_text())[0]
+            assert low <= invite_at_callee[1] < high, invite_at_callee  # relay2's ports
+        deadline = time.monotonic() + 10
+        while two.output().count("ended (bye)") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert two.output().count("ended (bye)") == 2
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        one.stop()
+        two.stop()
