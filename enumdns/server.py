@@ -90,7 +90,7 @@ class Worker:
             except Exception:  # noqa: BLE001 - a bug must cost one answer, not the server
                 log.exception("error answering a query")
                 return Response(header_only(data, dns.rcode.SERVFAIL) if len(data) >= 12 else None)
-            if resp.cacheable and resp.wire is not None:
+            if resp.cacheable and resp.wire is not None and not tcp:  # TCP answers are never truncated
                 holder = resp.zone if resp.zone is not None else store.zoneset
                 self.cache.put(data[2:], resp.wire[2:], holder, holder.gen)
         return resp

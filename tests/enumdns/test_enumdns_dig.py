@@ -223,6 +223,18 @@ def test_garbage_gets_formerr_and_the_server_survives(server):
     assert server["svc"].proc.poll() is None
 
 
+def test_a_tcp_answer_is_not_reused_over_udp(server):
+    """The packet cache must not hand a UDP client the (untruncated) answer built for TCP."""
+    import dns.message
+
+    query = dns.message.make_query(BIG_NAME.replace("e164", "E164"), "NAPTR", use_edns=False).to_wire()
+    full = dns.message.from_wire(raw_query(server["port"], query, tcp=True))
+    assert len(full.answer[0]) == 30
+    for _ in range(2):
+        reply = raw_query(server["port"], query)
+        assert len(reply) <= 512 and dns.message.from_wire(reply).flags & 0x0200  # TC
+
+
 def wait_for(check, timeout: float = 1.0) -> float:
     """Seconds until ``check()`` holds; fails after ``timeout`` (the one-second promise)."""
     start = time.monotonic()
