@@ -81,8 +81,9 @@ def test_declared_oversize_answered_without_reading_the_body(ngnpro_server) -> N
     assert b"9003" in data
 
 
-def test_deep_nesting_refused(ngnpro_server) -> None:
-    deep = "<a>" * 5000 + "</a>" * 5000
+@pytest.mark.parametrize("levels", [100, 5000])
+def test_deep_nesting_refused(ngnpro_server, levels: int) -> None:
+    deep = "<a>" * levels + "</a>" * levels
     status, root = raw_call(ngnpro_server.url, envelope("Customer", "addAccount", _add_xml("deep") + deep))
     assert status == 500 and fault_code(root) == 9003
     assert _customers(ngnpro_server) == 0
