@@ -1,4 +1,4 @@
-"""Fixtures for the ngnpro tests: a real ``python -m ngnpro`` per test module and database
+"""Fixtures for the ngnpro tests: a real ``python -m ngnpro`` per test session and database
 backend, with every table emptied before each test (a fresh database without paying a
 server start per test).
 
@@ -78,9 +78,9 @@ def start_ngnpro(tmp: Path, db_url: str, **ngnpro_keys: Any) -> NGNProServer:
                         config_path=cfg, service=svc)
 
 
-@pytest.fixture(scope="module", params=DB_PARAMS, ids=DB_IDS)
+@pytest.fixture(scope="session", params=DB_PARAMS, ids=DB_IDS)
 def ngnpro_module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NGNProServer]:
-    """One server per test module and backend (use ``ngnpro_server`` in tests)."""
+    """One server per test session and backend (use ``ngnpro_server`` in tests)."""
     tmp = tmp_path_factory.mktemp("ngnpro")
     if request.param == "sqlite":
         server = start_ngnpro(tmp, f"sqlite:///{tmp / 'msp.sqlite'}")
