@@ -4,10 +4,12 @@ Sans-I/O: this module builds challenges and checks credentials; it never touches
 or the database.  The caller hands it the stored HA1 (``md5(user:realm:password)`` or its
 SHA-256 twin), so the proxy never needs a clear-text password.
 
-Nonces are *stateless*: ``<timestamp>.<random>.<hmac>`` signed with a secret, so any worker
-process that shares the secret can verify a nonce another one issued, and an expired nonce
-is recognised by its own timestamp (answered ``stale=true`` so the phone retries silently
-with the fresh nonce).  Replay protection keeps, per nonce in use, the highest nonce-count
+Nonces are *stateless*: ``<timestamp>.<issuer>.<random>.<hmac>`` signed with a secret, so
+an expired nonce is recognised by its own timestamp (answered ``stale=true`` so the phone
+retries silently with the fresh nonce).  The nonce-count table lives in one process, so a
+nonce is only accepted by the worker process that issued it (``issuer``, the pid by default):
+another worker sharing the secret answers it ``stale=true`` instead of accepting a replay it
+cannot see.  (With SO_REUSEPORT a UDP client's packets all land on the same worker anyway.)  Replay protection keeps, per nonce in use, the highest nonce-count
 seen and a 64-bit window below it (like IPsec's anti-replay window), in a bounded LRU table.
 A nonce pushed out of that table is never accepted again: everything issued at or before the
 newest evicted nonce's timestamp is answered stale, so bounded memory never opens a replay.
@@ -202,8 +204,16 @@ class DigestAuth:
         nonce_lifetime: float = 300.0,
         max_nonces: int = 100_000,
         clock: Callable[[], float] = time.time,
+        algorithms: Iterable[str] = ALGORITHMS,
+        issuer: str | None = None,
     ) -> None:
         self.secret = secret if secret is not None else os.urandom(32)
+        self.algorithms = tuple(a.upper() for a in algorithms)
+        for alg in self.algorithms:
+            if alg not in ALGORITHMS:
+                raise ValueError(f"unsupported digest algorithm {alg!r}")
+        # Which process's nonce-count table knows a nonce (created after a fork: the pid).
+        self.issuer = issuer if issuer is not None else f"{os.getpid():x}"
         self.nonce_lifetime = nonce_lifetime
         self.max_nonces = max_nonces
         self._clock = clock
@@ -218,16 +228,20 @@ class DigestAuth:
 
     def make_nonce(self) -> str:
         """A fresh signed nonce carrying its issue time."""
-        body = f"{int(self._clock()):x}.{base64.urlsafe_b64encode(os.urandom(9)).decode('ascii')}"
+        rand = base64.urlsafe_b64encode(os.urandom(9)).decode("ascii")
+        body = f"{int(self._clock()):x}.{self.issuer}.{rand}"
         return f"{body}.{self._sign(body)}"
 
-    def _nonce_time(self, nonce: str) -> int | None:
-        """Issue time of a nonce we signed, or ``None`` for a forged/foreign one."""
+    def _nonce_time(self, nonce: str) -> tuple[int, str] | None:
+        """(issue time, issuer) of a nonce we signed, or ``None`` for a forged/foreign one."""
         body, _, mac = nonce.rpartition(".")
-        if not body or len(nonce) > 80 or not hmac.compare_digest(mac, self._sign(body)):
+        if not body or len(nonce) > 100 or not hmac.compare_digest(mac, self._sign(body)):
+            return None
+        parts = body.split(".")
+        if len(parts) != 3:
             return None
         try:
-            return int(body.split(".", 1)[0], 16)
+            return int(parts[0], 16), parts[1]
         except ValueError:
             return None
 
@@ -235,11 +249,14 @@ class DigestAuth:
 
     def challenge(
         self, realm: str, *, proxy: bool = False, stale: bool = False,
-        algorithms: Iterable[str] = ALGORITHMS,
+        algorithms: Iterable[str] | None = None,
     ) -> list[tuple[str, str]]:
         """Challenge headers for a 401 (``WWW-Authenticate``) or, with ``proxy``, a 407
-        (``Proxy-Authenticate``): one per algorithm, SHA-256 first (RFC 8760 section 2.4),
-        all with the same nonce so a client may answer either."""
+        (``Proxy-Authenticate``): one per algorithm (default: ``self.algorithms``, SHA-256
+        first as RFC 8760 section 2.4 prefers), all with the same nonce so a client may
+        answer either."""
+        if algorithms is None:
+            algorithms = self.algorithms
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         nonce = self.make_nonce()
         realm_q = realm.replace("\\", "\\\\").replace('"', '\\"')
@@ -281,12 +298,15 @@ class DigestAuth:
             break
         if creds is None:
             return AuthResult(MISSING, reason="no credentials")
-        issued = self._nonce_time(creds.nonce)
-        if issued is None:
+        stamp = self._nonce_time(creds.nonce)
+        if stamp is None:
             return AuthResult(WRONG, creds.username, creds.algorithm, "nonce not ours")
+        issued, issuer = stamp
         now = self._clock()
         if now - issued > self.nonce_lifetime or issued > now + 5:
             return AuthResult(STALE, creds.username, creds.algorithm, "nonce expired")
+        if issuer != self.issuer:
+            return AuthResult(STALE, creds.username, creds.algorithm, "nonce of another worker")
         stored = lookup(creds.username, creds.algorithm.removesuffix("-SESS"))
         if not stored:
             return AuthResult(WRONG, creds.username, creds.algorithm, "unknown user")

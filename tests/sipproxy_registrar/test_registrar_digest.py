@@ -8,6 +8,7 @@ from sipproxy import digest
 from sipproxy.digest import DigestAuth, compute_response, ha1, parse_credentials
 
 REALM = "example.com"
+ALGS = ("SHA-256", "MD5")
 PASSWORD = "s3cret"
 
 
@@ -130,15 +131,29 @@ def test_expired_nonce_is_stale_and_forged_nonce_is_wrong() -> None:
     forged = auth.verify([_authorization(foreign)], method="REGISTER", realm=REALM, lookup=_lookup)
     assert forged.status == digest.WRONG
     # Tampering with the timestamp breaks the signature.
-    ts, rnd, mac = nonce.split(".")
-    moved = f"{int(clock.t):x}.{rnd}.{mac}"
+    ts, issuer, rnd, mac = nonce.split(".")
+    moved = f"{int(clock.t):x}.{issuer}.{rnd}.{mac}"
     assert auth.verify([_authorization(moved)], method="REGISTER", realm=REALM, lookup=_lookup).status == digest.WRONG
 
 
-def test_workers_sharing_a_secret_accept_each_others_nonces() -> None:
-    a, b = DigestAuth(b"shared"), DigestAuth(b"shared")
+def test_nonce_of_another_worker_is_stale_not_replayable() -> None:
+    a, b = DigestAuth(b"shared", issuer="1"), DigestAuth(b"shared", issuer="2")
     _, nonce = _challenge_nonce(a)
-    assert b.verify([_authorization(nonce)], method="REGISTER", realm=REALM, lookup=_lookup).ok
+    value = _authorization(nonce)
+    assert a.verify([value], method="REGISTER", realm=REALM, lookup=_lookup).ok
+    # The same credentials sent to the other worker: a retry with its nonce, not a replay.
+    other = b.verify([value], method="REGISTER", realm=REALM, lookup=_lookup)
+    assert other.status == digest.STALE and "worker" in other.reason
+    assert DigestAuth(b"shared").issuer == DigestAuth(b"shared").issuer  # one process, one issuer
+
+
+def test_configured_algorithms() -> None:
+    auth = DigestAuth(b"k", algorithms=["md5"])
+    only = auth.challenge(REALM)
+    assert len(only) == 1 and "algorithm=MD5" in only[0][1]
+    assert len(auth.challenge(REALM, algorithms=ALGS)) == 2
+    with pytest.raises(ValueError):
+        DigestAuth(b"k", algorithms=["SHA-1"])
 
 
 def test_no_qop_credentials_are_single_use() -> None:
