@@ -60,9 +60,10 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
                 group=group)
-    proxy = Proxy(core, directory, location, registrar, DialogStore(sessions),
+    dialogs = DialogStore(sessions)
+    proxy = Proxy(core, directory, location, registrar, dialogs,
                   realm=section["realm"], media=_media(config))
-    return core, proxy, (directory, location)
+    return core, proxy, (directory, location, dialogs)
 
 
 def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
@@ -146,9 +147,10 @@ def _serve(config: Config, secret: bytes, worker: int | None, group: str = "") -
     except OSError as exc:
         print(f"sipproxy: cannot listen: {exc}", file=sys.stderr)
         return 1
-    directory, location = services
+    directory, location, dialogs = services
     directory.start()
     location.start()
+    dialogs.start()
     core.start()
     log.info("listening on %s", ", ".join(str(lst) for lst in core.transports.listeners))
     done = gevent.event.Event()
@@ -156,6 +158,7 @@ def _serve(config: Config, secret: bytes, worker: int | None, group: str = "") -
     gevent.signal_handler(signal.SIGINT, done.set)
     done.wait()
     core.stop()
+    dialogs.stop()
     directory.stop()
     location.stop()
     log.info("stopped")

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import bindparam, delete, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -45,62 +45,126 @@ class DialogInfo:
     media_relay: str = ""
 
 
+_T = Dialog.__table__
+# Core statements: bulk (executemany) writes, compiled once
+_REPLACE = delete(_T).where(_T.c.call_id == bindparam("c"), _T.c.from_tag == bindparam("f"))
+_INSERT = insert(_T)
+_ENDED = delete(_T).where(
+    _T.c.call_id == bindparam("c"),
+    or_(_T.c.from_tag == bindparam("a"), _T.c.from_tag == bindparam("b"),
+        _T.c.to_tag == bindparam("a"), _T.c.to_tag == bindparam("b")))
+
+
 def _clip(value: str, n: int) -> str:
     return value[:n]
 
 
 class DialogStore:
     """Writes and removes rows of ``dialogs``; database errors are logged, never raised
-    (a call must not fail because its bookkeeping did)."""
+    (a call must not fail because its bookkeeping did).
 
-    def __init__(self, session_factory: Callable[[], Session]) -> None:
+    Once :meth:`start` ran, writes are queued and a greenlet applies them in order, many
+    per SQL transaction: a commit per call event would cap the proxy at the database's
+    commit rate and block the gevent hub on every one.  Without :meth:`start` every write
+    is immediate.
+    """
+
+    def __init__(self, session_factory: Callable[[], Session], flush_interval: float = 0.05) -> None:
         self._session_factory = session_factory
+        self.flush_interval = flush_interval
+        self._queue: list[tuple[str, object]] = []
+        self._greenlet = None
+        self._wakeup = None
 
-    def confirmed(self, info: DialogInfo) -> bool:
-        """A 2xx to an INVITE: insert the dialog (or confirm a re-INVITE's existing row)."""
+    # -- the two events ----------------------------------------------------------------
+
+    def confirmed(self, info: DialogInfo) -> None:
+        """A 2xx to an INVITE: the call is established."""
+        self._submit(("confirmed", info))
+
+    def ended(self, call_id: str, tag_a: str, tag_b: str = "") -> None:
+        """A BYE (from either side): the call is over."""
+        if tag_a or tag_b:
+            self._submit(("ended", (call_id, tag_a, tag_b)))
+
+    def _submit(self, item: tuple[str, object]) -> None:
+        self._queue.append(item)
+        if self._greenlet is None:
+            self.flush()
+        elif self._wakeup is not None:
+            self._wakeup.set()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Apply every queued write in one transaction, as three bulk statements (replace
+        established dialogs, insert them, delete ended ones); row by row on error."""
+        items, self._queue = self._queue, []
+        if not items:
+            return
         try:
             with self._session_factory() as s, s.begin():
-                row = s.scalars(select(Dialog).where(
-                    Dialog.call_id == _clip(info.call_id, 255),
-                    Dialog.from_tag == _clip(info.from_tag, 128))).first()
-                if row is None:
-                    row = Dialog(call_id=_clip(info.call_id, 255), from_tag=_clip(info.from_tag, 128))
-                    s.add(row)
-                elif row.state == "confirmed":
-                    return True  # a re-INVITE or a 2xx retransmission
-                row.to_tag = _clip(info.to_tag, 128)
-                row.caller = _clip(info.caller, 255)
-                row.callee = _clip(info.callee, 255)
-                row.billing_party = _clip(info.caller, 255)
-                row.state = "confirmed"
-                row.caller_contact = info.caller_contact
-                row.callee_contact = info.callee_contact
-                row.caller_cseq = info.caller_cseq
-                row.route_set = info.route_set
-                row.caller_source = _clip(info.caller_source, 128)
-                row.callee_source = _clip(info.callee_source, 128)
-                row.proxy = _clip(info.proxy, 128)
-                row.media_relay = _clip(info.media_relay, 128)
-                row.connect_time = utcnow()
-            return True
-        except SQLAlchemyError as exc:
-            log.error("cannot store dialog %s: %s", info.call_id, str(exc).splitlines()[0])
-            return False
+                self._apply(s, items)
+        except SQLAlchemyError:
+            for item in items:  # one bad row must not lose the others
+                try:
+                    with self._session_factory() as s, s.begin():
+                        self._apply(s, [item])
+                except SQLAlchemyError as exc:
+                    log.error("dialog %s not written: %s", item[0], str(exc).splitlines()[0])
 
-    def ended(self, call_id: str, tag_a: str, tag_b: str = "") -> int:
-        """A BYE (from either side): remove the dialog; returns the number of rows removed."""
-        tags = [t for t in (tag_a, tag_b) if t]
-        if not tags:
-            return 0
-        try:
-            with self._session_factory() as s, s.begin():
-                result = s.execute(delete(Dialog).where(
-                    Dialog.call_id == _clip(call_id, 255),
-                    or_(Dialog.from_tag.in_(tags), Dialog.to_tag.in_(tags))))
-                return result.rowcount or 0
-        except SQLAlchemyError as exc:
-            log.error("cannot remove dialog %s: %s", call_id, str(exc).splitlines()[0])
-            return 0
+    @staticmethod
+    def _apply(s: Session, items: list[tuple[str, object]]) -> None:
+        now = utcnow()
+        rows, ended = [], []
+        for kind, data in items:
+            if kind == "confirmed":
+                info: DialogInfo = data  # type: ignore[assignment]
+                rows.append({
+                    "call_id": _clip(info.call_id, 255), "from_tag": _clip(info.from_tag, 128),
+                    "to_tag": _clip(info.to_tag, 128), "caller": _clip(info.caller, 255),
+                    "callee": _clip(info.callee, 255), "billing_party": _clip(info.caller, 255),
+                    "state": "confirmed", "caller_contact": info.caller_contact,
+                    "callee_contact": info.callee_contact, "caller_cseq": info.caller_cseq,
+                    "callee_cseq": 0, "route_set": info.route_set,
+                    "caller_source": _clip(info.caller_source, 128),
+                    "callee_source": _clip(info.callee_source, 128), "proxy": _clip(info.proxy, 128),
+                    "media_relay": _clip(info.media_relay, 128), "start_time": now,
+                    "connect_time": now, "deadline": None,
+                })
+            else:
+                call_id, tag_a, tag_b = data  # type: ignore[misc]
+                ended.append({"c": _clip(call_id, 255), "a": tag_a or tag_b, "b": tag_b or tag_a})
+        conn = s.connection()
+        if rows:
+            conn.execute(_REPLACE, [{"c": r["call_id"], "f": r["from_tag"]} for r in rows])
+            conn.execute(_INSERT, rows)
+        if ended:
+            conn.execute(_ENDED, ended)
+
+    def start(self) -> None:
+        import gevent
+        from gevent.event import Event
+
+        self._wakeup = Event()
+
+        def loop() -> None:
+            while True:
+                self._wakeup.wait()
+                self._wakeup.clear()
+                gevent.sleep(self.flush_interval)  # let a burst accumulate
+                try:
+                    self.flush()
+                except Exception:
+                    log.exception("dialog writer failed")
+
+        self._greenlet = gevent.spawn(loop)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+        self.flush()
 
     def find(self, call_id: str) -> list[Dialog]:
         with self._session_factory() as s:

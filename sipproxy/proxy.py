@@ -464,7 +464,8 @@ class Proxy:
                 ctx.final_sent = True
                 self._stop_timer(ctx)
                 self._call_log(ctx, response)
-            if first and ctx.request.method == "INVITE" and ctx.request.to.tag is None:
+            if first and ctx.request.method == "INVITE" and ctx.request.to.tag is None \
+                    and not any(b.answered for b in ctx.branches if b is not branch):
                 self._dialog_confirmed(ctx, branch, response)
             return
         if branch.final is None:
