@@ -82,6 +82,8 @@ class Relay:
         rp = RelayPort(port)
         rp.sock = sock
         rp.fd = sock.fileno()
+        rp.recv = sock.recvfrom_into
+        rp.send = sock.sendto
         return rp
 
     def allocate(self) -> tuple[RelayPort, RelayPort]:
@@ -114,7 +116,7 @@ class Relay:
         except (OSError, ValueError):
             pass
         p.sock.close()
-        p.sock = None
+        p.sock = p.recv = p.send = None
         if p.port % 2 == 0:
             self.pool.give(p.port)
 
@@ -242,7 +244,7 @@ class Relay:
                         cb(fd, _ev)
                     continue
                 try:
-                    n, addr = p.sock.recvfrom_into(buf)
+                    n, addr = p.recv(buf)
                 except OSError:  # EAGAIN, or an ICMP error from an earlier send
                     continue
                 if v6:
@@ -254,9 +256,9 @@ class Relay:
                 p.last = now
                 q = p.partner
                 dst = q.learned or q.sdp_addr
-                if dst is not None and q.sock is not None:
+                if dst is not None and q.send is not None:
                     try:
-                        q.sock.sendto(mv[:n], dst)
+                        q.send(mv[:n], dst)
                     except OSError as exc:
                         if exc.errno not in (errno.EAGAIN, errno.ECONNREFUSED, errno.ENOBUFS):
                             log.debug("send to %s failed: %s", dst, exc)

@@ -50,13 +50,15 @@ class RelayPort:
     something was learned.
     """
 
-    __slots__ = ("port", "sock", "fd", "partner", "learned", "sdp_addr", "packets", "bytes",
-                 "dropped", "last", "leg")
+    __slots__ = ("port", "sock", "fd", "recv", "send", "partner", "learned", "sdp_addr",
+                 "packets", "bytes", "dropped", "last", "leg")
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.sock: Any = None
         self.fd = -1
+        self.recv: Any = None  # the socket's bound recvfrom_into / sendto, for the hot path
+        self.send: Any = None
         self.partner: RelayPort | None = None
         self.learned: Address | None = None
         self.sdp_addr: Address | None = None
