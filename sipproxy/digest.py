@@ -92,7 +92,9 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]] | None:
             return None
         name, raw = m.group(1).lower(), m.group(2)
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1], flags=re.S)
+            raw = raw[1:-1]
+            if "\\" in raw:
+                raw = re.sub(r"\\(.)", r"\1", raw, flags=re.S)
         if name in params:
             return None  # RFC 7616: each parameter at most once
         params[name] = raw
