@@ -7,6 +7,11 @@ Contract notes for B1/B2 (changes to /tmp/ngnpro_contract.md are listed here):
   ``scope.require_admin()``, ``scope.allows(record)``; ``run_query(..., default_order=col)``;
   a filter in ``run_query(filters=...)`` may be a callable ``(stmt, value) -> stmt`` for
   members that are not a plain column (e.g. SipQuery ``groups``).
+* Methods may return dicts instead of spyne instances (cheaper; members by wire name).
+* Tests: ``tests/ngnpro/harness.py`` also has ``call(url, port, method, params)``, a fast
+  PEAR-shaped client in Python (no PHP start per call).  ``ngnpro_server`` is one server per
+  test session and backend, its tables emptied before each test.
+* After adding or renaming a method, regenerate the WSDL: ``python -m ngnpro.soap.wsdl``.
 
 How to add a port
 =================
@@ -48,7 +53,8 @@ How to add a port
    its traceback, which never reaches the client).  A fault rolls the whole call back.
 
 4. Register: add the class to ``SERVICES`` in :mod:`ngnpro.ports` (one line).  The WSDL
-   (``scripts/ngnpro-wsdl`` writes ``wsdl/ngnpro.wsdl``) and the server pick it up.
+   (regenerate ``wsdl/ngnpro.wsdl`` with ``python -m ngnpro.soap.wsdl``; a test compares it with
+   the served methods) and the server pick it up.
 
 5. Test: ``tests/ngnpro/harness.py`` gives ``php_call``, ``php_wsdl_call``, ``zeep_client``,
    ``raw_call`` and ``fault_code``; the ``ngnpro_server`` fixture (``tests/ngnpro/conftest.py``)
