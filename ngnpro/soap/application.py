@@ -10,6 +10,7 @@ the PHP client relies on (API.md 1.1).  Everything here is sans-I/O: bytes in, b
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ class Dispatcher:
 
     def __init__(self, services: Iterable[type[PortService]], runtime: Runtime) -> None:
         # spyne logs every fault with its traceback; faults are ordinary answers here and
-        # PortService logs the unexpected ones itself
+        # PortService logs the unexpected ones itself; spyne's own debug output is noise here
+        logging.getLogger("spyne").setLevel(logging.WARNING)
         for name in ("spyne.application", "spyne.application.client", "spyne.application.server",
                      "spyne.server", "spyne.protocol.soap.soap11.invalid"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -83,6 +85,7 @@ class Dispatcher:
         }
 
     def handle(self, body: bytes) -> tuple[int, bytes]:
+        started = time.monotonic()
         try:
             parsed = parse_request(body)
         except NGNProError as exc:
@@ -114,4 +117,9 @@ class Dispatcher:
             return 500, fault_bytes()
         finally:
             ctx.udc = None
-        return (500 if p_ctx.out_error is not None else 200), out
+        status = 500 if p_ctx.out_error is not None else 200
+        if log.isEnabledFor(logging.DEBUG):
+            outcome = "ok" if status == 200 else f"fault {getattr(p_ctx.out_error, 'code', 9000)}"
+            log.debug("%s %s: %s in %.1f ms", PORT_NAMES.get(ns, ns), name, outcome,
+                      (time.monotonic() - started) * 1000)
+        return status, out
