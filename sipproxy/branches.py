@@ -101,11 +101,12 @@ def best_response(responses: list[Response]) -> Response:
         prefer = 0 if r.status in (401, 407, 415, 420, 484) else 1
         return (0 if cls == 6 else 1, cls, prefer, r.status)
 
-    best = min(responses, key=rank)
+    chosen = min(responses, key=rank)
+    best = chosen
     if best.status in (401, 407):
-        best = best.copy()
+        best = chosen.copy()
         for r in responses:
-            if r is best or r.status not in (401, 407):
+            if r is chosen or r.status not in (401, 407):
                 continue
             for name in ("www-authenticate", "proxy-authenticate"):
                 for value in r.headers.raw(name):

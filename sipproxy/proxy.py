@@ -124,7 +124,7 @@ class Proxy:
             return make_response(req, 482, to_tag=_tag())
         popped = self._preprocess_routes(req)
         routes = req.headers.getall("route")
-        if method == "REGISTER" and not routes:
+        if method == "REGISTER":  # answered here, never relayed (whatever its Route says)
             return self.registrar.handle(req, received=str(inbound.source), socket=str(inbound.listener))
         if req.to.tag is not None:
             return self._in_dialog(req, txn, inbound, popped, routes)
@@ -232,7 +232,9 @@ class Proxy:
                 return make_response(req, 403, "Account Blocked", to_tag=_tag())
             req.headers.remove("proxy-authorization")
         caller = account.aor if account else _aor(from_uri)
-        if routes:  # a pre-loaded route set
+        if routes:  # a pre-loaded route set: only for our authenticated subscribers
+            if account is None:
+                return make_response(req, 403, "Relaying Denied", to_tag=_tag())
             dest = self._uri_dest(self._next_route(req))
             if dest is None:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())

@@ -337,3 +337,26 @@ def test_media_relay_engaged_for_the_call(db_url, tmp_path):
     finally:
         proxy.stop()
         relay.stop()
+
+
+def test_no_relay_through_a_preloaded_route_or_register(proxy):
+    """A stranger cannot bounce requests off us with a Route header, and REGISTER is never
+    relayed whatever its Route says."""
+    victim = free_port()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", victim))
+    sink.settimeout(0.5)
+    try:
+        route = f"Route: <sip:127.0.0.1:{victim};lr>\r\n"
+        msg = _options(proxy.port, "sip:bob@example.com", extra=route)
+        assert _udp(proxy.port, msg).startswith(b"SIP/2.0 403 ")
+        reg = (_options(proxy.port, "sip:example.com", extra=route)
+               .replace(b"OPTIONS", b"REGISTER").replace(b"<sip:example.com>", b"<sip:bob@example.com>"))
+        assert _udp(proxy.port, reg).startswith(b"SIP/2.0 401 ")
+        try:
+            sink.recv(65535)
+            raise AssertionError("the proxy relayed a request to the Route target")
+        except TimeoutError:
+            pass
+    finally:
+        sink.close()

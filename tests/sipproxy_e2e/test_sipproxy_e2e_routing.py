@@ -1,0 +1,85 @@
+"""Route processing (RFC 3261 16.4, 16.6 step 6) and response selection (16.7), without sockets."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from sipproxy.branches import best_response, sender_behind_nat
+from sipproxy.core import Core
+from sipproxy.message import Response, parse_message
+from sipproxy.proxy import Proxy
+
+
+class Directory:
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower() == "example.com"
+
+
+def _proxy() -> Proxy:
+    core = Core(["udp:127.0.0.1:5070", "tcp:127.0.0.1:5070"])
+    return Proxy(core, Directory(), None, SimpleNamespace(authenticator=None), None)
+
+
+def _req(uri: str, routes: list[str], to_tag: str = ";tag=b", body: str = "") -> object:
+    route_lines = "".join(f"Route: {r}\r\n" for r in routes)
+    return parse_message((
+        f"BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx\r\n"
+        f"From: <sip:a@example.com>;tag=a\r\nTo: <sip:b@example.com>{to_tag}\r\nCall-ID: c\r\n"
+        f"CSeq: 2 BYE\r\n{route_lines}Max-Forwards: 70\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    ).encode())
+
+
+def test_our_routes_are_removed_double_record_route_too():
+    p = _proxy()
+    req = _req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;transport=tcp;lr>", "<sip:127.0.0.1:5070;lr>",
+                                   "<sip:next.example;lr>"])
+    assert p._preprocess_routes(req)
+    assert req.headers.getall("route") == ["<sip:next.example;lr>"]
+
+
+def test_request_uri_from_a_strict_router_is_restored():
+    p = _proxy()
+    req = _req("sip:127.0.0.1:5070", ["<sip:hop.example;lr>", "<sip:b@192.0.2.9:5062>"])
+    assert p._preprocess_routes(req)
+    assert str(req.uri) == "sip:b@192.0.2.9:5062"
+    assert req.headers.getall("route") == ["<sip:hop.example;lr>"]
+
+
+def test_sending_to_a_strict_router():
+    p = _proxy()
+    req = _req("sip:b@192.0.2.9", ["<sip:strict.example>", "<sip:after.example;lr>"])
+    first = p._next_route(req)
+    assert str(first) == "sip:strict.example" and str(req.uri) == "sip:strict.example"
+    assert req.headers.getall("route") == ["<sip:after.example;lr>", "<sip:b@192.0.2.9>"]
+
+
+def test_loose_next_hop_keeps_request_uri():
+    p = _proxy()
+    req = _req("sip:b@192.0.2.9", ["<sip:loose.example;lr>"])
+    assert str(p._next_route(req)) == "sip:loose.example;lr"
+    assert str(req.uri) == "sip:b@192.0.2.9"
+    assert req.headers.getall("route") == ["<sip:loose.example;lr>"]
+
+
+def test_best_response():
+    def r(status: int, auth: str = "") -> Response:
+        resp = Response(status)
+        if auth:
+            resp.headers.add("Proxy-Authenticate", auth)
+        return resp
+
+    assert best_response([r(486), r(603), r(404)]).status == 603  # a 6xx wins
+    assert best_response([r(503), r(486)]).status == 486  # lowest class
+    assert best_response([r(503), r(504)]).status == 500  # 503 is never forwarded as such
+    merged = best_response([r(407, 'Digest realm="a"'), r(407, 'Digest realm="b"'), r(480)])
+    assert merged.status == 407 and len(merged.headers.getall("proxy-authenticate")) == 2
+
+
+def test_nat_test_of_the_media_policy():
+    plain = _req("sip:b@example.com", [], to_tag="")
+    assert not sender_behind_nat(plain)
+    natted = _req("sip:b@example.com", [], to_tag="")
+    natted.headers.replace_first("via", "SIP/2.0/UDP 192.168.1.2:5060;branch=z9hG4bKx;received=198.51.100.7;rport=40000")
+    assert sender_behind_nat(natted)
+    private_sdp = _req("sip:b@example.com", [], to_tag="", body="v=0\r\nc=IN IP4 10.1.2.3\r\n")
+    assert sender_behind_nat(private_sdp)
