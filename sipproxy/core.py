@@ -20,7 +20,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
+import zlib
 from typing import Any, Protocol
 
 import gevent
@@ -43,6 +45,8 @@ from .transaction import (
 from .transport import Inbound, Listener, Peer, Transports
 
 log = logging.getLogger("sipproxy.core")
+
+_CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 __all__ = ["Core", "TransactionUser", "new_branch", "is_ip"]
 
@@ -82,9 +86,10 @@ class Core:
                  worker: int = 0, workers: int = 1, group: str = "") -> None:
         self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port)
         #: worker processes share the listening addresses (SO_REUSEPORT): the kernel picks a
-        #: worker by the sender's address, so a response from a callee may land on a worker
-        #: that does not hold its client transaction.  Our branches carry the worker number
-        #: and a misdelivered response is handed to its worker over a local datagram socket.
+        #: worker by the sender's address, which says nothing about the call.  Every UDP
+        #: message is handled by the worker its Call-ID hashes to (``owner_of``); another
+        #: worker hands it over a local datagram socket.  Streams stay with the worker that
+        #: owns the connection.
         self.worker = worker
         self.workers = workers
         self.group = group or f"sipproxy-{os.getpid()}"
@@ -128,16 +133,19 @@ class Core:
         """The random part of our branches, prefixed by this worker's number."""
         return f"{self.worker}.{secrets.token_hex(6)}"
 
-    def _owner(self, branch: str) -> int:
-        parts = branch.split(".")
-        if len(parts) == 3 and parts[1].isdigit():
-            return int(parts[1])
-        return self.worker
+    def owner_of(self, data: bytes) -> int:
+        """The worker that handles every UDP message of a call: chosen by Call-ID, so that
+        requests, retransmissions, CANCEL, ACK and the callee's responses meet the
+        transactions they belong to whichever worker the kernel woke."""
+        m = _CALL_ID.search(data)
+        if m is None:
+            return self.worker
+        return zlib.crc32(m.group(1).strip()) % self.workers
 
     def _handoff(self, worker: int, inbound: Inbound) -> None:
         if not 0 <= worker < self.workers or self._mailbox is None:
             return
-        log.debug("response from %s handed to worker %d", inbound.source, worker)
+        log.debug("message from %s handed to worker %d", inbound.source, worker)
         head = f"{inbound.source}|{inbound.listener}\n".encode()
         try:
             self._mailbox.sendto(head + inbound.data, self._mailbox_name(worker))
@@ -187,6 +195,11 @@ class Core:
 
     def on_inbound(self, inbound: Inbound, handed: bool = False) -> None:
         self.received += 1
+        if self.workers > 1 and not handed and inbound.connection is None:
+            owner = self.owner_of(inbound.data)
+            if owner != self.worker:
+                self._handoff(owner, inbound)
+                return
         try:
             msg = parse_message(inbound.data)
         except ParseError as exc:
@@ -213,11 +226,6 @@ class Core:
                 self.dropped += 1
                 return
             branch = top.branch
-            if self.workers > 1 and not handed and inbound.connection is None:
-                owner = self._owner(branch)
-                if owner != self.worker:
-                    self._handoff(owner, inbound)
-                    return
             msg.headers.pop_first("via")
             actions = self._receive_response(msg, branch, inbound)
             self.execute(actions)
