@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from spyne import Unicode, rpc
-from sqlalchemy import exists, func, select
+from sqlalchemy import Text, bindparam, cast, exists, func, literal_column, select, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from ngnpro import sip_types as t
 from ngnpro.models import sip as m
@@ -150,8 +151,8 @@ def add_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
     row = m.SipDomain(domain=name, customer=customer, reseller=reseller)
     _apply_domain(row, d)
     session.add(row)
-    flush_unique(session, SIP_DOMAIN_EXISTS, f"SIP domain {name} already exists")
     record_change(session, TOPIC_SIP_DOMAIN, name)
+    flush_unique(session, SIP_DOMAIN_EXISTS, f"SIP domain {name} already exists")
 
 
 def update_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
@@ -311,19 +312,37 @@ def next_username(session: Session, domain: str) -> str:
     return str(FIRST_AUTO_USERNAME)
 
 
+_TAKEN = union_all(
+    select(literal_column("'account'").label("what")).where(
+        m.SipAccount.username == bindparam("u"), m.SipAccount.domain == bindparam("d")),
+    select(literal_column("'alias'")).where(m.SipAlias.username == bindparam("u"), m.SipAlias.domain == bindparam("d")),
+)
+_DOMAIN = select(m.SipDomain.domain, m.SipDomain.customer, m.SipDomain.reseller).where(
+    m.SipDomain.domain == bindparam("d"))
+
+
 def _address_taken(session: Session, user: str, domain: str) -> None:
-    if session.execute(
-        select(m.SipAccount.id).where(m.SipAccount.username == user, m.SipAccount.domain == domain)
-    ).first():
+    taken = set(session.execute(_TAKEN, {"u": user, "d": domain}).scalars())
+    if "account" in taken:
         raise NGNProError(SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain} already exists")
-    if session.execute(select(m.SipAlias.id).where(m.SipAlias.username == user, m.SipAlias.domain == domain)).first():
+    if "alias" in taken:
         raise NGNProError(ALIAS_EXISTS, f"SIP alias {user}@{domain} already exists")
+
+
+def usable_domain(session: Session, scope: Scope, name: str | None, field: str) -> Any:
+    """``(domain, customer, reseller)`` of a domain the caller may put addresses in."""
+    domain = t.domain_name(name, field)
+    row = session.execute(_DOMAIN, {"d": domain}).first()
+    if row is None:
+        raise NGNProError(SIP_DOMAIN_NOT_FOUND, f"SIP domain {domain} does not exist")
+    scope.check(row)
+    return row
 
 
 def add_account(session: Session, scope: Scope, a: t.SipAccount | None, store_clear: bool = True) -> t.SipAccount:
     if a is None or a.id is None:
         raise t.invalid("account.id", "missing")
-    domain = get_domain(session, scope, a.id.domain, "account.id.domain")
+    domain = usable_domain(session, scope, a.id.domain, "account.id.domain")
     raw_user = (a.id.username or "").strip().lower()
     user = next_username(session, domain.domain) if raw_user == AUTOINCREMENT else t.username(raw_user, "account.id.username")
     _address_taken(session, user, domain.domain)
@@ -336,9 +355,9 @@ def add_account(session: Session, scope: Scope, a: t.SipAccount | None, store_cl
     )
     _apply_account(session, row, a, store_clear)
     session.add(row)
+    record_change(session, TOPIC_SIP_ACCOUNT, row.aor)
     flush_unique(session, SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain.domain} already exists")
-    touch(session, row)
-    return t.account_to_soap(row)
+    return account_wire(row)
 
 
 def update_account(session: Session, scope: Scope, a: t.SipAccount | None, store_clear: bool = True) -> None:
@@ -360,8 +379,64 @@ def delete_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> No
     record_change(session, TOPIC_SIP_ACCOUNT, aor)
 
 
+#: an account's three lists in one round trip: (kind, account, order, a, b, c, d)
+_G, _A, _P = m.SipAccountGroup, m.SipAccountAcl, m.SipAccountProperty
+
+
+def _lists_query():  # noqa: ANN202 - a SQLAlchemy compound select
+    k = literal_column  # SQL constants, not bind parameters: no typing doubts across backends
+    text_empty = cast(k("''"), Text)
+    ids = bindparam("ids", expanding=True)
+    return union_all(
+        select(k("'g'").label("kind"), _G.account_id, k("0").label("ord"), _G.name.label("a"),
+               text_empty.label("b"), k("0").label("n"), k("''").label("c"), k("''").label("d"))
+        .where(_G.account_id.in_(ids)),
+        select(k("'a'"), _A.account_id, _A.id, _A.ip, cast(_A.tag, Text), _A.mask, k("''"), k("''"))
+        .where(_A.account_id.in_(ids)),
+        select(k("'p'"), _P.account_id, _P.id, _P.name, _P.value, k("0"), _P.category, _P.permission)
+        .where(_P.account_id.in_(ids)),
+    ).order_by("ord")
+
+
+#: built once: getAccount is the hottest method, and building a statement costs more than
+#: running it on a warm database
+_LISTS = _lists_query()
+_ACCOUNT = select(m.SipAccount.__table__).where(
+    m.SipAccount.__table__.c.username == bindparam("u"), m.SipAccount.__table__.c.domain == bindparam("d")
+)
+
+
+def account_lists(session: Session, ids: list[int]) -> dict[int, tuple[list, list, list]]:
+    """groups, acl and properties of accounts ``ids`` (read paths use Core rows, which cost a
+    fraction of the ORM's lazy loads on the hottest method, getAccount)."""
+    out: dict[int, tuple[list, list, list]] = {i: ([], [], []) for i in ids}
+    if ids:
+        for kind, account_id, _, a, b, n, c, d in session.execute(_LISTS, {"ids": ids}):
+            groups, acl, props = out[account_id]
+            if kind == "g":
+                groups.append(a)
+            elif kind == "a":
+                acl.append((a, n, b or ""))
+            else:
+                props.append((a, b or "", c or "", d or ""))
+    return out
+
+
+def account_wire(row: m.SipAccount) -> t.SipAccount:
+    """The wire form of an account loaded through the ORM (after a write)."""
+    return t.account_to_soap(
+        row, [g.name for g in row.groups], [(a.ip, a.mask, a.tag) for a in row.acl],
+        [(p.name, p.value, p.category, p.permission) for p in row.properties],
+    )
+
+
 def get_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAccount:
-    return t.account_to_soap(find_account(session, scope, sip_id))
+    user, domain = t.sip_id(sip_id)
+    row = session.execute(_ACCOUNT, {"u": user, "d": domain}).first()
+    if row is None:
+        raise NGNProError(SIP_ACCOUNT_NOT_FOUND, f"SIP account {user}@{domain} does not exist")
+    scope.check(row)
+    return t.account_to_soap(row, *account_lists(session, [row.id])[row.id])
 
 
 def _in_groups(stmt, groups: list[str]):  # noqa: ANN001, ANN202 - SQLAlchemy select in, select out
@@ -374,11 +449,8 @@ def _in_groups(stmt, groups: list[str]):  # noqa: ANN001, ANN202 - SQLAlchemy se
 
 
 def get_accounts(session: Session, scope: Scope, query: t.SipQuery | None) -> t.SipAccountList:
-    stmt = select(m.SipAccount).options(
-        selectinload(m.SipAccount.groups), selectinload(m.SipAccount.acl), selectinload(m.SipAccount.properties)
-    )
     total, rows = run_query(
-        session, stmt, query,
+        session, select(m.SipAccount), query,
         filters={
             "username": m.SipAccount.username, "domain": m.SipAccount.domain,
             "firstName": m.SipAccount.first_name, "lastName": m.SipAccount.last_name,
@@ -393,7 +465,8 @@ def get_accounts(session: Session, scope: Scope, query: t.SipQuery | None) -> t.
         },
         scope=scope, model=m.SipAccount,
     )
-    return t.SipAccountList(total=total, accounts=[t.account_to_soap(r) for r in rows])
+    lists = account_lists(session, [r.id for r in rows])
+    return t.SipAccountList(total=total, accounts=[t.account_to_soap(r, *lists[r.id]) for r in rows])
 
 
 # --- aliases ------------------------------------------------------------------------------
@@ -423,7 +496,7 @@ def add_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:
     if alias is None or alias.id is None:
         raise t.invalid("alias.id", "missing")
     user = t.username(alias.id.username, "alias.id.username")
-    domain = get_domain(session, scope, alias.id.domain, "alias.id.domain")
+    domain = usable_domain(session, scope, alias.id.domain, "alias.id.domain")
     target_user, target_domain = _target(alias)
     if (user, domain.domain) == (target_user, target_domain):
         raise t.invalid("alias.target", "an alias cannot point to itself")
@@ -435,8 +508,8 @@ def add_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:
         username=user, domain=domain.domain, target_username=target_user, target_domain=target_domain,
         owner=t.integer(alias.owner, "alias.owner"), customer=customer, reseller=reseller,
     ))
-    flush_unique(session, ALIAS_EXISTS, f"SIP alias {user}@{domain.domain} already exists")
     record_change(session, TOPIC_SIP_ALIAS, f"{user}@{domain.domain}")
+    flush_unique(session, ALIAS_EXISTS, f"SIP alias {user}@{domain.domain} already exists")
 
 
 def update_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:

@@ -14,6 +14,7 @@ import datetime as _dt
 import ipaddress
 import math
 import re
+from typing import Any
 
 from spyne import Array, ComplexModel, Double, Integer, Unicode
 
@@ -309,21 +310,21 @@ def domain_to_soap(row: m.SipDomain) -> SipDomain:
     )
 
 
-def account_to_soap(row: m.SipAccount) -> SipAccount:
-    """The wire form; ``password`` is the clear text when kept, else the HA1 pair, so that a
-    round-tripped account sends back something that changes nothing."""
+def account_to_soap(
+    row: Any, groups: list[str], acl: list[tuple[str, int, str]], properties: list[tuple[str, str, str, str]]
+) -> SipAccount:
+    """The wire form of an account row (ORM object or Core row) and its lists; ``password``
+    is the clear text when kept, else the HA1 pair, so that a round-tripped account sends
+    back something that changes nothing."""
     password = row.password or (f"{row.ha1}:{row.ha1b}" if row.ha1 and row.ha1b else "")
     return SipAccount(
         id=SipId(username=row.username, domain=row.domain),
         firstName=row.first_name, lastName=row.last_name, password=password, ha1=row.ha1,
         email=row.email, timezone=row.timezone, rpid=row.rpid, owner=row.owner,
-        customer=row.customer, reseller=row.reseller, groups=sorted(row.group_names),
+        customer=row.customer, reseller=row.reseller, groups=sorted(groups),
         prepaid=int(bool(row.prepaid)), quota=row.quota, callLimit=row.call_limit, timeout=row.timeout,
-        acl=[AclEntry(ip=a.ip, mask=a.mask, tag=a.tag) for a in row.acl],
-        properties=[
-            SipAccountProperty(name=p.name, value=p.value, category=p.category, permission=p.permission)
-            for p in row.properties
-        ],
+        acl=[AclEntry(ip=ip, mask=mask, tag=tag) for ip, mask, tag in acl],
+        properties=[SipAccountProperty(name=n, value=v, category=c, permission=p) for n, v, c, p in properties],
         quickdialPrefix=row.quickdial_prefix, region=row.region,
         createDate=fmt_date(row.create_date), changeDate=fmt_date(row.change_date),
     )

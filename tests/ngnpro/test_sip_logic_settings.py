@@ -232,3 +232,38 @@ def test_vouchers(db):
         assert s.get(m.PrepaidCard, 2).used_by == ""
     history = call(db, sp.get_credit_history, ADMIN, ALICE, 0).entries
     assert [(e.action, e.description, e.value) for e in history] == [(sp.ACTION_VOUCHER, "Prepaid card 1111", 5.0)]
+
+
+NASTY = "x'); DROP TABLE sip_accounts;-- \"%_\\ <b>&amp;"
+
+
+def test_sql_metacharacters_in_every_free_text_field_are_stored_literally(db):
+    from ngnpro.sip_types import AclEntry, SipAccountProperty
+
+    call(db, sa.update_account, ADMIN, SipAccount(
+        id=ALICE, firstName=NASTY, lastName=NASTY, quickdialPrefix=NASTY[:60], region=NASTY[:60],
+        acl=[AclEntry(ip="192.0.2.1", tag=NASTY[:60])],
+        properties=[SipAccountProperty(name=NASTY, value=NASTY, category=NASTY[:30], permission=NASTY[:30])],
+    ))
+    got = call(db, sa.get_account, ADMIN, ALICE)
+    assert (got.firstName, got.lastName, got.quickdialPrefix, got.region) == (NASTY, NASTY, NASTY[:60], NASTY[:60])
+    assert got.acl[0].tag == NASTY[:60]
+    assert (got.properties[0].name, got.properties[0].value) == (NASTY, NASTY)
+    call(db, ss.add_phonebook_entry, ADMIN, ALICE, PhonebookEntry(uri="sip:o'neil;--@example.com", name=NASTY))
+    [entry] = call(db, ss.get_phonebook_entries, ADMIN, ALICE, PhonebookEntry(name=NASTY[:5] + "%"), None).entries
+    assert (entry.uri, entry.name) == ("sip:o'neil;--@example.com", NASTY)
+    call(db, ss.set_reject_members, ADMIN, ALICE, ["sip:a');--@example.com"])
+    assert call(db, ss.get_reject_members, ADMIN, ALICE) == ["sip:a');--@example.com"]
+    call(db, ss.set_call_diversions, ADMIN, ALICE, CallDiversions(FUNC="sip:o'neil;x=%_@example.com"))
+    assert call(db, ss.get_call_diversions, ADMIN, ALICE).FUNC == "sip:o'neil;x=%_@example.com"
+    call(db, sp.add_balance, ADMIN, ALICE, 1.0, NASTY)
+    assert call(db, sp.get_credit_history, ADMIN, ALICE, 1).entries[0].description == NASTY
+    # fields with a grammar refuse them instead
+    for bad in (SipAccount(id=ALICE, timezone=NASTY), SipAccount(id=ALICE, rpid=NASTY),
+                SipAccount(id=ALICE, email=NASTY), SipAccount(id=ALICE, groups=[NASTY]),
+                SipAccount(id=ALICE, firstName="nul\x00byte"), SipAccount(id=ALICE, lastName="x" * 256)):
+        assert code_of(db, sa.update_account, ADMIN, bad) == 1040
+    assert code_of(db, sa.get_account, ADMIN, SipId(username=NASTY, domain="example.com")) == 1040
+    assert code_of(db, sa.add_domain, ADMIN, SipDomain(domain=NASTY)) == 1040
+    with db() as s:
+        assert s.execute(select(m.SipAccount.first_name)).scalar_one() == NASTY
