@@ -162,9 +162,9 @@ def to_wire(row: Customer) -> dict[str, Any]:
     return acc
 
 
-def _text(field: str, value: Any) -> str:
+def _text(field: str, value: Any, limit: int | None = None) -> str:
     text = "" if value is None else str(value)
-    limit = _MAXLEN.get(field, 255)
+    limit = limit or _MAXLEN.get(field, 255)
     if len(text) > limit:
         raise NGNProError(INVALID_VALUE, f"Invalid value for {field}: longer than {limit} characters")
     return text
@@ -217,12 +217,10 @@ def _set_properties(session: Any, row: Customer, props: list[Any] | None, scope:
     for i, p in enumerate(props or []):
         if p is None or not getattr(p, "name", None):
             raise NGNProError(INVALID_VALUE, f"Invalid value for properties[{i}].name: a name is required")
-        wanted[_text(f"properties[{i}].name", p.name)[:128]] = p
+        wanted[_text(f"properties[{i}].name", p.name, 128)] = p
     for name, p in wanted.items():
-        value = _text(f"property {name}", p.value if p.value is not None else "") if len(str(p.value or "")) <= 65535 else None
-        if value is None:
-            raise NGNProError(INVALID_VALUE, f"Invalid value for property {name}: too long")
-        category = _text(f"property {name} category", p.category or "")[:32]
+        value = _text(f"property {name} value", p.value, 65535)
+        category = _text(f"property {name} category", p.category, 32)
         permission = (p.permission or "").strip().lower()
         if permission and permission not in _LEVELS:
             raise NGNProError(INVALID_VALUE, f"Invalid value for property {name} permission: admin, reseller or customer")
@@ -332,6 +330,12 @@ class CustomerPort(PortService):
             if c.session.execute(select(Customer.id).where(Customer.username == username, Customer.id != row.id)).first():
                 raise NGNProError(CUSTOMER_EXISTS, f"Customer username {username} already exists")
             row.username = username
+        for name, col in (("balance", "balance"), ("credit", "credit")):
+            value = getattr(account, name)
+            if value is None or _number(name, value) == getattr(row, col):
+                continue
+            if not (scope.unscoped or (scope.reseller_active and row.id != scope.login_id)):
+                raise NGNProError(PERMISSION_DENIED, f"Permission denied: {name} is set by the administrator or reseller")
         _apply_fields(row, account, _EDITABLE)
         for name, col in (("reseller", "reseller"), ("customer", "customer"), ("resellerActive", "reseller_active")):
             value = getattr(account, name)

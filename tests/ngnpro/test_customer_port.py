@@ -174,3 +174,16 @@ def test_writes_are_logged_for_change_propagation_and_faults_are_not(ngnpro_serv
         add(ngnpro_server, "logged")
     call(ngnpro_server.url, "Customer", "deleteAccount", {"id": a["id"]})
     assert changes() == [("customer", str(a["id"]))] * 3
+
+
+def test_property_limits(ngnpro_server) -> None:
+    url = ngnpro_server.url
+    a = add(ngnpro_server, "limits")
+    long_value = "v" * 5000
+    call(url, "Customer", "setProperties", {"customer": a["id"], "properties": [{"name": "auth_token",
+                                                                                "value": long_value}]})
+    assert call(url, "Customer", "getProperties", {"customer": a["id"]})[0]["value"] == long_value
+    for bad in ({"name": "n" * 129, "value": "x"}, {"name": "x", "category": "c" * 33}):
+        with pytest.raises(SoapFaultError) as exc:
+            call(url, "Customer", "setProperties", {"customer": a["id"], "properties": [bad]})
+        assert exc.value.code == 1040

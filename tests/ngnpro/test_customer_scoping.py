@@ -176,3 +176,17 @@ def test_php_non_admin_login(ngnpro_server, world) -> None:
         php_call(ngnpro_server.url, "Customer", "getAccount", {"id": world["r1"]}, auth=login("r2"))
     assert exc.value.code == 9002
     assert ADMIN["admin"] is True
+
+
+def test_balance_and_credit_are_not_self_service(ngnpro_server, world) -> None:
+    url = ngnpro_server.url
+    for who, target in (("r1c", world["r1c"]), ("r1", world["r1"])):
+        with pytest.raises(SoapFaultError) as exc:
+            call(url, "Customer", "updateAccount", {"account": {"id": target, "balance": 1000.0}}, auth=login(who))
+        assert exc.value.code == 9002
+    # unchanged values in a round trip are fine, and the reseller sets its customer's credit
+    call(url, "Customer", "updateAccount", {"account": {"id": world["r1c"], "balance": 0.0, "city": "Ede"}},
+         auth=login("r1c"))
+    call(url, "Customer", "updateAccount", {"account": {"id": world["r1c"], "credit": 25.5}}, auth=login("r1"))
+    got = call(url, "Customer", "getAccount", {"id": world["r1c"]})
+    assert (got["balance"], got["credit"], got["city"]) == (0.0, 25.5, "Ede")
