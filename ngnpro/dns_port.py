@@ -37,6 +37,8 @@ from ngnpro.dns_types import (
     domain_name,
     email_address,
     fancy_value,
+    flush_unique,
+    nameserver_list,
     new_owner,
     next_serial,
     plain_text,
@@ -97,10 +99,6 @@ def _seconds(value: Any, field: str, current: int) -> int:
     return int(value)
 
 
-def _nameservers(values: list[str] | None) -> str:
-    return " ".join(domain_name(v, "nameservers", hostname=True) for v in values or [] if v)
-
-
 def _apply_zone_fields(zone: zones.DnsZone, data: DnsZone) -> None:
     zone.ttl = _seconds(data.ttl, "ttl", zone.ttl or DEFAULT_TTL)
     if data.info is not None:
@@ -110,7 +108,7 @@ def _apply_zone_fields(zone: zones.DnsZone, data: DnsZone) -> None:
     for attr in ("refresh", "retry", "expire", "minimum"):
         setattr(zone, attr, _seconds(getattr(data, attr), attr, getattr(zone, attr)))
     if data.nameservers is not None:
-        zone.nameservers = _nameservers(data.nameservers)
+        zone.nameservers = nameserver_list(data.nameservers)
 
 
 def add_zone(session: Session, scope: Scope, data: DnsZone) -> None:
@@ -128,6 +126,7 @@ def add_zone(session: Session, scope: Scope, data: DnsZone) -> None:
              refresh=10800, retry=3600, expire=1209600, minimum=3600, ttl=DEFAULT_TTL)
     _apply_zone_fields(zone, data)
     session.add(zone)
+    flush_unique(session, ZONE_EXISTS, f"DNS zone {name} already exists")
     record_change(session, TOPIC_DNS_ZONE, name)
 
 

@@ -28,6 +28,7 @@ import dns.rdataclass
 import dns.rdatatype
 from spyne.model.complex import Array, ComplexModel
 from spyne.model.primitive import Integer, Unicode
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ngnpro.models.customer import Customer
@@ -106,6 +107,14 @@ def relative_name(value: object, zone: str, field: str = "name") -> str:
     if len(text) + 1 + len(zone) > 253:
         raise NGNProError(INVALID, f"{field} {text!r}.{zone} is longer than 253 characters")
     return text
+
+
+def nameserver_list(values: list[str] | None, field: str = "nameservers") -> str:
+    """Host names of NS records, stored space-separated; at most 16."""
+    hosts = [domain_name(v, field, hostname=True) for v in values or [] if v]
+    if len(hosts) > 16:
+        raise NGNProError(INVALID, f"{field}: at most 16 name servers")
+    return " ".join(dict.fromkeys(hosts))
 
 
 def email_address(value: object, field: str) -> str:
@@ -345,6 +354,15 @@ def next_serial(old: int | None, today: _dt.date | None = None) -> int:
 def date_text(value: _dt.datetime | None) -> str:
     """``changeDate`` as the UI shows it: ``YYYY-MM-DD HH:MM:SS`` (UTC)."""
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def flush_unique(session: Session, code: int, message: str) -> None:
+    """Flush now so that a concurrent insert of the same key (a unique index violation)
+    becomes the API's "already exists" fault instead of a generic server error."""
+    try:
+        session.flush()
+    except IntegrityError:
+        raise NGNProError(code, message) from None
 
 
 def _derived_reseller(session: Session, customer: int) -> int:

@@ -20,6 +20,8 @@ from ngnpro.dns_types import (
     change_owner,
     date_text,
     domain_name,
+    flush_unique,
+    nameserver_list,
     new_owner,
     next_serial,
     plain_text,
@@ -75,10 +77,6 @@ def _number_key(number: Any, tld: Any) -> tuple[str, str]:
 def _touch_range(session: Session, rng: e164.EnumRange) -> None:
     rng.serial = next_serial(rng.serial)
     record_change(session, TOPIC_ENUM_RANGE, f"{rng.prefix}@{rng.tld}")
-
-
-def _nameservers(values: list[str] | None) -> str:
-    return " ".join(domain_name(v, "nameservers", hostname=True) for v in values or [] if v)
 
 
 def _find_range(session: Session, scope: Scope, prefix: Any, tld: Any) -> e164.EnumRange:
@@ -189,10 +187,10 @@ def add_range(session: Session, scope: Scope, data: EnumRange) -> None:
         prefix=prefix, tld=tld, customer=customer, reseller=reseller,
         ttl=ttl_value(data.ttl, DEFAULT_TTL), info=plain_text(data.info, "info"),
         min_digits=min_d, max_digits=max_d, size=max(0, int(data.size or 0)),
-        nameservers=_nameservers(data.nameservers), serial=next_serial(0),
+        nameservers=nameserver_list(data.nameservers), serial=next_serial(0),
     )
     session.add(rng)
-    session.flush()
+    flush_unique(session, ENUM_RANGE_EXISTS, f"ENUM range +{prefix} in {tld} already exists")
     _adopt_numbers(session, rng)
     record_change(session, TOPIC_ENUM_RANGE, f"{prefix}@{tld}")
 
@@ -230,7 +228,7 @@ def update_range(session: Session, scope: Scope, data: EnumRange) -> None:
     if data.size is not None:
         rng.size = max(0, int(data.size))
     if data.nameservers is not None:
-        rng.nameservers = _nameservers(data.nameservers)
+        rng.nameservers = nameserver_list(data.nameservers)
     if data.minDigits is not None:
         rng.min_digits = digit_bound(data.minDigits, "minDigits")
     if data.maxDigits is not None:
@@ -321,6 +319,7 @@ def add_number(session: Session, scope: Scope, data: EnumNumber) -> None:
     )
     _set_mappings(row, data.mappings)
     session.add(row)
+    flush_unique(session, ENUM_NUMBER_EXISTS, f"ENUM number +{number} in {tld} already exists")
     _touch_range(session, rng)
     record_change(session, TOPIC_ENUM_NUMBER, f"{number}@{tld}")
 

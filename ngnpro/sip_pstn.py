@@ -18,7 +18,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from ngnpro.dns_types import change_owner, date_text, domain_name, new_owner, plain_text
+from ngnpro.dns_types import (
+    change_owner,
+    date_text,
+    domain_name,
+    flush_unique,
+    new_owner,
+    plain_text,
+)
 from ngnpro.models import lcr
 from ngnpro.models.changes import TOPIC_LCR, TOPIC_TRUSTED_PEER, record_change
 from ngnpro.models.sip import TrustedPeer as PeerRow
@@ -107,6 +114,7 @@ def add_peer(session: Session, scope: Scope, data: TrustedPeer) -> None:
                   blocked=False, msteams=False, prepaid=False, enum_lookup=True, transit=False)
     _peer_fields(row, data)
     session.add(row)
+    flush_unique(session, TRUSTED_PEER_EXISTS, f"trusted peer {addr} already exists")
     record_change(session, TOPIC_TRUSTED_PEER, addr)
 
 

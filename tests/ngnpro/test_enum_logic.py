@@ -100,13 +100,16 @@ def test_range_lifecycle_and_serial(db):
     assert keys == ["3120@e164.arpa"] * 3
 
 
-@pytest.mark.parametrize("bad", [
+BAD_RANGES = [
     rng("31a"), rng(""), rng("1234567890123456"), rng("31", tld="bad_tld..x"),
     rng("31", minDigits=12, maxDigits=11), rng("31", maxDigits=16), rng("31", nameservers=["not a host"]),
     rng("31", info="x\x00y"),
-])
-def test_range_validation(db, bad):
-    assert code_of(db, ep.add_range, ADMIN, bad) == 1040
+]
+
+
+def test_range_validation(db):
+    for bad in BAD_RANGES:
+        assert code_of(db, ep.add_range, ADMIN, bad) == 1040, bad
     assert call(db, ep.get_ranges, ADMIN, None).total == 0
 
 

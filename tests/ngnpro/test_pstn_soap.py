@@ -77,17 +77,22 @@ def test_php_lcr(ngnpro_server):
     # the UI looks a carrier up with count = 1 and reads [0]
     carrier = sip(srv, "getCarriers", {"query": {"filter": {"name": "Carrier A"}, "range": {"start": 0, "count": 1}}})["carriers"][0]
     cid = carrier["id"]
+    carrier["name"] = "Carrier A1"
+    sip(srv, "updateCarrier", {"carrier": carrier})
+    assert fault(srv, "updateCarrier", {"carrier": {**carrier, "id": cid + 100}}) == 1022
+    assert fault(srv, "updateCarrier", {"carrier": {**carrier, "name": ""}}) == 1040
+    assert sip(srv, "getCarriers", {"query": {}})["carriers"][0]["name"] == "Carrier A1"
     assert php_call_is_list(srv.url, "Sip", "getCarriers", {"query": {}}, member="carriers")
     sip(srv, "addGateway", {"gateway": {"name": "gw1", "carrier_id": cid, "transport": "udp", "ip": "192.0.2.50", "port": 5060}})
     assert fault(srv, "addGateway", {"gateway": {"name": "gw2", "carrier_id": cid + 100, "ip": "192.0.2.51"}}) == 1022
     gw = sip(srv, "getGateways", {"query": {"filter": {"carrier_id": cid}}})["gateways"][0]
-    assert (gw["name"], gw["carrier"], gw["ip"], gw["port"]) == ("gw1", "Carrier A", "192.0.2.50", 5060)
+    assert (gw["name"], gw["carrier"], gw["ip"], gw["port"]) == ("gw1", "Carrier A1", "192.0.2.50", 5060)
     gw["port"] = 5080
     sip(srv, "updateGateway", {"gateway": gw})
     sip(srv, "addGatewayRule", {"rule": {"gateway_id": gw["id"], "prefix": "0031", "strip": 2, "prepend": "+",
                                          "minLength": 10, "maxLength": 14}})
     rule = sip(srv, "getGatewayRules", {"query": {"filter": {"gateway_id": gw["id"]}}})["gateway_rules"][0]
-    assert (rule["gateway"], rule["carrier"], rule["prefix"], rule["prepend"]) == ("gw1", "Carrier A", "0031", "+")
+    assert (rule["gateway"], rule["carrier"], rule["prefix"], rule["prepend"]) == ("gw1", "Carrier A1", "0031", "+")
     rule["strip"] = 4
     sip(srv, "updateGatewayRule", {"rule": rule})
     assert sip(srv, "getGatewayRules", {"query": {}})["gateway_rules"][0]["strip"] == 4
@@ -96,7 +101,7 @@ def test_php_lcr(ngnpro_server):
     assert sip(srv, "addRoutes", {"routes": [{"carrier_id": cid, "prefix": "0031", "originator": "", "priority": 5}]}) in (None, "")
     assert fault(srv, "addRoutes", {"routes": [{"carrier_id": cid, "prefix": "00x1"}]}) == 1040
     routes = sip(srv, "getRoutes", {"query": {"filter": {"prefix": "0031"}, "orderBy": {"attribute": "priority", "direction": "ASC"}}})
-    assert routes["total"] == 1 and routes["routes"][0]["carrier"] == "Carrier A"
+    assert routes["total"] == 1 and routes["routes"][0]["carrier"] == "Carrier A1"
     route = routes["routes"][0]
     route["priority"] = 1
     sip(srv, "updateRoutes", {"routes": [route]})
@@ -108,7 +113,7 @@ def test_php_lcr(ngnpro_server):
     assert fault(srv, "deleteGateway", {"id": gw["id"]}) == 1022
     sip(srv, "deleteCarrier", {"id": cid})
     assert sip(srv, "getCarriers", {"query": {}}) == {"total": 0, "carriers": []}
-    assert changes(srv, "lcr") == 11
+    assert changes(srv, "lcr") == 12
 
 
 def test_routes_all_or_nothing_raw(ngnpro_server):
