@@ -9,6 +9,7 @@ from ngnpro.customer_port import CustomerPort
 from ngnpro.dns_port import DnsPort
 from ngnpro.enum_port import EnumPort
 from ngnpro.sip_accounts import SipAccountPort
+from ngnpro.sip_aliases import SipAliasPort
 from ngnpro.sip_prepaid import SipPrepaidPort
 from ngnpro.sip_pstn import SipPstnService
 from ngnpro.sip_settings import SipSettingsPort
@@ -16,7 +17,7 @@ from ngnpro.unimplemented import SERVICES as NOT_IMPLEMENTED_YET
 
 SERVICES: list[type] = [
     CustomerPort,
-    SipAccountPort, SipSettingsPort, SipPrepaidPort,
+    SipAccountPort, SipAliasPort, SipSettingsPort, SipPrepaidPort,
     EnumPort,
     DnsPort,
     SipPstnService,

@@ -34,7 +34,6 @@ from ngnpro.soap import NS_SIP, PortService, call_context
 from ngnpro.soap.context import CallContext, Scope
 from ngnpro.soap.faults import (
     ALIAS_EXISTS,
-    ALIAS_NOT_FOUND,
     GROUP_ACCOUNT_NOT_FOUND,
     NOT_IN_GROUP,
     PERMISSION_DENIED,
@@ -321,7 +320,7 @@ _DOMAIN = select(m.SipDomain.domain, m.SipDomain.customer, m.SipDomain.reseller)
     m.SipDomain.domain == bindparam("d"))
 
 
-def _address_taken(session: Session, user: str, domain: str) -> None:
+def address_taken(session: Session, user: str, domain: str) -> None:
     taken = set(session.execute(_TAKEN, {"u": user, "d": domain}).scalars())
     if "account" in taken:
         raise NGNProError(SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain} already exists")
@@ -345,7 +344,7 @@ def add_account(session: Session, scope: Scope, a: t.SipAccount | None, store_cl
     domain = usable_domain(session, scope, a.id.domain, "account.id.domain")
     raw_user = (a.id.username or "").strip().lower()
     user = next_username(session, domain.domain) if raw_user == AUTOINCREMENT else t.username(raw_user, "account.id.username")
-    _address_taken(session, user, domain.domain)
+    address_taken(session, user, domain.domain)
     customer, reseller = resolve_owner(
         session, scope, a.customer, a.reseller, fallback=(domain.customer, domain.reseller)
     )
@@ -469,95 +468,6 @@ def get_accounts(session: Session, scope: Scope, query: t.SipQuery | None) -> t.
     return t.SipAccountList(total=total, accounts=[t.account_to_soap(r, *lists[r.id]) for r in rows])
 
 
-# --- aliases ------------------------------------------------------------------------------
-
-
-def _target(alias: t.SipAlias) -> tuple[str, str]:
-    if alias.target is None:
-        raise t.invalid("alias.target", "missing")
-    return (
-        t.target_username(alias.target.username, "alias.target.username"),
-        t.host(alias.target.domain, "alias.target.domain"),
-    )
-
-
-def find_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> m.SipAlias:
-    user, domain = t.sip_id(sip_id, "id")
-    row = session.execute(
-        select(m.SipAlias).where(m.SipAlias.username == user, m.SipAlias.domain == domain)
-    ).scalar_one_or_none()
-    if row is None:
-        raise NGNProError(ALIAS_NOT_FOUND, f"SIP alias {user}@{domain} does not exist")
-    scope.check(row)
-    return row
-
-
-def add_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:
-    if alias is None or alias.id is None:
-        raise t.invalid("alias.id", "missing")
-    user = t.username(alias.id.username, "alias.id.username")
-    domain = usable_domain(session, scope, alias.id.domain, "alias.id.domain")
-    target_user, target_domain = _target(alias)
-    if (user, domain.domain) == (target_user, target_domain):
-        raise t.invalid("alias.target", "an alias cannot point to itself")
-    _address_taken(session, user, domain.domain)
-    customer, reseller = resolve_owner(
-        session, scope, alias.customer, alias.reseller, fallback=(domain.customer, domain.reseller)
-    )
-    session.add(m.SipAlias(
-        username=user, domain=domain.domain, target_username=target_user, target_domain=target_domain,
-        owner=t.integer(alias.owner, "alias.owner"), customer=customer, reseller=reseller,
-    ))
-    record_change(session, TOPIC_SIP_ALIAS, f"{user}@{domain.domain}")
-    flush_unique(session, ALIAS_EXISTS, f"SIP alias {user}@{domain.domain} already exists")
-
-
-def update_alias(session: Session, scope: Scope, alias: t.SipAlias | None) -> None:
-    if alias is None:
-        raise t.invalid("alias", "missing")
-    row = find_alias(session, scope, alias.id)
-    if alias.target is not None:
-        row.target_username, row.target_domain = _target(alias)
-        if (row.username, row.domain) == (row.target_username, row.target_domain):
-            raise t.invalid("alias.target", "an alias cannot point to itself")
-    if alias.owner is not None:
-        row.owner = t.integer(alias.owner, "alias.owner")
-    if (alias.customer and alias.customer != row.customer) or (alias.reseller and alias.reseller != row.reseller):
-        row.customer, row.reseller = resolve_owner(
-            session, scope, alias.customer or row.customer, alias.reseller or row.reseller
-        )
-    row.change_date = m.utcnow()
-    record_change(session, TOPIC_SIP_ALIAS, f"{row.username}@{row.domain}")
-
-
-def delete_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> None:
-    row = find_alias(session, scope, sip_id)
-    session.delete(row)
-    record_change(session, TOPIC_SIP_ALIAS, f"{row.username}@{row.domain}")
-
-
-def get_alias(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAlias:
-    return t.alias_to_soap(find_alias(session, scope, sip_id))
-
-
-def get_aliases(session: Session, scope: Scope, query: t.AliasQuery | None) -> t.SipAliasList:
-    total, rows = run_query(
-        session, select(m.SipAlias), query,
-        filters={
-            "aliasUsername": m.SipAlias.username, "aliasDomain": m.SipAlias.domain,
-            "targetUsername": m.SipAlias.target_username, "targetDomain": m.SipAlias.target_domain,
-            "owner": m.SipAlias.owner, "customer": m.SipAlias.customer, "reseller": m.SipAlias.reseller,
-        },
-        orders={
-            "changeDate": m.SipAlias.change_date, "aliasUsername": m.SipAlias.username,
-            "aliasDomain": m.SipAlias.domain, "targetUsername": m.SipAlias.target_username,
-            "targetDomain": m.SipAlias.target_domain,
-        },
-        scope=scope, model=m.SipAlias,
-    )
-    return t.SipAliasList(total=total, aliases=[t.alias_to_soap(r) for r in rows])
-
-
 # --- groups -------------------------------------------------------------------------------
 
 
@@ -599,7 +509,7 @@ def store_clear_text(c: CallContext) -> bool:
 
 
 class SipAccountPort(PortService):
-    """SipPort: domains, accounts, aliases and groups."""
+    """SipPort: domains, accounts and groups."""
 
     __port_namespace__ = NS_SIP
 
@@ -647,31 +557,6 @@ class SipAccountPort(PortService):
     def getAccounts(ctx, query):  # noqa: N802, N805
         c = call_context(ctx)
         return get_accounts(c.session, c.scope, query)
-
-    @rpc(t.SipAlias)
-    def addAlias(ctx, alias):  # noqa: N802, N805
-        c = call_context(ctx)
-        add_alias(c.session, c.scope, alias)
-
-    @rpc(t.SipAlias)
-    def updateAlias(ctx, alias):  # noqa: N802, N805
-        c = call_context(ctx)
-        update_alias(c.session, c.scope, alias)
-
-    @rpc(t.SipId)
-    def deleteAlias(ctx, id):  # noqa: N802, N805, A002 - the wire name is "id"
-        c = call_context(ctx)
-        delete_alias(c.session, c.scope, id)
-
-    @rpc(t.SipId, _returns=t.SipAlias)
-    def getAlias(ctx, id):  # noqa: N802, N805, A002
-        c = call_context(ctx)
-        return get_alias(c.session, c.scope, id)
-
-    @rpc(t.AliasQuery, _returns=t.SipAliasList)
-    def getAliases(ctx, query):  # noqa: N802, N805
-        c = call_context(ctx)
-        return get_aliases(c.session, c.scope, query)
 
     @rpc(t.SipId, Unicode)
     def addToGroup(ctx, sipId, group):  # noqa: N802, N803, N805

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from ngnpro import sip_accounts as sa
+from ngnpro import sip_aliases as sal
 from ngnpro.models import sip as m
 from ngnpro.models.changes import ChangeLogEntry
 from ngnpro.models.customer import Customer
@@ -117,7 +118,7 @@ def test_domains_add_get_update_delete(db):
     assert code_of(db, sa.delete_domain, reseller(20), "r10.example") == 9002
     assert code_of(db, sa.delete_domain, ADMIN, "nowhere.example") == 1002
     call(db, sa.add_account, ADMIN, SipAccount(id=sid("alice"), password="pw"))
-    call(db, sa.add_alias, ADMIN, SipAlias(id=sid("al"), target=sid("alice")))
+    call(db, sal.add_alias, ADMIN, SipAlias(id=sid("al"), target=sid("alice")))
     call(db, sa.delete_domain, ADMIN, "example.com")
     assert count(db, m.SipAccount) == 0 and count(db, m.SipAlias) == 0
     assert [d.domain for d in call(db, sa.get_domains, ADMIN, None).domains] == ["r10.example"]
@@ -261,25 +262,25 @@ def test_reseller_scoping(domains):
 
 def test_aliases(domains):
     call(domains, sa.add_account, ADMIN, SipAccount(id=sid("alice"), password="pw"))
-    call(domains, sa.add_alias, ADMIN, SipAlias(id=sid("Sales"), target=sid("alice"), owner=7))
-    assert code_of(domains, sa.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("bob"))) == 1012
-    assert code_of(domains, sa.add_alias, ADMIN, SipAlias(id=sid("alice"), target=sid("bob"))) == 1011
+    call(domains, sal.add_alias, ADMIN, SipAlias(id=sid("Sales"), target=sid("alice"), owner=7))
+    assert code_of(domains, sal.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("bob"))) == 1012
+    assert code_of(domains, sal.add_alias, ADMIN, SipAlias(id=sid("alice"), target=sid("bob"))) == 1011
     assert code_of(domains, sa.add_account, ADMIN, SipAccount(id=sid("sales"))) == 1012
-    assert code_of(domains, sa.add_alias, ADMIN, SipAlias(id=sid("x"), target=sid("x"))) == 1040
-    assert code_of(domains, sa.add_alias, ADMIN, SipAlias(id=sid("x", "nowhere.example"), target=sid("a"))) == 1002
-    assert code_of(domains, sa.add_alias, ADMIN, SipAlias(id=sid("x"))) == 1040
-    alias = call(domains, sa.get_alias, ADMIN, sid("sales"))
+    assert code_of(domains, sal.add_alias, ADMIN, SipAlias(id=sid("x"), target=sid("x"))) == 1040
+    assert code_of(domains, sal.add_alias, ADMIN, SipAlias(id=sid("x", "nowhere.example"), target=sid("a"))) == 1002
+    assert code_of(domains, sal.add_alias, ADMIN, SipAlias(id=sid("x"))) == 1040
+    alias = call(domains, sal.get_alias, ADMIN, sid("sales"))
     assert (alias.target.username, alias.target.domain, alias.owner) == ("alice", "example.com", 7)
-    call(domains, sa.update_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("bob", "192.0.2.7")))
-    assert call(domains, sa.get_alias, ADMIN, sid("sales")).target.domain == "192.0.2.7"
-    call(domains, sa.add_alias, reseller(10), SipAlias(id=sid("help", "r10.example"), target=sid("x", "r10.example")))
-    res = call(domains, sa.get_aliases, ADMIN, AliasQuery(filter=AliasFilter(targetUsername="b%")))
+    call(domains, sal.update_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("bob", "192.0.2.7")))
+    assert call(domains, sal.get_alias, ADMIN, sid("sales")).target.domain == "192.0.2.7"
+    call(domains, sal.add_alias, reseller(10), SipAlias(id=sid("help", "r10.example"), target=sid("x", "r10.example")))
+    res = call(domains, sal.get_aliases, ADMIN, AliasQuery(filter=AliasFilter(targetUsername="b%")))
     assert [a.id.username for a in res.aliases] == ["sales"] and res.total == 1
-    assert call(domains, sa.get_aliases, reseller(10), None).total == 1
-    assert code_of(domains, sa.delete_alias, reseller(20), sid("help", "r10.example")) == 9002
-    call(domains, sa.delete_alias, ADMIN, sid("sales"))
-    assert code_of(domains, sa.get_alias, ADMIN, sid("sales")) == 1013
-    assert code_of(domains, sa.update_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("a"))) == 1013
+    assert call(domains, sal.get_aliases, reseller(10), None).total == 1
+    assert code_of(domains, sal.delete_alias, reseller(20), sid("help", "r10.example")) == 9002
+    call(domains, sal.delete_alias, ADMIN, sid("sales"))
+    assert code_of(domains, sal.get_alias, ADMIN, sid("sales")) == 1013
+    assert code_of(domains, sal.update_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("a"))) == 1013
     assert ("sip_alias", "sales@example.com") in changes(domains)
 
 
@@ -302,10 +303,11 @@ def test_duplicate_that_slips_past_the_lookup_is_still_exists(domains, monkeypat
     """A concurrent call may insert the same key between look-up and insert: the unique
     constraint then answers the API's "exists" code, not a server error."""
     call(domains, sa.add_account, ADMIN, SipAccount(id=sid("alice"), password="pw"))
-    call(domains, sa.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("alice")))
-    monkeypatch.setattr(sa, "_address_taken", lambda *a: None)
+    call(domains, sal.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("alice")))
+    monkeypatch.setattr(sa, "address_taken", lambda *a: None)
+    monkeypatch.setattr(sal, "address_taken", lambda *a: None)
     assert code_of(domains, sa.add_account, ADMIN, SipAccount(id=sid("alice"), password="pw")) == 1011
-    assert code_of(domains, sa.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("bob"))) == 1012
+    assert code_of(domains, sal.add_alias, ADMIN, SipAlias(id=sid("sales"), target=sid("bob"))) == 1012
     assert count(domains, m.SipAccount) == 1 and count(domains, m.SipAlias) == 1
 
 
