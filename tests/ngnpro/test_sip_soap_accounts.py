@@ -289,3 +289,25 @@ def _bytes(root) -> bytes:
     from lxml import etree
 
     return etree.tostring(root)
+
+
+def test_readers_see_each_write_in_the_change_feed(ngnpro_server):
+    """What sipproxy and enumdns poll: every successful write names what changed, a fault
+    names nothing."""
+    from ngnpro.models.changes import ChangeFeed
+
+    url = ngnpro_server.url
+    sip(url, "addDomain", {"domain": {"domain": "example.com"}})
+    feed = ChangeFeed(ngnpro_server.sessionmaker())
+    sip(url, "addAccount", {"account": {"id": ALICE, "password": "pw"}})
+    sip(url, "setCallDiversions", {"sipId": ALICE, "diversions": {"FUNC": "sip:bob@example.org"}})
+    sip(url, "addAlias", {"alias": {"id": {"username": "al", "domain": "example.com"}, "target": ALICE}})
+    sip(url, "addBalance", {"sipId": ALICE, "value": 1.0, "description": "x"})
+    seen = [(c.topic, c.key) for c in feed.poll()]
+    assert seen == [("sip_account", "alice@example.com"), ("sip_account", "alice@example.com"),
+                    ("sip_alias", "al@example.com"), ("sip_account", "alice@example.com")]
+    assert fault(url, "addToGroup", {"sipId": ALICE, "group": "not valid!"}) == 1040
+    assert fault(url, "updateDomain", {"domain": {"domain": "example.com", "match_ip_address": "x"}}) == 1040
+    assert feed.poll() == []
+    sip(url, "updateDomain", {"domain": {"domain": "example.com", "verify_cert": 1}})
+    assert [(c.topic, c.key) for c in feed.poll()] == [("sip_domain", "example.com")]
