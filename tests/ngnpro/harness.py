@@ -354,3 +354,23 @@ def call(url: str, port: str, method: str, params: dict[str, Any] | None = None,
     assert status == 200, status
     ret = result_element(root)
     return None if ret is None else decode_value(ret)
+
+
+def zeep_list(client: Any, type_name: str, items: list[Any]) -> list[Any]:
+    """A SOAP-encoded list argument for zeep: zeep writes soapenc arrays through ``xsd:any``,
+    so each item goes as an ``<item>`` element of the named type
+    (``zeep_list(client, "CustomerProperty", [{"name": "a", "value": "1"}])``)."""
+    from zeep import xsd
+
+    if ":" in type_name or type_name in ("string", "int"):
+        qname = type_name if type_name.startswith("{") else f"{{http://www.w3.org/2001/XMLSchema}}{type_name}"
+        item_type = client.get_type(qname)
+    else:
+        item_type = client.get_type(f"{{urn:AGProjects:NGNPro}}{type_name}")
+    element = xsd.Element("item", item_type)
+    out = []
+    for value in items:
+        if isinstance(value, dict):
+            value = item_type(**value)
+        out.append(xsd.AnyObject(element, value))
+    return out

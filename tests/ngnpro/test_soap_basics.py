@@ -138,3 +138,17 @@ def test_iso_8859_1_request(ngnpro_server) -> None:
     status, root = raw_call(ngnpro_server.url, body)
     assert status == 200
     assert result_element(root).findtext("city") == "M\u00fcnchen"
+
+
+def test_zeep_sends_lists(ngnpro_server) -> None:
+    from tests.ngnpro.harness import zeep_list
+
+    client = zeep_client(ngnpro_server.url)
+    svc = zeep_port(client, "Customer")
+    auth = zeep_auth(**_creds(ngnpro_server))
+    acc = svc.addAccount(account={"username": "zlist", "properties": zeep_list(
+        client, "CustomerProperty", [{"name": "a", "value": "1"}])}, _soapheaders=auth)
+    svc.setProperties(customer=acc.id, properties=zeep_list(
+        client, "CustomerProperty", [{"name": "b", "value": "2"}, {"name": "c", "value": "3"}]), _soapheaders=auth)
+    props = svc.getProperties(customer=acc.id, _soapheaders=auth)
+    assert [(p.name, p.value) for p in props] == [("a", "1"), ("b", "2"), ("c", "3")]
