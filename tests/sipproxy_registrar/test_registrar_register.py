@@ -172,3 +172,46 @@ def test_malformed_credentials_and_headers(env) -> None:  # noqa: ANN001
     no_user = reg.handle(parse(register("alice").replace(b"To: <sip:alice@", b"To: <sip:")), received=SRC)
     assert no_user.status == 400
     assert location.lookup("alice", DOMAIN) == []
+
+
+def test_proxy_authentication_407(env) -> None:  # noqa: ANN001
+    from sipproxy.registrar import Authenticator
+
+    reg, _, _ = env
+    authn: Authenticator = reg.authenticator
+    invite = (
+        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKinv1\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n"
+        "Call-ID: inv-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.10>\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    first = authn.check(parse(invite.format(auth="").encode()), DOMAIN, proxy=True)
+    assert first.account is None and first.response.status == 407
+    assert len(first.response.headers.raw("proxy-authenticate")) == 2
+    creds = answer(first.response, "alice", "pw-alice", method="INVITE", uri="sip:bob@example.com",
+                   header="proxy-authenticate")
+    # Credentials in the wrong header (Authorization) do not count for a proxy.
+    wrong_header = authn.check(parse(invite.format(auth=f"Authorization: {creds}\r\n").encode()), DOMAIN,
+                               proxy=True)
+    assert wrong_header.response.status == 407
+    ok = authn.check(parse(invite.format(auth=f"Proxy-Authorization: {creds}\r\n").encode()), DOMAIN, proxy=True)
+    assert ok.response is None and ok.account.username == "alice"
+
+
+def test_database_failure_answers_500_and_changes_nothing(env, db_url: str) -> None:  # noqa: ANN001
+    from sqlalchemy import text
+
+    from ngnpro.models import open_database
+
+    reg, location, _ = env
+    engine, _ = open_database(db_url, migrate=False)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE location RENAME TO location_gone"))
+    try:
+        res = authed(reg, "alice", "pw-alice")
+        assert res.status == 500 and res.headers.get("retry-after") == "5"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE location_gone RENAME TO location"))
+        engine.dispose()
+    assert location.lookup("alice", DOMAIN) == []
+    assert authed(reg, "alice", "pw-alice").status == 200  # and it recovers
