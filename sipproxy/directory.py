@@ -211,11 +211,12 @@ class Directory:
             groups = frozenset(conn.scalars(_SELECT_GROUPS, {"id": row.id}))
         return _account(row, groups)
 
-    def warm(self) -> int:
-        """Load up to ``capacity`` accounts in two queries, so the first REGISTER of each
-        user after a start does not pay a database round trip; returns how many."""
+    def warm(self, limit: int = 20_000) -> int:
+        """Load up to ``limit`` (and ``capacity``) accounts in two queries, so the first
+        REGISTER of each user after a start does not pay a database round trip; returns how
+        many.  Bounded so a large subscriber base does not slow the start down."""
         with self._engine.connect() as conn:
-            rows = conn.execute(_SELECT_ALL_ACCOUNTS, {"n": self._capacity}).all()
+            rows = conn.execute(_SELECT_ALL_ACCOUNTS, {"n": min(limit, self._capacity)}).all()
             if not rows:
                 return 0
             groups: dict[int, set[str]] = {}
