@@ -1,0 +1,44 @@
+"""Methods whose issue has not come yet answer fault 9999 (and still check credentials)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ngnpro.unimplemented import SERVICES
+from tests.ngnpro.harness import SoapFaultError, call, envelope, fault_code, raw_call
+
+METHODS = sorted(
+    (svc.__port_namespace__, name)
+    for svc in SERVICES
+    for name in svc.public_methods
+)
+
+
+def test_the_list_is_what_the_issue_names() -> None:
+    names = {(ns.rpartition(":")[2], m) for ns, m in METHODS}
+    assert {m for p, m in names if p == "Sip"} == {"getCalls", "getCallStatistics", "getSipTrace", "getMediaTrace",
+                                                   "getMediaSummary", "getMediaSessions"}
+    assert {p for p, _ in names} == {"Sip", "Rating", "Voicemail", "Network", "Presence"}
+    assert len(METHODS) == 6 + 3 + 5 + 2 + 6
+
+
+def test_each_answers_9999(ngnpro_server) -> None:
+    for ns, method in METHODS:
+        with pytest.raises(SoapFaultError) as exc:
+            call(ngnpro_server.url, ns, method, {})
+        assert exc.value.code == 9999, (ns, method)
+        assert "not implemented" in exc.value.message
+
+
+@pytest.mark.parametrize("port,method", [("Voicemail", "getAccount"), ("Network", "getStatus")])
+def test_credentials_checked_first(ngnpro_server, port: str, method: str) -> None:
+    status, root = raw_call(ngnpro_server.url, envelope(port, method, "", auth={"username": "x", "password": "y",
+                                                                                 "admin": True}))
+    assert status == 500 and fault_code(root) == 9001
+
+
+def test_presence_needs_no_auth_header(ngnpro_server) -> None:
+    status, root = raw_call(ngnpro_server.url, envelope(
+        "urn:AGProjects:SoapSIMPLEProxy:Presence", "getPresenceInformation",
+        "<sipId><username>a</username><domain>example.com</domain></sipId><password>pw</password>", auth=None))
+    assert status == 500 and fault_code(root) == 9999
