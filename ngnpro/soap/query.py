@@ -28,6 +28,13 @@ def _member(obj: Any, name: str) -> Any:
     return getattr(obj, name, None) if obj is not None else None
 
 
+def like(column: Any, pattern: str) -> Any:
+    """``column LIKE pattern`` with ``%`` and ``_`` as the only metacharacters on every
+    backend: PostgreSQL and MariaDB treat a backslash as an escape by default, SQLite does
+    not, so an explicit escape character (``/``, doubled when literal) keeps them equal."""
+    return column.like(pattern.replace("/", "//"), escape="/")
+
+
 def apply_filters(stmt: Any, flt: Any, filters: Mapping[str, Filter]) -> Any:
     """Add one WHERE per non-empty filter member named in ``filters``."""
     for name, target in filters.items():
@@ -41,7 +48,7 @@ def apply_filters(stmt: Any, flt: Any, filters: Mapping[str, Filter]) -> Any:
         if callable(target) and not hasattr(target, "like"):
             stmt = target(stmt, value)
         elif isinstance(value, str):
-            stmt = stmt.where(target.like(value))
+            stmt = stmt.where(like(target, value))
         elif isinstance(value, list):
             stmt = stmt.where(target.in_(value))
         else:

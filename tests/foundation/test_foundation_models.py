@@ -31,7 +31,8 @@ def _domain_with_account(session, domain="example.com", username="alice"):
     return d, a
 
 
-def test_upgrade_creates_every_table_and_is_idempotent(db_url, tmp_path):
+def test_upgrade_creates_every_table_and_is_idempotent(empty_db_url, tmp_path):
+    db_url = empty_db_url
     cfg = write_config(tmp_path / "c.toml", {"database": {"url": db_url}})
     for _ in range(2):
         proc = subprocess.run([sys.executable, "-m", "ngnpro", "db", "upgrade", "--config", str(cfg)],
