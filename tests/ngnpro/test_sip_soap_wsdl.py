@@ -12,7 +12,6 @@ from tests.ngnpro.harness import (
     php_call,
     php_wsdl_call,
     zeep_auth,
-    zeep_client,
     zeep_fault,
     zeep_port,
 )
@@ -29,8 +28,17 @@ def item(text: str | None = None, **members: str) -> etree._Element:
     return el
 
 
+def patient_zeep_client(url: str):
+    """``zeep_client`` with timeouts that survive a machine shared by many test runs."""
+    from zeep import Client, Settings
+    from zeep.transports import Transport
+
+    return Client(url.rstrip("/") + "/wsdl", settings=Settings(strict=False, xml_huge_tree=False),
+                  transport=Transport(timeout=60, operation_timeout=60))
+
+
 def test_zeep_accounts_settings_and_prepaid(ngnpro_server):
-    port = zeep_port(zeep_client(ngnpro_server.url), "Sip")
+    port = zeep_port(patient_zeep_client(ngnpro_server.url), "Sip")
     hdr = zeep_auth(ngnpro_server.admin["username"], ngnpro_server.admin["password"])
     port.addDomain(domain={"domain": "example.com"}, _soapheaders=hdr)
     added = port.addAccount(account={"id": ALICE, "password": "pw", "firstName": "Alice",
@@ -95,3 +103,29 @@ def test_not_found_and_invalid_faults(ngnpro_server, method, args, code):
     with pytest.raises(SoapFaultError) as info:
         php_call(ngnpro_server.url, "Sip", method, args, auth=ADMIN)
     assert info.value.code == code and info.value.message
+
+
+def test_php_wsdl_mode_settings_and_prepaid(ngnpro_server):
+    url = ngnpro_server.url
+
+    def w(method: str, args: dict):
+        return php_wsdl_call(url, "Sip", method, args)
+
+    w("addDomain", {"domain": {"domain": "example.com"}})
+    w("addAccount", {"account": {"id": ALICE, "password": "pw"}})
+    rules = {"persistent": [{"start": "08:00", "stop": "09:00", "groups": ["vip"], "days": 3}],
+             "temporary": {"groups": ["nobody"], "duration": 10}}
+    w("setAcceptRules", {"sipId": ALICE, "rules": rules})
+    got = w("getAcceptRules", {"sipId": ALICE})
+    assert got["rules"]["persistent"] == rules["persistent"]
+    assert got["rules"]["temporary"]["groups"] == ["nobody"] and got["nonEmptyGroups"] == []
+    w("addPhonebookEntry", {"sipId": ALICE, "entry": {"uri": "sip:b@example.org", "name": "B", "group": "vip"}})
+    assert w("getPhonebookEntries", {"sipId": ALICE, "match": {"name": "%"}, "range": {"start": 0, "count": 5}}) == {
+        "entries": [{"uri": "sip:b@example.org", "name": "B", "group": "vip"}]}
+    assert w("getSipDeviceLocations", {"sipIds": [ALICE]}) == [{"id": ALICE, "locations": []}]
+    assert w("addBalance", {"sipId": ALICE, "value": 3.5, "description": "d"}) == {"old_balance": 0, "new_balance": 3.5}
+    [entry] = w("getCreditHistory", {"sipId": ALICE, "count": 10})["entries"]
+    assert (entry["description"], entry["value"], entry["balance"]) == ("d", 3.5, 3.5)
+    with pytest.raises(SoapFaultError) as info:
+        w("addBalanceFromVoucher", {"sipId": ALICE, "card": {"id": 1, "number": "1"}})
+    assert info.value.code == 2000
