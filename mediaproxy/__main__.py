@@ -27,10 +27,24 @@ def main(argv: list[str] | None = None) -> int:
     from .relay import Relay
     from .store import SummaryStore
 
+    kernel = None
+    if section["kernel_forwarding"]:
+        from .kernel import KernelError, KernelPath
+
+        if ":" in section["relay_ip"]:
+            print("mediaproxy: configuration error: mediaproxy.kernel_forwarding works with an IPv4 relay_ip only",
+                  file=sys.stderr)
+            return 2
+        kernel = KernelPath(section["relay_ip"], f"mediaproxy_{port}")
+        try:
+            kernel.start()
+        except KernelError as exc:
+            print(f"mediaproxy: kernel forwarding unavailable: {exc}", file=sys.stderr)
+            return 1
     store = SummaryStore(config.database_url)
     low, high = section["port_range"]
     relay = Relay(section["relay_ip"], (low, high), section["media_timeout"], on_end=store.put,
-                  advertised_ip=section["advertised_ip"])
+                  advertised_ip=section["advertised_ip"], kernel=kernel)
     try:
         server = ControlServer(relay, host, port)
     except OSError as exc:

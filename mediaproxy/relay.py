@@ -25,6 +25,9 @@ from typing import Any
 
 from .session import ControlError, PortPool, RelayPort, Session, StreamOffer
 
+if False:  # typing only
+    from .kernel import KernelPath
+
 log = logging.getLogger("mediaproxy.relay")
 
 #: seconds between timeout scans
@@ -34,6 +37,8 @@ BATCH = 32
 BATCH_WAIT = 0.0005
 #: sessions fully checked for media timeout per tick at most
 CHECKS_PER_TICK = 200
+#: seconds between reads of the kernel path's counters
+KERNEL_POLL = 2.0
 
 
 def raise_fd_limit() -> int:
@@ -54,8 +59,11 @@ class Relay:
     def __init__(self, ip: str, port_range: tuple[int, int], media_timeout: float,
                  on_end: Callable[[dict[str, Any]], None] | None = None,
                  notify: Callable[[Session, dict[str, Any]], None] | None = None,
-                 advertised_ip: str = "") -> None:
+                 advertised_ip: str = "", kernel: KernelPath | None = None) -> None:
         self.ip = ip
+        self.kernel = kernel
+        self.kernel_pending: list[RelayPort] | None = [] if kernel is not None else None
+        self.kernel_polled = 0.0
         self.advertised_ip = advertised_ip or ip
         self.v6 = ":" in ip
         self.family = socket.AF_INET6 if self.v6 else socket.AF_INET
@@ -156,6 +164,16 @@ class Relay:
         return self._end(session, reason)
 
     def _end(self, session: Session, reason: str) -> dict[str, Any]:
+        if self.kernel is not None and self.kernel.flows:
+            ports = [p.port for s in session.streams if s is not None for p in s.ports()]
+            if any(port in self.kernel.flows for port in ports):
+                from .kernel import KernelError
+
+                self.kernel.poll(time.monotonic())  # the last counts, for the summary
+                try:
+                    self.kernel.uninstall(ports)
+                except KernelError as exc:
+                    log.error("kernel path: %s", exc)
         session.end(reason, self.release)
         summary = session.summary(self.advertised_ip, reason)
         log.info("session %s ended (%s) after %.1fs", session.call_id, reason, summary["duration"])
@@ -164,6 +182,34 @@ class Relay:
         except Exception:  # a broken store must not break the relay
             log.exception("cannot store the summary of %s", session.call_id)
         return summary
+
+    def kernel_tick(self, now: float) -> None:
+        """Hand newly locked port pairs to the kernel, take back stale ones, read counters."""
+        from .kernel import KernelError
+
+        kernel, pending = self.kernel, self.kernel_pending
+        try:
+            stale = kernel.stale()
+            if stale:
+                kernel.uninstall(stale)
+            if pending:
+                pairs, seen = [], set()
+                for p in pending:
+                    q = p.partner
+                    if (q is None or p.sock is None or q.sock is None or not p.learned or not q.learned
+                            or p.port in seen or q.port in seen):
+                        continue
+                    seen.update((p.port, q.port))
+                    pairs.append((p, q))
+                pending.clear()
+                if pairs:
+                    kernel.install(pairs)
+            if now - self.kernel_polled >= KERNEL_POLL:
+                self.kernel_polled = now
+                kernel.poll(now)
+        except KernelError as exc:
+            pending.clear()
+            log.error("kernel path: %s", exc)
 
     def tick(self, now: float) -> None:
         """Report media timeouts; end sessions nobody removed after the report, or idle ones.
@@ -229,6 +275,7 @@ class Relay:
         buf = bytearray(65536)
         mv = memoryview(buf)
         v6 = self.v6
+        kpending = self.kernel_pending
         next_tick = monotonic() + TICK
         while self.running:
             try:
@@ -249,8 +296,11 @@ class Relay:
                     continue
                 if v6:
                     addr = (addr[0], addr[1], 0, 0)
-                if addr != p.learned and not p.accept(addr):
-                    continue
+                if addr != p.learned:
+                    if not p.accept(addr):
+                        continue
+                    if kpending is not None:  # newly locked: a candidate for the kernel path
+                        kpending.append(p)
                 p.packets += 1
                 p.bytes += n
                 p.last = now
@@ -265,6 +315,8 @@ class Relay:
             if now >= next_tick:
                 next_tick = now + TICK
                 self.tick(now)
+                if self.kernel is not None:
+                    self.kernel_tick(now)
             if len(events) < BATCH:
                 sleep(BATCH_WAIT)
 
@@ -274,4 +326,6 @@ class Relay:
     def close(self) -> None:
         for call_id in list(self.sessions):
             self.remove(call_id, "shutdown")
+        if self.kernel is not None:
+            self.kernel.close()
         self.ep.close()

@@ -196,6 +196,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "advertised_ip": ("", lambda k, v: v if v == "" else _ip(k, v)),
         "port_range": ([50000, 60000], _port_range),
         "media_timeout": (30, _int(1, 86400)),
+        "kernel_forwarding": (False, _bool),
     },
     "radius": {
         "server": ("", _optional_hostport),
