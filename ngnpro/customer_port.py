@@ -20,6 +20,7 @@ from typing import Any
 from spyne import rpc
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
 
 from ngnpro.models.changes import TOPIC_CUSTOMER, record_change
 from ngnpro.models.customer import Customer
@@ -202,7 +203,7 @@ def _check_username(username: Any) -> str:
 def _load(session: Any, scope: Scope, customer_id: Any) -> Customer:
     if not isinstance(customer_id, int) or customer_id <= 0:
         raise NGNProError(CUSTOMER_NOT_FOUND, f"Customer {customer_id!r} does not exist")
-    row = session.get(Customer, customer_id)
+    row = session.get(Customer, customer_id, options=[joinedload(Customer.properties)])
     if row is None:
         raise NGNProError(CUSTOMER_NOT_FOUND, f"Customer {customer_id} does not exist")
     scope.check(row)
@@ -258,7 +259,7 @@ def _query(ctx: Any, query: Any, resellers_only: bool) -> dict[str, Any]:
         "customer": Customer.id, "reseller": Customer.reseller,
         "only_resellers": lambda stmt, v: stmt.where(Customer.reseller_active.is_(True)) if str(v) == "1" else stmt,
     }
-    stmt = select(Customer)
+    stmt = select(Customer).options(selectinload(Customer.properties))  # not one query per account
     flt = getattr(query, "filter", None)
     if resellers_only and not getattr(flt, "customer", None):
         stmt = stmt.where(Customer.reseller_active.is_(True))
