@@ -152,3 +152,18 @@ def test_zeep_sends_lists(ngnpro_server) -> None:
         client, "CustomerProperty", [{"name": "b", "value": "2"}, {"name": "c", "value": "3"}]), _soapheaders=auth)
     props = svc.getProperties(customer=acc.id, _soapheaders=auth)
     assert [(p.name, p.value) for p in props] == [("a", "1"), ("b", "2"), ("c", "3")]
+
+
+def test_multiref_parameters_through_the_server(ngnpro_server) -> None:
+    """SOAP 1.1 5.2.1: a parameter may be a reference to an independent body entry."""
+    added = php_call(ngnpro_server.url, "Customer", "addAccount", {"account": {"username": "mref"}})
+    body = envelope("Customer", "getAccount", '<id href="#v1"/>').replace(
+        "\r\n</SOAP-ENV:Body>", f'<value id="v1" xsi:type="xsd:int">{added["id"]}</value>\r\n</SOAP-ENV:Body>')
+    status, root = raw_call(ngnpro_server.url, body)
+    assert status == 200 and result_element(root).findtext("username") == "mref"
+
+
+def test_positional_params_and_numbers_as_strings(ngnpro_server) -> None:
+    added = php_call(ngnpro_server.url, "Customer", "addAccount", {"account": {"username": "pos"}})
+    got = php_call(ngnpro_server.url, "Customer", "getAccount", f"[new SoapVar('{added['id']}', XSD_STRING)]")
+    assert got["username"] == "pos"  # PHP named it <param0> and typed it xsd:string
