@@ -154,6 +154,30 @@ def serve(config: Config) -> int:
     return _supervise(config, sock, ssl_args, workers)
 
 
+#: Connections served at once by one worker; more wait in the listen backlog.
+MAX_CONNECTIONS = 512
+#: A client silent this long while sending its request is dropped (slow-client protection).
+IDLE_TIMEOUT = 20.0
+#: No connection lives longer than this, however it trickles (a request takes milliseconds).
+CONNECTION_DEADLINE = 120.0
+
+
+def _handler_class() -> Any:
+    """gevent's WSGI handler with per-read and per-connection time limits, so that clients
+    sending slowly cannot pin every greenlet of the pool."""
+    import gevent
+    from gevent.pywsgi import WSGIHandler
+
+    class Handler(WSGIHandler):
+        def handle(self) -> None:
+            if self.socket is not None:
+                self.socket.settimeout(IDLE_TIMEOUT)
+            with gevent.Timeout(CONNECTION_DEADLINE, False):
+                super().handle()
+
+    return Handler
+
+
 def _bind(host: str, port: int) -> Any:
     import socket
 
@@ -182,8 +206,8 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
 
     engine, sessionmaker = open_database(config.database_url, migrate=False)
     app = build_app(config, sessionmaker)
-    server = WSGIServer(sock, app, spawn=Pool(256), log=None, error_log=logging.getLogger("ngnpro.http"),
-                        **ssl_args)
+    server = WSGIServer(sock, app, spawn=Pool(MAX_CONNECTIONS), log=None, handler_class=_handler_class(),
+                        error_log=logging.getLogger("ngnpro.http"), **ssl_args)
     server.start()
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
