@@ -33,7 +33,7 @@ def _setup_logging(config: Config, worker: int | None = None) -> None:
 
 
 def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa: ANN201
-          group: str = ""):
+          mailboxes: list | None = None):
     """Assemble one proxy process from the configuration (sockets not bound yet)."""
     from ngnpro.models.database import open_database
 
@@ -59,7 +59,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     registrar = Registrar.from_config(section, directory, location, auth)
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
-                group=group)
+                mailboxes=mailboxes)
     dialogs = DialogStore(sessions)
     proxy = Proxy(core, directory, location, registrar, dialogs,
                   realm=section["realm"], media=_media(config))
@@ -102,12 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     secret = os.urandom(32)
     if workers == 1:
         return _serve(config, secret, None)
-    group = f"sipproxy-{os.getpid()}"
+    # the workers' mailboxes (see sipproxy.core), opened here so every worker knows them all
+    import socket
+
+    mailboxes = []
+    for _ in range(workers):
+        box = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        box.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        box.bind(("127.0.0.1", 0))
+        mailboxes.append(box)
     children: list[int] = []
     for n in range(workers):
         pid = os.fork()
         if pid == 0:
-            os._exit(_serve(config, secret, n, group))
+            os._exit(_serve(config, secret, n, mailboxes))
         children.append(pid)
     log.info("started %d workers", workers)
 
@@ -130,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _serve(config: Config, secret: bytes, worker: int | None, group: str = "") -> int:
+def _serve(config: Config, secret: bytes, worker: int | None, mailboxes: list | None = None) -> int:
     import gevent
     import gevent.event
     from sqlalchemy.exc import SQLAlchemyError
@@ -139,7 +147,7 @@ def _serve(config: Config, secret: bytes, worker: int | None, group: str = "") -
         _setup_logging(config, worker)
     log = logging.getLogger("sipproxy")
     try:
-        core, _proxy, services = build(config, secret, worker or 0, group)
+        core, _proxy, services = build(config, secret, worker or 0, mailboxes)
         core.bind()
     except SQLAlchemyError as exc:
         print(f"sipproxy: database error: {str(exc).splitlines()[0]}", file=sys.stderr)

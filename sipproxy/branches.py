@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .transport import Inbound, Peer
 
 __all__ = ["HOOK_POINTS", "Hooks", "Branch", "Context", "best_response", "loop_hash",
-           "sender_behind_nat"]
+           "sender_behind_nat", "fix_nated_contact", "via_shows_nat"]
 
 HOOK_POINTS = (
     "preprocess_request", "preprocess_uri", "handle_local_extensions", "handle_incoming_pstn",
@@ -58,7 +58,7 @@ class Branch:
     """One client transaction of a forwarded request."""
 
     __slots__ = ("ctx", "request", "dest", "txn", "provisional", "final", "cancel_pending",
-                 "answered")
+                 "answered", "nat")
 
     def __init__(self, ctx: Context, request: Request, dest: Peer) -> None:
         self.ctx = ctx
@@ -69,6 +69,9 @@ class Branch:
         self.final: Response | None = None
         self.cancel_pending = False
         self.answered = False
+        #: the target is a NATed contact reached at its public address: its answers'
+        #: Contact is rewritten to that address (like Kamailio's fix_nated_contact)
+        self.nat = False
 
 
 class Context:
@@ -125,13 +128,7 @@ def sender_behind_nat(req: Request) -> bool:
     """The NAT test of the ``nat`` media policy: the top Via's sent-by differs from where the
     request came from (``received``/``rport`` as the core stamped them), or the SDP names a
     private address."""
-    try:
-        via = req.vias[0]
-    except (ParseError, IndexError):
-        return False
-    if via.received and via.received != via.host.strip("[]"):
-        return True
-    if isinstance(via.rport, int) and via.rport is not True and via.rport != (via.port or 5060):
+    if via_shows_nat(req):
         return True
     if req.body and b"c=IN IP" in req.body:
         for line in req.body.decode("utf-8", "replace").splitlines():
@@ -143,3 +140,34 @@ def sender_behind_nat(req: Request) -> bool:
                 if any(addr in net for net in _PRIVATE):
                     return True
     return False
+
+
+def fix_nated_contact(msg: Request | Response, public: Peer) -> bool:
+    """Point the single Contact of ``msg`` at ``public`` (where the NATed party really is),
+    so in-dialog requests to it reach it.  True when changed."""
+    try:
+        contacts = msg.contacts
+    except ParseError:
+        return False
+    if not isinstance(contacts, list) or len(contacts) != 1 or not contacts[0].uri.is_sip:
+        return False
+    contact = contacts[0].copy()
+    host = f"[{public.host}]" if ":" in public.host else public.host
+    if contact.uri.host == host and contact.uri.port == public.port:
+        return False
+    contact.uri.host, contact.uri.port = host, public.port
+    msg.headers.set("Contact", str(contact))
+    return True
+
+
+def via_shows_nat(req: Request) -> bool:
+    """The top Via's sent-by is not where the request came from (after the core stamped
+    ``received``/``rport``)."""
+    try:
+        via = req.vias[0]
+    except (ParseError, IndexError):
+        return False
+    if via.received and via.received != via.host.strip("[]"):
+        return True
+    return isinstance(via.rport, int) and via.rport is not True and via.rport != (via.port or 5060)
+

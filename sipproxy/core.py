@@ -83,7 +83,7 @@ class Core:
 
     def __init__(self, listen: list[str], *, tls_cert: str = "", tls_key: str = "",
                  reuse_port: bool = False, timers: Timers | None = None,
-                 worker: int = 0, workers: int = 1, group: str = "") -> None:
+                 worker: int = 0, workers: int = 1, mailboxes: list | None = None) -> None:
         self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port)
         #: worker processes share the listening addresses (SO_REUSEPORT): the kernel picks a
         #: worker by the sender's address, which says nothing about the call.  Every UDP
@@ -92,7 +92,9 @@ class Core:
         #: owns the connection.
         self.worker = worker
         self.workers = workers
-        self.group = group or f"sipproxy-{os.getpid()}"
+        #: one loopback UDP socket per worker, opened by the parent before forking
+        self._mailboxes = mailboxes or []
+        self._mailbox_ports = [m.getsockname()[1] for m in self._mailboxes]
         self._mailbox: Any = None
         self._loop = gevent.get_hub().loop
         self._watchers: dict[tuple[int, str], tuple[Any, StartTimer]] = {}
@@ -109,12 +111,12 @@ class Core:
 
     def bind(self) -> None:
         self.transports.bind()
-        if self.workers > 1:
-            from gevent import socket as gsocket
-
-            box = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_DGRAM)
-            box.bind(self._mailbox_name(self.worker))
-            self._mailbox = box
+        if self.workers > 1 and self._mailboxes:
+            self._mailbox = self._mailboxes[self.worker]
+            self.transports.prefilter = self._route_to_owner
+            for n, box in enumerate(self._mailboxes):
+                if n != self.worker:
+                    box.close()  # we only send to their ports, from our own socket
 
     def start(self) -> None:
         self.transports.start()
@@ -125,9 +127,6 @@ class Core:
         self.transports.stop()
         if self._mailbox is not None:
             self._mailbox.close()
-
-    def _mailbox_name(self, worker: int) -> str:
-        return f"\0{self.group}-{worker}"  # Linux abstract namespace: no file to clean up
 
     def branch_suffix(self) -> str:
         """The random part of our branches, prefixed by this worker's number."""
@@ -142,23 +141,39 @@ class Core:
             return self.worker
         return zlib.crc32(m.group(1).strip()) % self.workers
 
-    def _handoff(self, worker: int, inbound: Inbound) -> None:
-        if not 0 <= worker < self.workers or self._mailbox is None:
-            return
-        log.debug("message from %s handed to worker %d", inbound.source, worker)
+    def _route_to_owner(self, inbound: Inbound) -> bool:
+        """Transport prefilter (runs in the UDP receive loop, in arrival order): True when
+        the datagram belongs to another worker's call and was handed to it."""
+        owner = self.owner_of(inbound.data)
+        if owner == self.worker or not self._handoff(owner, inbound):
+            return False
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("datagram from %s handed to worker %d", inbound.source, owner)
+        return True
+
+    def _handoff(self, worker: int, inbound: Inbound) -> bool:
+        """Pass a datagram to the worker that owns its call; False when there is no such
+        worker to hand to (then this one handles it)."""
+        if not 0 <= worker < len(self._mailbox_ports) or self._mailbox is None:
+            return False
         head = f"{inbound.source}|{inbound.listener}\n".encode()
         try:
-            self._mailbox.sendto(head + inbound.data, self._mailbox_name(worker))
+            self._mailbox.sendto(head + inbound.data, ("127.0.0.1", self._mailbox_ports[worker]))
         except OSError as exc:
-            log.debug("cannot hand a response to worker %d: %s", worker, exc)
+            log.debug("cannot hand a message to worker %d: %s", worker, exc)
+            return False
+        return True
 
     def _mailbox_loop(self) -> None:
         listeners = {str(lst): lst for lst in self.transports.listeners}
+        ports = set(self._mailbox_ports)
         while True:
             try:
-                data = self._mailbox.recv(70000)
+                data, addr = self._mailbox.recvfrom(70000)
             except OSError:
                 return
+            if addr[0] != "127.0.0.1" or addr[1] not in ports:
+                continue  # only our sibling workers may hand us messages
             head, _, payload = data.partition(b"\n")
             source, _, listener = head.decode("ascii", "replace").partition("|")
             try:
@@ -167,7 +182,10 @@ class Core:
                 continue
             lst = listeners.get(listener)
             if lst is not None:
-                self.on_inbound(Inbound(payload, peer, lst), handed=True)
+                try:
+                    self.on_inbound(Inbound(payload, peer, lst))
+                except Exception:  # a bad message must not stop the mailbox
+                    log.exception("error handling a message handed over from %s", peer)
 
     # -- who we are -----------------------------------------------------------------------
 
@@ -193,13 +211,8 @@ class Core:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def on_inbound(self, inbound: Inbound, handed: bool = False) -> None:
+    def on_inbound(self, inbound: Inbound) -> None:
         self.received += 1
-        if self.workers > 1 and not handed and inbound.connection is None:
-            owner = self.owner_of(inbound.data)
-            if owner != self.worker:
-                self._handoff(owner, inbound)
-                return
         try:
             msg = parse_message(inbound.data)
         except ParseError as exc:

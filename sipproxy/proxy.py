@@ -46,8 +46,10 @@ from .branches import (
     Context,
     Hooks,
     best_response,
+    fix_nated_contact,
     loop_hash,
     sender_behind_nat,
+    via_shows_nat,
 )
 from .core import Core, is_ip
 from .dialog import DialogInfo, DialogStore
@@ -239,6 +241,9 @@ class Proxy:
             if dest is None:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
             return self._proxy(req, txn, inbound, [(None, dest, ())], caller, str(req.uri))
+        hooked = self.hooks.call("preprocess_uri", req, account=account)
+        if hooked is not None:
+            return hooked
         if not to_local:
             return self.route_outbound(req, account)
         return self._route_local(req, txn, inbound, caller)
@@ -250,6 +255,9 @@ class Proxy:
             return hooked
         user = req.uri.user or ""
         if req.uri.scheme.lower() == "tel" or user.lstrip("+").isdigit():
+            hooked = self.hooks.call("preprocess_pstn", req, account=account)
+            if hooked is not None:
+                return hooked
             return make_response(req, 404, "No Route To Destination", to_tag=_tag())
         return make_response(req, 403, "Outbound Routing Not Available", to_tag=_tag())
 
@@ -334,6 +342,8 @@ class Proxy:
                caller: str, callee: str, ring_timeout: float = TIMER_C) -> Response | None:
         ctx = Context(req, txn, inbound, caller, callee)
         txn.user_data = ctx
+        if inbound.source.transport == "udp" and via_shows_nat(req):
+            fix_nated_contact(req, inbound.source)
         if req.method == "INVITE":
             self._media_offer(req)
         self._start_branches(ctx, targets, record_route=req.method in DIALOG_METHODS)
@@ -362,6 +372,9 @@ class Proxy:
                 r.headers.add("Route", p, top=True)
             r.headers.add("Via", self.core.via_for(out, mark + self.core.branch_suffix()), top=True)
             branch = Branch(ctx, r, dest)
+            if uri is not None and dest.transport == "udp" and not path:
+                plain = self._uri_dest(uri)
+                branch.nat = plain is not None and (plain.host, plain.port) != (dest.host, dest.port)
             ctx.branches.append(branch)
         if not ctx.branches:
             self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=_tag()))
@@ -445,6 +458,8 @@ class Proxy:
             return  # the answer to one of our CANCELs
         ctx = branch.ctx
         status = response.status
+        if branch.nat and status < 300 and ctx.request.method in DIALOG_METHODS:
+            fix_nated_contact(response, branch.dest)
         if status < 200:
             branch.provisional = True
             if branch.cancel_pending or ctx.cancelled:

@@ -186,6 +186,8 @@ class Transports:
                  reuse_port: bool = False) -> None:
         self.listeners = [parse_listen(s) for s in specs]
         self.handler = handler
+        #: called in the receive loop before a datagram gets its greenlet; True: consumed
+        self.prefilter: Callable[[Inbound], bool] | None = None
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.reuse_port = reuse_port
@@ -257,7 +259,10 @@ class Transports:
                 continue  # ICMP errors surface here on Linux; ignore them
             if len(data) > MAX_MESSAGE or not data.strip(b"\r\n\0 "):
                 continue  # oversize, or a keepalive / empty datagram
-            gevent.spawn(self._dispatch, Inbound(data, Peer("udp", addr[0], addr[1]), lst))
+            inbound = Inbound(data, Peer("udp", addr[0], addr[1]), lst)
+            if self.prefilter is not None and self.prefilter(inbound):
+                continue  # taken care of in line (keeps the order of what is passed on)
+            gevent.spawn(self._dispatch, inbound)
 
     def _dispatch(self, inbound: Inbound) -> None:
         try:
