@@ -187,5 +187,5 @@ def test_encoder_empty_list_is_typed() -> None:
 
 
 def test_encoder_drops_xml_invalid_control_characters() -> None:
-    el = _encode({"text": "a\x00b\x1bc"})
+    el = _encode({"text": "a\x00b\x1bc\udcff"})
     assert el.find("text").text == "abc"
