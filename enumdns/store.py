@@ -105,6 +105,7 @@ class Store:
         self._complete = False  # every number is in _numbers: a miss means "no such number"
         self._below: OrderedDict[str, bool] = OrderedDict()
         self._conn = None
+        self._prepared: dict[int, tuple[str, list[str] | None, dict]] = {}
         self.feed: ChangeFeed | None = None
 
     # ---------------------------------------------------------------- loading
@@ -264,17 +265,53 @@ class Store:
         key = f"{digits}@{tld.lower()}"
         hit = self._below.get(key)
         if hit is None:
-            rows = self._query(_BELOW_QUERY, t=tld, lo=digits, hi=digits + ":")
+            rows = self._fast_query(_BELOW_QUERY, t=tld, lo=digits, hi=digits + ":")
             hit = self._below[key] = bool(rows)
             if len(self._below) > 10000:
                 self._below.popitem(last=False)
         return hit
 
     def _read_number(self, number: str, tld: str) -> tuple[Mapping, ...] | None:
-        rows = self._query(_NUMBER_QUERY, n=number, t=tld)
+        rows = self._fast_query(_NUMBER_QUERY, n=number, t=tld)
         if not rows:
             return None
-        return tuple((sys.intern(r.type), r.mapto, r.ttl, r.priority) for r in rows if r.type is not None)
+        return tuple((sys.intern(r[1]), r[2], r[3], r[4]) for r in rows if r[1] is not None)
+
+    def _fast_query(self, stmt, **params) -> list[tuple]:  # noqa: ANN001
+        """:meth:`_query` for the per-miss lookups, on the driver's own cursor: the SQL is
+        compiled once per dialect, which cuts a lookup to a fraction of the cost (it is what
+        a cache miss costs when the numbers do not all fit in memory)."""
+        prepared = self._prepared.get(id(stmt))
+        if prepared is None:
+            compiled = stmt.compile(dialect=self.engine.dialect)
+            order = list(compiled.positiontup) if compiled.positional else None
+            prepared = self._prepared[id(stmt)] = (str(compiled), order, dict(compiled.params))
+        sql, order, defaults = prepared
+        values = {**defaults, **params}
+        args = tuple(values[k] for k in order) if order is not None else values
+        try:
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            dbapi = self._conn.connection.dbapi_connection
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(sql, args)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+                dbapi.rollback()  # end the snapshot: the next read sees new commits
+        except (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as exc:
+            self._drop_connection()
+            raise StoreError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+            self._conn = None
 
     def _remember(self, key: str, value: tuple[Mapping, ...] | None) -> None:
         numbers = self._numbers
@@ -297,13 +334,7 @@ class Store:
             finally:
                 self._conn.rollback()
         except SQLAlchemyError as exc:
-            if self._conn is not None:
-                try:
-                    self._conn.invalidate()
-                    self._conn.close()
-                except SQLAlchemyError:
-                    pass
-                self._conn = None
+            self._drop_connection()
             raise StoreError(str(exc).splitlines()[0]) from exc
 
     # ---------------------------------------------------------------- changes
