@@ -360,3 +360,69 @@ def test_no_relay_through_a_preloaded_route_or_register(proxy):
             pass
     finally:
         sink.close()
+
+
+def _digest_register(send, recv, user: str, password: str, make) -> None:
+    """REGISTER, answer the 401, expect 200 (``make(cseq, auth_header)`` builds the bytes)."""
+    from sipproxy.digest import compute_response, ha1, parse_auth_params
+
+    send(make(1, ""))
+    first = recv()
+    assert first.startswith("SIP/2.0 401"), first
+    challenge = next(line for line in first.split("\r\n") if line.startswith("WWW-Authenticate"))
+    nonce = parse_auth_params(challenge.split(":", 1)[1])[1]["nonce"]
+    resp = compute_response("MD5", ha1(user, "example.com", password), nonce=nonce,
+                            method="REGISTER", uri="sip:example.com", qop="auth", nc="00000001",
+                            cnonce="c0ffee")
+    send(make(2, f'Authorization: Digest username="{user}", realm="example.com", nonce="{nonce}", '
+                 f'uri="sip:example.com", response="{resp}", qop=auth, nc=00000001, cnonce="c0ffee", '
+                 f"algorithm=MD5\r\n"))
+    ok = recv()
+    assert ok.startswith("SIP/2.0 200"), ok
+
+
+def test_udp_phone_behind_nat_is_reached_at_its_public_address(proxy, tmp_path, callee):
+    """A phone whose Contact names its private address (127.0.0.2 here, where nothing
+    listens) registers over UDP: the INVITE goes to where its REGISTER came from, and its
+    200's Contact is rewritten so the caller's ACK and BYE reach it too."""
+    user, password = callee
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind(("127.0.0.1", 0))
+    phone.settimeout(10)
+    private = f"127.0.0.2:{free_port()}"
+
+    def make(cseq: int, auth: str) -> bytes:
+        return (f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP {private};rport;branch=z9hG4bKn{cseq}\r\n"
+                f"From: <sip:{user}@example.com>;tag=n1\r\nTo: <sip:{user}@example.com>\r\n"
+                f"Call-ID: nat-udp-{user}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{private}>\r\n"
+                f"{auth}Expires: 600\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def recv() -> str:
+        return phone.recv(65535).decode()
+
+    _digest_register(lambda b: phone.sendto(b, ("127.0.0.1", proxy.port)), recv, user, password, make)
+    uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "secret-a", user)])
+
+    def answer(msg: str, status: str, extra: str = "") -> None:
+        lines = msg.split("\r\n")
+        keep = [ln for ln in lines if ln.split(":", 1)[0].lower() in ("via", "from", "call-id", "cseq", "record-route")]
+        to = next(ln for ln in lines if ln.lower().startswith("to:"))
+        tag = "" if ";tag=" in to else ";tag=natB"
+        phone.sendto((f"SIP/2.0 {status}\r\n" + "\r\n".join(keep) + f"\r\n{to}{tag}\r\n{extra}"
+                      "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", proxy.port))
+
+    invite = recv()
+    while not invite.startswith("INVITE "):
+        invite = recv()
+    answer(invite, "200 OK", f"Contact: <sip:{user}@{private}>\r\n")
+    methods = []
+    while "BYE" not in methods:
+        msg = recv()
+        if msg.startswith("SIP/2.0"):
+            continue
+        methods.append(msg.split(" ", 1)[0])
+        if msg.startswith("BYE "):
+            answer(msg, "200 OK")
+    assert methods[-2:] == ["ACK", "BYE"] or methods == ["ACK", "BYE"], methods
+    _ok(uac, proxy)
+    phone.close()
