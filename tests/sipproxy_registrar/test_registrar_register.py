@@ -215,3 +215,17 @@ def test_database_failure_answers_500_and_changes_nothing(env, db_url: str) -> N
         engine.dispose()
     assert location.lookup("alice", DOMAIN) == []
     assert authed(reg, "alice", "pw-alice").status == 200  # and it recovers
+
+
+def test_nat_detection_ipv4_ipv6() -> None:
+    from sipproxy.registrar import split_address
+    from sipproxy.uri import parse_name_addr
+
+    assert split_address("udp:[2001:db8::1]:5062") == ("udp", "2001:db8::1", 5062)
+    assert split_address("TCP:192.0.2.1:5060") == ("tcp", "192.0.2.1", 5060)
+    nat = Registrar._behind_nat
+    assert not nat(parse_name_addr("<sip:a@[2001:DB8::1]:5062>"), "udp:[2001:db8::1]:5062")
+    assert not nat(parse_name_addr("<sip:a@192.0.2.1>"), "udp:192.0.2.1:5060")  # default port
+    assert nat(parse_name_addr("<sip:a@10.0.0.5:5060>"), "udp:192.0.2.1:5060")  # private address
+    assert nat(parse_name_addr("<sip:a@192.0.2.1:5060>"), "udp:192.0.2.1:40001")  # port rewritten
+    assert not nat(parse_name_addr("<sips:a@192.0.2.1>"), "tls:192.0.2.1:5061")
