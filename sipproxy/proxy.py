@@ -476,7 +476,10 @@ class Proxy:
             if ctx.request.method == "INVITE":
                 self._media_answer(ctx, response)
                 self._cancel_branches(ctx, keep=branch)
-            self.core.respond(ctx.txn, response)
+            if ctx.txn.state in ("Proceeding", "Trying", "Accepted"):
+                self.core.respond(ctx.txn, response)
+            else:  # a 2xx after our final answer (16.7 step 10): it must still reach the caller
+                self._forward_stray(response)
             if not ctx.final_sent:
                 ctx.final_sent = True
                 self._stop_timer(ctx)
