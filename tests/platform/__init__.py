@@ -1,0 +1,1 @@
+"""Platform-level end-to-end tests: all four services as real processes on one config file."""
