@@ -128,6 +128,27 @@ def _declared_length(el: etree._Element) -> int | None:
 
 # --------------------------------------------------------------------------- decoding
 
+_BLANKS: dict[Any, tuple[Any, dict[str, None] | None]] = {}
+
+
+def new_instance(cls: Any) -> Any:
+    """An instance of the struct model ``cls`` with every member None.  spyne's constructor
+    costs ~20x more (it walks every member for defaults), so it is used only for classes
+    that declare defaults; instances of customized classes are made from the original."""
+    entry = _BLANKS.get(cls)
+    if entry is None:
+        real = getattr(cls, "__orig__", None) or cls
+        members = struct_members(real)
+        has_defaults = any(getattr(m.Attributes, "default", None) is not None for m in members.values())
+        entry = _BLANKS[cls] = (real, None if has_defaults else dict.fromkeys(members))
+    real, blank = entry
+    if blank is None:
+        return real()
+    inst = real.__new__(real)
+    inst.__dict__.update(blank)
+    return inst
+
+
 class Decoder:
     """Turns request elements into Python values; one instance per request."""
 
@@ -199,7 +220,7 @@ class Decoder:
 
     def _struct(self, cls: Any, el: etree._Element, path: str) -> Any:
         children = self._children(el)
-        inst = (getattr(cls, "__orig__", None) or cls)()  # spyne warns on instances of customized classes
+        inst = new_instance(cls)
         if not children:
             if (el.text or "").strip():
                 raise NGNProError(INVALID_VALUE, f"Invalid value for {path}: expected a structure")
