@@ -187,3 +187,14 @@ def test_property_limits(ngnpro_server) -> None:
         with pytest.raises(SoapFaultError) as exc:
             call(url, "Customer", "setProperties", {"customer": a["id"], "properties": [bad]})
         assert exc.value.code == 1040
+
+
+def test_a_fault_late_in_a_call_rolls_back_its_earlier_changes(ngnpro_server) -> None:
+    a = add(ngnpro_server, "atomic", firstName="Before", properties=[{"name": "keep", "value": "1"}])
+    with pytest.raises(SoapFaultError) as exc:
+        call(ngnpro_server.url, "Customer", "updateAccount", {"account": {
+            "id": a["id"], "firstName": "After",
+            "properties": [{"name": "new", "value": "x"}, {"name": "bad", "permission": "root"}]}})
+    assert exc.value.code == 1040
+    got = call(ngnpro_server.url, "Customer", "getAccount", {"id": a["id"]})
+    assert got["firstName"] == "Before" and [p["name"] for p in got["properties"]] == ["keep"]
