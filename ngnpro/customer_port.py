@@ -244,6 +244,17 @@ def _set_properties(session: Any, row: Customer, props: list[Any] | None, scope:
                 row.properties.remove(old)
 
 
+def _impersonate_target(session: Any, scope: Scope, value: Any) -> int:
+    """``impersonate`` names the account whose credentials a login uses (API.md 1.5), so a
+    scoped caller may only point it at an account it can see itself."""
+    target = max(int(value or 0), 0)
+    if target and not scope.unscoped:
+        row = session.get(Customer, target)
+        if row is None or not scope.allows(row):
+            raise NGNProError(PERMISSION_DENIED, f"Permission denied: impersonate {target} is outside your accounts")
+    return target
+
+
 def _count_subs(session: Any, customer_id: int) -> int:
     return session.execute(
         select(func.count()).select_from(Customer).where(Customer.reseller == customer_id, Customer.id != customer_id)
@@ -305,7 +316,7 @@ class CustomerPort(PortService):
             if account.reseller not in (None, 0, scope.reseller_id):
                 raise NGNProError(PERMISSION_DENIED, "Permission denied: reseller must be your own id")
             row.customer, row.reseller = scope.owner_defaults()
-        row.impersonate = max(int(account.impersonate or 0), 0)
+        row.impersonate = _impersonate_target(c.session, scope, account.impersonate)
         c.session.add(row)
         try:
             c.session.flush()
@@ -348,7 +359,7 @@ class CustomerPort(PortService):
         if account.impersonate is not None and account.impersonate != row.impersonate:
             if not scope.admin and row.id == scope.login_id:
                 raise NGNProError(PERMISSION_DENIED, "Permission denied: a login cannot change its own impersonate")
-            row.impersonate = max(int(account.impersonate), 0)
+            row.impersonate = _impersonate_target(c.session, scope, account.impersonate)
         if account.properties is not None:
             _set_properties(c.session, row, account.properties, scope, replace=True)
         c.session.flush()

@@ -190,3 +190,18 @@ def test_balance_and_credit_are_not_self_service(ngnpro_server, world) -> None:
     call(url, "Customer", "updateAccount", {"account": {"id": world["r1c"], "credit": 25.5}}, auth=login("r1"))
     got = call(url, "Customer", "getAccount", {"id": world["r1c"]})
     assert (got["balance"], got["credit"], got["city"]) == (0.0, 25.5, "Ede")
+
+
+def test_impersonate_cannot_point_outside_the_scope(ngnpro_server, world) -> None:
+    url = ngnpro_server.url
+    with pytest.raises(SoapFaultError) as exc:
+        call(url, "Customer", "updateAccount", {"account": {"id": world["r1c"], "impersonate": world["r2"]}},
+             auth=login("r1"))
+    assert exc.value.code == 9002
+    with pytest.raises(SoapFaultError) as exc:
+        call(url, "Customer", "addAccount", {"account": {"username": "imp2", "impersonate": world["r2c"]}},
+             auth=login("r1"))
+    assert exc.value.code == 9002
+    call(url, "Customer", "updateAccount", {"account": {"id": world["r1c"], "impersonate": world["r1"]}},
+         auth=login("r1"))
+    assert call(url, "Customer", "getAccount", {"id": world["r1c"]})["impersonate"] == world["r1"]
