@@ -6,10 +6,14 @@ conntrack.  Per flow (one RTP or RTCP port pair), in a table of this relay's own
 
 * ``raw`` chains (prerouting for packets from the network, output for local ones) put the
   two exact 4-tuples, party A -> relay port a and party B -> relay port b, into a conntrack
-  zone of their own, and count them (the per-direction packet and byte counters);
+  zone of their own, and count them (a set with per-element counters: the per-direction
+  packet and byte counters);
 * ``nat`` chains DNAT A's packets to B and SNAT them to come from relay port b.  B's
   packets then match the reply direction of that connection and are NATed back to A, from
   relay port a.
+
+Flows are elements of maps keyed by the 4-tuple, so the per-packet cost does not grow with
+the number of flows.
 
 The fresh zone matters: the packets user space relayed before already made conntrack
 entries for the same 4-tuples, and NAT is only decided for new connections.  Each install
@@ -43,25 +47,22 @@ class KernelError(Exception):
 
 @dataclass
 class Flow:
-    """One kernel-forwarded port pair and its nftables rule handles."""
+    """One kernel-forwarded port pair: party A <-> relay port a ... relay port b <-> party B."""
 
     a: RelayPort
     b: RelayPort
     a_src: tuple
     b_src: tuple
     zone: int
-    handles: dict[str, list[int]] = field(default_factory=dict)
-    counted: dict[int, tuple[int, int]] = field(default_factory=dict)  # handle -> last counters
+    counted: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> last counters
 
 
 class KernelPath:
-    CHAINS = {
-        "raw_pre": "type filter hook prerouting priority raw;",
-        "raw_out": "type filter hook output priority raw;",
-        "nat_pre": "type nat hook prerouting priority dstnat;",
-        "nat_out": "type nat hook output priority -100;",
-        "nat_post": "type nat hook postrouting priority srcnat;",
-    }
+    """The relay's nftables table.  Flows live in maps keyed by the 4-tuple, so a packet
+    costs one hash lookup however many flows there are, and a flow is added or removed by
+    adding or deleting map elements."""
+
+    KEY = "ip saddr . udp sport . ip daddr . udp dport"
 
     def __init__(self, relay_ip: str, name: str) -> None:
         self.ip = relay_ip
@@ -82,19 +83,45 @@ class KernelPath:
         return out.stdout
 
     def start(self) -> None:
-        chains = "\n".join(f"  chain {c} {{ {spec} }}" for c, spec in self.CHAINS.items())
+        k, t = self.KEY, self.table
         # add-then-delete removes a table left by a crashed relay of the same name
-        self._run(f"add table ip {self.table}\ndelete table ip {self.table}\n"
-                  f"table ip {self.table} {{\n{chains}\n}}\n")
+        self._run(f"""add table ip {t}
+delete table ip {t}
+table ip {t} {{
+  map zones {{ typeof {k} : ct zone; }}
+  set counted {{ typeof {k}; counter; }}
+  map dnat4 {{ type ipv4_addr . inet_service . ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  map snat4 {{ type ipv4_addr . inet_service . ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+  chain raw_pre {{ type filter hook prerouting priority raw; {k} @counted ct zone set {k} map @zones; }}
+  chain raw_out {{ type filter hook output priority raw; {k} @counted ct zone set {k} map @zones; }}
+  chain nat_pre {{ type nat hook prerouting priority dstnat; dnat ip to {k} map @dnat4; }}
+  chain nat_out {{ type nat hook output priority -100; dnat ip to {k} map @dnat4; }}
+  chain nat_post {{ type nat hook postrouting priority srcnat; snat ip to {k} map @snat4; }}
+}}
+""")
 
     def close(self) -> None:
         try:
-            self._run(f"delete table ip {self.table}\n")
+            self._run(None, "delete", "table", "ip", self.table)
         except KernelError as exc:
             log.warning("cannot remove nftables table %s: %s", self.table, exc)
         self.flows.clear()
 
     # -- flows ---------------------------------------------------------------------------
+    def _elements(self, flow: Flow) -> dict[str, list[str]]:
+        (ai, ap), (bi, bp), r = flow.a_src, flow.b_src, self.ip
+        ka, kb = f"{ai} . {ap} . {r} . {flow.a.port}", f"{bi} . {bp} . {r} . {flow.b.port}"
+        return {
+            "counted": [ka, kb],
+            "zones": [f"{ka} : {flow.zone}", f"{kb} : {flow.zone}"],
+            "dnat4": [f"{ka} : {bi} . {bp}"],
+            "snat4": [f"{ai} . {ap} . {bi} . {bp} : {r} . {flow.b.port}"],
+        }
+
+    @staticmethod
+    def _key(addr: tuple, port: int, relay: str) -> str:
+        return f"{addr[0]}.{addr[1]}.{relay}.{port}"
+
     def install(self, pairs: list[tuple[RelayPort, RelayPort]]) -> int:
         """Hand these port pairs (both parties learned) to the kernel; returns how many."""
         flows, lines = [], []
@@ -103,32 +130,13 @@ class KernelPath:
                 continue
             self.zone = self.zone % 65000 + 1
             flow = Flow(a, b, a.learned[:2], b.learned[:2], self.zone)
-            (ai, ap), (bi, bp), r = flow.a_src, flow.b_src, self.ip
-            match_a = f"ip saddr {ai} udp sport {ap} ip daddr {r} udp dport {a.port}"
-            match_b = f"ip saddr {bi} udp sport {bp} ip daddr {r} udp dport {b.port}"
-            rules = [
-                ("raw_pre", f"{match_a} counter ct zone set {flow.zone}"),
-                ("raw_out", f"{match_a} counter ct zone set {flow.zone}"),
-                ("raw_pre", f"{match_b} counter ct zone set {flow.zone}"),
-                ("raw_out", f"{match_b} counter ct zone set {flow.zone}"),
-                ("nat_pre", f"ct zone {flow.zone} {match_a} dnat to {bi}:{bp}"),
-                ("nat_out", f"ct zone {flow.zone} {match_a} dnat to {bi}:{bp}"),
-                ("nat_post", f"ct zone {flow.zone} ip saddr {ai} udp sport {ap} ip daddr {bi} udp dport {bp}"
-                             f" snat to {r}:{b.port}"),
-            ]
-            flows.append((flow, rules))
-            lines += [f"add rule ip {self.table} {chain} {rule}" for chain, rule in rules]
+            flows.append(flow)
+            lines += [f"add element ip {self.table} {name} {{ {', '.join(elems)} }}"
+                      for name, elems in self._elements(flow).items()]
         if not flows:
             return 0
-        out = self._run("\n".join(lines) + "\n", "--echo", "--handle")
-        handles = [int(line.rsplit("# handle ", 1)[1]) for line in out.splitlines() if "# handle " in line]
-        if len(handles) != len(lines):
-            raise KernelError(f"nft echoed {len(handles)} handles for {len(lines)} rules")
-        i = 0
-        for flow, rules in flows:
-            for chain, _ in rules:
-                flow.handles.setdefault(chain, []).append(handles[i])
-                i += 1
+        self._run("\n".join(lines) + "\n")
+        for flow in flows:
             self.flows[flow.a.port] = self.flows[flow.b.port] = flow
             log.debug("kernel forwards %s <-> %s via ports %d/%d", flow.a_src, flow.b_src, flow.a.port, flow.b.port)
         return len(flows)
@@ -143,8 +151,8 @@ class KernelPath:
             done.add(id(flow))
             self.flows.pop(flow.a.port, None)
             self.flows.pop(flow.b.port, None)
-            lines += [f"delete rule ip {self.table} {chain} handle {h}"
-                      for chain, hs in flow.handles.items() for h in hs]
+            lines += [f"delete element ip {self.table} {name} {{ {', '.join(e.split(' : ')[0] for e in elems)} }}"
+                      for name, elems in self._elements(flow).items()]
         if lines:
             self._run("\n".join(lines) + "\n")
 
@@ -164,29 +172,28 @@ class KernelPath:
         if not self.flows:
             return
         try:
-            data = json.loads(self._run(None, "-j", "list", "table", "ip", self.table))
+            data = json.loads(self._run(None, "-j", "list", "set", "ip", self.table, "counted"))
         except (KernelError, ValueError) as exc:
             log.warning("cannot read kernel counters: %s", exc)
             return
-        counters: dict[int, tuple[int, int]] = {}
+        counters: dict[str, tuple[int, int]] = {}
         for item in data.get("nftables", []):
-            rule = item.get("rule")
-            if not rule or not rule.get("chain", "").startswith("raw_"):
-                continue
-            for expr in rule.get("expr", []):
-                if "counter" in expr:
-                    counters[rule["handle"]] = (expr["counter"]["packets"], expr["counter"]["bytes"])
+            for elem in (item.get("set") or {}).get("elem", []):
+                e = elem.get("elem", {})
+                parts = (e.get("val") or {}).get("concat")
+                counter = e.get("counter")
+                if parts and counter:
+                    counters[".".join(str(x) for x in parts)] = (counter["packets"], counter["bytes"])
         for port, flow in self.flows.items():
             if port != flow.a.port:
                 continue
-            pre, out = flow.handles["raw_pre"], flow.handles["raw_out"]
-            for target, hs in ((flow.a, (pre[0], out[0])), (flow.b, (pre[1], out[1]))):
-                for h in hs:
-                    packets, octets = counters.get(h, (0, 0))
-                    old_p, old_b = flow.counted.get(h, (0, 0))
-                    if packets > old_p:
-                        target.packets += packets - old_p
-                        # nftables counts IP packets; user space counts UDP payload
-                        target.bytes += (octets - old_b) - IP_UDP_HEADERS * (packets - old_p)
-                        target.last = now
-                        flow.counted[h] = (packets, octets)
+            for target, src in ((flow.a, flow.a_src), (flow.b, flow.b_src)):
+                key = self._key(src, target.port, self.ip)
+                packets, octets = counters.get(key, (0, 0))
+                old_p, old_b = flow.counted.get(key, (0, 0))
+                if packets > old_p:
+                    target.packets += packets - old_p
+                    # nftables counts IP packets; user space counts UDP payload
+                    target.bytes += (octets - old_b) - IP_UDP_HEADERS * (packets - old_p)
+                    target.last = now
+                    flow.counted[key] = (packets, octets)

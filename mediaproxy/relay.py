@@ -164,16 +164,8 @@ class Relay:
         return self._end(session, reason)
 
     def _end(self, session: Session, reason: str) -> dict[str, Any]:
-        if self.kernel is not None and self.kernel.flows:
-            ports = [p.port for s in session.streams if s is not None for p in s.ports()]
-            if any(port in self.kernel.flows for port in ports):
-                from .kernel import KernelError
-
-                self.kernel.poll(time.monotonic())  # the last counts, for the summary
-                try:
-                    self.kernel.uninstall(ports)
-                except KernelError as exc:
-                    log.error("kernel path: %s", exc)
+        # kernel flows of this session are taken down at the next tick (their sockets are
+        # closed by then); their summary counts are those of the last counter poll
         session.end(reason, self.release)
         summary = session.summary(self.advertised_ip, reason)
         log.info("session %s ended (%s) after %.1fs", session.call_id, reason, summary["duration"])
