@@ -59,6 +59,8 @@ _PREFIX_OF = {uri: p for p, uri in PREFIXES.items()}
 
 #: Longest list a request may carry (offset/position included).
 MAX_ITEMS = 100_000
+#: Missing items (offset/position gaps) a list may have.
+MAX_GAP = 1000
 #: Elements a request may make the decoder visit (href fan-out included).
 MAX_VISITS = 500_000
 
@@ -213,10 +215,14 @@ class Decoder:
                     raise NGNProError(INVALID_VALUE, f"Invalid value for {path}: list too long")
             items[pos] = self.decode(item_cls, child, f"{path}[{pos}]")
             pos += 1
+        # the declared size is not honoured beyond the items sent: a tiny request must not
+        # become a huge list of nulls; offset/position gaps are bounded the same way
         length = max(items) + 1 if items else 0
-        if declared is not None:
-            length = max(length, min(declared, MAX_ITEMS))
-        return [items.get(i) for i in range(length)] if start or length != len(items) else [items[i] for i in range(length)]
+        if length - len(items) > MAX_GAP:
+            raise NGNProError(INVALID_VALUE, f"Invalid value for {path}: sparse list with too many missing items")
+        if length == len(items):
+            return [items[i] for i in range(length)]
+        return [items.get(i) for i in range(length)]
 
     def _struct(self, cls: Any, el: etree._Element, path: str) -> Any:
         children = self._children(el)

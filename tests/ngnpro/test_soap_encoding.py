@@ -92,15 +92,21 @@ def test_struct_array_with_bare_struct_arraytype_and_offset() -> None:
 
 
 def test_offset_and_position_place_items() -> None:
-    t = decode('<thing><tags xsi:type="SOAP-ENC:Array" SOAP-ENC:arrayType="xsd:string[4]" SOAP-ENC:offset="[1]">'
+    t = decode('<thing><tags xsi:type="SOAP-ENC:Array" SOAP-ENC:arrayType="xsd:string[5]" SOAP-ENC:offset="[1]">'
                '<item>b</item><item SOAP-ENC:position="[3]">d</item></tags></thing>')
     assert t.tags == [None, "b", None, "d"]
 
 
-def test_huge_offset_is_refused() -> None:
+@pytest.mark.parametrize("attrs", ['SOAP-ENC:offset="[999999999]"', 'SOAP-ENC:offset="[5000]"'])
+def test_huge_offset_is_refused(attrs: str) -> None:
     with pytest.raises(NGNProError) as exc:
-        decode('<thing><tags SOAP-ENC:arrayType="xsd:string[1]" SOAP-ENC:offset="[999999999]"><item>x</item></tags></thing>')
+        decode(f'<thing><tags SOAP-ENC:arrayType="xsd:string[1]" {attrs}><item>x</item></tags></thing>')
     assert exc.value.code == 1040
+
+
+def test_declared_size_beyond_the_items_is_not_padded() -> None:
+    t = decode('<thing><tags SOAP-ENC:arrayType="xsd:string[99999]"><item>x</item></tags></thing>')
+    assert t.tags == ["x"]
 
 
 def test_empty_array_where_a_struct_is_expected() -> None:
