@@ -138,13 +138,15 @@ class Worker:
     def _tcp_connection(self, conn: socket.socket, addr: object) -> None:
         """RFC 7766: length-prefixed messages, several per connection, closed when idle."""
         try:
-            conn.settimeout(TCP_IDLE_TIMEOUT)
             while True:
-                head = _recv_exact(conn, 2)
+                # the whole next message must arrive within the idle timeout, so a client
+                # trickling a byte at a time cannot hold a connection slot for ever
+                deadline = time.monotonic() + TCP_IDLE_TIMEOUT
+                head = _recv_exact(conn, 2, deadline)
                 if head is None:
                     return
                 (length,) = struct.unpack("!H", head)
-                data = _recv_exact(conn, length) if length else b""
+                data = _recv_exact(conn, length, deadline) if length else b""
                 if data is None:
                     return
                 wire = self.answer(data, True).wire
@@ -172,9 +174,13 @@ class Worker:
                 failing = True
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
+def _recv_exact(conn: socket.socket, n: int, deadline: float) -> bytes | None:
     buf = b""
     while len(buf) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        conn.settimeout(remaining)
         chunk = conn.recv(n - len(buf))
         if not chunk:
             return None

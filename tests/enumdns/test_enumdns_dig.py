@@ -235,6 +235,22 @@ def test_a_tcp_answer_is_not_reused_over_udp(server):
         assert len(reply) <= 512 and dns.message.from_wire(reply).flags & 0x0200  # TC
 
 
+def test_several_queries_on_one_tcp_connection(server):
+    """RFC 7766 6.2.1: pipelined queries on one connection each get their answer."""
+    import dns.message
+
+    queries = [dns.message.make_query(name, "NAPTR") for name in (NAME, BIG_NAME, "9.9.9.e164.arpa")]
+    with socket.create_connection(("127.0.0.1", server["port"]), timeout=5) as s:
+        s.sendall(b"".join(len(w).to_bytes(2, "big") + w for w in (q.to_wire() for q in queries)))
+        stream = s.makefile("rb")
+        replies = []
+        for _ in queries:
+            length = int.from_bytes(stream.read(2), "big")
+            replies.append(dns.message.from_wire(stream.read(length)))
+    assert [r.id for r in replies] == [q.id for q in queries]
+    assert [len(r.answer[0]) if r.answer else r.rcode() for r in replies] == [3, 30, 3]  # 3 = NXDOMAIN
+
+
 def wait_for(check, timeout: float = 1.0) -> float:
     """Seconds until ``check()`` holds; fails after ``timeout`` (the one-second promise)."""
     start = time.monotonic()
