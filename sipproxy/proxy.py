@@ -173,12 +173,9 @@ class Proxy:
 
     def _in_dialog(self, req: Request, txn: Transaction, inbound: Inbound, popped: bool,
                    routes: list[str]) -> Response | None:
-        if routes:
-            dest = self._uri_dest(self._next_route(req))
-        elif popped:
-            dest = self._uri_dest(req.uri)
-        else:
+        if not popped:  # not routed through our Record-Route: not ours to relay
             return make_response(req, 404, "Not Here", to_tag=_tag())
+        dest = self._uri_dest(self._next_route(req) if routes else req.uri)
         if dest is None:
             return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
         if req.method == "INVITE":

@@ -426,3 +426,11 @@ def test_udp_phone_behind_nat_is_reached_at_its_public_address(proxy, tmp_path, 
     assert methods[-2:] == ["ACK", "BYE"] or methods == ["ACK", "BYE"], methods
     _ok(uac, proxy)
     phone.close()
+
+
+def test_in_dialog_request_not_routed_through_us_is_refused(proxy):
+    victim = free_port()
+    msg = _options(proxy.port, f"sip:x@127.0.0.1:{victim}", extra=f"Route: <sip:127.0.0.1:{victim};lr>\r\n")
+    msg = msg.replace(b"To: <", b"To: <").replace(b">\r\nCall-ID", b">;tag=forged\r\nCall-ID", 1)
+    assert b";tag=forged" in msg
+    assert _udp(proxy.port, msg).startswith(b"SIP/2.0 404 ")
