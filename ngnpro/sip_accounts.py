@@ -321,7 +321,7 @@ _DOMAIN = select(m.SipDomain.domain, m.SipDomain.customer, m.SipDomain.reseller)
 
 
 def address_taken(session: Session, user: str, domain: str) -> None:
-    taken = set(session.execute(_TAKEN, {"u": user, "d": domain}).scalars())
+    taken = set(session.connection().execute(_TAKEN, {"u": user, "d": domain}).scalars())
     if "account" in taken:
         raise NGNProError(SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain} already exists")
     if "alias" in taken:
@@ -331,7 +331,7 @@ def address_taken(session: Session, user: str, domain: str) -> None:
 def usable_domain(session: Session, scope: Scope, name: str | None, field: str) -> Any:
     """``(domain, customer, reseller)`` of a domain the caller may put addresses in."""
     domain = t.domain_name(name, field)
-    row = session.execute(_DOMAIN, {"d": domain}).first()
+    row = session.connection().execute(_DOMAIN, {"d": domain}).first()
     if row is None:
         raise NGNProError(SIP_DOMAIN_NOT_FOUND, f"SIP domain {domain} does not exist")
     scope.check(row)
@@ -410,7 +410,7 @@ def account_lists(session: Session, ids: list[int]) -> dict[int, tuple[list, lis
     fraction of the ORM's lazy loads on the hottest method, getAccount)."""
     out: dict[int, tuple[list, list, list]] = {i: ([], [], []) for i in ids}
     if ids:
-        for kind, account_id, _, a, b, n, c, d in session.execute(_LISTS, {"ids": ids}):
+        for kind, account_id, _, a, b, n, c, d in session.connection().execute(_LISTS, {"ids": ids}):
             groups, acl, props = out[account_id]
             if kind == "g":
                 groups.append(a)
@@ -431,7 +431,7 @@ def account_wire(row: m.SipAccount) -> t.SipAccount:
 
 def get_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAccount:
     user, domain = t.sip_id(sip_id)
-    row = session.execute(_ACCOUNT, {"u": user, "d": domain}).first()
+    row = session.connection().execute(_ACCOUNT, {"u": user, "d": domain}).first()
     if row is None:
         raise NGNProError(SIP_ACCOUNT_NOT_FOUND, f"SIP account {user}@{domain} does not exist")
     scope.check(row)
