@@ -1,4 +1,4 @@
-"""SipPort subscribers: domains, accounts (digest credentials), aliases and groups.
+"""SipPort subscribers: domains, accounts (digest credentials) and groups.
 
 Logic is plain functions of ``(session, scope, parsed values)`` that raise
 :class:`NGNProError` before writing anything invalid, so the framework's one-transaction-
