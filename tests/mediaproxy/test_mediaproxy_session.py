@@ -90,3 +90,37 @@ def test_control_lines_never_raise():
         assert reply["ok"] is False and reply["error"], line
     assert r.sessions == {} and r.stats()["ports"] == 0
     r.close()
+
+
+def test_kernel_path_counters_and_stale_flows_without_nft():
+    import json
+
+    from mediaproxy.kernel import KernelPath
+
+    k = KernelPath("127.0.0.1", "mediaproxy_test")
+    a, b = RelayPort(50000), RelayPort(50002)
+    a.sock = b.sock = object()
+    a.learned, b.learned = ("10.0.0.1", 4000), ("10.0.0.2", 5000)
+    a.partner, b.partner = b, a
+    scripts = []
+    k._run = lambda script, *args: scripts.append((script, args)) or ""
+    assert k.install([(a, b)]) == 1 and k.install([(b, a)]) == 0  # once per pair
+    added = scripts[-1][0]
+    assert "add element ip mediaproxy_test dnat4 { 10.0.0.1 . 4000 . 127.0.0.1 . 50000 : 10.0.0.2 . 5000 }" in added
+    assert "snat4 { 10.0.0.1 . 4000 . 10.0.0.2 . 5000 : 127.0.0.1 . 50002 }" in added
+    listing = {"nftables": [{"set": {"name": "counted", "elem": [
+        {"elem": {"val": {"concat": ["10.0.0.1", 4000, "127.0.0.1", 50000]}, "counter": {"packets": 10, "bytes": 2000}}},
+        {"elem": {"val": {"concat": ["10.0.0.2", 5000, "127.0.0.1", 50002]}, "counter": {"packets": 4, "bytes": 800}}},
+    ]}}]}
+    k._run = lambda script, *args: json.dumps(listing)
+    k.poll(100.0)
+    k.poll(101.0)  # the same counters again add nothing
+    assert (a.packets, a.bytes, a.last) == (10, 2000 - 10 * 28, 100.0)
+    assert (b.packets, b.bytes) == (4, 800 - 4 * 28)
+    assert k.stale() == []
+    a.learned = ("10.0.0.9", 4000)  # the caller moved: its flow goes back to user space
+    assert k.stale() == [50000]
+    k._run = lambda script, *args: scripts.append((script, args)) or ""
+    k.uninstall([50000])
+    assert "delete element ip mediaproxy_test dnat4 { 10.0.0.1 . 4000 . 127.0.0.1 . 50000 }" in scripts[-1][0]
+    assert k.flows == {}
