@@ -43,6 +43,7 @@ log = logging.getLogger("mediaproxy.control")
 MAX_LINE = 256 * 1024
 MAX_STREAMS = 32
 MAX_OUTPUT = 4 * 1024 * 1024  # a client that reads nothing is dropped past this
+MAX_CONNECTIONS = 256  # proxies (and their workers) connected at once
 
 
 @dataclass
@@ -288,6 +289,10 @@ class ControlServer:
         try:
             sock, peer = self.sock.accept()
         except OSError:
+            return
+        if len(self.connections) >= MAX_CONNECTIONS:
+            log.warning("control client %s refused: %d connections open", peer, len(self.connections))
+            sock.close()
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

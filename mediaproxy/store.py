@@ -16,6 +16,9 @@ from typing import Any
 
 log = logging.getLogger("mediaproxy.store")
 
+#: summaries waiting for the database at most (a database outage must not exhaust memory)
+MAX_QUEUED = 100_000
+
 
 def _parse_time(text: str) -> _dt.datetime:
     return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -43,12 +46,15 @@ class SummaryStore:
 
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(MAX_QUEUED)
         self.thread = threading.Thread(target=self._run, name="summary-store", daemon=True)
         self.thread.start()
 
     def put(self, summary: dict[str, Any]) -> None:
-        self.queue.put(summary)
+        try:
+            self.queue.put_nowait(summary)
+        except queue.Full:  # the database is far behind: keep relaying, lose the summary
+            log.error("summary queue full; summary of %s not stored", summary.get("call_id"))
 
     def _run(self) -> None:
         from sqlalchemy.exc import SQLAlchemyError
@@ -76,5 +82,8 @@ class SummaryStore:
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop."""
-        self.queue.put(None)
+        try:
+            self.queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
         self.thread.join(timeout)
