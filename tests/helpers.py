@@ -31,6 +31,8 @@ PEERS = {
     "kamailio": "kamailio",
     "pdns_server": "pdns-server pdns-backend-sqlite3",
     "rtpengine": "rtpengine-daemon",
+    "nft": "nftables",
+    "openssl": "openssl",
 }
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
