@@ -31,6 +31,8 @@ How the proxy uses it (gevent-friendly: every call blocks only the calling green
         # send BYE (Reason: media timeout) to both parties, then:
         summary = relays.remove(event.call_id, reason="media timeout")
 
+    # (the proxy does this in sipproxy.calls.CallControl, set as ProxyMedia.call_control)
+
 For the proxy's media seam (``Proxy(media=...)`` calling ``offer(proxy, req)``,
 ``answer(proxy, req, response)``, ``ack(proxy, req)``, ``release(proxy, req)``),
 :class:`ProxyMedia` does all of the above on the SIP messages themselves::
@@ -358,10 +360,24 @@ class ProxyMedia:
         self.policy = policy
         self.decide = decide
         self.engaged: dict[str, bool] = {}  # call-id -> the INVITE carried no SDP (late offer)
+        #: set by the proxy (``sipproxy.calls.CallControl.on_media_timeout``): ends the call
+        #: with BYE both ways; without it a timeout only releases the relay session
+        self.call_control: Callable[[MediaTimeout], Any] | None = None
         if on_timeout is not None:
             relays.on_timeout = on_timeout
         elif relays.on_timeout is None:
-            relays.on_timeout = lambda ev: self.relays.remove(ev.call_id, reason=ev.reason)
+            relays.on_timeout = self._timed_out
+
+    def _timed_out(self, event: MediaTimeout) -> None:
+        if self.call_control is not None:
+            self.call_control(event)
+        else:
+            self.end(event.call_id, event.reason)
+
+    def end(self, call_id: str, reason: str) -> dict[str, Any] | None:
+        """The proxy ended the call itself (call control): release its relay session."""
+        self.engaged.pop(call_id, None)
+        return self.relays.remove(call_id, reason=reason)
 
     def _engage(self, req: Any) -> bool:
         if self.decide is not None:

@@ -51,6 +51,7 @@ from .branches import (
     sender_behind_nat,
     via_shows_nat,
 )
+from .calls import CallControl
 from .core import Core, is_ip
 from .dialog import DialogInfo, DialogStore
 from .digest import MISSING
@@ -88,6 +89,9 @@ class Proxy:
         self.dialogs = dialogs
         self.hooks = hooks or Hooks()
         self.media = media  # the media relay seam: see _media_* below
+        self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
+        if hasattr(media, "call_control"):
+            media.call_control = self.calls.on_media_timeout
         core.tu = self
 
     # ======================================================================= requests ===
@@ -178,6 +182,7 @@ class Proxy:
         dest = self._uri_dest(self._next_route(req) if routes else req.uri)
         if dest is None:
             return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
+        self.calls.note_request(req)
         if req.method == "INVITE":
             self._media_offer(req)  # a re-INVITE may move the media
         elif req.method == "BYE":

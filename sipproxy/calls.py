@@ -1,0 +1,246 @@
+"""Call control: the proxy itself ends an established call, with BYE to both parties.
+
+A proxy normally only relays a BYE.  When the call must end for a reason neither party
+sees -- the media relay reports no media (a party vanished), later a prepaid account runs
+out of credit, or an operator ends the call -- the proxy plays each party's part towards
+the other: it sends the callee the BYE the caller would have sent, and the caller the one
+the callee would have sent, each with a ``Reason`` header (RFC 3326) saying why.
+
+Each BYE is built as a UAC builds a request within a dialog (RFC 3261 12.2.1.1, 15.1.1):
+
+* Request-URI: that party's remote target, the Contact it sent (as the proxy rewrote it
+  for a NATed phone);
+* Route: the part of the route set between this proxy and that party.  The dialog keeps the
+  Record-Route of the 2xx top first, i.e. from the callee's end: the values above our own
+  lead to the callee (sent reversed, nearest first), those below ours lead to the caller
+  (sent in order).  Our own values are left out; a strict router (no ``lr``) on top becomes
+  the Request-URI and the remote target goes last in Route (12.2.1.1);
+* From/To: the impersonated party's tag in From, the receiver's in To;
+* CSeq: one more than the highest the impersonated party used in the dialog (the
+  caller's INVITE, in-dialog requests the proxy saw), so the receiver does not refuse it
+  as out of order (12.2.2).
+
+:func:`end_call_requests` is that construction, plain code with no I/O.  :class:`CallControl`
+is the proxy's side: it finds the call in the ``dialogs`` table, sends the two BYEs as
+non-INVITE client transactions, deletes the row, releases the media relay session and logs
+one line.  Usage::
+
+    calls = CallControl(proxy)                 # Proxy does this, as ``proxy.calls``
+    calls.note_request(req)                    # every in-dialog request the proxy relays
+    calls.end_call(call_id, from_tag, EndReason(200, "Media timeout"), media_reason="media timeout")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .headers import split_list
+from .message import Request
+from .transport import Peer
+from .uri import URI, ParseError, parse_name_addr
+
+log = logging.getLogger("sipproxy.calls")
+
+__all__ = ["EndReason", "MEDIA_TIMEOUT", "DialogState", "end_call_requests", "next_hop",
+           "CallControl"]
+
+#: how many dialogs' in-dialog CSeq numbers are remembered (oldest forgotten first)
+MAX_TRACKED = 100_000
+
+
+@dataclass(frozen=True)
+class EndReason:
+    """Why the proxy ends a call: an RFC 3326 ``Reason`` (protocol SIP, a status as cause)."""
+
+    cause: int
+    text: str
+
+    def header(self) -> str:
+        text = self.text.replace("\\", "\\\\").replace('"', '\\"')
+        return f'SIP ;cause={self.cause};text="{text}"'
+
+
+MEDIA_TIMEOUT = EndReason(200, "Media timeout")
+
+
+class DialogState(Protocol):
+    """What the BYEs are built from: a ``dialogs`` row (or :class:`sipproxy.dialog.DialogInfo`)."""
+
+    call_id: str
+    from_tag: str
+    to_tag: str
+    caller: str
+    callee: str
+    caller_contact: str
+    callee_contact: str
+    caller_cseq: int
+    route_set: str
+
+
+def _target(contact: str) -> URI:
+    """The remote target: the URI of the (first) Contact value."""
+    values = split_list(contact or "")
+    if not values:
+        raise ParseError(400, "No Contact")
+    return parse_name_addr(values[0]).uri
+
+
+def _party(aor: str) -> str:
+    """A From/To value for a party known by its address of record (``user@host``)."""
+    return f"<sip:{aor}>" if aor else "<sip:anonymous@anonymous.invalid>"
+
+
+def _split_routes(route_set: str, is_mine: Any) -> tuple[list[str], list[str]]:
+    """(Route towards the callee, Route towards the caller) from the 2xx's Record-Route."""
+    entries = split_list(route_set or "")
+    mine = []
+    for i, value in enumerate(entries):
+        try:
+            if is_mine(parse_name_addr(value).uri):
+                mine.append(i)
+        except ParseError:
+            continue
+    if not mine:  # we are not on the path: nothing tells the two sides apart
+        return [], []
+    return list(reversed(entries[:mine[0]])), entries[mine[-1] + 1:]
+
+
+def _bye(target: URI, routes: list[str], from_: str, from_tag: str, to: str, to_tag: str,
+         call_id: str, cseq: int, reason: EndReason, max_forwards: int) -> Request:
+    uri = target.copy()
+    routes = list(routes)
+    if routes:
+        first = parse_name_addr(routes[0]).uri
+        if not first.lr:  # strict router: it becomes the Request-URI (12.2.1.1)
+            routes = routes[1:] + [f"<{uri}>"]
+            uri = first.copy()
+    headers = [("Max-Forwards", str(max_forwards))]
+    headers += [("Route", r) for r in routes]
+    headers += [
+        ("From", f"{from_};tag={from_tag}"), ("To", f"{to};tag={to_tag}"),
+        ("Call-ID", call_id), ("CSeq", f"{cseq} BYE"), ("Reason", reason.header()),
+        ("Content-Length", "0"),
+    ]
+    return Request("BYE", uri, headers)
+
+
+def end_call_requests(dialog: DialogState, reason: EndReason, is_mine: Any, *,
+                      caller_cseq: int = 0, callee_cseq: int = 0,
+                      max_forwards: int = 70) -> list[tuple[str, Request]]:
+    """The two BYEs that end ``dialog``: ``[("callee", bye), ("caller", bye)]`` (no Via yet).
+
+    ``is_mine(uri)`` tells this proxy's own Record-Route values; ``caller_cseq`` /
+    ``callee_cseq`` are the highest CSeq numbers seen from each party in the dialog beyond
+    what the row holds.  Raises :class:`sipproxy.uri.ParseError` for a dialog whose Contact
+    or Route values cannot be read (nothing can be sent then).
+    """
+    to_callee, to_caller = _split_routes(dialog.route_set, is_mine)
+    caller, callee = _party(dialog.caller), _party(dialog.callee)
+    from_caller = max(int(dialog.caller_cseq or 0), caller_cseq) + 1
+    from_callee = max(int(getattr(dialog, "callee_cseq", 0) or 0), callee_cseq) + 1
+    return [
+        ("callee", _bye(_target(dialog.callee_contact), to_callee, caller, dialog.from_tag,
+                        callee, dialog.to_tag, dialog.call_id, from_caller, reason, max_forwards)),
+        ("caller", _bye(_target(dialog.caller_contact), to_caller, callee, dialog.to_tag,
+                        caller, dialog.from_tag, dialog.call_id, from_callee, reason, max_forwards)),
+    ]
+
+
+def next_hop(request: Request) -> URI:
+    """Where a request built by :func:`end_call_requests` goes: its first Route, else its
+    Request-URI (a strict router was already made the Request-URI)."""
+    routes = request.headers.getall("route")
+    if routes:
+        first = parse_name_addr(routes[0]).uri
+        return first if first.lr else request.uri
+    return request.uri
+
+
+class CallControl:
+    """The proxy's I/O side of ending calls (see the module docstring)."""
+
+    def __init__(self, proxy: Any) -> None:
+        self.proxy = proxy
+        #: (call-id, sender's tag) -> highest CSeq number of an in-dialog request it sent
+        self.cseqs: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def note_request(self, req: Request) -> None:
+        """Remember the CSeq of an in-dialog request; a BYE ends the call, forget it."""
+        call_id, tag = req.call_id or "", req.from_.tag or ""
+        if req.method == "BYE":
+            self.cseqs.pop((call_id, tag), None)
+            self.cseqs.pop((call_id, req.to.tag or ""), None)
+            return
+        key = (call_id, tag)
+        number = req.cseq[0]
+        if number > self.cseqs.get(key, 0):
+            self.cseqs[key] = number
+            self.cseqs.move_to_end(key)
+            if len(self.cseqs) > MAX_TRACKED:
+                self.cseqs.popitem(last=False)
+
+    def on_media_timeout(self, event: Any) -> None:
+        """The relay saw no media (a :class:`sipproxy.mediarelay.MediaTimeout`)."""
+        self.end_call(event.call_id, event.from_tag, MEDIA_TIMEOUT, media_reason=event.reason)
+
+    def end_call(self, call_id: str, from_tag: str = "", reason: EndReason = MEDIA_TIMEOUT,
+                 media_reason: str = "") -> int:
+        """End the established call(s) of ``call_id`` (the one with ``from_tag`` when given):
+        BYE both ways, dialog row deleted, media session released.  Answers how many
+        dialogs were ended; the media session is released even when none was found."""
+        proxy = self.proxy
+        try:
+            rows = [r for r in proxy.dialogs.find(call_id) if not from_tag or r.from_tag == from_tag]
+        except Exception:
+            log.exception("call %s: cannot read its dialog", call_id)
+            rows = []
+        ended = 0
+        for row in rows:
+            try:
+                requests = end_call_requests(
+                    row, reason, proxy._is_my_uri,
+                    caller_cseq=self.cseqs.pop((row.call_id, row.from_tag), 0),
+                    callee_cseq=self.cseqs.pop((row.call_id, row.to_tag), 0))
+            except ParseError as exc:
+                log.warning("call %s: cannot build BYE (%s)", call_id, exc.reason)
+                requests = []
+            sent = [side for side, bye in requests if self._send(bye, row, side)]
+            proxy.dialogs.ended(row.call_id, row.from_tag, row.to_tag)
+            ended += 1
+            log.info("call %s -> %s ended by the proxy: %s (BYE to %s, call-id %s)",
+                     row.caller, row.callee, reason.text, " and ".join(sent) or "nobody", call_id)
+        media = proxy.media
+        if media is not None:
+            end = getattr(media, "end", None)
+            if end is not None:
+                end(call_id, media_reason or reason.text.lower())
+        if not rows:
+            log.info("call-id %s: %s, but no established call to end", call_id, reason.text)
+        return ended
+
+    def _send(self, bye: Request, row: Any, side: str) -> bool:
+        proxy, core = self.proxy, self.proxy.core
+        dest: Peer | None = None
+        if not bye.headers.get("route"):  # straight to the phone: its connection if it has one
+            source = row.callee_source if side == "callee" else row.caller_source
+            try:
+                peer = Peer.parse(source or "")
+            except ValueError:
+                peer = None
+            if peer is not None and peer.transport != "udp" and peer in core.transports.connections:
+                dest = peer
+        if dest is None:
+            try:
+                dest = proxy._uri_dest(next_hop(bye))
+            except ParseError:
+                dest = None
+        out = core.listener_for(dest.transport, dest.host) if dest is not None else None
+        if dest is None or out is None:
+            log.warning("call-id %s: no way to send BYE to the %s", row.call_id, side)
+            return False
+        via = core.via_for(out, "z9hG4bKbye." + core.branch_suffix())
+        bye = Request(bye.method, bye.uri, [("Via", via), *bye.headers.items()])
+        return core.send_request(bye, dest) is not None
