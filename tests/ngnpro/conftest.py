@@ -104,3 +104,22 @@ def ngnpro_server(ngnpro_module_server: NGNProServer) -> NGNProServer:
     """The running server, on a database emptied for this test."""
     ngnpro_module_server.wipe()
     return ngnpro_module_server
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Any]:
+    """A sessionmaker on a fresh database holding resellers 10 and 20 and customer 11 of
+    reseller 10, for the logic tests (see ``tests/ngnpro/logic.py``)."""
+    from ngnpro.models.customer import Customer
+    from ngnpro.models.database import open_database
+
+    engine, factory = open_database(db_url)
+    with factory() as s:
+        s.add_all([
+            Customer(id=10, username="r10", reseller_active=True),
+            Customer(id=11, username="c11", reseller=10),
+            Customer(id=20, username="r20", reseller_active=True),
+        ])
+        s.commit()
+    yield factory
+    engine.dispose()

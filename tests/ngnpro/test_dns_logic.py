@@ -21,45 +21,9 @@ from ngnpro.dns_types import (
     next_serial,
 )
 from ngnpro.models.changes import ChangeLogEntry
-from ngnpro.models.customer import Customer
-from ngnpro.models.database import open_database
 from ngnpro.models.zones import DnsRecord as RecordRow
-from ngnpro.soap.context import Scope
 from ngnpro.soap.faults import NGNProError
-
-ADMIN = Scope(admin=True)
-
-
-def reseller(rid: int, subs: tuple[int, ...] = ()) -> Scope:
-    return Scope(reseller_id=rid, visible_ids=frozenset({rid, *subs}), login_id=rid, reseller_active=True)
-
-
-@pytest.fixture
-def db(db_url):
-    engine, factory = open_database(db_url)
-    with factory() as s:
-        s.add_all([Customer(id=10, username="r10", reseller_active=True),
-                   Customer(id=20, username="r20", reseller_active=True)])
-        s.commit()
-    yield factory
-    engine.dispose()
-
-
-def call(factory, fn, *args):
-    with factory() as s:
-        try:
-            result = fn(s, *args)
-        except Exception:
-            s.rollback()
-            raise
-        s.commit()
-        return result
-
-
-def code_of(factory, fn, *args) -> int:
-    with pytest.raises(NGNProError) as info:
-        call(factory, fn, *args)
-    return info.value.code
+from tests.ngnpro.logic import ADMIN, call, code_of, reseller
 
 
 def add(db, rtype, value, name="", priority=None, zone="example.com", scope=ADMIN):

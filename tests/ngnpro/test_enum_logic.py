@@ -3,7 +3,6 @@ serials and change-log entries."""
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from ngnpro import enum_port as ep
@@ -18,54 +17,9 @@ from ngnpro.enum_types import (
     EnumRangeQuery,
 )
 from ngnpro.models.changes import ChangeLogEntry
-from ngnpro.models.customer import Customer
-from ngnpro.models.database import open_database
 from ngnpro.models.e164 import EnumMapping as MappingRow
 from ngnpro.models.e164 import EnumRange as RangeRow
-from ngnpro.soap.context import Scope
-from ngnpro.soap.faults import NGNProError
-
-ADMIN = Scope(admin=True)
-
-
-def reseller(rid: int, subs: tuple[int, ...] = ()) -> Scope:
-    return Scope(reseller_id=rid, visible_ids=frozenset({rid, *subs}), login_id=rid, reseller_active=True)
-
-
-def customer(cid: int, parent: int) -> Scope:
-    return Scope(customer_id=cid, visible_ids=frozenset({cid}), login_id=cid, parent_reseller=parent)
-
-
-@pytest.fixture
-def db(db_url):
-    engine, factory = open_database(db_url)
-    with factory() as s:
-        s.add_all([
-            Customer(id=10, username="r10", reseller_active=True),
-            Customer(id=11, username="c11", reseller=10),
-            Customer(id=20, username="r20", reseller_active=True),
-        ])
-        s.commit()
-    yield factory
-    engine.dispose()
-
-
-def call(factory, fn, *args):
-    """One transaction per call, like the framework: commit on success, roll back on fault."""
-    with factory() as s:
-        try:
-            result = fn(s, *args)
-        except Exception:
-            s.rollback()
-            raise
-        s.commit()
-        return result
-
-
-def code_of(factory, fn, *args) -> int:
-    with pytest.raises(NGNProError) as info:
-        call(factory, fn, *args)
-    return info.value.code
+from tests.ngnpro.logic import ADMIN, call, code_of, customer, reseller
 
 
 def rng(prefix: str, tld: str = "e164.arpa", **kw) -> EnumRange:

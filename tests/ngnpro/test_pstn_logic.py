@@ -3,13 +3,10 @@ gateways, gateway rules and routes; validation, cascades, change log and scoping
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
 from ngnpro import sip_pstn as sp
 from ngnpro.models.changes import ChangeLogEntry
-from ngnpro.models.customer import Customer
-from ngnpro.models.database import open_database
 from ngnpro.models.lcr import Gateway as GatewayRow
 from ngnpro.models.lcr import GatewayRule as RuleRow
 from ngnpro.models.lcr import Route as RouteRow
@@ -28,51 +25,10 @@ from ngnpro.pstn_types import (
     TrustedPeerQuery,
 )
 from ngnpro.soap.context import Scope
-from ngnpro.soap.faults import NGNProError
 from ngnpro.soap.types import OrderBy
-
-ADMIN = Scope(admin=True)
-
-
-def reseller(rid: int) -> Scope:
-    return Scope(reseller_id=rid, visible_ids=frozenset({rid}), login_id=rid, reseller_active=True)
-
+from tests.ngnpro.logic import ADMIN, call, code_of, count, reseller
 
 CUSTOMER = Scope(customer_id=11, visible_ids=frozenset({11}), login_id=11, parent_reseller=10)
-
-
-@pytest.fixture
-def db(db_url):
-    engine, factory = open_database(db_url)
-    with factory() as s:
-        s.add_all([Customer(id=10, username="r10", reseller_active=True),
-                   Customer(id=11, username="c11", reseller=10),
-                   Customer(id=20, username="r20", reseller_active=True)])
-        s.commit()
-    yield factory
-    engine.dispose()
-
-
-def call(factory, fn, *args):
-    with factory() as s:
-        try:
-            result = fn(s, *args)
-        except Exception:
-            s.rollback()
-            raise
-        s.commit()
-        return result
-
-
-def code_of(factory, fn, *args) -> int:
-    with pytest.raises(NGNProError) as info:
-        call(factory, fn, *args)
-    return info.value.code
-
-
-def count(factory, model) -> int:
-    with factory() as s:
-        return s.execute(select(func.count()).select_from(model)).scalar_one()
 
 
 def test_trusted_peers(db):

@@ -6,14 +6,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ngnpro import sip_accounts as sa
 from ngnpro import sip_aliases as sal
 from ngnpro.models import sip as m
 from ngnpro.models.changes import ChangeLogEntry
-from ngnpro.models.customer import Customer
-from ngnpro.models.database import open_database
 from ngnpro.sip_types import (
     AclEntry,
     AliasFilter,
@@ -28,51 +26,8 @@ from ngnpro.sip_types import (
     SipId,
     SipQuery,
 )
-from ngnpro.soap.context import Scope
-from ngnpro.soap.faults import NGNProError
 from ngnpro.soap.types import OrderBy, Range
-
-ADMIN = Scope(admin=True)
-
-
-def reseller(rid: int, subs: tuple[int, ...] = ()) -> Scope:
-    return Scope(reseller_id=rid, visible_ids=frozenset({rid, *subs}), login_id=rid, reseller_active=True)
-
-
-def customer(cid: int, parent: int) -> Scope:
-    return Scope(customer_id=cid, visible_ids=frozenset({cid}), login_id=cid, parent_reseller=parent)
-
-
-@pytest.fixture
-def db(db_url):
-    engine, factory = open_database(db_url)
-    with factory() as s:
-        s.add_all([
-            Customer(id=10, username="r10", reseller_active=True),
-            Customer(id=11, username="c11", reseller=10),
-            Customer(id=20, username="r20", reseller_active=True),
-        ])
-        s.commit()
-    yield factory
-    engine.dispose()
-
-
-def call(factory, fn, *args, **kw):
-    """One transaction per call, like the framework: commit on success, roll back on fault."""
-    with factory() as s:
-        try:
-            result = fn(s, *args, **kw)
-        except Exception:
-            s.rollback()
-            raise
-        s.commit()
-        return result
-
-
-def code_of(factory, fn, *args, **kw) -> int:
-    with pytest.raises(NGNProError) as info:
-        call(factory, fn, *args, **kw)
-    return info.value.code
+from tests.ngnpro.logic import ADMIN, call, code_of, count, customer, reseller
 
 
 def sid(user: str, domain: str = "example.com") -> SipId:
@@ -82,11 +37,6 @@ def sid(user: str, domain: str = "example.com") -> SipId:
 def changes(factory) -> list[tuple[str, str]]:
     with factory() as s:
         return [(c.topic, c.key) for c in s.execute(select(ChangeLogEntry).order_by(ChangeLogEntry.id)).scalars()]
-
-
-def count(factory, model) -> int:
-    with factory() as s:
-        return s.execute(select(func.count()).select_from(model)).scalar_one()
 
 
 @pytest.fixture

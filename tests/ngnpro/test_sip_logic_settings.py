@@ -29,10 +29,9 @@ from ngnpro.sip_types import (
     TemporaryAcceptRule,
 )
 from ngnpro.soap.context import Scope
-from ngnpro.soap.faults import NGNProError
 from ngnpro.soap.types import Range
+from tests.ngnpro.logic import ADMIN, call, code_of
 
-ADMIN = Scope(admin=True)
 R20 = Scope(reseller_id=20, visible_ids=frozenset({20}), login_id=20, reseller_active=True)
 ALICE = SipId(username="alice", domain="example.com")
 
@@ -48,23 +47,6 @@ def db(db_url):
     call(factory, sa.add_account, ADMIN, SipAccount(id=ALICE, password="pw"))
     yield factory
     engine.dispose()
-
-
-def call(factory, fn, *args, **kw):
-    with factory() as s:
-        try:
-            result = fn(s, *args, **kw)
-        except Exception:
-            s.rollback()
-            raise
-        s.commit()
-        return result
-
-
-def code_of(factory, fn, *args) -> int:
-    with pytest.raises(NGNProError) as info:
-        call(factory, fn, *args)
-    return info.value.code
 
 
 def test_call_diversions(db):
