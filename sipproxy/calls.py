@@ -188,12 +188,14 @@ class CallControl:
 
     def end_call(self, call_id: str, from_tag: str = "", reason: EndReason = MEDIA_TIMEOUT,
                  media_reason: str = "") -> int:
-        """End the established call(s) of ``call_id`` (the one with ``from_tag`` when given):
+        """End the established call(s) of ``call_id`` (the one with tag ``from_tag`` when given):
         BYE both ways, dialog row deleted, media session released.  Answers how many
         dialogs were ended; the media session is released even when none was found."""
         proxy = self.proxy
         try:
-            rows = [r for r in proxy.dialogs.find(call_id) if not from_tag or r.from_tag == from_tag]
+            # either tag: the relay's "caller" is whoever sent the first offer (the callee
+            # when the INVITE carried no SDP)
+            rows = [r for r in proxy.dialogs.find(call_id) if not from_tag or from_tag in (r.from_tag, r.to_tag)]
         except Exception:
             log.exception("call %s: cannot read its dialog", call_id)
             rows = []

@@ -190,10 +190,17 @@ def test_call_control_without_a_dialog_only_releases_media():
     assert proxy.core.sent == [] and proxy.media.removed == [("gone", "media timeout")]
 
 
-def test_call_control_ignores_a_dialog_with_another_from_tag():
+def test_call_control_ignores_a_dialog_with_other_tags():
     proxy = _proxy([_dialog(from_tag="someone-else")])
     assert CallControl(proxy).end_call("c1@x", "ftag") == 0
     assert proxy.core.sent == []
+
+
+def test_call_control_finds_a_late_offer_call_by_the_callee_tag():
+    # INVITE without SDP: the relay's first offer came from the callee, so its "from_tag" is ours to_tag
+    proxy = _proxy([_dialog()])
+    assert CallControl(proxy).end_call("c1@x", "ttag") == 1
+    assert len(proxy.core.sent) == 2
 
 
 # -- end to end ----------------------------------------------------------------------------
@@ -246,9 +253,9 @@ def test_stopped_media_ends_the_call_with_bye_both_ways(tmp_path: Path, sqlite_u
         rc_uac, rc_uas = uac.wait(40), uas.wait(40)
         elapsed = time.monotonic() - started
         assert rc_uac == 0 and rc_uas == 0, f"{uac.report()}\n{uas.report()}\n{proxy.output()[-4000:]}"
-        # media timeout (2 s after the 1 s of RTP) + a few seconds; the relay ends a session
-        # on its own only 10 s after its report, so this was the proxy's doing
-        assert elapsed < 1 + media_timeout + 8, elapsed
+        # within the media timeout (2 s after the 1 s of RTP; the relay checks about once per
+        # timeout) + a few seconds of a loaded machine, well before sipp's own 30 s timeout
+        assert elapsed < 20, elapsed
         for name in ("uac", "uas"):
             log = (tmp_path / f"{name}.msg").read_text()
             assert 'Reason: SIP ;cause=200;text="Media timeout"' in log
