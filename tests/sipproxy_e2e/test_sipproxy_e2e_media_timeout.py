@@ -275,3 +275,29 @@ def test_stopped_media_ends_the_call_with_bye_both_ways(tmp_path: Path, sqlite_u
         if proxy is not None:
             proxy.stop()
         relay.stop()
+
+
+def test_proxy_media_hands_timeouts_to_call_control_else_only_releases():
+    from sipproxy.mediarelay import MediaTimeout, ProxyMedia
+
+    removed = []
+    relays = SimpleNamespace(on_timeout=None, remove=lambda call_id, reason: removed.append((call_id, reason)))
+    media = ProxyMedia(relays, "always")
+    media.engaged["c1"] = False
+    ev = MediaTimeout("c1", "a", "b", 0, "media timeout", "127.0.0.1:1")
+    relays.on_timeout(ev)  # nobody took call control: the session is released, no BYE
+    assert removed == [("c1", "media timeout")] and "c1" not in media.engaged
+    got = []
+    media.call_control = got.append
+    relays.on_timeout(ev)
+    assert got == [ev] and len(removed) == 1
+
+
+def test_call_control_reaches_a_tcp_caller_over_its_open_connection():
+    row = _dialog(caller_contact="<sip:alice@192.168.1.5:5060;transport=tcp>",
+                  caller_source="tcp:192.0.2.1:40000")
+    proxy = _proxy([row])
+    proxy.core.transports.connections[Peer("tcp", "192.0.2.1", 40000)] = object()
+    CallControl(proxy).end_call("c1@x", "ftag")
+    dests = {str(dest) for _, dest in proxy.core.sent}
+    assert dests == {"tcp:192.0.2.1:40000", "udp:198.51.100.2:5080"}
