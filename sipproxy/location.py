@@ -15,11 +15,12 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Engine, bindparam, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ngnpro.models import Location, contact_key
@@ -116,12 +117,61 @@ class LocationStore:
                 self._engine = s.get_bind()
         self._clock = clock
         self._greenlet = None
+        #: connections kept checked out between uses (see ``_connection``)
+        self._idle: list[Connection] = []
+
+    #: most connections kept between uses (one per concurrently served REGISTER/call)
+    KEEP = 8
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection of our own, kept between uses.  A pool checkout with its liveness
+        ping cost more than the statements of a REGISTER; a connection that fails is
+        dropped instead of kept (the callers retry once on a fresh one, which is what the
+        ping was for).  Each greenlet gets its own, so cooperative drivers never share one."""
+        conn = self._idle.pop() if self._idle else self._engine.connect()
+        try:
+            yield conn
+        except DBAPIError:
+            conn.close()
+            raise
+        except Exception:  # OutOfOrder and the like: the connection is fine
+            self._release(conn)
+            raise
+        except BaseException:  # killed mid-statement: its protocol state is unknown
+            conn.close()
+            raise
+        self._release(conn)
+
+    def _release(self, conn: Connection) -> None:
+        try:
+            if conn.in_transaction():  # a read: end it, so SQLite does not pin a snapshot
+                conn.rollback()
+        except DBAPIError:
+            conn.close()
+            return
+        if len(self._idle) < self.KEEP and not conn.invalidated:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        """Give back the kept connections."""
+        while self._idle:
+            self._idle.pop().close()
 
     def lookup(self, username: str, domain: str) -> list[Binding]:
         """The live bindings of ``username@domain``, best first (q, then most recent)."""
         now = self._clock()
-        with self._engine.connect() as conn:
-            rows = conn.execute(_SELECT_LIVE, {"u": username, "d": domain.lower(), "now": _to_dt(now)}).all()
+        params = {"u": username, "d": domain.lower(), "now": _to_dt(now)}
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn:
+                    rows = conn.execute(_SELECT_LIVE, params).all()
+                break
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
         return _order(_row_to_binding(r) for r in rows)
 
     def update(
@@ -152,12 +202,16 @@ class LocationStore:
                 if attempt == 2:
                     raise
                 log.debug("location: concurrent insert for %s@%s, retrying", username, domain)
+            except DBAPIError as exc:  # a kept connection the server has closed meanwhile
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
         raise AssertionError("unreachable")
 
     def _update_once(self, username: str, domain: str, save: Sequence[Binding], remove: Sequence[str],
                      remove_all: bool, call_id: str, cseq: int, max_contacts: int) -> list[Binding]:
         now = self._clock()
-        with self._engine.begin() as s:
+        with self._connection() as conn, conn.begin():
+            s = conn
             rows = s.execute(_SELECT_AOR, {"u": username, "d": domain}).all()
             by_hash = {r.contact_hash: r for r in rows}
             live = {r.contact_hash: _row_to_binding(r) for r in rows if _to_ts(r.expires) > now}
@@ -229,6 +283,7 @@ class LocationStore:
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
+        self.close()
 
 
 class TooManyContacts(Exception):

@@ -160,6 +160,8 @@ class Inbound:
     source: Peer
     listener: Listener
     connection: Connection | None = None
+    #: where responses to this request go, worked out once from its top Via (by the core)
+    reply_to: Peer | None = None
 
 
 @dataclass(eq=False)
