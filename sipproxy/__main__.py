@@ -138,6 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path.  Every message allocates many
+    small objects, so with the default thresholds a collection ran every few messages and
+    the older generations took along the whole heap of modules, SQLAlchemy metadata and
+    caches built at start-up: freeze that (never scanned again) and collect young
+    objects less often.  Reference counting still frees almost everything at once."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20000, 20, 50)
+
+
 def _serve(config: Config, secret: bytes, worker: int | None, mailboxes: list | None = None) -> int:
     import gevent
     import gevent.event
@@ -156,6 +169,7 @@ def _serve(config: Config, secret: bytes, worker: int | None, mailboxes: list | 
         print(f"sipproxy: cannot listen: {exc}", file=sys.stderr)
         return 1
     directory, location, dialogs = services
+    _tune_gc()
     directory.start()
     location.start()
     dialogs.start()

@@ -17,6 +17,7 @@ The layers below are sans-I/O (``message``, ``transaction``) and the ones above 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -65,7 +66,9 @@ def new_branch() -> str:
     return MAGIC_COOKIE + secrets.token_hex(12)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_ip(host: str) -> bool:
+    """True for an IPv4 or IPv6 address (``[v6]`` too); remembered: hosts repeat."""
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True
