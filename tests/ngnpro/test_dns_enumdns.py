@@ -67,7 +67,10 @@ def test_provisioned_zone_is_served(ngnpro_server, enumdns):
     ]:
         soap(srv, "Dns", "addRecord", {"record": {"zone": "example.org", "name": name, "type": rtype, "value": value,
                                                   "priority": prio}})
-    assert dig_until(enumdns, "sip.example.org", "A", ["192.0.2.10"]) == ["192.0.2.10"]
+    # Wait for the record added last: each addRecord commits on its own, so enumdns may
+    # pick up the first ones one poll before the last.
+    assert dig_until(enumdns, "www.example.org", "CNAME", ["sip.example.org."]) == ["sip.example.org."]
+    assert dig(enumdns, "sip.example.org", "A") == ["192.0.2.10"]
     assert dig(enumdns, "example.org", "MX") == ["10 mail.example.org."]
     assert dig(enumdns, "_sip._udp.example.org", "SRV") == ["5 100 5060 sip.example.org."]
     assert dig(enumdns, "example.org", "NAPTR") == ['20 100 "s" "SIP+D2U" "" _sip._udp.example.org.']
