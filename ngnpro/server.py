@@ -64,6 +64,8 @@ class NGNProWsgi:
         body = b"" if length > self.max_body else stream.read(length) if length >= 0 else stream.read(self.max_body + 1)
         if length > self.max_body or len(body) > self.max_body:
             log.info("refused a request of more than %d bytes from %s", self.max_body, environ.get("REMOTE_ADDR"))
+            if length <= DRAIN_FACTOR * self.max_body:
+                _discard(stream, length)
             _abandon_input(stream)
             err = NGNProError(INVALID_REQUEST, f"Invalid request: body larger than {self.max_body} bytes")
             return self._reply(start_response, "500 Internal Server Error", fault_bytes(err))
@@ -90,6 +92,22 @@ class NGNProWsgi:
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Connection", "close")]
         start_response(status, headers + (extra or []))
         return [body]
+
+
+#: A declared body up to this many times ``max_body_bytes`` is read and discarded before the
+#: fault is sent: closing a socket with unread data makes the kernel reset the connection,
+#: and a client that sent a body a little over the limit would lose its answer.  Larger
+#: bodies are not read at all (see _abandon_input).
+DRAIN_FACTOR = 4
+
+
+def _discard(stream: Any, length: int) -> None:
+    left = length
+    while left > 0:
+        chunk = stream.read(min(65536, left))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def _abandon_input(stream: Any) -> None:
