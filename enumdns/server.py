@@ -15,8 +15,6 @@ queries per connection, idle timeout) get a thread each, up to a limit.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import struct
 import threading
@@ -27,6 +25,7 @@ import dns.rcode
 
 from ngnpro.models.config import Config, parse_hostport
 from ngnpro.models.database import open_database
+from ngnpro.models.prefork import supervise
 
 from .answer import Response, header_only, respond
 from .store import Store, StoreError
@@ -224,55 +223,7 @@ def serve(config: Config) -> int:
         except KeyboardInterrupt:
             pass
         return 0
-    return _supervise(config, udp, tcp, workers)
-
-
-def _supervise(config: Config, udp: socket.socket, tcp: socket.socket, count: int) -> int:
-    """Fork ``count`` workers; restart one that dies; stop them all on SIGTERM/SIGINT."""
-    children: dict[int, int] = {}
-    stopping = False
-
-    def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            code = 0
-            try:
-                Worker(config, udp, tcp, f"worker {index}").run()
-            except BaseException:  # noqa: BLE001
-                log.exception("worker %d failed", index)
-                code = 1
-            finally:
-                os._exit(code)
-        children[pid] = index
-
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for i in range(count):
-        spawn(i)
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        index = children.pop(pid, None)
-        if index is not None and not stopping:
-            log.error("worker %d exited (status %d); restarting it", index, status)
-            time.sleep(0.5)
-            spawn(index)
-    return 0
+    return supervise(workers, lambda i: Worker(config, udp, tcp, f"worker {i}").run(), log)
 
 
 __all__ = ["serve", "Worker", "PacketCache", "bind_sockets"]

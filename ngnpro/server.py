@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from ngnpro.models.config import Config, parse_hostport
+from ngnpro.models.prefork import supervise
 
 log = logging.getLogger("ngnpro.server")
 
@@ -169,7 +170,7 @@ def serve(config: Config) -> int:
              scheme, bracket, sock.getsockname()[1], workers, "s" if workers > 1 else "", url)
     if workers == 1:
         return _worker(config, sock, ssl_args)
-    return _supervise(config, sock, ssl_args, workers)
+    return supervise(workers, lambda i: _worker(config, sock, ssl_args, f"worker {i}"), log)
 
 
 #: Connections served at once by one worker; more wait in the listen backlog.
@@ -237,50 +238,3 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
     return 0
 
 
-def _supervise(config: Config, sock: Any, ssl_args: dict[str, str], count: int) -> int:
-    """Fork ``count`` workers; restart one that dies; stop them all on SIGTERM/SIGINT."""
-    import os
-    import signal
-    import time
-
-    children: dict[int, int] = {}
-    stopping = False
-
-    def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = _worker(config, sock, ssl_args, f"worker {index}")
-            except BaseException:  # noqa: BLE001 - a worker must never return into the parent's loop
-                log.exception("worker %d failed", index)
-            finally:
-                os._exit(code)
-        children[pid] = index
-
-    def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    for i in range(count):
-        spawn(i)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        index = children.pop(pid, None)
-        if index is not None and not stopping:
-            log.error("worker %d exited (status %d); restarting it", index, status)
-            time.sleep(0.5)
-            spawn(index)
-    return 0
