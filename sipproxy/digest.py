@@ -37,10 +37,16 @@ _HASHES = {
     "SHA-256-SESS": hashlib.sha256,
 }
 
-# auth-param = token "=" ( token / quoted-string ), separated by commas.
+# auth-param = token "=" ( token / quoted-string ), separated by commas.  The quoted string
+# is written as an unrolled loop (runs of plain characters, then an escape): a REGISTER's
+# credentials are a few hundred characters, and a per-character alternation was the
+# costliest part of checking them.
 _PARAM = re.compile(
-    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)\s*(?:,|$)', re.S
+    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^\s,"]*)\s*(?:,|$)', re.S
 )
+_UNESCAPE = re.compile(r"\\(.)", re.S)
+_NC = re.compile(r"[0-9a-fA-F]{8}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def H(algorithm: str, data: str) -> str:
@@ -81,24 +87,28 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]] | None:
     credentials line, so a garbled header is refused instead of half-read."""
     value = value.strip()
     scheme, _, rest = value.partition(" ")
-    if not scheme or not rest.strip():
+    rest = rest.strip()
+    if not scheme or not rest:
         return None
     params: dict[str, str] = {}
     pos = 0
-    rest = rest.strip()
-    while pos < len(rest):
-        m = _PARAM.match(rest, pos)
-        if not m or m.end() == pos:
+    # Each match must start where the previous one ended (what matching at ``pos`` in a
+    # loop would do, with the scanning done by the regex engine).
+    for m in _PARAM.finditer(rest):
+        if m.start() != pos:
             return None
-        name, raw = m.group(1).lower(), m.group(2)
-        if raw.startswith('"'):
+        name, raw = m.group(1, 2)
+        name = name.lower()
+        if raw[:1] == '"':
             raw = raw[1:-1]
             if "\\" in raw:
-                raw = re.sub(r"\\(.)", r"\1", raw, flags=re.S)
+                raw = _UNESCAPE.sub(r"\1", raw)
         if name in params:
             return None  # RFC 7616: each parameter at most once
         params[name] = raw
         pos = m.end()
+    if pos != len(rest):
+        return None
     return scheme, params
 
 
@@ -123,10 +133,15 @@ def parse_credentials(value: str) -> DigestCredentials | None:
     parsed = parse_auth_params(value)
     if parsed is None or parsed[0].lower() != "digest":
         return None
-    p = parsed[1]
-    for key in ("username", "realm", "nonce", "uri", "response"):
-        if key not in p:
-            return None
+    return _credentials(parsed[1])
+
+
+def _credentials(p: dict[str, str]) -> DigestCredentials | None:
+    """Digest credentials from parsed parameters; ``None`` when unusable."""
+    try:
+        username, realm, nonce, uri, response = p["username"], p["realm"], p["nonce"], p["uri"], p["response"]
+    except KeyError:
+        return None
     algorithm = p.get("algorithm", "MD5").upper()
     if algorithm not in _HASHES:
         return None
@@ -134,14 +149,13 @@ def parse_credentials(value: str) -> DigestCredentials | None:
     if qop and qop.lower() != "auth":
         return None  # we only offer qop=auth
     nc, cnonce = p.get("nc", ""), p.get("cnonce", "")
-    if qop and (not re.fullmatch(r"[0-9a-fA-F]{8}", nc) or not cnonce):
+    if qop and (not _NC.fullmatch(nc) or not cnonce):
         return None
-    if not re.fullmatch(r"[0-9a-fA-F]+", p["response"]):
+    if not _HEX.fullmatch(response):
         return None
     return DigestCredentials(
-        username=p["username"], realm=p["realm"], nonce=p["nonce"], uri=p["uri"],
-        response=p["response"].lower(), algorithm=algorithm, qop=qop.lower(), nc=nc,
-        cnonce=cnonce, opaque=p.get("opaque", ""),
+        username=username, realm=realm, nonce=nonce, uri=uri, response=response.lower(),
+        algorithm=algorithm, qop=qop.lower(), nc=nc, cnonce=cnonce, opaque=p.get("opaque", ""),
     )
 
 
@@ -225,7 +239,7 @@ class DigestAuth:
     # -- nonces ---------------------------------------------------------------------------
 
     def _sign(self, body: str) -> str:
-        mac = hmac.new(self.secret, body.encode("ascii"), hashlib.sha256).digest()[:18]
+        mac = hmac.digest(self.secret, body.encode("ascii"), "sha256")[:18]
         return base64.urlsafe_b64encode(mac).decode("ascii")
 
     def make_nonce(self) -> str:
@@ -294,7 +308,7 @@ class DigestAuth:
                 continue
             if parsed[1].get("realm") != realm:
                 continue
-            creds = parse_credentials(value)
+            creds = _credentials(parsed[1]) if parsed[0].lower() == "digest" else None
             if creds is None:
                 return AuthResult(MALFORMED, parsed[1].get("username", ""), reason="malformed credentials")
             break

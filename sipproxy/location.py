@@ -1,10 +1,22 @@
 """The location service: registrar bindings in the shared ``location`` table.
 
 The table is the authority (a restarted proxy, or a second proxy on the same database, sees
-every binding), so every change is one short SQL transaction per REGISTER: read the
-address-of-record's rows, then insert / update / delete.  Rows are matched by the contact
-URI's fixed-width hash (``contact_key``), unique per address-of-record, so two proxies racing
-on the same contact cannot create a duplicate (the loser retries once).
+every binding): every REGISTER is applied in a SQL transaction -- read the address-of-record's
+rows, then update / insert / delete -- and committed before its 200 OK is built, and every
+look-up reads the table.  Rows are matched by the contact URI's fixed-width hash
+(``contact_key``), unique per address-of-record, so two proxies racing on the same contact
+cannot create a duplicate (the loser retries once).
+
+Cost: this is the registrar's hot path, so it skips SQLAlchemy's per-execution machinery.
+The statements are SQLAlchemy Core, compiled once per dialect (:mod:`sipproxy.locationsql`),
+and run on DBAPI connections the store keeps (autocommit mode: a look-up is one statement,
+a write is BEGIN .. COMMIT).  When :meth:`LocationStore.start` runs (the server), writes
+are *group-committed*: the REGISTERs that arrive together in one worker queue their jobs,
+and one greenlet applies them in order in one transaction; each REGISTER still gets its
+answer only after that transaction committed, so nothing is acknowledged before it is in
+the table.  A job that would break a rule (out of order, too many contacts) fails alone,
+before it wrote anything; a database error in a batch rolls it back and re-runs each job in
+a transaction of its own.
 
 Times: the table keeps naive UTC datetimes; this module speaks epoch seconds (``float``) so
 the registrar's arithmetic stays simple and testable with a fake clock.
@@ -12,45 +24,25 @@ the registrar's arithmetic stays simple and testable with a fake clock.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ngnpro.models import Location, contact_key
+from ngnpro.models import contact_key
+
+from .locationsql import COL, LocationSQL, RawConnection, Row
 
 log = logging.getLogger("sipproxy.location")
 
-_T = Location.__table__
-_EPOCH = _dt.datetime(1970, 1, 1)
-
-# Statements built once: SQLAlchemy memoizes a statement object's cache key, so the hot
-# path (one REGISTER = one SELECT, one UPDATE or INSERT, one COMMIT) skips statement
-# construction and compilation entirely.
-_SELECT_AOR = select(_T).where(_T.c.username == bindparam("u"), _T.c.domain == bindparam("d"))
-_SELECT_LIVE = _SELECT_AOR.where(_T.c.expires > bindparam("now"))
-_UPDATE_ROW = update(_T).where(_T.c.id == bindparam("row_id"))
-_INSERT_ROW = _T.insert()
-_DELETE_HASHES = delete(_T).where(
-    _T.c.username == bindparam("u"), _T.c.domain == bindparam("d"),
-    _T.c.contact_hash.in_(bindparam("hashes", expanding=True)),
-)
-_DELETE_AOR = delete(_T).where(_T.c.username == bindparam("u"), _T.c.domain == bindparam("d"))
-_DELETE_EXPIRED = delete(_T).where(_T.c.expires <= bindparam("now"))
-
-
-def _to_dt(ts: float) -> _dt.datetime:
-    return _EPOCH + _dt.timedelta(seconds=ts)
-
-
-def _to_ts(value: _dt.datetime) -> float:
-    return (value - _EPOCH).total_seconds()
+_ID, _CONTACT, _HASH = COL["id"], COL["contact"], COL["contact_hash"]
+_EXPIRES, _CALL_ID, _CSEQ = COL["expires"], COL["call_id"], COL["cseq"]
+_INSTANCE, _REG_ID = COL["instance"], COL["reg_id"]
+_Q, _RECEIVED, _SOCKET, _PATH = COL["q"], COL["received"], COL["socket"], COL["path"]
+_USER_AGENT, _BEHIND_NAT, _MODIFIED = COL["user_agent"], COL["behind_nat"], COL["last_modified"]
 
 
 @dataclass(frozen=True)
@@ -80,21 +72,27 @@ class OutOfOrder(Exception):
     """A REGISTER older than the binding it would change (same Call-ID, CSeq not higher)."""
 
 
-def _row_to_binding(row) -> Binding:  # noqa: ANN001 - a Row of the location table
+class TooManyContacts(Exception):
+    """The REGISTER would leave more bindings than the configured maximum."""
+
+
+def _binding(sql: LocationSQL, r: Row) -> Binding:
+    path = r[_PATH]
     return Binding(
-        contact=row.contact, expires=_to_ts(row.expires), q=row.q, received=row.received,
-        socket=row.socket, path=tuple(p for p in row.path.split("\n") if p) if row.path else (),
-        call_id=row.call_id, cseq=row.cseq, user_agent=row.user_agent, instance=row.instance,
-        reg_id=row.reg_id, behind_nat=bool(row.behind_nat), modified=_to_ts(row.last_modified),
+        contact=r[_CONTACT], expires=sql.time_out(r[_EXPIRES]), q=r[_Q], received=r[_RECEIVED],
+        socket=r[_SOCKET], path=tuple(p for p in path.split("\n") if p) if path else (),
+        call_id=r[_CALL_ID], cseq=r[_CSEQ], user_agent=r[_USER_AGENT], instance=r[_INSTANCE],
+        reg_id=r[_REG_ID], behind_nat=bool(r[_BEHIND_NAT]), modified=sql.time_out(r[_MODIFIED]),
     )
 
 
-def _values(b: Binding, now: float) -> dict:
+def _values(b: Binding, now_db: object) -> dict:
+    """Column values of a saved binding (``now_db``: the modification time, converted)."""
     return {
-        "contact": b.contact, "expires": _to_dt(b.expires), "q": b.q, "received": b.received[:128],
+        "contact": b.contact, "expires": None, "q": b.q, "received": b.received[:128],
         "socket": b.socket[:128], "path": "\n".join(b.path), "call_id": b.call_id[:255],
         "cseq": b.cseq, "user_agent": b.user_agent[:255], "instance": b.instance[:255],
-        "reg_id": b.reg_id, "behind_nat": b.behind_nat, "last_modified": _to_dt(now),
+        "reg_id": b.reg_id, "behind_nat": b.behind_nat, "last_modified": now_db,
     }
 
 
@@ -103,11 +101,32 @@ def _order(bindings: Iterable[Binding]) -> list[Binding]:
     return sorted(bindings, key=lambda b: (-b.q, -b.modified, b.contact))
 
 
+@dataclass
+class _Job:
+    """One REGISTER's change to one address-of-record, waiting to be applied."""
+
+    username: str
+    domain: str
+    save: Sequence[Binding]
+    remove: Sequence[str]
+    remove_all: bool
+    call_id: str
+    cseq: int
+    max_contacts: int
+    result: list[Binding] | None = None
+    error: BaseException | None = None
+    done: object = None  # a gevent Event while queued
+
+
 class LocationStore:
     """Bindings of addresses-of-record, read and written through the shared database."""
 
+    #: most connections kept between uses (one per concurrently served look-up)
+    KEEP = 8
+    #: most REGISTERs applied in one transaction (bounds how long the write lock is held)
+    BATCH = 64
+
     def __init__(self, session_factory: Callable[[], Session] | Engine, clock: Callable[[], float] = time.time) -> None:
-        # Core connections, not ORM sessions: this is the registrar's hot path.
         if isinstance(session_factory, Engine):
             self._engine = session_factory
         elif isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
@@ -115,64 +134,57 @@ class LocationStore:
         else:
             with session_factory() as s:
                 self._engine = s.get_bind()
+        self._sql = LocationSQL(self._engine.dialect)
         self._clock = clock
         self._greenlet = None
-        #: connections kept checked out between uses (see ``_connection``)
-        self._idle: list[Connection] = []
+        self._committer = None
+        #: connections kept between uses (a pool checkout costs more than a look-up)
+        self._idle: list[RawConnection] = []
+        self._queue: list[_Job] = []
+        self._wake = None  # gevent Event, set when the queue is not empty
+        #: counters for tests and benchmarks: transactions committed, jobs applied
+        self.commits = 0
+        self.jobs = 0
 
-    #: most connections kept between uses (one per concurrently served REGISTER/call)
-    KEEP = 8
+    # -- connections ------------------------------------------------------------------------
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        """A connection of our own, kept between uses.  A pool checkout with its liveness
-        ping cost more than the statements of a REGISTER; a connection that fails is
-        dropped instead of kept (the callers retry once on a fresh one, which is what the
-        ping was for).  Each greenlet gets its own, so cooperative drivers never share one."""
-        conn = self._idle.pop() if self._idle else self._engine.connect()
-        try:
-            yield conn
-        except DBAPIError:
-            conn.close()
-            raise
-        except Exception:  # OutOfOrder and the like: the connection is fine
-            self._release(conn)
-            raise
-        except BaseException:  # killed mid-statement: its protocol state is unknown
-            conn.close()
-            raise
-        self._release(conn)
+    def _checkout(self) -> RawConnection:
+        return self._idle.pop() if self._idle else self._sql.connect(self._engine)
 
-    def _release(self, conn: Connection) -> None:
-        try:
-            if conn.in_transaction():  # a read: end it, so SQLite does not pin a snapshot
-                conn.rollback()
-        except DBAPIError:
-            conn.close()
-            return
-        if len(self._idle) < self.KEEP and not conn.invalidated:
+    def _checkin(self, conn: RawConnection) -> None:
+        if len(self._idle) < self.KEEP and not conn.closed:
             self._idle.append(conn)
         else:
             conn.close()
 
     def close(self) -> None:
-        """Give back the kept connections."""
+        """Close the kept connections."""
         while self._idle:
             self._idle.pop().close()
+
+    # -- reads ------------------------------------------------------------------------------
 
     def lookup(self, username: str, domain: str) -> list[Binding]:
         """The live bindings of ``username@domain``, best first (q, then most recent)."""
         now = self._clock()
-        params = {"u": username, "d": domain.lower(), "now": _to_dt(now)}
+        sql = self._sql
         for attempt in (1, 2):
+            conn = self._checkout()
             try:
-                with self._connection() as conn:
-                    rows = conn.execute(_SELECT_LIVE, params).all()
-                break
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
+                rows = conn.query(sql.select_live, {"u": username, "d": domain.lower(), "now": sql.time_in(now)})
+            except BaseException as exc:
+                lost = conn.failed(exc)
+                if lost and attempt == 1:
+                    continue
+                wrapped = sql.wrap(exc, lost)
+                if wrapped is exc:
                     raise
-        return _order(_row_to_binding(r) for r in rows)
+                raise wrapped from exc
+            self._checkin(conn)
+            return _order(_binding(sql, r) for r in rows)
+        raise AssertionError("unreachable")
+
+    # -- writes -----------------------------------------------------------------------------
 
     def update(
         self,
@@ -186,7 +198,7 @@ class LocationStore:
         cseq: int = 0,
         max_contacts: int = 0,
     ) -> list[Binding]:
-        """Apply one REGISTER atomically; return the live bindings afterwards.
+        """Apply one REGISTER atomically; return the live bindings afterwards (committed).
 
         ``save`` adds or refreshes bindings (matched by contact, or by instance + reg-id);
         ``remove`` drops contacts; ``remove_all`` drops every binding (``Contact: *``).
@@ -194,79 +206,152 @@ class LocationStore:
         than ``cseq`` makes the whole request fail with :class:`OutOfOrder` and change
         nothing.  With ``max_contacts``, a request that would leave more bindings than that
         raises :class:`TooManyContacts` and changes nothing."""
-        for attempt in (1, 2):
-            try:
-                return self._update_once(username, domain.lower(), save, remove, remove_all,
-                                         call_id, cseq, max_contacts)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                log.debug("location: concurrent insert for %s@%s, retrying", username, domain)
-            except DBAPIError as exc:  # a kept connection the server has closed meanwhile
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+        job = _Job(username, domain.lower(), save, remove, remove_all, call_id, cseq, max_contacts)
+        if self._committer is not None and not self._committer.dead:
+            import gevent.event
 
-    def _update_once(self, username: str, domain: str, save: Sequence[Binding], remove: Sequence[str],
-                     remove_all: bool, call_id: str, cseq: int, max_contacts: int) -> list[Binding]:
+            job.done = gevent.event.Event()
+            self._queue.append(job)
+            self._wake.set()  # type: ignore[union-attr]
+            job.done.wait()  # type: ignore[attr-defined]
+        else:
+            self._apply([job])
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[return-value]
+
+    def _apply(self, jobs: list[_Job]) -> None:
+        """Apply ``jobs`` in one transaction; on a database error, each in its own (twice:
+        a concurrent insert by another proxy, or a kept connection the server closed)."""
+        if len(jobs) > 1:
+            try:
+                self._transaction(jobs)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried one by one below
+                log.debug("location: batch of %d failed (%s), applying one by one", len(jobs), exc)
+        for job in jobs:
+            for attempt in (1, 2):
+                job.result = job.error = None
+                try:
+                    self._transaction([job])
+                    break
+                except Exception as exc:  # noqa: BLE001 - handed to the REGISTER's greenlet
+                    job.error = exc
+                    if attempt == 1 and self._sql.retryable(exc):
+                        log.debug("location: retrying %s@%s (%s)", job.username, job.domain, exc)
+                        continue
+                    break
+
+    def _transaction(self, jobs: list[_Job]) -> None:
+        sql = self._sql
+        conn = self._checkout()
+        try:
+            conn.begin()
+            for job in jobs:
+                job.result = job.error = None
+                try:
+                    job.result = self._apply_one(conn, job)
+                except (OutOfOrder, TooManyContacts) as exc:  # refused before any write
+                    job.error = exc
+            conn.commit()
+        except BaseException as exc:
+            lost = conn.abort(exc)
+            wrapped = sql.wrap(exc, lost)
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
+        self._checkin(conn)
+        self.commits += 1
+        self.jobs += len(jobs)
+
+    def _apply_one(self, conn: RawConnection, job: _Job) -> list[Binding]:
+        sql = self._sql
         now = self._clock()
-        with self._connection() as conn, conn.begin():
-            s = conn
-            rows = s.execute(_SELECT_AOR, {"u": username, "d": domain}).all()
-            by_hash = {r.contact_hash: r for r in rows}
-            live = {r.contact_hash: _row_to_binding(r) for r in rows if _to_ts(r.expires) > now}
-            touched = list(remove) + [b.contact for b in save]
-            if remove_all:
-                touched += [r.contact for r in rows]
+        username, domain = job.username, job.domain
+        rows: list[Row] = conn.query(sql.select_aor, {"u": username, "d": domain})
+        by_hash = {r[_HASH]: r for r in rows}
+        now_db = sql.time_in(now)
+        dead = {h for h, r in by_hash.items() if sql.time_out(r[_EXPIRES]) <= now}
+        touched = list(job.remove) + [b.contact for b in job.save]
+        if job.remove_all:
+            touched += [r[_CONTACT] for r in rows]
+        if job.call_id:
             for contact in touched:
                 row = by_hash.get(contact_key(contact))
-                if row is not None and call_id and row.call_id == call_id and row.cseq >= cseq:
+                if row is not None and row[_CALL_ID] == job.call_id and row[_CSEQ] >= job.cseq:
                     raise OutOfOrder(contact)
-            doomed: set[str] = set()
-            if remove_all:
-                doomed.update(by_hash)
-            doomed.update(contact_key(c) for c in remove)
-            for b in save:
-                if b.instance:  # RFC 5626: one binding per instance and reg-id
-                    doomed.update(
-                        h for h, r in by_hash.items()
-                        if r.instance == b.instance and r.reg_id == b.reg_id and r.contact != b.contact
-                    )
-            # expired rows go too: they are dead, and their hash slot is reused below
-            doomed.update(h for h, r in by_hash.items() if _to_ts(r.expires) <= now)
-            saved = {contact_key(b.contact): replace(b, modified=now) for b in save}
-            doomed -= saved.keys()
-            after = {h: b for h, b in live.items() if h not in doomed}
-            after.update(saved)
-            if max_contacts and len(after) > max_contacts and len(after) > len(live):
-                raise TooManyContacts(len(after))
-            if doomed:
-                s.execute(_DELETE_HASHES, {"u": username, "d": domain, "hashes": sorted(doomed)})
-            for h, b in saved.items():
-                values = _values(b, now)
-                if h in by_hash:
-                    s.execute(_UPDATE_ROW, {"row_id": by_hash[h].id, **values})
-                else:
-                    s.execute(_INSERT_ROW, {"username": username, "domain": domain, "contact_hash": h, **values})
+        doomed: set[str] = set(dead)  # expired rows go: their hash slot is reused below
+        if job.remove_all:
+            doomed.update(by_hash)
+        doomed.update(contact_key(c) for c in job.remove)
+        for b in job.save:
+            if b.instance:  # RFC 5626: one binding per instance and reg-id
+                doomed.update(
+                    h for h, r in by_hash.items()
+                    if r[_INSTANCE] == b.instance and r[_REG_ID] == b.reg_id and r[_CONTACT] != b.contact
+                )
+        saved = {contact_key(b.contact): replace(b, modified=now) for b in job.save}
+        doomed -= saved.keys()
+        live = len(by_hash) - len(dead)
+        after = {h: _binding(sql, r) for h, r in by_hash.items() if h not in doomed and h not in saved}
+        after.update(saved)
+        if job.max_contacts and len(after) > job.max_contacts and len(after) > live:
+            raise TooManyContacts(len(after))
+        for h in doomed:
+            if h in by_hash:
+                conn.execute(sql.delete_id, {"row_id": by_hash[h][_ID]})
+        for h, b in saved.items():
+            values = _values(b, now_db)
+            values["expires"] = sql.time_in(b.expires)
+            row = by_hash.get(h)
+            if row is not None:
+                values["row_id"] = row[_ID]
+                conn.execute(sql.update_row, values)
+            else:
+                values.update(username=username, domain=domain, contact_hash=h)
+                conn.execute(sql.insert_row, values)
         return _order(after.values())
+
+    def _commit_loop(self) -> None:
+        """Group commit: apply what queued while the previous batch ran, in one transaction."""
+        wake = self._wake
+        while True:
+            wake.wait()  # type: ignore[union-attr]
+            wake.clear()  # type: ignore[union-attr]
+            while self._queue:
+                jobs, self._queue = self._queue[:self.BATCH], self._queue[self.BATCH:]
+                try:
+                    self._apply(jobs)
+                except BaseException as exc:  # killed, or a bug: no REGISTER may hang
+                    for job in jobs:
+                        if job.result is None and job.error is None:
+                            job.error = exc if isinstance(exc, Exception) else RuntimeError("location store stopped")
+                    raise
+                finally:
+                    for job in jobs:
+                        job.done.set()  # type: ignore[attr-defined]
+
+    # -- maintenance --------------------------------------------------------------------------
 
     def remove_aor(self, username: str, domain: str) -> int:
         """Drop every binding of ``username@domain`` (e.g. when the account is deleted)."""
         with self._engine.begin() as conn:
-            res = conn.execute(_DELETE_AOR, {"u": username, "d": domain.lower()})
+            res = conn.execute(self._sql.core_delete_aor, {"u": username, "d": domain.lower()})
         return res.rowcount or 0
 
     def expire(self) -> int:
         """Delete expired bindings; returns how many.  Look-ups ignore them anyway."""
         with self._engine.begin() as conn:
-            res = conn.execute(_DELETE_EXPIRED, {"now": _to_dt(self._clock())})
+            res = conn.execute(self._sql.core_delete_expired, {"now": self._sql.datetime(self._clock())})
         return res.rowcount or 0
 
     def start(self, interval: float = 60.0) -> None:
-        """Purge expired bindings every ``interval`` seconds in a gevent greenlet."""
+        """Group-commit REGISTERs in a greenlet, and purge expired bindings every
+        ``interval`` seconds in another."""
         import gevent
+        import gevent.event
 
-        def loop() -> None:
+        def purge() -> None:
             while True:
                 gevent.sleep(interval)
                 try:
@@ -277,14 +362,23 @@ class LocationStore:
                     log.warning("location: purge failed: %s", exc)
 
         if self._greenlet is None:
-            self._greenlet = gevent.spawn(loop)
+            self._greenlet = gevent.spawn(purge)
+        if self._committer is None:
+            self._wake = gevent.event.Event()
+            self._committer = gevent.spawn(self._commit_loop)
 
     def stop(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
+        if self._committer is not None:
+            self._committer.kill()
+            self._committer = None
+            for job in self._queue:  # never started: fail them rather than leave them waiting
+                job.error = RuntimeError("location store stopped")
+                job.done.set()  # type: ignore[attr-defined]
+            self._queue = []
         self.close()
 
 
-class TooManyContacts(Exception):
-    """The REGISTER would leave more bindings than the configured maximum."""
+__all__ = ["Binding", "LocationStore", "OutOfOrder", "TooManyContacts"]

@@ -89,3 +89,81 @@ def test_instance_replaces_old_contact(db_url: str) -> None:
     assert [b.contact for b in got] == ["sip:carol@192.0.2.1:6000"]
     assert len(store.lookup("carol", "example.com")) == 1
     engine.dispose()
+
+
+def test_group_commit_applies_concurrent_registers_together(db_url: str) -> None:
+    """With the store started (the server), REGISTERs that arrive together share one
+    transaction; each gets its own answer, committed before update() returns, and a rule
+    broken by one (out of order) fails that one alone."""
+    import gevent
+
+    engine, factory = open_database(db_url)
+    clock = Clock()
+    store = LocationStore(factory, clock=clock)
+    store.update("dave", "example.com", save=[Binding("sip:dave@192.0.2.5", clock.t + 60, call_id="d", cseq=9)],
+                 call_id="d", cseq=9)
+    store.start()
+    try:
+        def register(n: int) -> list[Binding]:
+            contact = f"sip:user{n}@192.0.2.{n}"
+            return store.update(f"user{n}", "example.com", save=[Binding(contact, clock.t + 60, call_id=f"c{n}", cseq=1)],
+                                call_id=f"c{n}", cseq=1)
+
+        def stale() -> list[Binding]:
+            return store.update("dave", "example.com", save=[Binding("sip:dave@192.0.2.5", clock.t + 900, call_id="d",
+                                                                      cseq=8)], call_id="d", cseq=8)
+
+        commits = store.commits
+        greenlets = [gevent.spawn(register, n) for n in range(1, 6)] + [gevent.spawn(stale)]
+        gevent.joinall(greenlets)
+        assert [[b.contact for b in g.value] for g in greenlets[:5]] == [
+            [f"sip:user{n}@192.0.2.{n}"] for n in range(1, 6)]
+        assert isinstance(greenlets[5].exception, OutOfOrder)
+        assert store.commits - commits < 6  # shared transactions
+        # committed: a second proxy on the same database sees them all at once
+        other = LocationStore(factory, clock=clock)
+        assert [len(other.lookup(f"user{n}", "example.com")) for n in range(1, 6)] == [1] * 5
+        assert other.lookup("dave", "example.com")[0].remaining(clock.t) == 60
+        other.close()
+    finally:
+        store.stop()
+    engine.dispose()
+
+
+def test_group_commit_database_error_reapplies_one_by_one(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database error inside a batch (say, another proxy inserted the same contact first)
+    rolls the batch back and applies each REGISTER in a transaction of its own."""
+    import gevent
+
+    from sipproxy import locationsql
+
+    engine, factory = open_database(db_url)
+    clock = Clock()
+    store = LocationStore(factory, clock=clock)
+    integrity = engine.dialect.loaded_dbapi.IntegrityError
+    failures = []
+    real_execute = locationsql.RawConnection.execute
+
+    def flaky(self, stmt, values):  # noqa: ANN001, ANN202
+        if stmt is store._sql.insert_row and values["username"] == "user2" and not failures:
+            failures.append(values["contact"])
+            raise integrity("duplicate contact (simulated race)")
+        return real_execute(self, stmt, values)
+
+    monkeypatch.setattr(locationsql.RawConnection, "execute", flaky)
+    store.start()
+    try:
+        def register(n: int) -> list[Binding]:
+            contact = f"sip:user{n}@192.0.2.{n}"
+            return store.update(f"user{n}", "example.com", save=[Binding(contact, clock.t + 60)], call_id=f"c{n}",
+                                cseq=1)
+
+        greenlets = [gevent.spawn(register, n) for n in range(1, 4)]
+        gevent.joinall(greenlets)
+        assert [g.exception for g in greenlets] == [None] * 3
+        assert failures == ["sip:user2@192.0.2.2"]
+        for n in range(1, 4):
+            assert [b.contact for b in store.lookup(f"user{n}", "example.com")] == [f"sip:user{n}@192.0.2.{n}"]
+    finally:
+        store.stop()
+    engine.dispose()
