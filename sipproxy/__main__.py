@@ -102,40 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     secret = os.urandom(32)
     if workers == 1:
         return _serve(config, secret, None)
-    # the workers' mailboxes (see sipproxy.core), opened here so every worker knows them all
-    import socket
+    # the workers' mailboxes (see sipproxy.core), opened here so every worker knows them
+    # all -- and kept open here, so a restarted worker finds its own again
+    import _socket
 
     mailboxes = []
     for _ in range(workers):
-        box = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        box.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        box = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        box.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4 << 20)
         box.bind(("127.0.0.1", 0))
         mailboxes.append(box)
-    children: list[int] = []
-    for n in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(_serve(config, secret, n, mailboxes))
-        children.append(pid)
-    log.info("started %d workers", workers)
+    from ngnpro.models.prefork import supervise
 
-    def stop(_sig: int, _frame: object) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    status = 0
-    for _ in children:
-        try:
-            _pid, st = os.wait()
-        except ChildProcessError:
-            break
-        status = status or (os.waitstatus_to_exitcode(st) if os.WIFEXITED(st) else 0)
-    return status
+    log.info("starting %d workers", workers)
+    return supervise(workers, lambda n: _serve(config, secret, n, mailboxes), log)
 
 
 def _tune_gc() -> None:

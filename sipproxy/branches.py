@@ -17,8 +17,7 @@ from .message import Request, Response
 from .uri import ParseError
 
 if TYPE_CHECKING:
-    import gevent
-
+    from .lanes import Handle
     from .transaction import Transaction
     from .transport import Inbound, Peer
 
@@ -89,7 +88,7 @@ class Context:
         self.branches: list[Branch] = []
         self.final_sent = False
         self.cancelled = False
-        self.timer: gevent.Greenlet | None = None
+        self.timer: Handle | None = None  # Timer C, on the core's timer wheel
         self.timed_out = False
         self.caller = caller
         self.callee = callee

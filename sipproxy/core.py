@@ -17,18 +17,19 @@ The layers below are sans-I/O (``message``, ``transaction``) and the ones above 
 
 from __future__ import annotations
 
+import binascii
 import functools
 import ipaddress
 import logging
 import os
 import re
-import secrets
 import zlib
 from typing import Any, Protocol
 
 import gevent
 
 from .headers import Via, parse_via
+from .lanes import Lane, TimerWheel
 from .message import ParseError, Request, Response, make_response, parse_message
 from .transaction import (
     MAGIC_COOKIE,
@@ -50,7 +51,40 @@ log = logging.getLogger("sipproxy.core")
 
 _CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
-__all__ = ["Core", "TransactionUser", "new_branch", "is_ip"]
+__all__ = ["Core", "TransactionUser", "new_branch", "is_ip", "token"]
+
+#: timers that keep their exact RFC 3261 durations (retransmissions: T1 doubling); the
+#: others are seconds long and go to the coarse timer wheel when at least WHEEL_MIN
+PRECISE_TIMERS = frozenset("AEG")
+WHEEL_MIN = 1.0
+WHEEL_TICK = 0.05
+
+
+class _Random:
+    """Random hex from a pool filled by one ``os.urandom`` call per 4 KiB: tags, branches
+    and nonces need cryptographic randomness (RFC 3261 19.3), not a system call each."""
+
+    __slots__ = ("pool", "pos")
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.pos = 0
+
+    def hex(self, nbytes: int) -> str:
+        pos = self.pos
+        if pos + nbytes > len(self.pool):
+            self.pool, pos = os.urandom(4096), 0
+        self.pos = pos + nbytes
+        return binascii.hexlify(self.pool[pos:pos + nbytes]).decode()
+
+    def reset(self) -> None:
+        """After a fork: the child must not hand out the parent's bytes again."""
+        self.pool, self.pos = b"", 0
+
+
+_random = _Random()
+token = _random.hex
+os.register_at_fork(after_in_child=_random.reset)
 
 
 def _top_via(msg: Response) -> Via:
@@ -63,7 +97,7 @@ def _top_via(msg: Response) -> Via:
 
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 96 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(12)
+    return MAGIC_COOKIE + token(12)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -109,7 +143,11 @@ class Core:
         self._mailbox_ports = [m.getsockname()[1] for m in self._mailboxes]
         self._mailbox: Any = None
         self._loop = gevent.get_hub().loop
-        self._watchers: dict[tuple[int, str], tuple[Any, StartTimer]] = {}
+        #: transaction timers seconds long, and the TU's own (Timer C), see PRECISE_TIMERS
+        self.wheel = TimerWheel(self._wheel_fire, WHEEL_TICK)
+        #: precise timers (libev watchers) pending: StartTimer -> watcher
+        self._precise: dict[StartTimer, Any] = {}
+        self._mailbox_lane: Lane | None = None
         self.layer = TransactionLayer(timers)
         self.tu: TransactionUser | None = None
         #: host strings and ``host:port`` that name this proxy (Via / Route / Request-URI checks)
@@ -132,17 +170,35 @@ class Core:
 
     def start(self) -> None:
         self.transports.start()
+        self.wheel.start()
         if self._mailbox is not None:
-            gevent.spawn(self._mailbox_loop)
+            self._mailbox.setblocking(False)
+            self._mailbox_lane = Lane(self._mailbox_reader(), self.on_inbound, "mailbox")
+            self._mailbox_lane.start()
 
     def stop(self) -> None:
         self.transports.stop()
+        self.wheel.stop()
+        for watcher in self._precise.values():
+            watcher.close()
+        self._precise.clear()
+        if self._mailbox_lane is not None:
+            self._mailbox_lane.stop()
         if self._mailbox is not None:
             self._mailbox.close()
 
+    def pending_timers(self) -> int:
+        """Timers not yet fired nor cancelled (precise and on the wheel)."""
+        return len(self._precise) + len(self.wheel)
+
+    def call_later(self, delay: float, fn: Any, *args: Any) -> Any:
+        """Call ``fn(*args)`` after about ``delay`` seconds (the coarse wheel: never early, at
+        most a tick late); returns a handle with ``cancel()``.  For the TU's own timers."""
+        return self.wheel.call_later(delay, fn, *args)
+
     def branch_suffix(self) -> str:
         """The random part of our branches, prefixed by this worker's number."""
-        return f"{self.worker}.{secrets.token_hex(6)}"
+        return f"{self.worker}.{token(6)}"
 
     def owner_of(self, data: bytes) -> int:
         """The worker that handles every UDP message of a call: chosen by Call-ID, so that
@@ -168,36 +224,44 @@ class Core:
         worker to hand to (then this one handles it)."""
         if not 0 <= worker < len(self._mailbox_ports) or self._mailbox is None:
             return False
-        head = f"{inbound.source}|{inbound.listener}\n".encode()
+        src = inbound.source
+        head = f"{src[1]}|{src[2]}|{inbound.listener}\n".encode()
         try:
             self._mailbox.sendto(head + inbound.data, ("127.0.0.1", self._mailbox_ports[worker]))
-        except OSError as exc:
+        except OSError as exc:  # BlockingIOError too: the owner is that far behind
             log.debug("cannot hand a message to worker %d: %s", worker, exc)
             return False
         return True
 
-    def _mailbox_loop(self) -> None:
+    def _mailbox_reader(self) -> Any:
+        """The mailbox lane's source: the next datagram a sibling worker handed over."""
         listeners = {str(lst): lst for lst in self.transports.listeners}
         ports = set(self._mailbox_ports)
-        while True:
+        box = self._mailbox
+        readable = self._loop.io(box.fileno(), 1)
+        wait = gevent.get_hub().wait
+
+        def next_handed() -> Inbound | None:
             try:
-                data, addr = self._mailbox.recvfrom(70000)
-            except OSError:
-                return
+                data, addr = box.recvfrom(70000)
+            except BlockingIOError:
+                wait(readable)
+                return None
+            except OSError as exc:
+                if exc.errno in (9, 88):  # EBADF, ENOTSOCK: closed
+                    raise gevent.GreenletExit from None
+                return None
             if addr[0] != "127.0.0.1" or addr[1] not in ports:
-                continue  # only our sibling workers may hand us messages
+                return None  # only our sibling workers may hand us messages
             head, _, payload = data.partition(b"\n")
-            source, _, listener = head.decode("ascii", "replace").partition("|")
-            try:
-                peer = Peer.parse(source)
-            except ValueError:
-                continue
+            host, _, rest = head.decode("ascii", "replace").partition("|")
+            port, _, listener = rest.partition("|")
             lst = listeners.get(listener)
-            if lst is not None:
-                # its own greenlet, as in the UDP receive loop: handled in line, a request
-                # waiting on the database (a cooperative driver yields) held every message
-                # handed over behind it, responses included, past Timer A
-                gevent.spawn(self.transports._dispatch, Inbound(payload, peer, lst))
+            if lst is None or not port.isdigit():
+                return None
+            return Inbound(payload, Peer("udp", host, int(port)), lst)
+
+        return next_handed
 
     # -- who we are -----------------------------------------------------------------------
 
@@ -292,18 +356,11 @@ class Core:
                     if txn is not None and not txn.terminated:
                         self.execute(self.layer.transport_error(txn))
             elif kind is StartTimer:
-                # a bare libev timer, not a greenlet per timer: most are cancelled unfired
-                watcher = self._loop.timer(action.delay)
-                key = (id(action.transaction), action.name)
-                old = self._watchers.pop(key, None)
-                if old is not None:
-                    old[0].close()
-                self._watchers[key] = (watcher, action)
-                watcher.start(self._timer_due, action)
+                self._start_timer(action)
             elif kind is CancelTimer:
-                old = self._watchers.pop((id(action.transaction), action.name), None)
-                if old is not None:
-                    old[0].close()
+                timer = action.timer
+                if timer is not None:
+                    self._cancel_timer(timer)
             elif kind is Deliver:
                 self._deliver(action)
             elif kind is Timeout:
@@ -316,14 +373,43 @@ class Core:
                 if self.tu is not None:
                     self.tu.on_terminated(action.transaction)
 
-    def _timer_due(self, action: StartTimer) -> None:
+    def _start_timer(self, timer: StartTimer) -> None:
+        """Retransmission timers (and any short one) as precise libev timers; the long
+        ones, most of them cancelled or ending a transaction long over, on the wheel."""
+        if timer.delay >= WHEEL_MIN and timer.name not in PRECISE_TIMERS:
+            timer.edge = self.wheel.add(timer.delay, timer)
+            return
+        watcher = self._loop.timer(timer.delay)
+        timer.edge = watcher
+        self._precise[timer] = watcher
+        watcher.start(self._timer_due, timer)
+
+    def _cancel_timer(self, timer: StartTimer) -> None:
+        edge = timer.edge
+        if edge is None:
+            return
+        timer.edge = None
+        if type(edge) is int:
+            self.wheel.remove(edge, timer)
+        else:
+            edge.close()
+            self._precise.pop(timer, None)
+
+    def _wheel_fire(self, entry: Any) -> None:
+        """A wheel entry came due (in the wheel's lane: in line, see sipproxy.lanes)."""
+        if type(entry) is StartTimer:
+            entry.edge = None
+            self.execute(self.layer.timer_fired(entry))
+        else:
+            entry()
+
+    def _timer_due(self, timer: StartTimer) -> None:
         """libev callback (runs in the hub: must not block): hand over to a greenlet."""
-        key = (id(action.transaction), action.name)
-        entry = self._watchers.get(key)
-        if entry is not None and entry[1] is action:
-            del self._watchers[key]
-            entry[0].close()
-        gevent.spawn(self._timer, action)
+        watcher = self._precise.pop(timer, None)
+        if watcher is not None:
+            watcher.close()
+        timer.edge = None
+        gevent.spawn(self._timer, timer)
 
     def _timer(self, action: StartTimer) -> None:
         try:

@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from typing import Any
 
-import gevent
 from gevent import socket as gsocket
 
 from .branches import (
@@ -52,7 +50,7 @@ from .branches import (
     via_shows_nat,
 )
 from .calls import CallControl
-from .core import Core, is_ip
+from .core import Core, is_ip, token
 from .dialog import DialogInfo, DialogStore
 from .digest import MISSING
 from .message import Request, Response, make_response, proxy_validate
@@ -72,7 +70,7 @@ TIMER_C = 180.0
 
 
 def _tag() -> str:
-    return secrets.token_hex(6)
+    return token(6)
 
 
 class Proxy:
@@ -350,7 +348,7 @@ class Proxy:
             self._media_offer(req)
         self._start_branches(ctx, targets, record_route=req.method in DIALOG_METHODS)
         if req.method == "INVITE" and not ctx.final_sent:
-            ctx.timer = gevent.spawn_later(ring_timeout, self._timer_c, ctx)
+            ctx.timer = self.core.call_later(ring_timeout, self._timer_c, ctx)
         return None
 
     def _start_branches(self, ctx: Context, targets: list, record_route: bool) -> None:
@@ -536,7 +534,7 @@ class Proxy:
     @staticmethod
     def _stop_timer(ctx: Context) -> None:
         if ctx.timer is not None:
-            ctx.timer.kill(block=False)
+            ctx.timer.cancel()
             ctx.timer = None
 
     def _forward_stray(self, response: Response) -> None:

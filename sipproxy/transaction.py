@@ -192,12 +192,16 @@ class StartTimer:
     transaction: Transaction
     name: str
     delay: float
+    #: free for the I/O edge (its watcher or wheel slot); this module never reads it
+    edge: Any = None
 
 
 @dataclass(eq=False, slots=True)
 class CancelTimer:
     transaction: Transaction
     name: str
+    #: the `StartTimer` no longer needed
+    timer: StartTimer | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -331,8 +335,8 @@ class Transaction:
         for name in names:
             _ACTIONS[name](self, out, message)
         if new_state == TERMINATED and self.state == TERMINATED:
-            for tname in list(self.timers):
-                out.append(CancelTimer(self, tname))
+            for tname, timer in self.timers.items():
+                out.append(CancelTimer(self, tname, timer))
             self.timers.clear()
             self.layer._forget(self)
             out.append(Terminated(self))
@@ -375,6 +379,9 @@ def _start(name: str) -> Callable:
             out.extend(txn.fire("timer_" + name))
             return
         timer = StartTimer(txn, name, delay)
+        previous = txn.timers.get(name)
+        if previous is not None:  # restarted while pending: the old one is no longer needed
+            out.append(CancelTimer(txn, name, previous))
         txn.timers[name] = timer
         out.append(timer)
     return action
@@ -389,6 +396,9 @@ def _restart(name: str, how: str) -> Callable:
             delay = min(delay, t.t2)
         txn.intervals[name] = delay
         timer = StartTimer(txn, name, delay)
+        previous = txn.timers.get(name)
+        if previous is not None:  # restarted while pending: the old one is no longer needed
+            out.append(CancelTimer(txn, name, previous))
         txn.timers[name] = timer
         out.append(timer)
     return action
@@ -396,8 +406,9 @@ def _restart(name: str, how: str) -> Callable:
 
 def _cancel(name: str) -> Callable:
     def action(txn: Transaction, out: list, _msg: Message | None) -> None:
-        if txn.timers.pop(name, None) is not None:
-            out.append(CancelTimer(txn, name))
+        timer = txn.timers.pop(name, None)
+        if timer is not None:
+            out.append(CancelTimer(txn, name, timer))
     return action
 
 

@@ -18,15 +18,19 @@ layers above.  Two pieces:
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import socket as _stdsocket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import gevent
 from gevent import socket, ssl
 from gevent.server import StreamServer
+
+from .lanes import Lane
 
 log = logging.getLogger("sipproxy.transport")
 
@@ -106,9 +110,11 @@ class StreamFramer:
         return out
 
 
-@dataclass(frozen=True)
-class Peer:
-    """A remote transport address: ``Peer("udp", "192.0.2.1", 5060)``."""
+class Peer(NamedTuple):
+    """A remote transport address: ``Peer("udp", "192.0.2.1", 5060)``.
+
+    A named tuple rather than a frozen dataclass: one is made per datagram received and per
+    response sent, and a frozen dataclass's ``__init__`` cost several times as much."""
 
     transport: str
     host: str
@@ -152,16 +158,22 @@ def parse_listen(spec: str) -> Listener:
     return Listener(transport.lower(), host, int(port))
 
 
-@dataclass
 class Inbound:
     """A message as it arrived: bytes, who sent it, on which listener, over which connection."""
 
-    data: bytes
-    source: Peer
-    listener: Listener
-    connection: Connection | None = None
-    #: where responses to this request go, worked out once from its top Via (by the core)
-    reply_to: Peer | None = None
+    __slots__ = ("data", "source", "listener", "connection", "reply_to")
+
+    def __init__(self, data: bytes, source: Peer, listener: Listener,
+                 connection: Connection | None = None) -> None:
+        self.data = data
+        self.source = source
+        self.listener = listener
+        self.connection = connection
+        #: where responses to this request go, worked out once from its top Via (by the core)
+        self.reply_to: Peer | None = None
+
+    def __repr__(self) -> str:
+        return f"<Inbound from {self.source} on {self.listener}, {len(self.data)} bytes>"
 
 
 @dataclass(eq=False)
@@ -193,12 +205,18 @@ class Transports:
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.reuse_port = reuse_port
-        self.udp: dict[Listener, socket.socket] = {}
+        #: plain non-blocking sockets (``_socket``, never monkey-patched): the receive lane
+        #: waits on them itself, and a UDP sendto does not block
+        self.udp: dict[Listener, _socket.socket] = {}
         self.streams: dict[Listener, StreamServer] = {}
         self.connections: dict[Peer, Connection] = {}
+        self.lanes: list[Lane] = []
         self._server_ctx: ssl.SSLContext | None = None
         self._client_ctx: ssl.SSLContext | None = None
-        self._greenlets: list[gevent.Greenlet] = []
+        #: (transport, IPv6?) -> the listener to send from: looked up per message
+        self._out: dict[tuple[str, bool], Listener | None] = {}
+        #: for UDP to a host -> the socket to send from
+        self._udp_out: dict[bool, _socket.socket | None] = {}
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -215,11 +233,16 @@ class Transports:
         for lst in self.listeners:
             family = _stdsocket.AF_INET6 if ":" in lst.host else _stdsocket.AF_INET
             if lst.transport == "udp":
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                if self.reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                sock.bind((lst.host, lst.port))
+                sock = _socket.socket(family, _socket.SOCK_DGRAM)
+                try:
+                    if self.reuse_port:
+                        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4 << 20)
+                    sock.setblocking(False)
+                    sock.bind((lst.host, lst.port))
+                except OSError:
+                    sock.close()
+                    raise
                 self.udp[lst] = sock
             else:
                 sock = socket.socket(family, socket.SOCK_STREAM)
@@ -236,14 +259,18 @@ class Transports:
         if not self.udp and not self.streams:
             self.bind()
         for lst, sock in self.udp.items():
-            self._greenlets.append(gevent.spawn(self._udp_loop, sock, lst))
+            lane = Lane(self._udp_reader(sock, lst), self._on_datagram, f"udp {lst}")
+            self.lanes.append(lane)
+            lane.start()
         for server in self.streams.values():
             server.start()
 
     def stop(self) -> None:
         for server in self.streams.values():
             server.stop(timeout=0)
-        gevent.killall(self._greenlets, block=False)
+        for lane in self.lanes:
+            lane.stop()
+        self.lanes = []
         for conn in list(self.connections.values()):
             self._close(conn)
         for sock in self.udp.values():
@@ -251,20 +278,34 @@ class Transports:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def _udp_loop(self, sock: socket.socket, lst: Listener) -> None:
-        while True:
+    def _udp_reader(self, sock: _socket.socket, lst: Listener) -> Callable[[], Inbound | None]:
+        """The receive lane's source: the next datagram of ``sock`` (waiting while none is
+        queued), None for one to skip."""
+        readable = gevent.get_hub().loop.io(sock.fileno(), 1)
+        wait = gevent.get_hub().wait
+        recvfrom = sock.recvfrom
+
+        def next_datagram() -> Inbound | None:
             try:
-                data, addr = sock.recvfrom(MAX_MESSAGE + 1)
+                data, addr = recvfrom(MAX_MESSAGE + 1)
+            except BlockingIOError:
+                wait(readable)
+                return None
             except OSError as exc:
                 if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                    return
-                continue  # ICMP errors surface here on Linux; ignore them
+                    raise gevent.GreenletExit from None  # closed: the lane ends
+                return None  # ICMP errors surface here on Linux; ignore them
             if len(data) > MAX_MESSAGE or not data.strip(b"\r\n\0 "):
-                continue  # oversize, or a keepalive / empty datagram
-            inbound = Inbound(data, Peer("udp", addr[0], addr[1]), lst)
-            if self.prefilter is not None and self.prefilter(inbound):
-                continue  # taken care of in line (keeps the order of what is passed on)
-            gevent.spawn(self._dispatch, inbound)
+                return None  # oversize, or a keepalive / empty datagram
+            return Inbound(data, Peer("udp", addr[0], addr[1]), lst)
+
+        return next_datagram
+
+    def _on_datagram(self, inbound: Inbound) -> None:
+        """Handled in line in the receive lane (see :mod:`sipproxy.lanes`)."""
+        if self.prefilter is not None and self.prefilter(inbound):
+            return  # handed to the worker that owns the call
+        self.handler(inbound)
 
     def _dispatch(self, inbound: Inbound) -> None:
         try:
@@ -328,23 +369,36 @@ class Transports:
 
     def listener_for(self, transport: str, host: str | None = None) -> Listener | None:
         """The listener to send from (and to name in Via/Record-Route) for ``transport``."""
-        v6 = host is not None and ":" in host
+        key = (transport, host is not None and ":" in host)
+        try:
+            return self._out[key]
+        except KeyError:
+            pass
         candidates = [lst for lst in self.listeners if lst.transport == transport]
-        for lst in candidates:
-            if (":" in lst.host) == v6:
-                return lst
-        return candidates[0] if candidates else None
+        found = next((lst for lst in candidates if (":" in lst.host) == key[1]),
+                     candidates[0] if candidates else None)
+        self._out[key] = found
+        return found
 
     def send(self, data: bytes, dest: Peer, connection: Connection | None = None) -> bool:
         """Send ``data`` to ``dest``; over ``connection`` (or the table's connection to
         ``dest``) for a stream.  False when it could not be sent (no listener, connect
         refused): the transaction layer then answers 503 or tries the next target."""
         try:
-            if dest.transport == "udp":
-                lst = self.listener_for("udp", dest.host)
-                if lst is None:
-                    return False
-                self.udp[lst].sendto(data, (dest.host, dest.port))
+            if dest[0] == "udp":
+                host = dest[1]
+                v6 = ":" in host
+                sock = self._udp_out.get(v6)
+                if sock is None:
+                    lst = self.listener_for("udp", host)
+                    if lst is None or lst not in self.udp:
+                        return False
+                    sock = self._udp_out[v6] = self.udp[lst]
+                try:
+                    sock.sendto(data, (host, dest[2]))
+                except BlockingIOError:  # send buffer full: wait for room, once
+                    socket.wait_write(sock.fileno(), timeout=1.0)
+                    sock.sendto(data, (host, dest[2]))
                 return True
             conn = connection if connection is not None and not connection.closed else None
             if conn is None:

@@ -69,7 +69,7 @@ def test_client_transaction_retransmits_then_times_out():
                     pass
         assert len(got) >= 3  # Timer E retransmissions (UDP)
         assert len(rec.timeouts) == 1  # Timer F: 64*T1
-        assert not core._watchers or all(e[0].active for e in core._watchers.values())
+        assert core.pending_timers() == 0  # the terminated transaction left no timer behind
         sink.close()
     finally:
         core.stop()
