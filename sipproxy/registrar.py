@@ -42,6 +42,18 @@ def _tag() -> str:
     return secrets.token_hex(6)
 
 
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _http_date(now: float) -> str:
+    """RFC 1123 date of ``now`` for the Date header, formatted once per second."""
+    global _date_cache
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache = (second, email.utils.formatdate(second, usegmt=True))
+    return _date_cache[1]
+
+
 def split_address(addr: str) -> tuple[str, str, int]:
     """``transport:host:port`` (host may be ``[v6]``) -> (transport, host, port)."""
     transport, _, rest = addr.partition(":")
@@ -268,7 +280,7 @@ class Registrar:
         if path:
             headers.append(("Path", ", ".join(path)))
             headers.append(("Supported", "path"))
-        headers.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        headers.append(("Date", _http_date(now)))
         return make_response(request, 200, to_tag=_tag(), headers=headers)
 
 

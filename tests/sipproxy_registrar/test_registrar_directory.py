@@ -108,3 +108,21 @@ def test_warm_preloads_accounts_with_groups(db_url: str) -> None:
     full.warm()
     assert full.account("eve", DOMAIN).blocked and full.misses == 0
     engine.dispose()
+
+
+def test_cache_drops_changed_keys_by_index() -> None:
+    """A change names ``user@domain`` case-folded: every cached spelling of it goes, others
+    stay, and evicted entries leave nothing behind in the index."""
+    from sipproxy.directory import _LRU, _MISSING
+
+    lru = _LRU(3)
+    lru.put(("Alice", "example.com"), 1)
+    lru.put(("alice", "example.com"), 2)
+    lru.put(("bob", "example.com"), 3)
+    assert lru.drop({"alice@example.com", "nobody@example.com"}) == 2
+    assert lru.get(("Alice", "example.com")) is _MISSING and lru.get(("bob", "example.com")) == 3
+    for i in range(5):  # evicts bob and two of these
+        lru.put((f"u{i}", "example.com"), i)
+    assert len(lru) == 3 and lru.drop({"bob@example.com", "u0@example.com"}) == 0
+    assert lru.drop({"u4@example.com"}) == 1 and len(lru) == 2
+    assert sorted(lru._by_aor) == ["u2@example.com", "u3@example.com"]
