@@ -10,17 +10,13 @@ numbers as strings; booleans as ``0/1/true/false``; ``href``/``id`` multi-refere
 unknown struct members ignored.  A value that cannot be coerced is fault 1040 naming the
 field.
 
-Encoding is strict in the ways the PHP parser needs (API.md 1.8): ``xsi:type`` on every
-scalar, ``xsi:type="SOAP-ENC:Array"`` then ``SOAP-ENC:arrayType`` on every list (never
-``offset``), struct items typed with their struct type.
+Responses are written by :mod:`ngnpro.soap.writer`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import re
-from decimal import Decimal as _PyDecimal
 from decimal import InvalidOperation
 from typing import Any
 
@@ -37,7 +33,7 @@ from spyne.model.primitive import (
     Integer,
 )
 
-from .const import NS_PRESENCE_TYPES, NS_SOAP_ENC, NS_TYPES, NS_XSD, NS_XSI
+from .const import NS_SOAP_ENC, NS_XSI
 from .faults import INVALID_REQUEST, INVALID_VALUE, NGNProError
 
 XSI_TYPE = f"{{{NS_XSI}}}type"
@@ -45,17 +41,6 @@ XSI_NIL = f"{{{NS_XSI}}}nil"
 ENC_ARRAY_TYPE = f"{{{NS_SOAP_ENC}}}arrayType"
 ENC_OFFSET = f"{{{NS_SOAP_ENC}}}offset"
 ENC_POSITION = f"{{{NS_SOAP_ENC}}}position"
-
-#: Prefixes used in responses; the Envelope declares all of them.
-PREFIXES = {
-    "SOAP-ENV": "http://schemas.xmlsoap.org/soap/envelope/",
-    "SOAP-ENC": NS_SOAP_ENC,
-    "xsd": NS_XSD,
-    "xsi": NS_XSI,
-    "ns1": NS_TYPES,
-    "ns3": NS_PRESENCE_TYPES,
-}
-_PREFIX_OF = {uri: p for p, uri in PREFIXES.items()}
 
 #: Longest list a request may carry (offset/position included).
 MAX_ITEMS = 100_000
@@ -96,12 +81,6 @@ def xsd_name(cls: Any) -> str:
     if issubclass(cls, Float | Double | Decimal):
         return "xsd:double"
     return "xsd:string"
-
-
-def type_qname(cls: Any) -> str:
-    """``prefix:Name`` of a struct type for ``xsi:type``/``arrayType``."""
-    prefix = _PREFIX_OF.get(cls.get_namespace(), "ns1")
-    return f"{prefix}:{cls.get_type_name()}"
 
 
 def _local(tag: Any) -> str:
@@ -331,157 +310,3 @@ def coerce(cls: Any, text: str) -> Any:
             raise ValueError(text)
         return f
     return text
-
-
-# --------------------------------------------------------------------------- encoding
-
-def format_scalar(cls: Any, value: Any) -> tuple[str, str]:
-    """``(xsi:type, text)`` of a scalar, typed by the declared model when there is one."""
-    if isinstance(value, _dt.datetime):
-        return "xsd:string", value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, _dt.date):
-        return "xsd:string", value.isoformat()
-    if cls is None or not isinstance(cls, type) or not issubclass(cls, ModelBase):
-        cls = _guess(value)
-    if issubclass(cls, Boolean):
-        if isinstance(value, str):
-            value = value.strip().lower() in _TRUE
-        return "xsd:boolean", "true" if value else "false"
-    if issubclass(cls, Integer):
-        if isinstance(value, bool):
-            return "xsd:int", "1" if value else "0"
-        return "xsd:int", str(int(value if not isinstance(value, str) else (value.strip() or 0)))
-    if issubclass(cls, Float | Double | Decimal):
-        if isinstance(value, _PyDecimal):
-            return "xsd:double", format(value, "f")
-        return "xsd:double", repr(float(value))
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return "xsd:string", str(value)
-
-
-def _guess(value: Any) -> Any:
-    from spyne.model.primitive import Unicode
-
-    if isinstance(value, bool):
-        return Boolean
-    if isinstance(value, int):
-        return Integer
-    if isinstance(value, float | _PyDecimal):
-        return Double
-    return Unicode
-
-
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def _xml_text(text: str) -> str:
-    """XML 1.0 cannot carry control characters; drop them rather than fail the response."""
-    if text.isprintable() or not _CONTROL.search(text):
-        return text
-    return _CONTROL.sub("", text)
-
-
-def encode(parent: etree._Element, name: str, cls: Any, value: Any) -> etree._Element | None:
-    """Append ``<name>`` holding ``value`` (typed by ``cls``) to ``parent``; None is omitted."""
-    if value is None:
-        return None
-    plan = _plan(cls) if cls is not None else None
-    if plan is not None and plan[0] == "scalar" and not isinstance(value, _dt.date):
-        # the hot path: most of a response is typed scalars
-        xtype, text = _format_known(plan[1], cls, value)
-        el = etree.SubElement(parent, name, {XSI_TYPE: xtype})
-        el.text = _xml_text(text)
-        return el
-    el = etree.SubElement(parent, name)
-    fill(el, cls, value)
-    return el
-
-
-_PLANS: dict[Any, tuple] = {}
-
-
-def _plan(cls: Any) -> tuple:
-    """How values of ``cls`` are written, computed once per model class."""
-    plan = _PLANS.get(cls)
-    if plan is None:
-        if is_array(cls):
-            item = array_item(cls)
-            if is_struct(item):
-                item_type = type_qname(item)
-            elif is_array(item):
-                item_type = "SOAP-ENC:Array"
-            else:
-                item_type = xsd_name(item)
-            plan = ("array", item, item_type)
-        elif is_struct(cls):
-            plan = ("struct", type_qname(cls), tuple(struct_members(cls).items()))
-        elif isinstance(cls, type) and issubclass(cls, ModelBase):
-            if issubclass(cls, Boolean):
-                kind = "bool"
-            elif issubclass(cls, Integer):
-                kind = "int"
-            elif issubclass(cls, Float | Double | Decimal):
-                kind = "float"
-            else:
-                kind = "str"
-            plan = ("scalar", kind)
-        else:
-            plan = ("scalar", None)
-        _PLANS[cls] = plan
-    return plan
-
-
-def _format_known(kind: str | None, cls: Any, value: Any) -> tuple[str, str]:
-    if kind == "str":
-        if isinstance(value, str):
-            return "xsd:string", value
-        return "xsd:string", value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    if kind == "int" and type(value) is int:
-        return "xsd:int", str(value)
-    return format_scalar(cls, value)
-
-
-def fill(el: etree._Element, cls: Any, value: Any) -> None:
-    if cls is None and isinstance(value, list | tuple):
-        items = list(value)
-        el.set(XSI_TYPE, "SOAP-ENC:Array")
-        el.set(ENC_ARRAY_TYPE, f"{_common_scalar(items)}[{len(items)}]")
-        for item in items:
-            child = etree.SubElement(el, "item")
-            if item is not None:
-                fill(child, None, item)
-        return
-    plan = _plan(cls) if cls is not None else ("scalar", None)
-    if plan[0] == "array":
-        _, item_cls, item_type = plan
-        items = list(value or ())
-        el.set(XSI_TYPE, "SOAP-ENC:Array")
-        el.set(ENC_ARRAY_TYPE, f"{item_type}[{len(items)}]")
-        for item in items:
-            if item is None:
-                etree.SubElement(el, "item")
-            else:
-                encode(el, "item", item_cls, item)
-        return
-    if plan[0] == "struct":
-        el.set(XSI_TYPE, plan[1])
-        if isinstance(value, dict):
-            for member, member_cls in plan[2]:
-                v = value.get(member)
-                if v is not None:
-                    encode(el, member, member_cls, v)
-        else:
-            for member, member_cls in plan[2]:
-                v = getattr(value, member, None)
-                if v is not None:
-                    encode(el, member, member_cls, v)
-        return
-    xtype, text = format_scalar(cls, value)
-    el.set(XSI_TYPE, xtype)
-    el.text = _xml_text(text)
-
-
-def _common_scalar(items: list[Any]) -> str:
-    kinds = {xsd_name(_guess(i)) for i in items if i is not None}
-    return kinds.pop() if len(kinds) == 1 else "xsd:anyType"

@@ -1,4 +1,4 @@
-"""Reading a request envelope safely, and writing response and fault envelopes.
+"""Reading a request envelope safely; fault documents for requests that never reach a method.
 
 Requests come from the network, so parsing refuses what XML can be abused with: a DOCTYPE
 (hence every entity, internal or external: billion laughs, XXE), processing of network
@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from .const import NS_SOAP_ENC, NS_SOAP_ENV, NS_TYPES
-from .encoding import PREFIXES
+from .const import NS_SOAP_ENV
 from .faults import INVALID_REQUEST, SERVER_ERROR, NGNProError
+from .writer import fault
 
 #: Deepest element nesting accepted (the deepest NGNPro message needs about 10).
 MAX_DEPTH = 48
-
-ENV_ENCODING_STYLE = f"{{{NS_SOAP_ENV}}}encodingStyle"
 
 #: No DTD, no entity expansion, no network, no huge trees (libxml2's depth/size limits stay on).
 _PARSER = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
@@ -97,44 +95,8 @@ def parse_request(body: bytes, max_depth: int = MAX_DEPTH) -> ParsedRequest:
     return ParsedRequest(root, header, calls[0], ids)
 
 
-def new_envelope(port_ns: str | None = None) -> tuple[etree._Element, etree._Element]:
-    """A response Envelope (every prefix declared once) and its Body."""
-    nsmap = dict(PREFIXES)
-    if port_ns:
-        nsmap["ns2"] = port_ns
-    env = etree.Element(f"{{{NS_SOAP_ENV}}}Envelope", nsmap=nsmap)
-    env.set(ENV_ENCODING_STYLE, NS_SOAP_ENC)
-    body = etree.SubElement(env, f"{{{NS_SOAP_ENV}}}Body")
-    return env, body
-
-
-def to_bytes(env: etree._Element) -> bytes:
-    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
-
-
-def fill_fault(body: etree._Element, code: int, message: str, faultcode: str = "Server") -> None:
-    """``SOAP-ENV:Fault`` with ``detail/exception/{errorcode, errorstring}`` (API.md 1.9)."""
-    fault = etree.SubElement(body, f"{{{NS_SOAP_ENV}}}Fault")
-    etree.SubElement(fault, "faultcode").text = f"SOAP-ENV:{faultcode}"
-    etree.SubElement(fault, "faultstring").text = message
-    detail = etree.SubElement(fault, "detail")
-    exc = etree.SubElement(detail, "exception")
-    exc.set(f"{{{PREFIXES['xsi']}}}type", "ns1:NGNProException")
-    ec = etree.SubElement(exc, "errorcode")
-    ec.set(f"{{{PREFIXES['xsi']}}}type", "xsd:int")
-    ec.text = str(code)
-    es = etree.SubElement(exc, "errorstring")
-    es.set(f"{{{PREFIXES['xsi']}}}type", "xsd:string")
-    es.text = message
-
-
 def fault_bytes(error: NGNProError | None = None, code: int = SERVER_ERROR, message: str = "Internal server error") -> bytes:
     """A complete fault response document."""
     if error is not None:
         code, message = error.code, error.message
-    env, body = new_envelope()
-    fill_fault(body, code, message, "Client" if code in (INVALID_REQUEST, 9001, 9002) else "Server")
-    return to_bytes(env)
-
-
-assert NS_TYPES == PREFIXES["ns1"]
+    return fault(code, message, "Client" if code in (INVALID_REQUEST, 9001, 9002) else "Server")

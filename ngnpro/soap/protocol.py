@@ -19,9 +19,10 @@ from spyne.model.primitive import Boolean, Integer, Unicode
 from spyne.protocol.soap import Soap11
 
 from .context import RequestState
-from .encoding import Decoder, encode
-from .envelope import fill_fault, new_envelope, parse_request, to_bytes
+from .encoding import Decoder
+from .envelope import parse_request
 from .faults import INVALID_REQUEST, SERVER_ERROR, NGNProError
+from .writer import fault, response
 
 log = logging.getLogger("ngnpro.soap")
 
@@ -105,23 +106,34 @@ class RpcEncodedSoap11(Soap11):
 
     # ---------------------------------------------------------------- out
     def serialize(self, ctx: Any, message: Any) -> None:
+        """The response as text pieces in ``ctx.out_document`` (see :mod:`.writer`)."""
         self.event_manager.fire_event("before_serialize", ctx)
         port_ns = self.app.tns if self.app is not None else None
-        env, body = new_envelope(port_ns)
         if ctx.out_error is not None:
             code, text, faultcode = fault_code(ctx.out_error)
-            fill_fault(body, code, text, faultcode)
+            ctx.out_document = fault(code, text, faultcode, port_ns)
         else:
             name = ctx.descriptor.name if ctx.descriptor is not None else "response"
-            wrapper = etree.SubElement(body, f"{{{port_ns}}}{name}Response")
-            out_info = list(ctx.descriptor.out_message.get_flat_type_info(ctx.descriptor.out_message).items())
-            value = None
-            if ctx.out_object:
-                value = ctx.out_object[0]
-            if out_info and value is not None:
-                encode(wrapper, "return", out_info[0][1], value)
-        ctx.out_document = env
+            cls = _return_type(ctx.descriptor)
+            value = ctx.out_object[0] if ctx.out_object else None
+            ctx.out_document = response(port_ns, name, cls, value)
         self.event_manager.fire_event("after_serialize", ctx)
 
     def create_out_string(self, ctx: Any, charset: str | None = None) -> None:
-        ctx.out_string = [to_bytes(ctx.out_document)]
+        ctx.out_string = [ctx.out_document]
+
+
+_RETURN_TYPES: dict[Any, Any] = {}
+
+
+def _return_type(descriptor: Any) -> Any:
+    """The model of a method's one return part, None for a void method (computed once)."""
+    if descriptor is None:
+        return None
+    try:
+        return _RETURN_TYPES[descriptor]
+    except KeyError:
+        out = descriptor.out_message
+        info = list(out.get_flat_type_info(out).values())
+        cls = _RETURN_TYPES[descriptor] = info[0] if info else None
+        return cls

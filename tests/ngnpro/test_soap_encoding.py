@@ -9,10 +9,11 @@ from lxml import etree
 from spyne.model.complex import Array, ComplexModel
 from spyne.model.primitive import Boolean, Double, Integer, Unicode
 
-from ngnpro.soap.encoding import Decoder, encode
+from ngnpro.soap.encoding import Decoder
 from ngnpro.soap.envelope import parse_request
 from ngnpro.soap.faults import NGNProError
 from ngnpro.soap.protocol import RpcEncodedSoap11
+from ngnpro.soap.writer import escape, write
 
 NS = "urn:AGProjects:NGNPro"
 
@@ -163,9 +164,11 @@ ENC = "{http://schemas.xmlsoap.org/soap/encoding/}"
 
 
 def _encode(value) -> etree._Element:
-    nsmap = {"xsi": "http://www.w3.org/2001/XMLSchema-instance", "SOAP-ENC": ENC[1:-1], "ns1": NS}
-    root = etree.Element("root", nsmap=nsmap)
-    return encode(root, "return", Thing, value)
+    out: list[str] = []
+    write(out, "return", Thing, value)
+    root = etree.fromstring(f'<root xmlns:xsi="{XSI[1:XSI.index("}")]}" xmlns:SOAP-ENC="{ENC[1:-1]}" xmlns:ns1="{NS}">'
+                            + "".join(out) + "</root>")
+    return root[0]
 
 
 def test_encoder_types_every_scalar_and_list() -> None:
@@ -195,3 +198,20 @@ def test_encoder_empty_list_is_typed() -> None:
 def test_encoder_drops_xml_invalid_control_characters() -> None:
     el = _encode({"text": "a\x00b\x1bc\udcff"})
     assert el.find("text").text == "abc"
+
+
+def test_escape_writes_text_as_libxml2_does() -> None:
+    for text in ("plain", "a&b<c>d", "x\r\ny\tz", 'quote " and \'', "\u20ac \U0001F600 \xa0", "]]>", "%;--"):
+        el = etree.Element("t")
+        el.text = text
+        assert etree.tostring(el, encoding="unicode") == f"<t>{escape(text)}</t>"
+    assert escape("a\x00b\x1bc\udcff\ufffe") == "abc"
+
+
+def test_struct_without_members_and_null_items() -> None:
+    el = _encode({"id": {}, "items": [None, Item(name="n", value="")], "count": True})
+    assert len(el.find("id")) == 0 and el.find("id").get(XSI) == "ns1:Item"
+    items = el.find("items")
+    assert items.get(ENC + "arrayType") == "ns1:Item[2]" and items[0].get(XSI) is None and len(items[0]) == 0
+    assert items[1].find("value").text is None and items[1].find("value").get(XSI) == "xsd:string"
+    assert el.find("count").text == "1"
