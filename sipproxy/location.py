@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,9 +46,9 @@ _Q, _RECEIVED, _SOCKET, _PATH = COL["q"], COL["received"], COL["socket"], COL["p
 _USER_AGENT, _BEHIND_NAT, _MODIFIED = COL["user_agent"], COL["behind_nat"], COL["last_modified"]
 
 
-@dataclass(frozen=True)
-class Binding:
-    """One contact of an address-of-record (RFC 3261 10.2.1), with what routing needs."""
+class Binding(NamedTuple):
+    """One contact of an address-of-record (RFC 3261 10.2.1), with what routing needs.
+    (A named tuple: immutable, and built for every row a REGISTER or a call reads.)"""
 
     contact: str
     expires: float  # absolute, epoch seconds
@@ -270,33 +271,32 @@ class LocationStore:
         username, domain = job.username, job.domain
         rows: list[Row] = conn.query(sql.select_aor, {"u": username, "d": domain})
         by_hash = {r[_HASH]: r for r in rows}
-        now_db = sql.time_in(now)
-        dead = {h for h, r in by_hash.items() if sql.time_out(r[_EXPIRES]) <= now}
-        touched = list(job.remove) + [b.contact for b in job.save]
-        if job.remove_all:
-            touched += [r[_CONTACT] for r in rows]
-        if job.call_id:
-            for contact in touched:
-                row = by_hash.get(contact_key(contact))
-                if row is not None and row[_CALL_ID] == job.call_id and row[_CSEQ] >= job.cseq:
-                    raise OutOfOrder(contact)
+        time_out = sql.time_out
+        dead = {h for h, r in by_hash.items() if time_out(r[_EXPIRES]) <= now}
+        saved = {contact_key(b.contact): b._replace(modified=now) for b in job.save}
+        removed = {contact_key(c) for c in job.remove}
         doomed: set[str] = set(dead)  # expired rows go: their hash slot is reused below
         if job.remove_all:
             doomed.update(by_hash)
-        doomed.update(contact_key(c) for c in job.remove)
+        doomed |= removed
+        if job.call_id:
+            for h in (by_hash.keys() if job.remove_all else saved.keys() | removed):
+                row = by_hash.get(h)
+                if row is not None and row[_CALL_ID] == job.call_id and row[_CSEQ] >= job.cseq:
+                    raise OutOfOrder(row[_CONTACT])
         for b in job.save:
             if b.instance:  # RFC 5626: one binding per instance and reg-id
                 doomed.update(
                     h for h, r in by_hash.items()
                     if r[_INSTANCE] == b.instance and r[_REG_ID] == b.reg_id and r[_CONTACT] != b.contact
                 )
-        saved = {contact_key(b.contact): replace(b, modified=now) for b in job.save}
         doomed -= saved.keys()
         live = len(by_hash) - len(dead)
         after = {h: _binding(sql, r) for h, r in by_hash.items() if h not in doomed and h not in saved}
         after.update(saved)
         if job.max_contacts and len(after) > job.max_contacts and len(after) > live:
             raise TooManyContacts(len(after))
+        now_db = sql.time_in(now)
         for h in doomed:
             if h in by_hash:
                 conn.execute(sql.delete_id, {"row_id": by_hash[h][_ID]})
