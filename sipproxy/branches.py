@@ -78,7 +78,7 @@ class Context:
     context of 16.7)."""
 
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
-                 "timed_out", "caller", "callee", "dialog_info")
+                 "timed_out", "caller", "callee", "dialog_info", "consumed_credentials")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -92,6 +92,8 @@ class Context:
         self.timed_out = False
         self.caller = caller
         self.callee = callee
+        #: the request's Proxy-Authorization was for us: left out of the forwarded copies
+        self.consumed_credentials = False
 
 
 def best_response(responses: list[Response]) -> Response:
@@ -159,13 +161,14 @@ def fix_nated_contact(msg: Request | Response, public: Peer) -> bool:
     return True
 
 
-def via_shows_nat(req: Request) -> bool:
+def via_shows_nat(req: Request, via: Any = None) -> bool:
     """The top Via's sent-by is not where the request came from (after the core stamped
-    ``received``/``rport``)."""
-    try:
-        via = req.vias[0]
-    except (ParseError, IndexError):
-        return False
+    ``received``/``rport``; ``via``: that stamped top Via, when the caller has it)."""
+    if via is None:
+        try:
+            via = req.vias[0]
+        except (ParseError, IndexError):
+            return False
     if via.received and via.received != via.host.strip("[]"):
         return True
     return isinstance(via.rport, int) and via.rport is not True and via.rport != (via.port or 5060)

@@ -156,6 +156,8 @@ class Core:
             self.addresses.add((lst.host.lower(), lst.port))
         self.received = 0
         self.dropped = 0
+        self._is_me: dict[tuple[str, int | None], bool] = {}
+        self._via_prefix: dict[Listener, str] = {}
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -266,9 +268,19 @@ class Core:
     # -- who we are -----------------------------------------------------------------------
 
     def is_me(self, host: str | None, port: int | None, transport: str | None = None) -> bool:
-        """True when ``host:port`` names one of our listeners (port None: the default)."""
+        """True when ``host:port`` names one of our listeners (port None: the default).
+        Remembered: every Via, Route and Request-URI is asked about, with few hosts."""
         if not host:
             return False
+        key = (host, port)
+        known = self._is_me.get(key)
+        if known is None:
+            if len(self._is_me) > 4096:
+                self._is_me.clear()
+            known = self._is_me[key] = self._lookup_me(host, port)
+        return known
+
+    def _lookup_me(self, host: str, port: int | None) -> bool:
         host = host.strip("[]").lower()
         for lst in self.transports.listeners:
             if lst.host.lower() != host:
@@ -282,8 +294,12 @@ class Core:
         return self.transports.listener_for(transport, host)
 
     def via_for(self, lst: Listener, branch: str) -> str:
-        host = f"[{lst.host}]" if ":" in lst.host else lst.host
-        return f"SIP/2.0/{lst.transport.upper()} {host}:{lst.port};branch={branch};rport"
+        """Our Via for a request sent from ``lst`` (the part before the branch made once)."""
+        prefix = self._via_prefix.get(lst)
+        if prefix is None:
+            host = f"[{lst.host}]" if ":" in lst.host else lst.host
+            prefix = self._via_prefix[lst] = f"SIP/2.0/{lst.transport.upper()} {host}:{lst.port};branch="
+        return prefix + branch + ";rport"
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -313,23 +329,19 @@ class Core:
                 log.debug("response not for us (Via %s) dropped", top)
                 self.dropped += 1
                 return
-            branch = top.branch
+            key = (top.branch, msg.cseq[1])  # before the Via goes: parsed views stay valid
             msg.headers.pop_first("via")
-            actions = self._receive_response(msg, branch, inbound)
-            self.execute(actions)
+            txn = self.layer.client.get(key)
+            self.execute(txn.receive(msg) if txn is not None else [Deliver(msg, None, inbound)])
             return
-        self.execute(self.layer.receive(msg, inbound, reliable))
-
-    def _receive_response(self, msg: Response, branch: str, inbound: Inbound) -> list:
-        txn = self.layer.client.get((branch, msg.cseq[1]))
-        if txn is None:
-            return [Deliver(msg, None, inbound)]
-        return txn.receive(msg)
+        self.execute(self.layer.receive(msg, inbound, reliable, inbound.via))
 
     @staticmethod
     def _stamp_via(msg: Request, inbound: Inbound) -> None:
-        """RFC 3261 18.2.1 received and RFC 3581 rport on the top Via."""
+        """RFC 3261 18.2.1 received and RFC 3581 rport on the top Via (kept, stamped, as
+        ``inbound.via``: the layers above need it again and must not parse it again)."""
         via = msg.vias[0]
+        inbound.via = via
         src = inbound.source
         changed = False
         if via.rport is True or via.rport is not None:
@@ -467,9 +479,9 @@ class Core:
         self.transports.send(response.to_bytes(), self._reply_peer(response, inbound),
                              inbound.connection)
 
-    def send_request(self, request: Request, dest: Peer) -> Transaction | None:
-        """Start a client transaction (the request carries our Via on top already)."""
-        txn, actions = self.layer.send_request(request, dest, dest.transport != "udp")
+    def send_request(self, request: Request, dest: Peer, branch: str | None = None) -> Transaction | None:
+        """Start a client transaction (the request carries our Via, of ``branch``, on top)."""
+        txn, actions = self.layer.send_request(request, dest, dest.transport != "udp", branch)
         self.execute(actions)
         return txn
 

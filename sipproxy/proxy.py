@@ -88,6 +88,7 @@ class Proxy:
         self.hooks = hooks or Hooks()
         self.media = media  # the media relay seam: see _media_* below
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
+        self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
         if hasattr(media, "call_control"):
             media.call_control = self.calls.on_media_timeout
         core.tu = self
@@ -158,17 +159,37 @@ class Proxy:
             popped = True
         while True:
             top = req.headers.get("route")
-            if top is None or not self._is_my_uri(parse_name_addr(top).uri):
+            if top is None or not self._route_is_mine(top):
                 break
             req.headers.pop_first("route")
             popped = True
         return popped
 
+    def _route_is_mine(self, value: str) -> bool:
+        """Whether a Route value names this proxy; remembered by value (every in-dialog
+        request of every call carries the same Record-Route of ours)."""
+        known = self._mine.get(value)
+        if known is None:
+            known = self._is_my_uri(parse_name_addr(value).uri)  # ParseError: not remembered
+            if len(self._mine) > 4096:
+                self._mine.clear()
+            self._mine[value] = known
+        return known
+
     def _loops(self, req: Request) -> bool:
-        mark = "z9hG4bK" + loop_hash(req) + "."
-        for via in req.vias[1:]:
-            if (via.branch or "").startswith(mark) and self.core.is_me(via.host, via.port):
-                return True
+        """16.3 step 4: one of our own Vias below the top carries this request's hash.  The
+        hash is only worked out when such a Via is there (most requests have none)."""
+        vias = req.vias
+        if len(vias) < 2:
+            return False
+        mark = None
+        for via in vias[1:]:
+            branch = via.branch or ""
+            if branch.startswith("z9hG4bK") and self.core.is_me(via.host, via.port):
+                if mark is None:
+                    mark = "z9hG4bK" + loop_hash(req) + "."
+                if branch.startswith(mark):
+                    return True
         return False
 
     # -- in-dialog ---------------------------------------------------------------------
@@ -232,7 +253,8 @@ class Proxy:
                                      to_tag=_tag())
             if account.blocked:
                 return make_response(req, 403, "Account Blocked", to_tag=_tag())
-            req.headers.remove("proxy-authorization")
+            # the credentials were for us: they are left out of what is forwarded (on the
+            # copies, in _start_branches: changing ``req`` would void its parsed views)
         caller = account.aor if account else _aor(from_uri)
         if routes:  # a pre-loaded route set: only for our authenticated subscribers
             if account is None:
@@ -240,13 +262,14 @@ class Proxy:
             dest = self._uri_dest(self._next_route(req))
             if dest is None:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
-            return self._proxy(req, txn, inbound, [(None, dest, ())], caller, str(req.uri))
+            return self._proxy(req, txn, inbound, [(None, dest, ())], caller, str(req.uri),
+                               consumed_credentials=True)
         hooked = self.hooks.call("preprocess_uri", req, account=account)
         if hooked is not None:
             return hooked
         if not to_local:
             return self.route_outbound(req, account)
-        return self._route_local(req, txn, inbound, caller)
+        return self._route_local(req, txn, inbound, caller, account is not None)
 
     def route_outbound(self, req: Request, account: Any) -> Response:
         """Placeholder for PSTN / LCR / ENUM / RFC 3263 peers (later issues)."""
@@ -262,7 +285,7 @@ class Proxy:
         return make_response(req, 403, "Outbound Routing Not Available", to_tag=_tag())
 
     def _route_local(self, req: Request, txn: Transaction, inbound: Inbound,
-                     caller: str) -> Response | None:
+                     caller: str, consumed_credentials: bool = False) -> Response | None:
         hooked = self.hooks.call("handle_local_extensions", req, inbound=inbound)
         if hooked is not None:
             return hooked
@@ -296,6 +319,7 @@ class Proxy:
         if hooked is not None:
             return hooked
         return self._proxy(req, txn, inbound, targets, caller, account.aor,
+                           consumed_credentials=consumed_credentials,
                            ring_timeout=account.timeout or TIMER_C)
 
     # -- where to send ----------------------------------------------------------------
@@ -339,10 +363,12 @@ class Proxy:
     # -- forwarding (16.6) --------------------------------------------------------------
 
     def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, targets: list,
-               caller: str, callee: str, ring_timeout: float = TIMER_C) -> Response | None:
+               caller: str, callee: str, ring_timeout: float = TIMER_C,
+               consumed_credentials: bool = False) -> Response | None:
         ctx = Context(req, txn, inbound, caller, callee)
+        ctx.consumed_credentials = consumed_credentials
         txn.user_data = ctx
-        if inbound.source.transport == "udp" and via_shows_nat(req):
+        if inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
             fix_nated_contact(req, inbound.source)
         if req.method == "INVITE":
             self._media_offer(req)
@@ -353,41 +379,54 @@ class Proxy:
 
     def _start_branches(self, ctx: Context, targets: list, record_route: bool) -> None:
         req = ctx.request
+        core = self.core
         mark = "z9hG4bK" + loop_hash(req) + "."
         mf = req.max_forwards
+        max_forwards = str((mf if mf is not None else 70) - 1)
+        strip = ctx.consumed_credentials
+        here = ctx.inbound.listener
+        branch_ids = []
         for uri, dest, path in targets:
-            out = self.core.listener_for(dest.transport, dest.host)
+            out = core.listener_for(dest.transport, dest.host)
             if out is None:
                 continue
             r = req.copy()
+            headers = r.headers
             if uri is not None:
                 r.uri = uri
-            r.headers.set("Max-Forwards", str((mf if mf is not None else 70) - 1))
+            if strip:
+                headers.remove("proxy-authorization")
+            headers.set("Max-Forwards", max_forwards)
             if record_route:
-                here = ctx.inbound.listener
-                r.headers.add("Record-Route", _rr(here), top=True)
-                if (here.transport, ":" in here.host) != (out.transport, ":" in out.host):
-                    r.headers.add("Record-Route", _rr(out), top=True)
+                headers.add("Record-Route", _rr(here), top=True)
+                if here is not out and (here.transport, ":" in here.host) != (out.transport, ":" in out.host):
+                    headers.add("Record-Route", _rr(out), top=True)
             for p in reversed(path):
-                r.headers.add("Route", p, top=True)
-            r.headers.add("Via", self.core.via_for(out, mark + self.core.branch_suffix()), top=True)
+                headers.add("Route", p, top=True)
+            branch_id = mark + core.branch_suffix()
+            headers.add("Via", core.via_for(out, branch_id), top=True)
             branch = Branch(ctx, r, dest)
             if uri is not None and dest.transport == "udp" and not path:
                 plain = self._uri_dest(uri)
                 branch.nat = plain is not None and (plain.host, plain.port) != (dest.host, dest.port)
             ctx.branches.append(branch)
+            branch_ids.append(branch_id)
         if not ctx.branches:
             self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=_tag()))
             return
-        for branch in list(ctx.branches):
-            branch.txn = self.core.send_request(branch.request, branch.dest)
+        for branch, branch_id in zip(list(ctx.branches), branch_ids, strict=True):
+            branch.txn = core.send_request(branch.request, branch.dest, branch_id)
             if branch.txn is not None:
                 branch.txn.user_data = branch
 
     def _forward_ack(self, req: Request, inbound: Inbound) -> None:
         """ACK for a 2xx: stateless, along the Route set (16.11)."""
-        if req.max_forwards == 0:
+        mf = req.max_forwards
+        if mf == 0:
             return
+        # read before the Route set changes (a change voids the message's parsed views)
+        top = inbound.via if inbound.via is not None else req.vias[0]
+        seed = (top.branch or "") + (req.call_id or "")
         popped = self._preprocess_routes(req)
         if req.headers.get("route"):
             dest = self._uri_dest(self._next_route(req))
@@ -401,9 +440,7 @@ class Proxy:
         out = self.core.listener_for(dest.transport, dest.host)
         if out is None:
             return
-        mf = req.max_forwards
         req.headers.set("Max-Forwards", str((mf if mf is not None else 70) - 1))
-        seed = (req.vias[0].branch or "") + (req.call_id or "")
         branch = "z9hG4bK" + hashlib.sha1(seed.encode("utf-8", "surrogateescape")).hexdigest()[:20]
         req.headers.add("Via", self.core.via_for(out, branch), top=True)
         self.core.transports.send(req.to_bytes(), dest)
@@ -434,8 +471,8 @@ class Proxy:
 
     def _send_cancel(self, b: Branch) -> None:
         b.cancel_pending = False
-        cancel = make_cancel(b.request)
-        self.core.send_request(cancel, b.dest)
+        cancel = make_cancel(b.request)  # the same top Via, so the same branch
+        self.core.send_request(cancel, b.dest, b.txn.key[0] if b.txn is not None else None)
 
     def _timer_c(self, ctx: Context) -> None:
         if ctx.final_sent:
@@ -602,7 +639,14 @@ def _aor(uri: URI) -> str:
     return f"{uri.user}@{uri.host.lower()}" if uri.user else uri.host.lower()
 
 
+_RR: dict[Any, str] = {}
+
+
 def _rr(lst: Any) -> str:
-    host = f"[{lst.host}]" if ":" in lst.host else lst.host
-    transport = "" if lst.transport == "udp" else f";transport={lst.transport}"
-    return f"<sip:{host}:{lst.port}{transport};lr>"
+    """Our Record-Route value for listener ``lst`` (made once per listener)."""
+    value = _RR.get(lst)
+    if value is None:
+        host = f"[{lst.host}]" if ":" in lst.host else lst.host
+        transport = "" if lst.transport == "udp" else f";transport={lst.transport}"
+        value = _RR[lst] = f"<sip:{host}:{lst.port}{transport};lr>"
+    return value

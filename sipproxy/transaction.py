@@ -257,9 +257,11 @@ def make_cancel(request: Request) -> Request:
     return Request("CANCEL", request.uri.copy(), headers)
 
 
-def server_key(request: Request, method: str | None = None) -> tuple:
-    """The 17.2.3 matching key of a request (``method`` overrides: ACK/CANCEL -> INVITE)."""
-    via = request.vias[0]
+def server_key(request: Request, method: str | None = None, via: Any = None) -> tuple:
+    """The 17.2.3 matching key of a request (``method`` overrides: ACK/CANCEL -> INVITE;
+    ``via``: its top Via when the caller has it parsed already)."""
+    if via is None:
+        via = request.vias[0]
     if method is None:
         method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
@@ -494,15 +496,17 @@ class TransactionLayer:
         if table.get(txn.key) is txn:
             del table[txn.key]
 
-    def receive(self, message: Message, source: Any = None, reliable: bool = False) -> list:
-        """A parsed message from the network (``source`` is where it came from)."""
+    def receive(self, message: Message, source: Any = None, reliable: bool = False,
+                via: Any = None) -> list:
+        """A parsed message from the network (``source`` is where it came from; ``via``
+        its top Via if already parsed)."""
         if isinstance(message, Response):
             txn = self.client.get(client_key(message))
             if txn is None:
                 return [Deliver(message, None, source)]
             return txn.receive(message)
         req: Request = message  # type: ignore[assignment]
-        key = server_key(req)
+        key = server_key(req, None, via)
         txn = self.server.get(key)
         if txn is not None:
             return txn.receive(req)
@@ -513,16 +517,20 @@ class TransactionLayer:
         self.server[key] = txn
         return txn.fire("start", req)
 
-    def send_request(self, request: Request, dest: Any, reliable: bool = False) -> tuple:
-        """Start a client transaction for ``request`` (its top Via carries our branch).
+    def send_request(self, request: Request, dest: Any, reliable: bool = False,
+                     branch: str | None = None) -> tuple:
+        """Start a client transaction for ``request`` (its top Via carries our branch:
+        pass it as ``branch`` when known, to spare parsing it back).
 
         Returns ``(transaction, actions)``. An ACK is not a transaction: it is sent as is
         (``transaction`` None).
         """
-        if request.method == "ACK":
+        method = request.method
+        if method == "ACK":
             return None, [Send(request.to_bytes(), dest, request, None)]
-        machine = ICT if request.method == "INVITE" else NICT
-        txn = Transaction(self, machine, client_key(request), request, dest, reliable)
+        machine = ICT if method == "INVITE" else NICT
+        key = (branch, request.cseq[1]) if branch else client_key(request)
+        txn = Transaction(self, machine, key, request, dest, reliable)
         self.client[txn.key] = txn
         return txn, txn.fire("start")
 

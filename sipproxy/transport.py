@@ -24,7 +24,7 @@ import logging
 import socket as _stdsocket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gevent
 from gevent import socket, ssl
@@ -161,7 +161,7 @@ def parse_listen(spec: str) -> Listener:
 class Inbound:
     """A message as it arrived: bytes, who sent it, on which listener, over which connection."""
 
-    __slots__ = ("data", "source", "listener", "connection", "reply_to")
+    __slots__ = ("data", "source", "listener", "connection", "reply_to", "via")
 
     def __init__(self, data: bytes, source: Peer, listener: Listener,
                  connection: Connection | None = None) -> None:
@@ -171,6 +171,8 @@ class Inbound:
         self.connection = connection
         #: where responses to this request go, worked out once from its top Via (by the core)
         self.reply_to: Peer | None = None
+        #: a request's top Via, parsed and stamped with received/rport (by the core)
+        self.via: Any = None
 
     def __repr__(self) -> str:
         return f"<Inbound from {self.source} on {self.listener}, {len(self.data)} bytes>"
