@@ -167,3 +167,35 @@ def test_group_commit_database_error_reapplies_one_by_one(db_url: str, monkeypat
     finally:
         store.stop()
     engine.dispose()
+
+
+def test_kept_connection_killed_by_the_server_is_replaced(db_url: str) -> None:
+    """A database server restart (or an idle timeout) closes the connections the store keeps:
+    the next look-up and REGISTER retry once on a fresh connection instead of failing."""
+    from sqlalchemy import text
+
+    engine, factory = open_database(db_url)
+    backend = engine.dialect.name
+    if backend == "sqlite":
+        engine.dispose()
+        pytest.skip("no server to close the connection")
+    clock = Clock()
+    store = LocationStore(factory, clock=clock)
+    store.update("erin", "example.com", save=[Binding("sip:erin@192.0.2.7", clock.t + 60)], call_id="e", cseq=1)
+    for write in (False, True):
+        (kept,) = store._idle
+        cur = kept.dbapi.cursor()
+        cur.execute("SELECT pg_backend_pid()" if backend == "postgresql" else "SELECT CONNECTION_ID()")
+        (pid,) = cur.fetchone()
+        with engine.connect() as admin:
+            admin.execute(text(f"SELECT pg_terminate_backend({pid})" if backend == "postgresql" else f"KILL {pid}"))
+            admin.commit()
+        if write:
+            got = store.update("erin", "example.com", save=[Binding("sip:erin@192.0.2.7", clock.t + 120)], call_id="e",
+                               cseq=2)
+            assert got[0].remaining(clock.t) == 120
+        else:
+            assert [b.contact for b in store.lookup("erin", "example.com")] == ["sip:erin@192.0.2.7"]
+        assert store._idle and store._idle[0] is not kept
+    store.close()
+    engine.dispose()
