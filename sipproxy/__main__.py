@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from ngnpro.models.config import Config, ConfigError, load_config
 
@@ -23,13 +24,32 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class _Formatter(logging.Formatter):
+    """The standard format, with the time stamp's text made once per second (a call's
+    info line otherwise spent a good part of its cost in ``localtime``/``strftime``)."""
+
+    _second = -1
+    _text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return self.default_msec_format % (self._text, record.msecs)
+
+
 def _setup_logging(config: Config, worker: int | None = None) -> None:
     tag = f"[{worker}] " if worker is not None else ""
-    logging.basicConfig(
-        level=getattr(logging, config["logging"]["level"].upper()),
-        format=f"%(asctime)s %(name)s {tag}%(levelname)s %(message)s",
-        stream=sys.stderr, force=True,
-    )
+    # the format names no source line, thread or process: skip gathering them per record
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(f"%(asctime)s %(name)s {tag}%(levelname)s %(message)s"))
+    logging.basicConfig(level=getattr(logging, config["logging"]["level"].upper()),
+                        handlers=[handler], force=True)
 
 
 def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa: ANN201

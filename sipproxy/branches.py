@@ -9,6 +9,7 @@ NAT test of the ``nat`` media policy.  :class:`Hooks` is the site hook dispatche
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from typing import TYPE_CHECKING, Any
@@ -125,21 +126,28 @@ _PRIVATE = [ipaddress.ip_network(n) for n in
             ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")]
 
 
-def sender_behind_nat(req: Request) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _private(text: str) -> bool:
+    """``text`` is a private (RFC 1918 / RFC 6598 / ULA) address; remembered: phones repeat."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return any(addr in net for net in _PRIVATE)
+
+
+def sender_behind_nat(req: Request, via: Any = None) -> bool:
     """The NAT test of the ``nat`` media policy: the top Via's sent-by differs from where the
     request came from (``received``/``rport`` as the core stamped them), or the SDP names a
     private address."""
-    if via_shows_nat(req):
+    if via_shows_nat(req, via):
         return True
-    if req.body and b"c=IN IP" in req.body:
-        for line in req.body.decode("utf-8", "replace").splitlines():
-            if line.startswith("c=IN IP"):
-                try:
-                    addr = ipaddress.ip_address(line.split()[-1].split("/")[0])
-                except ValueError:
-                    continue
-                if any(addr in net for net in _PRIVATE):
-                    return True
+    body = req.body
+    if body and b"c=IN IP" in body:
+        for line in body.split(b"\n"):
+            if line.startswith(b"c=IN IP") and _private(
+                    line.split()[-1].split(b"/")[0].decode("ascii", "replace")):
+                return True
     return False
 
 

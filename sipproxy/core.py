@@ -360,9 +360,13 @@ class Core:
     # -- executing the transaction layer's actions -----------------------------------------
 
     def execute(self, actions: list) -> None:
+        trying = None
         for action in actions:
             kind = type(action)
             if kind is Send:
+                if action.deferrable:
+                    trying = action  # after the TU had its go at the request: see below
+                    continue
                 if not self._send(action):
                     txn = action.transaction
                     if txn is not None and not txn.terminated:
@@ -384,6 +388,12 @@ class Core:
             elif kind is Terminated:
                 if self.tu is not None:
                     self.tu.on_terminated(action.transaction)
+        if trying is not None:
+            # the TU handled the new INVITE in line (or blocked and came back): a 100 only if
+            # it has not answered -- a challenged or refused INVITE needs none
+            txn = trying.transaction
+            if txn.last_response is trying.message and not txn.terminated and not self._send(trying):
+                self.execute(self.layer.transport_error(txn))
 
     def _start_timer(self, timer: StartTimer) -> None:
         """Retransmission timers (and any short one) as precise libev timers; the long

@@ -105,7 +105,7 @@ class Lane:
             try:
                 handle(item)
             except Exception:  # a bug in one item must not stop the lane
-                log.exception("%s: error handling an item", self.name)
+                log.exception("%s: error handling %r", self.name, item)
             if self.owner is not me:
                 return  # blocked in there and replaced meanwhile: the new owner goes on
             self.busy = None

@@ -19,7 +19,8 @@ Events a transaction consumes (the layer names them from what happens):
 
 Nothing here does I/O or reads a clock. Every entry point returns a list of *actions* that the
 I/O edge executes in order:
-  `Send` (data, dest, message, transaction)  -- send ``data`` (bytes) to ``dest``. ``dest`` is
+  `Send` (data, dest, message, transaction, deferrable)  -- send ``data`` (bytes) to ``dest``
+      (``deferrable``: the automatic 100 Trying, see `Send`). ``dest`` is
       opaque to this module: for a client transaction what the TU gave ``send_request``, for
       a server transaction the ``source`` given to ``receive`` (the edge applies RFC 3261
       18.2.2 / RFC 3581 when it sends).
@@ -185,6 +186,11 @@ class Send:
     dest: Any
     message: Message
     transaction: Transaction | None
+    #: the automatic 100 Trying of a new INVITE server transaction: the edge may hold it
+    #: back while the TU handles the request it delivers in the same list, and drop it if
+    #: the TU answered meanwhile (17.2.1: the 100 is owed only when the TU will not answer
+    #: within 200 ms; a retransmitted INVITE gets it from the transaction anyway)
+    deferrable: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -443,6 +449,7 @@ def _send_response(txn: Transaction, out: list, msg: Message | None) -> None:
 
 def _send_100(txn: Transaction, out: list, _msg: Message | None) -> None:
     _send_response(txn, out, make_response(txn.request, 100))
+    out[-1].deferrable = True
 
 
 def _resend_response(txn: Transaction, out: list, _msg: Message | None) -> None:
