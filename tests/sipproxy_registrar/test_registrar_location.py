@@ -99,7 +99,7 @@ def test_group_commit_applies_concurrent_registers_together(db_url: str) -> None
 
     engine, factory = open_database(db_url)
     clock = Clock()
-    store = LocationStore(factory, clock=clock)
+    store = LocationStore(factory, clock=clock, group_commit=True)
     store.update("dave", "example.com", save=[Binding("sip:dave@192.0.2.5", clock.t + 60, call_id="d", cseq=9)],
                  call_id="d", cseq=9)
     store.start()
@@ -139,7 +139,7 @@ def test_group_commit_database_error_reapplies_one_by_one(db_url: str, monkeypat
 
     engine, factory = open_database(db_url)
     clock = Clock()
-    store = LocationStore(factory, clock=clock)
+    store = LocationStore(factory, clock=clock, group_commit=True)
     integrity = engine.dialect.loaded_dbapi.IntegrityError
     failures = []
     real_execute = locationsql.RawConnection.execute
