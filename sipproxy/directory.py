@@ -127,8 +127,8 @@ class _LRU:
         n = 0
         for aor in aors:
             for key in self._by_aor.pop(aor, ()):
-                del self.data[key]
-                n += 1
+                if self.data.pop(key, _MISSING) is not _MISSING:
+                    n += 1
         return n
 
     def clear(self) -> None:
