@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, or_, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ngnpro.models import Dialog
@@ -46,9 +47,10 @@ class DialogInfo:
 
 
 _T = Dialog.__table__
-# Core statements: bulk (executemany) writes, compiled once
+# Core statements, compiled once per dialect (see _Statement) and run as bulk executemany
 _REPLACE = delete(_T).where(_T.c.call_id == bindparam("c"), _T.c.from_tag == bindparam("f"))
 _INSERT = insert(_T)
+_INSERT_KEYS = tuple(c.key for c in _T.c if c.key != "id")
 _ENDED = delete(_T).where(
     _T.c.call_id == bindparam("c"),
     or_(_T.c.from_tag == bindparam("a"), _T.c.from_tag == bindparam("b"),
@@ -59,22 +61,63 @@ def _clip(value: str, n: int) -> str:
     return value[:n]
 
 
+class _Statement:
+    """A Core statement's SQL text for one dialect and the order of its parameters: run
+    with ``exec_driver_sql``, a batch costs the driver's executemany and no per-row work
+    in SQLAlchemy (which was most of a dialog write)."""
+
+    __slots__ = ("sql", "names", "positional")
+
+    def __init__(self, stmt: Any, dialect: Any, keys: tuple[str, ...] | None = None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
+        self.sql: str = compiled.string
+        self.positional = bool(compiled.positional)
+        self.names = tuple(compiled.positiontup if self.positional else compiled.bind_names.values())
+
+    def params(self, rows: list[dict]) -> list:
+        names = self.names
+        if self.positional:
+            return [tuple([row[n] for n in names]) for row in rows]
+        return [{n: row[n] for n in names} for row in rows]
+
+
+def _engine_of(session_factory: Any) -> Engine:
+    if isinstance(session_factory, Engine):
+        return session_factory
+    bind = getattr(session_factory, "kw", {}).get("bind")
+    if isinstance(bind, Engine):
+        return bind
+    with session_factory() as s:
+        return s.get_bind()
+
+
 class DialogStore:
     """Writes and removes rows of ``dialogs``; database errors are logged, never raised
     (a call must not fail because its bookkeeping did).
 
     Once :meth:`start` ran, writes are queued and a greenlet applies them in order, many
-    per SQL transaction: a commit per call event would cap the proxy at the database's
-    commit rate and block the gevent hub on every one.  Without :meth:`start` every write
-    is immediate.
+    per SQL transaction, on a connection it keeps: a commit per call event would cap the
+    proxy at the database's commit rate and block the gevent hub on every one, and a
+    session and a pool check-out per batch cost more than the batch itself.  Without
+    :meth:`start` every write is immediate (and takes a connection for just that write).
     """
 
     def __init__(self, session_factory: Callable[[], Session], flush_interval: float = 0.05) -> None:
         self._session_factory = session_factory
+        self._engine = _engine_of(session_factory)
+        dialect = self._engine.dialect
+        self._replace = _Statement(_REPLACE, dialect)
+        self._insert = _Statement(_INSERT, dialect, _INSERT_KEYS)
+        self._ended = _Statement(_ENDED, dialect)
+        dt_type = _T.c.start_time.type.dialect_impl(dialect)
+        self._dt_in = dt_type.bind_processor(dialect)  # SQLite keeps datetimes as text
         self.flush_interval = flush_interval
         self._queue: list[tuple[str, object]] = []
         self._greenlet = None
         self._wakeup = None
+        self._conn: Connection | None = None  # kept while started
+        #: batches written (for tests and benchmarks)
+        self.batches = 0
 
     # -- the two events ----------------------------------------------------------------
 
@@ -96,6 +139,38 @@ class DialogStore:
 
     # -- writing -----------------------------------------------------------------------
 
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._engine.connect()
+            if self._greenlet is not None:
+                self._conn = conn
+        return conn
+
+    def _release(self, conn: Connection, failed: bool = False) -> None:
+        if conn is self._conn and not failed:
+            return  # kept for the next batch
+        if conn is self._conn:
+            self._conn = None
+        try:
+            conn.close()
+        except SQLAlchemyError:
+            pass
+
+    def _write(self, items: list[tuple[str, object]]) -> None:
+        conn = self._connection()
+        try:
+            try:
+                with conn.begin():
+                    self._apply(conn, items, optimistic=True)
+            except IntegrityError:  # a dialog written before (rolled back): replace it
+                with conn.begin():
+                    self._apply(conn, items, optimistic=False)
+        except BaseException:
+            self._release(conn, failed=True)
+            raise
+        self._release(conn)
+
     def flush(self) -> None:
         """Apply every queued write in one transaction, as three bulk statements (replace
         established dialogs, insert them, delete ended ones); row by row on error."""
@@ -103,19 +178,21 @@ class DialogStore:
         if not items:
             return
         try:
-            with self._session_factory() as s, s.begin():
-                self._apply(s, items)
+            self._write(items)
+            self.batches += 1
         except SQLAlchemyError:
             for item in items:  # one bad row must not lose the others
                 try:
-                    with self._session_factory() as s, s.begin():
-                        self._apply(s, [item])
+                    self._write([item])
                 except SQLAlchemyError as exc:
                     log.error("dialog %s not written: %s", item[0], str(exc).splitlines()[0])
 
-    @staticmethod
-    def _apply(s: Session, items: list[tuple[str, object]]) -> None:
+    def _apply(self, conn: Connection, items: list[tuple[str, object]], optimistic: bool) -> None:
+        """``optimistic``: insert the established dialogs without first deleting a row of
+        the same call (there almost never is one: the IntegrityError says when there was)."""
         now = utcnow()
+        if self._dt_in is not None:
+            now = self._dt_in(now)
         rows, ended = [], []
         for kind, data in items:
             if kind == "confirmed":
@@ -131,16 +208,17 @@ class DialogStore:
                     "callee_source": _clip(info.callee_source, 128), "proxy": _clip(info.proxy, 128),
                     "media_relay": _clip(info.media_relay, 128), "start_time": now,
                     "connect_time": now, "deadline": None,
+                    "c": _clip(info.call_id, 255), "f": _clip(info.from_tag, 128),
                 })
             else:
                 call_id, tag_a, tag_b = data  # type: ignore[misc]
                 ended.append({"c": _clip(call_id, 255), "a": tag_a or tag_b, "b": tag_b or tag_a})
-        conn = s.connection()
         if rows:
-            conn.execute(_REPLACE, [{"c": r["call_id"], "f": r["from_tag"]} for r in rows])
-            conn.execute(_INSERT, rows)
+            if not optimistic:
+                conn.exec_driver_sql(self._replace.sql, self._replace.params(rows))
+            conn.exec_driver_sql(self._insert.sql, self._insert.params(rows))
         if ended:
-            conn.execute(_ENDED, ended)
+            conn.exec_driver_sql(self._ended.sql, self._ended.params(ended))
 
     def start(self) -> None:
         import gevent
@@ -165,6 +243,8 @@ class DialogStore:
             self._greenlet.kill()
             self._greenlet = None
         self.flush()
+        if self._conn is not None:
+            self._release(self._conn, failed=True)  # closes it
 
     def find(self, call_id: str) -> list[Dialog]:
         with self._session_factory() as s:

@@ -46,3 +46,24 @@ def test_queued_writes_are_applied_in_order(db_url):
     finally:
         store.stop()
         engine.dispose()
+
+
+def test_a_dialog_written_again_is_replaced_within_a_batch(db_url):
+    """Batches insert without looking first; one that meets an existing dialog is redone as
+    replace + insert, still as one transaction with the batch's other writes."""
+    engine, sessions = open_database(db_url)
+    store = DialogStore(sessions, flush_interval=0.01)
+    store.start()
+    try:
+        store.confirmed(_info("c1", to_tag="old"))
+        store.flush()
+        store.confirmed(_info("c1", to_tag="new"))
+        store.confirmed(_info("c2"))
+        store.ended("c3", "ft", "tt")
+        store.flush()
+        with sessions() as s:
+            rows = {r.call_id: r.to_tag for r in s.query(Dialog)}
+        assert rows == {"c1": "new", "c2": "tt"}
+    finally:
+        store.stop()
+        engine.dispose()
