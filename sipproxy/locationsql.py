@@ -16,6 +16,7 @@ of a REGISTER is atomic against other processes) .. ``COMMIT``.
 from __future__ import annotations
 
 import datetime as _dt
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -61,7 +62,7 @@ def _isoformat(value: _dt.datetime) -> str:
 class Compiled:
     """One statement's SQL text for a dialect and how to lay out its parameters."""
 
-    __slots__ = ("sql", "names", "positional")
+    __slots__ = ("sql", "names", "positional", "bind")
 
     def __init__(self, stmt: Any, dialect: Dialect, keys: tuple[str, ...] | None = None) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
@@ -69,12 +70,15 @@ class Compiled:
         self.positional = bool(compiled.positional)
         names = compiled.positiontup if self.positional else compiled.bind_names.values()
         self.names: tuple[str, ...] = tuple(names)
-
-    def bind(self, values: Mapping[str, Any]) -> tuple | dict:
-        """The DBAPI parameters (a tuple for ``?`` / ``%s`` styles, a dict for named)."""
-        if self.positional:
-            return tuple([values[n] for n in self.names])
-        return {n: values[n] for n in self.names}
+        #: values -> the DBAPI parameters (a tuple for ``?`` / ``%s`` styles, a dict for
+        #: named ones), picked out by one C call
+        self.bind: Callable[[Mapping[str, Any]], tuple | dict]
+        if not self.positional:
+            self.bind = lambda values, names=self.names: {n: values[n] for n in names}
+        elif len(self.names) == 1:
+            self.bind = lambda values, name=self.names[0]: (values[name],)
+        else:
+            self.bind = operator.itemgetter(*self.names)
 
 
 class RawConnection:
