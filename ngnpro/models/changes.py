@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import String, delete, func, insert, select
+from sqlalchemy import Connection, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, BigId, utcnow
@@ -48,13 +48,22 @@ class ChangeLogEntry(Base):
     at: Mapped[_dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
-def record_change(session: Session, topic: str, key: str = "") -> None:
-    """Log a change in ``session``'s transaction; readers see it when it commits.
+_INSERT_CHANGE = ChangeLogEntry.__table__.insert()
+
+
+def record_change(db: Session | Connection, topic: str, key: str = "") -> None:
+    """Log a change in the transaction of ``db`` (a Session or a Core connection); readers
+    see it when it commits.
 
     A Core insert rather than an ORM object: every provisioning write calls this, and an
-    extra ORM flush per call costs more than the write it records."""
-    with session.no_autoflush:  # the caller decides when its own rows are flushed
-        session.execute(insert(ChangeLogEntry).values(topic=topic, key=key.lower(), at=utcnow()))
+    extra ORM flush per call costs more than the write it records.  The statement is built
+    once; building it per call cost its cache key every time."""
+    values = {"topic": topic, "key": key.lower(), "at": utcnow()}
+    if isinstance(db, Session):
+        with db.no_autoflush:  # the caller decides when its own rows are flushed
+            db.execute(_INSERT_CHANGE, values)
+    else:
+        db.execute(_INSERT_CHANGE, values)
 
 
 def prune_changes(session: Session, older_than: float = 3600.0) -> int:

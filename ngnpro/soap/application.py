@@ -18,8 +18,10 @@ from typing import Any
 
 from spyne.application import Application
 from spyne.context import MethodContext
+from spyne.evmgr import EventManager
 from spyne.server import ServerBase
 
+from .connections import ConnectionCache
 from .const import PORT_NAMES
 from .context import RequestState
 from .envelope import fault_bytes, parse_request
@@ -32,16 +34,48 @@ log = logging.getLogger("ngnpro.soap")
 
 @dataclass
 class Runtime:
-    """What the running methods need from the process: config and database sessions."""
+    """What the running methods need from the process: config and the database (each call
+    is one transaction on a connection of ``engine``, the sessionmaker's engine unless
+    given, taken from and given back to ``connections``)."""
 
     config: Any
     sessionmaker: Any
+    engine: Any = None
+    connections: Any = None
+
+    def __post_init__(self) -> None:
+        if self.engine is None and self.sessionmaker is not None:
+            self.engine = self.sessionmaker.kw["bind"]
+        if self.connections is None and self.engine is not None:
+            self.connections = ConnectionCache(self.engine)
 
 
 class PortServer(ServerBase):
     """spyne's server pipeline for one port's Application (no transport of its own)."""
 
     transport = "http://schemas.xmlsoap.org/soap/http"
+
+
+class QuietEventManager(EventManager):
+    """spyne's event manager without the empty handler set it builds for each of the dozen
+    events fired per call when nothing listens (as nothing does here); listeners still
+    run when added."""
+
+    def fire_event(self, event_name: str, ctx: Any, *args: Any, **kwargs: Any) -> None:
+        handlers = self.handlers.get(event_name)
+        if handlers:
+            for handler in handlers:
+                handler(ctx, *args, **kwargs)
+
+
+def _quiet_events(app: Application) -> None:
+    managers = [app.event_manager, app.in_protocol.event_manager, app.out_protocol.event_manager]
+    for descriptors in app.interface.service_method_map.values():
+        for d in descriptors:
+            managers.extend(d.event_managers)
+    for em in managers:
+        if type(em) is EventManager:
+            em.__class__ = QuietEventManager
 
 
 def build_applications(services: Iterable[type[PortService]]) -> dict[str, Application]:
@@ -58,6 +92,7 @@ def build_applications(services: Iterable[type[PortService]]) -> dict[str, Appli
         apps[ns] = Application(
             classes, tns=ns, name=name, in_protocol=RpcEncodedSoap11(), out_protocol=RpcEncodedSoap11(),
         )
+        _quiet_events(apps[ns])
     return apps
 
 
@@ -74,6 +109,10 @@ class Dispatcher:
         self.services = list(services)
         self.apps = build_applications(self.services)
         self.servers = {ns: PortServer(app) for ns, app in self.apps.items()}
+        for server in self.servers.values():
+            _quiet_events(server.app)
+            if type(server.event_manager) is EventManager:
+                server.event_manager.__class__ = QuietEventManager
         self.runtime = runtime
 
     def methods(self) -> set[tuple[str, str]]:

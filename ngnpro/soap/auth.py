@@ -8,6 +8,7 @@ credentials are fault 9001 before the method runs, so nothing is changed.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -49,8 +50,10 @@ def scope_for_customer(session: Session, customer: Customer, admin: bool) -> Sco
     )
 
 
-def authenticate(session: Session, config: Config, auth: dict[str, Any] | None) -> Scope:
-    """Check the ``auth`` header against the engine admin and the CustomerAccounts."""
+def authenticate(session_of: Callable[[], Session], config: Config, auth: dict[str, Any] | None) -> Scope:
+    """Check the ``auth`` header against the engine admin and the CustomerAccounts;
+    ``session_of()`` gives the call's Session, asked for only when a look-up is needed
+    (the unscoped admin needs none)."""
     if not auth:
         raise NGNProError(AUTH_FAILED, "Authentication failed: missing auth header")
     username = auth.get("username") or ""
@@ -69,10 +72,12 @@ def authenticate(session: Session, config: Config, auth: dict[str, Any] | None) 
             raise NGNProError(AUTH_FAILED, "Authentication failed: impersonate must be a customer id") from None
         if not impersonate:
             return Scope(admin=True)
+        session = session_of()
         target = session.get(Customer, impersonate)
         if target is None:
             raise NGNProError(AUTH_FAILED, f"Authentication failed: impersonated customer {impersonate} does not exist")
         return scope_for_customer(session, target, admin=True)
+    session = session_of()
     customer = session.execute(select(Customer).where(Customer.username == username)).scalar_one_or_none()
     # compare anyway so a wrong username costs the same as a wrong password
     ok = _same(password, customer.password if customer is not None else "\0invalid")

@@ -102,11 +102,34 @@ class Scope:
             raise NGNProError(PERMISSION_DENIED, "Permission denied: only the engine administrator may do this")
 
 
-@dataclass
 class CallContext:
-    session: Session
-    scope: Scope
-    config: Config
+    """One call's transaction, caller and config.
+
+    ``connection`` is the call's transaction (begun by the framework, committed after the
+    method returns, rolled back when it faults).  ``session`` is an ORM Session joined to
+    that same transaction, made on first use: hot methods that work with Core statements
+    on ``connection`` alone do not pay for a Session they never use."""
+
+    __slots__ = ("connection", "scope", "config", "_session")
+
+    def __init__(self, connection: Any, scope: Scope | None, config: Config) -> None:
+        self.connection = connection
+        self.scope: Scope = scope  # type: ignore[assignment] - set by the framework before the method runs
+        self.config = config
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            # joined to the call's transaction: the Session flushes into it but never
+            # commits it ("rollback_only": its rollback does roll the call back)
+            self._session = Session(bind=self.connection, expire_on_commit=False,
+                                    join_transaction_mode="rollback_only")
+        return self._session
+
+    @property
+    def session_open(self) -> bool:
+        return self._session is not None
 
 
 @dataclass

@@ -66,8 +66,46 @@ def is_struct(cls: Any) -> bool:
     return isinstance(cls, type) and issubclass(cls, ComplexModelBase) and not issubclass(cls, Array)
 
 
+_MEMBERS: dict[Any, dict[str, Any]] = {}
+
+
 def struct_members(cls: Any) -> dict[str, Any]:
-    return cls.get_flat_type_info(cls)
+    """Members of the struct model ``cls`` by name (spyne merges the class hierarchy on
+    every call; the result is kept per class)."""
+    members = _MEMBERS.get(cls)
+    if members is None:
+        members = _MEMBERS[cls] = cls.get_flat_type_info(cls)
+    return members
+
+
+#: what a model class is, for the decoder: one of these, worked out once per class
+_SCALAR, _ARRAY, _STRUCT = 0, 1, 2
+#: scalar kinds
+_TEXT, _BOOL, _INT, _FLOAT, _OTHER = 0, 1, 2, 3, 4
+_KINDS: dict[Any, tuple[int, int]] = {}
+
+
+def _model_kind(cls: Any) -> tuple[int, int]:
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if is_array(cls):
+            kind = (_ARRAY, _OTHER)
+        elif is_struct(cls):
+            kind = (_STRUCT, _OTHER)
+        elif cls is None or not isinstance(cls, type) or not issubclass(cls, ModelBase):
+            kind = (_SCALAR, _TEXT)
+        elif issubclass(cls, Boolean):
+            kind = (_SCALAR, _BOOL)
+        elif issubclass(cls, Integer):
+            kind = (_SCALAR, _INT)
+        elif issubclass(cls, Float | Double | Decimal):
+            kind = (_SCALAR, _FLOAT)
+        elif issubclass(cls, DateTime | Date):
+            kind = (_SCALAR, _OTHER)
+        else:
+            kind = (_SCALAR, _TEXT)
+        _KINDS[cls] = kind
+    return kind
 
 
 def xsd_name(cls: Any) -> str:
@@ -155,17 +193,32 @@ class Decoder:
             raise NGNProError(INVALID_REQUEST, "Invalid request: too many elements")
 
     def decode(self, cls: Any, el: etree._Element, path: str) -> Any:
-        self._visit()
-        el = self.resolve(el)
-        if (el.get(XSI_NIL) or "").strip().lower() in ("true", "1"):
+        self.visits += 1
+        if self.visits > MAX_VISITS:
+            raise NGNProError(INVALID_REQUEST, "Invalid request: too many elements")
+        if el.get("href") is not None:
+            el = self.resolve(el)
+        nil = el.get(XSI_NIL)
+        if nil is not None and nil.strip().lower() in ("true", "1"):
             return None
-        if is_array(cls):
-            return self._array(cls, el, path)
-        if is_struct(cls):
+        kind, scalar = _model_kind(cls)
+        if kind == _SCALAR:
+            if len(el) == 0 and el.get(ENC_ARRAY_TYPE) is None:  # the common case, quickly
+                text = el.text
+                xtype = el.get(XSI_TYPE)
+                if xtype is None or xtype.rpartition(":")[2] != "Array":
+                    if text is None or text == "":
+                        return "" if xtype is not None and scalar == _TEXT else None
+                    if scalar == _TEXT:
+                        return text
+            return self._scalar(cls, el, path)
+        if kind == _STRUCT:
             return self._struct(cls, el, path)
-        return self._scalar(cls, el, path)
+        return self._array(cls, el, path)
 
     def _children(self, el: etree._Element) -> list[etree._Element]:
+        if len(el) == 0:
+            return []
         return [c for c in el if isinstance(c.tag, str)]
 
     def _array(self, cls: Any, el: etree._Element, path: str) -> list[Any] | None:
@@ -215,12 +268,17 @@ class Decoder:
         members = struct_members(cls)
         if (el.get(XSI_TYPE) or "").rpartition(":")[2] == "Map":
             children = self._map_entries(children)
+        values = inst.__dict__ if type(inst).__setattr__ is object.__setattr__ else None
         for child in children:
-            name = _local(child.tag)
+            name = child.tag.rpartition("}")[2]
             member = members.get(name)
             if member is None:
                 continue  # unknown or round-tripped read-only member: ignored (API.md 7)
-            setattr(inst, name, self.decode(member, child, f"{path}.{name}" if path else name))
+            value = self.decode(member, child, f"{path}.{name}" if path else name)
+            if values is not None:
+                values[name] = value
+            else:
+                setattr(inst, name, value)
         return inst
 
     def _map_entries(self, items: list[etree._Element]) -> list[etree._Element]:

@@ -8,6 +8,7 @@ resources, deeper nesting than any NGNPro message needs, and bodies larger than 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -23,19 +24,18 @@ MAX_DEPTH = 48
 _PARSER = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
                           remove_comments=True, remove_pis=True, collect_ids=False)
 _WITH_ID = etree.XPath("//*[@id]")
+#: an ``id`` attribute somewhere in the body (only then are multi-references looked for)
+_ID_ATTRIBUTE = re.compile(rb"\sid\s*=")
+_DEPTH_PROBES: dict[int, etree.XPath] = {}
 
 
 def _too_deep(root: etree._Element, limit: int) -> bool:
-    """Whether any element lies deeper than ``limit``: checked on the leaves only, from the
-    deepest-looking ones (a leaf's ancestor count is its depth)."""
-    for leaf in root.iter():
-        if len(leaf) == 0:
-            depth = 1
-            for _ in leaf.iterancestors():
-                depth += 1
-                if depth > limit:
-                    return True
-    return False
+    """Whether any element lies deeper than ``limit`` (the root being at depth 1): one
+    XPath step per level, evaluated by libxml2, which stops at the document's own depth."""
+    probe = _DEPTH_PROBES.get(limit)
+    if probe is None:
+        probe = _DEPTH_PROBES[limit] = etree.XPath("boolean(" + "/*" * (limit + 1) + ")")
+    return bool(probe(root))
 
 
 @dataclass
@@ -76,7 +76,7 @@ def parse_request(body: bytes, max_depth: int = MAX_DEPTH) -> ParsedRequest:
     # libxml2 stops at 256 levels by itself; NGNPro messages need about 10
     if _too_deep(root, max_depth):
         raise _refuse(f"elements nested deeper than {max_depth}")
-    ids = {el.get("id"): el for el in _WITH_ID(root)}
+    ids = {el.get("id"): el for el in _WITH_ID(root)} if _ID_ATTRIBUTE.search(body) else {}
     if root.tag != f"{{{NS_SOAP_ENV}}}Envelope":
         raise _refuse("not a SOAP 1.1 Envelope")
     header: list[etree._Element] = []

@@ -69,6 +69,15 @@ class RpcEncodedSoap11(Soap11):
         ctx.in_body_doc = parsed.method
         ctx.method_request_string = f"{{{parsed.namespace}}}{parsed.name}"
 
+    def generate_method_contexts(self, ctx: Any) -> list[Any]:
+        """spyne copies the context once per method bound to the request's name, for
+        auxiliary methods; an NGNPro name has exactly one, which gets the context itself."""
+        handles = self.get_call_handles(ctx)
+        if len(handles) != 1:
+            return super().generate_method_contexts(ctx)
+        ctx.descriptor = handles[0]
+        return [ctx]
+
     def deserialize(self, ctx: Any, message: Any) -> None:
         self.event_manager.fire_event("before_deserialize", ctx)
         parsed = ctx.in_document
@@ -86,16 +95,16 @@ class RpcEncodedSoap11(Soap11):
     @staticmethod
     def decode_params(decoder: Decoder, in_message: Any, method_el: etree._Element) -> list[Any]:
         """Parameters by name; children with other names (PHP's ``param0``) fill the rest in order."""
-        params = list(in_message.get_flat_type_info(in_message).items())
+        params, by_name = _params(in_message)
         values: dict[str, Any] = {}
-        names = {name for name, _ in params}
         leftovers = []
         for child in method_el:
-            if not isinstance(child.tag, str):
+            tag = child.tag
+            if not isinstance(tag, str):
                 continue
-            local = etree.QName(child).localname
-            if local in names and local not in values:
-                cls = dict(params)[local]
+            local = tag.rpartition("}")[2]
+            cls = by_name.get(local)
+            if cls is not None and local not in values:
                 values[local] = decoder.decode(cls, child, local)
             else:
                 leftovers.append(child)
@@ -121,6 +130,18 @@ class RpcEncodedSoap11(Soap11):
 
     def create_out_string(self, ctx: Any, charset: str | None = None) -> None:
         ctx.out_string = [ctx.out_document]
+
+
+_PARAMS: dict[Any, tuple[list[tuple[str, Any]], dict[str, Any]]] = {}
+
+
+def _params(in_message: Any) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """A method's parameters in order and by name (computed once per method)."""
+    entry = _PARAMS.get(in_message)
+    if entry is None:
+        params = list(in_message.get_flat_type_info(in_message).items())
+        entry = _PARAMS[in_message] = (params, dict(params))
+    return entry
 
 
 _RETURN_TYPES: dict[Any, Any] = {}

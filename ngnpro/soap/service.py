@@ -35,29 +35,46 @@ class PortService(ServiceBase):
         if not isinstance(state, RequestState):
             raise NGNProError(SERVER_ERROR, "Internal server error")
         runtime = state.runtime
-        session = runtime.sessionmaker()
         method = ctx.descriptor.name if ctx.descriptor is not None else "?"
+        conn = runtime.connections.take()
+        reusable = False
+        call = state.call = CallContext(conn, None, runtime.config)
         try:
+            conn.begin()
             if cls.__requires_auth__:
-                scope = authenticate(session, runtime.config, state.auth)
+                call.scope = authenticate(lambda: call.session, runtime.config, state.auth)
             else:
-                scope = Scope()
-            state.call = CallContext(session=session, scope=scope, config=runtime.config)
+                call.scope = Scope()
             result = super().call_wrapper(ctx, args)
-            session.commit()
+            if call.session_open:
+                call.session.commit()  # flushes into the call's transaction
+            conn.commit()
+            reusable = True
             return result
         except NGNProError as exc:
-            session.rollback()
+            reusable = _rollback(conn)
             log.info("%s %s: fault %s %s", cls.__port_namespace__.rpartition(":")[2], method, exc.code, exc.message)
             raise
         except SQLAlchemyError:
-            session.rollback()
+            _rollback(conn)
             log.exception("%s: database error", method)
             raise NGNProError(SERVER_ERROR, "Internal server error (database)") from None
         except Exception:
-            session.rollback()
+            _rollback(conn)
             log.exception("%s: unexpected error", method)
             raise NGNProError(SERVER_ERROR, "Internal server error") from None
         finally:
-            session.close()
+            if call.session_open:
+                call.session.close()
+            runtime.connections.give(conn, reusable)
             state.call = None
+
+
+def _rollback(conn: Any) -> bool:
+    """Roll the call back; False when even that failed (the connection is then closed)."""
+    try:
+        conn.rollback()
+    except SQLAlchemyError:
+        log.warning("rollback failed", exc_info=True)
+        return False
+    return True
