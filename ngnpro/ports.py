@@ -10,6 +10,7 @@ from ngnpro.dns_port import DnsPort
 from ngnpro.enum_port import EnumPort
 from ngnpro.sip_accounts import SipAccountPort
 from ngnpro.sip_aliases import SipAliasPort
+from ngnpro.sip_domains import SipDomainPort
 from ngnpro.sip_prepaid import SipPrepaidPort
 from ngnpro.sip_pstn import SipPstnService
 from ngnpro.sip_settings import SipSettingsPort
@@ -17,7 +18,7 @@ from ngnpro.unimplemented import SERVICES as NOT_IMPLEMENTED_YET
 
 SERVICES: list[type] = [
     CustomerPort,
-    SipAccountPort, SipAliasPort, SipSettingsPort, SipPrepaidPort,
+    SipDomainPort, SipAccountPort, SipAliasPort, SipSettingsPort, SipPrepaidPort,
     EnumPort,
     DnsPort,
     SipPstnService,

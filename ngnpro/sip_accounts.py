@@ -1,4 +1,4 @@
-"""SipPort subscribers: domains, accounts (digest credentials) and groups.
+"""SipPort subscribers: accounts (digest credentials) and groups (domains: ``sip_domains``).
 
 Logic is plain functions of ``(session, scope, parsed values)`` that raise
 :class:`NGNProError` before writing anything invalid, so the framework's one-transaction-
@@ -17,16 +17,16 @@ import re
 from typing import Any
 
 from spyne import Unicode, rpc
-from sqlalchemy import Text, bindparam, cast, exists, func, literal_column, select, union_all
+from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ngnpro import sip_account_sql as sql
 from ngnpro import sip_types as t
 from ngnpro.models import sip as m
 from ngnpro.models.changes import (
     TOPIC_SIP_ACCOUNT,
-    TOPIC_SIP_ALIAS,
-    TOPIC_SIP_DOMAIN,
     record_change,
 )
 from ngnpro.models.customer import Customer
@@ -39,7 +39,6 @@ from ngnpro.soap.faults import (
     PERMISSION_DENIED,
     SIP_ACCOUNT_EXISTS,
     SIP_ACCOUNT_NOT_FOUND,
-    SIP_DOMAIN_EXISTS,
     SIP_DOMAIN_NOT_FOUND,
     NGNProError,
 )
@@ -55,8 +54,16 @@ _HA1_PAIR = re.compile(r"^([0-9a-f]{32}):([0-9a-f]{32})$")
 # --- ownership and look-ups ---------------------------------------------------------------
 
 
+_CUSTOMER_OWNER = select(Customer.id, Customer.reseller, Customer.reseller_active).where(Customer.id == bindparam("c"))
+
+
+def db_connection(db: Session | Connection) -> Connection:
+    """The Core connection of ``db``: the call's own connection, or a Session's."""
+    return db.connection() if isinstance(db, Session) else db
+
+
 def resolve_owner(
-    session: Session, scope: Scope, customer: int | None, reseller: int | None,
+    session: Session | Connection, scope: Scope, customer: int | None, reseller: int | None,
     fallback: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
     """``(customer, reseller)`` of a new or re-owned record.
@@ -71,7 +78,7 @@ def resolve_owner(
         if not c and not r:
             return fallback or scope.owner_defaults()
         if c and not r:
-            row = session.get(Customer, c)
+            row = session.execute(_CUSTOMER_OWNER, {"c": c}).first()
             if row is not None:
                 r = row.reseller or (row.id if row.reseller_active else 0)
         return c or r, r
@@ -124,78 +131,6 @@ def touch(session: Session, account: m.SipAccount) -> None:
     record_change(session, TOPIC_SIP_ACCOUNT, account.aor)
 
 
-# --- domains ------------------------------------------------------------------------------
-
-
-def _apply_domain(row: m.SipDomain, d: t.SipDomain) -> None:
-    for attr, value in (
-        ("certificate", t.pem(d.certificate, "certificate", "CERTIFICATE")),
-        ("private_key", t.pem(d.private_key, "private_key", "PRIVATE KEY")),
-        ("match_ip_address", t.ip_list(d.match_ip_address, "match_ip_address")),
-        ("match_sip_domain", t.domain_list(d.match_sip_domain, "match_sip_domain")),
-        ("verify_cert", t.flag(d.verify_cert, "verify_cert")),
-        ("require_cert", t.flag(d.require_cert, "require_cert")),
-    ):
-        if value is not None:
-            setattr(row, attr, value)
-
-
-def add_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
-    if d is None:
-        raise t.invalid("domain", "missing")
-    name = t.domain_name(d.domain)
-    if session.execute(select(m.SipDomain.id).where(m.SipDomain.domain == name)).first():
-        raise NGNProError(SIP_DOMAIN_EXISTS, f"SIP domain {name} already exists")
-    customer, reseller = resolve_owner(session, scope, d.customer, d.reseller)
-    row = m.SipDomain(domain=name, customer=customer, reseller=reseller)
-    _apply_domain(row, d)
-    session.add(row)
-    record_change(session, TOPIC_SIP_DOMAIN, name)
-    flush_unique(session, SIP_DOMAIN_EXISTS, f"SIP domain {name} already exists")
-
-
-def update_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
-    if d is None:
-        raise t.invalid("domain", "missing")
-    row = get_domain(session, scope, d.domain)
-    if (d.customer and d.customer != row.customer) or (d.reseller and d.reseller != row.reseller):
-        row.customer, row.reseller = resolve_owner(
-            session, scope, d.customer or row.customer, d.reseller or row.reseller
-        )
-    _apply_domain(row, d)
-    row.change_date = m.utcnow()
-    record_change(session, TOPIC_SIP_DOMAIN, row.domain)
-
-
-def delete_domain(session: Session, scope: Scope, name: str | None) -> None:
-    """Delete a domain with its accounts (the database cascades their settings) and the
-    aliases living in it."""
-    row = get_domain(session, scope, name)
-    aliases = session.execute(select(m.SipAlias).where(m.SipAlias.domain == row.domain)).scalars().all()
-    for alias in aliases:
-        session.delete(alias)
-    users = session.execute(select(m.SipAccount.username).where(m.SipAccount.domain == row.domain)).scalars().all()
-    session.execute(m.SipAccount.__table__.delete().where(m.SipAccount.domain == row.domain))
-    session.delete(row)
-    record_change(session, TOPIC_SIP_DOMAIN, row.domain)
-    for user in users[:200]:
-        record_change(session, TOPIC_SIP_ACCOUNT, f"{user}@{row.domain}")
-    if len(users) > 200:
-        record_change(session, TOPIC_SIP_ACCOUNT, "")
-    if aliases:
-        record_change(session, TOPIC_SIP_ALIAS, "")
-
-
-def get_domains(session: Session, scope: Scope, query: t.SipDomainQuery | None) -> t.SipDomainList:
-    total, rows = run_query(
-        session, select(m.SipDomain), query,
-        filters={"domain": m.SipDomain.domain, "customer": m.SipDomain.customer, "reseller": m.SipDomain.reseller},
-        orders={"changeDate": m.SipDomain.change_date, "domain": m.SipDomain.domain},
-        scope=scope, model=m.SipDomain,
-    )
-    return t.SipDomainList(total=total, domains=[t.domain_to_soap(r) for r in rows])
-
-
 # --- accounts -----------------------------------------------------------------------------
 
 
@@ -236,7 +171,7 @@ def _set_prepaid(row: m.SipAccount, prepaid: bool) -> None:
         row.groups = [g for g in row.groups if g.name != m.GROUP_PREPAID]
 
 
-def _apply_account(session: Session, row: m.SipAccount, a: t.SipAccount, store_clear: bool) -> None:
+def _apply_account(row: m.SipAccount | NewAccount, a: t.SipAccount, store_clear: bool) -> None:
     """Copy the members present in ``a`` onto ``row``; absent (None) members stay as they are,
     read-only ones (ha1, dates, ...) are ignored."""
     for attr, member, limit in (
@@ -298,7 +233,7 @@ def _apply_account(session: Session, row: m.SipAccount, a: t.SipAccount, store_c
         row.properties = merged
 
 
-def next_username(session: Session, domain: str) -> str:
+def next_username(session: Session | Connection, domain: str) -> str:
     """The username ``<autoincrement>`` allocates: one above the domain's highest numeric one."""
     stmt = (
         select(m.SipAccount.username)
@@ -311,89 +246,99 @@ def next_username(session: Session, domain: str) -> str:
     return str(FIRST_AUTO_USERNAME)
 
 
-_TAKEN = union_all(
-    select(literal_column("'account'").label("what")).where(
-        m.SipAccount.username == bindparam("u"), m.SipAccount.domain == bindparam("d")),
-    select(literal_column("'alias'")).where(m.SipAlias.username == bindparam("u"), m.SipAlias.domain == bindparam("d")),
-)
-_DOMAIN = select(m.SipDomain.domain, m.SipDomain.customer, m.SipDomain.reseller).where(
-    m.SipDomain.domain == bindparam("d"))
-
-
-def address_taken(session: Session, user: str, domain: str) -> None:
-    taken = set(session.connection().execute(_TAKEN, {"u": user, "d": domain}).scalars())
+def address_taken(session: Session | Connection, user: str, domain: str) -> None:
+    taken = {r.what for r in sql.TAKEN.rows(db_connection(session), {"u": user, "d": domain})}
     if "account" in taken:
         raise NGNProError(SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain} already exists")
     if "alias" in taken:
         raise NGNProError(ALIAS_EXISTS, f"SIP alias {user}@{domain} already exists")
 
 
-def usable_domain(session: Session, scope: Scope, name: str | None, field: str) -> Any:
+def usable_domain(session: Session | Connection, scope: Scope, name: str | None, field: str) -> Any:
     """``(domain, customer, reseller)`` of a domain the caller may put addresses in."""
     domain = t.domain_name(name, field)
-    row = session.connection().execute(_DOMAIN, {"d": domain}).first()
+    rows = sql.DOMAIN.rows(db_connection(session), {"d": domain})
+    row = rows[0] if rows else None
     if row is None:
         raise NGNProError(SIP_DOMAIN_NOT_FOUND, f"SIP domain {domain} does not exist")
     scope.check(row)
     return row
 
 
-def add_account(session: Session, scope: Scope, a: t.SipAccount | None, store_clear: bool = True) -> t.SipAccount:
+class NewAccount:
+    """A new account's values while they are checked, before anything is written: a plain
+    object with the attributes of :class:`m.SipAccount` that :func:`_apply_account` sets
+    (an ORM instance would fire instrumentation events for every one of them)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    @property
+    def group_names(self) -> set[str]:
+        return {g.name for g in self.groups}
+
+    @property
+    def aor(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+
+def add_account(
+    db: Session | Connection, scope: Scope, a: t.SipAccount | None, store_clear: bool = True
+) -> t.SipAccount:
+    """Check everything, then INSERT the account, its lists and the change with Core
+    statements on the call's connection (``db`` may be a Session: its connection is used)."""
     if a is None or a.id is None:
         raise t.invalid("account.id", "missing")
-    domain = usable_domain(session, scope, a.id.domain, "account.id.domain")
+    conn = db_connection(db)
+    domain = usable_domain(conn, scope, a.id.domain, "account.id.domain")
     raw_user = (a.id.username or "").strip().lower()
-    user = next_username(session, domain.domain) if raw_user == AUTOINCREMENT else t.username(raw_user, "account.id.username")
-    address_taken(session, user, domain.domain)
+    user = next_username(conn, domain.domain) if raw_user == AUTOINCREMENT else t.username(raw_user, "account.id.username")
+    address_taken(conn, user, domain.domain)
     customer, reseller = resolve_owner(
-        session, scope, a.customer, a.reseller, fallback=(domain.customer, domain.reseller)
+        conn, scope, a.customer, a.reseller, fallback=(domain.customer, domain.reseller)
     )
-    row = m.SipAccount(
+    row = NewAccount(
         username=user, domain=domain.domain, customer=customer, reseller=reseller,
         email=f"{user}@{domain.domain}", timeout=35, prepaid=False, groups=[], acl=[], properties=[],
     )
-    _apply_account(session, row, a, store_clear)  # validated on a transient object ...
+    _apply_account(row, a, store_clear)  # validated on a plain object ...
     try:
-        _insert_account(session, row)  # ... then written with Core statements
+        _insert_account(conn, row)  # ... then written with Core statements
     except IntegrityError:  # a concurrent call inserted it after our look-up
         raise NGNProError(SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain.domain} already exists") from None
-    record_change(session, TOPIC_SIP_ACCOUNT, row.aor)
+    sql.record_change(conn, TOPIC_SIP_ACCOUNT, row.aor, row.create_date)
     return account_wire(row)
 
 
-_ACCOUNTS = m.SipAccount.__table__
 #: scalar column defaults, filled in for members the caller left out
 _DEFAULTS = {
-    c.key: c.default.arg for c in _ACCOUNTS.columns
+    c.key: c.default.arg for c in sql.ACCOUNTS.columns
     if c.default is not None and c.default.is_scalar and not c.default.is_callable
 }
 
 
-def _insert_account(session: Session, row: m.SipAccount) -> None:
-    """INSERT the transient ``row`` and its lists without the ORM's unit of work, which
-    costs more than the rest of an addAccount call; ``row`` is never added to the session
-    and keeps the values written, for the reply."""
+def _insert_account(conn: Connection, row: NewAccount) -> None:
+    """INSERT ``row`` and its lists without the ORM's unit of work, which costs more than
+    the rest of an addAccount call; ``row`` keeps the values written, for the reply."""
     now = m.utcnow()
     row.create_date = row.change_date = now
     values = dict(_DEFAULTS)
-    for column in _ACCOUNTS.columns:
-        value = getattr(row, column.key, None)
-        if column.key != "id" and value is not None:
-            values[column.key] = value
+    for key in sql.COLUMNS:
+        value = getattr(row, key, None)
+        if value is not None:
+            values[key] = value
+    for key in sql.COLUMNS:
+        if key not in values:
+            raise RuntimeError(f"sip_accounts: no value for column {key}")  # a new column needs a default
     for key, value in values.items():
         setattr(row, key, value)
-    conn = session.connection()
-    account_id = conn.execute(_ACCOUNTS.insert(), values).inserted_primary_key[0]
-    for table, items in (
-        (m.SipAccountGroup.__table__, [{"name": g.name} for g in row.groups]),
-        (m.SipAccountAcl.__table__, [{"ip": x.ip, "mask": x.mask, "tag": x.tag} for x in row.acl]),
-        (m.SipAccountProperty.__table__, [
-            {"name": p.name, "value": p.value, "category": p.category, "permission": p.permission}
-            for p in row.properties
-        ]),
-    ):
-        if items:
-            conn.execute(table.insert(), [dict(item, account_id=account_id) for item in items])
+    sql.insert_account(
+        conn, values,
+        [{"name": g.name} for g in row.groups],
+        [{"ip": x.ip, "mask": x.mask, "tag": x.tag} for x in row.acl],
+        [{"name": p.name, "value": p.value, "category": p.category, "permission": p.permission}
+         for p in row.properties],
+    )
 
 
 def update_account(session: Session, scope: Scope, a: t.SipAccount | None, store_clear: bool = True) -> None:
@@ -404,7 +349,7 @@ def update_account(session: Session, scope: Scope, a: t.SipAccount | None, store
         row.customer, row.reseller = resolve_owner(
             session, scope, a.customer or row.customer, a.reseller or row.reseller
         )
-    _apply_account(session, row, a, store_clear)
+    _apply_account(row, a, store_clear)
     touch(session, row)
 
 
@@ -416,56 +361,8 @@ def delete_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> No
 
 
 #: an account's three lists in one round trip: (kind, account, order, a, b, c, d)
-_G, _A, _P = m.SipAccountGroup, m.SipAccountAcl, m.SipAccountProperty
-
-
-def _lists_query():  # noqa: ANN202 - a SQLAlchemy compound select
-    k = literal_column  # SQL constants, not bind parameters: no typing doubts across backends
-    text_empty = cast(k("''"), Text)
-    ids = bindparam("ids", expanding=True)
-    return union_all(
-        select(k("'g'").label("kind"), _G.account_id, k("0").label("ord"), _G.name.label("a"),
-               text_empty.label("b"), k("0").label("n"), k("''").label("c"), k("''").label("d"))
-        .where(_G.account_id.in_(ids)),
-        select(k("'a'"), _A.account_id, _A.id, _A.ip, cast(_A.tag, Text), _A.mask, k("''"), k("''"))
-        .where(_A.account_id.in_(ids)),
-        select(k("'p'"), _P.account_id, _P.id, _P.name, _P.value, k("0"), _P.category, _P.permission)
-        .where(_P.account_id.in_(ids)),
-    ).order_by("ord")
-
-
-def _account_query():  # noqa: ANN202 - a SQLAlchemy select
-    """One account with its three lists in one statement: the account row LEFT JOINed to
-    the union of its lists (one row per list item, or one row of NULLs for an account
-    without any); each branch of the union finds the account id by its unique key itself,
-    so no backend has to push the join condition into the union."""
-    k = literal_column
-    acc = _ACCOUNTS
-    key = (acc.c.username == bindparam("u"), acc.c.domain == bindparam("d"))
-    account_id = select(acc.c.id).where(*key).scalar_subquery()
-    text_empty = cast(k("''"), Text)
-    lists = union_all(
-        select(k("'g'").label("kind"), _G.account_id.label("account_id"), k("0").label("ord"),
-               _G.name.label("a"), text_empty.label("b"), k("0").label("n"), k("''").label("c"),
-               k("''").label("d")).where(_G.account_id == account_id),
-        select(k("'a'"), _A.account_id, _A.id, _A.ip, cast(_A.tag, Text), _A.mask, k("''"), k("''"))
-        .where(_A.account_id == account_id),
-        select(k("'p'"), _P.account_id, _P.id, _P.name, _P.value, k("0"), _P.category, _P.permission)
-        .where(_P.account_id == account_id),
-    ).subquery("l")
-    return (
-        select(acc, lists.c.kind.label("l_kind"), lists.c.a.label("l_a"), lists.c.b.label("l_b"),
-               lists.c.n.label("l_n"), lists.c.c.label("l_c"), lists.c.d.label("l_d"))
-        .select_from(acc.outerjoin(lists, lists.c.account_id == acc.c.id))
-        .where(*key)
-        .order_by(lists.c.kind, lists.c.ord)
-    )
-
-
-#: built once: getAccount is the hottest method, and building a statement costs more than
-#: running it on a warm database
-_LISTS = _lists_query()
-_ACCOUNT = _account_query()
+#: groups, ACL and properties of several accounts in one round trip (getAccounts)
+_LISTS = sql.lists_query(lambda column: column.in_(bindparam("ids", expanding=True))).order_by("ord")
 
 
 def account_lists(session: Session, ids: list[int]) -> dict[int, tuple[list, list, list]]:
@@ -492,9 +389,9 @@ def account_wire(row: m.SipAccount) -> t.SipAccount:
     )
 
 
-def get_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> t.SipAccount:
+def get_account(db: Session | Connection, scope: Scope, sip_id: t.SipId | None) -> t.SipAccount:
     user, domain = t.sip_id(sip_id)
-    rows = session.connection().execute(_ACCOUNT, {"u": user, "d": domain}).all()
+    rows = sql.ACCOUNT.rows(db_connection(db), {"u": user, "d": domain})
     if not rows:
         raise NGNProError(SIP_ACCOUNT_NOT_FOUND, f"SIP account {user}@{domain} does not exist")
     row = rows[0]
@@ -584,34 +481,14 @@ def store_clear_text(c: CallContext) -> bool:
 
 
 class SipAccountPort(PortService):
-    """SipPort: domains, accounts and groups."""
+    """SipPort: accounts and groups."""
 
     __port_namespace__ = NS_SIP
-
-    @rpc(t.SipDomain)
-    def addDomain(ctx, domain):  # noqa: N802, N805 - wire names; spyne passes the context first
-        c = call_context(ctx)
-        add_domain(c.session, c.scope, domain)
-
-    @rpc(t.SipDomain)
-    def updateDomain(ctx, domain):  # noqa: N802, N805
-        c = call_context(ctx)
-        update_domain(c.session, c.scope, domain)
-
-    @rpc(Unicode)
-    def deleteDomain(ctx, domain):  # noqa: N802, N805
-        c = call_context(ctx)
-        delete_domain(c.session, c.scope, domain)
-
-    @rpc(t.SipDomainQuery, _returns=t.SipDomainList)
-    def getDomains(ctx, query):  # noqa: N802, N805
-        c = call_context(ctx)
-        return get_domains(c.session, c.scope, query)
 
     @rpc(t.SipAccount, _returns=t.SipAccount)
     def addAccount(ctx, account):  # noqa: N802, N805
         c = call_context(ctx)
-        return add_account(c.session, c.scope, account, store_clear_text(c))
+        return add_account(c.connection, c.scope, account, store_clear_text(c))
 
     @rpc(t.SipAccount)
     def updateAccount(ctx, account):  # noqa: N802, N805
@@ -626,7 +503,7 @@ class SipAccountPort(PortService):
     @rpc(t.SipId, _returns=t.SipAccount)
     def getAccount(ctx, sipId):  # noqa: N802, N803, N805
         c = call_context(ctx)
-        return get_account(c.session, c.scope, sipId)
+        return get_account(c.connection, c.scope, sipId)
 
     @rpc(t.SipQuery, _returns=t.SipAccountList)
     def getAccounts(ctx, query):  # noqa: N802, N805

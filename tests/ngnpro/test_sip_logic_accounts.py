@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ngnpro import sip_accounts as sa
 from ngnpro import sip_aliases as sal
+from ngnpro import sip_domains as sd
 from ngnpro.models import sip as m
 from ngnpro.models.changes import ChangeLogEntry
 from ngnpro.sip_types import (
@@ -41,37 +42,37 @@ def changes(factory) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def domains(db):
-    call(db, sa.add_domain, ADMIN, SipDomain(domain="Example.COM"))
-    call(db, sa.add_domain, reseller(10), SipDomain(domain="r10.example"))
-    call(db, sa.add_domain, reseller(20), SipDomain(domain="r20.example"))
+    call(db, sd.add_domain, ADMIN, SipDomain(domain="Example.COM"))
+    call(db, sd.add_domain, reseller(10), SipDomain(domain="r10.example"))
+    call(db, sd.add_domain, reseller(20), SipDomain(domain="r20.example"))
     return db
 
 
 def test_domains_add_get_update_delete(db):
-    call(db, sa.add_domain, ADMIN, SipDomain(domain="example.com", verify_cert=1))
-    assert code_of(db, sa.add_domain, ADMIN, SipDomain(domain="EXAMPLE.com.")) == 1001
-    assert code_of(db, sa.add_domain, ADMIN, SipDomain(domain="bad_domain!")) == 1040
-    assert code_of(db, sa.add_domain, ADMIN, SipDomain(domain="")) == 1040
-    assert code_of(db, sa.add_domain, ADMIN, SipDomain(domain="x.example", certificate="junk")) == 1040
-    call(db, sa.add_domain, reseller(10), SipDomain(domain="r10.example"))
-    result = call(db, sa.get_domains, ADMIN, SipDomainQuery(orderBy=OrderBy(attribute="domain", direction="DESC")))
+    call(db, sd.add_domain, ADMIN, SipDomain(domain="example.com", verify_cert=1))
+    assert code_of(db, sd.add_domain, ADMIN, SipDomain(domain="EXAMPLE.com.")) == 1001
+    assert code_of(db, sd.add_domain, ADMIN, SipDomain(domain="bad_domain!")) == 1040
+    assert code_of(db, sd.add_domain, ADMIN, SipDomain(domain="")) == 1040
+    assert code_of(db, sd.add_domain, ADMIN, SipDomain(domain="x.example", certificate="junk")) == 1040
+    call(db, sd.add_domain, reseller(10), SipDomain(domain="r10.example"))
+    result = call(db, sd.get_domains, ADMIN, SipDomainQuery(orderBy=OrderBy(attribute="domain", direction="DESC")))
     assert result.total == 2 and [d.domain for d in result.domains] == ["r10.example", "example.com"]
     assert result.domains[1].verify_cert == 1 and result.domains[0].reseller == 10
     # the reseller sees its own domain only
-    mine = call(db, sa.get_domains, reseller(10), SipDomainQuery(filter=SipDomainFilter(domain="%")))
+    mine = call(db, sd.get_domains, reseller(10), SipDomainQuery(filter=SipDomainFilter(domain="%")))
     assert [d.domain for d in mine.domains] == ["r10.example"] and mine.total == 1
-    call(db, sa.update_domain, ADMIN, SipDomain(domain="example.com", match_ip_address="10.0.0.1, 10.1.0.0/16"))
-    assert call(db, sa.get_domains, ADMIN, None).domains[0].match_ip_address == "10.0.0.1 10.1.0.0/16"
-    assert code_of(db, sa.update_domain, ADMIN, SipDomain(domain="example.com", match_ip_address="10.0.0.300")) == 1040
-    assert code_of(db, sa.update_domain, ADMIN, SipDomain(domain="nowhere.example")) == 1002
-    assert code_of(db, sa.update_domain, reseller(20), SipDomain(domain="r10.example", verify_cert=1)) == 9002
-    assert code_of(db, sa.delete_domain, reseller(20), "r10.example") == 9002
-    assert code_of(db, sa.delete_domain, ADMIN, "nowhere.example") == 1002
+    call(db, sd.update_domain, ADMIN, SipDomain(domain="example.com", match_ip_address="10.0.0.1, 10.1.0.0/16"))
+    assert call(db, sd.get_domains, ADMIN, None).domains[0].match_ip_address == "10.0.0.1 10.1.0.0/16"
+    assert code_of(db, sd.update_domain, ADMIN, SipDomain(domain="example.com", match_ip_address="10.0.0.300")) == 1040
+    assert code_of(db, sd.update_domain, ADMIN, SipDomain(domain="nowhere.example")) == 1002
+    assert code_of(db, sd.update_domain, reseller(20), SipDomain(domain="r10.example", verify_cert=1)) == 9002
+    assert code_of(db, sd.delete_domain, reseller(20), "r10.example") == 9002
+    assert code_of(db, sd.delete_domain, ADMIN, "nowhere.example") == 1002
     call(db, sa.add_account, ADMIN, SipAccount(id=sid("alice"), password="pw"))
     call(db, sal.add_alias, ADMIN, SipAlias(id=sid("al"), target=sid("alice")))
-    call(db, sa.delete_domain, ADMIN, "example.com")
+    call(db, sd.delete_domain, ADMIN, "example.com")
     assert count(db, m.SipAccount) == 0 and count(db, m.SipAlias) == 0
-    assert [d.domain for d in call(db, sa.get_domains, ADMIN, None).domains] == ["r10.example"]
+    assert [d.domain for d in call(db, sd.get_domains, ADMIN, None).domains] == ["r10.example"]
     log = changes(db)
     assert ("sip_domain", "example.com") in log and ("sip_account", "alice@example.com") in log
 
@@ -270,6 +271,6 @@ def test_e164_usernames_and_domain_delete_cascade(domains):
     from ngnpro.sip_types import CallDiversions
 
     call(domains, ss.set_call_diversions, ADMIN, sid("+31201234567"), CallDiversions(FUNC="sip:x@example.org"))
-    call(domains, sa.delete_domain, ADMIN, "example.com")
+    call(domains, sd.delete_domain, ADMIN, "example.com")
     for model in (m.SipAccount, m.SipAccountGroup, m.SipAccountAcl, m.SipAccountProperty, m.CallDiversion):
         assert count(domains, model) == 0, model

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from ngnpro import sip_accounts as sa
+from ngnpro import sip_domains as sd
 from ngnpro import sip_prepaid as sp
 from ngnpro import sip_settings as ss
 from ngnpro.models import sip as m
@@ -43,7 +44,7 @@ def db(db_url):
         s.add_all([Customer(id=10, username="r10", reseller_active=True),
                    Customer(id=20, username="r20", reseller_active=True)])
         s.commit()
-    call(factory, sa.add_domain, ADMIN, SipDomain(domain="example.com", customer=10, reseller=10))
+    call(factory, sd.add_domain, ADMIN, SipDomain(domain="example.com", customer=10, reseller=10))
     call(factory, sa.add_account, ADMIN, SipAccount(id=ALICE, password="pw"))
     yield factory
     engine.dispose()
@@ -246,6 +247,6 @@ def test_sql_metacharacters_in_every_free_text_field_are_stored_literally(db):
                 SipAccount(id=ALICE, firstName="nul\x00byte"), SipAccount(id=ALICE, lastName="x" * 256)):
         assert code_of(db, sa.update_account, ADMIN, bad) == 1040
     assert code_of(db, sa.get_account, ADMIN, SipId(username=NASTY, domain="example.com")) == 1040
-    assert code_of(db, sa.add_domain, ADMIN, SipDomain(domain=NASTY)) == 1040
+    assert code_of(db, sd.add_domain, ADMIN, SipDomain(domain=NASTY)) == 1040
     with db() as s:
         assert s.execute(select(m.SipAccount.first_name)).scalar_one() == NASTY
