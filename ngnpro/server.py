@@ -1,9 +1,11 @@
 """``python -m ngnpro``: the NGNPro SOAP server on a gevent WSGI server.
 
 HTTP behaviour follows what the PEAR client needs (API.md 1.2): every response has a
-``Content-Length`` body and ``Connection: close`` (the client reads until EOF and decodes no
-chunks), ``Content-Type: text/xml; charset=utf-8``, and faults come with status 500 (a 4xx
-would make the client throw the fault detail away).  SOAP is served at ``/ngnpro/`` and
+``Content-Length`` body, ``Content-Type: text/xml; charset=utf-8``, and faults come with
+status 500 (a 4xx would make the client throw the fault detail away).  The connection is
+closed after the response (the PEAR client sends HTTP/1.0 ``Connection: close`` and reads
+until EOF) unless the client asked to keep it: HTTP/1.1 without ``Connection: close`` (PHP's
+SoapClient) or HTTP/1.0 with ``Connection: keep-alive``.  SOAP is served at ``/ngnpro/`` and
 ``/``; the WSDL at ``/ngnpro/wsdl``, ``/wsdl`` and ``?wsdl``.
 """
 
@@ -21,6 +23,9 @@ log = logging.getLogger("ngnpro.server")
 SOAP_PATHS = ("/", "/ngnpro", "/ngnpro/")
 WSDL_PATHS = ("/wsdl", "/ngnpro/wsdl", "/ngnpro/wsdl/")
 XML = "text/xml; charset=utf-8"
+#: Set in the WSGI environ by the handler when a kept-alive connection has served long
+#: enough: the response then says ``Connection: close`` (see _handler_class).
+LAST_REQUEST = "ngnpro.last_request"
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$")
 
 
@@ -71,7 +76,8 @@ class NGNProWsgi:
             err = NGNProError(INVALID_REQUEST, f"Invalid request: body larger than {self.max_body} bytes")
             return self._reply(start_response, "500 Internal Server Error", fault_bytes(err))
         status, out = self.dispatcher.handle(body)
-        return self._reply(start_response, "200 OK" if status == 200 else "500 Internal Server Error", out)
+        return self._reply(start_response, "200 OK" if status == 200 else "500 Internal Server Error", out,
+                           keep_alive=_keep_alive(environ))
 
     def _send_wsdl(self, environ: dict, start_response: Any, head: bool, port: str | None) -> list[bytes]:
         scheme = environ.get("wsgi.url_scheme", "http")
@@ -89,10 +95,23 @@ class NGNProWsgi:
 
     @staticmethod
     def _reply(start_response: Any, status: str, body: bytes, ctype: str = XML,
-               extra: list[tuple[str, str]] | None = None) -> list[bytes]:
-        headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Connection", "close")]
-        start_response(status, headers + (extra or []))
+               extra: list[tuple[str, str]] | None = None, keep_alive: bool = False) -> list[bytes]:
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        if not keep_alive:
+            headers.append(("Connection", "close"))
+        start_response(status, headers + extra if extra else headers)
         return [body]
+
+
+def _keep_alive(environ: dict) -> bool:
+    """Whether the client asked to keep the connection for further requests (HTTP/1.1
+    unless ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``)."""
+    if environ.get(LAST_REQUEST):
+        return False
+    tokens = environ.get("HTTP_CONNECTION", "").lower()
+    if environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+        return "close" not in tokens
+    return "keep-alive" in tokens
 
 
 #: A declared body up to this many times ``max_body_bytes`` is read and discarded before the
@@ -179,20 +198,63 @@ MAX_CONNECTIONS = 512
 IDLE_TIMEOUT = 20.0
 #: No connection lives longer than this, however it trickles (a request takes milliseconds).
 CONNECTION_DEADLINE = 120.0
+#: A kept-alive connection takes no new request after this long, so that the deadline
+#: above never cuts a request short: its last response says ``Connection: close``.
+KEEP_ALIVE_FOR = CONNECTION_DEADLINE / 2
 
 
 def _handler_class() -> Any:
     """gevent's WSGI handler with per-read and per-connection time limits, so that clients
-    sending slowly cannot pin every greenlet of the pool."""
+    sending slowly cannot pin every greenlet of the pool; a kept-alive connection is closed
+    after a response once it is ``KEEP_ALIVE_FOR`` old."""
+    import contextlib
+    import socket
+    import time
+
     import gevent
     from gevent.pywsgi import WSGIHandler
 
     class Handler(WSGIHandler):
+        reuse_until = 0.0
+
         def handle(self) -> None:
             if self.socket is not None:
                 self.socket.settimeout(IDLE_TIMEOUT)
+                # a kept-alive connection must not wait for the client's delayed ACK
+                # before the body that follows the headers goes out (Nagle)
+                with contextlib.suppress(OSError):
+                    self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.reuse_until = time.monotonic() + KEEP_ALIVE_FOR
             with gevent.Timeout(CONNECTION_DEADLINE, False):
                 super().handle()
+
+        def _write_with_headers(self, data: bytes) -> None:
+            """gevent's, but the status line, headers and body leave in one send: two
+            sends cost the client two wake-ups per response (with TCP_NODELAY, or a delayed
+            ACK without it) and both sides a system call more."""
+            self.headers_sent = True
+            self.finalize_headers()
+            towrite = bytearray(b"HTTP/1.1 ")
+            towrite += self.status
+            towrite += b"\r\n"
+            for header, value in self.response_headers:
+                towrite += header
+                towrite += b": "
+                towrite += value
+                towrite += b"\r\n"
+            towrite += b"\r\n"
+            if data and not self.response_use_chunked:
+                towrite += data
+                self._sendall(towrite)
+            else:
+                self._sendall(towrite)
+                self._write(data)
+
+        def get_environ(self) -> dict:
+            environ = super().get_environ()
+            if time.monotonic() > self.reuse_until:
+                environ[LAST_REQUEST] = True
+            return environ
 
     return Handler
 
@@ -234,6 +296,7 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
     stop.wait()
     log.info("stopping%s", f" {name}" if name else "")
     server.stop(timeout=5)
+    app.dispatcher.runtime.connections.close()
     engine.dispose()
     return 0
 

@@ -38,7 +38,7 @@ How to add a port
 
            @rpc(SipId, _returns=SipAccount)
            def getAccount(ctx, sipId):
-               c = call_context(ctx)          # c.session, c.scope, c.config
+               c = call_context(ctx)          # c.session (or c.connection), c.scope, c.config
                ...
                return SipAccount(...)         # or a dict with the member names
 

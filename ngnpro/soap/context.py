@@ -1,8 +1,9 @@
-"""What a port method sees of the call: the database session, who is calling, the config.
+"""What a port method sees of the call: its database transaction, who is calling, the config.
 
 ``c = call_context(ctx)`` inside an ``@rpc`` method of a :class:`~ngnpro.soap.service.PortService`
-gives ``c.session`` (one transaction per call: the framework commits after the method returns
-and rolls back when it raises -- methods never commit), ``c.scope`` and ``c.config``.
+gives ``c.session`` (an ORM Session in the call's one transaction: the framework commits after
+the method returns and rolls back when it raises -- methods never commit), ``c.connection``
+(the same transaction for Core statements), ``c.scope`` and ``c.config``.
 
 :class:`Scope` is the caller's visibility (API.md 1.5 and 5.3):
 

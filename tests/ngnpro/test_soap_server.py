@@ -101,3 +101,54 @@ def test_log_line_and_fault_answers_keep_working(ngnpro_server) -> None:
     from lxml import etree
 
     assert fault_code(etree.fromstring(data)) == 5002
+
+
+def _exchange(sock, request: bytes) -> tuple[bytes, bytes]:
+    """Send one request on ``sock``; ``(headers, body)`` of its response (by Content-Length)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a response"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed inside a response"
+        body += chunk
+    return head, body
+
+
+def _request(version: str, connection: str | None) -> bytes:
+    body = envelope("Customer", "getCustomers", "<query/>", auth=ADMIN).encode()
+    hdrs = f"Connection: {connection}\r\n" if connection else ""
+    return (f"POST /ngnpro/ {version}\r\nHost: 127.0.0.1\r\nContent-Type: text/xml; charset=utf-8\r\n"
+            f'SOAPAction: ""\r\n{hdrs}Content-Length: {len(body)}\r\n\r\n').encode() + body
+
+
+def test_keep_alive_only_when_the_client_asks(ngnpro_server) -> None:
+    """PHP's SoapClient (HTTP/1.1) keeps its connection; PEAR (HTTP/1.0, Connection: close)
+    gets a closed one, and so does an HTTP/1.1 client saying Connection: close."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", ngnpro_server.port), timeout=10) as s:
+        for _ in range(3):  # several calls on one connection
+            head, body = _exchange(s, _request("HTTP/1.1", "Keep-Alive"))
+            assert head.startswith(b"HTTP/1.1 200") and b"getCustomersResponse" in body
+            assert b"connection: close" not in head.lower()
+        head, body = _exchange(s, _request("HTTP/1.1", None))
+        assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head.lower()
+        head, _ = _exchange(s, _request("HTTP/1.1", "close"))
+        assert b"connection: close" in head.lower()
+        assert s.recv(100) == b""  # closed after the response
+    for connection in (None, "close"):  # HTTP/1.0 as PEAR and libcurl send it
+        with socket.create_connection(("127.0.0.1", ngnpro_server.port), timeout=10) as s:
+            head, body = _exchange(s, _request("HTTP/1.0", connection))
+            assert b"connection: close" in head.lower() and b"getCustomersResponse" in body
+            assert s.recv(100) == b""
+    with socket.create_connection(("127.0.0.1", ngnpro_server.port), timeout=10) as s:
+        head, _ = _exchange(s, _request("HTTP/1.0", "keep-alive"))
+        assert b"connection: keep-alive" in head.lower()
+        head, body = _exchange(s, _request("HTTP/1.0", "keep-alive"))
+        assert b"getCustomersResponse" in body
