@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .message import Message, Request, Response, make_response
@@ -162,9 +162,18 @@ class Timers:
     t2: float = 4.0
     t4: float = 5.0
     d: float = 32.0
+    _known: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def initial(self, name: str, reliable: bool) -> float | None:
         """First duration of timer ``name``; None: not started; 0: fires at once."""
+        key = (name, reliable, self.t1, self.t4, self.d)
+        try:
+            return self._known[key]
+        except KeyError:
+            value = self._known[key] = self._initial(name, reliable)
+            return value
+
+    def _initial(self, name: str, reliable: bool) -> float | None:
         t1 = self.t1
         if name in "AEG":
             return None if reliable else t1
@@ -330,18 +339,18 @@ class Transaction:
 
     def fire(self, event: str, message: Message | None = None) -> list:
         """Run ``event`` through `TABLE`; return the actions."""
-        row = TABLE.get((self.machine, self.state, event))
+        row = _COMPILED.get((self.machine, self.state, event))
         if row is None:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s %s: absorbed", self.machine, self.state, event)
             return []
-        new_state, names = row
+        new_state, actions, names = row
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s --%s--> %s %s", self.machine, self.state, event, new_state, names)
         self.state = new_state
         out: list = []
-        for name in names:
-            _ACTIONS[name](self, out, message)
+        for action in actions:
+            action(self, out, message)
         if new_state == TERMINATED and self.state == TERMINATED:
             for tname, timer in self.timers.items():
                 out.append(CancelTimer(self, tname, timer))
@@ -485,6 +494,9 @@ for _t in "ABDEFGHIJKLM":
     _ACTIONS["cancel_" + _t] = _cancel(_t)
 # every action named in the table exists
 assert all(a in _ACTIONS for _row in TABLE.values() for a in _row[1])
+#: `TABLE` with its actions' functions looked up once: (new state, functions, names)
+_COMPILED = {key: (state, tuple(_ACTIONS[n] for n in names), names)
+             for key, (state, names) in TABLE.items()}
 
 
 class TransactionLayer:
