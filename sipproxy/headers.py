@@ -1,11 +1,16 @@
 """SIP header fields: the ordered field list of a message and the Via value (RFC 3261 7.3, 20).
 
-`Headers` stores every field as it arrived -- (canonical key, name as written, value) -- and
-parses nothing: a proxy reads a handful of fields per message, so values are parsed on
-access by the message properties. Names are case-insensitive and compact forms (``v``, ``i``,
-``m`` ...) are the same field as their long forms. Values of the fields whose grammar is a
-comma-separated list (Via, Contact, Route, ...) are split by `getall` on commas outside quoted
-strings and <>.
+`Headers` keeps every field line as the text it arrived in, beside its canonical key, and
+parses nothing: a proxy reads a handful of fields per message, so a value is cut out of its
+line (and parsed, by the message properties) only when asked for, and serialising a message
+joins the lines it did not touch as they came. Names are case-insensitive and compact forms
+(``v``, ``i``, ``m`` ...) are the same field as their long forms. Values of the fields whose
+grammar is a comma-separated list (Via, Contact, Route, ...) are split by `getall` on commas
+outside quoted strings and <>.
+
+Parsed views of the fields (the Via list, From, CSeq ...) are remembered in ``Headers._views``
+by the message layer, keyed by the canonical name; every change to a field drops the views of
+that field only, so a new top Via does not make From be parsed again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from .uri import Params, ParseError, check_ipv6_reference, parse_params, split_quoted
+from .uri import (
+    Params,
+    ParseError,
+    _params,
+    _remember,
+    _simple_items,
+    check_ipv6_reference,
+    is_token,
+    parse_params,
+    split_quoted,
+)
 
 __all__ = ["Headers", "Via", "parse_via", "canonical_name", "COMPACT_FORMS", "LIST_HEADERS"]
 
@@ -59,18 +74,59 @@ _PRETTY = {
     "mime-version": "MIME-Version",
 }
 
+#: header name as written -> canonical key, for names known to be valid tokens (bounded):
+#: the parser's fast path takes a name found here as checked
+NAME_KEYS: dict[str, str] = {}
+_NAME_KEYS_MAX = 4096
+
+#: view keys derived from a field besides its own (dropped with it)
+TOP_VIA = " top-via"
+CL_OK = " cl-ok"
+_DERIVED = {"via": TOP_VIA, "content-length": CL_OK}
+
 
 def canonical_name(name: str) -> str:
     """The lower-case long name of header ``name`` (compact forms expanded)."""
+    key = NAME_KEYS.get(name)
+    if key is not None:
+        return key
     key = name.lower()
     if len(key) == 1:
-        return COMPACT_FORMS.get(key, key)
+        key = COMPACT_FORMS.get(key, key)
+    if len(NAME_KEYS) < _NAME_KEYS_MAX and is_token(name):
+        NAME_KEYS[name] = key
     return key
 
 
 def pretty_name(key: str) -> str:
     """Conventional capitalisation of a canonical key (``record-route`` -> ``Record-Route``)."""
-    return _PRETTY.get(key) or "-".join(p[:1].upper() + p[1:] for p in key.split("-"))
+    name = _PRETTY.get(key)
+    if name is None:
+        name = "-".join(p[:1].upper() + p[1:] for p in key.split("-"))
+        if len(_PRETTY) < _NAME_KEYS_MAX:
+            _PRETTY[key] = name
+    return name
+
+
+for _short, _long in COMPACT_FORMS.items():
+    for _n in (_short, _short.upper()):
+        NAME_KEYS[_n] = _long
+for _key in (
+    "via", "max-forwards", "to", "from", "call-id", "cseq", "contact", "route", "record-route",
+    "content-length", "content-type", "authorization", "proxy-authorization",
+    "www-authenticate", "proxy-authenticate", "expires", "min-expires", "allow", "supported",
+    "require", "proxy-require", "unsupported", "user-agent", "server", "accept", "path",
+    "timestamp", "date", "subject", "event", "allow-events", "session-expires", "min-se",
+    "reason", "p-asserted-identity", "p-preferred-identity", "privacy", "organization",
+    "content-disposition", "content-encoding", "accept-encoding", "accept-language",
+    "retry-after", "warning", "refer-to", "referred-by", "replaces", "rack", "rseq",
+    "subscription-state", "service-route", "history-info", "call-info", "alert-info",
+):
+    for _n in (_key, pretty_name(_key), _key.upper(), _key.title()):
+        NAME_KEYS[_n] = _key
+
+
+_key_of = NAME_KEYS.get
 
 
 def split_list(value: str) -> list[str]:
@@ -84,161 +140,252 @@ def split_list(value: str) -> list[str]:
 class Headers:
     """Ordered, case-insensitive header fields of one message.
 
-    Each entry is ``[key, name, value]``: key is the canonical lower-case long name, name the
-    spelling to write back. ``gen`` increases on every change so that parsed views can be
-    cached by the message.
+    Two parallel lists: ``_keys`` (canonical lower-case long names) and ``_lines`` (each
+    field line, ``Name: value``, as received or as added). ``gen`` increases on every change;
+    ``_views`` holds the parsed views of the message layer (see the module docstring).
     """
 
-    __slots__ = ("_items", "gen")
+    __slots__ = ("_keys", "_lines", "gen", "_views")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[list[str]] = [[canonical_name(n), n, v] for n, v in items]
+        keys: list[str] = []
+        lines: list[str] = []
+        for n, v in items:
+            keys.append(canonical_name(n))
+            lines.append(f"{n}: {v}")
+        self._keys = keys
+        self._lines = lines
         self.gen = 0
+        self._views: dict | None = None
 
     @classmethod
-    def _from_entries(cls, entries: list[list[str]]) -> Headers:
+    def _from_lines(cls, keys: list[str], lines: list[str]) -> Headers:
         h = cls.__new__(cls)
-        h._items = entries
+        h._keys = keys
+        h._lines = lines
         h.gen = 0
+        h._views = None
         return h
 
+    def _changed(self, key: str) -> None:
+        """Fields named ``key`` changed: forget their parsed views."""
+        self.gen += 1
+        views = self._views
+        if views:
+            views.pop(key, None)
+            derived = _DERIVED.get(key)
+            if derived is not None:
+                views.pop(derived, None)
+
+    def _value(self, i: int) -> str:
+        return self._lines[i].partition(":")[2].strip()
+
+    def _name(self, i: int) -> str:
+        return self._lines[i].partition(":")[0].rstrip()
+
+    def _first(self, key: str) -> str | None:
+        """The value of the first line named ``key`` (a canonical key), unsplit."""
+        keys = self._keys
+        if key not in keys:
+            return None
+        return self._lines[keys.index(key)].partition(":")[2].strip()
+
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return ((name, value) for _k, name, value in self._items)
+        for line in self._lines:
+            name, _, value = line.partition(":")
+            yield name.rstrip(), value.strip()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._keys)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_name(name)
-        return any(item[0] == key for item in self._items)
+        return (_key_of(name) or canonical_name(name)) in self._keys
 
     def count(self, name: str) -> int:
         """Number of field lines named ``name`` (not of comma-separated values)."""
-        key = canonical_name(name)
-        return sum(1 for item in self._items if item[0] == key)
+        return self._keys.count(_key_of(name) or canonical_name(name))
 
     def raw(self, name: str) -> list[str]:
         """Every field line's value for ``name``, unsplit."""
-        key = canonical_name(name)
-        return [item[2] for item in self._items if item[0] == key]
+        key = _key_of(name) or canonical_name(name)
+        keys = self._keys
+        n = keys.count(key)
+        if n == 0:
+            return []
+        if n == 1:
+            return [self._lines[keys.index(key)].partition(":")[2].strip()]
+        value = self._value
+        return [value(i) for i, k in enumerate(keys) if k == key]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name`` (first list element for list-valued fields)."""
-        key = canonical_name(name)
-        for item in self._items:
-            if item[0] == key:
-                if key in LIST_HEADERS:
-                    values = split_list(item[2])
-                    if values:
-                        return values[0]
-                    continue
-                return item[2]
+        key = _key_of(name) or canonical_name(name)
+        keys = self._keys
+        if key not in keys:
+            return default
+        if key not in LIST_HEADERS:
+            return self._lines[keys.index(key)].partition(":")[2].strip()
+        for i, k in enumerate(keys):
+            if k == key:
+                v = self._value(i)
+                if v and "," not in v:
+                    return v
+                values = split_list(v)
+                if values:
+                    return values[0]
         return default
 
     def getall(self, name: str) -> list[str]:
         """All values of ``name``, list-valued fields split on commas outside quotes/<>."""
-        key = canonical_name(name)
+        key = _key_of(name) or canonical_name(name)
+        keys = self._keys
+        if key not in keys:
+            return []
+        value = self._value
         if key in LIST_HEADERS:
             out: list[str] = []
-            for item in self._items:
-                if item[0] == key:
-                    out.extend(split_list(item[2]))
+            for i, k in enumerate(keys):
+                if k == key:
+                    out.extend(split_list(value(i)))
             return out
-        return [item[2] for item in self._items if item[0] == key]
+        return [value(i) for i, k in enumerate(keys) if k == key]
 
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` field by one (in place of the first, else at the end)."""
-        key = canonical_name(name)
-        items = self._items
-        first = -1
-        for i in range(len(items) - 1, -1, -1):
-            if items[i][0] == key:
-                if first >= 0:
-                    del items[first]
-                first = i
-        if first >= 0:
-            items[first] = [key, items[first][1], value]
+        key = _key_of(name) or canonical_name(name)
+        keys = self._keys
+        lines = self._lines
+        if key in keys:
+            first = keys.index(key)
+            if keys.count(key) > 1:
+                for i in range(len(keys) - 1, first, -1):
+                    if keys[i] == key:
+                        del keys[i]
+                        del lines[i]
+            lines[first] = f"{self._name(first)}: {value}"
         else:
             if len(name) > 1 and name == key:
                 name = pretty_name(key)
-            items.append([key, name, value])
-        self.gen += 1
+            keys.append(key)
+            lines.append(f"{name}: {value}")
+        self._changed(key)
 
     def add(self, name: str, value: str, top: bool = False) -> None:
         """Add a field line; ``top=True`` puts it before every other one of its name."""
-        key = canonical_name(name)
+        key = _key_of(name) or canonical_name(name)
         if len(name) > 1 and name == key:
             name = pretty_name(key)  # "record-route" is written "Record-Route"
-        entry = [key, name, value]
-        if top:
-            for i, item in enumerate(self._items):
-                if item[0] == key:
-                    self._items.insert(i, entry)
-                    break
-            else:
-                self._items.append(entry)
+        keys = self._keys
+        if top and key in keys:
+            i = keys.index(key)
+            keys.insert(i, key)
+            self._lines.insert(i, f"{name}: {value}")
         else:
-            self._items.append(entry)
-        self.gen += 1
+            keys.append(key)
+            self._lines.append(f"{name}: {value}")
+        self._changed(key)
 
     def remove(self, name: str) -> int:
         """Remove every ``name`` field; returns how many lines went."""
-        key = canonical_name(name)
-        before = len(self._items)
-        self._items = [item for item in self._items if item[0] != key]
-        self.gen += 1
-        return before - len(self._items)
+        key = _key_of(name) or canonical_name(name)
+        keys = self._keys
+        n = keys.count(key)
+        if n == 1:
+            i = keys.index(key)
+            del keys[i]
+            del self._lines[i]
+        elif n:
+            lines = self._lines
+            keep = [i for i, k in enumerate(keys) if k != key]
+            self._keys = [keys[i] for i in keep]
+            self._lines = [lines[i] for i in keep]
+        self._changed(key)
+        return n
 
     def pop_first(self, name: str) -> str | None:
         """Remove and return the first value of ``name`` (only that element of a list line)."""
-        key = canonical_name(name)
-        items = self._items
-        for i, item in enumerate(items):
-            if item[0] != key:
-                continue
-            if key in LIST_HEADERS and "," in item[2]:
-                values = split_list(item[2])
-                if not values:
-                    del items[i]
-                    continue
+        key = _key_of(name) or canonical_name(name)
+        keys = self._keys
+        lines = self._lines
+        while key in keys:
+            i = keys.index(key)
+            v = lines[i].partition(":")[2].strip()
+            if "," in v and key in LIST_HEADERS:
+                values = split_list(v)
                 if len(values) > 1:
-                    item[2] = ", ".join(values[1:])
+                    lines[i] = f"{self._name(i)}: {', '.join(values[1:])}"
                 else:
-                    del items[i]
-                self.gen += 1
+                    del keys[i]
+                    del lines[i]
+                    if not values:
+                        continue
+                self._changed(key)
                 return values[0]
-            del items[i]
-            self.gen += 1
-            return item[2].strip()
+            del keys[i]
+            del lines[i]
+            self._changed(key)
+            return v
         return None
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the first value of ``name`` in place (e.g. the top Via after adding
-        received/rport); adds the field when absent."""
-        key = canonical_name(name)
-        for item in self._items:
-            if item[0] != key:
-                continue
-            if key in LIST_HEADERS and "," in item[2]:
-                values = split_list(item[2])
-                if not values:
+        received/rport); adds the field when absent.
+
+        For Via, when ``value`` is the very string ``str(via)`` just made of the message's
+        parsed top Via (what a proxy does after setting received/rport), that Via object
+        stays the parsed view: it is not parsed again.
+        """
+        key = _key_of(name) or canonical_name(name)
+        keys = self._keys
+        if key in keys:
+            lines = self._lines
+            i = keys.index(key)
+            for k in keys[i:]:
+                if k != key:
+                    i += 1
                     continue
-                values[0] = value
-                item[2] = ", ".join(values)
-            else:
-                item[2] = value
-            self.gen += 1
-            return
+                name, _, v = lines[i].partition(":")
+                v = v.strip()
+                if "," in v and key in LIST_HEADERS:
+                    values = split_list(v)
+                    if not values:
+                        i += 1
+                        continue
+                    values[0] = value
+                    new = ", ".join(values)
+                else:
+                    new = value
+                lines[i] = f"{name.rstrip()}: {new}"
+                views = self._views
+                if views and key == "via":
+                    top = views.get(TOP_VIA)
+                    if top is not None and top._last is value:
+                        self.gen += 1  # the parsed views already show this value
+                        return
+                self._changed(key)
+                return
         self.add(name, value)
 
     def copy(self) -> Headers:
-        h = Headers._from_entries([list(item) for item in self._items])
+        h = Headers.__new__(Headers)
+        h._keys = self._keys[:]
+        h._lines = self._lines[:]
+        h.gen = 0
+        views = self._views
+        # immutable views only (parsed objects may be changed by their holder)
+        cseq = views.get("cseq") if views else None
+        h._views = {"cseq": cseq} if cseq is not None else None
         return h
 
     def items(self) -> list[tuple[str, str]]:
-        return [(name, value) for _k, name, value in self._items]
+        return [(n.rstrip(), v.strip()) for n, _, v in (line.partition(":") for line in self._lines)]
+
+    @property
+    def _items(self) -> list[list[str]]:
+        """``[key, name, value]`` per line (a snapshot: changing it changes nothing)."""
+        return [[k, n, v] for k, (n, v) in zip(self._keys, self.items(), strict=True)]
 
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"
@@ -260,7 +407,7 @@ _FAST_VIA_RE = re.compile(
 class Via:
     """One Via value: ``SIP/2.0/UDP host:port;params``."""
 
-    __slots__ = ("protocol", "transport", "host", "port", "params")
+    __slots__ = ("protocol", "transport", "host", "port", "params", "_last")
 
     def __init__(
         self,
@@ -275,6 +422,7 @@ class Via:
         self.host = host
         self.port = port
         self.params = params if params is not None else Params()
+        self._last: str | None = None
 
     @property
     def branch(self) -> str | None:
@@ -287,12 +435,14 @@ class Via:
     @property
     def rport(self) -> int | bool | None:
         """None when absent, True when present without value, else the port number."""
-        if "rport" not in self.params:
-            return None
-        value = self.params.get("rport")
-        if value is None:
-            return True
-        return int(value) if value.isdigit() and int(value) <= 65535 else True
+        for item in self.params._items:
+            n = item[0]
+            if n == "rport" or n.lower() == "rport":
+                value = item[1]
+                if value is None:
+                    return True
+                return int(value) if value.isdigit() and value.isascii() and int(value) <= 65535 else True
+        return None
 
     @property
     def sent_by(self) -> str:
@@ -302,32 +452,49 @@ class Via:
         return Via(self.protocol, self.transport, self.host, self.port, self.params.copy())
 
     def __str__(self) -> str:
-        return f"{self.protocol}/{self.transport} {self.sent_by}{self.params}"
+        port = self.port
+        if port is None:
+            s = f"{self.protocol}/{self.transport} {self.host}{self.params}"
+        else:
+            s = f"{self.protocol}/{self.transport} {self.host}:{port}{self.params}"
+        self._last = s  # lets Headers.replace_first recognise this Via's own text
+        return s
 
     def __repr__(self) -> str:
         return f"Via({str(self)!r})"
 
 
+_VIA_CACHE: dict[str, tuple] = {}
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value (LWS allowed around / : ; = as in RFC 4475 3.1.1.1)."""
+    parts = _VIA_CACHE.get(value)
+    if parts is None:
+        parts = _via_parts(value)
+        _remember(_VIA_CACHE, value, parts)
+    via = Via.__new__(Via)
+    via.protocol = parts[0]
+    via.transport = parts[1]
+    via.host = parts[2]
+    via.port = parts[3]
+    via.params = _params(parts[4], parts[5])
+    via._last = None
+    return via
+
+
+def _via_parts(value: str) -> tuple:
+    """(protocol, transport, host, port, params items, params text) of a Via value."""
     m = _FAST_VIA_RE.match(value)
     if m is not None:  # the common shape, in one regex
         transport, host, port_text, ptext = m.groups()
-        via = Via.__new__(Via)
-        via.protocol = "SIP/2.0"
-        via.transport = transport.upper()
         if host[0] == "[":
             check_ipv6_reference(host)
-        via.host = host
-        via.port = int(port_text) if port_text is not None else None
-        if via.port is not None and via.port > 65535:
+        port = int(port_text) if port_text is not None else None
+        if port is not None and port > 65535:
             raise ParseError(400, "Bad Via Port")
-        params = Params.__new__(Params)
-        params._items = [
-            [n, v if eq else None] for n, eq, v in (p.partition("=") for p in ptext[1:].split(";"))
-        ] if ptext else []
-        via.params = params
-        return via
+        return ("SIP/2.0", transport.upper(), host, port,
+                _simple_items(ptext) if ptext else (), ptext or None)
     m = _SENT_PROTOCOL_RE.match(value)
     if m is None:
         raise ParseError(400, "Bad Via")
@@ -341,6 +508,10 @@ def parse_via(value: str) -> Via:
         port = int(m.group(5))
         if port > 65535:
             raise ParseError(400, "Bad Via Port")
-    return Via(
-        f"{m.group(1)}/{m.group(2)}", m.group(3).upper(), m.group(4), port, parse_params(rest)
-    )
+    params = parse_params(rest)
+    items = params._items
+    if type(items) is tuple:
+        ptuple, ptext = items, params._text
+    else:
+        ptuple, ptext = tuple([(k, v) for k, v in items]), None
+    return (f"{m.group(1)}/{m.group(2)}", m.group(3).upper(), m.group(4), port, ptuple, ptext)

@@ -1,9 +1,10 @@
 """SIP messages: parse bytes into `Request` / `Response`, serialise back (RFC 3261 7, 8.2.6, 18.3).
 
-`parse_message` splits the start line and header fields and checks, eagerly, only what every
-element needs before it may act on a request: the start line, the fields that identify the
-transaction and dialog (Via, From, To, Call-ID, CSeq), Max-Forwards and Content-Length.
-Everything else stays raw text until a property or ``headers.get`` asks for it.
+`parse_message` splits the start line and the header field lines and checks, eagerly, only
+what every element needs before it may act on a request: the start line, the fields that
+identify the transaction and dialog (Via, From, To, Call-ID, CSeq), Max-Forwards and
+Content-Length. Everything else stays the line it arrived in until a property or
+``headers.get`` asks for it, and `Message.to_bytes` writes untouched lines back as they came.
 
 Faults (RFC 4475): a malformed request raises ``ParseError(status, reason, request)`` where
 ``status`` is the answer it deserves (400, 505) and ``request`` is a best-effort `Request`
@@ -11,7 +12,13 @@ for ``make_response`` (None when even that could not be built: then drop it). A 
 response, or garbage, raises ``ParseError(0, reason)``: drop it silently.
 
 Properties parsed on access (``msg.contacts``, ``msg.routes`` ...) raise ``ParseError(400)``
-when the field is malformed; callers handling a request catch it and answer 400.
+when the field is malformed; callers handling a request catch it and answer 400. Parsed views
+are remembered until their own field changes (``Headers._views``).
+
+Cheap accessors for the hot path: ``msg.top_via`` (the first Via alone, the same object as
+``msg.vias[0]``), ``msg.cseq``, ``msg.call_id``, ``msg.max_forwards`` (remembered at parse
+time). After setting received/rport on ``msg.top_via``, write it back with
+``msg.headers.replace_first("via", str(via))``: the parsed Via is kept, not parsed again.
 
 `split_stream` frames messages on TCP/TLS by Content-Length (RFC 3261 18.3) and recognises
 RFC 5626 CRLF keepalives.
@@ -21,9 +28,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import repeat
 
-from .headers import Headers, Via, canonical_name, parse_via, pretty_name, split_list
-from .uri import URI, NameAddr, ParseError, is_token, parse_name_addr, parse_uri, split_quoted
+from .headers import (
+    CL_OK,
+    NAME_KEYS,
+    TOP_VIA,
+    Headers,
+    Via,
+    canonical_name,
+    parse_via,
+    pretty_name,
+    split_list,
+)
+from .uri import (
+    URI,
+    NameAddr,
+    ParseError,
+    _uri_from_parts,
+    _uri_parts,
+    is_token,
+    parse_name_addr,
+    split_quoted,
+)
 
 __all__ = [
     "ParseError",
@@ -62,19 +89,33 @@ REASONS = {
 }
 
 #: fields that may appear once only (RFC 4475 3.3.8 / 3.3.9)
-_SINGLE = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length"))
+_SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.IGNORECASE)
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
+_partition = str.partition
+_KNOWN_METHODS = frozenset((
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+))
 
 
 def _decode(data: bytes) -> str:
     return data.decode(_ENCODING, _ERRORS)
 
 
+def _number(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` alone admits superscripts ``int`` refuses)."""
+    return text.isdigit() and text.isascii()
+
+
 def _parse_cseq_value(value: str) -> tuple[int, str]:
+    number, sp, method = value.partition(" ")
+    if sp and number.isdigit() and number.isascii() and len(number) <= 9 and (
+            method in _KNOWN_METHODS):
+        return int(number), method  # the common shape: "314159 INVITE"
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+    if len(parts) != 2 or not _number(parts[0]) or len(parts[0]) > 10:
         raise ParseError(400, "Bad CSeq")
     number = int(parts[0])
     if number > 0x7FFFFFFF or not is_token(parts[1]):
@@ -82,10 +123,16 @@ def _parse_cseq_value(value: str) -> tuple[int, str]:
     return number, parts[1]
 
 
+def _parse_max_forwards(value: str) -> int:
+    if not _number(value) or len(value) > 10 or int(value) > 255:
+        raise ParseError(400, "Bad Max-Forwards")
+    return int(value)
+
+
 class Message:
     """Common part of requests and responses: header fields, body, parsed views."""
 
-    __slots__ = ("headers", "body", "_cache")
+    __slots__ = ("headers", "body")
 
     def __init__(self, headers: Headers | Iterable[tuple[str, str]] | None, body: bytes) -> None:
         if headers is None:
@@ -94,27 +141,74 @@ class Message:
             headers = Headers(headers)
         self.headers = headers
         self.body = body
-        self._cache: dict = {}
 
-    def _cached(self, key: str, build):
-        """``build()``, remembered until the header fields change (or are replaced)."""
-        headers = self.headers
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] is headers and hit[1] == headers.gen:
-            return hit[2]
+    def _view(self, key: str, build):
+        """``build()``, remembered until the fields named ``key`` change (or are replaced)."""
+        h = self.headers
+        views = h._views
+        if views is None:
+            views = h._views = {}
+        else:
+            value = views.get(key)
+            if value is not None:
+                return value
         value = build()
-        self._cache[key] = (headers, headers.gen, value)
+        views[key] = value
         return value
 
     # -- parsed views of the common fields ----------------------------------------------
     @property
     def vias(self) -> list[Via]:
-        return self._cached("via", lambda: [parse_via(v) for v in self._list_strict("via")])
+        views = self.headers._views
+        if views is not None:
+            value = views.get("via")
+            if value is not None:
+                return value
+        return self._view("via", self._parse_vias)
+
+    def _parse_vias(self) -> list[Via]:
+        values = self._list_strict("via")
+        if not values:
+            return []
+        views = self.headers._views
+        top = views.get(TOP_VIA) if views else None
+        if top is None:
+            top = parse_via(values[0])
+            if views is not None:
+                views[TOP_VIA] = top
+        return [top, *[parse_via(v) for v in values[1:]]]
+
+    @property
+    def top_via(self) -> Via:
+        """The first Via value, parsed alone (``vias`` parses every one); the same object as
+        ``vias[0]``. ParseError(400) when there is none or it is malformed."""
+        h = self.headers
+        views = h._views
+        if views is None:
+            views = h._views = {}
+        else:
+            value = views.get(TOP_VIA)
+            if value is not None:
+                return value
+            vias = views.get("via")
+            if vias:
+                views[TOP_VIA] = vias[0]
+                return vias[0]
+        first = h._first("via")
+        if first is None:
+            raise ParseError(400, "Missing Via")
+        if not first or "," in first:
+            first = self._list_strict("via")[0]
+        value = views[TOP_VIA] = parse_via(first)
+        return value
 
     def _list_strict(self, key: str) -> list[str]:
         """Values of a list field; an empty element (``a,,b``) is a 400 (RFC 4475 3.1.2.1)."""
         out: list[str] = []
         for value in self.headers.raw(key):
+            if value and "," not in value:
+                out.append(value)
+                continue
             for part in split_quoted(value, ","):
                 part = part.strip()
                 if not part:
@@ -124,29 +218,49 @@ class Message:
 
     @property
     def call_id(self) -> str | None:
-        value = self.headers.get("call-id")
-        return value.strip() if value is not None else None
+        h = self.headers
+        views = h._views
+        if views is not None:
+            value = views.get("call-id")
+            if value is not None:
+                return value
+        return h._first("call-id")
 
     @property
     def cseq(self) -> tuple[int, str]:
-        return self._cached("cseq", self._parse_cseq)
+        views = self.headers._views
+        if views is not None:
+            value = views.get("cseq")
+            if value is not None:
+                return value
+        return self._view("cseq", self._parse_cseq)
 
     def _parse_cseq(self) -> tuple[int, str]:
-        value = self.headers.get("cseq")
+        value = self.headers._first("cseq")
         if value is None:
             raise ParseError(400, "Missing CSeq")
         return _parse_cseq_value(value)
 
     @property
     def from_(self) -> NameAddr:
-        return self._cached("from", lambda: self._name_addr("from"))
+        views = self.headers._views
+        if views is not None:
+            value = views.get("from")
+            if value is not None:
+                return value
+        return self._view("from", lambda: self._name_addr("from"))
 
     @property
     def to(self) -> NameAddr:
-        return self._cached("to", lambda: self._name_addr("to"))
+        views = self.headers._views
+        if views is not None:
+            value = views.get("to")
+            if value is not None:
+                return value
+        return self._view("to", lambda: self._name_addr("to"))
 
     def _name_addr(self, key: str) -> NameAddr:
-        value = self.headers.get(key)
+        value = self.headers._first(key)
         if value is None:
             raise ParseError(400, f"Missing {key.title()} Header")
         return parse_name_addr(value)
@@ -160,17 +274,17 @@ class Message:
                 return "*"
             return [parse_name_addr(v) for v in values]
 
-        return self._cached("contact", build)
+        return self._view("contact", build)
 
     @property
     def routes(self) -> list[NameAddr]:
-        return self._cached(
+        return self._view(
             "route", lambda: [parse_name_addr(v) for v in self._list_strict("route")]
         )
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return self._cached(
+        return self._view(
             "record-route",
             lambda: [parse_name_addr(v) for v in self._list_strict("record-route")],
         )
@@ -178,32 +292,33 @@ class Message:
     @property
     def max_forwards(self) -> int | None:
         """Max-Forwards (0-255); None when absent. Malformed: ParseError(400)."""
-        value = self.headers.get("max-forwards")
-        if value is None:
-            return None
-        value = value.strip()
-        if not value.isdigit() or len(value) > 10 or int(value) > 255:
-            raise ParseError(400, "Bad Max-Forwards")
-        return int(value)
+        h = self.headers
+        views = h._views
+        if views is not None:
+            value = views.get("max-forwards")
+            if value is not None:
+                return value if value >= 0 else None
+        text = h._first("max-forwards")
+        value = -1 if text is None else _parse_max_forwards(text)
+        if views is None:
+            views = h._views = {}
+        views["max-forwards"] = value
+        return value if value >= 0 else None
 
     @property
     def expires(self) -> int | None:
         """Expires header (delta-seconds); None when absent, malformed or over 2**32-1."""
-        value = self.headers.get("expires")
-        if value is None:
-            return None
-        value = value.strip()
-        if not value.isdigit() or len(value) > 10 or int(value) > 0xFFFFFFFF:
+        value = self.headers._first("expires")
+        if value is None or not _number(value) or len(value) > 10 or int(value) > 0xFFFFFFFF:
             return None
         return int(value)
 
     @property
     def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
+        value = self.headers._first("content-length")
         if value is None:
             return None
-        value = value.strip()
-        if not value.isdigit() or len(value) > 10:
+        if not _number(value) or len(value) > 10:
             raise ParseError(400, "Bad Content-Length")
         return int(value)
 
@@ -212,27 +327,42 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """Serialise; Content-Length is always written and always equals len(body)."""
-        out = [self._start_line(), "\r\n"]
-        have_cl = False
-        for key, name, value in self.headers._items:
-            if key == "content-length":
-                if have_cl:
-                    continue
-                have_cl = True
-                value = str(len(self.body))
-            out.append(name)
-            out.append(": ")
-            out.append(value)
-            out.append("\r\n")
-        if not have_cl:
-            out.append(f"Content-Length: {len(self.body)}\r\n")
-        out.append("\r\n")
-        head = "".join(out).encode(_ENCODING, _ERRORS)
-        return head + self.body if self.body else head
+        """Serialise; Content-Length is always written and always equals len(body).
+
+        Field lines nobody changed are written as they arrived."""
+        return _serialise(self._start_line(), self.headers, self.body)
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
+
+
+def _serialise(start: str, h: Headers, body: bytes) -> bytes:
+    lines = h._lines
+    views = h._views
+    if views and views.get(CL_OK) == len(body):  # Content-Length as parsed, still right
+        head = start + "\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+    elif lines and "content-length" not in h._keys:
+        head = start + "\r\n" + "\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n"
+    else:
+        head = start + "\r\n" + "\r\n".join(_with_content_length(h, len(body))) + "\r\n\r\n"
+    data = head.encode(_ENCODING, _ERRORS)
+    return data + body if body else data
+
+
+def _with_content_length(h: Headers, length: int) -> list[str]:
+    """The field lines with exactly one Content-Length, of ``length`` (a copy)."""
+    keys = h._keys
+    lines = list(h._lines)
+    n = keys.count("content-length")
+    if n == 0:
+        lines.append(f"Content-Length: {length}")
+        return lines
+    i = keys.index("content-length")
+    lines[i] = f"{h._name(i)}: {length}"
+    if n > 1:
+        lines = [line for j, (k, line) in enumerate(zip(keys, lines, strict=True))
+                 if j <= i or k != "content-length"]
+    return lines
 
 
 class Request(Message):
@@ -260,9 +390,10 @@ class Request(Message):
 
     @property
     def uri(self) -> URI:
-        if self._uri is None:
-            self._uri = parse_uri(self._uri_text or "")
-        return self._uri
+        u = self._uri
+        if u is None:
+            u = self._uri = _uri_from_parts(_uri_parts(self._uri_text or ""))
+        return u
 
     @uri.setter
     def uri(self, value: URI | str) -> None:
@@ -277,8 +408,24 @@ class Request(Message):
 
     def copy(self) -> Request:
         """An independent copy (headers and URI), for forwarding."""
-        uri = self._uri.copy() if self._uri is not None else (self._uri_text or "")
-        return Request(self.method, uri, self.headers.copy(), self.body, self.version)
+        r = Request.__new__(Request)
+        r.headers = self.headers.copy()
+        r.body = self.body
+        r.method = self.method
+        r.version = self.version
+        u = self._uri
+        if u is None:
+            r._uri = None
+            r._uri_text = self._uri_text or ""
+        else:
+            text = u._parsed_text()
+            if text is not None:  # unchanged: the copy parses it again if it needs it
+                r._uri = None
+                r._uri_text = text
+            else:
+                r._uri = u.copy()
+                r._uri_text = None
+        return r
 
     def __repr__(self) -> str:
         return f"<Request {self._start_line()}>"
@@ -312,6 +459,9 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
+# -- parsing ---------------------------------------------------------------------------
+
+
 def _split_head(data: bytes) -> tuple[list[str], bytes]:
     """Split raw bytes into unfolded-able lines and the rest (body and any trailing octets)."""
     start = 0
@@ -327,19 +477,41 @@ def _split_head(data: bytes) -> tuple[list[str], bytes]:
     return text.split("\n"), b""
 
 
-#: header name as written -> canonical key, for names already seen valid (bounded)
-_NAME_KEYS: dict[str, str] = {}
+def _index(lines: list[str]) -> tuple[list[str], list[str], str | None]:
+    """Header lines -> (canonical keys, lines, fault).
 
-
-def _header_entries(lines: list[str]) -> tuple[list[list[str]], str | None]:
-    """Header lines -> [key, name, value] entries, folding (LWS continuation) undone.
-
-    A malformed line is skipped and reported as the second item, so that a request can
-    still be answered (400) from the lines that were good.
+    One dictionary look-up per line when the names are ones seen before; a malformed line
+    is left out and reported as the fault, so that a request can still be answered (400)
+    from the lines that were good. Folded lines go to `_index_folded`.
     """
+    get = NAME_KEYS.get
+    keys = [get(n) if c else None for n, c, _ in map(_partition, lines, repeat(":"))]
+    if None not in keys:
+        return keys, lines, None
+    good_keys: list[str] = []
+    good_lines: list[str] = []
+    fault = None
+    for key, line in zip(keys, lines, strict=True):
+        if key is None:
+            if line[:1] in (" ", "\t"):
+                return _index_folded(lines)
+            name, colon, _ = line.partition(":")
+            name = name.rstrip()
+            if not colon or not name or not is_token(name):
+                fault = "Bad Header Line"
+                continue
+            key = canonical_name(name)
+        good_keys.append(key)
+        good_lines.append(line)
+    return good_keys, good_lines, fault
+
+
+def _index_folded(lines: list[str]) -> tuple[list[str], list[str], str | None]:
+    """Like `_index`, for lines that may be folded (LWS continuation lines are joined and
+    the field rewritten as ``Name: value``)."""
     entries: list[list[str]] = []
     fault = None
-    names = _NAME_KEYS
+    get = NAME_KEYS.get
     for line in lines:
         if not line:
             continue
@@ -352,17 +524,20 @@ def _header_entries(lines: list[str]) -> tuple[list[list[str]], str | None]:
             last[2] = f"{last[2]} {line.strip()}" if last[2] else line.strip()
             continue
         name, colon, value = line.partition(":")
-        key = names.get(name)
+        key = get(name) if colon else None
         if key is None:
             name = name.rstrip()
             if not colon or not name or not is_token(name):
                 fault = "Bad Header Line"
                 continue
             key = canonical_name(name)
-            if len(names) < 4096:
-                names[name] = key
         entries.append([key, name, value.strip()])
-    return entries, fault
+    return [e[0] for e in entries], [f"{e[1]}: {e[2]}" for e in entries], fault
+
+
+def _is_status_line(start: str) -> bool:
+    first = start[:4]
+    return first == "SIP/" or (first[:1] in ("s", "S") and first.upper() == "SIP/")
 
 
 def parse_message(data: bytes) -> Request | Response:
@@ -371,117 +546,160 @@ def parse_message(data: bytes) -> Request | Response:
     Octets beyond Content-Length are ignored (RFC 4475 3.1.1.8). Raises `ParseError`: for a
     request with the status to answer (and ``.request`` to answer from), status 0 to drop.
     """
-    try:
-        lines, rest = _split_head(data)
-    except Exception as exc:  # pragma: no cover - decoding with surrogateescape cannot fail
-        raise ParseError(0, "Undecodable") from exc
+    end = data.find(b"\r\n\r\n")
+    if end > 0 and data[0] != 13:  # the common case (`_index` sends folded lines on)
+        lines = _decode(data[:end]).split("\r\n")
+        start = lines[0]
+        del lines[0]
+        if _is_status_line(start):
+            return _parse_response(start, lines, _index, data, end + 4)
+        return _parse_request(start, lines, _index, data, end + 4)
+    # leading CRLFs, bare LF line ends or no empty line
+    lines, rest = _split_head(data)
     if not lines or not lines[0]:
         raise ParseError(0, "Empty Message")
     start = lines[0]
-    if start[:4].upper() == "SIP/":
-        return _parse_response(start, lines, rest)
-    return _parse_request(start, lines, rest)
+    if _is_status_line(start):
+        return _parse_response(start, lines[1:], _index_folded, rest, 0)
+    return _parse_request(start, lines[1:], _index_folded, rest, 0)
 
 
-def _check_fields(msg: Message, rest: bytes, status: int) -> None:
-    """Frame the body and check the fields every element relies on, in one pass.
+def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> None:
+    """Frame the body and check the fields every element relies on.
 
     Content-Length (single, numeric, not beyond the datagram: RFC 4475 3.1.2.2/3.1.2.3/3.3.9),
     single-valued fields not repeated (3.3.8), Via/From/To/Call-ID/CSeq present and well
-    formed. The parsed values are left in the message's cache.
+    formed. The parsed values are left in the header fields' views.
     """
-    first: dict[str, str] = {}
-    vias: list[str] = []
-    for key, _name, value in msg.headers._items:
-        if key == "via":
-            vias.append(value)
-        elif key in first:
-            if key in _SINGLE:
+    h = msg.headers
+    keys = h._keys
+    lines = h._lines
+    n = len(keys)
+    # key -> index of its first line
+    first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+    if len(first) != n:
+        for key in _SINGLE:
+            if keys.count(key) > 1:
                 raise ParseError(status, f"Multiple {pretty_name(key)} Values")
-        else:
-            first[key] = value
-    cl = first.get("content-length")
-    if cl is None:
-        msg.body = rest
-    else:
-        if not cl.isdigit() or len(cl) > 10:
+    views: dict = {}
+    i = first.get("content-length")
+    if i is not None:
+        cl = lines[i].partition(":")[2].strip()
+        if not cl.isdigit() or not cl.isascii() or len(cl) > 10:
             raise ParseError(status, "Bad Content-Length")
         length = int(cl)
-        if length > len(rest):
+        if length > len(data) - body_start:
             raise ParseError(status, "Content-Length Larger Than Message")
-        msg.body = rest[:length] if length < len(rest) else rest
-    for key in ("from", "to", "call-id", "cseq"):
-        if key not in first:
-            raise ParseError(status, "Missing Required Header: " + pretty_name(key))
-    if not vias:
+        msg.body = data[body_start:body_start + length]
+        if len(cl) == 1 or cl[0] != "0":  # written as to_bytes would write it
+            views[CL_OK] = length
+    else:
+        msg.body = data[body_start:]
+    i_from = first.get("from")
+    i_to = first.get("to")
+    i_call = first.get("call-id")
+    i_cseq = first.get("cseq")
+    if i_from is None or i_to is None or i_call is None or i_cseq is None:
+        for key in ("from", "to", "call-id", "cseq"):
+            if key not in first:
+                raise ParseError(status, "Missing Required Header: " + pretty_name(key))
+    i_via = first.get("via")
+    if i_via is None:
         raise ParseError(status, "Missing Required Header: Via")
-    if not first["call-id"]:
+    call_id = lines[i_call].partition(":")[2].strip()
+    if not call_id:
         raise ParseError(status, "Empty Call-ID")
-    cache = msg._cache
-    h = msg.headers
-    cache["cseq"] = (h, 0, _parse_cseq_value(first["cseq"]))
-    cache["from"] = (h, 0, parse_name_addr(first["from"]))
-    cache["to"] = (h, 0, parse_name_addr(first["to"]))
-    if len(vias) == 1 and "," not in vias[0]:
-        cache["via"] = (h, 0, [parse_via(vias[0])])
+    views["call-id"] = call_id
+    views["cseq"] = _parse_cseq_value(lines[i_cseq].partition(":")[2].strip())
+    views["from"] = parse_name_addr(lines[i_from].partition(":")[2].strip())
+    views["to"] = parse_name_addr(lines[i_to].partition(":")[2].strip())
+    i = first.get("max-forwards")
+    if i is not None:
+        mf = lines[i].partition(":")[2].strip()
+        if mf.isdigit() and mf.isascii() and len(mf) <= 3 and int(mf) <= 255:
+            views["max-forwards"] = int(mf)
+        # else: left for the property to raise (a request's parse asks for it)
+    else:
+        views["max-forwards"] = -1
+    h._views = views
+    via = lines[i_via].partition(":")[2].strip()
+    if "," not in via and keys.count("via") == 1:
+        top = views[TOP_VIA] = parse_via(via)
+        views["via"] = [top]
     else:
         msg.vias  # noqa: B018 - parse, raising ParseError when malformed
 
 
-def _parse_request(start: str, lines: list[str], rest: bytes) -> Request:
+def _parse_request(start: str, lines: list[str], index, data: bytes, body_start: int) -> Request:
     parts = start.rstrip(" \t").split(" ")  # trailing SP tolerated (RFC 4475 3.1.2.10)
     method = parts[0]
     version = parts[-1] if len(parts) > 2 else ""
-    m = _VERSION_RE.match(version)
+    sip20 = version == "SIP/2.0"
+    m = None if sip20 else _VERSION_RE.match(version)
     if not is_token(method) or (len(parts) < 3 and m is None):
         raise ParseError(0, "Not A SIP Message")
-    entries, fault = _header_entries(lines[1:])
-    uri_text = parts[1]
-    req = Request(method, uri_text, Headers._from_entries(entries), b"", version)
+    keys, lines, fault = index(lines)
+    req = Request.__new__(Request)
+    req.headers = Headers._from_lines(keys, lines)
+    req.body = b""
+    req.method = method
+    req.version = version
+    req._uri = None
+    req._uri_text = parts[1]
     try:
         if len(parts) != 3:
             raise ParseError(400, "Malformed Request-Line")
-        if m is None:
-            raise ParseError(400, "Malformed SIP-Version")
-        if (m.group(1), m.group(2)) != ("2", "0"):
-            raise ParseError(505, "Version Not Supported")
-        req.version = "SIP/2.0"
+        if not sip20:
+            if m is None:
+                raise ParseError(400, "Malformed SIP-Version")
+            if (m.group(1), m.group(2)) != ("2", "0"):
+                raise ParseError(505, "Version Not Supported")
+            req.version = "SIP/2.0"
         if fault:
             raise ParseError(400, fault)
-        uri = parse_uri(uri_text)
-        if uri.headers:
+        if _uri_parts(parts[1])[6]:
             raise ParseError(400, "Headers Not Allowed In Request-URI")
-        req._uri = uri
-        _check_fields(req, rest, 400)
-        if req.cseq[1] != method:
+        _check_fields(req, data, body_start, 400)
+        views = req.headers._views
+        if views["cseq"][1] != method:  # type: ignore[index]
             raise ParseError(400, "CSeq Method Mismatch")
-        req.max_forwards  # noqa: B018
+        if "max-forwards" not in views:  # type: ignore[operator]
+            req.max_forwards  # noqa: B018 - raises the 400
     except ParseError as exc:
-        if "via" not in {e[0] for e in entries}:
+        if "via" not in req.headers._keys:
             raise ParseError(0, exc.reason) from None  # nowhere to send an answer
         raise ParseError(exc.status, exc.reason, req) from None
     return req
 
 
-def _parse_response(start: str, lines: list[str], rest: bytes) -> Response:
+def _parse_response(start: str, lines: list[str], index, data: bytes, body_start: int) -> Response:
     parts = start.split(" ", 2)
     if len(parts) < 2:
         raise ParseError(0, "Malformed Status-Line")
-    if _VERSION_RE.match(parts[0]) is None or parts[0][4:] != "2.0":
+    version = parts[0]
+    if version != "SIP/2.0" and (_VERSION_RE.match(version) is None or version[4:] != "2.0"):
         raise ParseError(0, "Unsupported Version")
     code = parts[1]
-    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+    if len(code) != 3 or not _number(code) or not 100 <= int(code) <= 699:
         raise ParseError(0, "Bad Status Code")
-    reason = parts[2] if len(parts) > 2 else ""
-    entries, fault = _header_entries(lines[1:])
+    keys, lines, fault = index(lines)
     if fault:
         raise ParseError(0, fault)
-    resp = Response(int(code), reason, Headers._from_entries(entries))
+    resp = Response.__new__(Response)
+    resp.headers = Headers._from_lines(keys, lines)
+    resp.body = b""
+    resp.status = int(code)
+    resp.reason = parts[2] if len(parts) > 2 else ""
+    resp.version = "SIP/2.0"
     try:
-        _check_fields(resp, rest, 0)
+        _check_fields(resp, data, body_start, 0)
     except ParseError as exc:
         raise ParseError(0, exc.reason) from None
     return resp
+
+
+#: fields a response copies from its request once (RFC 3261 8.2.6.2); Via: every one
+_COPIED = ("from", "to", "call-id", "cseq")
 
 
 def make_response(
@@ -495,29 +713,53 @@ def make_response(
 ) -> Response:
     """Build a response to ``request`` as RFC 3261 8.2.6.2 says.
 
-    Via (all, in order), From, To, Call-ID and CSeq are copied; ``to_tag`` is added to To
-    when it has none (never for 100, 8.2.6.1); a 100 copies Timestamp. Works from the raw
-    fields, so it can answer a request that failed to parse (``ParseError.request``).
+    Via (all, in order), From, To, Call-ID and CSeq are copied (their lines as they came);
+    ``to_tag`` is added to To when it has none (never for 100, 8.2.6.1); a 100 copies
+    Timestamp. Works from the raw fields, so it can answer a request that failed to parse
+    (``ParseError.request``).
     """
-    resp = Headers()
-    items = resp._items
-    copied: set[str] = set()
-    for key, name, value in request.headers._items:
-        if key == "via" or (key == "timestamp" and status == 100):
-            items.append([key, name, value])
-        elif key in copied:
-            continue  # a repeated single-value field (RFC 4475 3.3.8): answer with the first
-        elif key in ("from", "call-id", "cseq"):
-            copied.add(key)
-            items.append([key, name, value])
-        elif key == "to":
-            copied.add(key)
-            if to_tag and status != 100 and ";tag=" not in value.replace(" ", "").lower():
-                value = f"{value};tag={to_tag}"
-            items.append([key, name, value])
+    src = request.headers
+    keys = src._keys
+    lines = src._lines
+    if keys.count("via") == 1:
+        out_keys = ["via"]
+        out_lines = [lines[keys.index("via")]]
+    else:
+        out_lines = [line for k, line in zip(keys, lines, strict=True) if k == "via"]
+        out_keys = ["via"] * len(out_lines)
+    trying = status == 100
+    for key in _COPIED:  # the first of each, in the usual order
+        if key in keys:
+            line = lines[keys.index(key)]
+            if key == "to" and to_tag and not trying:
+                name, _, value = line.partition(":")
+                value = value.strip()
+                if ";tag=" not in value.replace(" ", "").lower():
+                    line = f"{name.rstrip()}: {value};tag={to_tag}"
+            out_keys.append(key)
+            out_lines.append(line)
+    if trying and "timestamp" in keys:
+        out_keys.append("timestamp")
+        out_lines.append(lines[keys.index("timestamp")])
+    h = Headers.__new__(Headers)
+    h._keys = out_keys
+    h._lines = out_lines
+    h.gen = 0
+    views = src._views
+    cseq = views.get("cseq") if views else None
+    if cseq is not None:  # the same CSeq and Call-ID: no need to parse them again
+        h._views = {"cseq": cseq, "call-id": views.get("call-id") or request.call_id}  # type: ignore[union-attr]
+    else:
+        h._views = None
     for name, value in headers:
-        resp.add(name, value)
-    return Response(status, reason, resp, body)
+        h.add(name, value)
+    resp = Response.__new__(Response)
+    resp.headers = h
+    resp.body = body
+    resp.status = status
+    resp.reason = REASONS.get(status, "Unknown") if reason is None else reason
+    resp.version = "SIP/2.0"
+    return resp
 
 
 _CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)

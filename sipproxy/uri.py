@@ -9,6 +9,13 @@ case-insensitively, a flag parameter (``;lr``) has the value ``None``.
 
 Malformed input raises `ParseError` (defined here so that every layer shares it) with the
 status a request carrying it deserves (400) -- the message layer decides whether to answer it.
+
+Speed: the same URIs and addresses come back in every message of a call (and the same AORs
+in every call), so `parse_uri` and `parse_name_addr` remember, per text (bounded, short texts
+only), the *components* they found -- immutable tuples -- and build fresh objects from them.
+Nothing mutable is shared: a `Params` built from the cache holds the cached tuple and copies
+it on its first write; ``NameAddr.uri`` is only built when read (``to.tag`` does not need it);
+``str(uri)`` returns the text worked out at parse time while the URI is unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 from urllib.parse import unquote, unquote_to_bytes
 
 __all__ = [
@@ -70,10 +78,27 @@ _FAST_NAME_ADDR_RE = re.compile(
 _SIMPLE_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^;\"\s,<>=]+)?)+\Z")
 _URI_PARAM_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$]+\Z")
 
+#: tokens seen valid (methods, mostly): `is_token` answers them without the regex
+_KNOWN_TOKENS = {
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+}
+
+#: parse caches hold texts up to this length, at most this many (then start afresh)
+_CACHE_TEXT_MAX = 256
+_CACHE_SIZE = 8192
+
+
+def _remember(cache: dict, text: str, parts: tuple) -> None:
+    if len(text) <= _CACHE_TEXT_MAX:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[text] = parts
+
 
 def is_token(text: str) -> bool:
     """True when ``text`` is an RFC 3261 token (method names, parameter names...)."""
-    return _TOKEN_RE.match(text) is not None
+    return text in _KNOWN_TOKENS or _TOKEN_RE.match(text) is not None
 
 
 def check_ipv6_reference(host: str) -> None:
@@ -150,24 +175,63 @@ def split_quoted(text: str, sep: str) -> list[str]:
     return parts
 
 
-class Params:
-    """Ordered parameters with case-insensitive names; a flag parameter has value None."""
+_partition = str.partition
 
-    __slots__ = ("_items",)
+
+def _simple_items(text: str) -> tuple:
+    """``;a=b;c`` (already checked simple: no LWS, no quotes) -> ((a, b), (c, None))."""
+    return tuple([
+        (n, v if eq else None) for n, eq, v in map(_partition, text[1:].split(";"), repeat("="))
+    ])
+
+
+class Params:
+    """Ordered parameters with case-insensitive names; a flag parameter has value None.
+
+    ``_items`` is a list of ``[name, value]`` lists, or -- straight from a parse cache -- a
+    tuple of ``(name, value)`` tuples (with ``_text``, the text they came from), copied into
+    lists by the first write.
+    """
+
+    __slots__ = ("_items", "_text")
 
     def __init__(self, items: Iterable[tuple[str, str | None]] = ()) -> None:
-        self._items: list[list] = [[k, v] for k, v in items]
+        self._items: list | tuple = [[k, v] for k, v in items]
+        self._text: str | None = None
+
+    def _own(self) -> list:
+        items = self._items
+        if type(items) is tuple:
+            items = self._items = [list(item) for item in items]
+        return items
 
     def _find(self, name: str) -> int:
-        low = name.lower()
-        for i, item in enumerate(self._items):
-            if item[0].lower() == low:
+        low = None
+        i = 0
+        for item in self._items:
+            n = item[0]
+            if n == name:
                 return i
+            if len(n) == len(name):
+                if low is None:
+                    low = name.lower()
+                if n.lower() == low:
+                    return i
+            i += 1
         return -1
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        i = self._find(name)
-        return default if i < 0 else self._items[i][1]
+        low = None
+        for item in self._items:
+            n = item[0]
+            if n == name:
+                return item[1]
+            if len(n) == len(name):
+                if low is None:
+                    low = name.lower()
+                if n.lower() == low:
+                    return item[1]
+        return default
 
     def __getitem__(self, name: str) -> str | None:
         i = self._find(name)
@@ -177,22 +241,23 @@ class Params:
 
     def __setitem__(self, name: str, value: str | None) -> None:
         i = self._find(name)
+        items = self._own()
         if i < 0:
-            self._items.append([name, value])
+            items.append([name, value])
         else:
-            self._items[i][1] = value
+            items[i][1] = value
 
     def __delitem__(self, name: str) -> None:
         i = self._find(name)
         if i < 0:
             raise KeyError(name)
-        del self._items[i]
+        del self._own()[i]
 
     def pop(self, name: str, default: str | None = None) -> str | None:
         i = self._find(name)
         if i < 0:
             return default
-        return self._items.pop(i)[1]
+        return self._own().pop(i)[1]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._find(name) >= 0
@@ -207,13 +272,23 @@ class Params:
         return bool(self._items)
 
     def items(self) -> list[tuple[str, str | None]]:
-        return [(k, v) for k, v in self._items]
+        items = self._items
+        if type(items) is tuple:
+            return list(items)
+        return [(k, v) for k, v in items]
 
     def copy(self) -> Params:
-        return Params(self.items())
+        p = Params.__new__(Params)
+        items = self._items
+        p._items = items if type(items) is tuple else [[k, v] for k, v in items]
+        p._text = self._text
+        return p
 
     def __str__(self) -> str:
-        return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self._items)
+        items = self._items
+        if type(items) is tuple and self._text is not None:
+            return self._text
+        return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in items])
 
     def __repr__(self) -> str:
         return f"Params({self.items()!r})"
@@ -226,24 +301,27 @@ class Params:
         ]
 
 
+def _params(items: tuple, text: str | None) -> Params:
+    p = Params.__new__(Params)
+    p._items = items
+    p._text = text
+    return p
+
+
 def parse_params(text: str) -> Params:
     """Parse header parameters ``;name=value;flag`` with LWS allowed around ; and =.
 
     Values may be quoted strings (kept with their quotes). An empty parameter (``;;``) or a
     non-token name is a 400.
     """
-    params = Params()
     if not text or text.isspace():
-        return params
+        return Params()
     if _SIMPLE_PARAMS_RE.match(text):  # fast path: no LWS, no quotes
-        params._items = [
-            [n, v if eq else None]
-            for n, eq, v in (p.partition("=") for p in text[1:].split(";"))
-        ]
-        return params
+        return _params(_simple_items(text), text)
     parts = split_quoted(text, ";")
     if parts[0].strip():
         raise ParseError(400, "Bad Header Parameters")
+    params = Params()
     items = params._items
     for part in parts[1:]:
         name, eq, value = part.partition("=")
@@ -265,15 +343,38 @@ def parse_params(text: str) -> Params:
     return params
 
 
-def _parse_uri_params(text: str) -> Params:
-    params = Params()
-    items = params._items
+def _parse_uri_params(text: str) -> tuple:
+    items = []
     for part in text.split(";"):
         name, eq, value = part.partition("=")
         if not name or not _URI_PARAM_RE.match(name) or (eq and not _URI_PARAM_RE.match(value)):
             raise ParseError(400, "Bad URI Parameter")
-        items.append([name, value if eq else None])
-    return params
+        items.append((name, value if eq else None))
+    return tuple(items)
+
+
+def _uri_text(
+    scheme: str, user: str | None, password: str | None, host: str, port: int | None,
+    params: Iterable, headers: Iterable, opaque: str | None,
+) -> str:
+    if opaque is not None:
+        return f"{scheme}:{opaque}"
+    out = [scheme, ":"]
+    if user is not None:
+        out.append(user)
+        if password is not None:
+            out.append(":")
+            out.append(password)
+        if host:
+            out.append("@")
+    out.append(host)
+    if port is not None:
+        out.append(f":{port}")
+    for k, v in params:
+        out.append(f";{k}" if v is None else f";{k}={v}")
+    if headers:
+        out.append("?" + "&".join(f"{k}={v}" for k, v in headers))
+    return "".join(out)
 
 
 class URI:
@@ -284,7 +385,8 @@ class URI:
     fields; a proxy answers 416 when one is the Request-URI and it cannot route it).
     """
 
-    __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "opaque")
+    __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "opaque",
+                 "_parts")
 
     def __init__(
         self,
@@ -305,6 +407,7 @@ class URI:
         self.params = params if params is not None else Params()
         self.headers = headers if headers is not None else []
         self.opaque = opaque
+        self._parts: tuple | None = None
 
     @property
     def is_sip(self) -> bool:
@@ -340,61 +443,86 @@ class URI:
         return f"{scheme}:{self.user}@{self.host.lower()}"
 
     def copy(self) -> URI:
-        return URI(
-            self.scheme, self.user, self.host, self.port, self.params.copy(),
-            list(self.headers), self.password, self.opaque,
-        )
+        u = URI.__new__(URI)
+        u.scheme = self.scheme
+        u.user = self.user
+        u.password = self.password
+        u.host = self.host
+        u.port = self.port
+        u.params = self.params.copy()
+        u.headers = list(self.headers)
+        u.opaque = self.opaque
+        u._parts = self._parts
+        return u
+
+    def _parsed_text(self) -> str | None:
+        """The text this URI was parsed from (as ``str`` writes it) while unchanged, else None."""
+        p = self._parts
+        if (p is not None and self.params._items is p[5] and self.host is p[3]
+                and self.user is p[1] and self.port == p[4] and not self.headers and not p[6]
+                and self.scheme is p[0] and self.password is p[2] and self.opaque is p[7]):
+            return p[8]
+        return None
 
     def __str__(self) -> str:
-        if self.opaque is not None:
-            return f"{self.scheme}:{self.opaque}"
-        out = [self.scheme, ":"]
-        if self.user is not None:
-            out.append(self.user)
-            if self.password is not None:
-                out.append(":")
-                out.append(self.password)
-            if self.host:
-                out.append("@")
-        out.append(self.host)
-        if self.port is not None:
-            out.append(f":{self.port}")
-        if self.params:
-            out.append(str(self.params))
-        if self.headers:
-            out.append("?" + "&".join(f"{k}={v}" for k, v in self.headers))
-        return "".join(out)
+        p = self._parts
+        if (p is not None and self.params._items is p[5] and self.host is p[3]
+                and self.user is p[1] and self.port == p[4] and not self.headers and not p[6]
+                and self.scheme is p[0] and self.password is p[2] and self.opaque is p[7]):
+            return p[8]  # unchanged since parsed: the text worked out then
+        return _uri_text(self.scheme, self.user, self.password, self.host, self.port,
+                         self.params._items, self.headers, self.opaque)
 
     def __repr__(self) -> str:
         return f"URI({str(self)!r})"
 
 
-def parse_uri(text: str) -> URI:
-    """Parse a URI (no surrounding LWS or <> allowed). Raises ParseError(400, ...)."""
+def _uri_from_parts(p: tuple) -> URI:
+    u = URI.__new__(URI)
+    u.scheme = p[0]
+    u.user = p[1]
+    u.password = p[2]
+    u.host = p[3]
+    u.port = p[4]
+    params = Params.__new__(Params)
+    params._items = p[5]
+    params._text = p[9]
+    u.params = params
+    u.headers = list(p[6]) if p[6] else []
+    u.opaque = p[7]
+    u._parts = p
+    return u
+
+
+_URI_CACHE: dict[str, tuple] = {}
+
+
+def _uri_parts(text: str) -> tuple:
+    """The components of URI ``text`` (remembered):
+    (scheme, user, password, host, port, params, headers, opaque, str, params text)."""
+    parts = _URI_CACHE.get(text)
+    if parts is not None:
+        return parts
     m = _FAST_SIP_RE.match(text)
     if m is not None:  # the common shape, in one regex
-        scheme, user, host, port, ptext = m.groups()
-        params = Params.__new__(Params)
-        if ptext:
-            params._items = [
-                [n, v if eq else None] for n, eq, v in (p.partition("=") for p in ptext[1:].split(";"))
-            ]
-        else:
-            params._items = []
-        uri = URI.__new__(URI)
-        uri.scheme = scheme
-        uri.user = user
-        uri.password = None
+        scheme, user, host, port_text, ptext = m.groups()
         if host[0] == "[":
             check_ipv6_reference(host)
-        uri.host = host
-        uri.port = int(port) if port is not None and int(port) <= 65535 else None
-        if port is not None and uri.port is None:
-            raise ParseError(400, "Bad URI Port")
-        uri.params = params
-        uri.headers = []
-        uri.opaque = None
-        return uri
+        port = None
+        if port_text is not None:
+            port = int(port_text)
+            if port > 65535:
+                raise ParseError(400, "Bad URI Port")
+        items = _simple_items(ptext) if ptext else ()
+        parts = (scheme, user, None, host, port, items, (), None, "", ptext or None)
+    else:
+        parts = _slow_uri_parts(text)
+    parts = (*parts[:8], _uri_text(*parts[:8]), parts[9])
+    _remember(_URI_CACHE, text, parts)
+    return parts
+
+
+def _slow_uri_parts(text: str) -> tuple:
     colon = text.find(":")
     if colon <= 0:
         raise ParseError(400, "Bad URI")
@@ -406,16 +534,17 @@ def parse_uri(text: str) -> URI:
         raise ParseError(400, "Bad URI")
     low = scheme.lower()
     if low == "sip" or low == "sips":
-        return _parse_sip(scheme, rest)
+        return _sip_parts(scheme, rest)
     if low == "tel":
         number, _, ptext = rest.partition(";")
         if not number:
             raise ParseError(400, "Bad tel URI")
-        return URI(scheme, number, "", None, _parse_uri_params(ptext) if ptext else Params())
-    return URI(scheme, opaque=rest)
+        items = _parse_uri_params(ptext) if ptext else ()
+        return (scheme, number, None, "", None, items, (), None, "", None)
+    return (scheme, None, None, "", None, (), (), rest, "", None)
 
 
-def _parse_sip(scheme: str, rest: str) -> URI:
+def _sip_parts(scheme: str, rest: str) -> tuple:
     m = _SIP_RE.match(rest)
     if m is None:
         raise ParseError(400, "Bad SIP URI")
@@ -429,7 +558,7 @@ def _parse_sip(scheme: str, rest: str) -> URI:
         port = int(port_text)
         if port > 65535:
             raise ParseError(400, "Bad URI Port")
-    params = _parse_uri_params(ptext[1:]) if ptext else Params()
+    items = _parse_uri_params(ptext[1:]) if ptext else ()
     headers: list[tuple[str, str]] = []
     if htext is not None:
         for item in htext.split("&"):
@@ -437,7 +566,12 @@ def _parse_sip(scheme: str, rest: str) -> URI:
             if not name or not eq:
                 raise ParseError(400, "Bad URI Header")
             headers.append((name, value))
-    return URI(scheme, user, host, port, params, headers, password)
+    return (scheme, user, password, host, port, items, tuple(headers), None, "", None)
+
+
+def parse_uri(text: str) -> URI:
+    """Parse a URI (no surrounding LWS or <> allowed). Raises ParseError(400, ...)."""
+    return _uri_from_parts(_uri_parts(text))
 
 
 _SPECIAL_PARAMS = ("user", "ttl", "method", "maddr", "transport")
@@ -476,16 +610,32 @@ def uri_equal(a: URI, b: URI) -> bool:
 
 
 class NameAddr:
-    """A From/To/Contact/Route/Record-Route value: display name, URI, header parameters."""
+    """A From/To/Contact/Route/Record-Route value: display name, URI, header parameters.
 
-    __slots__ = ("display_name", "uri", "params")
+    ``uri`` is built when first read: a parsed value keeps only the URI's components until
+    then (the To tag alone does not need it).
+    """
+
+    __slots__ = ("display_name", "params", "_uri", "_uparts")
 
     def __init__(
         self, uri: URI, display_name: str | None = None, params: Params | None = None
     ) -> None:
-        self.uri = uri
+        self._uri: URI | None = uri
+        self._uparts: tuple | None = None
         self.display_name = display_name
         self.params = params if params is not None else Params()
+
+    @property
+    def uri(self) -> URI:
+        u = self._uri
+        if u is None:
+            u = self._uri = _uri_from_parts(self._uparts)  # type: ignore[arg-type]
+        return u
+
+    @uri.setter
+    def uri(self, value: URI) -> None:
+        self._uri = value
 
     @property
     def tag(self) -> str | None:
@@ -520,15 +670,26 @@ class NameAddr:
         return n if n <= 0xFFFFFFFF else None
 
     def copy(self) -> NameAddr:
-        return NameAddr(self.uri.copy(), self.display_name, self.params.copy())
+        na = NameAddr.__new__(NameAddr)
+        u = self._uri
+        na._uri = u.copy() if u is not None else None
+        na._uparts = self._uparts
+        na.display_name = self.display_name
+        na.params = self.params.copy()
+        return na
 
     def __str__(self) -> str:
+        u = self._uri
+        uri = self._uparts[8] if u is None else str(u)  # type: ignore[index]
         if self.display_name:
-            return f"{quote_string(self.display_name)} <{self.uri}>{self.params}"
-        return f"<{self.uri}>{self.params}"
+            return f"{quote_string(self.display_name)} <{uri}>{self.params}"
+        return f"<{uri}>{self.params}"
 
     def __repr__(self) -> str:
         return f"NameAddr({str(self)!r})"
+
+
+_NAME_ADDR_CACHE: dict[str, tuple] = {}
 
 
 def parse_name_addr(text: str) -> NameAddr:
@@ -538,21 +699,32 @@ def parse_name_addr(text: str) -> NameAddr:
     20.10; RFC 4475 3.1.2.13). Liberal where RFC 4475 allows it: LWS inside <> and unquoted
     display names with non-token characters are accepted.
     """
+    parts = _NAME_ADDR_CACHE.get(text)
+    if parts is None:
+        parts = _name_addr_parts(text)
+        _remember(_NAME_ADDR_CACHE, text, parts)
+    na = NameAddr.__new__(NameAddr)
+    na.display_name = parts[0]
+    na._uparts = parts[1]
+    na._uri = None
+    params = Params.__new__(Params)
+    params._items = parts[2]
+    params._text = parts[3]
+    na.params = params
+    return na
+
+
+def _name_addr_parts(text: str) -> tuple:
+    """(display name, URI components, header params items, header params text)."""
     m = _FAST_NAME_ADDR_RE.match(text)
     if m is not None:  # common shape: [token or "quoted"] <uri>;simple=params
         quoted, plain, uri_text, ptext = m.groups()
-        na = NameAddr.__new__(NameAddr)
         if quoted is not None:
-            na.display_name = unquote_string(f'"{quoted}"') if "\\" in quoted else quoted
+            display = unquote_string(f'"{quoted}"') if "\\" in quoted else quoted
         else:
-            na.display_name = plain.strip() or None
-        na.uri = parse_uri(uri_text)
-        params = Params.__new__(Params)
-        params._items = [
-            [n, v if eq else None] for n, eq, v in (p.partition("=") for p in ptext[1:].split(";"))
-        ] if ptext else []
-        na.params = params
-        return na
+            display = plain.strip() or None
+        return (display, _uri_parts(uri_text), _simple_items(ptext) if ptext else (),
+                ptext or None)
     s = text.strip()
     if not s:
         raise ParseError(400, "Empty Address")
@@ -573,9 +745,17 @@ def parse_name_addr(text: str) -> NameAddr:
         else:
             uri_text, semi, ptext = s.partition(";")
             uri_text = uri_text.rstrip()
-            return NameAddr(parse_uri(uri_text), None, parse_params(semi + ptext))
+            return (None, _uri_parts(uri_text), *_params_parts(semi + ptext))
     gt = rest.find(">")
     if gt < 0:
         raise ParseError(400, "Unbalanced Angle Brackets")
-    uri = parse_uri(rest[1:gt].strip())
-    return NameAddr(uri, display, parse_params(rest[gt + 1:]))
+    uri = _uri_parts(rest[1:gt].strip())
+    return (display, uri, *_params_parts(rest[gt + 1:]))
+
+
+def _params_parts(text: str) -> tuple:
+    p = parse_params(text)
+    items = p._items
+    if type(items) is tuple:
+        return items, p._text
+    return tuple([(k, v) for k, v in items]), None
