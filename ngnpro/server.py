@@ -203,6 +203,78 @@ CONNECTION_DEADLINE = 120.0
 KEEP_ALIVE_FOR = CONNECTION_DEADLINE / 2
 
 
+#: an HTTP header name (RFC 9110 token)
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+
+
+class RequestHeaders:
+    """A request's header fields, as gevent's handler reads them (``get``, ``getheader``,
+    ``typeheader``, ``headers`` lines, ``del``, ``status``): what ``http.client.parse_headers``
+    gives, without running the e-mail parser over every request's few plain lines."""
+
+    __slots__ = ("_fields", "status")
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self._fields = fields
+        self.status = ""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        name = name.lower()
+        for key, value in self._fields:
+            if key.lower() == name:
+                return value
+        return default
+
+    getheader = get
+
+    def __delitem__(self, name: str) -> None:
+        name = name.lower()
+        self._fields = [(k, v) for k, v in self._fields if k.lower() != name]
+
+    @property
+    def typeheader(self) -> str | None:
+        return self.get("content-type")
+
+    @property
+    def headers(self) -> Any:
+        for key, value in self._fields:
+            yield f"{key}: {value}\r\n"
+
+
+def read_headers(fp: Any) -> Any:
+    """The header fields of a request from ``fp`` up to the blank line.  Plain ``Name:
+    value`` lines are read here; anything else (folded lines, a line without a colon...)
+    goes to ``http.client.parse_headers`` as gevent does it, with the same limits."""
+    lines = []
+    while True:
+        line = fp.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            broken = RequestHeaders([])
+            broken.status = "Line too long"
+            return broken
+        if line in (b"\r\n", b"\n", b""):
+            break
+        lines.append(line)
+        if len(lines) > _MAX_HEADERS:
+            from http.client import HTTPException
+
+            raise HTTPException(f"got more than {_MAX_HEADERS} headers")
+    fields = []
+    for line in lines:
+        text = line.decode("iso-8859-1")
+        key, colon, value = text.partition(":")
+        if not colon or not _TOKEN.match(key) or text[0] in " \t":
+            from io import BytesIO
+
+            from gevent.pywsgi import headers_factory
+
+            return headers_factory(BytesIO(b"".join(lines) + b"\r\n"))
+        fields.append((key, value.lstrip(" \t").rstrip("\r\n")))
+    return RequestHeaders(fields)
+
+
 def _handler_class() -> Any:
     """gevent's WSGI handler with per-read and per-connection time limits, so that clients
     sending slowly cannot pin every greenlet of the pool; a kept-alive connection is closed
@@ -227,6 +299,9 @@ def _handler_class() -> Any:
             self.reuse_until = time.monotonic() + KEEP_ALIVE_FOR
             with gevent.Timeout(CONNECTION_DEADLINE, False):
                 super().handle()
+
+        def MessageClass(self, fp: Any, *args: Any) -> Any:  # noqa: N802 - gevent's name
+            return read_headers(fp)
 
         def _write_with_headers(self, data: bytes) -> None:
             """gevent's, but the status line, headers and body leave in one send: two

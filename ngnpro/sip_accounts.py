@@ -302,12 +302,16 @@ def add_account(
         email=f"{user}@{domain.domain}", timeout=35, prepaid=False, groups=[], acl=[], properties=[],
     )
     _apply_account(row, a, store_clear)  # validated on a plain object ...
+    values = _complete(row)
+    reply = account_wire(row)
+    # ... then written with Core statements, last: on SQLite the first INSERT takes the
+    # database's write lock, held until the framework commits right after this returns
     try:
-        _insert_account(conn, row)  # ... then written with Core statements
+        _insert_account(conn, row, values)
     except IntegrityError:  # a concurrent call inserted it after our look-up
         raise NGNProError(SIP_ACCOUNT_EXISTS, f"SIP account {user}@{domain.domain} already exists") from None
     sql.record_change(conn, TOPIC_SIP_ACCOUNT, row.aor, row.create_date)
-    return account_wire(row)
+    return reply
 
 
 #: scalar column defaults, filled in for members the caller left out
@@ -317,9 +321,9 @@ _DEFAULTS = {
 }
 
 
-def _insert_account(conn: Connection, row: NewAccount) -> None:
-    """INSERT ``row`` and its lists without the ORM's unit of work, which costs more than
-    the rest of an addAccount call; ``row`` keeps the values written, for the reply."""
+def _complete(row: NewAccount) -> dict[str, Any]:
+    """Every column's value for the new ``row`` (defaults for what the caller left out,
+    the dates now), also set on ``row`` for the reply."""
     now = m.utcnow()
     row.create_date = row.change_date = now
     values = dict(_DEFAULTS)
@@ -332,6 +336,12 @@ def _insert_account(conn: Connection, row: NewAccount) -> None:
             raise RuntimeError(f"sip_accounts: no value for column {key}")  # a new column needs a default
     for key, value in values.items():
         setattr(row, key, value)
+    return values
+
+
+def _insert_account(conn: Connection, row: NewAccount, values: dict[str, Any]) -> None:
+    """INSERT ``row`` (its column ``values``) and its lists without the ORM's unit of work,
+    which costs more than the rest of an addAccount call."""
     sql.insert_account(
         conn, values,
         [{"name": g.name} for g in row.groups],

@@ -56,6 +56,14 @@ class PortServer(ServerBase):
     transport = "http://schemas.xmlsoap.org/soap/http"
 
 
+class QuickMethodContext(MethodContext):
+    """spyne's MethodContext without its attribute guard: spyne checks every one of the
+    fifty-odd attribute assignments of a call against a "frozen" flag that only protects
+    against typos in user code (which keeps its own data in ``udc`` here)."""
+
+    __setattr__ = object.__setattr__
+
+
 class QuietEventManager(EventManager):
     """spyne's event manager without the empty handler set it builds for each of the dozen
     events fired per call when nothing listens (as nothing does here); listeners still
@@ -136,7 +144,7 @@ class Dispatcher:
             where = f"{{{ns}}}{name}" if ns else f"unqualified <{name}>"
             log.info("unknown method %s", where)
             return 500, fault_bytes(NGNProError(INVALID_REQUEST, f"Invalid request: unknown method {where}"))
-        ctx = MethodContext(server, MethodContext.SERVER)
+        ctx = QuickMethodContext(server, MethodContext.SERVER)
         ctx.udc = RequestState(runtime=self.runtime)
         ctx.transport.parsed_request = parsed
         ctx.in_string = [body]

@@ -152,3 +152,42 @@ def test_keep_alive_only_when_the_client_asks(ngnpro_server) -> None:
         assert b"connection: keep-alive" in head.lower()
         head, body = _exchange(s, _request("HTTP/1.0", "keep-alive"))
         assert b"getCustomersResponse" in body
+
+
+@pytest.mark.parametrize("raw", [
+    b"Host: x\r\nContent-Type: text/xml; charset=UTF-8\r\nSOAPAction: \"\"\r\nContent-Length: 12\r\n\r\nbody",
+    b"Host:x\r\ncontent-length:  7 \r\nX-Empty:\r\nConnection: Keep-Alive\r\n\r\n",
+    b"Host: x\r\nX-Folded: a\r\n  b\r\nContent-Length: 3\r\n\r\n",  # obsolete line folding
+    b"Host: x\r\nno colon here\r\nContent-Length: 3\r\n\r\n",
+    b"Host: x\nContent-Length: 3\n\n",
+    b"Host: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"",
+])
+def test_request_headers_read_as_gevent_reads_them(raw: bytes) -> None:
+    """ngnpro.server.read_headers answers what gevent's own header parser answers."""
+    from io import BytesIO
+
+    from gevent.pywsgi import headers_factory
+
+    from ngnpro.server import read_headers
+
+    ours, theirs = read_headers(BytesIO(raw)), headers_factory(BytesIO(raw))
+    for name in ("host", "Content-Length", "content-type", "connection", "x-empty", "x-folded", "soapaction", "none"):
+        assert ours.get(name, "?") == theirs.get(name, "?"), name
+        assert ours.getheader(name) == theirs.getheader(name)
+    assert ours.typeheader == theirs.typeheader and ours.status == theirs.status
+    assert list(ours.headers) == list(theirs.headers)
+    del ours["content-length"]
+    del theirs["content-length"]
+    assert list(ours.headers) == list(theirs.headers)
+
+
+def test_request_header_limits() -> None:
+    from http.client import HTTPException
+    from io import BytesIO
+
+    from ngnpro.server import read_headers
+
+    assert read_headers(BytesIO(b"X: " + b"a" * 70000 + b"\r\n\r\n")).status
+    with pytest.raises(HTTPException):
+        read_headers(BytesIO(b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n"))
