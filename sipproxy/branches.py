@@ -79,7 +79,8 @@ class Context:
     context of 16.7)."""
 
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
-                 "timed_out", "caller", "callee", "dialog_info", "consumed_credentials")
+                 "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
+                 "server_done")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -95,6 +96,8 @@ class Context:
         self.callee = callee
         #: the request's Proxy-Authorization was for us: left out of the forwarded copies
         self.consumed_credentials = False
+        #: the server transaction has terminated (see Proxy.on_terminated)
+        self.server_done = False
 
 
 def best_response(responses: list[Response]) -> Response:

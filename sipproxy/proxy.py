@@ -544,7 +544,25 @@ class Proxy:
             self._check_done(branch.ctx)
 
     def on_terminated(self, txn: Transaction) -> None:
-        pass
+        """Unlink what a finished transaction tied together (server transaction <-> its
+        context, client transaction <-> its branch, context <-> branches): those reference
+        cycles otherwise left every call's messages to the cyclic garbage collector, which
+        then spent a tenth of the CPU walking them.  Nothing reaches a terminated
+        transaction any more (the layer forgot it), so its user data is not needed."""
+        data = txn.user_data
+        txn.user_data = None
+        if isinstance(data, Branch):
+            data.txn = None
+            ctx = data.ctx
+        elif isinstance(data, Context):
+            data.server_done = True
+            ctx = data
+        else:
+            return
+        if ctx.server_done and all(b.txn is None for b in ctx.branches):
+            for b in ctx.branches:
+                b.ctx = None  # type: ignore[assignment]
+            ctx.branches = []
 
     def _check_done(self, ctx: Context) -> None:
         if ctx.final_sent or any(b.final is None for b in ctx.branches):

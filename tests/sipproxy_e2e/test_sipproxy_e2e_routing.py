@@ -83,3 +83,41 @@ def test_nat_test_of_the_media_policy():
     assert sender_behind_nat(natted)
     private_sdp = _req("sip:b@example.com", [], to_tag="", body="v=0\r\nc=IN IP4 10.1.2.3\r\n")
     assert sender_behind_nat(private_sdp)
+
+
+def test_finished_transactions_unlink_context_and_branches():
+    """A proxied request's server transaction, context, branches and client transactions
+    point at each other; once the transactions are over the links are cut, so the call's
+    messages are freed by reference counting instead of waiting for the cyclic GC."""
+    from sipproxy.transaction import Timers
+    from sipproxy.transport import Inbound, Peer
+
+    core = Core(["udp:127.0.0.1:5070"], timers=Timers(t1=0.01, t2=0.04, t4=0.05, d=0.05))
+    sent = []
+    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    p = Proxy(core, Directory(), None, SimpleNamespace(authenticator=None),
+              SimpleNamespace(ended=lambda *args: None))
+    lst = core.transports.listeners[0]
+    try:
+        core.on_inbound(Inbound(_req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;lr>"]).to_bytes(),
+                                Peer("udp", "192.0.2.1", 5060), lst))
+        (server,) = core.layer.server.values()
+        (client,) = core.layer.client.values()
+        ctx, branch = server.user_data, client.user_data
+        assert ctx.branches == [branch] and branch.ctx is ctx and branch.txn is client
+        fwd = parse_message(sent[-1][0])
+        vias = "".join(f"Via: {v}\r\n" for v in fwd.headers.getall("via"))
+        core.on_inbound(Inbound((
+            f"SIP/2.0 200 OK\r\n{vias}From: <sip:a@example.com>;tag=a\r\nTo: <sip:b@example.com>;tag=b\r\n"
+            "Call-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").encode(),
+            Peer("udp", "192.0.2.9", 5060), lst))
+        assert parse_message(sent[-1][0]).status == 200 and sent[-1][1] == Peer("udp", "192.0.2.1", 5060)
+        for txn in (server, client):  # Timers J and K: both transactions end
+            for timer in list(txn.timers.values()):
+                core.execute(core.layer.timer_fired(timer))
+        assert server.terminated and client.terminated and not len(core.layer)
+        assert server.user_data is None and client.user_data is None
+        assert ctx.branches == [] and branch.ctx is None and branch.txn is None
+        assert p is core.tu
+    finally:
+        core.stop()
