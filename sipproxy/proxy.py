@@ -24,6 +24,7 @@ Decisions, in the order a request meets them:
    other branches are cancelled, a 6xx cancels the others; when every branch is final the
    best response goes up (6xx first, then the lowest class, 503 turned into 500, 401/407
    challenges merged).  Timer C (the callee's ring timeout) cancels what still rings.
+   This is :mod:`sipproxy.responses`, whose methods the proxy binds as its own.
 
 Non-local destinations (PSTN, LCR, ENUM, outgoing peers by RFC 3263) are a placeholder here:
 :meth:`Proxy.route_outbound` answers 404 for numbers and 403 otherwise, for a later issue to
@@ -50,12 +51,13 @@ from .branches import (
     via_shows_nat,
 )
 from .calls import CallControl
-from .core import Core, is_ip, token
-from .dialog import DialogInfo, DialogStore
+from .core import Core, is_ip
+from .dialog import DialogStore
 from .digest import MISSING
 from .message import Request, Response, make_response, proxy_validate
 from .registrar import Authenticator, Registrar
-from .transaction import Transaction, make_cancel
+from .responses import DIALOG_METHODS, Responses, new_tag
+from .transaction import Transaction
 from .transport import Inbound, Peer
 from .uri import URI, ParseError, parse_name_addr, parse_uri
 
@@ -63,14 +65,8 @@ log = logging.getLogger("sipproxy.proxy")
 
 __all__ = ["Proxy", "Hooks", "HOOK_POINTS", "best_response", "sender_behind_nat"]
 
-#: Methods that may create a dialog: we Record-Route them.
-DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, SUBSCRIBE, NOTIFY, REFER, PRACK"
 TIMER_C = 180.0
-
-
-def _tag() -> str:
-    return token(6)
 
 
 class Proxy:
@@ -89,6 +85,15 @@ class Proxy:
         self.media = media  # the media relay seam: see _media_* below
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
         self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
+        #: response processing (16.7): the core hands the branches' answers straight to it
+        #: (its methods bound here once, no hop through the proxy per response)
+        self.responses = responses = Responses(self)
+        self.on_response = responses.on_response
+        self.on_timeout = responses.on_timeout
+        self.on_transport_error = responses.on_transport_error
+        self._final = responses.final
+        self._cancel_branches = responses.cancel_branches
+        self._timer_c = responses.timer_c
         if hasattr(media, "call_control"):
             media.call_control = self.calls.on_media_timeout
         core.tu = self
@@ -105,10 +110,10 @@ class Proxy:
         try:
             response = self._handle(request, txn, inbound)
         except ParseError as exc:
-            response = make_response(request, exc.status or 400, exc.reason, to_tag=_tag())
+            response = make_response(request, exc.status or 400, exc.reason, to_tag=new_tag())
         except Exception:
             log.exception("error routing %s", request.method)
-            response = make_response(request, 500, to_tag=_tag())
+            response = make_response(request, 500, to_tag=new_tag())
         if response is not None:
             if response.status >= 200 and request.method == "INVITE" and response.status not in (401, 407):
                 log.info("call %s -> %s: %d %s (call-id %s)", _aor(request.from_.uri),
@@ -120,13 +125,13 @@ class Proxy:
         if method == "CANCEL":
             return self._cancel(req)
         if method == "OPTIONS" and self._to_me(req):
-            return make_response(req, 200, to_tag=_tag(), headers=[
+            return make_response(req, 200, to_tag=new_tag(), headers=[
                 ("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "path, outbound")])
         invalid = proxy_validate(req)
         if invalid is not None:
             return invalid
         if self._loops(req):
-            return make_response(req, 482, to_tag=_tag())
+            return make_response(req, 482, to_tag=new_tag())
         popped = self._preprocess_routes(req)
         routes = req.headers.getall("route")
         if method == "REGISTER":  # answered here, never relayed (whatever its Route says)
@@ -197,10 +202,10 @@ class Proxy:
     def _in_dialog(self, req: Request, txn: Transaction, inbound: Inbound, popped: bool,
                    routes: list[str]) -> Response | None:
         if not popped:  # not routed through our Record-Route: not ours to relay
-            return make_response(req, 404, "Not Here", to_tag=_tag())
+            return make_response(req, 404, "Not Here", to_tag=new_tag())
         dest = self._uri_dest(self._next_route(req) if routes else req.uri)
         if dest is None:
-            return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
+            return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
         self.calls.note_request(req)
         if req.method == "INVITE":
             self._media_offer(req)  # a re-INVITE may move the media
@@ -241,27 +246,27 @@ class Proxy:
             verdict = self.authenticator.check(req, from_uri.host or "", proxy=True)
             if verdict.response is not None:
                 if not from_local and verdict.result.status != MISSING:
-                    return make_response(req, 403, "Relaying Denied", to_tag=_tag())
+                    return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
                 return verdict.response
             account = verdict.account
             if not from_local or account is None:
-                return make_response(req, 403, "Relaying Denied", to_tag=_tag())
+                return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
             if account.username != from_uri.user:
                 log.info("%s: authenticated as %s but From is %s: 403", req.method,
                          account.aor, _aor(from_uri))
                 return make_response(req, 403, "Authentication User Does Not Match From",
-                                     to_tag=_tag())
+                                     to_tag=new_tag())
             if account.blocked:
-                return make_response(req, 403, "Account Blocked", to_tag=_tag())
+                return make_response(req, 403, "Account Blocked", to_tag=new_tag())
             # the credentials were for us: they are left out of what is forwarded (on the
             # copies, in _start_branches: changing ``req`` would void its parsed views)
         caller = account.aor if account else _aor(from_uri)
         if routes:  # a pre-loaded route set: only for our authenticated subscribers
             if account is None:
-                return make_response(req, 403, "Relaying Denied", to_tag=_tag())
+                return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
             dest = self._uri_dest(self._next_route(req))
             if dest is None:
-                return make_response(req, 502, "Unresolvable Next Hop", to_tag=_tag())
+                return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
             return self._proxy(req, txn, inbound, [(None, dest, ())], caller, str(req.uri),
                                consumed_credentials=True)
         hooked = self.hooks.call("preprocess_uri", req, account=account)
@@ -281,8 +286,8 @@ class Proxy:
             hooked = self.hooks.call("preprocess_pstn", req, account=account)
             if hooked is not None:
                 return hooked
-            return make_response(req, 404, "No Route To Destination", to_tag=_tag())
-        return make_response(req, 403, "Outbound Routing Not Available", to_tag=_tag())
+            return make_response(req, 404, "No Route To Destination", to_tag=new_tag())
+        return make_response(req, 403, "Outbound Routing Not Available", to_tag=new_tag())
 
     def _route_local(self, req: Request, txn: Transaction, inbound: Inbound,
                      caller: str, consumed_credentials: bool = False) -> Response | None:
@@ -292,7 +297,7 @@ class Proxy:
         ruri = req.uri
         user, domain = ruri.user, ruri.host.lower()
         if not user:
-            return make_response(req, 404, "Not Found", to_tag=_tag())
+            return make_response(req, 404, "Not Found", to_tag=new_tag())
         for _ in range(5):  # alias chains, bounded
             target = self.directory.alias(user, domain)
             if target is None:
@@ -300,10 +305,10 @@ class Proxy:
             user, domain = target[0], target[1].lower()
         account = self.directory.account(user, domain)
         if account is None:
-            return make_response(req, 404, "User Not Found", to_tag=_tag())
+            return make_response(req, 404, "User Not Found", to_tag=new_tag())
         bindings = self.location.lookup(account.username, account.domain)
         if not bindings:
-            return make_response(req, 480, "Temporarily Unavailable", to_tag=_tag())
+            return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
         targets = []
         for b in bindings:
             try:
@@ -314,7 +319,7 @@ class Proxy:
             if dest is not None:
                 targets.append((uri, dest, b.path))
         if not targets:
-            return make_response(req, 480, "Temporarily Unavailable", to_tag=_tag())
+            return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
         hooked = self.hooks.call("postprocess_request", req, targets=targets)
         if hooked is not None:
             return hooked
@@ -412,7 +417,7 @@ class Proxy:
             ctx.branches.append(branch)
             branch_ids.append(branch_id)
         if not ctx.branches:
-            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=_tag()))
+            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
             return
         for branch, branch_id in zip(list(ctx.branches), branch_ids, strict=True):
             branch.txn = core.send_request(branch.request, branch.dest, branch_id)
@@ -450,98 +455,17 @@ class Proxy:
     def _cancel(self, req: Request) -> Response:
         invite = self.core.layer.match_cancel(req)
         if invite is None:
-            return make_response(req, 481, to_tag=_tag())
+            return make_response(req, 481, to_tag=new_tag())
         ctx = invite.user_data
         if ctx is None:
             if invite.state == "Proceeding":
-                self.core.respond(invite, make_response(invite.request, 487, to_tag=_tag()))
+                self.core.respond(invite, make_response(invite.request, 487, to_tag=new_tag()))
         elif isinstance(ctx, Context) and not ctx.final_sent:
             ctx.cancelled = True
             self._cancel_branches(ctx)
-        return make_response(req, 200, to_tag=_tag())
+        return make_response(req, 200, to_tag=new_tag())
 
-    def _cancel_branches(self, ctx: Context, keep: Branch | None = None) -> None:
-        for b in ctx.branches:
-            if b is keep or b.final is not None or b.request.method != "INVITE":
-                continue
-            if b.provisional:
-                self._send_cancel(b)
-            else:
-                b.cancel_pending = True
-
-    def _send_cancel(self, b: Branch) -> None:
-        b.cancel_pending = False
-        cancel = make_cancel(b.request)  # the same top Via, so the same branch
-        self.core.send_request(cancel, b.dest, b.txn.key[0] if b.txn is not None else None)
-
-    def _timer_c(self, ctx: Context) -> None:
-        if ctx.final_sent:
-            return
-        ctx.timed_out = True
-        for b in ctx.branches:
-            if b.final is None and not b.provisional:
-                b.final = make_response(b.request, 408)
-        self._cancel_branches(ctx)
-        self._check_done(ctx)
-
-    # ====================================================================== responses ===
-
-    def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
-        if txn is None:
-            self._forward_stray(response)
-            return
-        branch = txn.user_data
-        if not isinstance(branch, Branch):
-            return  # the answer to one of our CANCELs
-        ctx = branch.ctx
-        status = response.status
-        if branch.nat and status < 300 and ctx.request.method in DIALOG_METHODS:
-            fix_nated_contact(response, branch.dest)
-        if status < 200:
-            branch.provisional = True
-            if branch.cancel_pending or ctx.cancelled:
-                self._send_cancel(branch)
-                return
-            if status != 100 and not ctx.final_sent:
-                self._media_answer(ctx, response)
-                self.core.respond(ctx.txn, response)
-            return
-        if status < 300:
-            first = not branch.answered
-            branch.answered = True
-            branch.final = response
-            if ctx.request.method == "INVITE":
-                self._media_answer(ctx, response)
-                self._cancel_branches(ctx, keep=branch)
-            if ctx.txn.state in ("Proceeding", "Trying", "Accepted"):
-                self.core.respond(ctx.txn, response)
-            else:  # a 2xx after our final answer (16.7 step 10): it must still reach the caller
-                self._forward_stray(response)
-            if not ctx.final_sent:
-                ctx.final_sent = True
-                self._stop_timer(ctx)
-                self._call_log(ctx, response)
-            if first and ctx.request.method == "INVITE" and ctx.request.to.tag is None \
-                    and not any(b.answered for b in ctx.branches if b is not branch):
-                self._dialog_confirmed(ctx, branch, response)
-            return
-        if branch.final is None:
-            branch.final = response
-        if status >= 600 and ctx.request.method == "INVITE":
-            self._cancel_branches(ctx)
-        self._check_done(ctx)
-
-    def on_timeout(self, txn: Transaction) -> None:
-        branch = txn.user_data
-        if isinstance(branch, Branch) and branch.final is None:
-            branch.final = make_response(branch.request, 408)
-            self._check_done(branch.ctx)
-
-    def on_transport_error(self, txn: Transaction) -> None:
-        branch = txn.user_data
-        if isinstance(branch, Branch) and branch.final is None:
-            branch.final = make_response(branch.request, 503, "Unreachable")
-            self._check_done(branch.ctx)
+    # ================================================== transaction bookkeeping ===
 
     def on_terminated(self, txn: Transaction) -> None:
         """Unlink what a finished transaction tied together (server transaction <-> its
@@ -564,85 +488,11 @@ class Proxy:
                 b.ctx = None  # type: ignore[assignment]
             ctx.branches = []
 
-    def _check_done(self, ctx: Context) -> None:
-        if ctx.final_sent or any(b.final is None for b in ctx.branches):
-            return
-        best = best_response([b.final for b in ctx.branches])  # type: ignore[misc]
-        if ctx.timed_out and best.status == 487 and not ctx.cancelled:
-            best = best.copy()
-            best.status, best.reason = 408, "Request Timeout"
-        if best.vias and best.vias[0].branch != ctx.request.vias[0].branch:
-            # synthesized from our own branch request: rebuild it for the upstream side
-            best = make_response(ctx.request, best.status, best.reason, to_tag=_tag(),
-                                 headers=[(n, v) for n, v in best.headers.items()
-                                          if n.lower() in ("www-authenticate", "proxy-authenticate")])
-        self._final(ctx, best)
-
-    def _final(self, ctx: Context, response: Response) -> None:
-        ctx.final_sent = True
-        self._stop_timer(ctx)
-        if ctx.request.method == "INVITE":
-            self._media_release(ctx.request)
-        self.core.respond(ctx.txn, response)
-        self._call_log(ctx, response)
-
-    @staticmethod
-    def _stop_timer(ctx: Context) -> None:
-        if ctx.timer is not None:
-            ctx.timer.cancel()
-            ctx.timer = None
-
-    def _forward_stray(self, response: Response) -> None:
-        """A 2xx retransmission with no transaction left: forward along the Via (16.7)."""
-        if not 200 <= response.status < 300 or not response.headers.get("via"):
-            return
-        via = response.vias[0]
-        host = via.received or via.host.strip("[]")
-        port = via.rport if isinstance(via.rport, int) and via.rport is not True else (via.port or 5060)
-        transport = via.transport.lower()
-        if transport not in ("udp", "tcp", "tls") or not is_ip(host):
-            return
-        self.core.transports.send(response.to_bytes(), Peer(transport, host, int(port)))
-
-    # -- bookkeeping ------------------------------------------------------------------
-
-    def _call_log(self, ctx: Context, response: Response) -> None:
-        if ctx.request.method != "INVITE" or ctx.request.to.tag is not None:
-            return
-        log.info("call %s -> %s: %d %s (%d branch%s, call-id %s)", ctx.caller, ctx.callee,
-                 response.status, response.reason, len(ctx.branches),
-                 "" if len(ctx.branches) == 1 else "es", ctx.request.call_id)
-
-    def _dialog_confirmed(self, ctx: Context, branch: Branch, response: Response) -> None:
-        req = ctx.request
-        try:
-            rr = ", ".join(response.headers.getall("record-route"))
-            info = DialogInfo(
-                call_id=req.call_id or "", from_tag=req.from_.tag or "", to_tag=response.to.tag or "",
-                caller=ctx.caller, callee=ctx.callee,
-                caller_contact=req.headers.get("contact") or "",
-                callee_contact=response.headers.get("contact") or "",
-                caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
-                callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
-                media_relay=self._relay_of(req.call_id or ""),
-            )
-        except ParseError:
-            return
-        self.dialogs.confirmed(info)
-
     # -- media relay seam: M's sipproxy.mediarelay plugs in here ------------------------
-
-    def _relay_of(self, call_id: str) -> str:
-        relays = getattr(self.media, "relays", None)
-        return (relays.relay_of(call_id) or "") if relays is not None else ""
 
     def _media_offer(self, req: Request) -> None:
         if self.media is not None:
             self.media.offer(self, req)
-
-    def _media_answer(self, ctx: Context, response: Response) -> None:
-        if self.media is not None:
-            self.media.answer(self, ctx.request, response)
 
     def _media_ack(self, req: Request) -> None:
         if self.media is not None:

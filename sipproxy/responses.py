@@ -1,0 +1,220 @@
+"""Response processing of the stateful proxy (RFC 3261 16.7): what the branches answer.
+
+:class:`Responses` is the proxy's half that the client transactions talk to: the core hands
+it every response, timeout and transport error of a branch (``Proxy.__init__`` binds its
+methods as the transaction user's, once, so a response costs no extra hop).
+
+* provisional answers go up at once (not 100); a branch that was to be cancelled before it
+  answered is cancelled now (a CANCEL may only follow a provisional response, 9.1);
+* the first 2xx goes up and the other branches are cancelled (16.7 step 10); later 2xx go up
+  too, statelessly once our server transaction is done;
+* a 6xx cancels the other branches; when every branch is final the best response goes up
+  (16.7 step 6, :func:`sipproxy.branches.best_response`), a 408 when Timer C fired;
+* Timer C (the callee's ring timeout) turns silent branches into 408 and cancels the ringing.
+
+The request side (``sipproxy.proxy``) uses :meth:`Responses.final` (a response of its own
+for a forwarded request), :meth:`Responses.cancel_branches` (16.10) and
+:meth:`Responses.timer_c`.  This module does not import the proxy: it gets it as an object.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .branches import Branch, Context, best_response, fix_nated_contact
+from .core import is_ip, token
+from .dialog import DialogInfo
+from .message import Response, make_response
+from .transaction import Transaction, make_cancel
+from .transport import Peer
+from .uri import ParseError
+
+#: the proxy's log: call outcomes are logged as the proxy's, wherever they are worked out
+log = logging.getLogger("sipproxy.proxy")
+
+__all__ = ["Responses", "DIALOG_METHODS", "new_tag"]
+
+#: Methods that may create a dialog: Record-Routed, and their answers' Contact NAT-fixed.
+DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+
+
+def new_tag() -> str:
+    """A To tag for a response the proxy makes itself."""
+    return token(6)
+
+
+class Responses:
+    """The 16.7 response context handling of one :class:`~sipproxy.proxy.Proxy`."""
+
+    def __init__(self, proxy: Any) -> None:
+        core = proxy.core
+        self.proxy = proxy
+        self.core = core
+        self.media = proxy.media
+        self.dialogs = proxy.dialogs
+        # bound once: these run for every response
+        self._respond = core.respond
+        self._media_release = proxy._media_release
+
+    def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
+        if txn is None:
+            self.forward_stray(response)
+            return
+        branch = txn.user_data
+        if not isinstance(branch, Branch):
+            return  # the answer to one of our CANCELs
+        ctx = branch.ctx
+        status = response.status
+        if branch.nat and status < 300 and ctx.request.method in DIALOG_METHODS:
+            fix_nated_contact(response, branch.dest)
+        if status < 200:
+            branch.provisional = True
+            if branch.cancel_pending or ctx.cancelled:
+                self._send_cancel(branch)
+                return
+            if status != 100 and not ctx.final_sent:
+                self._media_answer(ctx, response)
+                self._respond(ctx.txn, response)
+            return
+        if status < 300:
+            first = not branch.answered
+            branch.answered = True
+            branch.final = response
+            if ctx.request.method == "INVITE":
+                self._media_answer(ctx, response)
+                self.cancel_branches(ctx, keep=branch)
+            if ctx.txn.state in ("Proceeding", "Trying", "Accepted"):
+                self._respond(ctx.txn, response)
+            else:  # a 2xx after our final answer (16.7 step 10): it must still reach the caller
+                self.forward_stray(response)
+            if not ctx.final_sent:
+                ctx.final_sent = True
+                self._stop_timer(ctx)
+                self._call_log(ctx, response)
+            if first and ctx.request.method == "INVITE" and ctx.request.to.tag is None \
+                    and not any(b.answered for b in ctx.branches if b is not branch):
+                self._dialog_confirmed(ctx, branch, response)
+            return
+        if branch.final is None:
+            branch.final = response
+        if status >= 600 and ctx.request.method == "INVITE":
+            self.cancel_branches(ctx)
+        self._check_done(ctx)
+
+    def on_timeout(self, txn: Transaction) -> None:
+        branch = txn.user_data
+        if isinstance(branch, Branch) and branch.final is None:
+            branch.final = make_response(branch.request, 408)
+            self._check_done(branch.ctx)
+
+    def on_transport_error(self, txn: Transaction) -> None:
+        branch = txn.user_data
+        if isinstance(branch, Branch) and branch.final is None:
+            branch.final = make_response(branch.request, 503, "Unreachable")
+            self._check_done(branch.ctx)
+
+    def timer_c(self, ctx: Context) -> None:
+        """Timer C fired: the callee rang too long (16.8): cancel what still rings."""
+        if ctx.final_sent:
+            return
+        ctx.timed_out = True
+        for b in ctx.branches:
+            if b.final is None and not b.provisional:
+                b.final = make_response(b.request, 408)
+        self.cancel_branches(ctx)
+        self._check_done(ctx)
+
+    def cancel_branches(self, ctx: Context, keep: Branch | None = None) -> None:
+        """CANCEL every pending INVITE branch but ``keep``: at once when it answered with a
+        provisional response, else as soon as it does (9.1)."""
+        for b in ctx.branches:
+            if b is keep or b.final is not None or b.request.method != "INVITE":
+                continue
+            if b.provisional:
+                self._send_cancel(b)
+            else:
+                b.cancel_pending = True
+
+    def _send_cancel(self, b: Branch) -> None:
+        b.cancel_pending = False
+        cancel = make_cancel(b.request)  # the same top Via, so the same branch
+        self.core.send_request(cancel, b.dest, b.txn.key[0] if b.txn is not None else None)
+
+    def _check_done(self, ctx: Context) -> None:
+        if ctx.final_sent or any(b.final is None for b in ctx.branches):
+            return
+        best = best_response([b.final for b in ctx.branches])  # type: ignore[misc]
+        if ctx.timed_out and best.status == 487 and not ctx.cancelled:
+            best = best.copy()
+            best.status, best.reason = 408, "Request Timeout"
+        if best.vias and best.vias[0].branch != ctx.request.vias[0].branch:
+            # synthesized from our own branch request: rebuild it for the upstream side
+            best = make_response(ctx.request, best.status, best.reason, to_tag=new_tag(),
+                                 headers=[(n, v) for n, v in best.headers.items()
+                                          if n.lower() in ("www-authenticate", "proxy-authenticate")])
+        self.final(ctx, best)
+
+    def final(self, ctx: Context, response: Response) -> None:
+        """Send the final ``response`` of a forwarded request upstream (once)."""
+        ctx.final_sent = True
+        self._stop_timer(ctx)
+        if ctx.request.method == "INVITE":
+            self._media_release(ctx.request)
+        self._respond(ctx.txn, response)
+        self._call_log(ctx, response)
+
+    @staticmethod
+    def _stop_timer(ctx: Context) -> None:
+        if ctx.timer is not None:
+            ctx.timer.cancel()
+            ctx.timer = None
+
+    def forward_stray(self, response: Response) -> None:
+        """A 2xx retransmission with no transaction left: forward along the Via (16.7)."""
+        if not 200 <= response.status < 300 or not response.headers.get("via"):
+            return
+        via = response.vias[0]
+        host = via.received or via.host.strip("[]")
+        port = via.rport if isinstance(via.rport, int) and via.rport is not True else (via.port or 5060)
+        transport = via.transport.lower()
+        if transport not in ("udp", "tcp", "tls") or not is_ip(host):
+            return
+        self.core.transports.send(response.to_bytes(), Peer(transport, host, int(port)))
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    @staticmethod
+    def _call_log(ctx: Context, response: Response) -> None:
+        if ctx.request.method != "INVITE" or ctx.request.to.tag is not None:
+            return
+        log.info("call %s -> %s: %d %s (%d branch%s, call-id %s)", ctx.caller, ctx.callee,
+                 response.status, response.reason, len(ctx.branches),
+                 "" if len(ctx.branches) == 1 else "es", ctx.request.call_id)
+
+    def _dialog_confirmed(self, ctx: Context, branch: Branch, response: Response) -> None:
+        req = ctx.request
+        try:
+            rr = ", ".join(response.headers.getall("record-route"))
+            info = DialogInfo(
+                call_id=req.call_id or "", from_tag=req.from_.tag or "", to_tag=response.to.tag or "",
+                caller=ctx.caller, callee=ctx.callee,
+                caller_contact=req.headers.get("contact") or "",
+                callee_contact=response.headers.get("contact") or "",
+                caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
+                callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
+                media_relay=self._relay_of(req.call_id or ""),
+            )
+        except ParseError:
+            return
+        self.dialogs.confirmed(info)
+
+    # -- media relay seam (the answer side; the offer side is the proxy's) --------------
+
+    def _relay_of(self, call_id: str) -> str:
+        relays = getattr(self.media, "relays", None)
+        return (relays.relay_of(call_id) or "") if relays is not None else ""
+
+    def _media_answer(self, ctx: Context, response: Response) -> None:
+        if self.media is not None:
+            self.media.answer(self.proxy, ctx.request, response)
