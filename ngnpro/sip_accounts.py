@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from spyne import Unicode, rpc
@@ -150,6 +152,14 @@ def credentials(user: str, domain: str, password: str, store_clear: bool) -> dic
     }
 
 
+def _item(row: Any, model: Any, **values: Any) -> Any:
+    """A list item of ``row``: an ORM object for a stored account, a plain one for a
+    :class:`NewAccount` (whose lists are inserted with Core statements)."""
+    if isinstance(row, NewAccount):
+        return SimpleNamespace(**values)
+    return model(**values)
+
+
 def _set_groups(row: m.SipAccount, names: list[str]) -> None:
     wanted = []
     for i, name in enumerate(names):
@@ -158,7 +168,7 @@ def _set_groups(row: m.SipAccount, names: list[str]) -> None:
             wanted.append(g)
     keep = [g for g in row.groups if g.name in wanted]
     have = {g.name for g in keep}
-    row.groups = keep + [m.SipAccountGroup(name=g) for g in wanted if g not in have]
+    row.groups = keep + [_item(row, m.SipAccountGroup, name=g) for g in wanted if g not in have]
 
 
 def _set_prepaid(row: m.SipAccount, prepaid: bool) -> None:
@@ -166,7 +176,7 @@ def _set_prepaid(row: m.SipAccount, prepaid: bool) -> None:
     row.prepaid = prepaid
     names = row.group_names
     if prepaid and m.GROUP_PREPAID not in names:
-        row.groups.append(m.SipAccountGroup(name=m.GROUP_PREPAID))
+        row.groups.append(_item(row, m.SipAccountGroup, name=m.GROUP_PREPAID))
     elif not prepaid and m.GROUP_PREPAID in names:
         row.groups = [g for g in row.groups if g.name != m.GROUP_PREPAID]
 
@@ -208,7 +218,7 @@ def _apply_account(row: m.SipAccount | NewAccount, a: t.SipAccount, store_clear:
         row.prepaid = m.GROUP_PREPAID in row.group_names
     if a.acl is not None:
         entries = [t.acl_entry(e, f"acl[{i}]") for i, e in enumerate(a.acl) if e is not None]
-        row.acl = [m.SipAccountAcl(ip=ip, mask=mask, tag=tag) for ip, mask, tag in entries]
+        row.acl = [_item(row, m.SipAccountAcl, ip=ip, mask=mask, tag=tag) for ip, mask, tag in entries]
     if a.properties is not None:
         props: dict[str, m.SipAccountProperty] = {}
         for i, p in enumerate(a.properties):
@@ -217,7 +227,7 @@ def _apply_account(row: m.SipAccount | NewAccount, a: t.SipAccount, store_clear:
             name = t.text(p.name, f"properties[{i}].name", 128).strip()
             if not name:
                 raise t.invalid(f"properties[{i}].name", "missing")
-            props[name] = m.SipAccountProperty(
+            props[name] = _item(row, m.SipAccountProperty,
                 name=name, value=t.text(p.value, f"properties[{i}].value", 65536),
                 category=t.text(p.category, f"properties[{i}].category", 32),
                 permission=t.text(p.permission, f"properties[{i}].permission", 32),
@@ -283,10 +293,12 @@ class NewAccount:
 
 
 def add_account(
-    db: Session | Connection, scope: Scope, a: t.SipAccount | None, store_clear: bool = True
+    db: Session | Connection, scope: Scope, a: t.SipAccount | None, store_clear: bool = True,
+    before_write: Callable[[], None] | None = None,
 ) -> t.SipAccount:
     """Check everything, then INSERT the account, its lists and the change with Core
-    statements on the call's connection (``db`` may be a Session: its connection is used)."""
+    statements on the call's connection (``db`` may be a Session: its connection is used);
+    ``before_write()`` is called just before the first INSERT."""
     if a is None or a.id is None:
         raise t.invalid("account.id", "missing")
     conn = db_connection(db)
@@ -306,6 +318,8 @@ def add_account(
     reply = account_wire(row)
     # ... then written with Core statements, last: on SQLite the first INSERT takes the
     # database's write lock, held until the framework commits right after this returns
+    if before_write is not None:
+        before_write()
     try:
         _insert_account(conn, row, values)
     except IntegrityError:  # a concurrent call inserted it after our look-up
@@ -498,7 +512,7 @@ class SipAccountPort(PortService):
     @rpc(t.SipAccount, _returns=t.SipAccount)
     def addAccount(ctx, account):  # noqa: N802, N805
         c = call_context(ctx)
-        return add_account(c.connection, c.scope, account, store_clear_text(c))
+        return add_account(c.connection, c.scope, account, store_clear_text(c), before_write=c.writing)
 
     @rpc(t.SipAccount)
     def updateAccount(ctx, account):  # noqa: N802, N805

@@ -28,6 +28,7 @@ from .envelope import fault_bytes, parse_request
 from .faults import INVALID_REQUEST, NGNProError
 from .protocol import RpcEncodedSoap11
 from .service import PortService
+from .writelock import WriteLock
 
 log = logging.getLogger("ngnpro.soap")
 
@@ -42,12 +43,15 @@ class Runtime:
     sessionmaker: Any
     engine: Any = None
     connections: Any = None
+    write_lock: Any = None
 
     def __post_init__(self) -> None:
         if self.engine is None and self.sessionmaker is not None:
             self.engine = self.sessionmaker.kw["bind"]
         if self.connections is None and self.engine is not None:
             self.connections = ConnectionCache(self.engine)
+        if self.write_lock is None:
+            self.write_lock = WriteLock(self.engine)
 
 
 class PortServer(ServerBase):

@@ -111,13 +111,21 @@ class CallContext:
     that same transaction, made on first use: hot methods that work with Core statements
     on ``connection`` alone do not pay for a Session they never use."""
 
-    __slots__ = ("connection", "scope", "config", "_session")
+    __slots__ = ("connection", "scope", "config", "_session", "_write_lock")
 
-    def __init__(self, connection: Any, scope: Scope | None, config: Config) -> None:
+    def __init__(self, connection: Any, scope: Scope | None, config: Config, write_lock: Any = None) -> None:
         self.connection = connection
         self.scope: Scope = scope  # type: ignore[assignment] - set by the framework before the method runs
         self.config = config
         self._session: Session | None = None
+        self._write_lock = write_lock
+
+    def writing(self) -> None:
+        """Call just before the call's first write statement on a hot write path: on SQLite
+        it waits for the other workers' writes (see :mod:`ngnpro.soap.writelock`); the
+        framework lets go after the commit."""
+        if self._write_lock is not None:
+            self._write_lock.acquire()
 
     @property
     def session(self) -> Session:

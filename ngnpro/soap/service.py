@@ -38,7 +38,7 @@ class PortService(ServiceBase):
         method = ctx.descriptor.name if ctx.descriptor is not None else "?"
         conn = runtime.connections.take()
         reusable = False
-        call = state.call = CallContext(conn, None, runtime.config)
+        call = state.call = CallContext(conn, None, runtime.config, runtime.write_lock)
         try:
             conn.begin()
             if cls.__requires_auth__:
@@ -64,6 +64,7 @@ class PortService(ServiceBase):
             log.exception("%s: unexpected error", method)
             raise NGNProError(SERVER_ERROR, "Internal server error") from None
         finally:
+            runtime.write_lock.release()  # after the commit or rollback
             if call.session_open:
                 call.session.close()
             runtime.connections.give(conn, reusable)
