@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from .uri import (
+from .grammar import (
+    _SIMPLE_PARAMS_RE,
     Params,
     ParseError,
     _params,
     _remember,
     _simple_items,
+    _with_unique_param,
     check_ipv6_reference,
     is_token,
     parse_params,
@@ -483,8 +485,55 @@ def parse_via(value: str) -> Via:
     return via
 
 
+_SENT_BY_CACHE: dict[str, tuple] = {}
+_SENT_BY_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?\Z"
+)
+
+
+_VIA_SHAPES: dict[str, tuple] = {}
+
+
 def _via_parts(value: str) -> tuple:
-    """(protocol, transport, host, port, params items, params text) of a Via value."""
+    """(protocol, transport, host, port, params items, params text) of a Via value.
+
+    A new branch on a client's usual Via costs no parsing beyond finding it (the rest is
+    remembered per client, `_with_unique_param`); otherwise `_plain_via_parts`."""
+    if '"' not in value:
+        parts = _with_unique_param(value, ";branch=", 4, _VIA_SHAPES, _plain_via_parts)
+        if parts is not None:
+            return parts
+    return _plain_via_parts(value)
+
+
+def _plain_via_parts(value: str) -> tuple:
+    """(protocol, transport, host, port, params items, params text) of a Via value.
+
+    The sent-protocol and sent-by (``SIP/2.0/UDP 192.0.2.1:5060``) come back with every
+    request of a client and are remembered apart from the parameters (a new branch each
+    time); parameters without LWS or quotes are split without the general parser.
+    """
+    sent, semi, ptext = value.partition(";")
+    head = _SENT_BY_CACHE.get(sent)
+    if head is None:
+        m = _SENT_BY_RE.match(sent)
+        if m is not None:
+            transport, host, port_text = m.groups()
+            if host[0] == "[":
+                check_ipv6_reference(host)
+            port = int(port_text) if port_text is not None else None
+            if port is not None and port > 65535:
+                raise ParseError(400, "Bad Via Port")
+            head = ("SIP/2.0", transport.upper(), host, port)
+            _remember(_SENT_BY_CACHE, sent, head)
+    if head is not None and (not semi or _SIMPLE_PARAMS_RE.match(ptext := semi + ptext)):
+        if not semi:
+            return (*head, (), None)
+        return (*head, _simple_items(ptext), ptext)
+    return _slow_via_parts(value)
+
+
+def _slow_via_parts(value: str) -> tuple:
     m = _FAST_VIA_RE.match(value)
     if m is not None:  # the common shape, in one regex
         transport, host, port_text, ptext = m.groups()

@@ -5,6 +5,14 @@ what every element needs before it may act on a request: the start line, the fie
 identify the transaction and dialog (Via, From, To, Call-ID, CSeq), Max-Forwards and
 Content-Length. Everything else stays the line it arrived in until a property or
 ``headers.get`` asks for it, and `Message.to_bytes` writes untouched lines back as they came.
+Of a response only the top Via is checked (the one a proxy reads; ``vias`` checks the others
+when asked, raising ParseError(400)).
+
+Speed (``scripts/bench/sip_parse``): a header line seen before (``Max-Forwards: 70``, a call's
+From) is indexed with one dictionary look-up (`_index`); values are parsed through bounded
+caches of immutable components (`sipproxy.grammar`), so a message of a known call costs the
+parsing of its new Via branch and little else. Unusual input (folding, bare LF, LWS, quotes)
+takes the general path, which gives the same result.
 
 Faults (RFC 4475): a malformed request raises ``ParseError(status, reason, request)`` where
 ``status`` is the answer it deserves (400, 505) and ``request`` is a best-effort `Request`
@@ -35,22 +43,22 @@ from .headers import (
     NAME_KEYS,
     TOP_VIA,
     Headers,
-    Via,
     canonical_name,
     parse_via,
     pretty_name,
     split_list,
 )
-from .uri import (
-    URI,
-    NameAddr,
-    ParseError,
-    _uri_from_parts,
-    _uri_parts,
-    is_token,
-    parse_name_addr,
-    split_quoted,
+from .msgobjects import (
+    _ENCODING,
+    _ERRORS,
+    REASONS,
+    Message,
+    Request,
+    Response,
+    _number,
+    _parse_cseq_value,
 )
+from .uri import ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
 
 __all__ = [
     "ParseError",
@@ -69,394 +77,13 @@ __all__ = [
 #: largest header section / message accepted on a stream before the connection is refused
 MAX_MESSAGE_SIZE = 65536
 
-REASONS = {
-    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
-    301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy",
-    380: "Alternative Service", 400: "Bad Request", 401: "Unauthorized",
-    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
-    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
-    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
-    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
-    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
-    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
-    488: "Not Acceptable Here", 491: "Request Pending", 493: "Undecipherable",
-    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
-    513: "Message Too Large", 600: "Busy Everywhere", 603: "Decline",
-    604: "Does Not Exist Anywhere", 606: "Not Acceptable",
-}
-
 #: fields that may appear once only (RFC 4475 3.3.8 / 3.3.9)
 _SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)\Z", re.IGNORECASE)
-_ENCODING = "utf-8"
-_ERRORS = "surrogateescape"
-_partition = str.partition
-_KNOWN_METHODS = frozenset((
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
-    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
-))
 
 
 def _decode(data: bytes) -> str:
     return data.decode(_ENCODING, _ERRORS)
-
-
-def _number(text: str) -> bool:
-    """ASCII digits only (``str.isdigit`` alone admits superscripts ``int`` refuses)."""
-    return text.isdigit() and text.isascii()
-
-
-def _parse_cseq_value(value: str) -> tuple[int, str]:
-    number, sp, method = value.partition(" ")
-    if sp and number.isdigit() and number.isascii() and len(number) <= 9 and (
-            method in _KNOWN_METHODS):
-        return int(number), method  # the common shape: "314159 INVITE"
-    parts = value.split()
-    if len(parts) != 2 or not _number(parts[0]) or len(parts[0]) > 10:
-        raise ParseError(400, "Bad CSeq")
-    number = int(parts[0])
-    if number > 0x7FFFFFFF or not is_token(parts[1]):
-        raise ParseError(400, "Bad CSeq")
-    return number, parts[1]
-
-
-def _parse_max_forwards(value: str) -> int:
-    if not _number(value) or len(value) > 10 or int(value) > 255:
-        raise ParseError(400, "Bad Max-Forwards")
-    return int(value)
-
-
-class Message:
-    """Common part of requests and responses: header fields, body, parsed views."""
-
-    __slots__ = ("headers", "body")
-
-    def __init__(self, headers: Headers | Iterable[tuple[str, str]] | None, body: bytes) -> None:
-        if headers is None:
-            headers = Headers()
-        elif not isinstance(headers, Headers):
-            headers = Headers(headers)
-        self.headers = headers
-        self.body = body
-
-    def _view(self, key: str, build):
-        """``build()``, remembered until the fields named ``key`` change (or are replaced)."""
-        h = self.headers
-        views = h._views
-        if views is None:
-            views = h._views = {}
-        else:
-            value = views.get(key)
-            if value is not None:
-                return value
-        value = build()
-        views[key] = value
-        return value
-
-    # -- parsed views of the common fields ----------------------------------------------
-    @property
-    def vias(self) -> list[Via]:
-        views = self.headers._views
-        if views is not None:
-            value = views.get("via")
-            if value is not None:
-                return value
-        return self._view("via", self._parse_vias)
-
-    def _parse_vias(self) -> list[Via]:
-        values = self._list_strict("via")
-        if not values:
-            return []
-        views = self.headers._views
-        top = views.get(TOP_VIA) if views else None
-        if top is None:
-            top = parse_via(values[0])
-            if views is not None:
-                views[TOP_VIA] = top
-        return [top, *[parse_via(v) for v in values[1:]]]
-
-    @property
-    def top_via(self) -> Via:
-        """The first Via value, parsed alone (``vias`` parses every one); the same object as
-        ``vias[0]``. ParseError(400) when there is none or it is malformed."""
-        h = self.headers
-        views = h._views
-        if views is None:
-            views = h._views = {}
-        else:
-            value = views.get(TOP_VIA)
-            if value is not None:
-                return value
-            vias = views.get("via")
-            if vias:
-                views[TOP_VIA] = vias[0]
-                return vias[0]
-        first = h._first("via")
-        if first is None:
-            raise ParseError(400, "Missing Via")
-        if not first or "," in first:
-            first = self._list_strict("via")[0]
-        value = views[TOP_VIA] = parse_via(first)
-        return value
-
-    def _list_strict(self, key: str) -> list[str]:
-        """Values of a list field; an empty element (``a,,b``) is a 400 (RFC 4475 3.1.2.1)."""
-        out: list[str] = []
-        for value in self.headers.raw(key):
-            if value and "," not in value:
-                out.append(value)
-                continue
-            for part in split_quoted(value, ","):
-                part = part.strip()
-                if not part:
-                    raise ParseError(400, "Empty " + key.title() + " Value")
-                out.append(part)
-        return out
-
-    @property
-    def call_id(self) -> str | None:
-        h = self.headers
-        views = h._views
-        if views is not None:
-            value = views.get("call-id")
-            if value is not None:
-                return value
-        return h._first("call-id")
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        views = self.headers._views
-        if views is not None:
-            value = views.get("cseq")
-            if value is not None:
-                return value
-        return self._view("cseq", self._parse_cseq)
-
-    def _parse_cseq(self) -> tuple[int, str]:
-        value = self.headers._first("cseq")
-        if value is None:
-            raise ParseError(400, "Missing CSeq")
-        return _parse_cseq_value(value)
-
-    @property
-    def from_(self) -> NameAddr:
-        views = self.headers._views
-        if views is not None:
-            value = views.get("from")
-            if value is not None:
-                return value
-        return self._view("from", lambda: self._name_addr("from"))
-
-    @property
-    def to(self) -> NameAddr:
-        views = self.headers._views
-        if views is not None:
-            value = views.get("to")
-            if value is not None:
-                return value
-        return self._view("to", lambda: self._name_addr("to"))
-
-    def _name_addr(self, key: str) -> NameAddr:
-        value = self.headers._first(key)
-        if value is None:
-            raise ParseError(400, f"Missing {key.title()} Header")
-        return parse_name_addr(value)
-
-    @property
-    def contacts(self) -> list[NameAddr] | str:
-        """Contact values; the string ``"*"`` for the REGISTER wildcard."""
-        def build():
-            values = self._list_strict("contact")
-            if len(values) == 1 and values[0] == "*":
-                return "*"
-            return [parse_name_addr(v) for v in values]
-
-        return self._view("contact", build)
-
-    @property
-    def routes(self) -> list[NameAddr]:
-        return self._view(
-            "route", lambda: [parse_name_addr(v) for v in self._list_strict("route")]
-        )
-
-    @property
-    def record_routes(self) -> list[NameAddr]:
-        return self._view(
-            "record-route",
-            lambda: [parse_name_addr(v) for v in self._list_strict("record-route")],
-        )
-
-    @property
-    def max_forwards(self) -> int | None:
-        """Max-Forwards (0-255); None when absent. Malformed: ParseError(400)."""
-        h = self.headers
-        views = h._views
-        if views is not None:
-            value = views.get("max-forwards")
-            if value is not None:
-                return value if value >= 0 else None
-        text = h._first("max-forwards")
-        value = -1 if text is None else _parse_max_forwards(text)
-        if views is None:
-            views = h._views = {}
-        views["max-forwards"] = value
-        return value if value >= 0 else None
-
-    @property
-    def expires(self) -> int | None:
-        """Expires header (delta-seconds); None when absent, malformed or over 2**32-1."""
-        value = self.headers._first("expires")
-        if value is None or not _number(value) or len(value) > 10 or int(value) > 0xFFFFFFFF:
-            return None
-        return int(value)
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers._first("content-length")
-        if value is None:
-            return None
-        if not _number(value) or len(value) > 10:
-            raise ParseError(400, "Bad Content-Length")
-        return int(value)
-
-    # -- serialisation ---------------------------------------------------------------
-    def _start_line(self) -> str:
-        raise NotImplementedError
-
-    def to_bytes(self) -> bytes:
-        """Serialise; Content-Length is always written and always equals len(body).
-
-        Field lines nobody changed are written as they arrived."""
-        return _serialise(self._start_line(), self.headers, self.body)
-
-    def __bytes__(self) -> bytes:
-        return self.to_bytes()
-
-
-def _serialise(start: str, h: Headers, body: bytes) -> bytes:
-    lines = h._lines
-    views = h._views
-    if views and views.get(CL_OK) == len(body):  # Content-Length as parsed, still right
-        head = start + "\r\n" + "\r\n".join(lines) + "\r\n\r\n"
-    elif lines and "content-length" not in h._keys:
-        head = start + "\r\n" + "\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n"
-    else:
-        head = start + "\r\n" + "\r\n".join(_with_content_length(h, len(body))) + "\r\n\r\n"
-    data = head.encode(_ENCODING, _ERRORS)
-    return data + body if body else data
-
-
-def _with_content_length(h: Headers, length: int) -> list[str]:
-    """The field lines with exactly one Content-Length, of ``length`` (a copy)."""
-    keys = h._keys
-    lines = list(h._lines)
-    n = keys.count("content-length")
-    if n == 0:
-        lines.append(f"Content-Length: {length}")
-        return lines
-    i = keys.index("content-length")
-    lines[i] = f"{h._name(i)}: {length}"
-    if n > 1:
-        lines = [line for j, (k, line) in enumerate(zip(keys, lines, strict=True))
-                 if j <= i or k != "content-length"]
-    return lines
-
-
-class Request(Message):
-    """A SIP request. ``uri`` is parsed when first read (the proxy may never need it)."""
-
-    __slots__ = ("method", "_uri", "_uri_text", "version")
-
-    def __init__(
-        self,
-        method: str,
-        uri: URI | str,
-        headers: Headers | Iterable[tuple[str, str]] | None = None,
-        body: bytes = b"",
-        version: str = "SIP/2.0",
-    ) -> None:
-        super().__init__(headers, body)
-        self.method = method
-        self.version = version
-        if isinstance(uri, URI):
-            self._uri: URI | None = uri
-            self._uri_text: str | None = None
-        else:
-            self._uri = None
-            self._uri_text = uri
-
-    @property
-    def uri(self) -> URI:
-        u = self._uri
-        if u is None:
-            u = self._uri = _uri_from_parts(_uri_parts(self._uri_text or ""))
-        return u
-
-    @uri.setter
-    def uri(self, value: URI | str) -> None:
-        if isinstance(value, URI):
-            self._uri, self._uri_text = value, None
-        else:
-            self._uri, self._uri_text = None, value
-
-    def _start_line(self) -> str:
-        uri = self._uri_text if self._uri is None else str(self._uri)
-        return f"{self.method} {uri} {self.version}"
-
-    def copy(self) -> Request:
-        """An independent copy (headers and URI), for forwarding."""
-        r = Request.__new__(Request)
-        r.headers = self.headers.copy()
-        r.body = self.body
-        r.method = self.method
-        r.version = self.version
-        u = self._uri
-        if u is None:
-            r._uri = None
-            r._uri_text = self._uri_text or ""
-        else:
-            text = u._parsed_text()
-            if text is not None:  # unchanged: the copy parses it again if it needs it
-                r._uri = None
-                r._uri_text = text
-            else:
-                r._uri = u.copy()
-                r._uri_text = None
-        return r
-
-    def __repr__(self) -> str:
-        return f"<Request {self._start_line()}>"
-
-
-class Response(Message):
-    """A SIP response."""
-
-    __slots__ = ("status", "reason", "version")
-
-    def __init__(
-        self,
-        status: int,
-        reason: str | None = None,
-        headers: Headers | Iterable[tuple[str, str]] | None = None,
-        body: bytes = b"",
-        version: str = "SIP/2.0",
-    ) -> None:
-        super().__init__(headers, body)
-        self.status = status
-        self.reason = REASONS.get(status, "Unknown") if reason is None else reason
-        self.version = version
-
-    def _start_line(self) -> str:
-        return f"{self.version} {self.status} {self.reason}"
-
-    def copy(self) -> Response:
-        return Response(self.status, self.reason, self.headers.copy(), self.body, self.version)
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status} {self.reason}>"
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -477,25 +104,57 @@ def _split_head(data: bytes) -> tuple[list[str], bytes]:
     return text.split("\n"), b""
 
 
+#: whole header line -> canonical key, for lines that come back (``Max-Forwards: 70``, the
+#: From of a call ...): one look-up instead of cutting the name out (bounded)
+_LINE_KEYS: dict[str, str] = {}
+_line_key = _LINE_KEYS.get
+_LINE_KEYS_MAX = 8192
+#: fields whose lines hardly ever come back (a new branch, nonce or response each time)
+_ONCE = frozenset(("via", "authorization", "proxy-authorization", "www-authenticate",
+                   "proxy-authenticate", "date", "timestamp"))
+
+
 def _index(lines: list[str]) -> tuple[list[str], list[str], str | None]:
     """Header lines -> (canonical keys, lines, fault).
 
-    One dictionary look-up per line when the names are ones seen before; a malformed line
-    is left out and reported as the fault, so that a request can still be answered (400)
-    from the lines that were good. Folded lines go to `_index_folded`.
+    A line seen before costs one dictionary look-up, a new line with a known name two; a
+    malformed line is left out and reported as the fault, so that a request can still be
+    answered (400) from the lines that were good. Folded lines go to `_index_folded`.
     """
-    get = NAME_KEYS.get
-    keys = [get(n) if c else None for n, c, _ in map(_partition, lines, repeat(":"))]
+    keys = list(map(_line_key, lines))
     if None not in keys:
         return keys, lines, None
+    name_key = NAME_KEYS.get
+    remember = len(_LINE_KEYS) < _LINE_KEYS_MAX
+    i = 0
+    for key in keys:
+        if key is None:
+            line = lines[i]
+            name, colon, _ = line.partition(":")
+            key = name_key(name) if colon else None
+            if key is None:
+                return _index_checked(lines)
+            keys[i] = key
+            if remember and key not in _ONCE and len(line) <= 256:
+                _LINE_KEYS[line] = key
+        i += 1
+    if not remember:
+        _LINE_KEYS.clear()
+    return keys, lines, None
+
+
+def _index_checked(lines: list[str]) -> tuple[list[str], list[str], str | None]:
+    """`_index` for lines with a name not seen before: check each one."""
     good_keys: list[str] = []
     good_lines: list[str] = []
     fault = None
-    for key, line in zip(keys, lines, strict=True):
+    get = NAME_KEYS.get
+    for line in lines:
+        name, colon, _ = line.partition(":")
+        key = get(name) if colon else None
         if key is None:
             if line[:1] in (" ", "\t"):
                 return _index_folded(lines)
-            name, colon, _ = line.partition(":")
             name = name.rstrip()
             if not colon or not name or not is_token(name):
                 fault = "Bad Header Line"
@@ -564,26 +223,30 @@ def parse_message(data: bytes) -> Request | Response:
     return _parse_request(start, lines[1:], _index_folded, rest, 0)
 
 
+#: one letter per field `_check_fields` looks at ("x": any other)
+_CODES = {"via": "v", "from": "f", "to": "t", "call-id": "i", "cseq": "c", "content-length": "l",
+          "max-forwards": "m"}
+_code_of = _CODES.get
+
+
 def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> None:
     """Frame the body and check the fields every element relies on.
 
     Content-Length (single, numeric, not beyond the datagram: RFC 4475 3.1.2.2/3.1.2.3/3.3.9),
     single-valued fields not repeated (3.3.8), Via/From/To/Call-ID/CSeq present and well
-    formed. The parsed values are left in the header fields' views.
+    formed (for a response: the top Via; a proxy never reads the others, ``vias`` checks them
+    when asked). The parsed values are left in the header fields' views.
     """
     h = msg.headers
     keys = h._keys
     lines = h._lines
-    n = len(keys)
-    # key -> index of its first line
-    first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
-    if len(first) != n:
-        for key in _SINGLE:
-            if keys.count(key) > 1:
-                raise ParseError(status, f"Multiple {pretty_name(key)} Values")
+    codes = "".join(map(_code_of, keys, repeat("x")))  # the fields' order, searchable in C
+    for code in "fticlm":
+        if codes.count(code) > 1:
+            raise ParseError(status, f"Multiple {pretty_name(keys[codes.index(code)])} Values")
     views: dict = {}
-    i = first.get("content-length")
-    if i is not None:
+    i = codes.find("l")
+    if i >= 0:
         cl = lines[i].partition(":")[2].strip()
         if not cl.isdigit() or not cl.isascii() or len(cl) > 10:
             raise ParseError(status, "Bad Content-Length")
@@ -595,26 +258,26 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
             views[CL_OK] = length
     else:
         msg.body = data[body_start:]
-    i_from = first.get("from")
-    i_to = first.get("to")
-    i_call = first.get("call-id")
-    i_cseq = first.get("cseq")
-    if i_from is None or i_to is None or i_call is None or i_cseq is None:
+    i_from = codes.find("f")
+    i_to = codes.find("t")
+    i_call = codes.find("i")
+    i_cseq = codes.find("c")
+    if i_from < 0 or i_to < 0 or i_call < 0 or i_cseq < 0:
         for key in ("from", "to", "call-id", "cseq"):
-            if key not in first:
+            if key not in keys:
                 raise ParseError(status, "Missing Required Header: " + pretty_name(key))
-    i_via = first.get("via")
-    if i_via is None:
+    i_via = codes.find("v")
+    if i_via < 0:
         raise ParseError(status, "Missing Required Header: Via")
     call_id = lines[i_call].partition(":")[2].strip()
     if not call_id:
         raise ParseError(status, "Empty Call-ID")
     views["call-id"] = call_id
     views["cseq"] = _parse_cseq_value(lines[i_cseq].partition(":")[2].strip())
-    views["from"] = parse_name_addr(lines[i_from].partition(":")[2].strip())
-    views["to"] = parse_name_addr(lines[i_to].partition(":")[2].strip())
-    i = first.get("max-forwards")
-    if i is not None:
+    views["from"] = name_addr_parts(lines[i_from].partition(":")[2].strip())
+    views["to"] = name_addr_parts(lines[i_to].partition(":")[2].strip())
+    i = codes.find("m")
+    if i >= 0:
         mf = lines[i].partition(":")[2].strip()
         if mf.isdigit() and mf.isascii() and len(mf) <= 3 and int(mf) <= 255:
             views["max-forwards"] = int(mf)
@@ -623,11 +286,16 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
         views["max-forwards"] = -1
     h._views = views
     via = lines[i_via].partition(":")[2].strip()
-    if "," not in via and keys.count("via") == 1:
+    if "," not in via:
         top = views[TOP_VIA] = parse_via(via)
-        views["via"] = [top]
-    else:
-        msg.vias  # noqa: B018 - parse, raising ParseError when malformed
+        if codes.count("v") == 1:
+            views["via"] = [top]
+            return
+    elif status == 0:  # a response: the top Via only
+        views[TOP_VIA] = parse_via(split_quoted(via, ",")[0].strip())
+        return
+    if status:
+        msg.vias  # noqa: B018 - parse them all, raising ParseError when one is malformed
 
 
 def _parse_request(start: str, lines: list[str], index, data: bytes, body_start: int) -> Request:
