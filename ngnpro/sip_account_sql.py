@@ -1,5 +1,5 @@
 """The statements of the hottest SipPort calls, getAccount and addAccount, prepared once
-(:mod:`ngnpro.prepared`): an account with all its lists in one query, the look-ups an
+(:mod:`ngnpro.models.prepared`): an account with all its lists in one query, the look-ups an
 addAccount makes before it writes, and its inserts.  Other account methods use the ORM.
 """
 
@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ngnpro.models import sip as m
 from ngnpro.models.changes import ChangeLogEntry
-from ngnpro.prepared import Prepared, supports_returning
+from ngnpro.models.prepared import Prepared, supports_returning
 
 ACCOUNTS = m.SipAccount.__table__
 _G, _A, _P = m.SipAccountGroup, m.SipAccountAcl, m.SipAccountProperty

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, insert, or_, selec
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ngnpro.models import Dialog
+from ngnpro.models import Compiled, Dialog, datetime_bind
 from ngnpro.models.base import utcnow
 
 log = logging.getLogger("sipproxy.dialog")
@@ -47,7 +47,8 @@ class DialogInfo:
 
 
 _T = Dialog.__table__
-# Core statements, compiled once per dialect (see _Statement) and run as bulk executemany
+# Core statements, compiled once per dialect (ngnpro.models.Compiled: parameters picked out
+# without processors, the datetimes are converted once per batch) and run as bulk executemany
 _REPLACE = delete(_T).where(_T.c.call_id == bindparam("c"), _T.c.from_tag == bindparam("f"))
 _INSERT = insert(_T)
 _INSERT_KEYS = tuple(c.key for c in _T.c if c.key != "id")
@@ -59,26 +60,6 @@ _ENDED = delete(_T).where(
 
 def _clip(value: str, n: int) -> str:
     return value[:n]
-
-
-class _Statement:
-    """A Core statement's SQL text for one dialect and the order of its parameters: run
-    with ``exec_driver_sql``, a batch costs the driver's executemany and no per-row work
-    in SQLAlchemy (which was most of a dialog write)."""
-
-    __slots__ = ("sql", "names", "positional")
-
-    def __init__(self, stmt: Any, dialect: Any, keys: tuple[str, ...] | None = None) -> None:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
-        self.sql: str = compiled.string
-        self.positional = bool(compiled.positional)
-        self.names = tuple(compiled.positiontup if self.positional else compiled.bind_names.values())
-
-    def params(self, rows: list[dict]) -> list:
-        names = self.names
-        if self.positional:
-            return [tuple([row[n] for n in names]) for row in rows]
-        return [{n: row[n] for n in names} for row in rows]
 
 
 def _engine_of(session_factory: Any) -> Engine:
@@ -106,11 +87,10 @@ class DialogStore:
         self._session_factory = session_factory
         self._engine = _engine_of(session_factory)
         dialect = self._engine.dialect
-        self._replace = _Statement(_REPLACE, dialect)
-        self._insert = _Statement(_INSERT, dialect, _INSERT_KEYS)
-        self._ended = _Statement(_ENDED, dialect)
-        dt_type = _T.c.start_time.type.dialect_impl(dialect)
-        self._dt_in = dt_type.bind_processor(dialect)  # SQLite keeps datetimes as text
+        self._replace = Compiled(_REPLACE, dialect, process=False)
+        self._insert = Compiled(_INSERT, dialect, _INSERT_KEYS, process=False)
+        self._ended = Compiled(_ENDED, dialect, process=False)
+        self._dt_in = datetime_bind(_T.c.start_time.type, dialect)  # SQLite keeps datetimes as text
         self.flush_interval = flush_interval
         self._queue: list[tuple[str, object]] = []
         self._greenlet = None
@@ -215,10 +195,10 @@ class DialogStore:
                 ended.append({"c": _clip(call_id, 255), "a": tag_a or tag_b, "b": tag_b or tag_a})
         if rows:
             if not optimistic:
-                conn.exec_driver_sql(self._replace.sql, self._replace.params(rows))
-            conn.exec_driver_sql(self._insert.sql, self._insert.params(rows))
+                conn.exec_driver_sql(self._replace.sql, self._replace.bind_many(rows))
+            conn.exec_driver_sql(self._insert.sql, self._insert.bind_many(rows))
         if ended:
-            conn.exec_driver_sql(self._ended.sql, self._ended.params(ended))
+            conn.exec_driver_sql(self._ended.sql, self._ended.bind_many(ended))
 
     def start(self) -> None:
         import gevent

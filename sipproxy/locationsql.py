@@ -3,9 +3,11 @@
 Why not ``Connection.execute``: per statement, SQLAlchemy's execution context (cache key,
 parameter processing, result metadata) cost several times what SQLite itself spends on a
 REGISTER's SELECT and UPDATE.  The statements are still SQLAlchemy Core, compiled by the
-engine's dialect (so quoting, placeholders and PostgreSQL's casts are the dialect's own);
-only the few conversions the location table needs (datetimes in and out, SQLite keeping
-them as text) are done here with the dialect's own processors.
+engine's dialect (so quoting, placeholders and PostgreSQL's casts are the dialect's own) by
+:class:`ngnpro.models.prepared.Compiled`; their parameters are bound without processors
+(one ``itemgetter`` call): the only conversion the location table needs, datetimes in and
+out (SQLite keeping them as text), is done here once per value with the dialect's own
+processors.
 
 Connections are taken from the engine's pool once, detached from it (they are ours to
 keep) and put in autocommit mode: a look-up is one statement without a transaction around
@@ -16,7 +18,6 @@ of a REGISTER is atomic against other processes) .. ``COMMIT``.
 from __future__ import annotations
 
 import datetime as _dt
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
-from ngnpro.models import Location
+from ngnpro.models import Compiled, Location, datetime_bind
 
 _T = Location.__table__
 #: column name -> index in a row of ``select_aor`` / ``select_live``
@@ -53,32 +54,6 @@ def to_datetime(ts: float) -> _dt.datetime:
 
 def to_epoch(value: _dt.datetime) -> float:
     return (value - _EPOCH).total_seconds()
-
-
-def _isoformat(value: _dt.datetime) -> str:
-    return value.isoformat(" ", "microseconds")
-
-
-class Compiled:
-    """One statement's SQL text for a dialect and how to lay out its parameters."""
-
-    __slots__ = ("sql", "names", "positional", "bind")
-
-    def __init__(self, stmt: Any, dialect: Dialect, keys: tuple[str, ...] | None = None) -> None:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
-        self.sql: str = compiled.string
-        self.positional = bool(compiled.positional)
-        names = compiled.positiontup if self.positional else compiled.bind_names.values()
-        self.names: tuple[str, ...] = tuple(names)
-        #: values -> the DBAPI parameters (a tuple for ``?`` / ``%s`` styles, a dict for
-        #: named ones), picked out by one C call
-        self.bind: Callable[[Mapping[str, Any]], tuple | dict]
-        if not self.positional:
-            self.bind = lambda values, names=self.names: {n: values[n] for n in names}
-        elif len(self.names) == 1:
-            self.bind = lambda values, name=self.names[0]: (values[name],)
-        else:
-            self.bind = operator.itemgetter(*self.names)
 
 
 class RawConnection:
@@ -140,25 +115,18 @@ class LocationSQL:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self.select_aor = Compiled(_SELECT_AOR, dialect)
-        self.select_live = Compiled(_SELECT_LIVE, dialect)
-        self.update_row = Compiled(_UPDATE_ROW, dialect, _UPDATED)
-        self.insert_row = Compiled(_INSERT_ROW, dialect, _WRITTEN)
-        self.delete_id = Compiled(_DELETE_ID, dialect)
+        self.select_aor = Compiled(_SELECT_AOR, dialect, process=False)
+        self.select_live = Compiled(_SELECT_LIVE, dialect, process=False)
+        self.update_row = Compiled(_UPDATE_ROW, dialect, _UPDATED, process=False)
+        self.insert_row = Compiled(_INSERT_ROW, dialect, _WRITTEN, process=False)
+        self.delete_id = Compiled(_DELETE_ID, dialect, process=False)
         # not on the hot path: run through SQLAlchemy as usual
         self.core_delete_aor = _DELETE_AOR
         self.core_delete_expired = _DELETE_EXPIRED
         self.begin_sql = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN"
-        dt_type = _T.c.expires.type.dialect_impl(dialect)
-        self._dt_in: Callable[[Any], Any] | None = dt_type.bind_processor(dialect)
-        self._dt_out: Callable[[Any], Any] | None = dt_type.result_processor(dialect, None)
-        if self._dt_in is not None:
-            # SQLite keeps datetimes as text; when the dialect's format is ISO 8601 with
-            # microseconds (the default), ``isoformat`` writes the same text a lot faster.
-            sample = _dt.datetime(2026, 1, 2, 3, 4, 5, 0)
-            if all(self._dt_in(d) == d.isoformat(" ", "microseconds")
-                   for d in (sample, sample.replace(microsecond=7))):
-                self._dt_in = _isoformat
+        self._dt_in: Callable[[Any], Any] | None = datetime_bind(_T.c.expires.type, dialect)
+        self._dt_out: Callable[[Any], Any] | None = _T.c.expires.type.dialect_impl(dialect).result_processor(
+            dialect, None)
         dbapi = dialect.loaded_dbapi
         self._errors: tuple[type[BaseException], ...] = (dbapi.Error,)
         self._integrity: type[BaseException] = dbapi.IntegrityError

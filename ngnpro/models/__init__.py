@@ -9,6 +9,7 @@ from .customer import Customer, CustomerProperty
 from .database import make_engine, open_database, session_factory, upgrade
 from .e164 import EnumMapping, EnumNumber, EnumRange
 from .lcr import Carrier, Gateway, GatewayRule, Route
+from .prepared import Compiled, Prepared, datetime_bind, supports_returning
 from .runtime import AccountingRecord, Dialog, Location, MediaSession, contact_key
 from .sip import (
     AcceptRule,
@@ -31,11 +32,11 @@ from .zones import DnsRecord, DnsZone
 
 __all__ = [
     "AcceptRule", "AccountingRecord", "BarringPrefix", "Base", "CallDiversion", "Carrier",
-    "ChangeFeed", "ChangeLogEntry", "Config", "ConfigError", "CreditEntry", "Customer",
+    "ChangeFeed", "ChangeLogEntry", "Compiled", "Config", "ConfigError", "CreditEntry", "Customer",
     "CustomerProperty", "Dialog", "DnsRecord", "DnsZone", "EmergencyMapping", "EnumMapping",
     "EnumNumber", "EnumRange", "Gateway", "GatewayRule", "Location", "MediaSession",
-    "PhonebookEntry", "PrepaidCard", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
+    "PhonebookEntry", "PrepaidCard", "Prepared", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
     "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer",
-    "contact_key", "load_config", "make_engine", "open_database", "record_change",
-    "session_factory", "upgrade", "utcnow",
+    "contact_key", "datetime_bind", "load_config", "make_engine", "open_database", "record_change",
+    "session_factory", "supports_returning", "upgrade", "utcnow",
 ]
