@@ -275,21 +275,13 @@ def usable_domain(session: Session | Connection, scope: Scope, name: str | None,
     return row
 
 
-class NewAccount:
+class NewAccount(m.AccountNames):
     """A new account's values while they are checked, before anything is written: a plain
     object with the attributes of :class:`m.SipAccount` that :func:`_apply_account` sets
     (an ORM instance would fire instrumentation events for every one of them)."""
 
     def __init__(self, **values: Any) -> None:
         self.__dict__.update(values)
-
-    @property
-    def group_names(self) -> set[str]:
-        return {g.name for g in self.groups}
-
-    @property
-    def aor(self) -> str:
-        return f"{self.username}@{self.domain}"
 
 
 def add_account(

@@ -47,7 +47,20 @@ class SipDomain(Owned, Stamped, Base):
     )
 
 
-class SipAccount(Owned, Stamped, Base):
+class AccountNames:
+    """The names derived from an account's columns, shared by the mapped
+    :class:`SipAccount` and ngnpro's plain new-account values."""
+
+    @property
+    def group_names(self) -> set[str]:
+        return {g.name for g in self.groups}
+
+    @property
+    def aor(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+
+class SipAccount(AccountNames, Owned, Stamped, Base):
     """A subscriber, ``username@domain``."""
 
     __tablename__ = "sip_accounts"
@@ -111,13 +124,6 @@ class SipAccount(Owned, Stamped, Base):
         cascade="all, delete-orphan", passive_deletes=True, order_by="CreditEntry.id.desc()"
     )
 
-    @property
-    def group_names(self) -> set[str]:
-        return {g.name for g in self.groups}
-
-    @property
-    def aor(self) -> str:
-        return f"{self.username}@{self.domain}"
 
 
 def _account_fk() -> Mapped[int]:
