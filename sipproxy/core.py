@@ -335,6 +335,10 @@ class Core:
             self.execute(txn.receive(msg) if txn is not None else [Deliver(msg, None, inbound)])
             return
         self.execute(self.layer.receive(msg, inbound, reliable, inbound.via))
+        # handled (the TU ran in line, or blocked and came back): the server transaction
+        # keeps ``inbound`` for its resends, which need only the addresses
+        inbound.data = b""
+        inbound.via = None
 
     @staticmethod
     def _stamp_via(msg: Request, inbound: Inbound) -> None:

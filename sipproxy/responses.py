@@ -26,7 +26,7 @@ from .branches import Branch, Context, best_response, fix_nated_contact
 from .core import is_ip, token
 from .dialog import DialogInfo
 from .message import Response, make_response
-from .transaction import Transaction, make_cancel
+from .transaction import ICT, Transaction, make_cancel
 from .transport import Peer
 from .uri import ParseError
 
@@ -59,11 +59,15 @@ class Responses:
 
     def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
         if txn is None:
-            self.forward_stray(response)
+            self.forward_retransmission(response)
             return
         branch = txn.user_data
         if not isinstance(branch, Branch):
-            return  # the answer to one of our CANCELs
+            # the answer to one of our CANCELs, or a 2xx retransmission reaching an INVITE
+            # branch whose call was settled (see `release`): relayed as 16.7 step 10 says
+            if txn.machine == ICT and 200 <= response.status < 300:
+                self.forward_retransmission(response)
+            return
         ctx = branch.ctx
         status = response.status
         if branch.nat and status < 300 and ctx.request.method in DIALOG_METHODS:
@@ -95,6 +99,7 @@ class Responses:
             if first and ctx.request.method == "INVITE" and ctx.request.to.tag is None \
                     and not any(b.answered for b in ctx.branches if b is not branch):
                 self._dialog_confirmed(ctx, branch, response)
+            self.release(ctx)
             return
         if branch.final is None:
             branch.final = response
@@ -142,7 +147,10 @@ class Responses:
         self.core.send_request(cancel, b.dest, b.txn.key[0] if b.txn is not None else None)
 
     def _check_done(self, ctx: Context) -> None:
-        if ctx.final_sent or any(b.final is None for b in ctx.branches):
+        if any(b.final is None for b in ctx.branches):
+            return
+        if ctx.final_sent:
+            self.release(ctx)
             return
         best = best_response([b.final for b in ctx.branches])  # type: ignore[misc]
         if ctx.timed_out and best.status == 487 and not ctx.cancelled:
@@ -163,6 +171,25 @@ class Responses:
             self._media_release(ctx.request)
         self._respond(ctx.txn, response)
         self._call_log(ctx, response)
+        self.release(ctx)
+
+    @staticmethod
+    def release(ctx: Context) -> None:
+        """Let go of a context whose answer is sent and whose every branch has its final
+        response: what reaches its transactions from now on (retransmissions, a late
+        2xx, a CANCEL) needs none of it, and the transactions linger 32 s more."""
+        if not ctx.final_sent or any(b.final is None for b in ctx.branches):
+            return
+        txn = ctx.txn
+        if txn is not None and txn.user_data is ctx:
+            txn.user_data = None
+        for b in ctx.branches:
+            if b.txn is not None and b.txn.user_data is b:
+                b.txn.user_data = None
+            b.txn = None
+            b.ctx = None  # type: ignore[assignment]
+        ctx.branches = []
+        ctx.server_done = True
 
     @staticmethod
     def _stop_timer(ctx: Context) -> None:
@@ -181,6 +208,14 @@ class Responses:
         if transport not in ("udp", "tcp", "tls") or not is_ip(host):
             return
         self.core.transports.send(response.to_bytes(), Peer(transport, host, int(port)))
+
+    def forward_retransmission(self, response: Response) -> None:
+        """A 2xx of a call no longer in hand (settled, or its transaction gone): relayed
+        along the Via, its SDP rewritten for the media relay as the first 2xx was (the
+        relay session is found by the Call-ID and tags, which the response carries)."""
+        if self.media is not None and 200 <= response.status < 300:
+            self.media.answer(self.proxy, response, response)
+        self.forward_stray(response)
 
     # -- bookkeeping ------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ class Net:
     def send_times(self, method_or_status) -> list[float]:
         out = []
         for t, s in self.sent:
-            m = s.message
+            m = s.message if s.message is not None else parse_message(s.data)  # a settled resend
             if (isinstance(m, Request) and m.method == method_or_status) or (
                 isinstance(m, Response) and m.status == method_or_status
             ):
