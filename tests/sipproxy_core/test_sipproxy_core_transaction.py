@@ -341,6 +341,31 @@ def test_nist_absorbs_retransmissions_and_timer_j() -> None:
     assert txn.state == TERMINATED
 
 
+def test_settled_transactions_keep_bytes_not_messages() -> None:
+    """After the final response a transaction lingers (up to 32 s) only to absorb or
+    resend: it drops the parsed messages and resends the very same bytes."""
+    net = Net()
+    req = invite(method="OPTIONS")
+    net.run(net.layer.receive(wire(req)))
+    nist = net.delivered[0].transaction
+    net.run(net.layer.send_response(nist, make_response(req, 200, to_tag="o")))
+    assert nist.state == "Completed" and nist.request is None and nist.last_response is None
+    net.run(net.layer.receive(wire(req)))
+    first, again = [s for _t, s in net.sent]
+    assert again.message is None and again.data == first.data and again.dest == first.dest
+
+    client = Net()
+    inv = invite()
+    ict, actions = client.layer.send_request(inv, "dest")
+    client.run(actions)
+    busy = wire(make_response(inv, 486, to_tag="b"))
+    client.run(client.layer.receive(busy))
+    assert ict.state == "Completed" and ict.request is None and ict.ack is None
+    client.run(client.layer.receive(wire(busy)))
+    acks = [s for _t, s in client.sent if s.data.startswith(b"ACK ")]
+    assert len(acks) == 2 and acks[1].data == acks[0].data and acks[1].message is None
+
+
 def test_nist_proceeding_resends_provisional() -> None:
     net = Net()
     req = invite(method="REGISTER")

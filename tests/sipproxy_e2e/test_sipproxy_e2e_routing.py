@@ -112,6 +112,10 @@ def test_finished_transactions_unlink_context_and_branches():
             "Call-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").encode(),
             Peer("udp", "192.0.2.9", 5060), lst))
         assert parse_message(sent[-1][0]).status == 200 and sent[-1][1] == Peer("udp", "192.0.2.1", 5060)
+        # answered and every branch final: let go at once, though both linger for Timer J/K
+        assert server.state == client.state == "Completed"
+        assert server.user_data is None and client.user_data is None and ctx.branches == []
+        assert server.request is None and server.last_response is None and client.request is None
         for txn in (server, client):  # Timers J and K: both transactions end
             for timer in list(txn.timers.values()):
                 core.execute(core.layer.timer_fired(timer))
@@ -121,3 +125,35 @@ def test_finished_transactions_unlink_context_and_branches():
         assert p is core.tu
     finally:
         core.stop()
+
+
+def test_2xx_retransmission_after_the_context_is_let_go_still_reaches_the_caller():
+    """A re-INVITE's 200 settles its context at once; the callee's retransmitted 200
+    (RFC 6026: the client transaction lingers in Accepted) is relayed along the Via."""
+    from sipproxy.transport import Inbound, Peer
+
+    core = Core(["udp:127.0.0.1:5070"])
+    sent = []
+    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    p = Proxy(core, Directory(), None, SimpleNamespace(authenticator=None),
+              SimpleNamespace(ended=lambda *args: None))
+    lst = core.transports.listeners[0]
+    reinvite = _req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;lr>"]).to_bytes()
+    reinvite = reinvite.replace(b"BYE sip:", b"INVITE sip:").replace(b"2 BYE", b"2 INVITE")
+    core.on_inbound(Inbound(reinvite, Peer("udp", "192.0.2.1", 5060), lst))
+    (server,) = core.layer.server.values()
+    (client,) = core.layer.client.values()
+    (fwd, dest), = [(parse_message(d), to) for d, to in sent if d.startswith(b"INVITE ")]
+    assert dest == Peer("udp", "192.0.2.9", 5060)
+    vias = "".join(f"Via: {v}\r\n" for v in fwd.headers.getall("via"))
+    ok = (f"SIP/2.0 200 OK\r\n{vias}From: <sip:a@example.com>;tag=a\r\nTo: <sip:b@example.com>;tag=b\r\n"
+          "Call-ID: c\r\nCSeq: 2 INVITE\r\nContact: <sip:b@192.0.2.9>\r\nContent-Length: 0\r\n\r\n").encode()
+    core.on_inbound(Inbound(ok, Peer("udp", "192.0.2.9", 5060), lst))
+    assert server.state == client.state == "Accepted" and p.responses is not None
+    assert server.user_data is None and client.user_data is None
+    before = len(sent)
+    core.on_inbound(Inbound(ok, Peer("udp", "192.0.2.9", 5060), lst))  # retransmitted
+    assert len(sent) == before + 1
+    again = parse_message(sent[-1][0])
+    assert again.status == 200 and sent[-1][1] == Peer("udp", "192.0.2.1", 5060)
+    assert len(again.vias) == 1 and again.vias[0].branch == "z9hG4bKx"
