@@ -69,7 +69,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     _engine, sessions = open_database(config.database_url)
     directory = Directory(sessions, section["domains"],
                           refresh_interval=config["database"]["poll_interval"])
-    location = LocationStore(sessions)
+    location = LocationStore(sessions, write_back=section["location_write_back"])
     auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"])
     algorithms = tuple(section["digest_algorithms"]) or ("SHA-256", "MD5")
     challenge = auth.challenge

@@ -19,6 +19,25 @@ the table.  A job that would break a rule (out of order, too many contacts) fail
 before it wrote anything; a database error in a batch rolls it back and re-runs each job in
 a transaction of its own.
 
+Write-back (``write_back`` seconds, ``[sipproxy] location_write_back``; on once
+:meth:`LocationStore.start` ran): almost every REGISTER is a *refresh* -- the same contacts
+again, only their expiry, Call-ID, CSeq, User-Agent and modification time change -- and its
+transaction (a write lock, an UPDATE, a COMMIT) was most of the location's CPU.  Like
+Kamailio's usrloc write-back mode, a pure refresh is decided on one plain read of the
+address-of-record's rows and its new values wait in memory (``pending``, by row id) to be
+written by one greenlet every ``write_back`` seconds, in one transaction, never over a row
+another worker or proxy wrote later.  Pure means: nothing removed, every contact already
+has a live row whose stored expiry is more than ``2 * write_back + 5`` seconds away (so the
+row is still in the table when its new values arrive), nothing a route depends on changes
+(received, socket, path, q, instance ...), and no RFC 5626 instance replaces another row;
+anything else is written through as before, after applying the address-of-record's
+pending values in its own transaction.  This store reads its own pending values (look-ups,
+the next REGISTER's checks); other workers and proxies see the previous expiry until the
+flush -- a binding they still consider alive, so nothing they route changes.  A crash loses
+at most ``write_back`` seconds of refreshes: those bindings keep their previous, shorter
+expiry in the table (the phone refreshes again before it), none is lost.  A failed flush
+keeps the values for the next one; :meth:`LocationStore.stop` flushes what is pending.
+
 Times: the table keeps naive UTC datetimes; this module speaks epoch seconds (``float``) so
 the registrar's arithmetic stays simple and testable with a fake clock.
 """
@@ -29,12 +48,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ngnpro.models import contact_key
+from ngnpro.models import Compiled, contact_key
 
 from .locationsql import COL, LocationSQL, RawConnection, Row
 
@@ -129,7 +149,7 @@ class LocationStore:
     BATCH = 64
 
     def __init__(self, session_factory: Callable[[], Session] | Engine, clock: Callable[[], float] = time.time,
-                 *, group_commit: bool | None = None) -> None:
+                 *, group_commit: bool | None = None, write_back: float = 0.0) -> None:
         if isinstance(session_factory, Engine):
             self._engine = session_factory
         elif isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
@@ -149,9 +169,23 @@ class LocationStore:
         self._idle: list[RawConnection] = []
         self._queue: list[_Job] = []
         self._wake = None  # gevent Event, set when the queue is not empty
-        #: counters for tests and benchmarks: transactions committed, jobs applied
+        #: seconds between write-backs of pending refreshes (0: every REGISTER written through)
+        self.write_back = write_back
+        #: refreshes go to ``_pending`` (set by start() if write_back > 0; a test may set it)
+        self.deferring = False
+        self._flusher = None
+        #: (username, domain) -> row id -> the new values of a pending refresh (bind
+        #: parameters of ``refresh_row``, plus ``at``: the refresh's time in epoch seconds)
+        self._pending: dict[tuple[str, str], dict[int, dict]] = {}
+        #: (username, domain) -> write-through jobs queued or running for it; how many started
+        self._busy: dict[tuple[str, str], int] = {}
+        self._writes = 0
+        #: counters for tests and benchmarks: transactions committed, jobs applied,
+        #: refreshes deferred, refreshes written back
         self.commits = 0
         self.jobs = 0
+        self.refreshes = 0
+        self.written_back = 0
 
     # -- connections ------------------------------------------------------------------------
 
@@ -175,10 +209,23 @@ class LocationStore:
         """The live bindings of ``username@domain``, best first (q, then most recent)."""
         now = self._clock()
         sql = self._sql
+        aor = (username, domain.lower())
+        if aor not in self._pending:
+            rows = self._read(sql.select_live, {"u": username, "d": aor[1], "now": sql.time_in(now)})
+            return _order(_binding(sql, r) for r in rows)
+        # our own refreshes not written yet: they decide which rows are alive
+        rows = self._overlay(aor, self._read(sql.select_aor, {"u": username, "d": aor[1]}))
+        time_out = sql.time_out
+        return _order(_binding(sql, r) for r in rows if time_out(r[_EXPIRES]) > now)
+
+    def _read(self, stmt: Compiled, values: dict) -> list[Row]:
+        """One statement outside a transaction, retried once on a fresh connection when the
+        kept one was lost (a database server restart, an idle timeout)."""
+        sql = self._sql
         for attempt in (1, 2):
             conn = self._checkout()
             try:
-                rows = conn.query(sql.select_live, {"u": username, "d": domain.lower(), "now": sql.time_in(now)})
+                rows = conn.query(stmt, values)
             except BaseException as exc:
                 lost = conn.failed(exc)
                 if lost and attempt == 1:
@@ -188,8 +235,31 @@ class LocationStore:
                     raise
                 raise wrapped from exc
             self._checkin(conn)
-            return _order(_binding(sql, r) for r in rows)
+            return rows
         raise AssertionError("unreachable")
+
+    def _overlay(self, aor: tuple[str, str], rows: list[Row]) -> list[Row]:
+        """``rows`` of ``aor`` with this store's pending refreshes in place of the columns
+        they change -- unless the table has a later write (another worker's or proxy's),
+        which then wins here as it will in the flush."""
+        pending = self._pending.get(aor)
+        if not pending:
+            return rows
+        time_out = self._sql.time_out
+        out = []
+        for r in rows:
+            p = pending.get(r[_ID])
+            if p is not None:
+                if time_out(r[_MODIFIED]) > p["at"]:
+                    del pending[r[_ID]]
+                else:
+                    r = list(r)
+                    r[_EXPIRES], r[_CALL_ID], r[_CSEQ] = p["expires"], p["call_id"], p["cseq"]
+                    r[_USER_AGENT], r[_MODIFIED] = p["user_agent"], p["last_modified"]
+            out.append(r)
+        if not pending:
+            del self._pending[aor]
+        return out
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -214,15 +284,28 @@ class LocationStore:
         nothing.  With ``max_contacts``, a request that would leave more bindings than that
         raises :class:`TooManyContacts` and changes nothing."""
         job = _Job(username, domain.lower(), save, remove, remove_all, call_id, cseq, max_contacts)
-        if self._committer is not None and not self._committer.dead:
-            import gevent.event
+        if self.deferring and save and not remove and not remove_all:
+            refreshed = self._refresh(job)
+            if refreshed is not None:
+                return refreshed
+        aor = (job.username, job.domain)
+        busy = self._busy
+        busy[aor] = busy.get(aor, 0) + 1
+        self._writes += 1
+        try:
+            if self._committer is not None and not self._committer.dead:
+                import gevent.event
 
-            job.done = gevent.event.Event()
-            self._queue.append(job)
-            self._wake.set()  # type: ignore[union-attr]
-            job.done.wait()  # type: ignore[attr-defined]
-        else:
-            self._apply([job])
+                job.done = gevent.event.Event()
+                self._queue.append(job)
+                self._wake.set()  # type: ignore[union-attr]
+                job.done.wait()  # type: ignore[attr-defined]
+            else:
+                self._apply([job])
+        finally:
+            busy[aor] -= 1
+            if not busy[aor]:
+                del busy[aor]
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
@@ -252,10 +335,16 @@ class LocationStore:
     def _transaction(self, jobs: list[_Job]) -> None:
         sql = self._sql
         conn = self._checkout()
+        written: dict[tuple[str, str], list[dict]] = {}  # pending refreshes applied first
         try:
             conn.begin()
             for job in jobs:
                 job.result = job.error = None
+                aor = (job.username, job.domain)
+                pending = self._pending.get(aor)
+                if pending and aor not in written:  # so that the rows read below are current
+                    written[aor] = list(pending.values())
+                    conn.execute_many(sql.refresh_row, written[aor])
                 try:
                     job.result = self._apply_one(conn, job)
                 except (OutOfOrder, TooManyContacts) as exc:  # refused before any write
@@ -268,6 +357,7 @@ class LocationStore:
                 raise
             raise wrapped from exc
         self._checkin(conn)
+        self._forget(written)
         self.commits += 1
         self.jobs += len(jobs)
 
@@ -318,6 +408,106 @@ class LocationStore:
                 conn.execute(sql.insert_row, values)
         return _order(after.values())
 
+    # -- write-back -----------------------------------------------------------------------------
+
+    def _refresh(self, job: _Job) -> list[Binding] | None:
+        """A pure refresh (see the module docstring) read on a kept connection, its values
+        left pending; its bindings afterwards, best first.  None: write it through."""
+        aor = (job.username, job.domain)
+        writes = self._writes
+        if aor in self._busy:
+            return None  # after the REGISTER queued before it
+        sql = self._sql
+        rows = self._read(sql.select_aor, {"u": aor[0], "d": aor[1]})
+        if self._writes != writes or not self.deferring:
+            return None  # a write-through started while we read (server databases yield)
+        now = self._clock()
+        time_out = sql.time_out
+        floor = now + 2 * self.write_back + 5  # the stored expiry outlives the next flushes
+        keys = [contact_key(b.contact) for b in job.save]
+        stored = {r[_HASH]: r for r in rows}
+        for h in keys:
+            r = stored.get(h)
+            if r is None or time_out(r[_EXPIRES]) <= floor:
+                return None  # a new contact, or a row the purge may delete before the flush
+        overlaid = self._overlay(aor, rows)
+        current = stored if overlaid is rows else {r[_HASH]: r for r in overlaid}
+        saved: dict[str, Binding] = {}
+        for h, b in zip(keys, job.save, strict=True):
+            r = current[h]
+            if (r[_CONTACT] != b.contact or (r is not stored[h] and time_out(r[_EXPIRES]) <= now)
+                    or r[_Q] != b.q or r[_RECEIVED] != b.received[:128] or r[_SOCKET] != b.socket[:128]
+                    or r[_PATH] != "\n".join(b.path) or r[_INSTANCE] != b.instance[:255]
+                    or r[_REG_ID] != b.reg_id or bool(r[_BEHIND_NAT]) != b.behind_nat):
+                return None  # a dead binding, or a change a route depends on
+            if b.instance and any(o[_INSTANCE] == b.instance and o[_REG_ID] == b.reg_id
+                                  and o[_CONTACT] != b.contact for o in current.values()):
+                return None  # RFC 5626: replaces another row
+            if job.call_id and r[_CALL_ID] == job.call_id and r[_CSEQ] >= job.cseq:
+                raise OutOfOrder(r[_CONTACT])
+            saved[h] = Binding._make((*b[:-1], now))  # modified: now
+        now_db = sql.time_in(now)
+        pending = self._pending.setdefault(aor, {})
+        for h, b in saved.items():
+            row_id = current[h][_ID]
+            pending[row_id] = {
+                "row_id": row_id, "expires": sql.time_in(b.expires), "call_id": b.call_id[:255],
+                "cseq": b.cseq, "user_agent": b.user_agent[:255], "last_modified": now_db,
+                "modified": now_db, "at": now,
+            }
+        self.refreshes += 1
+        after = {h: _binding(sql, r) for h, r in current.items() if h not in saved and time_out(r[_EXPIRES]) > now}
+        after.update(saved)
+        return _order(after.values())
+
+    def flush(self) -> int:
+        """Write the pending refreshes in one transaction; how many.  On a database error
+        they stay pending (for the next flush) and the error is raised."""
+        if not self._pending:
+            return 0
+        written = {aor: list(pending.values()) for aor, pending in self._pending.items()}
+        values = sorted((p for ps in written.values() for p in ps), key=itemgetter("row_id"))  # one lock order
+        sql = self._sql
+        conn = self._checkout()
+        try:
+            conn.begin()
+            conn.execute_many(sql.refresh_row, values)
+            conn.commit()
+        except BaseException as exc:
+            lost = conn.abort(exc)
+            wrapped = sql.wrap(exc, lost)
+            if wrapped is exc:
+                raise
+            raise wrapped from exc
+        self._checkin(conn)
+        self._forget(written)
+        self.commits += 1
+        self.written_back += len(values)
+        return len(values)
+
+    def _forget(self, written: dict[tuple[str, str], list[dict]]) -> None:
+        """Drop committed pending values -- those not replaced by a later refresh meanwhile."""
+        for aor, values in written.items():
+            pending = self._pending.get(aor)
+            if pending is None:
+                continue
+            for p in values:
+                if pending.get(p["row_id"]) is p:
+                    del pending[p["row_id"]]
+            if not pending:
+                del self._pending[aor]
+
+    def _flush_loop(self) -> None:
+        import gevent
+
+        while True:
+            gevent.sleep(self.write_back)
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - kept for the next flush
+                log.warning("location: write-back of %d refreshes failed, retrying in %gs: %s",
+                            sum(map(len, self._pending.values())), self.write_back, exc)
+
     def _commit_loop(self) -> None:
         """Group commit: apply what queued while the previous batch ran, in one transaction."""
         wake = self._wake
@@ -343,6 +533,7 @@ class LocationStore:
         """Drop every binding of ``username@domain`` (e.g. when the account is deleted)."""
         with self._engine.begin() as conn:
             res = conn.execute(self._sql.core_delete_aor, {"u": username, "d": domain.lower()})
+        self._pending.pop((username, domain.lower()), None)
         return res.rowcount or 0
 
     def expire(self) -> int:
@@ -352,8 +543,9 @@ class LocationStore:
         return res.rowcount or 0
 
     def start(self, interval: float = 60.0) -> None:
-        """Group-commit REGISTERs in a greenlet (if ``group_commit``), and purge expired
-        bindings every ``interval`` seconds in another."""
+        """Group-commit REGISTERs in a greenlet (if ``group_commit``), write refreshes back
+        every ``write_back`` seconds in another (if > 0), and purge expired bindings every
+        ``interval`` seconds in a third."""
         import gevent
         import gevent.event
 
@@ -372,8 +564,16 @@ class LocationStore:
         if self._committer is None and self.group_commit:
             self._wake = gevent.event.Event()
             self._committer = gevent.spawn(self._commit_loop)
+        if self._flusher is None and self.write_back > 0:
+            self.deferring = True
+            self._flusher = gevent.spawn(self._flush_loop)
 
     def stop(self) -> None:
+        """Stop the greenlets, write back what is pending, close the connections."""
+        self.deferring = False
+        if self._flusher is not None:
+            self._flusher.kill()
+            self._flusher = None
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
@@ -384,6 +584,14 @@ class LocationStore:
                 job.error = RuntimeError("location store stopped")
                 job.done.set()  # type: ignore[attr-defined]
             self._queue = []
+        for attempt in (1, 2):  # once more on a fresh connection (the kept one may be lost)
+            try:
+                self.flush()
+                break
+            except Exception as exc:  # noqa: BLE001 - stopping: say what is lost
+                if attempt == 2:
+                    log.warning("location: %d refreshes not written back (%s): those bindings keep their "
+                                "previous expiry", sum(map(len, self._pending.values())), exc)
         self.close()
 
 

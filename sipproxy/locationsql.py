@@ -18,7 +18,7 @@ of a REGISTER is atomic against other processes) .. ``COMMIT``.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, delete, select, update
@@ -32,6 +32,8 @@ _T = Location.__table__
 COL = {c.key: i for i, c in enumerate(_T.c)}
 _WRITTEN = tuple(c.key for c in _T.c if c.key != "id")
 _UPDATED = tuple(k for k in _WRITTEN if k not in ("username", "domain", "contact_hash"))
+#: what a pure REGISTER refresh changes (the write-back of sipproxy.location)
+REFRESHED = ("expires", "call_id", "cseq", "user_agent", "last_modified")
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 
@@ -41,6 +43,10 @@ Row = tuple  # one row of the location table, columns in table order (``COL``)
 _SELECT_AOR = select(*_T.c).where(_T.c.username == bindparam("u"), _T.c.domain == bindparam("d"))
 _SELECT_LIVE = _SELECT_AOR.where(_T.c.expires > bindparam("now"))
 _UPDATE_ROW = update(_T).where(_T.c.id == bindparam("row_id"))
+# A written-back refresh: never over a row another worker or proxy wrote later ("modified"
+# is the refresh's own time, the same value as "last_modified"); a row deleted meanwhile
+# matches nothing.
+_REFRESH_ROW = update(_T).where(_T.c.id == bindparam("row_id"), _T.c.last_modified <= bindparam("modified"))
 _INSERT_ROW = _T.insert().inline()
 _DELETE_ID = delete(_T).where(_T.c.id == bindparam("row_id"))
 _DELETE_AOR = delete(_T).where(_T.c.username == bindparam("u"), _T.c.domain == bindparam("d"))
@@ -74,6 +80,9 @@ class RawConnection:
 
     def execute(self, stmt: Compiled, values: Mapping[str, Any]) -> None:
         self.cursor.execute(stmt.sql, stmt.bind(values))
+
+    def execute_many(self, stmt: Compiled, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.cursor.executemany(stmt.sql, stmt.bind_many(rows))
 
     def begin(self) -> None:
         self.cursor.execute(self._sql.begin_sql)
@@ -118,6 +127,7 @@ class LocationSQL:
         self.select_aor = Compiled(_SELECT_AOR, dialect, process=False)
         self.select_live = Compiled(_SELECT_LIVE, dialect, process=False)
         self.update_row = Compiled(_UPDATE_ROW, dialect, _UPDATED, process=False)
+        self.refresh_row = Compiled(_REFRESH_ROW, dialect, REFRESHED, process=False)
         self.insert_row = Compiled(_INSERT_ROW, dialect, _WRITTEN, process=False)
         self.delete_id = Compiled(_DELETE_ID, dialect, process=False)
         # not on the hot path: run through SQLAlchemy as usual

@@ -189,6 +189,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "nonce_lifetime": (300, _int(10, 86400)),
         "realm": ("", _str),
         "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
+        "location_write_back": (1.0, lambda k, v: _float_pos(k, v)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),
