@@ -48,6 +48,12 @@ def _setup_logging(config: Config, worker: int | None = None) -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(f"%(asctime)s %(name)s {tag}%(levelname)s %(message)s"))
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        # gevent's RLock is Python code, taken twice per record; a worker is one OS thread
+        # and a record is written without yielding, so the C lock does the same job
+        handler.lock = monkey.get_original("_thread", "RLock")()
     logging.basicConfig(level=getattr(logging, config["logging"]["level"].upper()),
                         handlers=[handler], force=True)
 
