@@ -68,6 +68,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     from .digest import DigestAuth
     from .directory import Directory
     from .location import LocationStore
+    from .lookupcache import LookupCache
     from .proxy import Proxy
     from .registrar import Registrar
 
@@ -75,7 +76,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     _engine, sessions = open_database(config.database_url)
     directory = Directory(sessions, section["domains"],
                           refresh_interval=config["database"]["poll_interval"])
-    location = LocationStore(sessions, write_back=section["location_write_back"])
+    cache = LookupCache(section["location_cache"]) if section["location_cache"] > 0 else None
+    location = LocationStore(sessions, write_back=section["location_write_back"], cache=cache)
     auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"])
     algorithms = tuple(section["digest_algorithms"]) or ("SHA-256", "MD5")
     challenge = auth.challenge
@@ -86,6 +88,10 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
                 mailboxes=mailboxes)
+    if cache is not None and section["workers"] > 1:
+        # contacts added or removed here: the sibling workers forget their cached look-up
+        location.on_change = core.invalidate_siblings
+        core.on_invalidate = lambda username, domain: cache.invalidate((username, domain.lower()))
     dialogs = DialogStore(sessions)
     proxy = Proxy(core, directory, location, registrar, dialogs,
                   realm=section["realm"], media=_media(config))

@@ -3,9 +3,10 @@
 The table is the authority (a restarted proxy, or a second proxy on the same database, sees
 every binding): every REGISTER is applied in a SQL transaction -- read the address-of-record's
 rows, then update / insert / delete -- and committed before its 200 OK is built, and every
-look-up reads the table.  Rows are matched by the contact URI's fixed-width hash
-(``contact_key``), unique per address-of-record, so two proxies racing on the same contact
-cannot create a duplicate (the loser retries once).
+look-up reads the table (or a short-lived cache, ``cache``: see :mod:`sipproxy.lookupcache`).
+Rows are matched by the contact URI's fixed-width hash (``contact_key``), unique per
+address-of-record, so two proxies racing on the same contact cannot create a duplicate (the
+loser retries once).
 
 Cost: this is the registrar's hot path, so it skips SQLAlchemy's per-execution machinery.
 The statements are SQLAlchemy Core, compiled once per dialect (:mod:`sipproxy.locationsql`),
@@ -57,6 +58,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ngnpro.models import Compiled, contact_key
 
 from .locationsql import COL, LocationSQL, RawConnection, Row
+from .lookupcache import CachedLookups, LookupCache, routes_differ
 
 log = logging.getLogger("sipproxy.location")
 
@@ -137,10 +139,11 @@ class _Job:
     max_contacts: int
     result: list[Binding] | None = None
     error: BaseException | None = None
+    changed: bool = False  # the live contacts or a route changed (other caches must forget)
     done: object = None  # a gevent Event while queued
 
 
-class LocationStore:
+class LocationStore(CachedLookups[Binding]):
     """Bindings of addresses-of-record, read and written through the shared database."""
 
     #: most connections kept between uses (one per concurrently served look-up)
@@ -149,7 +152,7 @@ class LocationStore:
     BATCH = 64
 
     def __init__(self, session_factory: Callable[[], Session] | Engine, clock: Callable[[], float] = time.time,
-                 *, group_commit: bool | None = None, write_back: float = 0.0) -> None:
+                 *, group_commit: bool | None = None, write_back: float = 0.0, cache: LookupCache | None = None) -> None:
         if isinstance(session_factory, Engine):
             self._engine = session_factory
         elif isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
@@ -180,6 +183,7 @@ class LocationStore:
         #: (username, domain) -> write-through jobs queued or running for it; how many started
         self._busy: dict[tuple[str, str], int] = {}
         self._writes = 0
+        self.cache = cache  # and ``on_change``: see CachedLookups
         #: counters for tests and benchmarks: transactions committed, jobs applied,
         #: refreshes deferred, refreshes written back
         self.commits = 0
@@ -205,16 +209,13 @@ class LocationStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def lookup(self, username: str, domain: str) -> list[Binding]:
-        """The live bindings of ``username@domain``, best first (q, then most recent)."""
-        now = self._clock()
+    def _lookup(self, aor: tuple[str, str], now: float) -> list[Binding]:  # lookup(): CachedLookups
         sql = self._sql
-        aor = (username, domain.lower())
         if aor not in self._pending:
-            rows = self._read(sql.select_live, {"u": username, "d": aor[1], "now": sql.time_in(now)})
+            rows = self._read(sql.select_live, {"u": aor[0], "d": aor[1], "now": sql.time_in(now)})
             return _order(_binding(sql, r) for r in rows)
         # our own refreshes not written yet: they decide which rows are alive
-        rows = self._overlay(aor, self._read(sql.select_aor, {"u": username, "d": aor[1]}))
+        rows = self._overlay(aor, self._read(sql.select_aor, {"u": aor[0], "d": aor[1]}))
         time_out = sql.time_out
         return _order(_binding(sql, r) for r in rows if time_out(r[_EXPIRES]) > now)
 
@@ -306,6 +307,7 @@ class LocationStore:
             busy[aor] -= 1
             if not busy[aor]:
                 del busy[aor]
+        self._changed(aor, job.changed and job.error is None)  # before the 200 OK goes
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
@@ -406,6 +408,8 @@ class LocationStore:
             else:
                 values.update(username=username, domain=domain, contact_hash=h)
                 conn.execute(sql.insert_row, values)
+        job.changed = self.on_change is not None and routes_differ(  # the rows it touched, before and after
+            [_binding(sql, r) for h, r in by_hash.items() if h not in dead and (h in doomed or h in saved)], saved.values())
         return _order(after.values())
 
     # -- write-back -----------------------------------------------------------------------------
@@ -456,6 +460,7 @@ class LocationStore:
                 "modified": now_db, "at": now,
             }
         self.refreshes += 1
+        self._changed(aor, False)
         after = {h: _binding(sql, r) for h, r in current.items() if h not in saved and time_out(r[_EXPIRES]) > now}
         after.update(saved)
         return _order(after.values())
@@ -534,12 +539,14 @@ class LocationStore:
         with self._engine.begin() as conn:
             res = conn.execute(self._sql.core_delete_aor, {"u": username, "d": domain.lower()})
         self._pending.pop((username, domain.lower()), None)
+        self._changed((username, domain.lower()), True)
         return res.rowcount or 0
 
     def expire(self) -> int:
         """Delete expired bindings; returns how many.  Look-ups ignore them anyway."""
         with self._engine.begin() as conn:
             res = conn.execute(self._sql.core_delete_expired, {"now": self._sql.datetime(self._clock())})
+        self._purged()
         return res.rowcount or 0
 
     def start(self, interval: float = 60.0) -> None:

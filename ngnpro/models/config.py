@@ -190,6 +190,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "realm": ("", _str),
         "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
         "location_write_back": (1.0, lambda k, v: _float_pos(k, v)),
+        "location_cache": (1.0, lambda k, v: _float_pos(k, v)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),
