@@ -336,10 +336,9 @@ class LocationStore(CachedLookups[Binding]):
 
     def _transaction(self, jobs: list[_Job]) -> None:
         sql = self._sql
-        conn = self._checkout()
         written: dict[tuple[str, str], list[dict]] = {}  # pending refreshes applied first
-        try:
-            conn.begin()
+
+        def work(conn: RawConnection) -> None:
             for job in jobs:
                 job.result = job.error = None
                 aor = (job.username, job.domain)
@@ -351,17 +350,27 @@ class LocationStore(CachedLookups[Binding]):
                     job.result = self._apply_one(conn, job)
                 except (OutOfOrder, TooManyContacts) as exc:  # refused before any write
                     job.error = exc
+
+        self._committed(work)
+        self._forget(written)
+        self.jobs += len(jobs)
+
+    def _committed(self, work: Callable[[RawConnection], None]) -> None:
+        """Run ``work`` in one transaction on a kept connection and commit; a failure rolls
+        back (a lost connection is dropped) and reaches the caller as SQLAlchemy's error."""
+        conn = self._checkout()
+        try:
+            conn.begin()
+            work(conn)
             conn.commit()
         except BaseException as exc:
             lost = conn.abort(exc)
-            wrapped = sql.wrap(exc, lost)
+            wrapped = self._sql.wrap(exc, lost)
             if wrapped is exc:
                 raise
             raise wrapped from exc
         self._checkin(conn)
-        self._forget(written)
         self.commits += 1
-        self.jobs += len(jobs)
 
     def _apply_one(self, conn: RawConnection, job: _Job) -> list[Binding]:
         sql = self._sql
@@ -472,21 +481,8 @@ class LocationStore(CachedLookups[Binding]):
             return 0
         written = {aor: list(pending.values()) for aor, pending in self._pending.items()}
         values = sorted((p for ps in written.values() for p in ps), key=itemgetter("row_id"))  # one lock order
-        sql = self._sql
-        conn = self._checkout()
-        try:
-            conn.begin()
-            conn.execute_many(sql.refresh_row, values)
-            conn.commit()
-        except BaseException as exc:
-            lost = conn.abort(exc)
-            wrapped = sql.wrap(exc, lost)
-            if wrapped is exc:
-                raise
-            raise wrapped from exc
-        self._checkin(conn)
+        self._committed(lambda conn: conn.execute_many(self._sql.refresh_row, values))
         self._forget(written)
-        self.commits += 1
         self.written_back += len(values)
         return len(values)
 
@@ -543,7 +539,7 @@ class LocationStore(CachedLookups[Binding]):
         return res.rowcount or 0
 
     def expire(self) -> int:
-        """Delete expired bindings; returns how many.  Look-ups ignore them anyway."""
+        """Delete expired bindings, and those of deleted accounts; returns how many."""
         with self._engine.begin() as conn:
             res = conn.execute(self._sql.core_delete_expired, {"now": self._sql.datetime(self._clock())})
         self._purged()
@@ -562,7 +558,7 @@ class LocationStore(CachedLookups[Binding]):
                 try:
                     n = self.expire()
                     if n:
-                        log.info("location: %d expired bindings removed", n)
+                        log.info("location: %d bindings removed (expired, or of deleted accounts)", n)
                 except Exception as exc:  # noqa: BLE001 - keep purging after a DB hiccup
                     log.warning("location: purge failed: %s", exc)
 

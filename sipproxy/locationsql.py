@@ -21,11 +21,11 @@ import datetime as _dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Engine, bindparam, delete, exists, or_, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
-from ngnpro.models import Compiled, Location, datetime_bind
+from ngnpro.models import Compiled, Location, SipAccount, datetime_bind
 
 _T = Location.__table__
 #: column name -> index in a row of ``select_aor`` / ``select_live``
@@ -50,7 +50,13 @@ _REFRESH_ROW = update(_T).where(_T.c.id == bindparam("row_id"), _T.c.last_modifi
 _INSERT_ROW = _T.insert().inline()
 _DELETE_ID = delete(_T).where(_T.c.id == bindparam("row_id"))
 _DELETE_AOR = delete(_T).where(_T.c.username == bindparam("u"), _T.c.domain == bindparam("d"))
-_DELETE_EXPIRED = delete(_T).where(_T.c.expires <= bindparam("now"))
+_A = SipAccount.__table__
+# The purge: expired bindings, and those of an account deleted since (matched exactly as the
+# directory looks accounts up, so no binding a call could still use goes)
+_DELETE_EXPIRED = delete(_T).where(or_(
+    _T.c.expires <= bindparam("now"),
+    ~exists().where(_A.c.username == _T.c.username, _A.c.domain == _T.c.domain),
+))
 
 
 def to_datetime(ts: float) -> _dt.datetime:

@@ -17,9 +17,17 @@ _seq = itertools.count(1)
 def provision(db_url: str, users: dict[str, str], *, domain: str = DOMAIN, blocked: tuple[str, ...] = ()):
     """Create ``domain`` and accounts (HA1 only); returns (engine, session factory)."""
     engine, factory = open_database(db_url)
+    add_accounts(factory, users, domain=domain, blocked=blocked)
+    return engine, factory
+
+
+def add_accounts(factory, users: dict[str, str], *, domain: str = DOMAIN,  # noqa: ANN001
+                 blocked: tuple[str, ...] = ()) -> None:
+    """Create ``domain`` (if new) and its accounts (HA1 only) through ``factory``."""
     with factory() as s, s.begin():
-        s.add(SipDomain(domain=domain))
-        s.flush()
+        if s.query(SipDomain).filter_by(domain=domain).first() is None:
+            s.add(SipDomain(domain=domain))
+            s.flush()
         for user, pw in users.items():
             acc = SipAccount(username=user, domain=domain, ha1=ha1(user, domain, pw),
                              ha1b=ha1(f"{user}@{domain}", domain, pw),
@@ -29,7 +37,6 @@ def provision(db_url: str, users: dict[str, str], *, domain: str = DOMAIN, block
             if user in blocked:
                 s.add(SipAccountGroup(account_id=acc.id, name="blocked"))
             record_change(s, TOPIC_SIP_ACCOUNT, f"{user}@{domain}")
-    return engine, factory
 
 
 def register(user: str, *, contacts: list[str] | None = None, expires: int | None = None,
@@ -90,3 +97,13 @@ def expires_of(response: Response) -> dict[str, int]:
 
 def parse(data: bytes):
     return parse_message(data)
+
+
+class Clock:
+    """A settable clock for the stores and the registrar (epoch seconds)."""
+
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t

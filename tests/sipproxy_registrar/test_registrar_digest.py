@@ -7,17 +7,12 @@ import pytest
 from sipproxy import digest
 from sipproxy.digest import DigestAuth, compute_response, ha1, parse_credentials
 
+from .support import Clock
+
 REALM = "example.com"
 ALGS = ("SHA-256", "MD5")
 PASSWORD = "s3cret"
 
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_rfc7616_vectors_md5_and_sha256() -> None:

@@ -7,17 +7,12 @@ import pytest
 from ngnpro.models import open_database
 from sipproxy.location import Binding, LocationStore, OutOfOrder, TooManyContacts
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from .support import Clock, add_accounts
 
 
 def test_save_lookup_order_and_persistence(db_url: str) -> None:
     engine, factory = open_database(db_url)
+    add_accounts(factory, {"alice": "pw"}, domain="example.com")
     clock = Clock()
     store = LocationStore(factory, clock=clock)
     now = clock.t
@@ -198,4 +193,25 @@ def test_kept_connection_killed_by_the_server_is_replaced(db_url: str) -> None:
             assert [b.contact for b in store.lookup("erin", "example.com")] == ["sip:erin@192.0.2.7"]
         assert store._idle and store._idle[0] is not kept
     store.close()
+    engine.dispose()
+
+
+def test_purge_removes_the_bindings_of_deleted_accounts(db_url: str) -> None:
+    """Deleting an account (ngnpro) leaves its rows; the purge takes them with the expired
+    ones, and only them."""
+    from ngnpro.models import SipAccount
+
+    engine, factory = open_database(db_url)
+    add_accounts(factory, {"alice": "pw", "bob": "pw"}, domain="example.com")
+    clock = Clock()
+    store = LocationStore(factory, clock=clock)
+    for user in ("alice", "bob"):
+        store.update(user, "example.com", save=[Binding(f"sip:{user}@192.0.2.1", clock.t + 600)],
+                     call_id=user, cseq=1)
+    assert store.expire() == 0
+    with factory() as s, s.begin():
+        s.delete(s.query(SipAccount).filter_by(username="bob").one())
+    assert store.expire() == 1
+    assert store.lookup("bob", "example.com") == []
+    assert [b.contact for b in store.lookup("alice", "example.com")] == ["sip:alice@192.0.2.1"]
     engine.dispose()

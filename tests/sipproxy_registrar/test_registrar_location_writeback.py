@@ -14,15 +14,10 @@ from ngnpro.models.config import ConfigError, validate
 from sipproxy import locationsql
 from sipproxy.location import Binding, LocationStore, OutOfOrder
 
+from .support import Clock
+
 DOMAIN = "example.com"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

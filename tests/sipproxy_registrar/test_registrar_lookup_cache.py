@@ -12,6 +12,8 @@ from ngnpro.models.config import ConfigError, validate
 from sipproxy.location import Binding, LocationStore, OutOfOrder
 from sipproxy.lookupcache import LookupCache, routes_differ
 
+from .support import Clock, add_accounts
+
 DOMAIN = "example.com"
 T0 = 1_800_000_000.0
 
@@ -120,13 +122,6 @@ def test_config_key() -> None:
 
 # -- the store with a cache -------------------------------------------------------------------
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -295,6 +290,7 @@ def test_lookup_racing_a_write_does_not_cache_what_it_read(setup) -> None:  # no
 
 def test_purge_forgets(setup) -> None:  # noqa: ANN001
     factory, clock = setup
+    add_accounts(factory, {"amy": "pw", "bob": "pw"})
     store, reads, _ = cached(factory, clock, ttl=600.0)
     register(store, "amy", "sip:amy@192.0.2.1", T0 + 600, "c1", 1)
     register(store, "bob", "sip:bob@192.0.2.3", T0 + 60, "c3", 1)

@@ -13,18 +13,11 @@ from sipproxy.directory import Directory
 from sipproxy.location import LocationStore
 from sipproxy.registrar import Registrar
 
-from .support import DOMAIN, answer, expires_of, parse, provision, register
+from .support import DOMAIN, Clock, answer, expires_of, parse, provision, register
 
 SRC = "udp:198.51.100.7:40000"
 SOCK = "udp:127.0.0.1:5060"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
