@@ -188,15 +188,35 @@ def _serve(config: Config, secret: bytes, worker: int | None, mailboxes: list | 
     core.start()
     log.info("listening on %s", ", ".join(str(lst) for lst in core.transports.listeners))
     done = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, done.set)
-    gevent.signal_handler(signal.SIGINT, done.set)
+    handlers = [gevent.signal_handler(sig, done.set) for sig in (signal.SIGTERM, signal.SIGINT)]
     done.wait()
+    # A stop must end the process: a step that hangs (a database that stopped answering, a
+    # greenlet that will not die) is logged with where it hung, and the worker exits anyway.
+    main = gevent.getcurrent()
+    watchdog = gevent.spawn_later(STOP_GRACE, _stuck, main, log)
+    signal.alarm(int(STOP_GRACE) + 5)  # even if the hub itself is stuck (SIGALRM ends us)
     core.stop()
     dialogs.stop()
     directory.stop()
     location.stop()
+    watchdog.kill()
+    signal.alarm(0)
+    del handlers
     log.info("stopped")
     return 0
+
+
+#: seconds a stopping worker may take (flushing write-backs, closing connections)
+STOP_GRACE = 8.0
+
+
+def _stuck(main, log: logging.Logger) -> None:  # noqa: ANN001 - a greenlet
+    import traceback
+
+    where = "".join(traceback.format_stack(main.gr_frame)) if main.gr_frame is not None else "?"
+    log.error("stopping took over %.0f s; exiting anyway. It was at:\n%s", STOP_GRACE, where)
+    logging.shutdown()
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -10,39 +10,75 @@ import signal
 import time
 from collections.abc import Callable
 
+#: seconds stopping workers get before they are killed
+STOP_GRACE = 15
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the supervisor dies, even by SIGKILL, so that no worker
+    outlives it holding the service's ports (best effort elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
 
 def supervise(count: int, run: Callable[[int], int | None], log: logging.Logger) -> int:
     """Fork ``count`` workers, each calling ``run(index)`` (its return value is the exit
     status, ``None`` meaning 0); restart a worker that dies; on SIGTERM or SIGINT stop them
-    all and return 0 once they are gone."""
+    all and return 0 once they are gone (killing those still there after ``STOP_GRACE``)."""
     children: dict[int, int] = {}
     stopping = False
+    parent = os.getpid()
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
 
     def spawn(index: int) -> None:
+        # signals held across the fork: a stop must not land between the fork and the new
+        # pid being known (it would never reach that worker), nor run the supervisor's
+        # handler in the child
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            _die_with_parent()
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             code = 1
             try:
-                code = run(index) or 0
+                if os.getppid() == parent:  # else it died while we were forking
+                    code = run(index) or 0
             except BaseException:  # noqa: BLE001 - a worker must never return into the parent's loop
                 log.exception("worker %d failed", index)
             finally:
                 os._exit(code)
         children[pid] = index
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        signal.alarm(STOP_GRACE)
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
+    def kill(_signum: int, _frame: object) -> None:
+        for pid, index in list(children.items()):
+            log.error("worker %d did not stop within %d s: killing it", index, STOP_GRACE)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGALRM, kill)
     for i in range(count):
         spawn(i)
     while children:
