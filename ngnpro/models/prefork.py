@@ -15,13 +15,14 @@ STOP_GRACE = 15
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGTERM this worker when the supervisor dies, even by SIGKILL, so that no worker
-    outlives it holding the service's ports (best effort elsewhere)."""
+    """Linux: end this worker when the supervisor dies (a supervisor killed hard had no
+    chance to stop it), so that no worker outlives it holding the service's ports; SIGKILL,
+    because a worker that a SIGTERM did not stop is exactly the one to worry about."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
