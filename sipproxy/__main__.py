@@ -92,6 +92,10 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
         # contacts added or removed here: the sibling workers forget their cached look-up
         location.on_change = core.invalidate_siblings
         core.on_invalidate = lambda username, domain: cache.invalidate((username, domain.lower()))
+    if section["overload_delay"] > 0:
+        from .overload import Overload
+
+        core.overload = Overload(section["overload_delay"] / 1000.0, section["overload_retry_after"])
     dialogs = DialogStore(sessions)
     proxy = Proxy(core, directory, location, registrar, dialogs,
                   realm=section["realm"], media=_media(config))

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import re
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ import gevent
 from .headers import Via, parse_via
 from .lanes import Lane, TimerWheel
 from .message import ParseError, Request, Response, make_response, parse_message
+from .overload import TICK, Overload
 from .transaction import (
     MAGIC_COOKIE,
     CancelTimer,
@@ -45,7 +47,7 @@ from .transaction import (
     TransactionLayer,
     TransportError,
 )
-from .transport import Inbound, Listener, Peer, Transports
+from .transport import Inbound, Listener, Peer, Transports, enable_timestamps, queue_age
 from .uri import split_quoted
 
 log = logging.getLogger("sipproxy.core")
@@ -165,6 +167,10 @@ class Core:
         self.dropped = 0
         self._is_me: dict[tuple[str, int | None], bool] = {}
         self._via_prefix: dict[Listener, str] = {}
+        #: sheds new requests while this worker is behind (``[sipproxy] overload_delay``);
+        #: None: off.  Fed by a libev timer from ``start``, see :mod:`sipproxy.overload`
+        self.overload: Overload | None = None
+        self._overload_timer: Any = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -184,8 +190,15 @@ class Core:
             self._mailbox.setblocking(False)
             self._mailbox_lane = Lane(self._mailbox_reader(), self.on_inbound, "mailbox")
             self._mailbox_lane.start()
+        if self.overload is not None:
+            self._watch_overload(self.overload)
 
     def stop(self) -> None:
+        if self._overload_timer is not None:
+            self._overload_timer.close()
+            self._overload_timer = None
+            if self.overload.episodes:
+                log.info("overload control: %s", self.overload.summary())
         self.transports.stop()
         self.wheel.stop()
         for watcher in self._precise.values():
@@ -195,6 +208,32 @@ class Core:
             self._mailbox_lane.stop()
         if self._mailbox is not None:
             self._mailbox.close()
+
+    def _watch_overload(self, control: Overload) -> None:
+        """Every TICK: how long the oldest datagram waiting in each of our UDP queues (and
+        the mailbox) has waited; the largest goes to ``control`` (why this signal: see
+        sipproxy.overload)."""
+        queues = [*self.transports.udp.values()]
+        if self._mailbox is not None:
+            queues.append(self._mailbox)
+        queues = [sock for sock in queues if enable_timestamps(sock)]
+        if not queues:
+            log.warning("overload control off: no kernel receive time stamps on this system")
+            return
+        wall, sample = time.time, control.sample
+
+        def tick() -> None:  # in the hub: must not block or raise
+            now = wall()
+            behind = 0.0
+            for sock in queues:
+                age = queue_age(sock, now)
+                if age > behind:
+                    behind = age
+            sample(behind)
+
+        timer = self._loop.timer(TICK, TICK, ref=False)
+        timer.start(tick)
+        self._overload_timer = timer
 
     def pending_timers(self) -> int:
         """Timers not yet fired nor cancelled (precise and on the wheel)."""
@@ -361,6 +400,12 @@ class Core:
         reliable = inbound.source.transport != "udp"
         if isinstance(msg, Request):
             self._stamp_via(msg, inbound)
+            control = self.overload
+            if control is not None and control.reject:  # overloaded: a new request may be shed
+                refusal = control.refuse(msg, inbound.via, self.layer.server)
+                if refusal is not None:
+                    self.transports.send(refusal, self._reply_peer(None, inbound), inbound.connection)
+                    return
         else:
             top = _top_via(msg)  # only ours matters here: the rest is parsed on demand
             if not self.is_me(top.host, top.port) or not (top.branch or "").startswith(MAGIC_COOKIE):

@@ -22,6 +22,7 @@ import _socket
 import errno
 import logging
 import socket as _stdsocket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -36,7 +37,7 @@ log = logging.getLogger("sipproxy.transport")
 
 __all__ = [
     "FramingError", "StreamFramer", "PING", "Peer", "Listener", "Inbound", "Transports",
-    "parse_listen", "MAX_MESSAGE",
+    "parse_listen", "MAX_MESSAGE", "enable_timestamps", "queue_age",
 ]
 
 #: Largest SIP message we accept (UDP datagrams are smaller anyway).
@@ -47,6 +48,38 @@ PING = object()
 IDLE_TIMEOUT = 900.0
 #: Most connections kept open at once; beyond it new ones are refused.
 MAX_CONNECTIONS = 20000
+
+
+#: Linux: the kernel stamps each datagram with its arrival time (CLOCK_REALTIME), handed
+#: back as ancillary data of the same number
+SO_TIMESTAMPNS = getattr(_stdsocket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@ll")
+_PEEK = _stdsocket.MSG_PEEK | _stdsocket.MSG_DONTWAIT
+
+
+def enable_timestamps(sock: _socket.socket) -> bool:
+    """Ask the kernel to stamp the datagrams of ``sock`` as they arrive (for :func:`queue_age`);
+    False where it cannot (not Linux)."""
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        return True
+    except OSError:
+        return False
+
+
+def queue_age(sock: _socket.socket, now: float) -> float:
+    """Seconds the datagram at the head of the receive queue of ``sock`` has waited there
+    (its kernel arrival stamp, see :func:`enable_timestamps`, against ``now`` =
+    ``time.time()``); 0 when nothing waits.  Peeks: the datagram stays for the reader."""
+    try:
+        _data, ancillary, _flags, _addr = sock.recvmsg(1, 64, _PEEK)
+    except OSError:  # BlockingIOError: an empty queue
+        return 0.0
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(payload)
+            return max(0.0, now - sec - nsec * 1e-9)
+    return 0.0
 
 
 class FramingError(Exception):
