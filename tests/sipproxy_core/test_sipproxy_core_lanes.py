@@ -123,3 +123,23 @@ def test_call_later_handle_runs_once_unless_cancelled():
         assert calls == ["kept"] and len(wheel) == 0
     finally:
         wheel.stop()
+
+
+def test_a_busy_lane_lets_libev_timers_run_every_few_turns():
+    """A lane that always has work must not keep timers (retransmissions, the overload
+    probe) waiting: gevent runs up to 50 loop callbacks before it looks at its timers, so a
+    lane yielding with ``sleep(0)`` (a callback) held them for 50 turns of FAIRNESS items."""
+    from sipproxy.lanes import FAIRNESS
+
+    handled = []
+    fired_at = []
+    lane = Lane(lambda: 1, lambda item: handled.append(item), "busy")
+    timer = gevent.get_hub().loop.timer(0.0)
+    timer.start(lambda: fired_at.append(len(handled)))
+    lane.start()
+    try:
+        _until(lambda: fired_at)
+    finally:
+        lane.stop()
+        timer.close()
+    assert fired_at[0] <= 3 * FAIRNESS, fired_at
