@@ -13,11 +13,10 @@ turns on kernel receive timestamps (``SO_TIMESTAMPNS``) on its UDP sockets (and 
 hand-over mailbox) and, every :data:`TICK`, peeks at the head of each queue: ``now - kernel
 arrival time`` is the queueing delay the next request will have had when the proxy reads
 it -- the very delay that, near T1, makes senders retransmit.  It costs nothing per message
-(one peek per socket per tick).  Why not the event loop's lag (a timer firing late): the
-receive lane handles 64 messages per turn, and gevent runs up to 50 such turns before it
-looks at its timers again, so a busy worker's timers run up to a second late while its
-queue stays empty -- measured: ticks 0.3-0.9 s apart at 700 calls/s with the queue drained
-at each of them.  Why not the queue's byte count: bytes say nothing about time until divided
+(one peek per socket per tick).  Why not the event loop's lag (a timer firing late): a
+lane lets the hub run every 64 messages, so the loop lags a few milliseconds however long
+the queue in front of it has grown (and while lanes yielded with ``sleep(0)`` it lagged up
+to a second with the queue empty: see ``sipproxy.lanes.YIELD``).  Why not the queue's byte count: bytes say nothing about time until divided
 by a service rate that changes with the traffic mix.  TCP and TLS are not measured (no
 per-message stamps); a worker they overload is seen only through its UDP queue.
 
