@@ -527,9 +527,9 @@ class Core:
         """Answer a request through its server transaction."""
         self.execute(self.layer.send_response(txn, response))
 
-    def reply_stateless(self, request: Request, inbound: Inbound, response: Response) -> None:
-        self.transports.send(response.to_bytes(), self._reply_peer(response, inbound),
-                             inbound.connection)
+    def reply_stateless(self, txn: Transaction, response: Response) -> None:
+        """Answer a new request without keeping its transaction (RFC 3261 8.2.7: challenges)."""
+        self.execute(self.layer.reply_stateless(txn, response))
 
     def send_request(self, request: Request, dest: Peer, branch: str | None = None) -> Transaction | None:
         """Start a client transaction (the request carries our Via, of ``branch``, on top)."""
