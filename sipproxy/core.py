@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import gevent
 
 from .headers import Via, parse_via
-from .lanes import Lane, TimerWheel
+from .lanes import TAKEOVER_HOOKS, Lane, TimerWheel
 from .message import ParseError, Request, Response, make_response, parse_message
 from .transaction import (
     MAGIC_COOKIE,
@@ -152,6 +152,8 @@ class Core:
         #: precise timers (libev watchers) pending: StartTimer -> watcher
         self._precise: dict[StartTimer, Any] = {}
         self._mailbox_lane: Lane | None = None
+        #: the deferred 100 Trying of the INVITE whose TU is running (see `execute`)
+        self._held_trying: Send | None = None
         #: ``on_invalidate(username, domain)``: a sibling changed that address-of-record's
         #: contacts (the location cache forgets it); set by the server
         self.on_invalidate: Callable[[str, str], None] | None = None
@@ -178,6 +180,7 @@ class Core:
                     box.close()  # we only send to their ports, from our own socket
 
     def start(self) -> None:
+        TAKEOVER_HOOKS.append(self._send_held_trying)
         self.transports.start()
         self.wheel.start()
         if self._mailbox is not None:
@@ -186,6 +189,8 @@ class Core:
             self._mailbox_lane.start()
 
     def stop(self) -> None:
+        if self._send_held_trying in TAKEOVER_HOOKS:
+            TAKEOVER_HOOKS.remove(self._send_held_trying)
         self.transports.stop()
         self.wheel.stop()
         for watcher in self._precise.values():
@@ -407,7 +412,9 @@ class Core:
             kind = type(action)
             if kind is Send:
                 if action.deferrable:
-                    trying = action  # after the TU had its go at the request: see below
+                    # after the TU had its go at the request (see below), or as soon as the
+                    # TU blocks (`_send_held_trying`, run when its lane is taken over)
+                    trying = self._held_trying = action
                     continue
                 if not self._send(action):
                     txn = action.transaction
@@ -431,11 +438,29 @@ class Core:
                 if self.tu is not None:
                     self.tu.on_terminated(action.transaction)
         if trying is not None:
-            # the TU handled the new INVITE in line (or blocked and came back): a 100 only if
-            # it has not answered -- a challenged or refused INVITE needs none
-            txn = trying.transaction
-            if txn.last_response is trying.message and not txn.terminated and not self._send(trying):
-                self.execute(self.layer.transport_error(txn))
+            # the TU handled the new INVITE in line: a 100 only if it has not answered -- a
+            # challenged or refused INVITE needs none
+            if self._held_trying is trying:
+                self._held_trying = None
+            self._send_trying(trying)
+
+    def _send_trying(self, trying: Send) -> None:
+        if not trying.deferrable:
+            return  # sent already, when the TU blocked
+        trying.deferrable = False
+        txn = trying.transaction
+        if txn.last_response is trying.message and not txn.terminated and not self._send(trying):
+            self.execute(self.layer.transport_error(txn))
+
+    def _send_held_trying(self) -> None:
+        """A lane was taken over: the TU handling a new INVITE waits (on the database, DNS,
+        the media relay), so the 100 it owes goes out now rather than when it is done
+        (RFC 3261 16.2: a proxy that will not answer within 200 ms sends a 100), and the
+        caller's Timer A stops resending the INVITE."""
+        held = self._held_trying
+        if held is not None:
+            self._held_trying = None
+            self._send_trying(held)
 
     def _start_timer(self, timer: StartTimer) -> None:
         """Retransmission timers (and any short one) as precise libev timers; the long

@@ -225,7 +225,8 @@ class Send:
     #: the automatic 100 Trying of a new INVITE server transaction: the edge may hold it
     #: back while the TU handles the request it delivers in the same list, and drop it if
     #: the TU answered meanwhile (17.2.1: the 100 is owed only when the TU will not answer
-    #: within 200 ms; a retransmitted INVITE gets it from the transaction anyway)
+    #: within 200 ms; a retransmitted INVITE gets it from the transaction anyway).  The
+    #: edge clears it once it has decided (sent it, or not).
     deferrable: bool = False
 
 
