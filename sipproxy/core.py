@@ -448,9 +448,7 @@ class Core:
         if not trying.deferrable:
             return  # sent already, when the TU blocked
         trying.deferrable = False
-        txn = trying.transaction
-        if txn.last_response is trying.message and not txn.terminated and not self._send(trying):
-            self.execute(self.layer.transport_error(txn))
+        self.execute(self.layer.send_trying(trying.transaction))
 
     def _send_held_trying(self) -> None:
         """A lane was taken over: the TU handling a new INVITE waits (on the database, DNS,

@@ -222,11 +222,12 @@ class Send:
     #: the parsed message; None for a resend by a settled transaction (`Transaction._settle`)
     message: Message | None
     transaction: Transaction | None
-    #: the automatic 100 Trying of a new INVITE server transaction: the edge may hold it
-    #: back while the TU handles the request it delivers in the same list, and drop it if
-    #: the TU answered meanwhile (17.2.1: the 100 is owed only when the TU will not answer
-    #: within 200 ms; a retransmitted INVITE gets it from the transaction anyway).  The
-    #: edge clears it once it has decided (sent it, or not).
+    #: the automatic 100 Trying of a new INVITE server transaction, not made yet (``data``
+    #: empty, ``message`` None): the edge holds it back while the TU handles the request
+    #: it delivers in the same list, and asks `TransactionLayer.send_trying` for it only if
+    #: the TU has not answered meanwhile (17.2.1: the 100 is owed only when the TU will not
+    #: answer within 200 ms; a retransmitted INVITE gets it from the transaction anyway).
+    #: The edge clears the flag once it has decided.
     deferrable: bool = False
 
 
@@ -499,13 +500,15 @@ def _send_response(txn: Transaction, out: list, msg: Message | None) -> None:
 
 
 def _send_100(txn: Transaction, out: list, _msg: Message | None) -> None:
-    _send_response(txn, out, make_response(txn.request, 100))
-    out[-1].deferrable = True
+    # made only when it is sent: most INVITEs a proxy answers itself (challenges) need none
+    out.append(Send(b"", txn.source, None, txn, True))
 
 
 def _resend_response(txn: Transaction, out: list, _msg: Message | None) -> None:
     if txn.last_response_data is not None:
         out.append(Send(txn.last_response_data, txn.source, txn.last_response, txn))
+    elif txn.machine == IST:  # a retransmitted INVITE whose TU is still at work: the 100 now
+        _send_response(txn, out, make_response(txn.request, 100))
 
 
 def _timeout(txn: Transaction, out: list, _msg: Message | None) -> None:
@@ -606,17 +609,25 @@ class TransactionLayer:
     def reply_stateless(self, txn: Transaction, response: Response) -> list:
         """Answer ``txn``'s request statelessly (RFC 3261 8.2.7) and forget the transaction.
 
-        For a server transaction that has sent nothing but its deferred 100 (no timer is
-        running, and the 100 is then never sent: 8.2.7 allows no provisional response).
-        One that has answered already keeps its state and sends ``response`` as usual."""
-        last = txn.last_response
-        if txn.is_client or txn.last_response_data is not None and (last is None or last.status != 100):
+        For a server transaction that has sent nothing yet (no timer is running, and its
+        deferred 100 is then never sent: 8.2.7 allows no provisional response).  One that
+        has sent something already keeps its state and sends ``response`` as usual."""
+        if txn.is_client or txn.last_response_data is not None:
             return txn.send(response)
         txn.state = TERMINATED
         self._forget(txn)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s: answered %d statelessly", txn.machine, txn.key[0], response.status)
         return [Send(response.to_bytes(), txn.source, response, None)]
+
+    def send_trying(self, txn: Transaction) -> list:
+        """The deferred 100 Trying of INVITE server transaction ``txn`` (see `Send`), made
+        now -- unless the transaction has sent a response (or the 100) already, or is gone."""
+        if txn.last_response_data is not None or txn.state != "Proceeding" or txn.machine != IST:
+            return []
+        out: list = []
+        _send_response(txn, out, make_response(txn.request, 100))
+        return out
 
     def timer_fired(self, timer: StartTimer) -> list:
         """A `StartTimer` came due; ignored if restarted, cancelled or terminated since."""
