@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent
@@ -59,9 +58,6 @@ __all__ = ["Core", "TransactionUser", "new_branch", "is_ip", "token"]
 PRECISE_TIMERS = frozenset("AEG")
 WHEEL_MIN = 1.0
 WHEEL_TICK = 0.05
-#: head of a mailbox datagram asking a sibling to forget a cached location look-up (see
-#: ``Core.invalidate_siblings``); a handed-over message's head starts with an IP address
-INVALIDATE = b"!invalidate|"
 
 
 class _Random:
@@ -154,9 +150,6 @@ class Core:
         self._mailbox_lane: Lane | None = None
         #: the deferred 100 Trying of the INVITE whose TU is running (see `execute`)
         self._held_trying: Send | None = None
-        #: ``on_invalidate(username, domain)``: a sibling changed that address-of-record's
-        #: contacts (the location cache forgets it); set by the server
-        self.on_invalidate: Callable[[str, str], None] | None = None
         self.layer = TransactionLayer(timers)
         self.tu: TransactionUser | None = None
         #: host strings and ``host:port`` that name this proxy (Via / Route / Request-URI checks)
@@ -247,34 +240,6 @@ class Core:
             return False
         return True
 
-    def invalidate_siblings(self, username: str, domain: str) -> None:
-        """Ask every sibling worker to forget its cached look-up of ``username@domain``
-        (the location store's ``on_change``: this worker changed where its calls go).  Best
-        effort, never raises: a sibling whose mailbox is full stays behind for the cache's
-        TTL (``[sipproxy] location_cache``).  One worker: nobody to tell."""
-        box = self._mailbox
-        if box is None:
-            return
-        data = INVALIDATE + f"{domain}|{username}".encode("utf-8", "surrogateescape")
-        for n, port in enumerate(self._mailbox_ports):
-            if n == self.worker:
-                continue
-            try:
-                box.sendto(data, ("127.0.0.1", port))
-            except OSError as exc:
-                log.warning("worker %d may route calls to %s@%s by its cached contacts for up to "
-                            "location_cache seconds: cannot tell it they changed (%s)", n, username, domain, exc)
-
-    def _invalidated(self, data: bytes) -> None:
-        """A sibling's :meth:`invalidate_siblings` datagram arrived."""
-        domain, sep, username = data[len(INVALIDATE):].decode("utf-8", "surrogateescape").partition("|")
-        if not sep or self.on_invalidate is None:
-            return
-        try:
-            self.on_invalidate(username, domain)
-        except Exception:  # the mailbox lane must go on
-            log.exception("invalidating the cached contacts of %s@%s failed", username, domain)
-
     def _mailbox_reader(self) -> Any:
         """The mailbox lane's source: the next datagram a sibling worker handed over."""
         listeners = {str(lst): lst for lst in self.transports.listeners}
@@ -295,9 +260,6 @@ class Core:
                 return None
             if addr[0] != "127.0.0.1" or addr[1] not in ports:
                 return None  # only our sibling workers may hand us messages
-            if data.startswith(INVALIDATE):
-                self._invalidated(data)
-                return None
             head, _, payload = data.partition(b"\n")
             host, _, rest = head.decode("ascii", "replace").partition("|")
             port, _, listener = rest.partition("|")
