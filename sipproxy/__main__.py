@@ -17,6 +17,8 @@ import time
 
 from ngnpro.models.config import Config, ConfigError, load_config
 
+from .lookupcache import ChangeCounters
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sipproxy", description="SIP proxy and registrar")
@@ -59,7 +61,7 @@ def _setup_logging(config: Config, worker: int | None = None) -> None:
 
 
 def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa: ANN201
-          mailboxes: list | None = None):
+          mailboxes: list | None = None, counters: ChangeCounters | None = None):
     """Assemble one proxy process from the configuration (sockets not bound yet)."""
     from ngnpro.models.database import open_database
 
@@ -76,7 +78,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     _engine, sessions = open_database(config.database_url)
     directory = Directory(sessions, section["domains"],
                           refresh_interval=config["database"]["poll_interval"])
-    cache = LookupCache(section["location_cache"]) if section["location_cache"] > 0 else None
+    cache = LookupCache(section["location_cache"], shared=counters) if section["location_cache"] > 0 else None
     location = LocationStore(sessions, write_back=section["location_write_back"], cache=cache)
     auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"])
     algorithms = tuple(section["digest_algorithms"]) or ("SHA-256", "MD5")
@@ -88,10 +90,10 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
                 mailboxes=mailboxes)
-    if cache is not None and section["workers"] > 1:
-        # contacts added or removed here: the sibling workers forget their cached look-up
-        location.on_change = core.invalidate_siblings
-        core.on_invalidate = lambda username, domain: cache.invalidate((username, domain.lower()))
+    if cache is not None and counters is not None:
+        # contacts added or removed here: the sibling workers' cached look-ups no longer match
+        counters.worker = worker
+        location.on_change = counters.bump
     if section["overload_delay"] > 0:
         from .overload import Overload
 
@@ -148,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         box.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4 << 20)
         box.bind(("127.0.0.1", 0))
         mailboxes.append(box)
+    # what each worker changed of the location table, in memory they all map (see
+    # sipproxy.lookupcache.ChangeCounters): made here, before they fork
+    counters = ChangeCounters(workers) if config["sipproxy"]["location_cache"] > 0 else None
     from ngnpro.models.prefork import supervise
 
     log.info("starting %d workers", workers)
-    return supervise(workers, lambda n: _serve(config, secret, n, mailboxes), log)
+    return supervise(workers, lambda n: _serve(config, secret, n, mailboxes, counters), log)
 
 
 def _tune_gc() -> None:
@@ -167,7 +172,8 @@ def _tune_gc() -> None:
     gc.set_threshold(20000, 20, 50)
 
 
-def _serve(config: Config, secret: bytes, worker: int | None, mailboxes: list | None = None) -> int:
+def _serve(config: Config, secret: bytes, worker: int | None, mailboxes: list | None = None,
+           counters: ChangeCounters | None = None) -> int:
     import gevent
     import gevent.event
     from sqlalchemy.exc import SQLAlchemyError
@@ -176,7 +182,7 @@ def _serve(config: Config, secret: bytes, worker: int | None, mailboxes: list | 
         _setup_logging(config, worker)
     log = logging.getLogger("sipproxy")
     try:
-        core, _proxy, services = build(config, secret, worker or 0, mailboxes)
+        core, _proxy, services = build(config, secret, worker or 0, mailboxes, counters)
         core.bind()
     except SQLAlchemyError as exc:
         print(f"sipproxy: database error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -25,13 +25,12 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent
 
 from .headers import Via, parse_via
-from .lanes import Lane, TimerWheel
+from .lanes import TAKEOVER_HOOKS, Lane, TimerWheel
 from .message import ParseError, Request, Response, make_response, parse_message
 from .overload import TICK, Overload
 from .transaction import (
@@ -61,9 +60,6 @@ __all__ = ["Core", "TransactionUser", "new_branch", "is_ip", "token"]
 PRECISE_TIMERS = frozenset("AEG")
 WHEEL_MIN = 1.0
 WHEEL_TICK = 0.05
-#: head of a mailbox datagram asking a sibling to forget a cached location look-up (see
-#: ``Core.invalidate_siblings``); a handed-over message's head starts with an IP address
-INVALIDATE = b"!invalidate|"
 
 
 class _Random:
@@ -154,9 +150,8 @@ class Core:
         #: precise timers (libev watchers) pending: StartTimer -> watcher
         self._precise: dict[StartTimer, Any] = {}
         self._mailbox_lane: Lane | None = None
-        #: ``on_invalidate(username, domain)``: a sibling changed that address-of-record's
-        #: contacts (the location cache forgets it); set by the server
-        self.on_invalidate: Callable[[str, str], None] | None = None
+        #: the deferred 100 Trying of the INVITE whose TU is running (see `execute`)
+        self._held_trying: Send | None = None
         self.layer = TransactionLayer(timers)
         self.tu: TransactionUser | None = None
         #: host strings and ``host:port`` that name this proxy (Via / Route / Request-URI checks)
@@ -184,6 +179,7 @@ class Core:
                     box.close()  # we only send to their ports, from our own socket
 
     def start(self) -> None:
+        TAKEOVER_HOOKS.append(self._send_held_trying)
         self.transports.start()
         self.wheel.start()
         if self._mailbox is not None:
@@ -199,6 +195,8 @@ class Core:
             self._overload_timer = None
             if self.overload.episodes:
                 log.info("overload control: %s", self.overload.summary())
+        if self._send_held_trying in TAKEOVER_HOOKS:
+            TAKEOVER_HOOKS.remove(self._send_held_trying)
         self.transports.stop()
         self.wheel.stop()
         for watcher in self._precise.values():
@@ -281,34 +279,6 @@ class Core:
             return False
         return True
 
-    def invalidate_siblings(self, username: str, domain: str) -> None:
-        """Ask every sibling worker to forget its cached look-up of ``username@domain``
-        (the location store's ``on_change``: this worker changed where its calls go).  Best
-        effort, never raises: a sibling whose mailbox is full stays behind for the cache's
-        TTL (``[sipproxy] location_cache``).  One worker: nobody to tell."""
-        box = self._mailbox
-        if box is None:
-            return
-        data = INVALIDATE + f"{domain}|{username}".encode("utf-8", "surrogateescape")
-        for n, port in enumerate(self._mailbox_ports):
-            if n == self.worker:
-                continue
-            try:
-                box.sendto(data, ("127.0.0.1", port))
-            except OSError as exc:
-                log.warning("worker %d may route calls to %s@%s by its cached contacts for up to "
-                            "location_cache seconds: cannot tell it they changed (%s)", n, username, domain, exc)
-
-    def _invalidated(self, data: bytes) -> None:
-        """A sibling's :meth:`invalidate_siblings` datagram arrived."""
-        domain, sep, username = data[len(INVALIDATE):].decode("utf-8", "surrogateescape").partition("|")
-        if not sep or self.on_invalidate is None:
-            return
-        try:
-            self.on_invalidate(username, domain)
-        except Exception:  # the mailbox lane must go on
-            log.exception("invalidating the cached contacts of %s@%s failed", username, domain)
-
     def _mailbox_reader(self) -> Any:
         """The mailbox lane's source: the next datagram a sibling worker handed over."""
         listeners = {str(lst): lst for lst in self.transports.listeners}
@@ -329,9 +299,6 @@ class Core:
                 return None
             if addr[0] != "127.0.0.1" or addr[1] not in ports:
                 return None  # only our sibling workers may hand us messages
-            if data.startswith(INVALIDATE):
-                self._invalidated(data)
-                return None
             head, _, payload = data.partition(b"\n")
             host, _, rest = head.decode("ascii", "replace").partition("|")
             port, _, listener = rest.partition("|")
@@ -452,7 +419,9 @@ class Core:
             kind = type(action)
             if kind is Send:
                 if action.deferrable:
-                    trying = action  # after the TU had its go at the request: see below
+                    # after the TU had its go at the request (see below), or as soon as the
+                    # TU blocks (`_send_held_trying`, run when its lane is taken over)
+                    trying = self._held_trying = action
                     continue
                 if not self._send(action):
                     txn = action.transaction
@@ -476,11 +445,27 @@ class Core:
                 if self.tu is not None:
                     self.tu.on_terminated(action.transaction)
         if trying is not None:
-            # the TU handled the new INVITE in line (or blocked and came back): a 100 only if
-            # it has not answered -- a challenged or refused INVITE needs none
-            txn = trying.transaction
-            if txn.last_response is trying.message and not txn.terminated and not self._send(trying):
-                self.execute(self.layer.transport_error(txn))
+            # the TU handled the new INVITE in line: a 100 only if it has not answered -- a
+            # challenged or refused INVITE needs none
+            if self._held_trying is trying:
+                self._held_trying = None
+            self._send_trying(trying)
+
+    def _send_trying(self, trying: Send) -> None:
+        if not trying.deferrable:
+            return  # sent already, when the TU blocked
+        trying.deferrable = False
+        self.execute(self.layer.send_trying(trying.transaction))
+
+    def _send_held_trying(self) -> None:
+        """A lane was taken over: the TU handling a new INVITE waits (on the database, DNS,
+        the media relay), so the 100 it owes goes out now rather than when it is done
+        (RFC 3261 16.2: a proxy that will not answer within 200 ms sends a 100), and the
+        caller's Timer A stops resending the INVITE."""
+        held = self._held_trying
+        if held is not None:
+            self._held_trying = None
+            self._send_trying(held)
 
     def _start_timer(self, timer: StartTimer) -> None:
         """Retransmission timers (and any short one) as precise libev timers; the long
@@ -572,9 +557,9 @@ class Core:
         """Answer a request through its server transaction."""
         self.execute(self.layer.send_response(txn, response))
 
-    def reply_stateless(self, request: Request, inbound: Inbound, response: Response) -> None:
-        self.transports.send(response.to_bytes(), self._reply_peer(response, inbound),
-                             inbound.connection)
+    def reply_stateless(self, txn: Transaction, response: Response) -> None:
+        """Answer a new request without keeping its transaction (RFC 3261 8.2.7: challenges)."""
+        self.execute(self.layer.reply_stateless(txn, response))
 
     def send_request(self, request: Request, dest: Peer, branch: str | None = None) -> Transaction | None:
         """Start a client transaction (the request carries our Via, of ``branch``, on top)."""

@@ -7,8 +7,9 @@ DNS or the media relay.  A :class:`Lane` gets both: one greenlet takes items (da
 due timers) and handles each in line; if a handler *blocks* (switches to the gevent hub),
 a libev ``prepare`` watcher -- which runs on every loop iteration, so only while some
 greenlet waits -- sees the lane's greenlet still inside its handler and starts a fresh
-greenlet that carries the loop on.  The blocked one finishes its item and ends.  So a
-greenlet is spawned only when work actually waits, not per message.
+greenlet that carries the loop on (after running `TAKEOVER_HOOKS`).  The blocked one
+finishes its item and ends.  So a greenlet is spawned only when work actually waits, not
+per message.
 
 :class:`TimerWheel` holds timers whose precision may be coarse (Timer B, D, F, H, I, J, K, L,
 M: seconds long; the proxy's Timer C) in buckets of ``tick`` seconds, fired in order by one
@@ -29,7 +30,12 @@ from gevent import getcurrent
 
 log = logging.getLogger("sipproxy.lanes")
 
-__all__ = ["Lane", "TimerWheel", "Handle"]
+__all__ = ["Lane", "TimerWheel", "Handle", "TAKEOVER_HOOKS"]
+
+#: called (no arguments) in a greenlet that has just taken a lane over from a handler that
+#: blocked, before it goes on: the moment to send what that handler owes at once (the
+#: proxy's 100 Trying).  Whoever adds a hook removes it when it stops.
+TAKEOVER_HOOKS: list[Callable[[], None]] = []
 
 #: items a lane handles before it lets the hub run (timers, other greenlets) once
 FAIRNESS = 64
@@ -56,7 +62,7 @@ def _watch(lane: Lane) -> None:
                 busy = ln.busy
                 if busy is not None and busy is ln.owner and not ln.stopped:
                     ln.takeovers += 1
-                    ln._spawn()
+                    ln._spawn(takeover=True)
 
         watcher.start(check)
         entry = _registry[id(loop)] = (loop, watcher, lanes)
@@ -93,14 +99,20 @@ class Lane:
         gevent.killall([g for g in self._greenlets if not g.dead], block=False)
         self._greenlets = []
 
-    def _spawn(self) -> None:
-        g = gevent.spawn(self._run)
+    def _spawn(self, takeover: bool = False) -> None:
+        g = gevent.spawn(self._run, takeover)
         self.owner = g
         self._greenlets = [x for x in self._greenlets if not x.dead]
         self._greenlets.append(g)
 
-    def _run(self) -> None:
+    def _run(self, takeover: bool = False) -> None:
         me = getcurrent()
+        if takeover:
+            for hook in TAKEOVER_HOOKS:
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001 - the lane must go on
+                    log.exception("%s: takeover hook %r failed", self.name, hook)
         next_item, handle = self.next_item, self.handle
         count = 0
         while self.owner is me and not self.stopped:

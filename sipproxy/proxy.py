@@ -118,7 +118,10 @@ class Proxy:
             if response.status >= 200 and request.method == "INVITE" and response.status not in (401, 407):
                 log.info("call %s -> %s: %d %s (call-id %s)", _aor(request.from_.uri),
                          request.uri, response.status, response.reason, request.call_id)
-            self.core.respond(txn, response)
+            if response.status in (401, 407):  # a challenge: stateless (RFC 3261 8.2.7, 26.1.5)
+                self.core.reply_stateless(txn, response)
+            else:
+                self.core.respond(txn, response)
 
     def _handle(self, req: Request, txn: Transaction, inbound: Inbound) -> Response | None:
         method = req.method

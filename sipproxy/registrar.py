@@ -33,6 +33,7 @@ from .digest import AuthResult, DigestAuth
 from .directory import Account, Directory
 from .location import Binding, LocationStore, OutOfOrder, TooManyContacts
 from .message import Request, Response, make_response
+from .transaction import stateless_tag
 from .uri import NameAddr, ParseError
 
 log = logging.getLogger("sipproxy.registrar")
@@ -112,7 +113,8 @@ class Authenticator:
         """A 401 (or 407) carrying a fresh challenge for ``domain``'s realm."""
         headers = self.auth.challenge(self.realm_for(domain), proxy=proxy, stale=stale)
         status = 407 if proxy else 401
-        return make_response(request, status, to_tag=_tag(), headers=headers)
+        # sent statelessly (RFC 3261 8.2.7), so the tag is the request's own: see stateless_tag
+        return make_response(request, status, to_tag=stateless_tag(request), headers=headers)
 
 
 class Registrar:

@@ -51,6 +51,14 @@ tag, Call-ID, CSeq number, top Via; the ACK's To tag is not compared).
 `TransactionLayer.match_cancel` finds the INVITE server transaction a CANCEL cancels (9.2;
 cancelling a non-INVITE has no effect, so only INVITE transactions are looked up).
 
+Stateless answers (RFC 3261 8.2.7): a TU may answer a new request without keeping state --
+what 8.2.7 and 26.1.5 ask for challenges, so that a flood of unauthenticated requests creates
+no transactions.  `TransactionLayer.reply_stateless` drops the request's server transaction
+(it has started no timer and sent nothing yet: the automatic 100 is deferred, see `Send`) and
+sends the response once; a retransmitted request is answered anew, with the same To tag
+(`stateless_tag`: derived from the request, 8.2.7), and the ACK for such an answer, which
+matches no transaction, is absorbed by that tag's mark.
+
 The TU's duties stay with the TU: Timer C and CANCEL of pending branches (16.6, 16.7), the
 ACK and retransmissions of a 2xx (13.3.1.4), and answering ``Timeout`` with a 408.
 """
@@ -58,6 +66,8 @@ ACK and retransmissions of a 2xx (13.3.1.4), and answering ``Timeout`` with a 40
 from __future__ import annotations
 
 import logging
+import secrets
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +77,7 @@ from .message import Message, Request, Response, make_response
 __all__ = [
     "TABLE", "ICT", "NICT", "IST", "NIST", "TERMINATED", "Timers", "Transaction",
     "TransactionLayer", "Send", "StartTimer", "CancelTimer", "Deliver", "Timeout",
-    "TransportError", "Terminated", "make_ack", "make_cancel", "MAGIC_COOKIE",
+    "TransportError", "Terminated", "make_ack", "make_cancel", "MAGIC_COOKIE", "stateless_tag",
 ]
 
 log = logging.getLogger("sipproxy.transaction")
@@ -77,6 +87,19 @@ ICT, NICT, IST, NIST = "ICT", "NICT", "IST", "NIST"
 TERMINATED = "Terminated"
 
 _TERM_ON_ERROR = (TERMINATED, ("transport_error",))
+
+#: how the To tags of our stateless answers begin: drawn once per server (workers fork after
+#: the import, so they share it), so that the ACK for such an answer is known by its tag
+STATELESS_MARK = "s" + secrets.token_hex(3) + "-"
+
+
+def stateless_tag(request: Request) -> str:
+    """The To tag of a stateless answer to ``request`` (RFC 3261 8.2.7: the same request
+    gets the same tag, so a retransmission's answer is the same dialog's): the mark and a
+    CRC of what identifies the request -- its top Via branch, Call-ID, From tag and CSeq."""
+    via = request.vias[0]
+    seed = f"{via.branch}|{request.call_id}|{request.from_.tag}|{request.cseq[0]}"
+    return f"{STATELESS_MARK}{zlib.crc32(seed.encode()):08x}"
 
 # fmt: off
 #: (machine, state, event) -> (new state, actions). The whole of RFC 3261 17 (+ RFC 6026).
@@ -199,10 +222,12 @@ class Send:
     #: the parsed message; None for a resend by a settled transaction (`Transaction._settle`)
     message: Message | None
     transaction: Transaction | None
-    #: the automatic 100 Trying of a new INVITE server transaction: the edge may hold it
-    #: back while the TU handles the request it delivers in the same list, and drop it if
-    #: the TU answered meanwhile (17.2.1: the 100 is owed only when the TU will not answer
-    #: within 200 ms; a retransmitted INVITE gets it from the transaction anyway)
+    #: the automatic 100 Trying of a new INVITE server transaction, not made yet (``data``
+    #: empty, ``message`` None): the edge holds it back while the TU handles the request
+    #: it delivers in the same list, and asks `TransactionLayer.send_trying` for it only if
+    #: the TU has not answered meanwhile (17.2.1: the 100 is owed only when the TU will not
+    #: answer within 200 ms; a retransmitted INVITE gets it from the transaction anyway).
+    #: The edge clears the flag once it has decided.
     deferrable: bool = False
 
 
@@ -475,13 +500,15 @@ def _send_response(txn: Transaction, out: list, msg: Message | None) -> None:
 
 
 def _send_100(txn: Transaction, out: list, _msg: Message | None) -> None:
-    _send_response(txn, out, make_response(txn.request, 100))
-    out[-1].deferrable = True
+    # made only when it is sent: most INVITEs a proxy answers itself (challenges) need none
+    out.append(Send(b"", txn.source, None, txn, True))
 
 
 def _resend_response(txn: Transaction, out: list, _msg: Message | None) -> None:
     if txn.last_response_data is not None:
         out.append(Send(txn.last_response_data, txn.source, txn.last_response, txn))
+    elif txn.machine == IST:  # a retransmitted INVITE whose TU is still at work: the 100 now
+        _send_response(txn, out, make_response(txn.request, 100))
 
 
 def _timeout(txn: Transaction, out: list, _msg: Message | None) -> None:
@@ -548,6 +575,10 @@ class TransactionLayer:
         if txn is not None:
             return txn.receive(req)
         if req.method == "ACK":
+            to_tag = req.to.tag
+            if to_tag is not None and to_tag.startswith(STATELESS_MARK):
+                log.debug("ACK for a stateless answer (To tag %s) absorbed", to_tag)
+                return []
             return [Deliver(req, None, source)]
         machine = IST if req.method == "INVITE" else NIST
         txn = Transaction(self, machine, key, req, source, reliable)
@@ -574,6 +605,29 @@ class TransactionLayer:
     def send_response(self, txn: Transaction, response: Response) -> list:
         """The TU answers through server transaction ``txn``."""
         return txn.send(response)
+
+    def reply_stateless(self, txn: Transaction, response: Response) -> list:
+        """Answer ``txn``'s request statelessly (RFC 3261 8.2.7) and forget the transaction.
+
+        For a server transaction that has sent nothing yet (no timer is running, and its
+        deferred 100 is then never sent: 8.2.7 allows no provisional response).  One that
+        has sent something already keeps its state and sends ``response`` as usual."""
+        if txn.is_client or txn.last_response_data is not None:
+            return txn.send(response)
+        txn.state = TERMINATED
+        self._forget(txn)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s: answered %d statelessly", txn.machine, txn.key[0], response.status)
+        return [Send(response.to_bytes(), txn.source, response, None)]
+
+    def send_trying(self, txn: Transaction) -> list:
+        """The deferred 100 Trying of INVITE server transaction ``txn`` (see `Send`), made
+        now -- unless the transaction has sent a response (or the 100) already, or is gone."""
+        if txn.last_response_data is not None or txn.state != "Proceeding" or txn.machine != IST:
+            return []
+        out: list = []
+        _send_response(txn, out, make_response(txn.request, 100))
+        return out
 
     def timer_fired(self, timer: StartTimer) -> list:
         """A `StartTimer` came due; ignored if restarted, cancelled or terminated since."""

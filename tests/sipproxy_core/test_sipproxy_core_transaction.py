@@ -22,6 +22,7 @@ from sipproxy.transaction import (
     TransactionLayer,
     TransportError,
     make_cancel,
+    stateless_tag,
 )
 
 T1, T2, T4 = 0.5, 4.0, 5.0
@@ -39,12 +40,22 @@ class Net:
         self.sent: list[tuple[float, Send]] = []
         self.delivered: list[Deliver] = []
         self.events: list = []
+        #: deferred 100s: held (a TU that answers at once), else made at once, as the edge
+        #: does for a TU that does not
+        self.hold_trying = False
+        self.held: list[Send] = []
 
     def run(self, actions: list) -> list:
         for a in actions:
             if isinstance(a, StartTimer):
                 self.seq += 1
                 self.pending.append((self.now + a.delay, self.seq, a))
+            elif isinstance(a, Send) and a.deferrable:
+                assert a.message is None and a.data == b""  # made only when sent
+                if self.hold_trying:
+                    self.held.append(a)
+                else:
+                    self.run(self.layer.send_trying(a.transaction))
             elif isinstance(a, Send):
                 self.sent.append((self.now, a))
             elif isinstance(a, Deliver):
@@ -272,6 +283,70 @@ def test_ist_100_trying_retransmissions_and_ack_absorbed() -> None:
     assert txn.state == "Confirmed" and len(net.sent) == sent_before  # no more G
     net.advance(0.2)  # Timer I
     assert txn.state == TERMINATED and net.kinds() == [Terminated]
+
+
+def _ack_for(response_data: bytes) -> Request:
+    return wire(parse_message(
+        response_data.replace(b"SIP/2.0 407 Proxy Authentication Required", b"ACK sip:bob@example.com SIP/2.0")
+        .replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
+    ))
+
+
+def test_stateless_answer_keeps_no_transaction_and_absorbs_its_ack() -> None:
+    """RFC 3261 8.2.7: a challenge is sent once, with no transaction, no 100 and no Timer
+    G/H; a retransmitted request is answered anew with the same To tag; its ACK is absorbed."""
+    net = Net()
+    net.hold_trying = True
+    req = invite()
+    net.run(net.layer.receive(wire(req), source=("udp", "192.0.2.1", 5060)))
+    (d,) = net.delivered
+    assert len(net.held) == 1 and not net.sent  # the 100 is held back, not made
+    tag = stateless_tag(d.message)
+    challenge = make_response(d.message, 407, to_tag=tag)
+    actions = net.run(net.layer.reply_stateless(d.transaction, challenge))
+    assert [type(a) for a in actions] == [Send]
+    assert actions[0].transaction is None and actions[0].dest == ("udp", "192.0.2.1", 5060)
+    assert d.transaction.terminated and len(net.layer) == 0 and not net.pending
+    assert net.layer.send_trying(d.transaction) == []  # answered: no 100 after all
+    net.advance(64 * T1)
+    assert len(net.sent) == 1  # sent once, never resent
+    # the retransmission is a new request to the TU, whose answer has the same To tag
+    net.run(net.layer.receive(wire(req), source=("udp", "192.0.2.1", 5060)))
+    assert len(net.delivered) == 2 and stateless_tag(net.delivered[1].message) == tag
+    net.run(net.layer.reply_stateless(net.delivered[1].transaction, challenge))
+    # another request (the next INVITE, with credentials) gets another tag
+    assert stateless_tag(wire(invite(branch="z9hG4bK-2", cseq=2))) != tag
+    assert net.layer.receive(_ack_for(actions[0].data)) == []  # the ACK: absorbed
+    foreign = _ack_for(make_response(req, 407, to_tag="uas-tag").to_bytes())
+    (stray,) = net.layer.receive(foreign)  # an ACK with another tag still reaches the TU
+    assert isinstance(stray, Deliver) and stray.transaction is None
+
+
+def test_deferred_100_is_made_for_a_retransmission_and_only_once() -> None:
+    """The TU is still at work when the INVITE comes again: the retransmission gets the 100
+    (made then); the edge's later ask for the deferred one sends nothing more."""
+    net = Net()
+    net.hold_trying = True
+    req = invite()
+    net.run(net.layer.receive(wire(req)))
+    net.run(net.layer.receive(wire(req)))
+    assert net.send_times(100) == [0] and len(net.delivered) == 1
+    (held,) = net.held
+    assert net.layer.send_trying(held.transaction) == []
+    net.run(net.layer.send_response(held.transaction, make_response(req, 180, to_tag="t")))
+    assert net.send_times(180) == [0]
+
+
+def test_stateless_answer_after_a_response_stays_stateful() -> None:
+    net = Net()
+    req = invite()
+    net.run(net.layer.receive(wire(req)))
+    (d,) = net.delivered
+    net.run(net.layer.send_response(d.transaction, make_response(req, 180, to_tag="t")))
+    net.run(net.layer.reply_stateless(d.transaction, make_response(req, 407, to_tag="t")))
+    assert d.transaction.state == "Completed" and len(net.layer) == 1
+    net.advance(T1 + 0.01)
+    assert net.send_times(407) == [0, T1]  # Timer G: the transaction resends it
 
 
 def test_ist_timer_h_without_ack() -> None:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from ngnpro.models import Dialog
+from sipproxy.message import parse_message
 from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
 from tests.helpers import free_port
 
@@ -274,6 +275,38 @@ def test_request_reuses_registered_tcp_connection(proxy, tmp_path, callee):
     assert ack.startswith("ACK ")
     _ok(uac, proxy)
     phone.close()
+
+
+def test_challenges_are_stateless(proxy):
+    """RFC 3261 8.2.7 / 26.1.5: a 407 or 401 leaves no transaction behind -- it is never
+    retransmitted (a stateful 407 over UDP would be, after T1 = 0.5 s), and a retransmitted
+    request is answered anew: the same To tag, a fresh nonce."""
+    branch = f"z9hG4bK{time.time_ns()}"
+    invite = (f"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch={branch}\r\n"
+              f"From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {branch}\r\n"
+              "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:alice@127.0.0.1:9>\r\n"
+              "Content-Length: 0\r\n\r\n").encode()
+    register = (f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport;branch={branch}r\r\n"
+                f"From: <sip:bob@example.com>;tag=b1\r\nTo: <sip:bob@example.com>\r\nCall-ID: r{branch}\r\n"
+                "CSeq: 1 REGISTER\r\nMax-Forwards: 70\r\nContact: <sip:bob@127.0.0.1:9>\r\n"
+                "Content-Length: 0\r\n\r\n").encode()
+    for request, status, field in ((invite, b"407", "proxy-authenticate"), (register, b"401", "www-authenticate")):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(3)
+        try:
+            s.sendto(request, ("127.0.0.1", proxy.port))
+            first = parse_message(s.recv(65535))
+            assert first.status == int(status)
+            s.settimeout(1.2)
+            with pytest.raises(socket.timeout):
+                s.recv(65535)  # no retransmission of the challenge
+            s.settimeout(3)
+            s.sendto(request, ("127.0.0.1", proxy.port))
+            again = parse_message(s.recv(65535))
+            assert again.status == int(status) and again.to.tag == first.to.tag
+            assert again.headers.get(field) != first.headers.get(field)  # a new nonce
+        finally:
+            s.close()
 
 
 def test_loop_is_detected(proxy):

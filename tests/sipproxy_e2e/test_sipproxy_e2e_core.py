@@ -106,3 +106,46 @@ def test_response_not_for_us_is_dropped():
         s.close()
     finally:
         core.stop()
+
+
+class SlowTU(Recorder):
+    """Answers an INVITE with 486 after waiting (as a TU waiting on a database does)."""
+
+    def on_request(self, request, txn, inbound):
+        self.requests.append(request)
+        if txn is not None:
+            gevent.sleep(0.3)
+            self.core.respond(txn, make_response(request, 486, to_tag="t1"))
+
+
+class FastTU(Recorder):
+    def on_request(self, request, txn, inbound):
+        self.requests.append(request)
+        if txn is not None:
+            self.core.respond(txn, make_response(request, 486, to_tag="t1"))
+
+
+def _invite_answers(tu_class):
+    core, _rec, port = _core()
+    core.tu = tu_class(core)
+    try:
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(2)
+        data = _request(port).replace(b"MESSAGE", b"INVITE")
+        client.sendto(data, ("127.0.0.1", port))
+        answers = [client.recv(65535).split(b" ", 2)[1]]
+        while answers[-1] == b"100":
+            answers.append(client.recv(65535).split(b" ", 2)[1])
+        client.close()
+        return answers
+    finally:
+        core.stop()
+
+
+def test_100_trying_goes_out_as_soon_as_the_handler_waits():
+    """RFC 3261 16.2: the 100 is owed when the answer will take a while -- a handler that
+    blocks (its lane is taken over) has it sent then, not when it is done; one that answers
+    in line sends its final answer alone."""
+    assert _invite_answers(SlowTU) == [b"100", b"486"]
+    assert _invite_answers(FastTU) == [b"486"]

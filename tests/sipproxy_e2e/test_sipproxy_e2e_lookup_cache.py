@@ -3,8 +3,9 @@ at once by calls that the other worker routes from its cache.
 
 Plain UDP sockets play the phones, so that each message's Call-ID -- which decides the worker
 that handles it (``Core.owner_of``) -- is chosen: bob's REGISTERs go to worker 1, alice's
-calls to worker 0.  ``location_cache`` is long (60 s), so only the invalidation sent by worker
-1 can make worker 0 see bob's new or removed contact; a contact written by "another proxy"
+calls to worker 0.  ``location_cache`` is long (60 s), so only the change counter worker 1
+bumps (``sipproxy.lookupcache.ChangeCounters``, in memory both workers map) can make worker
+0 see bob's new or removed contact; a contact written by "another proxy"
 (a LocationStore of this test on the same database) is *not* seen by worker 0 until then,
 which shows that worker 0 really answers from its cache.
 """
@@ -17,14 +18,9 @@ import socket
 import time
 import zlib
 
-import gevent
-from gevent import socket as gsocket
-
 from ngnpro.models import open_database
-from sipproxy.core import Core
 from sipproxy.digest import compute_response, ha1, parse_auth_params
 from sipproxy.location import Binding, LocationStore
-from tests.helpers import free_port
 
 from .sipp_support import DOMAIN, USERS, ProxyProcess, provision
 
@@ -260,46 +256,3 @@ def test_contacts_added_and_removed_through_one_worker_are_seen_by_the_other(db_
             p.close()
         engine.dispose()
         proxy.stop()
-
-
-def _until(cond, timeout: float = 3.0) -> None:  # noqa: ANN001
-    with gevent.Timeout(timeout):
-        while not cond():
-            gevent.sleep(0.01)
-
-
-def test_invalidation_datagram_between_worker_cores():
-    """In one process: two workers' cores and their mailboxes (as forked workers share them);
-    an invalidation reaches the sibling only, is never taken for a SIP message, and is
-    refused from any sender but a sibling's mailbox."""
-    boxes = []
-    for _ in range(2):
-        box = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
-        box.bind(("127.0.0.1", 0))
-        boxes.append(box)
-    cores, got = [], [[], []]
-    for n in range(2):
-        mine = [box if i == n else box.dup() for i, box in enumerate(boxes)]  # a fork's copies
-        core = Core([f"udp:127.0.0.1:{free_port()}"], worker=n, workers=2, mailboxes=mine)
-        core.on_invalidate = lambda username, domain, n=n: got[n].append((username, domain))
-        core.bind()
-        core.start()
-        cores.append(core)
-    stranger = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
-    try:
-        cores[0].invalidate_siblings("bob", "example.com")
-        cores[1].invalidate_siblings("a|b\u20ac", "example.org")  # any user name survives
-        _until(lambda: got[0] and got[1])
-        assert got == [[("a|b\u20ac", "example.org")], [("bob", "example.com")]]
-        assert cores[0].received == cores[1].received == 0  # not handled as SIP messages
-        stranger.sendto(b"!invalidate|example.com|carol", ("127.0.0.1", boxes[1].getsockname()[1]))
-        cores[0].invalidate_siblings("dave", "example.com")  # sent after: arrives after it
-        _until(lambda: len(got[1]) == 2)
-        assert got[1] == [("bob", "example.com"), ("dave", "example.com")]
-        # one worker: nobody to tell, nothing sent, nothing raised
-        alone = Core([f"udp:127.0.0.1:{free_port()}"])
-        alone.invalidate_siblings("bob", "example.com")
-    finally:
-        stranger.close()
-        for core in cores:
-            core.stop()

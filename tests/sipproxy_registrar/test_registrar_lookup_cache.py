@@ -1,16 +1,20 @@
 """The location look-up cache: the sans-I/O cache itself, and the LocationStore using it --
 hits issue no SQL, every write of the store forgets the address-of-record, a write that
-changes where calls go is announced (``on_change``), another proxy's write is seen after the
-TTL.  Store tests run on every database under test (``db_url``)."""
+changes where calls go is announced (``on_change``) through the change counters the workers
+share, another proxy's write is seen after the TTL.  Store tests run on every database
+under test (``db_url``)."""
 
 from __future__ import annotations
+
+import copy
+import os
 
 import pytest
 
 from ngnpro.models import open_database
 from ngnpro.models.config import ConfigError, validate
 from sipproxy.location import Binding, LocationStore, OutOfOrder
-from sipproxy.lookupcache import LookupCache, routes_differ
+from sipproxy.lookupcache import ChangeCounters, LookupCache, routes_differ
 
 from .support import Clock, add_accounts
 
@@ -100,6 +104,50 @@ def test_invalidate_and_answers_read_before_it() -> None:
     assert cache.get("amy", T0) is None
     cache.clear()
     assert len(cache) == 0
+
+
+def _sibling(counters: ChangeCounters, worker: int) -> ChangeCounters:
+    """Worker ``worker``'s view of the same shared counters (as a fork has it)."""
+    view = copy.copy(counters)
+    view.worker = worker
+    return view
+
+
+def test_a_siblings_change_voids_the_cached_entry() -> None:
+    counters = ChangeCounters(2)
+    other = _sibling(counters, 1)
+    cache = LookupCache(60.0, shared=counters)
+    bob, amy = ("bob", "example.com"), ("amy", "example.com")
+    assert hash(bob) % counters.buckets != hash(amy) % counters.buckets
+    cache.put(bob, [b("sip:b@h", T0 + 100)], T0, cache.mark(), cache.stamp(bob))
+    cache.put(amy, [b("sip:a@h", T0 + 100)], T0, cache.mark(), cache.stamp(amy))
+    assert cache.get(bob, T0) is not None
+    other.bump("bob", "EXAMPLE.com")  # worker 1 changed bob's contacts
+    assert cache.get(bob, T0) is None and cache.get(amy, T0) is not None
+    assert counters.stamp(bob) == [0, 1]
+    # a look-up reading while worker 1 changes bob: what it read is not kept
+    stamp = cache.stamp(bob)
+    other.bump("bob", "example.com")
+    cache.put(bob, [b("sip:old@h", T0 + 100)], T0, cache.mark(), stamp)
+    assert cache.get(bob, T0) is None
+    cache.put(bob, [b("sip:new@h", T0 + 100)], T0, cache.mark(), cache.stamp(bob))
+    assert cache.get(bob, T0) == [b("sip:new@h", T0 + 100)]
+
+
+def test_change_counters_are_shared_with_forked_workers() -> None:
+    counters = ChangeCounters(3)
+    pid = os.fork()
+    if pid == 0:  # the "worker 2" process
+        try:
+            counters.worker = 2
+            counters.bump("bob", "example.com")
+            counters.bump("bob", "example.com")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert counters.stamp(("bob", "example.com")) == [0, 0, 2]
+    with pytest.raises(ValueError):
+        ChangeCounters(0)
 
 
 def test_routes_differ_ignores_refreshes_only() -> None:
@@ -301,3 +349,25 @@ def test_purge_forgets(setup) -> None:  # noqa: ANN001
     assert store.expire() == 1
     store.lookup("amy", DOMAIN)
     assert len(reads) == 2
+
+
+def test_a_write_through_another_worker_is_seen_at_once(setup) -> None:  # noqa: ANN001
+    """Two workers' stores on one database and one set of change counters: worker 1 adds a
+    contact, worker 0's next look-up -- within its TTL -- reads the table again."""
+    factory, clock = setup
+    counters = ChangeCounters(2)
+    w0 = LocationStore(factory, clock=clock, cache=LookupCache(60.0, shared=counters))
+    w1 = LocationStore(factory, clock=clock, cache=LookupCache(60.0, shared=_sibling(counters, 1)))
+    w1.on_change = _sibling(counters, 1).bump
+    try:
+        register(w1, "amy", "sip:amy@192.0.2.1", T0 + 600, "c1", 1)
+        assert contacts(w0.lookup("amy", DOMAIN)) == ["sip:amy@192.0.2.1"]
+        assert w0.cache.hits == 0 and contacts(w0.lookup("amy", DOMAIN)) == ["sip:amy@192.0.2.1"]
+        assert w0.cache.hits == 1
+        register(w1, "amy", "sip:amy@192.0.2.2", T0 + 600, "c2", 1)
+        assert sorted(contacts(w0.lookup("amy", DOMAIN))) == ["sip:amy@192.0.2.1", "sip:amy@192.0.2.2"]
+        register(w1, "amy", "sip:amy@192.0.2.2", T0 + 900, "c2", 2)  # a refresh: not announced
+        assert w0.cache.hits == 1 and len(w0.lookup("amy", DOMAIN)) == 2 and w0.cache.hits == 2
+    finally:
+        w0.close()
+        w1.close()
