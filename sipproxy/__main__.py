@@ -80,12 +80,10 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                           refresh_interval=config["database"]["poll_interval"])
     cache = LookupCache(section["location_cache"], shared=counters) if section["location_cache"] > 0 else None
     location = LocationStore(sessions, write_back=section["location_write_back"], cache=cache)
-    auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"])
-    algorithms = tuple(section["digest_algorithms"]) or ("SHA-256", "MD5")
-    challenge = auth.challenge
-    # offer only the configured algorithms, in the configured order (some clients, sipp
-    # among them, answer the first challenge even when they cannot do SHA-256)
-    auth.challenge = lambda realm, **kw: challenge(realm, algorithms=algorithms, **kw)
+    # challenges offer only the configured algorithms, in the configured order (some
+    # clients, sipp among them, answer the first challenge even when they cannot do SHA-256)
+    auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"],
+                      algorithms=tuple(section["digest_algorithms"]) or ("SHA-256", "MD5"))
     registrar = Registrar.from_config(section, directory, location, auth)
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
