@@ -49,13 +49,12 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Container
 from typing import Any
 
 from .message import ParseError, Request, Response, make_response
-from .transaction import server_key
+from .transaction import server_key, stateless_tag
 
 log = logging.getLogger("sipproxy.overload")
 
@@ -192,7 +191,7 @@ class Overload:
             return None
         self._debt -= 1.0
         self.refused += 1
-        return rejection(request, via, self.retry_after).to_bytes()
+        return rejection(request, self.retry_after).to_bytes()
 
     def summary(self) -> str:
         """The counters, for the stop line."""
@@ -215,11 +214,9 @@ def sheddable(request: Request, via: Any, server: Container) -> bool:
     return server_key(request, None, via) not in server
 
 
-def rejection(request: Request, via: Any, retry_after: int) -> Response:
+def rejection(request: Request, retry_after: int) -> Response:
     """The stateless 503 Service Unavailable with Retry-After (RFC 3261 21.5.4, 20.33).  Its
-    To tag is derived from the top Via's branch, so a retransmission of the request gets the
-    same tag (RFC 3261 8.2.7) without any state kept."""
-    seed = (via.branch if via is not None else None) or request.call_id or ""
-    tag = f"{zlib.crc32(seed.encode('utf-8', 'surrogateescape')):08x}"
-    return make_response(request, 503, "Service Unavailable", to_tag=tag,
+    To tag is the request's `stateless_tag`: a retransmission gets the same one (RFC 3261
+    8.2.7), and the transaction layer absorbs the ACK for it, like the ACK for a 407."""
+    return make_response(request, 503, "Service Unavailable", to_tag=stateless_tag(request),
                          headers=[("Retry-After", str(retry_after))])
