@@ -191,7 +191,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
         "location_write_back": (1.0, lambda k, v: _float_pos(k, v)),
         "location_cache": (1.0, lambda k, v: _float_pos(k, v)),
-        "overload_delay": (100.0, lambda k, v: _float_pos(k, v)),
+        "overload_delay": (250.0, lambda k, v: _float_pos(k, v)),
         "overload_retry_after": (5, _int(1, 3600)),
     },
     "mediaproxy": {

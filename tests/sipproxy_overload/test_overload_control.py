@@ -235,7 +235,7 @@ def test_threshold_must_be_positive():
 
 def test_config_defaults_on_and_validates():
     section = validate({})["sipproxy"]
-    assert section["overload_delay"] == 100.0 and section["overload_retry_after"] == 5
+    assert section["overload_delay"] == 250.0 and section["overload_retry_after"] == 5
     assert validate({"sipproxy": {"overload_delay": 0}})["sipproxy"]["overload_delay"] == 0.0
     assert validate({"sipproxy": {"overload_delay": 250}})["sipproxy"]["overload_delay"] == 250.0
     for bad in ({"overload_delay": -1}, {"overload_delay": "100ms"}, {"overload_retry_after": 0},
