@@ -69,9 +69,18 @@ import logging
 import secrets
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from .actions import (
+    CancelTimer,
+    Deliver,
+    Send,
+    StartTimer,
+    Terminated,
+    Timeout,
+    Timers,
+    TransportError,
+)
 from .message import Message, Request, Response, make_response
 
 __all__ = [
@@ -178,96 +187,6 @@ TABLE: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
 INITIAL_STATE = {ICT: "Calling", NICT: "Trying", IST: "Proceeding", NIST: "Trying"}
 #: states after the final response, in every machine: see `Transaction._settle`
 _SETTLED = frozenset(("Completed", "Confirmed", "Accepted"))
-
-
-@dataclass
-class Timers:
-    """RFC 3261 timer base values in seconds (table 4). ``d`` is Timer D on unreliable."""
-
-    t1: float = 0.5
-    t2: float = 4.0
-    t4: float = 5.0
-    d: float = 32.0
-    _known: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def initial(self, name: str, reliable: bool) -> float | None:
-        """First duration of timer ``name``; None: not started; 0: fires at once."""
-        key = (name, reliable, self.t1, self.t4, self.d)
-        try:
-            return self._known[key]
-        except KeyError:
-            value = self._known[key] = self._initial(name, reliable)
-            return value
-
-    def _initial(self, name: str, reliable: bool) -> float | None:
-        t1 = self.t1
-        if name in "AEG":
-            return None if reliable else t1
-        if name in "BFHJLM":
-            return 0.0 if (name == "J" and reliable) else 64 * t1
-        if name == "D":
-            return 0.0 if reliable else self.d
-        if name in "IK":
-            return 0.0 if reliable else self.t4
-        raise ValueError(f"unknown timer {name}")
-
-
-# -- actions ----------------------------------------------------------------------------
-
-
-@dataclass(eq=False, slots=True)
-class Send:
-    data: bytes
-    dest: Any
-    #: the parsed message; None for a resend by a settled transaction (`Transaction._settle`)
-    message: Message | None
-    transaction: Transaction | None
-    #: the automatic 100 Trying of a new INVITE server transaction, not made yet (``data``
-    #: empty, ``message`` None): the edge holds it back while the TU handles the request
-    #: it delivers in the same list, and asks `TransactionLayer.send_trying` for it only if
-    #: the TU has not answered meanwhile (17.2.1: the 100 is owed only when the TU will not
-    #: answer within 200 ms; a retransmitted INVITE gets it from the transaction anyway).
-    #: The edge clears the flag once it has decided.
-    deferrable: bool = False
-
-
-@dataclass(eq=False, slots=True)
-class StartTimer:
-    transaction: Transaction
-    name: str
-    delay: float
-    #: free for the I/O edge (its watcher or wheel slot); this module never reads it
-    edge: Any = None
-
-
-@dataclass(eq=False, slots=True)
-class CancelTimer:
-    transaction: Transaction
-    name: str
-    #: the `StartTimer` no longer needed
-    timer: StartTimer | None = None
-
-
-@dataclass(eq=False, slots=True)
-class Deliver:
-    message: Message
-    transaction: Transaction | None
-    source: Any = None
-
-
-@dataclass(eq=False, slots=True)
-class Timeout:
-    transaction: Transaction
-
-
-@dataclass(eq=False, slots=True)
-class TransportError:
-    transaction: Transaction
-
-
-@dataclass(eq=False, slots=True)
-class Terminated:
-    transaction: Transaction
 
 
 # -- message helpers -------------------------------------------------------------------

@@ -255,6 +255,15 @@ def test_queue_age_peeks_at_the_oldest_waiting_datagram():
         rx.setblocking(False)
         assert enable_timestamps(rx)
         assert queue_age(rx, time.time()) == 0.0  # nothing waits
+        # the kernel turns arrival stamps on a moment after the first socket asks (deferred
+        # work); until then a datagram is stamped when first read.  Wait for real stamps.
+        for _ in range(100):
+            tx.sendto(b"probe", rx.getsockname())
+            time.sleep(0.02)
+            stamped_on_arrival = queue_age(rx, time.time()) >= 0.015
+            rx.recv(100)
+            if stamped_on_arrival:
+                break
         before = time.time()
         tx.sendto(b"first", rx.getsockname())
         after = time.time()
