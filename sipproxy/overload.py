@@ -22,7 +22,8 @@ per-message stamps); a worker they overload is seen only through its UDP queue.
 
 **Controller: a rejection fraction with hysteresis** (the loss-based idea of RFC 7339
 applied at the server).  The delay decided on is the *smallest* measured over the last
-:data:`SPAN` (0.1 s), as CoDel does: a burst that drains within it is not a standing queue.
+:data:`SPAN` (0.1 s) and at least the last two measurements, as CoDel does: a burst, or a
+stall of the worker, that drains within it is not a standing queue.
 Above the threshold the fraction of new requests refused grows (by :data:`STEP_UP`, more
 when far above), but only while the delay is not already falling, and at most once per
 queue delay (the head of the queue shows what arrived one delay ago: raising again before
@@ -63,8 +64,10 @@ __all__ = ["Overload", "sheddable", "rejection", "TICK", "SPAN"]
 #: seconds between two measurements (the core's libev timer)
 TICK = 0.02
 #: seconds of measurements whose smallest is the delay decided on (a burst or pause that
-#: drains within it is not a standing queue; after a stall longer than it, the one late
-#: measurement counts alone)
+#: drains within it is not a standing queue), and never fewer than two: after a stall (the
+#: worker did not run its timer: busy in a long step, starting, collecting), the one late
+#: measurement shows a queue the next one may already see drained -- a worker that is
+#: really behind still is at the next tick, 20 ms later
 SPAN = 0.1
 #: fraction of new requests refused more per raise above the threshold (times how many
 #: thresholds above, up to 4), and less per SPAN below half of it
@@ -118,7 +121,7 @@ class Overload:
         now = self.clock()
         recent = self._recent
         recent.append((now, delay))
-        while recent[0][0] < now - SPAN:
+        while len(recent) > 2 and recent[0][0] < now - SPAN:
             recent.popleft()
         self._decide(min(d for _t, d in recent), now)
 

@@ -89,14 +89,23 @@ def test_a_spike_within_a_window_is_not_a_standing_queue():
     assert ctl.reject == 0.0
 
 
-def test_after_a_stall_the_late_measurement_counts_alone():
-    """Ticks a second apart (the worker did not get to run them): no measurement of the
-    last SPAN says otherwise, so one is enough."""
-    ctl = Overload(0.1, clock=Clock())
-    window(ctl, 0.0)
-    ctl.clock.now += 1.0
-    ctl.sample(1.0)
-    assert ctl.reject > 0.0 and ctl.episodes == 1
+def test_after_a_stall_the_next_measurement_decides():
+    """Ticks a second apart (the worker did not get to run them: a long step, its start, a
+    collection): the one late measurement is not enough -- the next tick shows whether the
+    queue stands or has drained already."""
+    drained = Overload(0.1, clock=Clock())
+    window(drained, 0.0)
+    drained.clock.now += 1.0
+    drained.sample(1.0)
+    assert drained.reject == 0.0
+    tick(drained, 0.002)  # read through at once: it was the stall, not the load
+    assert drained.reject == 0.0 and drained.episodes == 0
+    behind = Overload(0.1, clock=Clock())
+    window(behind, 0.0)
+    behind.clock.now += 1.0
+    behind.sample(1.0)
+    tick(behind, 0.98)  # still behind
+    assert behind.reject > 0.0 and behind.episodes == 1
 
 
 def test_the_fraction_grows_while_behind_faster_when_far_behind():
