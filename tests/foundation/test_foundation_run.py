@@ -33,8 +33,12 @@ def test_scripts_run_starts_and_stops_everything(tmp_path: Path):
     })
     env = dict(os.environ, MSP_CONFIG=str(config), MSP_VENV=sys.prefix)
     log = open(tmp_path / "run.log", "wb")
+    # Ctrl-C at a terminal: SIGINT at its default in the shell.  A test runner started in
+    # the background by a non-interactive shell passes SIGINT on *ignored*, and bash cannot
+    # trap a signal ignored on entry, so the test puts it back.
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "run")], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         listen = {"ngnpro": ports["ngnpro"], "enumdns": ports["enumdns"], "sipproxy": ports["sip"],
                   "mediaproxy": ports["control"]}
