@@ -1,9 +1,10 @@
 """Two workers with a location cache: a contact added or removed through one worker is seen
 at once by calls that the other worker routes from its cache.
 
-Plain UDP sockets play the phones, so that each message's Call-ID -- which decides the worker
-that handles it (``Core.owner_of``) -- is chosen: bob's REGISTERs go to worker 1, alice's
-calls to worker 0.  ``location_cache`` is long (60 s), so only the change counter worker 1
+Plain UDP sockets play the phones, so that the worker handling each message is known: a
+call's Call-ID decides its worker (``Core.owner_of``), so alice's calls go to worker 0; a
+REGISTER stays with the worker the kernel gave it by the sender's address, so bob's phones
+are sockets whose REGISTERs worker 1 logged.  ``location_cache`` is long (60 s), so only the change counter worker 1
 bumps (``sipproxy.lookupcache.ChangeCounters``, in memory both workers map) can make worker
 0 see bob's new or removed contact; a contact written by "another proxy"
 (a LocationStore of this test on the same database) is *not* seen by worker 0 until then,
@@ -103,17 +104,17 @@ def _auth(challenge: str, header: str, user: str, method: str, uri: str) -> str:
             f'uri="{uri}", response="{resp}", qop=auth, nc=00000001, cnonce="c0ffee", algorithm=MD5\r\n')
 
 
-def register(phone: Phone, call_id: str, cseq: int, expires: int) -> list[str]:
+def register(phone: Phone, call_id: str, cseq: int, expires: int | None) -> list[str]:
     """bob's REGISTER of the phone's own address (so: not behind NAT), through the digest
-    challenge; the contacts the 200 OK lists."""
-    contact = f"sip:bob@127.0.0.1:{phone.port}"
+    challenge; the contacts the 200 OK lists.  ``expires`` None: a query (no Contact)."""
+    binding = ("" if expires is None else
+               f"Contact: <sip:bob@127.0.0.1:{phone.port}>\r\nExpires: {expires}\r\n")
 
     def make(n: int, auth: str) -> str:
         return (f"REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{phone.port};rport;"
                 f"branch=z9hG4bK{call_id}.{n}\r\nFrom: <sip:bob@{DOMAIN}>;tag=r{phone.port}\r\n"
                 f"To: <sip:bob@{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: {n} REGISTER\r\n"
-                f"Contact: <{contact}>\r\nExpires: {expires}\r\n{auth}Max-Forwards: 70\r\n"
-                f"Content-Length: 0\r\n\r\n")
+                f"{binding}{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 
     phone.send(make(cseq, ""))
     challenge = phone.expect(lambda m: m.status >= 200)
@@ -123,6 +124,24 @@ def register(phone: Phone, call_id: str, cseq: int, expires: int) -> list[str]:
     ok = phone.expect(lambda m: m.status >= 200)
     assert ok.status == 200, ok.start
     return [c.split(">")[0].lstrip("<") for c in ok.all("contact")]
+
+
+def phone_on_worker(proxy: ProxyProcess, worker: int) -> Phone:
+    """A phone whose REGISTERs the kernel gives to ``worker``: found by trying sockets with a
+    query REGISTER (it changes nothing) until that worker logs one from the socket's port."""
+    for attempt in range(40):
+        phone = Phone(proxy.port)
+        register(phone, f"probe-{attempt}-{time.time_ns()}", 1, None)
+        mark = f" REGISTER bob@{DOMAIN} from udp:127.0.0.1:{phone.port}: 200"
+        deadline = time.monotonic() + 5
+        while mark not in proxy.output():
+            assert time.monotonic() < deadline, proxy.output()
+            time.sleep(0.02)
+        line = next(ln for ln in proxy.output().splitlines() if mark in ln)
+        if f" [{worker}] " in line:
+            return phone
+        phone.close()
+    raise AssertionError(f"no socket of 40 reached worker {worker}")
 
 
 class Caller(Phone):
@@ -207,11 +226,11 @@ def test_contacts_added_and_removed_through_one_worker_are_seen_by_the_other(db_
         assert time.monotonic() < deadline, proxy.output()
         time.sleep(0.05)
     caller = Caller(proxy.port)
-    c1, c2, c3 = Phone(proxy.port), Phone(proxy.port), Phone(proxy.port)
+    c1, c2, c3 = phone_on_worker(proxy, 1), phone_on_worker(proxy, 1), Phone(proxy.port)
     phones = [c1, c2, c3]
     engine, sessions = open_database(db_url)
     try:
-        reg1, reg2 = _call_id(1, "reg"), _call_id(1, "reg")
+        reg1, reg2 = f"reg1-{time.time_ns()}", f"reg2-{time.time_ns()}"
         assert register(c1, reg1, 1, 600) == [f"sip:bob@127.0.0.1:{c1.port}"]
 
         # 1. bob has one contact: the call is answered there (worker 0 caches bob's contacts)
