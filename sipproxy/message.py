@@ -38,6 +38,7 @@ import re
 from collections.abc import Iterable
 from itertools import repeat
 
+from .grammar import _remember
 from .headers import (
     CL_OK,
     NAME_KEYS,
@@ -229,6 +230,16 @@ _CODES = {"via": "v", "from": "f", "to": "t", "call-id": "i", "cseq": "c", "cont
 _code_of = _CODES.get
 
 
+#: codes (see `_check_fields`) of a field order already checked (no single-valued field
+#: repeated, the required ones present) -> the fields' positions (bounded)
+_SHAPES: dict[str, tuple[int, int, int, int, int, int, int, bool]] = {}
+#: a whole Content-Length / Call-ID / CSeq / From / To / Max-Forwards line seen before ->
+#: its parsed value (immutable: int, str or tuple); a call's lines come back in each of its
+#: messages (bounded, well-formed lines only)
+_LINE_VALUES: dict[str, object] = {}
+_line_value = _LINE_VALUES.get
+
+
 def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> None:
     """Frame the body and check the fields every element relies on.
 
@@ -236,11 +247,107 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
     single-valued fields not repeated (3.3.8), Via/From/To/Call-ID/CSeq present and well
     formed (for a response: the top Via; a proxy never reads the others, ``vias`` checks them
     when asked). The parsed values are left in the header fields' views.
+
+    A field order seen before (`_SHAPES`) needs no counting, a line seen before
+    (`_LINE_VALUES`) no parsing; the rest goes through `_check_fields_general`.
     """
     h = msg.headers
     keys = h._keys
-    lines = h._lines
     codes = "".join(map(_code_of, keys, repeat("x")))  # the fields' order, searchable in C
+    shape = _SHAPES.get(codes)
+    if shape is None:
+        _check_fields_general(msg, data, body_start, status, codes)
+        if len(codes) <= 64:  # checked: remember where the fields are
+            if len(_SHAPES) >= 1024:
+                _SHAPES.clear()
+            _SHAPES[codes] = (codes.find("l"), codes.find("i"), codes.find("c"),
+                              codes.find("f"), codes.find("t"), codes.find("m"),
+                              codes.find("v"), codes.count("v") == 1)
+        return
+    i_len, i_call, i_cseq, i_from, i_to, i_mf, i_via, one_via = shape
+    lines = h._lines
+    if i_len >= 0:
+        line = lines[i_len]
+        cl = _line_value(line)
+        if cl is None:
+            cl = _content_length(line, status)
+        length = cl[0]  # type: ignore[index]
+        if length > len(data) - body_start:
+            raise ParseError(status, "Content-Length Larger Than Message")
+        msg.body = data[body_start:body_start + length]
+        views: dict = {CL_OK: length} if cl[1] else {}  # type: ignore[index]
+    else:
+        msg.body = data[body_start:]
+        views = {}
+    line = lines[i_call]
+    value = _line_value(line)
+    if value is None:
+        value = line.partition(":")[2].strip()
+        if not value:
+            raise ParseError(status, "Empty Call-ID")
+        _remember(_LINE_VALUES, line, value)
+    views["call-id"] = value
+    line = lines[i_cseq]
+    value = _line_value(line)
+    if value is None:
+        value = _parse_cseq_value(line.partition(":")[2].strip())
+        _remember(_LINE_VALUES, line, value)
+    views["cseq"] = value
+    line = lines[i_from]
+    value = _line_value(line)
+    if value is None:
+        value = name_addr_parts(line.partition(":")[2].strip())
+        _remember(_LINE_VALUES, line, value)
+    views["from"] = value
+    line = lines[i_to]
+    value = _line_value(line)
+    if value is None:
+        value = name_addr_parts(line.partition(":")[2].strip())
+        _remember(_LINE_VALUES, line, value)
+    views["to"] = value
+    if i_mf >= 0:
+        line = lines[i_mf]
+        value = _line_value(line)
+        if value is None:
+            mf = line.partition(":")[2].strip()
+            if mf.isdigit() and mf.isascii() and len(mf) <= 3 and int(mf) <= 255:
+                views["max-forwards"] = value = int(mf)
+                _remember(_LINE_VALUES, line, value)
+            # else: left for the property to raise (a request's parse asks for it)
+        else:
+            views["max-forwards"] = value
+    else:
+        views["max-forwards"] = -1
+    h._views = views
+    via = lines[i_via].partition(":")[2].strip()
+    if "," not in via:
+        top = views[TOP_VIA] = parse_via(via)
+        if one_via:
+            views["via"] = [top]
+            return
+    elif status == 0:  # a response: the top Via only
+        views[TOP_VIA] = parse_via(split_quoted(via, ",")[0].strip())
+        return
+    if status:
+        msg.vias  # noqa: B018 - parse them all, raising ParseError when one is malformed
+
+
+def _content_length(line: str, status: int) -> tuple[int, bool]:
+    """(length, written as `to_bytes` would write it) of a Content-Length line (remembered)."""
+    cl = line.partition(":")[2].strip()
+    if not cl.isdigit() or not cl.isascii() or len(cl) > 10:
+        raise ParseError(status, "Bad Content-Length")
+    value = (int(cl), len(cl) == 1 or cl[0] != "0")
+    _remember(_LINE_VALUES, line, value)
+    return value
+
+
+def _check_fields_general(msg: Message, data: bytes, body_start: int, status: int,
+                          codes: str) -> None:
+    """`_check_fields` for a field order not seen before: count and find each field."""
+    h = msg.headers
+    keys = h._keys
+    lines = h._lines
     for code in "fticlm":
         if codes.count(code) > 1:
             raise ParseError(status, f"Multiple {pretty_name(keys[codes.index(code)])} Values")
