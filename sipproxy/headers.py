@@ -19,10 +19,11 @@ import re
 from collections.abc import Iterable, Iterator
 
 from .grammar import (
+    _CACHE_SIZE,
+    _CACHE_TEXT_MAX,
     _SIMPLE_PARAMS_RE,
     Params,
     ParseError,
-    _params,
     _remember,
     _simple_items,
     _with_unique_param,
@@ -473,14 +474,20 @@ def parse_via(value: str) -> Via:
     """Parse one Via value (LWS allowed around / : ; = as in RFC 4475 3.1.1.1)."""
     parts = _VIA_CACHE.get(value)
     if parts is None:
-        parts = _via_parts(value)
-        _remember(_VIA_CACHE, value, parts)
+        parts = None
+        if '"' not in value:
+            parts = _with_unique_param(value, ";branch=", 4, _VIA_SHAPES, _plain_via_parts)
+        if parts is None:
+            parts = _plain_via_parts(value)
+        if len(value) <= _CACHE_TEXT_MAX:  # (`_remember`, inline: once per message)
+            if len(_VIA_CACHE) >= _CACHE_SIZE:
+                _VIA_CACHE.clear()
+            _VIA_CACHE[value] = parts
     via = Via.__new__(Via)
-    via.protocol = parts[0]
-    via.transport = parts[1]
-    via.host = parts[2]
-    via.port = parts[3]
-    via.params = _params(parts[4], parts[5])
+    via.protocol, via.transport, via.host, via.port, items, text = parts
+    params = via.params = Params.__new__(Params)
+    params._items = items
+    params._text = text
     via._last = None
     return via
 
