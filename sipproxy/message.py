@@ -230,9 +230,9 @@ _CODES = {"via": "v", "from": "f", "to": "t", "call-id": "i", "cseq": "c", "cont
 _code_of = _CODES.get
 
 
-#: codes (see `_check_fields`) of a field order already checked (no single-valued field
-#: repeated, the required ones present) -> the fields' positions (bounded)
-_SHAPES: dict[str, tuple[int, int, int, int, int, int, int, bool]] = {}
+#: the keys (as a tuple) of a field order already checked (no single-valued field repeated,
+#: the required ones present) -> the fields' positions (bounded)
+_SHAPES: dict[tuple[str, ...], tuple[int, int, int, int, int, int, int, bool]] = {}
 #: a whole Content-Length / Call-ID / CSeq / From / To / Max-Forwards line seen before ->
 #: its parsed value (immutable: int, str or tuple); a call's lines come back in each of its
 #: messages (bounded, well-formed lines only)
@@ -253,16 +253,16 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
     """
     h = msg.headers
     keys = h._keys
-    codes = "".join(map(_code_of, keys, repeat("x")))  # the fields' order, searchable in C
-    shape = _SHAPES.get(codes)
+    shape = _SHAPES.get(tuple(keys))  # (hashing the keys' cached hashes: cheap)
     if shape is None:
+        codes = "".join(map(_code_of, keys, repeat("x")))  # the fields' order, searchable in C
         _check_fields_general(msg, data, body_start, status, codes)
         if len(codes) <= 64:  # checked: remember where the fields are
             if len(_SHAPES) >= 1024:
                 _SHAPES.clear()
-            _SHAPES[codes] = (codes.find("l"), codes.find("i"), codes.find("c"),
-                              codes.find("f"), codes.find("t"), codes.find("m"),
-                              codes.find("v"), codes.count("v") == 1)
+            _SHAPES[tuple(keys)] = (codes.find("l"), codes.find("i"), codes.find("c"),
+                                    codes.find("f"), codes.find("t"), codes.find("m"),
+                                    codes.find("v"), codes.count("v") == 1)
         return
     i_len, i_call, i_cseq, i_from, i_to, i_mf, i_via, one_via = shape
     lines = h._lines
@@ -496,26 +496,17 @@ def make_response(
     src = request.headers
     keys = src._keys
     lines = src._lines
-    if keys.count("via") == 1:
-        out_keys = ["via"]
-        out_lines = [lines[keys.index("via")]]
-    else:
-        out_lines = [line for k, line in zip(keys, lines, strict=True) if k == "via"]
-        out_keys = ["via"] * len(out_lines)
     trying = status == 100
-    for key in _COPIED:  # the first of each, in the usual order
-        if key in keys:
-            line = lines[keys.index(key)]
-            if key == "to" and to_tag and not trying:
-                name, _, value = line.partition(":")
-                value = value.strip()
-                if ";tag=" not in value.replace(" ", "").lower():
-                    line = f"{name.rstrip()}: {value};tag={to_tag}"
-            out_keys.append(key)
-            out_lines.append(line)
-    if trying and "timestamp" in keys:
-        out_keys.append("timestamp")
-        out_lines.append(lines[keys.index("timestamp")])
+    shape = _SHAPES.get(tuple(keys))
+    if shape is not None and shape[7] and not trying:  # a checked order, one Via line
+        to = lines[shape[4]]
+        if to_tag and ("=" not in to or ";tag=" not in to.replace(" ", "").lower()):
+            name, _, value = to.partition(":")  # (no "=": no tag; a field name has none)
+            to = f"{name.rstrip()}: {value.strip()};tag={to_tag}"
+        out_keys = ["via", "from", "to", "call-id", "cseq"]
+        out_lines = [lines[shape[6]], lines[shape[3]], to, lines[shape[1]], lines[shape[2]]]
+    else:
+        out_keys, out_lines = _copied_fields(keys, lines, trying, to_tag)
     h = Headers.__new__(Headers)
     h._keys = out_keys
     h._lines = out_lines
@@ -535,6 +526,31 @@ def make_response(
     resp.reason = REASONS.get(status, "Unknown") if reason is None else reason
     resp.version = "SIP/2.0"
     return resp
+
+
+def _copied_fields(keys: list[str], lines: list[str], trying: bool,
+                   to_tag: str | None) -> tuple[list[str], list[str]]:
+    """The (keys, lines) `make_response` copies from a request of any shape."""
+    if keys.count("via") == 1:
+        out_keys = ["via"]
+        out_lines = [lines[keys.index("via")]]
+    else:
+        out_lines = [line for k, line in zip(keys, lines, strict=True) if k == "via"]
+        out_keys = ["via"] * len(out_lines)
+    for key in _COPIED:  # the first of each, in the usual order
+        if key in keys:
+            line = lines[keys.index(key)]
+            if key == "to" and to_tag and not trying:
+                name, _, value = line.partition(":")
+                value = value.strip()
+                if ";tag=" not in value.replace(" ", "").lower():
+                    line = f"{name.rstrip()}: {value};tag={to_tag}"
+            out_keys.append(key)
+            out_lines.append(line)
+    if trying and "timestamp" in keys:
+        out_keys.append("timestamp")
+        out_lines.append(lines[keys.index("timestamp")])
+    return out_keys, out_lines
 
 
 _CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
