@@ -84,7 +84,10 @@ _NAME_KEYS_MAX = 4096
 
 #: view keys derived from a field besides its own (dropped with it)
 TOP_VIA = " top-via"
+#: Content-Length as parsed, its number written as ``to_bytes`` would write it (the length)
 CL_OK = " cl-ok"
+#: ... and its whole line (``Name: length``): a copy keeps it as CL_OK (`Headers.copy`)
+CL_COPY = " cl-copy"
 _DERIVED = {"via": TOP_VIA, "content-length": CL_OK}
 
 
@@ -179,6 +182,8 @@ class Headers:
             derived = _DERIVED.get(key)
             if derived is not None:
                 views.pop(derived, None)
+                if derived is CL_OK:
+                    views.pop(CL_COPY, None)
 
     def _value(self, i: int) -> str:
         return self._lines[i].partition(":")[2].strip()
@@ -377,9 +382,18 @@ class Headers:
         h._lines = self._lines[:]
         h.gen = 0
         views = self._views
-        # immutable views only (parsed objects may be changed by their holder)
-        cseq = views.get("cseq") if views else None
-        h._views = {"cseq": cseq} if cseq is not None else None
+        # immutable views only (parsed objects may be changed by their holder); a
+        # Content-Length line as `_with_content_length` would write it needs no rewriting
+        h._views = None
+        if views:
+            cseq = views.get("cseq")
+            length = views.get(CL_COPY)
+            if length is not None:
+                h._views = {"cseq": cseq, CL_OK: length, CL_COPY: length}
+                if cseq is None:
+                    del h._views["cseq"]
+            elif cseq is not None:
+                h._views = {"cseq": cseq}
         return h
 
     def items(self) -> list[tuple[str, str]]:

@@ -40,6 +40,7 @@ from itertools import repeat
 
 from .grammar import _remember
 from .headers import (
+    CL_COPY,
     CL_OK,
     NAME_KEYS,
     TOP_VIA,
@@ -275,7 +276,10 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
         if length > len(data) - body_start:
             raise ParseError(status, "Content-Length Larger Than Message")
         msg.body = data[body_start:body_start + length]
-        views: dict = {CL_OK: length} if cl[1] else {}  # type: ignore[index]
+        if cl[2]:  # type: ignore[index]
+            views: dict = {CL_OK: length, CL_COPY: length}
+        else:
+            views = {CL_OK: length} if cl[1] else {}  # type: ignore[index]
     else:
         msg.body = data[body_start:]
         views = {}
@@ -332,12 +336,15 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
         msg.vias  # noqa: B018 - parse them all, raising ParseError when one is malformed
 
 
-def _content_length(line: str, status: int) -> tuple[int, bool]:
-    """(length, written as `to_bytes` would write it) of a Content-Length line (remembered)."""
-    cl = line.partition(":")[2].strip()
+def _content_length(line: str, status: int) -> tuple[int, bool, bool]:
+    """(length, its number written as `to_bytes` would write it, the whole line so written)
+    of a Content-Length line (remembered)."""
+    name, _, cl = line.partition(":")
+    cl = cl.strip()
     if not cl.isdigit() or not cl.isascii() or len(cl) > 10:
         raise ParseError(status, "Bad Content-Length")
-    value = (int(cl), len(cl) == 1 or cl[0] != "0")
+    length = int(cl)
+    value = (length, len(cl) == 1 or cl[0] != "0", line == f"{name.rstrip()}: {length}")
     _remember(_LINE_VALUES, line, value)
     return value
 
@@ -354,15 +361,14 @@ def _check_fields_general(msg: Message, data: bytes, body_start: int, status: in
     views: dict = {}
     i = codes.find("l")
     if i >= 0:
-        cl = lines[i].partition(":")[2].strip()
-        if not cl.isdigit() or not cl.isascii() or len(cl) > 10:
-            raise ParseError(status, "Bad Content-Length")
-        length = int(cl)
+        length, number_ok, line_ok = _content_length(lines[i], status)
         if length > len(data) - body_start:
             raise ParseError(status, "Content-Length Larger Than Message")
         msg.body = data[body_start:body_start + length]
-        if len(cl) == 1 or cl[0] != "0":  # written as to_bytes would write it
+        if number_ok:  # written as to_bytes would write it
             views[CL_OK] = length
+            if line_ok:  # the whole line: a copy may keep it too
+                views[CL_COPY] = length
     else:
         msg.body = data[body_start:]
     i_from = codes.find("f")
