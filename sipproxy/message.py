@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterable
 from itertools import repeat
 
-from .grammar import _remember
+from .grammar import _KNOWN_TOKENS, _remember
 from .headers import (
     CL_COPY,
     CL_OK,
@@ -60,7 +60,7 @@ from .msgobjects import (
     _number,
     _parse_cseq_value,
 )
-from .uri import ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
+from .uri import _URI_CACHE, ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
 
 __all__ = [
     "ParseError",
@@ -209,10 +209,11 @@ def parse_message(data: bytes) -> Request | Response:
     """
     end = data.find(b"\r\n\r\n")
     if end > 0 and data[0] != 13:  # the common case (`_index` sends folded lines on)
-        lines = _decode(data[:end]).split("\r\n")
+        lines = data[:end].decode(_ENCODING, _ERRORS).split("\r\n")
         start = lines[0]
         del lines[0]
-        if _is_status_line(start):
+        first = start[:4]  # (`_is_status_line`, inline)
+        if first == "SIP/" or (first[:1] in ("s", "S") and first.upper() == "SIP/"):
             return _parse_response(start, lines, _index, data, end + 4)
         return _parse_request(start, lines, _index, data, end + 4)
     # leading CRLFs, bare LF line ends or no empty line
@@ -239,6 +240,7 @@ _SHAPES: dict[tuple[str, ...], tuple[int, int, int, int, int, int, int, bool]] =
 #: messages (bounded, well-formed lines only)
 _LINE_VALUES: dict[str, object] = {}
 _line_value = _LINE_VALUES.get
+_uri_cached = _URI_CACHE.get
 
 
 def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> None:
@@ -417,11 +419,15 @@ def _parse_request(start: str, lines: list[str], index, data: bytes, body_start:
     version = parts[-1] if len(parts) > 2 else ""
     sip20 = version == "SIP/2.0"
     m = None if sip20 else _VERSION_RE.match(version)
-    if not is_token(method) or (len(parts) < 3 and m is None):
+    if not (method in _KNOWN_TOKENS or is_token(method)) or (len(parts) < 3 and m is None):
         raise ParseError(0, "Not A SIP Message")
     keys, lines, fault = index(lines)
     req = Request.__new__(Request)
-    req.headers = Headers._from_lines(keys, lines)
+    h = req.headers = Headers.__new__(Headers)  # (`Headers._from_lines`, inline)
+    h._keys = keys
+    h._lines = lines
+    h.gen = 0
+    h._views = None
     req.body = b""
     req.method = method
     req.version = version
@@ -438,10 +444,13 @@ def _parse_request(start: str, lines: list[str], index, data: bytes, body_start:
             req.version = "SIP/2.0"
         if fault:
             raise ParseError(400, fault)
-        if _uri_parts(parts[1])[6]:
+        uri = _uri_cached(parts[1])
+        if uri is None:
+            uri = _uri_parts(parts[1])
+        if uri[6]:
             raise ParseError(400, "Headers Not Allowed In Request-URI")
         _check_fields(req, data, body_start, 400)
-        views = req.headers._views
+        views = h._views
         if views["cseq"][1] != method:  # type: ignore[index]
             raise ParseError(400, "CSeq Method Mismatch")
         if "max-forwards" not in views:  # type: ignore[operator]
@@ -467,7 +476,11 @@ def _parse_response(start: str, lines: list[str], index, data: bytes, body_start
     if fault:
         raise ParseError(0, fault)
     resp = Response.__new__(Response)
-    resp.headers = Headers._from_lines(keys, lines)
+    h = resp.headers = Headers.__new__(Headers)  # (`Headers._from_lines`, inline)
+    h._keys = keys
+    h._lines = lines
+    h.gen = 0
+    h._views = None
     resp.body = b""
     resp.status = int(code)
     resp.reason = parts[2] if len(parts) > 2 else ""
