@@ -454,7 +454,7 @@ class Via:
         """None when absent, True when present without value, else the port number."""
         for item in self.params._items:
             n = item[0]
-            if n == "rport" or n.lower() == "rport":
+            if n == "rport" or (len(n) == 5 and n.lower() == "rport"):  # (as `Params.get`)
                 value = item[1]
                 if value is None:
                     return True
