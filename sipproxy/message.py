@@ -638,10 +638,13 @@ def proxy_validate(request: Request, supported: Iterable[str] = ()) -> Response 
     Extension with Unsupported listing the Proxy-Require options not in ``supported`` -- or
     None when the request may be proxied. Loop detection and authorization are the proxy's.
     """
-    if request.uri.scheme.lower() not in ROUTABLE_SCHEMES:
+    scheme = request.uri.scheme
+    if scheme not in ROUTABLE_SCHEMES and scheme.lower() not in ROUTABLE_SCHEMES:
         return make_response(request, 416)
     if request.max_forwards == 0:
         return make_response(request, 483)
+    if "proxy-require" not in request.headers._keys:  # the usual case: nothing to check
+        return None
     known = {s.lower() for s in supported}
     unsupported = [o for o in request.headers.getall("proxy-require") if o.lower() not in known]
     if unsupported:
