@@ -517,13 +517,17 @@ def make_response(
     lines = src._lines
     trying = status == 100
     shape = _SHAPES.get(tuple(keys))
-    if shape is not None and shape[7] and not trying:  # a checked order, one Via line
+    if shape is not None and shape[7]:  # a checked order, one Via line
         to = lines[shape[4]]
-        if to_tag and ("=" not in to or ";tag=" not in to.replace(" ", "").lower()):
+        if to_tag and not trying and (
+                "=" not in to or ";tag=" not in to.replace(" ", "").lower()):
             name, _, value = to.partition(":")  # (no "=": no tag; a field name has none)
             to = f"{name.rstrip()}: {value.strip()};tag={to_tag}"
         out_keys = ["via", "from", "to", "call-id", "cseq"]
         out_lines = [lines[shape[6]], lines[shape[3]], to, lines[shape[1]], lines[shape[2]]]
+        if trying and "timestamp" in keys:
+            out_keys.append("timestamp")
+            out_lines.append(lines[keys.index("timestamp")])
     else:
         out_keys, out_lines = _copied_fields(keys, lines, trying, to_tag)
     h = Headers.__new__(Headers)
