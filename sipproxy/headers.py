@@ -489,8 +489,16 @@ def parse_via(value: str) -> Via:
     parts = _VIA_CACHE.get(value)
     if parts is None:
         parts = None
-        if '"' not in value:
-            parts = _with_unique_param(value, ";branch=", 4, _VIA_SHAPES, _plain_via_parts)
+        before, sep, after = value.partition(";branch=")
+        if sep and '"' not in value:  # a new branch on a known shape (`_with_unique_param`)
+            pvalue, semi, rest = after.partition(";")
+            if pvalue and (pvalue.isalnum() or pvalue.replace(".", "").replace("-", "").isalnum()):
+                shape = _VIA_SHAPES.get(before + sep + semi + rest)
+                if shape is not None:
+                    head, pre, post, name = shape
+                    parts = head + (pre + ((name, pvalue),) + post, None)
+            if parts is None:
+                parts = _with_unique_param(value, ";branch=", 4, _VIA_SHAPES, _plain_via_parts)
         if parts is None:
             parts = _plain_via_parts(value)
         if len(value) <= _CACHE_TEXT_MAX:  # (`_remember`, inline: once per message)

@@ -57,7 +57,6 @@ from .msgobjects import (
     Message,
     Request,
     Response,
-    _number,
     _parse_cseq_value,
 )
 from .uri import _URI_CACHE, ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
@@ -470,8 +469,8 @@ def _parse_response(start: str, lines: list[str], index, data: bytes, body_start
     if version != "SIP/2.0" and (_VERSION_RE.match(version) is None or version[4:] != "2.0"):
         raise ParseError(0, "Unsupported Version")
     code = parts[1]
-    if len(code) != 3 or not _number(code) or not 100 <= int(code) <= 699:
-        raise ParseError(0, "Bad Status Code")
+    if len(code) != 3 or not (code.isdigit() and code.isascii()) or not 100 <= int(code) <= 699:
+        raise ParseError(0, "Bad Status Code")  # (`_number`, inline)
     keys, lines, fault = index(lines)
     if fault:
         raise ParseError(0, fault)
