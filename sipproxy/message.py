@@ -53,11 +53,13 @@ from .headers import (
 from .msgobjects import (
     _ENCODING,
     _ERRORS,
+    _SHAPES,
     REASONS,
     Message,
     Request,
     Response,
     _parse_cseq_value,
+    make_response,
 )
 from .uri import _URI_CACHE, ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
 
@@ -231,9 +233,6 @@ _CODES = {"via": "v", "from": "f", "to": "t", "call-id": "i", "cseq": "c", "cont
 _code_of = _CODES.get
 
 
-#: the keys (as a tuple) of a field order already checked (no single-valued field repeated,
-#: the required ones present) -> the fields' positions (bounded)
-_SHAPES: dict[tuple[str, ...], tuple[int, int, int, int, int, int, int, bool]] = {}
 #: a whole Content-Length / Call-ID / CSeq / From / To / Max-Forwards line seen before ->
 #: its parsed value (immutable: int, str or tuple); a call's lines come back in each of its
 #: messages (bounded, well-formed lines only)
@@ -489,90 +488,6 @@ def _parse_response(start: str, lines: list[str], index, data: bytes, body_start
     except ParseError as exc:
         raise ParseError(0, exc.reason) from None
     return resp
-
-
-#: fields a response copies from its request once (RFC 3261 8.2.6.2); Via: every one
-_COPIED = ("from", "to", "call-id", "cseq")
-
-
-def make_response(
-    request: Request,
-    status: int,
-    reason: str | None = None,
-    *,
-    to_tag: str | None = None,
-    headers: Iterable[tuple[str, str]] = (),
-    body: bytes = b"",
-) -> Response:
-    """Build a response to ``request`` as RFC 3261 8.2.6.2 says.
-
-    Via (all, in order), From, To, Call-ID and CSeq are copied (their lines as they came);
-    ``to_tag`` is added to To when it has none (never for 100, 8.2.6.1); a 100 copies
-    Timestamp. Works from the raw fields, so it can answer a request that failed to parse
-    (``ParseError.request``).
-    """
-    src = request.headers
-    keys = src._keys
-    lines = src._lines
-    trying = status == 100
-    shape = _SHAPES.get(tuple(keys))
-    if shape is not None and shape[7]:  # a checked order, one Via line
-        to = lines[shape[4]]
-        if to_tag and not trying and (
-                "=" not in to or ";tag=" not in to.replace(" ", "").lower()):
-            name, _, value = to.partition(":")  # (no "=": no tag; a field name has none)
-            to = f"{name.rstrip()}: {value.strip()};tag={to_tag}"
-        out_keys = ["via", "from", "to", "call-id", "cseq"]
-        out_lines = [lines[shape[6]], lines[shape[3]], to, lines[shape[1]], lines[shape[2]]]
-        if trying and "timestamp" in keys:
-            out_keys.append("timestamp")
-            out_lines.append(lines[keys.index("timestamp")])
-    else:
-        out_keys, out_lines = _copied_fields(keys, lines, trying, to_tag)
-    h = Headers.__new__(Headers)
-    h._keys = out_keys
-    h._lines = out_lines
-    h.gen = 0
-    views = src._views
-    cseq = views.get("cseq") if views else None
-    if cseq is not None:  # the same CSeq and Call-ID: no need to parse them again
-        h._views = {"cseq": cseq, "call-id": views.get("call-id") or request.call_id}  # type: ignore[union-attr]
-    else:
-        h._views = None
-    for name, value in headers:
-        h.add(name, value)
-    resp = Response.__new__(Response)
-    resp.headers = h
-    resp.body = body
-    resp.status = status
-    resp.reason = REASONS.get(status, "Unknown") if reason is None else reason
-    resp.version = "SIP/2.0"
-    return resp
-
-
-def _copied_fields(keys: list[str], lines: list[str], trying: bool,
-                   to_tag: str | None) -> tuple[list[str], list[str]]:
-    """The (keys, lines) `make_response` copies from a request of any shape."""
-    if keys.count("via") == 1:
-        out_keys = ["via"]
-        out_lines = [lines[keys.index("via")]]
-    else:
-        out_lines = [line for k, line in zip(keys, lines, strict=True) if k == "via"]
-        out_keys = ["via"] * len(out_lines)
-    for key in _COPIED:  # the first of each, in the usual order
-        if key in keys:
-            line = lines[keys.index(key)]
-            if key == "to" and to_tag and not trying:
-                name, _, value = line.partition(":")
-                value = value.strip()
-                if ";tag=" not in value.replace(" ", "").lower():
-                    line = f"{name.rstrip()}: {value};tag={to_tag}"
-            out_keys.append(key)
-            out_lines.append(line)
-    if trying and "timestamp" in keys:
-        out_keys.append("timestamp")
-        out_lines.append(lines[keys.index("timestamp")])
-    return out_keys, out_lines
 
 
 _CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
