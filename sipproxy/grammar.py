@@ -80,7 +80,8 @@ def _with_unique_param(value: str, marker: str, at: int, cache: dict, full) -> t
     if not sep:
         return None
     pvalue, semi, rest = after.partition(";")
-    if not pvalue or not (pvalue.isalnum() or _PLAIN_VALUE_RE.match(pvalue)):
+    if not pvalue or not (pvalue.isalnum() or pvalue.replace(".", "").replace("-", "").isalnum()
+                          or _PLAIN_VALUE_RE.match(pvalue)):  # (the common forms first)
         return None
     key = before + marker + semi + rest
     shape = cache.get(key)
@@ -95,7 +96,7 @@ def _with_unique_param(value: str, marker: str, at: int, cache: dict, full) -> t
         shape = (parts[:at], items[:i], items[i + 1:], name)
         _remember(cache, key, shape)
     head, pre, post, name = shape
-    return (*head, (*pre, (name, pvalue), *post), None)
+    return head + (pre + ((name, pvalue),) + post, None)
 
 
 def is_token(text: str) -> bool:

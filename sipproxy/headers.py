@@ -19,10 +19,11 @@ import re
 from collections.abc import Iterable, Iterator
 
 from .grammar import (
+    _CACHE_SIZE,
+    _CACHE_TEXT_MAX,
     _SIMPLE_PARAMS_RE,
     Params,
     ParseError,
-    _params,
     _remember,
     _simple_items,
     _with_unique_param,
@@ -83,7 +84,10 @@ _NAME_KEYS_MAX = 4096
 
 #: view keys derived from a field besides its own (dropped with it)
 TOP_VIA = " top-via"
+#: Content-Length as parsed, its number written as ``to_bytes`` would write it (the length)
 CL_OK = " cl-ok"
+#: ... and its whole line (``Name: length``): a copy keeps it as CL_OK (`Headers.copy`)
+CL_COPY = " cl-copy"
 _DERIVED = {"via": TOP_VIA, "content-length": CL_OK}
 
 
@@ -178,6 +182,8 @@ class Headers:
             derived = _DERIVED.get(key)
             if derived is not None:
                 views.pop(derived, None)
+                if derived is CL_OK:
+                    views.pop(CL_COPY, None)
 
     def _value(self, i: int) -> str:
         return self._lines[i].partition(":")[2].strip()
@@ -376,9 +382,18 @@ class Headers:
         h._lines = self._lines[:]
         h.gen = 0
         views = self._views
-        # immutable views only (parsed objects may be changed by their holder)
-        cseq = views.get("cseq") if views else None
-        h._views = {"cseq": cseq} if cseq is not None else None
+        # immutable views only (parsed objects may be changed by their holder); a
+        # Content-Length line as `_with_content_length` would write it needs no rewriting
+        h._views = None
+        if views:
+            cseq = views.get("cseq")
+            length = views.get(CL_COPY)
+            if length is not None:
+                h._views = {"cseq": cseq, CL_OK: length, CL_COPY: length}
+                if cseq is None:
+                    del h._views["cseq"]
+            elif cseq is not None:
+                h._views = {"cseq": cseq}
         return h
 
     def items(self) -> list[tuple[str, str]]:
@@ -439,7 +454,7 @@ class Via:
         """None when absent, True when present without value, else the port number."""
         for item in self.params._items:
             n = item[0]
-            if n == "rport" or n.lower() == "rport":
+            if n == "rport" or (len(n) == 5 and n.lower() == "rport"):  # (as `Params.get`)
                 value = item[1]
                 if value is None:
                     return True
@@ -473,14 +488,28 @@ def parse_via(value: str) -> Via:
     """Parse one Via value (LWS allowed around / : ; = as in RFC 4475 3.1.1.1)."""
     parts = _VIA_CACHE.get(value)
     if parts is None:
-        parts = _via_parts(value)
-        _remember(_VIA_CACHE, value, parts)
+        parts = None
+        before, sep, after = value.partition(";branch=")
+        if sep and '"' not in value:  # a new branch on a known shape (`_with_unique_param`)
+            pvalue, semi, rest = after.partition(";")
+            if pvalue and (pvalue.isalnum() or pvalue.replace(".", "").replace("-", "").isalnum()):
+                shape = _VIA_SHAPES.get(before + sep + semi + rest)
+                if shape is not None:
+                    head, pre, post, name = shape
+                    parts = head + (pre + ((name, pvalue),) + post, None)
+            if parts is None:
+                parts = _with_unique_param(value, ";branch=", 4, _VIA_SHAPES, _plain_via_parts)
+        if parts is None:
+            parts = _plain_via_parts(value)
+        if len(value) <= _CACHE_TEXT_MAX:  # (`_remember`, inline: once per message)
+            if len(_VIA_CACHE) >= _CACHE_SIZE:
+                _VIA_CACHE.clear()
+            _VIA_CACHE[value] = parts
     via = Via.__new__(Via)
-    via.protocol = parts[0]
-    via.transport = parts[1]
-    via.host = parts[2]
-    via.port = parts[3]
-    via.params = _params(parts[4], parts[5])
+    via.protocol, via.transport, via.host, via.port, items, text = parts
+    params = via.params = Params.__new__(Params)
+    params._items = items
+    params._text = text
     via._last = None
     return via
 

@@ -11,8 +11,13 @@ when asked, raising ParseError(400)).
 Speed (``scripts/bench/sip_parse``): a header line seen before (``Max-Forwards: 70``, a call's
 From) is indexed with one dictionary look-up (`_index`); values are parsed through bounded
 caches of immutable components (`sipproxy.grammar`), so a message of a known call costs the
-parsing of its new Via branch and little else. Unusual input (folding, bare LF, LWS, quotes)
-takes the general path, which gives the same result.
+parsing of its new Via branch and little else. A field order checked before (`_SHAPES`, the
+keys as a tuple) gives the positions of the checked fields without counting them, and a
+checked field line seen before gives its value in one look-up (`_LINE_VALUES`); only
+immutable values (ints, strings, tuples) are remembered, every message builds its own
+objects from them. Unusual input (folding, bare LF, LWS, quotes) takes the general path,
+which gives the same result. `make_response` (re-exported from `sipproxy.msgobjects`) copies
+by the same field positions.
 
 Faults (RFC 4475): a malformed request raises ``ParseError(status, reason, request)`` where
 ``status`` is the answer it deserves (400, 505) and ``request`` is a best-effort `Request`
@@ -38,7 +43,9 @@ import re
 from collections.abc import Iterable
 from itertools import repeat
 
+from .grammar import _KNOWN_TOKENS, _remember
 from .headers import (
+    CL_COPY,
     CL_OK,
     NAME_KEYS,
     TOP_VIA,
@@ -51,14 +58,15 @@ from .headers import (
 from .msgobjects import (
     _ENCODING,
     _ERRORS,
+    _SHAPES,
     REASONS,
     Message,
     Request,
     Response,
-    _number,
     _parse_cseq_value,
+    make_response,
 )
-from .uri import ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
+from .uri import _URI_CACHE, ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
 
 __all__ = [
     "ParseError",
@@ -207,10 +215,11 @@ def parse_message(data: bytes) -> Request | Response:
     """
     end = data.find(b"\r\n\r\n")
     if end > 0 and data[0] != 13:  # the common case (`_index` sends folded lines on)
-        lines = _decode(data[:end]).split("\r\n")
+        lines = data[:end].decode(_ENCODING, _ERRORS).split("\r\n")
         start = lines[0]
         del lines[0]
-        if _is_status_line(start):
+        first = start[:4]  # (`_is_status_line`, inline)
+        if first == "SIP/" or (first[:1] in ("s", "S") and first.upper() == "SIP/"):
             return _parse_response(start, lines, _index, data, end + 4)
         return _parse_request(start, lines, _index, data, end + 4)
     # leading CRLFs, bare LF line ends or no empty line
@@ -229,6 +238,14 @@ _CODES = {"via": "v", "from": "f", "to": "t", "call-id": "i", "cseq": "c", "cont
 _code_of = _CODES.get
 
 
+#: a whole Content-Length / Call-ID / CSeq / From / To / Max-Forwards line seen before ->
+#: its parsed value (immutable: int, str or tuple); a call's lines come back in each of its
+#: messages (bounded, well-formed lines only)
+_LINE_VALUES: dict[str, object] = {}
+_line_value = _LINE_VALUES.get
+_uri_cached = _URI_CACHE.get
+
+
 def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> None:
     """Frame the body and check the fields every element relies on.
 
@@ -236,26 +253,127 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
     single-valued fields not repeated (3.3.8), Via/From/To/Call-ID/CSeq present and well
     formed (for a response: the top Via; a proxy never reads the others, ``vias`` checks them
     when asked). The parsed values are left in the header fields' views.
+
+    A field order seen before (`_SHAPES`) needs no counting, a line seen before
+    (`_LINE_VALUES`) no parsing; the rest goes through `_check_fields_general`.
     """
     h = msg.headers
     keys = h._keys
+    shape = _SHAPES.get(tuple(keys))  # (hashing the keys' cached hashes: cheap)
+    if shape is None:
+        codes = "".join(map(_code_of, keys, repeat("x")))  # the fields' order, searchable in C
+        _check_fields_general(msg, data, body_start, status, codes)
+        if len(codes) <= 64:  # checked: remember where the fields are
+            if len(_SHAPES) >= 1024:
+                _SHAPES.clear()
+            _SHAPES[tuple(keys)] = (codes.find("l"), codes.find("i"), codes.find("c"),
+                                    codes.find("f"), codes.find("t"), codes.find("m"),
+                                    codes.find("v"), codes.count("v") == 1)
+        return
+    i_len, i_call, i_cseq, i_from, i_to, i_mf, i_via, one_via = shape
     lines = h._lines
-    codes = "".join(map(_code_of, keys, repeat("x")))  # the fields' order, searchable in C
+    if i_len >= 0:
+        line = lines[i_len]
+        cl = _line_value(line)
+        if cl is None:
+            cl = _content_length(line, status)
+        length = cl[0]  # type: ignore[index]
+        if length > len(data) - body_start:
+            raise ParseError(status, "Content-Length Larger Than Message")
+        msg.body = data[body_start:body_start + length]
+        if cl[2]:  # type: ignore[index]
+            views: dict = {CL_OK: length, CL_COPY: length}
+        else:
+            views = {CL_OK: length} if cl[1] else {}  # type: ignore[index]
+    else:
+        msg.body = data[body_start:]
+        views = {}
+    line = lines[i_call]
+    value = _line_value(line)
+    if value is None:
+        value = line.partition(":")[2].strip()
+        if not value:
+            raise ParseError(status, "Empty Call-ID")
+        _remember(_LINE_VALUES, line, value)
+    views["call-id"] = value
+    line = lines[i_cseq]
+    value = _line_value(line)
+    if value is None:
+        value = _parse_cseq_value(line.partition(":")[2].strip())
+        _remember(_LINE_VALUES, line, value)
+    views["cseq"] = value
+    line = lines[i_from]
+    value = _line_value(line)
+    if value is None:
+        value = name_addr_parts(line.partition(":")[2].strip())
+        _remember(_LINE_VALUES, line, value)
+    views["from"] = value
+    line = lines[i_to]
+    value = _line_value(line)
+    if value is None:
+        value = name_addr_parts(line.partition(":")[2].strip())
+        _remember(_LINE_VALUES, line, value)
+    views["to"] = value
+    if i_mf >= 0:
+        line = lines[i_mf]
+        value = _line_value(line)
+        if value is None:
+            mf = line.partition(":")[2].strip()
+            if mf.isdigit() and mf.isascii() and len(mf) <= 3 and int(mf) <= 255:
+                views["max-forwards"] = value = int(mf)
+                _remember(_LINE_VALUES, line, value)
+            # else: left for the property to raise (a request's parse asks for it)
+        else:
+            views["max-forwards"] = value
+    else:
+        views["max-forwards"] = -1
+    h._views = views
+    via = lines[i_via].partition(":")[2].strip()
+    if "," not in via:
+        top = views[TOP_VIA] = parse_via(via)
+        if one_via:
+            views["via"] = [top]
+            return
+    elif status == 0:  # a response: the top Via only
+        views[TOP_VIA] = parse_via(split_quoted(via, ",")[0].strip())
+        return
+    if status:
+        msg.vias  # noqa: B018 - parse them all, raising ParseError when one is malformed
+
+
+def _content_length(line: str, status: int) -> tuple[int, bool, bool]:
+    """(length, its number written as `to_bytes` would write it, the whole line so written)
+    of a Content-Length line (remembered)."""
+    name, _, cl = line.partition(":")
+    cl = cl.strip()
+    if not cl.isdigit() or not cl.isascii() or len(cl) > 10:
+        raise ParseError(status, "Bad Content-Length")
+    length = int(cl)
+    value = (length, len(cl) == 1 or cl[0] != "0", line == f"{name.rstrip()}: {length}")
+    _remember(_LINE_VALUES, line, value)
+    return value
+
+
+def _check_fields_general(msg: Message, data: bytes, body_start: int, status: int,
+                          codes: str) -> None:
+    """`_check_fields` for a field order not seen before: count and find each field."""
+    h = msg.headers
+    keys = h._keys
+    lines = h._lines
     for code in "fticlm":
         if codes.count(code) > 1:
             raise ParseError(status, f"Multiple {pretty_name(keys[codes.index(code)])} Values")
     views: dict = {}
     i = codes.find("l")
     if i >= 0:
-        cl = lines[i].partition(":")[2].strip()
-        if not cl.isdigit() or not cl.isascii() or len(cl) > 10:
-            raise ParseError(status, "Bad Content-Length")
-        length = int(cl)
+        length, number_ok, line_ok = _content_length(lines[i], status)
         if length > len(data) - body_start:
             raise ParseError(status, "Content-Length Larger Than Message")
         msg.body = data[body_start:body_start + length]
-        if len(cl) == 1 or cl[0] != "0":  # written as to_bytes would write it
+        if number_ok:  # written as to_bytes would write it
             views[CL_OK] = length
+            if line_ok:  # the whole line: a copy may keep it too
+                views[CL_COPY] = length
     else:
         msg.body = data[body_start:]
     i_from = codes.find("f")
@@ -304,11 +422,15 @@ def _parse_request(start: str, lines: list[str], index, data: bytes, body_start:
     version = parts[-1] if len(parts) > 2 else ""
     sip20 = version == "SIP/2.0"
     m = None if sip20 else _VERSION_RE.match(version)
-    if not is_token(method) or (len(parts) < 3 and m is None):
+    if not (method in _KNOWN_TOKENS or is_token(method)) or (len(parts) < 3 and m is None):
         raise ParseError(0, "Not A SIP Message")
     keys, lines, fault = index(lines)
     req = Request.__new__(Request)
-    req.headers = Headers._from_lines(keys, lines)
+    h = req.headers = Headers.__new__(Headers)  # (`Headers._from_lines`, inline)
+    h._keys = keys
+    h._lines = lines
+    h.gen = 0
+    h._views = None
     req.body = b""
     req.method = method
     req.version = version
@@ -325,10 +447,13 @@ def _parse_request(start: str, lines: list[str], index, data: bytes, body_start:
             req.version = "SIP/2.0"
         if fault:
             raise ParseError(400, fault)
-        if _uri_parts(parts[1])[6]:
+        uri = _uri_cached(parts[1])
+        if uri is None:
+            uri = _uri_parts(parts[1])
+        if uri[6]:
             raise ParseError(400, "Headers Not Allowed In Request-URI")
         _check_fields(req, data, body_start, 400)
-        views = req.headers._views
+        views = h._views
         if views["cseq"][1] != method:  # type: ignore[index]
             raise ParseError(400, "CSeq Method Mismatch")
         if "max-forwards" not in views:  # type: ignore[operator]
@@ -348,13 +473,17 @@ def _parse_response(start: str, lines: list[str], index, data: bytes, body_start
     if version != "SIP/2.0" and (_VERSION_RE.match(version) is None or version[4:] != "2.0"):
         raise ParseError(0, "Unsupported Version")
     code = parts[1]
-    if len(code) != 3 or not _number(code) or not 100 <= int(code) <= 699:
-        raise ParseError(0, "Bad Status Code")
+    if len(code) != 3 or not (code.isdigit() and code.isascii()) or not 100 <= int(code) <= 699:
+        raise ParseError(0, "Bad Status Code")  # (`_number`, inline)
     keys, lines, fault = index(lines)
     if fault:
         raise ParseError(0, fault)
     resp = Response.__new__(Response)
-    resp.headers = Headers._from_lines(keys, lines)
+    h = resp.headers = Headers.__new__(Headers)  # (`Headers._from_lines`, inline)
+    h._keys = keys
+    h._lines = lines
+    h.gen = 0
+    h._views = None
     resp.body = b""
     resp.status = int(code)
     resp.reason = parts[2] if len(parts) > 2 else ""
@@ -363,70 +492,6 @@ def _parse_response(start: str, lines: list[str], index, data: bytes, body_start
         _check_fields(resp, data, body_start, 0)
     except ParseError as exc:
         raise ParseError(0, exc.reason) from None
-    return resp
-
-
-#: fields a response copies from its request once (RFC 3261 8.2.6.2); Via: every one
-_COPIED = ("from", "to", "call-id", "cseq")
-
-
-def make_response(
-    request: Request,
-    status: int,
-    reason: str | None = None,
-    *,
-    to_tag: str | None = None,
-    headers: Iterable[tuple[str, str]] = (),
-    body: bytes = b"",
-) -> Response:
-    """Build a response to ``request`` as RFC 3261 8.2.6.2 says.
-
-    Via (all, in order), From, To, Call-ID and CSeq are copied (their lines as they came);
-    ``to_tag`` is added to To when it has none (never for 100, 8.2.6.1); a 100 copies
-    Timestamp. Works from the raw fields, so it can answer a request that failed to parse
-    (``ParseError.request``).
-    """
-    src = request.headers
-    keys = src._keys
-    lines = src._lines
-    if keys.count("via") == 1:
-        out_keys = ["via"]
-        out_lines = [lines[keys.index("via")]]
-    else:
-        out_lines = [line for k, line in zip(keys, lines, strict=True) if k == "via"]
-        out_keys = ["via"] * len(out_lines)
-    trying = status == 100
-    for key in _COPIED:  # the first of each, in the usual order
-        if key in keys:
-            line = lines[keys.index(key)]
-            if key == "to" and to_tag and not trying:
-                name, _, value = line.partition(":")
-                value = value.strip()
-                if ";tag=" not in value.replace(" ", "").lower():
-                    line = f"{name.rstrip()}: {value};tag={to_tag}"
-            out_keys.append(key)
-            out_lines.append(line)
-    if trying and "timestamp" in keys:
-        out_keys.append("timestamp")
-        out_lines.append(lines[keys.index("timestamp")])
-    h = Headers.__new__(Headers)
-    h._keys = out_keys
-    h._lines = out_lines
-    h.gen = 0
-    views = src._views
-    cseq = views.get("cseq") if views else None
-    if cseq is not None:  # the same CSeq and Call-ID: no need to parse them again
-        h._views = {"cseq": cseq, "call-id": views.get("call-id") or request.call_id}  # type: ignore[union-attr]
-    else:
-        h._views = None
-    for name, value in headers:
-        h.add(name, value)
-    resp = Response.__new__(Response)
-    resp.headers = h
-    resp.body = body
-    resp.status = status
-    resp.reason = REASONS.get(status, "Unknown") if reason is None else reason
-    resp.version = "SIP/2.0"
     return resp
 
 
@@ -496,10 +561,13 @@ def proxy_validate(request: Request, supported: Iterable[str] = ()) -> Response 
     Extension with Unsupported listing the Proxy-Require options not in ``supported`` -- or
     None when the request may be proxied. Loop detection and authorization are the proxy's.
     """
-    if request.uri.scheme.lower() not in ROUTABLE_SCHEMES:
+    scheme = request.uri.scheme
+    if scheme not in ROUTABLE_SCHEMES and scheme.lower() not in ROUTABLE_SCHEMES:
         return make_response(request, 416)
     if request.max_forwards == 0:
         return make_response(request, 483)
+    if "proxy-require" not in request.headers._keys:  # the usual case: nothing to check
+        return None
     known = {s.lower() for s in supported}
     unsupported = [o for o in request.headers.getall("proxy-require") if o.lower() not in known]
     if unsupported:

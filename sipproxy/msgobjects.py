@@ -2,7 +2,7 @@
 
 A message keeps its header field lines as they came (`Headers`) and parses a field only when
 a property asks for it; `sipproxy.message` builds them from bytes (``parse_message``) and
-re-exports everything here.
+re-exports everything here. `make_response` builds the answer to a request from its lines.
 
 Cheap accessors for the hot path: ``msg.top_via`` (the first Via alone, the same object as
 ``msg.vias[0]``), ``msg.cseq``, ``msg.call_id``, ``msg.max_forwards`` (found at parse time),
@@ -28,7 +28,7 @@ from .uri import (
     split_quoted,
 )
 
-__all__ = ["Message", "Request", "Response", "REASONS"]
+__all__ = ["Message", "Request", "Response", "REASONS", "make_response"]
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -415,3 +415,93 @@ class Response(Message):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+#: the keys (as a tuple) of a field order `sipproxy.message` already checked (no single-valued
+#: field repeated, the required ones present) -> the fields' positions (bounded); here because
+#: `make_response` reads it too
+_SHAPES: dict[tuple[str, ...], tuple[int, int, int, int, int, int, int, bool]] = {}
+
+
+#: fields a response copies from its request once (RFC 3261 8.2.6.2); Via: every one
+_COPIED = ("from", "to", "call-id", "cseq")
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """Build a response to ``request`` as RFC 3261 8.2.6.2 says.
+
+    Via (all, in order), From, To, Call-ID and CSeq are copied (their lines as they came);
+    ``to_tag`` is added to To when it has none (never for 100, 8.2.6.1); a 100 copies
+    Timestamp. Works from the raw fields, so it can answer a request that failed to parse
+    (``ParseError.request``).
+    """
+    src = request.headers
+    keys = src._keys
+    lines = src._lines
+    trying = status == 100
+    shape = _SHAPES.get(tuple(keys))
+    if shape is not None and shape[7]:  # a checked order, one Via line
+        to = lines[shape[4]]
+        if to_tag and not trying and (
+                "=" not in to or ";tag=" not in to.replace(" ", "").lower()):
+            name, _, value = to.partition(":")  # (no "=": no tag; a field name has none)
+            to = f"{name.rstrip()}: {value.strip()};tag={to_tag}"
+        out_keys = ["via", "from", "to", "call-id", "cseq"]
+        out_lines = [lines[shape[6]], lines[shape[3]], to, lines[shape[1]], lines[shape[2]]]
+        if trying and "timestamp" in keys:
+            out_keys.append("timestamp")
+            out_lines.append(lines[keys.index("timestamp")])
+    else:
+        out_keys, out_lines = _copied_fields(keys, lines, trying, to_tag)
+    h = Headers.__new__(Headers)
+    h._keys = out_keys
+    h._lines = out_lines
+    h.gen = 0
+    views = src._views
+    cseq = views.get("cseq") if views else None
+    if cseq is not None:  # the same CSeq and Call-ID: no need to parse them again
+        h._views = {"cseq": cseq, "call-id": views.get("call-id") or request.call_id}  # type: ignore[union-attr]
+    else:
+        h._views = None
+    for name, value in headers:
+        h.add(name, value)
+    resp = Response.__new__(Response)
+    resp.headers = h
+    resp.body = body
+    resp.status = status
+    resp.reason = REASONS.get(status, "Unknown") if reason is None else reason
+    resp.version = "SIP/2.0"
+    return resp
+
+
+def _copied_fields(keys: list[str], lines: list[str], trying: bool,
+                   to_tag: str | None) -> tuple[list[str], list[str]]:
+    """The (keys, lines) `make_response` copies from a request of any shape."""
+    if keys.count("via") == 1:
+        out_keys = ["via"]
+        out_lines = [lines[keys.index("via")]]
+    else:
+        out_lines = [line for k, line in zip(keys, lines, strict=True) if k == "via"]
+        out_keys = ["via"] * len(out_lines)
+    for key in _COPIED:  # the first of each, in the usual order
+        if key in keys:
+            line = lines[keys.index(key)]
+            if key == "to" and to_tag and not trying:
+                name, _, value = line.partition(":")
+                value = value.strip()
+                if ";tag=" not in value.replace(" ", "").lower():
+                    line = f"{name.rstrip()}: {value};tag={to_tag}"
+            out_keys.append(key)
+            out_lines.append(line)
+    if trying and "timestamp" in keys:
+        out_keys.append("timestamp")
+        out_lines.append(lines[keys.index("timestamp")])
+    return out_keys, out_lines

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sipproxy import grammar, headers, message, uri
-from sipproxy.message import ParseError, parse_message
+from sipproxy.message import ParseError, make_response, parse_message
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 SEEDS = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
@@ -17,7 +17,8 @@ SEEDS = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
 
 def clear_caches() -> None:
     for cache in (uri._URI_CACHE, uri._NAME_ADDR_CACHE, uri._NAME_ADDR_SHAPES, headers._VIA_CACHE,
-                  headers._VIA_SHAPES, headers._SENT_BY_CACHE, message._LINE_KEYS):
+                  headers._VIA_SHAPES, headers._SENT_BY_CACHE, message._LINE_KEYS,
+                  message._SHAPES, message._LINE_VALUES):
         cache.clear()
 
 
@@ -193,3 +194,80 @@ def test_caches_stay_bounded() -> None:
     uri.parse_uri("sip:" + "a" * 300 + "@example.com")  # long texts are not remembered
     assert not any(len(k) > grammar._CACHE_TEXT_MAX for k in uri._URI_CACHE)
     assert re.match(r"sip:u\d+@example.com", next(iter(uri._URI_CACHE)))
+
+
+FIELD_FAULTS = [
+    ("Content-Length: 0", "Content-Length: x1"), ("Content-Length: 0", "Content-Length: 99"),
+    ("Call-ID: c1", "Call-ID: "), ("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), ("CSeq: 1 OPTIONS", "CSeq: x OPTIONS"),
+    ("From: <sip:a@example.com>;tag=f", "From: <sip:a@example.com;tag=f"),
+    ("To: <sip:b@example.com>", "To: sip:b@exa mple.com"), ("Max-Forwards: 70", "Max-Forwards: 300"),
+    ("Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKc", "Via: SIP/2.0/UDP 192.0.2.1:99999;branch=z9hG4bKc"),
+    ("Content-Length: 0", "Content-Length: 0x"), ("Call-ID: c1", "Call-ID: c1\r\ni: c2"),
+]
+
+
+@pytest.mark.parametrize(("good", "bad"), FIELD_FAULTS)
+def test_known_field_order_and_lines_give_the_same_faults(good: str, bad: str) -> None:
+    """A message of a field order already checked (`_SHAPES`) with lines seen before
+    (`_LINE_VALUES`) is judged as a cold parse judges it, faults in the same order."""
+    base = ("OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKc\r\n"
+            "From: <sip:a@example.com>;tag=f\r\nTo: <sip:b@example.com>\r\nCall-ID: c1\r\n"
+            "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    data = base.replace(good, bad).encode()
+    twice = data.replace(b"Content-Length: x1", b"CSeq: 2 OPTIONS\r\nContent-Length: x1")
+
+    def judged(raw: bytes):
+        try:
+            m = parse_message(raw)
+        except ParseError as exc:
+            return ("error", exc.status, exc.reason)
+        return ("ok", m.headers._views, m.body, m.to_bytes())
+
+    for raw in (data, twice):
+        clear_caches()
+        cold = judged(raw)
+        parse_message(base.encode())  # the order and the good lines now known
+        assert judged(raw) == cold, raw
+        assert judged(raw) == cold, raw
+
+
+def test_responses_built_from_known_field_orders_match_the_general_copy() -> None:
+    base = ("INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKm\r\n"
+            "{via2}From: <sip:a@example.com>;tag=f\r\nTo: {to}\r\nCall-ID: m1\r\n"
+            "CSeq: 1 INVITE\r\nTimestamp: 5\r\nContent-Length: 0\r\n\r\n")
+    for to in ("<sip:b@example.com>", "<sip:b@example.com>;tag=x", "<sip:b@example.com;lr=1>",
+               "<sip:b@example.com> ; TAG = y", "\"a;tag=b\" <sip:b@example.com>", "sip:b@example.com;x=1"):
+        for via2 in ("", "Via: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKn\r\n"):
+            request = parse_message(base.format(to=to, via2=via2).encode())
+            for status, tag in ((100, "t1"), (180, "t1"), (407, None), (200, "t2")):
+                warm = make_response(request, status, to_tag=tag, headers=[("Server", "x")])
+                message._SHAPES.clear()
+                cold = make_response(request, status, to_tag=tag, headers=[("Server", "x")])
+                assert warm.to_bytes() == cold.to_bytes(), (to, status)
+                assert warm.headers._keys == cold.headers._keys
+                parse_message(base.format(to=to, via2=via2).encode())  # known again
+
+
+def test_copies_keep_a_well_written_content_length_line() -> None:
+    """A copy writes the Content-Length line as the general path would: kept when it is
+    ``Name: length``, rewritten when spaced oddly or when the body changed."""
+    body = b"v=0\r\n"
+    for line, written in ((b"Content-Length: 5", b"Content-Length: 5"), (b"l: 5", b"l: 5"),
+                          (b"Content-Length :  5", b"Content-Length: 5"),
+                          (b"Content-Length: 05", b"Content-Length: 5")):
+        data = (b"INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKp\r\n"
+                b"From: <sip:a@example.com>;tag=f\r\nTo: <sip:b@example.com>\r\nCall-ID: p1\r\n"
+                b"CSeq: 1 INVITE\r\n" + line + b"\r\n\r\n" + body)
+        for _ in range(2):  # cold and warm caches
+            original = parse_message(data)
+            copy = original.copy()
+            copy.headers.add("Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKq", top=True)
+            out = copy.to_bytes()
+            assert b"\r\n" + written + b"\r\n\r\n" in out and out.endswith(body)
+            # the original keeps its line unless the number needs rewriting (as before)
+            assert original.to_bytes() == (data.replace(line, written) if b"05" in line else data)
+            copy.body = b"x"
+            assert copy.to_bytes().endswith(b"\r\n" + written.split(b":")[0].rstrip() + b": 1\r\n\r\nx")
+            again = original.copy()
+            again.headers.set("Content-Length", "5")
+            assert again.to_bytes().endswith(b"\r\n" + written.split(b":")[0].rstrip() + b": 5\r\n\r\n" + body)

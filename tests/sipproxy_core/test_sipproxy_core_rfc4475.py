@@ -214,6 +214,15 @@ def test_proxy_validation(name: str, status: int) -> None:
         ]
 
 
+def test_proxy_validation_checks_proxy_require_against_supported() -> None:
+    msg = parse_message(load("bext01"))
+    assert proxy_validate(msg, ["NOPROXIESSUPPORTTHIS", "nordoanyproxiessupportthis"]) is None
+    resp = proxy_validate(msg, iter(["noproxiessupportthis"]))
+    assert resp is not None and resp.headers.getall("unsupported") == ["norDoAnyProxiesSupportThis"]
+    upper = parse_message(load("wsinv").replace(b"sip:vivekg@chair-dnrc.example.com", b"SIP:x@h", 1))
+    assert upper.uri.scheme == "SIP" and proxy_validate(upper) is None
+
+
 @pytest.mark.parametrize("name", ["wsinv", "invut", "sdp01", "inv2543", "esc01"])
 def test_proxy_validation_passes(name: str) -> None:
     msg = parse_message(load(name))
