@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import gevent
 
-from .headers import Via, parse_via
+from .headers import Via
 from .lanes import TAKEOVER_HOOKS, Lane, TimerWheel
 from .message import ParseError, Request, Response, make_response, parse_message
 from .overload import TICK, Overload
@@ -47,7 +47,6 @@ from .transaction import (
     TransportError,
 )
 from .transport import Inbound, Listener, Peer, Transports, enable_timestamps, queue_age
-from .uri import split_quoted
 
 log = logging.getLogger("sipproxy.core")
 
@@ -87,14 +86,6 @@ class _Random:
 _random = _Random()
 token = _random.hex
 os.register_at_fork(after_in_child=_random.reset)
-
-
-def _top_via(msg: Response) -> Via:
-    """The first Via value alone (``msg.vias`` parses every one of them)."""
-    first = msg.headers.raw("via")[0]
-    if "," in first:
-        first = split_quoted(first, ",")[0]
-    return parse_via(first.strip())
 
 
 def new_branch() -> str:
@@ -379,7 +370,7 @@ class Core:
                     self.transports.send(refusal, self._reply_peer(None, inbound), inbound.connection)
                     return
         else:
-            top = _top_via(msg)  # only ours matters here: the rest is parsed on demand
+            top = msg.top_via  # parsed by the parse; only ours matters here
             if not self.is_me(top.host, top.port) or not (top.branch or "").startswith(MAGIC_COOKIE):
                 log.debug("response not for us (Via %s) dropped", top)
                 self.dropped += 1
@@ -403,7 +394,7 @@ class Core:
         inbound.via = via
         src = inbound.source
         changed = False
-        if via.rport is True or via.rport is not None:
+        if via.rport is not None:  # asked for (True) or given: RFC 3581 fills it in
             via.params["rport"] = str(src.port)
             via.params["received"] = src.host
             changed = True
