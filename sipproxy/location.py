@@ -121,8 +121,12 @@ def _values(b: Binding, now_db: object) -> dict:
 
 
 def _order(bindings: Iterable[Binding]) -> list[Binding]:
-    """Highest q first, then the most recently refreshed (RFC 3261 16.6 target order)."""
-    return sorted(bindings, key=lambda b: (-b.q, -b.modified, b.contact))
+    """Highest q first, then the most recently refreshed (RFC 3261 16.6 target order).
+    (Most addresses-of-record have one binding: nothing to sort, no key to build.)"""
+    out = list(bindings)
+    if len(out) > 1:
+        out.sort(key=lambda b: (-b.q, -b.modified, b.contact))
+    return out
 
 
 @dataclass

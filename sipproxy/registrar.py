@@ -26,7 +26,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import digest
 from .digest import AuthResult, DigestAuth
@@ -62,9 +62,9 @@ def split_address(addr: str) -> tuple[str, str, int]:
     return transport.lower(), host.strip("[]"), int(port) if port.isdigit() else 0
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What :meth:`Authenticator.check` decided: an account, or the response to send."""
+class Verdict(NamedTuple):
+    """What :meth:`Authenticator.check` decided: an account, or the response to send.
+    (A named tuple: one per authenticated request, cheaper to build than a frozen dataclass.)"""
 
     account: Account | None
     response: Response | None
@@ -88,7 +88,7 @@ class Authenticator:
         """Authenticate ``request`` as a user of ``domain`` (the From domain for calls, the
         To domain for REGISTER)."""
         domain = domain.lower()
-        realm = self.realm_for(domain)
+        realm = self.realm or domain  # realm_for(domain)
         accounts: dict[str, Account | None] = {}
 
         def lookup(username: str, algorithm: str) -> str | None:
@@ -220,25 +220,29 @@ class Registrar:
         remove: list[str] = []
         user_agent = request.headers.get("user-agent") or ""
         for contact in contacts:  # type: ignore[union-attr]
+            params = contact.params
             expires = self._expires(contact, header_expires)
             if expires is None:
                 return make_response(request, 400, "Bad Contact Expires", to_tag=_tag()), aor
             if 0 < expires < self.min_expires:
                 return make_response(request, 423, to_tag=_tag(),
                                      headers=[("Min-Expires", str(self.min_expires))]), aor
-            if contact.params.get("q") is not None and contact.q is None:
-                return make_response(request, 400, "Bad Contact q-value", to_tag=_tag()), aor
+            q = 1.0
+            if params.get("q") is not None:
+                q = contact.q  # type: ignore[assignment]
+                if q is None:
+                    return make_response(request, 400, "Bad Contact q-value", to_tag=_tag()), aor
             uri = str(contact.uri)
             if len(uri) > 1024:
                 return make_response(request, 400, "Contact URI Too Long", to_tag=_tag()), aor
             if expires == 0:
                 remove.append(uri)
                 continue
-            instance = (contact.params.get("+sip.instance") or "").strip('"')
-            reg_id = contact.params.get("reg-id") or "0"
+            instance = (params.get("+sip.instance") or "").strip('"')
+            reg_id = params.get("reg-id") or "0"
             save.append(Binding(
                 contact=uri, expires=now + min(expires, self.max_expires),
-                q=contact.q if contact.q is not None else 1.0, received=received, socket=socket,
+                q=q, received=received, socket=socket,
                 path=path, call_id=call_id, cseq=cseq, user_agent=user_agent, instance=instance,
                 reg_id=int(reg_id) if reg_id.isdigit() and len(reg_id) < 10 else 0,
                 behind_nat=self._behind_nat(contact, received),
@@ -269,8 +273,9 @@ class Registrar:
         if not received:
             return False
         _transport, host, port = split_address(received)
-        c_port = contact.uri.port or (5061 if contact.uri.scheme.lower() == "sips" else 5060)
-        return contact.uri.host.strip("[]").lower() != host.lower() or c_port != port
+        uri = contact.uri
+        c_port = uri.port or (5061 if uri.scheme.lower() == "sips" else 5060)
+        return uri.host.strip("[]").lower() != host.lower() or c_port != port
 
     def _ok(self, request: Request, bindings: list[Binding], now: float, path: tuple[str, ...]) -> Response:
         headers: list[tuple[str, str]] = []
