@@ -26,7 +26,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 #: Algorithms we verify, strongest first (RFC 8760: the order a UAC should prefer).
 ALGORITHMS = ("SHA-256", "MD5")
@@ -233,20 +233,6 @@ _NO_CREDENTIALS = AuthResult(MISSING, reason="no credentials")  # every first re
 HA1Lookup = Callable[[str, str], "str | None"]
 
 
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
-
-
-def _hmac_pads(secret: bytes) -> tuple[bytes, Any, Any]:
-    """(secret, SHA-256 state after ``key XOR ipad``, after ``key XOR opad``): HMAC-SHA256
-    of RFC 2104 with its key blocks hashed once, for :meth:`DigestAuth._sign` to copy."""
-    key = bytes(secret)
-    if len(key) > 64:  # the SHA-256 block size
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return secret, hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
-
-
 class _ReplayWindow:
     """Highest nonce-count seen plus a bitmap of the 64 counts below it."""
 
@@ -297,22 +283,20 @@ class DigestAuth:
         self._clock = clock
         self._windows: OrderedDict[str, _ReplayWindow] = OrderedDict()
         self._floor = -1  # nonces issued at or before this second were evicted: stale
-        self._pads = _hmac_pads(self.secret)
+        self._mac = (self.secret, hmac.new(self.secret, digestmod=hashlib.sha256))
 
     # -- nonces ---------------------------------------------------------------------------
 
     def _sign(self, body: str) -> str:
-        """HMAC-SHA256 of ``body``, first 18 bytes, base64url.  Computed from the secret's
-        two padded SHA-256 states, hashed once (RFC 2104 section 4): ``hmac.digest`` sets
-        up OpenSSL's HMAC for every call, which cost more than the hashing itself."""
-        pads = self._pads
-        if pads[0] is not self.secret:  # the secret was replaced: new pads
-            pads = self._pads = _hmac_pads(self.secret)
-        inner = pads[1].copy()
-        inner.update(body.encode("ascii"))
-        outer = pads[2].copy()
-        outer.update(inner.digest())
-        return _b64(outer.digest()[:18])
+        """HMAC-SHA256 of ``body``, first 18 bytes, base64url.  The keyed HMAC object is made
+        once and copied per nonce: ``hmac.digest`` sets OpenSSL's HMAC up for every call,
+        which cost more than the hashing itself."""
+        secret, mac = self._mac
+        if secret is not self.secret:  # the secret was replaced: key a new one
+            secret, mac = self._mac = (self.secret, hmac.new(self.secret, digestmod=hashlib.sha256))
+        mac = mac.copy()
+        mac.update(body.encode("ascii"))
+        return _b64(mac.digest()[:18])
 
     def make_nonce(self) -> str:
         """A fresh signed nonce carrying its issue time."""
@@ -323,7 +307,9 @@ class DigestAuth:
     def _nonce_time(self, nonce: str) -> tuple[int, str] | None:
         """(issue time, issuer) of a nonce we signed, or ``None`` for a forged/foreign one."""
         body, _, mac = nonce.rpartition(".")
-        if not body or len(nonce) > 100 or not hmac.compare_digest(mac, self._sign(body)):
+        if not body or len(nonce) > 100 or not nonce.isascii():
+            return None  # (a client's non-ASCII nonce is not ours; it must not raise)
+        if not hmac.compare_digest(mac, self._sign(body)):
             return None
         parts = body.split(".")
         if len(parts) != 3:

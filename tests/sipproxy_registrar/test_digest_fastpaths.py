@@ -1,7 +1,7 @@
 """The digest module's shortcuts give exactly what the general code gives.
 
 Why: ``parse_auth_params`` reads the usual credentials layout without its regex, nonces are
-signed from precomputed HMAC pads and base64url-encoded with binascii, and responses are
+signed with a keyed HMAC object copied per nonce and base64url-encoded with binascii, and responses are
 hashed without ``H``; each must agree with the reference on every input, or
 authentication would change.
 """
@@ -66,6 +66,14 @@ def test_nonce_signature_is_hmac_sha256() -> None:
     auth.secret = b"new"  # a replaced secret signs with the new key at once
     assert auth._nonce_time(nonce) is None
     assert auth._sign("b") == base64.urlsafe_b64encode(hmac.digest(b"new", b"b", "sha256")[:18]).decode()
+
+
+def test_a_non_ascii_nonce_is_refused_not_raised() -> None:
+    auth = DigestAuth(b"k")
+    value = ('Digest username="u", realm="r", nonce="5f3a.1c2.\u00e9\u00e9.x", uri="sip:r", '
+             'response="0123456789abcdef0123456789abcdef", qop=auth, nc=00000001, cnonce="c"')
+    result = auth.verify([value], method="REGISTER", realm="r", lookup=lambda u, a: "0" * 32)
+    assert (result.status, result.reason) == (digest.WRONG, "nonce not ours")
 
 
 def test_b64_is_urlsafe_b64encode() -> None:
