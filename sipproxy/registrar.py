@@ -88,7 +88,7 @@ class Authenticator:
         """Authenticate ``request`` as a user of ``domain`` (the From domain for calls, the
         To domain for REGISTER)."""
         domain = domain.lower()
-        realm = self.realm or domain  # realm_for(domain)
+        realm = self.realm_for(domain)
         accounts: dict[str, Account | None] = {}
 
         def lookup(username: str, algorithm: str) -> str | None:
