@@ -156,21 +156,22 @@ class Proxy:
 
     def _preprocess_routes(self, req: Request) -> bool:
         popped = False
-        if self._is_my_uri(req.uri) and req.headers.get("route") and not req.uri.user:
+        headers = req.headers
+        top = headers.get("route")
+        if top and not req.uri.user and self._is_my_uri(req.uri):
             # the previous hop is a strict router: the last Route is the real Request-URI
-            values = req.headers.getall("route")
+            values = headers.getall("route")
             last = parse_name_addr(values[-1])
-            req.headers.remove("route")
+            headers.remove("route")
             for v in values[:-1]:
-                req.headers.add("Route", v)
+                headers.add("Route", v)
             req.uri = last.uri
             popped = True
-        while True:
-            top = req.headers.get("route")
-            if top is None or not self._route_is_mine(top):
-                break
-            req.headers.pop_first("route")
+            top = headers.get("route")
+        while top is not None and self._route_is_mine(top):
+            headers.pop_first("route")
             popped = True
+            top = headers.get("route")
         return popped
 
     def _route_is_mine(self, value: str) -> bool:
