@@ -439,7 +439,11 @@ class Core:
                     if txn is not None and not txn.terminated:
                         self.execute(self.layer.transport_error(txn))
             elif kind is StartTimer:
-                self._start_timer(action)
+                # `_start_timer`'s wheel case inline: most timers go there
+                if action.delay >= WHEEL_MIN and action.name not in PRECISE_TIMERS:
+                    action.edge = self.wheel.add(action.delay, action)
+                else:
+                    self._start_timer(action)
             elif kind is CancelTimer:
                 timer = action.timer
                 if timer is not None:

@@ -90,6 +90,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("sipproxy.transaction")
+#: the level check of `Transaction.fire`, bound once (it asks on every event)
+_debug_on = log.isEnabledFor
+DEBUG = logging.DEBUG
 
 MAGIC_COOKIE = "z9hG4bK"
 ICT, NICT, IST, NIST = "ICT", "NICT", "IST", "NIST"
@@ -290,11 +293,11 @@ class Transaction:
         """Run ``event`` through `TABLE`; return the actions."""
         row = _COMPILED.get((self.machine, self.state, event))
         if row is None:
-            if log.isEnabledFor(logging.DEBUG):
+            if _debug_on(DEBUG):
                 log.debug("%s %s %s: absorbed", self.machine, self.state, event)
             return []
         new_state, actions, names, settles, terminates = row
-        if log.isEnabledFor(logging.DEBUG):
+        if _debug_on(DEBUG):
             log.debug("%s %s --%s--> %s %s", self.machine, self.state, event, new_state, names)
         self.state = new_state
         out: list = []
