@@ -146,11 +146,17 @@ def sender_behind_nat(req: Request, via: Any = None) -> bool:
     if via_shows_nat(req, via):
         return True
     body = req.body
-    if body and b"c=IN IP" in body:
-        for line in body.split(b"\n"):
-            if line.startswith(b"c=IN IP") and _private(
-                    line.split()[-1].split(b"/")[0].decode("ascii", "replace")):
+    if not body:
+        return False
+    # the lines that begin with ``c=IN IP``, found without splitting the body into lines
+    pos = body.find(b"c=IN IP")
+    while pos >= 0:
+        if pos == 0 or body[pos - 1] == 10:  # at a line's start (after "\n")
+            end = body.find(b"\n", pos)
+            line = body[pos:] if end < 0 else body[pos:end]
+            if _private(line.split()[-1].split(b"/")[0].decode("ascii", "replace")):
                 return True
+        pos = body.find(b"c=IN IP", pos + 7)
     return False
 
 
@@ -180,7 +186,9 @@ def via_shows_nat(req: Request, via: Any = None) -> bool:
             via = req.vias[0]
         except (ParseError, IndexError):
             return False
-    if via.received and via.received != via.host.strip("[]"):
+    received = via.received
+    if received and received != via.host.strip("[]"):
         return True
-    return isinstance(via.rport, int) and via.rport is not True and via.rport != (via.port or 5060)
+    rport = via.rport
+    return isinstance(rport, int) and rport is not True and rport != (via.port or 5060)
 

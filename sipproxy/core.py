@@ -360,7 +360,6 @@ class Core:
             else:
                 log.debug("dropped message from %s: %s", inbound.source, exc.reason)
             return
-        reliable = inbound.source.transport != "udp"
         if isinstance(msg, Request):
             self._stamp_via(msg, inbound)
             control = self.overload
@@ -371,16 +370,17 @@ class Core:
                     return
         else:
             top = msg.top_via  # parsed by the parse; only ours matters here
-            if not self.is_me(top.host, top.port) or not (top.branch or "").startswith(MAGIC_COOKIE):
+            branch = top.branch
+            if not self.is_me(top.host, top.port) or not (branch or "").startswith(MAGIC_COOKIE):
                 log.debug("response not for us (Via %s) dropped", top)
                 self.dropped += 1
                 return
-            key = (top.branch, msg.cseq[1])  # before the Via goes: parsed views stay valid
+            key = (branch, msg.cseq[1])  # before the Via goes: parsed views stay valid
             msg.headers.pop_first("via")
             txn = self.layer.client.get(key)
             self.execute(txn.receive(msg) if txn is not None else [Deliver(msg, None, inbound)])
             return
-        self.execute(self.layer.receive(msg, inbound, reliable, inbound.via))
+        self.execute(self.layer.receive(msg, inbound, inbound.source.transport != "udp", inbound.via))
         # handled (the TU ran in line, or blocked and came back): the server transaction
         # keeps ``inbound`` for its resends, which need only the addresses
         inbound.data = b""
@@ -393,19 +393,25 @@ class Core:
         via = msg.vias[0]
         inbound.via = via
         src = inbound.source
-        changed = False
-        if via.rport is not None:  # asked for (True) or given: RFC 3581 fills it in
-            via.params["rport"] = str(src.port)
-            via.params["received"] = src.host
-            changed = True
-        elif via.host.strip("[]") != src.host:
-            via.params["received"] = src.host
-            changed = True
-        if changed:
-            msg.headers.replace_first("via", str(via))
         # every response to this request leaves by this Via: work the address out once
-        # (responses carry the same top Via; parsing it per response cost ~10% of a call)
-        inbound.reply_to = Core._via_peer(via, src)
+        # (responses carry the same top Via; parsing it per response cost ~10% of a call).
+        # Inline `_via_peer` on the stamped Via, with rport read once.
+        if via.rport is not None:  # asked for (True) or given: RFC 3581 fills it in
+            params = via.params
+            params["rport"] = str(src.port)
+            params["received"] = src.host
+            msg.headers.replace_first("via", str(via))
+            inbound.reply_to = src  # rport: back to the source, whatever the transport
+            return
+        host = via.host
+        if host.strip("[]") != src.host:
+            via.params["received"] = src.host
+            msg.headers.replace_first("via", str(via))
+        if src.transport != "udp":
+            inbound.reply_to = src
+        else:
+            inbound.reply_to = Peer("udp", via.received or (host.strip("[]") if is_ip(host) else src.host),
+                                    via.port or 5060)
 
     # -- executing the transaction layer's actions -----------------------------------------
 
@@ -419,12 +425,25 @@ class Core:
                     # TU blocks (`_send_held_trying`, run when its lane is taken over)
                     trying = self._held_trying = action
                     continue
-                if not self._send(action):
+                # `_send`, inline: most actions are sends
+                dest = action.dest
+                if isinstance(dest, Inbound):  # a response through a server transaction
+                    peer = dest.reply_to
+                    if peer is None:
+                        peer = self._reply_peer(action.message, dest)
+                    sent = self.transports.send(action.data, peer, dest.connection)
+                else:
+                    sent = self.transports.send(action.data, dest)
+                if not sent:
                     txn = action.transaction
                     if txn is not None and not txn.terminated:
                         self.execute(self.layer.transport_error(txn))
             elif kind is StartTimer:
-                self._start_timer(action)
+                # `_start_timer`'s wheel case inline: most timers go there
+                if action.delay >= WHEEL_MIN and action.name not in PRECISE_TIMERS:
+                    action.edge = self.wheel.add(action.delay, action)
+                else:
+                    self._start_timer(action)
             elif kind is CancelTimer:
                 timer = action.timer
                 if timer is not None:

@@ -398,8 +398,9 @@ class ProxyMedia:
         if call_id not in self.engaged:
             if to_tag or not self._engage(req):  # a re-INVITE of a call we do not relay
                 return
-        self.engaged[call_id] = not _is_sdp(req)
-        if _is_sdp(req):
+        sdp = _is_sdp(req)
+        self.engaged[call_id] = not sdp
+        if sdp:
             self._rewrite(req, call_id, "offer", from_tag, to_tag)
 
     def answer(self, proxy: Any, req: Any, response: Any) -> None:

@@ -115,13 +115,14 @@ class Proxy:
             log.exception("error routing %s", request.method)
             response = make_response(request, 500, to_tag=new_tag())
         if response is not None:
-            if response.status >= 200 and request.method == "INVITE" and response.status not in (401, 407):
-                log.info("call %s -> %s: %d %s (call-id %s)", _aor(request.from_.uri),
-                         request.uri, response.status, response.reason, request.call_id)
-            if response.status in (401, 407):  # a challenge: stateless (RFC 3261 8.2.7, 26.1.5)
+            status = response.status
+            if status == 401 or status == 407:  # a challenge: stateless (RFC 3261 8.2.7, 26.1.5)
                 self.core.reply_stateless(txn, response)
-            else:
-                self.core.respond(txn, response)
+                return
+            if status >= 200 and request.method == "INVITE":
+                log.info("call %s -> %s: %d %s (call-id %s)", _aor(request.from_.uri),
+                         request.uri, status, response.reason, request.call_id)
+            self.core.respond(txn, response)
 
     def _handle(self, req: Request, txn: Transaction, inbound: Inbound) -> Response | None:
         method = req.method
@@ -156,21 +157,22 @@ class Proxy:
 
     def _preprocess_routes(self, req: Request) -> bool:
         popped = False
-        if self._is_my_uri(req.uri) and req.headers.get("route") and not req.uri.user:
+        headers = req.headers
+        top = headers.get("route")
+        if top and not req.uri.user and self._is_my_uri(req.uri):
             # the previous hop is a strict router: the last Route is the real Request-URI
-            values = req.headers.getall("route")
+            values = headers.getall("route")
             last = parse_name_addr(values[-1])
-            req.headers.remove("route")
+            headers.remove("route")
             for v in values[:-1]:
-                req.headers.add("Route", v)
+                headers.add("Route", v)
             req.uri = last.uri
             popped = True
-        while True:
-            top = req.headers.get("route")
-            if top is None or not self._route_is_mine(top):
-                break
-            req.headers.pop_first("route")
+            top = headers.get("route")
+        while top is not None and self._route_is_mine(top):
+            headers.pop_first("route")
             popped = True
+            top = headers.get("route")
         return popped
 
     def _route_is_mine(self, value: str) -> bool:
@@ -353,10 +355,10 @@ class Proxy:
         return self._uri_dest(uri)
 
     def _uri_dest(self, uri: URI) -> Peer | None:
-        if not uri.is_sip or not uri.host:
+        scheme = uri.scheme.lower()  # `URI.is_sip`, inline: the scheme is wanted anyway
+        if (scheme != "sip" and scheme != "sips") or not uri.host:
             return None
-        sips = uri.scheme.lower() == "sips"
-        transport = uri.transport or ("tls" if sips else "udp")
+        transport = uri.transport or ("tls" if scheme == "sips" else "udp")
         if transport not in ("udp", "tcp", "tls"):
             return None
         host = (uri.maddr or uri.host).strip("[]")

@@ -70,7 +70,8 @@ class Responses:
             return
         ctx = branch.ctx
         status = response.status
-        if branch.nat and status < 300 and ctx.request.method in DIALOG_METHODS:
+        method = ctx.request.method
+        if branch.nat and status < 300 and method in DIALOG_METHODS:
             fix_nated_contact(response, branch.dest)
         if status < 200:
             branch.provisional = True
@@ -85,7 +86,7 @@ class Responses:
             first = not branch.answered
             branch.answered = True
             branch.final = response
-            if ctx.request.method == "INVITE":
+            if method == "INVITE":
                 self._media_answer(ctx, response)
                 self.cancel_branches(ctx, keep=branch)
             if ctx.txn.state in ("Proceeding", "Trying", "Accepted"):
@@ -96,14 +97,14 @@ class Responses:
                 ctx.final_sent = True
                 self._stop_timer(ctx)
                 self._call_log(ctx, response)
-            if first and ctx.request.method == "INVITE" and ctx.request.to.tag is None \
+            if first and method == "INVITE" and ctx.request.to.tag is None \
                     and not any(b.answered for b in ctx.branches if b is not branch):
                 self._dialog_confirmed(ctx, branch, response)
             self.release(ctx)
             return
         if branch.final is None:
             branch.final = response
-        if status >= 600 and ctx.request.method == "INVITE":
+        if status >= 600 and method == "INVITE":
             self.cancel_branches(ctx)
         self._check_done(ctx)
 

@@ -90,6 +90,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("sipproxy.transaction")
+#: the level check of `Transaction.fire`, bound once (it asks on every event)
+_debug_on = log.isEnabledFor
+DEBUG = logging.DEBUG
 
 MAGIC_COOKIE = "z9hG4bK"
 ICT, NICT, IST, NIST = "ICT", "NICT", "IST", "NIST"
@@ -227,9 +230,10 @@ def server_key(request: Request, method: str | None = None, via: Any = None) -> 
         via = request.vias[0]
     if method is None:
         method = "INVITE" if request.method == "ACK" else request.method
-    branch = via.branch
-    if branch and branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
-        return (branch, via.sent_by.lower(), method)
+    branch = via.params.get("branch")
+    if branch and len(branch) > 7 and branch.startswith(MAGIC_COOKIE):
+        port = via.port  # `Via.sent_by`, inline: this runs for every request
+        return (branch, (via.host if port is None else f"{via.host}:{port}").lower(), method)
     # RFC 2543 fallback (To tag left out: our own responses add it)
     return (
         "2543", str(request.uri), request.from_.tag, request.call_id, request.cseq[0],
@@ -289,19 +293,20 @@ class Transaction:
         """Run ``event`` through `TABLE`; return the actions."""
         row = _COMPILED.get((self.machine, self.state, event))
         if row is None:
-            if log.isEnabledFor(logging.DEBUG):
+            if _debug_on(DEBUG):
                 log.debug("%s %s %s: absorbed", self.machine, self.state, event)
             return []
-        new_state, actions, names = row
-        if log.isEnabledFor(logging.DEBUG):
+        new_state, actions, names, settles, terminates = row
+        if _debug_on(DEBUG):
             log.debug("%s %s --%s--> %s %s", self.machine, self.state, event, new_state, names)
         self.state = new_state
         out: list = []
         for action in actions:
             action(self, out, message)
-        if new_state in _SETTLED and self.state == new_state:
-            self._settle()
-        elif new_state == TERMINATED and self.state == TERMINATED:
+        if settles:
+            if self.state == new_state:
+                self._settle()
+        elif terminates and self.state == TERMINATED:
             for tname, timer in self.timers.items():
                 out.append(CancelTimer(self, tname, timer))
             self.timers.clear()
@@ -458,8 +463,10 @@ for _t in "ABDEFGHIJKLM":
     _ACTIONS["cancel_" + _t] = _cancel(_t)
 # every action named in the table exists
 assert all(a in _ACTIONS for _row in TABLE.values() for a in _row[1])
-#: `TABLE` with its actions' functions looked up once: (new state, functions, names)
-_COMPILED = {key: (state, tuple(_ACTIONS[n] for n in names), names)
+#: `TABLE` with its actions' functions looked up once: (new state, functions, names,
+#: new state settled, new state terminated) -- the last two so `fire` compares no strings
+_COMPILED = {key: (state, tuple(_ACTIONS[n] for n in names), names, state in _SETTLED,
+                   state == TERMINATED)
              for key, (state, names) in TABLE.items()}
 
 
