@@ -40,7 +40,7 @@ RFC 5626 CRLF keepalives.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import repeat
 
 from .grammar import _KNOWN_TOKENS, _remember
@@ -288,32 +288,10 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
     else:
         msg.body = data[body_start:]
         views = {}
-    line = lines[i_call]
-    value = _line_value(line)
-    if value is None:
-        value = line.partition(":")[2].strip()
-        if not value:
-            raise ParseError(status, "Empty Call-ID")
-        _remember(_LINE_VALUES, line, value)
-    views["call-id"] = value
-    line = lines[i_cseq]
-    value = _line_value(line)
-    if value is None:
-        value = _parse_cseq_value(line.partition(":")[2].strip())
-        _remember(_LINE_VALUES, line, value)
-    views["cseq"] = value
-    line = lines[i_from]
-    value = _line_value(line)
-    if value is None:
-        value = name_addr_parts(line.partition(":")[2].strip())
-        _remember(_LINE_VALUES, line, value)
-    views["from"] = value
-    line = lines[i_to]
-    value = _line_value(line)
-    if value is None:
-        value = name_addr_parts(line.partition(":")[2].strip())
-        _remember(_LINE_VALUES, line, value)
-    views["to"] = value
+    views["call-id"] = _line_parsed(lines[i_call], _call_id_value, status)
+    views["cseq"] = _line_parsed(lines[i_cseq], _cseq_value, status)
+    views["from"] = _line_parsed(lines[i_from], _name_addr_value, status)
+    views["to"] = _line_parsed(lines[i_to], _name_addr_value, status)
     if i_mf >= 0:
         line = lines[i_mf]
         value = _line_value(line)
@@ -328,7 +306,13 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
     else:
         views["max-forwards"] = -1
     h._views = views
-    via = lines[i_via].partition(":")[2].strip()
+    _check_vias(msg, views, lines[i_via], one_via, status)
+
+
+def _check_vias(msg: Message, views: dict, line: str, one_via: bool, status: int) -> None:
+    """The top Via parsed into ``views`` (``one_via``: the only Via field); of a request every
+    Via is checked, of a response (status 0) the top one only."""
+    via = line.partition(":")[2].strip()
     if "," not in via:
         top = views[TOP_VIA] = parse_via(via)
         if one_via:
@@ -339,6 +323,29 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
         return
     if status:
         msg.vias  # noqa: B018 - parse them all, raising ParseError when one is malformed
+
+
+def _line_parsed(line: str, parse: Callable[[str, int], object], status: int) -> object:
+    """The value of a field ``line`` as ``parse(text, status)`` gives it (remembered)."""
+    value = _line_value(line)
+    if value is None:
+        value = parse(line.partition(":")[2].strip(), status)
+        _remember(_LINE_VALUES, line, value)
+    return value
+
+
+def _call_id_value(text: str, status: int) -> str:
+    if not text:
+        raise ParseError(status, "Empty Call-ID")
+    return text
+
+
+def _cseq_value(text: str, _status: int) -> object:
+    return _parse_cseq_value(text)
+
+
+def _name_addr_value(text: str, _status: int) -> object:
+    return name_addr_parts(text)
 
 
 def _content_length(line: str, status: int) -> tuple[int, bool, bool]:
@@ -403,17 +410,7 @@ def _check_fields_general(msg: Message, data: bytes, body_start: int, status: in
     else:
         views["max-forwards"] = -1
     h._views = views
-    via = lines[i_via].partition(":")[2].strip()
-    if "," not in via:
-        top = views[TOP_VIA] = parse_via(via)
-        if codes.count("v") == 1:
-            views["via"] = [top]
-            return
-    elif status == 0:  # a response: the top Via only
-        views[TOP_VIA] = parse_via(split_quoted(via, ",")[0].strip())
-        return
-    if status:
-        msg.vias  # noqa: B018 - parse them all, raising ParseError when one is malformed
+    _check_vias(msg, views, lines[i_via], codes.count("v") == 1, status)
 
 
 def _parse_request(start: str, lines: list[str], index, data: bytes, body_start: int) -> Request:
