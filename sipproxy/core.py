@@ -393,25 +393,17 @@ class Core:
         via = msg.vias[0]
         inbound.via = via
         src = inbound.source
-        # every response to this request leaves by this Via: work the address out once
-        # (responses carry the same top Via; parsing it per response cost ~10% of a call).
-        # Inline `_via_peer` on the stamped Via, with rport read once.
         if via.rport is not None:  # asked for (True) or given: RFC 3581 fills it in
             params = via.params
             params["rport"] = str(src.port)
             params["received"] = src.host
             msg.headers.replace_first("via", str(via))
-            inbound.reply_to = src  # rport: back to the source, whatever the transport
-            return
-        host = via.host
-        if host.strip("[]") != src.host:
+        elif via.host.strip("[]") != src.host:
             via.params["received"] = src.host
             msg.headers.replace_first("via", str(via))
-        if src.transport != "udp":
-            inbound.reply_to = src
-        else:
-            inbound.reply_to = Peer("udp", via.received or (host.strip("[]") if is_ip(host) else src.host),
-                                    via.port or 5060)
+        # every response to this request leaves by this Via: work the address out once
+        # (responses carry the same top Via; parsing it per response cost ~10% of a call)
+        inbound.reply_to = Core._via_peer(via, src)
 
     # -- executing the transaction layer's actions -----------------------------------------
 
@@ -425,25 +417,12 @@ class Core:
                     # TU blocks (`_send_held_trying`, run when its lane is taken over)
                     trying = self._held_trying = action
                     continue
-                # `_send`, inline: most actions are sends
-                dest = action.dest
-                if isinstance(dest, Inbound):  # a response through a server transaction
-                    peer = dest.reply_to
-                    if peer is None:
-                        peer = self._reply_peer(action.message, dest)
-                    sent = self.transports.send(action.data, peer, dest.connection)
-                else:
-                    sent = self.transports.send(action.data, dest)
-                if not sent:
+                if not self._send(action):
                     txn = action.transaction
                     if txn is not None and not txn.terminated:
                         self.execute(self.layer.transport_error(txn))
             elif kind is StartTimer:
-                # `_start_timer`'s wheel case inline: most timers go there
-                if action.delay >= WHEEL_MIN and action.name not in PRECISE_TIMERS:
-                    action.edge = self.wheel.add(action.delay, action)
-                else:
-                    self._start_timer(action)
+                self._start_timer(action)
             elif kind is CancelTimer:
                 timer = action.timer
                 if timer is not None:
@@ -541,8 +520,10 @@ class Core:
     def _send(self, action: Send) -> bool:
         dest = action.dest
         if isinstance(dest, Inbound):  # a response through a server transaction
-            return self.transports.send(action.data, self._reply_peer(action.message, dest),
-                                        dest.connection)
+            peer = dest.reply_to  # (worked out when the request came: `_stamp_via`)
+            if peer is None:
+                peer = self._reply_peer(action.message, dest)
+            return self.transports.send(action.data, peer, dest.connection)
         return self.transports.send(action.data, dest)
 
     @staticmethod

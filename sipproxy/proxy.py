@@ -355,10 +355,9 @@ class Proxy:
         return self._uri_dest(uri)
 
     def _uri_dest(self, uri: URI) -> Peer | None:
-        scheme = uri.scheme.lower()  # `URI.is_sip`, inline: the scheme is wanted anyway
-        if (scheme != "sip" and scheme != "sips") or not uri.host:
+        if not uri.is_sip or not uri.host:
             return None
-        transport = uri.transport or ("tls" if scheme == "sips" else "udp")
+        transport = uri.transport or ("tls" if uri.scheme.lower() == "sips" else "udp")
         if transport not in ("udp", "tcp", "tls"):
             return None
         host = (uri.maddr or uri.host).strip("[]")
