@@ -42,6 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from itertools import repeat
+from typing import Any
 
 from .grammar import _KNOWN_TOKENS, _remember
 from .headers import (
@@ -288,10 +289,13 @@ def _check_fields(msg: Message, data: bytes, body_start: int, status: int) -> No
     else:
         msg.body = data[body_start:]
         views = {}
-    views["call-id"] = _line_parsed(lines[i_call], _call_id_value, status)
-    views["cseq"] = _line_parsed(lines[i_cseq], _cseq_value, status)
-    views["from"] = _line_parsed(lines[i_from], _name_addr_value, status)
-    views["to"] = _line_parsed(lines[i_to], _name_addr_value, status)
+    value = _line_parsed(lines[i_call], str)
+    if not value:
+        raise ParseError(status, "Empty Call-ID")
+    views["call-id"] = value
+    views["cseq"] = _line_parsed(lines[i_cseq], _parse_cseq_value)
+    views["from"] = _line_parsed(lines[i_from], name_addr_parts)
+    views["to"] = _line_parsed(lines[i_to], name_addr_parts)
     if i_mf >= 0:
         line = lines[i_mf]
         value = _line_value(line)
@@ -325,27 +329,13 @@ def _check_vias(msg: Message, views: dict, line: str, one_via: bool, status: int
         msg.vias  # noqa: B018 - parse them all, raising ParseError when one is malformed
 
 
-def _line_parsed(line: str, parse: Callable[[str, int], object], status: int) -> object:
-    """The value of a field ``line`` as ``parse(text, status)`` gives it (remembered)."""
+def _line_parsed(line: str, parse: Callable[[str], Any]) -> Any:
+    """The value of a field ``line`` as ``parse(text)`` gives it (remembered)."""
     value = _line_value(line)
     if value is None:
-        value = parse(line.partition(":")[2].strip(), status)
+        value = parse(line.partition(":")[2].strip())
         _remember(_LINE_VALUES, line, value)
     return value
-
-
-def _call_id_value(text: str, status: int) -> str:
-    if not text:
-        raise ParseError(status, "Empty Call-ID")
-    return text
-
-
-def _cseq_value(text: str, _status: int) -> object:
-    return _parse_cseq_value(text)
-
-
-def _name_addr_value(text: str, _status: int) -> object:
-    return name_addr_parts(text)
 
 
 def _content_length(line: str, status: int) -> tuple[int, bool, bool]:
