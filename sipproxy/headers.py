@@ -19,8 +19,6 @@ import re
 from collections.abc import Iterable, Iterator
 
 from .grammar import (
-    _CACHE_SIZE,
-    _CACHE_TEXT_MAX,
     _SIMPLE_PARAMS_RE,
     Params,
     ParseError,
@@ -488,23 +486,8 @@ def parse_via(value: str) -> Via:
     """Parse one Via value (LWS allowed around / : ; = as in RFC 4475 3.1.1.1)."""
     parts = _VIA_CACHE.get(value)
     if parts is None:
-        parts = None
-        before, sep, after = value.partition(";branch=")
-        if sep and '"' not in value:  # a new branch on a known shape (`_with_unique_param`)
-            pvalue, semi, rest = after.partition(";")
-            if pvalue and (pvalue.isalnum() or pvalue.replace(".", "").replace("-", "").isalnum()):
-                shape = _VIA_SHAPES.get(before + sep + semi + rest)
-                if shape is not None:
-                    head, pre, post, name = shape
-                    parts = head + (pre + ((name, pvalue),) + post, None)
-            if parts is None:
-                parts = _with_unique_param(value, ";branch=", 4, _VIA_SHAPES, _plain_via_parts)
-        if parts is None:
-            parts = _plain_via_parts(value)
-        if len(value) <= _CACHE_TEXT_MAX:  # (`_remember`, inline: once per message)
-            if len(_VIA_CACHE) >= _CACHE_SIZE:
-                _VIA_CACHE.clear()
-            _VIA_CACHE[value] = parts
+        parts = _via_parts(value)
+        _remember(_VIA_CACHE, value, parts)
     via = Via.__new__(Via)
     via.protocol, via.transport, via.host, via.port, items, text = parts
     params = via.params = Params.__new__(Params)

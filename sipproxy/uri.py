@@ -25,8 +25,6 @@ from collections.abc import Iterable
 from urllib.parse import unquote, unquote_to_bytes
 
 from .grammar import (
-    _CACHE_SIZE,
-    _CACHE_TEXT_MAX,
     Params,
     ParseError,
     _quoted_end,
@@ -447,19 +445,12 @@ def name_addr_parts(text: str) -> tuple:
     if parts is None:
         parts = None
         if ";tag=" in text:  # a new tag for a known address: parse the rest once
-            if '"' not in text:
+            before, _, after = text.partition(";tag=")
+            if '"' not in after and '"' not in before[before.rfind(">"):]:
                 parts = _with_unique_param(text, ";tag=", 2, _NAME_ADDR_SHAPES, _name_addr_parts)
-            else:
-                before, _, after = text.partition(";tag=")
-                if '"' not in after and '"' not in before[before.rfind(">"):]:
-                    parts = _with_unique_param(text, ";tag=", 2, _NAME_ADDR_SHAPES,
-                                               _name_addr_parts)
         if parts is None:
             parts = _name_addr_parts(text)
-        if len(text) <= _CACHE_TEXT_MAX:  # (`_remember`, inline)
-            if len(_NAME_ADDR_CACHE) >= _CACHE_SIZE:
-                _NAME_ADDR_CACHE.clear()
-            _NAME_ADDR_CACHE[text] = parts
+        _remember(_NAME_ADDR_CACHE, text, parts)
     return parts
 
 
