@@ -1,4 +1,4 @@
-"""sipproxy.mediarelay against real relay processes: SDP in, relayed media, several relays."""
+"""sipproxy.media.relay against real relay processes: SDP in, relayed media, several relays."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import gevent
 import pytest
 from gevent.event import AsyncResult
 
-from sipproxy.mediarelay import MediaRelayError, MediaRelays, should_relay
-from sipproxy.sdp import parse
+from sipproxy.media.relay import MediaRelayError, MediaRelays, should_relay
+from sipproxy.sip.sdp import parse
 from tests.mediaproxy.rtp import Endpoint, start_relay
 
 

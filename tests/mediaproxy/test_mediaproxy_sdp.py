@@ -1,10 +1,10 @@
-"""sipproxy.sdp: reading media lines and writing the relay into offers and answers."""
+"""sipproxy.sip.sdp: reading media lines and writing the relay into offers and answers."""
 
 from __future__ import annotations
 
 import pytest
 
-from sipproxy.sdp import SdpError, parse, relay_streams, rewrite
+from sipproxy.sip.sdp import SdpError, parse, relay_streams, rewrite
 
 OFFER = (
     "v=0\r\n"

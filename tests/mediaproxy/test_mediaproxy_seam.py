@@ -1,4 +1,4 @@
-"""sipproxy.mediarelay.ProxyMedia on SIP-shaped messages, against a real relay process."""
+"""sipproxy.media.relay.ProxyMedia on SIP-shaped messages, against a real relay process."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sipproxy.mediarelay import MediaRelays, ProxyMedia, behind_nat
-from sipproxy.sdp import parse
+from sipproxy.media.relay import MediaRelays, ProxyMedia, behind_nat
+from sipproxy.sip.sdp import parse
 from tests.mediaproxy.rtp import Endpoint, start_relay
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from sipproxy.message import (
+from sipproxy.sip.parser import (
     Message,
     ParseError,
     Request,
@@ -13,7 +13,7 @@ from sipproxy.message import (
     parse_message,
     split_stream,
 )
-from sipproxy.transaction import Timers, TransactionLayer
+from sipproxy.sip.transaction.machine import Timers, TransactionLayer
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 SEEDS = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
@@ -114,8 +114,8 @@ def test_random_bytes_and_stream_chunks() -> None:
 def test_pathological_values_are_rejected_in_linear_time() -> None:
     """Inputs that make a backtracking regex go quadratic (30 kB each, a datagram's worth);
     with a quadratic pattern this test takes minutes instead of milliseconds."""
-    from sipproxy.headers import parse_via
-    from sipproxy.uri import parse_name_addr, parse_params, parse_uri
+    from sipproxy.sip.headers import parse_via
+    from sipproxy.sip.uri import parse_name_addr, parse_params, parse_uri
 
     n = 15000
     cases = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sipproxy.headers import Headers, parse_via
-from sipproxy.message import (
+from sipproxy.sip.headers import Headers, parse_via
+from sipproxy.sip.parser import (
     ParseError,
     Request,
     Response,
@@ -13,7 +13,7 @@ from sipproxy.message import (
     parse_message,
     split_stream,
 )
-from sipproxy.uri import NameAddr, Params, parse_name_addr, parse_params, parse_uri, uri_equal
+from sipproxy.sip.uri import NameAddr, Params, parse_name_addr, parse_params, parse_uri, uri_equal
 
 
 def msg(*lines: str, body: str = "", start: str = "INVITE sip:bob@example.com SIP/2.0") -> bytes:
@@ -407,7 +407,7 @@ def test_split_stream_conflicting_and_huge() -> None:
 
 
 def test_via_built_by_hand() -> None:
-    from sipproxy.headers import Via
+    from sipproxy.sip.headers import Via
 
     v = Via("SIP/2.0", "TLS", "[::1]", 5061, Params([("branch", "z9hG4bKh"), ("rport", None)]))
     assert str(v) == "SIP/2.0/TLS [::1]:5061;branch=z9hG4bKh;rport"

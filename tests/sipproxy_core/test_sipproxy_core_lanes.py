@@ -1,4 +1,4 @@
-"""sipproxy.lanes: work handled in line, a blocked handler handing the loop on; the timer wheel."""
+"""sipproxy.runtime.lanes: work handled in line, a blocked handler handing the loop on; the timer wheel."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gevent
 from gevent.event import Event
 from gevent.queue import Queue
 
-from sipproxy.lanes import Lane, TimerWheel
+from sipproxy.runtime.lanes import Lane, TimerWheel
 
 
 def _lane(handle):
@@ -129,7 +129,7 @@ def test_a_busy_lane_lets_libev_timers_run_every_few_turns():
     """A lane that always has work must not keep timers (retransmissions, the overload
     probe) waiting: gevent runs up to 50 loop callbacks before it looks at its timers, so a
     lane yielding with ``sleep(0)`` (a callback) held them for 50 turns of FAIRNESS items."""
-    from sipproxy.lanes import FAIRNESS
+    from sipproxy.runtime.lanes import FAIRNESS
 
     handled = []
     fired_at = []

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from sipproxy.branches import sender_behind_nat
-from sipproxy.core import Core
-from sipproxy.message import parse_message
-from sipproxy.transport import Inbound, Peer
+from sipproxy.proxy.context import sender_behind_nat
+from sipproxy.runtime.edge import Core
+from sipproxy.runtime.transport import Inbound, Peer
+from sipproxy.sip.parser import parse_message
 
 
 def _invite(via: str, body: bytes = b"") -> bytes:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sipproxy import grammar, headers, message, uri
-from sipproxy.message import ParseError, make_response, parse_message
+from sipproxy.sip import grammar, headers, uri
+from sipproxy.sip import parser as message
+from sipproxy.sip.parser import ParseError, make_response, parse_message
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 SEEDS = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]

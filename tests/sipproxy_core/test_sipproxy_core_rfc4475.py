@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sipproxy.message import (
+from sipproxy.sip.parser import (
     ParseError,
     Request,
     Response,
@@ -14,7 +14,7 @@ from sipproxy.message import (
     parse_message,
     proxy_validate,
 )
-from sipproxy.uri import URI
+from sipproxy.sip.uri import URI
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 
@@ -246,7 +246,7 @@ def test_uri_object_round_trip_in_request() -> None:
 
 def test_element_still_answers_after_every_torture_message() -> None:
     """All 49 messages through one transaction layer, then a valid request still works."""
-    from sipproxy.transaction import Deliver, Send, TransactionLayer
+    from sipproxy.sip.transaction.machine import Deliver, Send, TransactionLayer
 
     layer = TransactionLayer()
     answered = delivered = 0

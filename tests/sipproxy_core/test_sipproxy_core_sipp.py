@@ -1,6 +1,6 @@
 """The message and transaction layers against a real, independent peer: sipp over UDP.
 
-A minimal UA is built here on sipproxy.message + sipproxy.transaction with a plain socket and
+A minimal UA is built here on sipproxy.sip.parser + sipproxy.sip.transaction.machine with a plain socket and
 real time (small T1), so the sans-I/O layer is checked on the wire without the gevent edge.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sipproxy.message import ParseError, Request, make_response, parse_message, split_stream
-from sipproxy.transaction import (
+from sipproxy.sip.parser import ParseError, Request, make_response, parse_message, split_stream
+from sipproxy.sip.transaction.machine import (
     Deliver,
     Send,
     StartTimer,

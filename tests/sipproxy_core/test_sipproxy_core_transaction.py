@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sipproxy.message import Request, Response, make_response, parse_message
-from sipproxy.transaction import (
+from sipproxy.sip.parser import Request, Response, make_response, parse_message
+from sipproxy.sip.transaction.machine import (
     ICT,
     IST,
     NICT,

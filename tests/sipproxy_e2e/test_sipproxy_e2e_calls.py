@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from ngnpro.models import Dialog
-from sipproxy.message import parse_message
+from sipproxy.sip.parser import parse_message
 from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
 from tests.helpers import free_port
 
@@ -236,7 +236,7 @@ def _read_message(sock: socket.socket, buf: bytearray) -> str:
 def test_request_reuses_registered_tcp_connection(proxy, tmp_path, callee):
     """A phone behind NAT registers over TCP: calls to it go over that very connection
     (its Contact, a port nobody listens on, is never tried)."""
-    from sipproxy.digest import compute_response, ha1, parse_auth_params
+    from sipproxy.sip.digest import compute_response, ha1, parse_auth_params
 
     user, password = callee
     closed = free_port()
@@ -310,8 +310,8 @@ def test_challenges_are_stateless(proxy):
 
 
 def test_loop_is_detected(proxy):
-    from sipproxy.branches import loop_hash
-    from sipproxy.message import parse_message
+    from sipproxy.proxy.context import loop_hash
+    from sipproxy.sip.parser import parse_message
 
     msg = _options(proxy.port, "sip:bob@example.com")
     looped = parse_message(msg)
@@ -397,7 +397,7 @@ def test_no_relay_through_a_preloaded_route_or_register(proxy):
 
 def _digest_register(send, recv, user: str, password: str, make) -> None:
     """REGISTER, answer the 401, expect 200 (``make(cseq, auth_header)`` builds the bytes)."""
-    from sipproxy.digest import compute_response, ha1, parse_auth_params
+    from sipproxy.sip.digest import compute_response, ha1, parse_auth_params
 
     send(make(1, ""))
     first = recv()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gevent
 from gevent import socket
 
-from sipproxy.core import Core
-from sipproxy.message import make_response, parse_message
-from sipproxy.transaction import Timers
-from sipproxy.transport import Peer
+from sipproxy.runtime.edge import Core
+from sipproxy.runtime.transport import Peer
+from sipproxy.sip.parser import make_response, parse_message
+from sipproxy.sip.transaction.machine import Timers
 from tests.helpers import free_port
 
 

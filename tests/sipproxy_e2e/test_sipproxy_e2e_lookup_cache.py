@@ -5,7 +5,7 @@ Plain UDP sockets play the phones, so that the worker handling each message is k
 call's Call-ID decides its worker (``Core.owner_of``), so alice's calls go to worker 0; a
 REGISTER stays with the worker the kernel gave it by the sender's address, so bob's phones
 are sockets whose REGISTERs worker 1 logged.  ``location_cache`` is long (60 s), so only the change counter worker 1
-bumps (``sipproxy.lookupcache.ChangeCounters``, in memory both workers map) can make worker
+bumps (``sipproxy.registrar.cache.ChangeCounters``, in memory both workers map) can make worker
 0 see bob's new or removed contact; a contact written by "another proxy"
 (a LocationStore of this test on the same database) is *not* seen by worker 0 until then,
 which shows that worker 0 really answers from its cache.
@@ -20,8 +20,8 @@ import time
 import zlib
 
 from ngnpro.models import open_database
-from sipproxy.digest import compute_response, ha1, parse_auth_params
-from sipproxy.location import Binding, LocationStore
+from sipproxy.registrar.location import Binding, LocationStore
+from sipproxy.sip.digest import compute_response, ha1, parse_auth_params
 
 from .sipp_support import DOMAIN, USERS, ProxyProcess, provision
 

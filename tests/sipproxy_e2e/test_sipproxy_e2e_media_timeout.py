@@ -1,7 +1,7 @@
 """A party that stops sending media makes the proxy end the call with BYE both ways.
 
-Unit tests of :func:`sipproxy.calls.end_call_requests` (Request-URI, route set per side and
-its order, tags, CSeq, Reason) and of :class:`sipproxy.calls.CallControl` with a recording
+Unit tests of :func:`sipproxy.dialog.control.end_call_requests` (Request-URI, route set per side and
+its order, tags, CSeq, Reason) and of :class:`sipproxy.dialog.control.CallControl` with a recording
 core; then end to end: two sipp UAs call through ``python -m sipproxy`` and ``python -m
 mediaproxy`` (``media_timeout`` 2 s), the caller streams 1 s of RTP (echoed by the callee)
 and stops; both must receive the proxy's BYE with the Reason header, the dialog row must be
@@ -20,10 +20,16 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session as DbSession
 
 from ngnpro.models import Dialog, MediaSession
-from sipproxy.calls import MEDIA_TIMEOUT, CallControl, EndReason, end_call_requests, next_hop
-from sipproxy.message import parse_message
-from sipproxy.transport import Peer
-from sipproxy.uri import ParseError
+from sipproxy.dialog.control import (
+    MEDIA_TIMEOUT,
+    CallControl,
+    EndReason,
+    end_call_requests,
+    next_hop,
+)
+from sipproxy.runtime.transport import Peer
+from sipproxy.sip.parser import parse_message
+from sipproxy.sip.uri import ParseError
 from tests.helpers import free_port, require_tool
 
 ME = "10.0.0.1"
@@ -278,7 +284,7 @@ def test_stopped_media_ends_the_call_with_bye_both_ways(tmp_path: Path, sqlite_u
 
 
 def test_proxy_media_hands_timeouts_to_call_control_else_only_releases():
-    from sipproxy.mediarelay import MediaTimeout, ProxyMedia
+    from sipproxy.media.relay import MediaTimeout, ProxyMedia
 
     removed = []
     relays = SimpleNamespace(on_timeout=None, remove=lambda call_id, reason: removed.append((call_id, reason)))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sipproxy.branches import best_response, sender_behind_nat
-from sipproxy.core import Core
-from sipproxy.message import Response, parse_message
-from sipproxy.proxy import Proxy
+from sipproxy.proxy.context import best_response, sender_behind_nat
+from sipproxy.proxy.proxy import Proxy
+from sipproxy.runtime.edge import Core
+from sipproxy.sip.parser import Response, parse_message
 
 
 class Directory:
@@ -89,8 +89,8 @@ def test_finished_transactions_unlink_context_and_branches():
     """A proxied request's server transaction, context, branches and client transactions
     point at each other; once the transactions are over the links are cut, so the call's
     messages are freed by reference counting instead of waiting for the cyclic GC."""
-    from sipproxy.transaction import Timers
-    from sipproxy.transport import Inbound, Peer
+    from sipproxy.runtime.transport import Inbound, Peer
+    from sipproxy.sip.transaction.machine import Timers
 
     core = Core(["udp:127.0.0.1:5070"], timers=Timers(t1=0.01, t2=0.04, t4=0.05, d=0.05))
     sent = []
@@ -130,7 +130,7 @@ def test_finished_transactions_unlink_context_and_branches():
 def test_2xx_retransmission_after_the_context_is_let_go_still_reaches_the_caller():
     """A re-INVITE's 200 settles its context at once; the callee's retransmitted 200
     (RFC 6026: the client transaction lingers in Accepted) is relayed along the Via."""
-    from sipproxy.transport import Inbound, Peer
+    from sipproxy.runtime.transport import Inbound, Peer
 
     core = Core(["udp:127.0.0.1:5070"])
     sent = []

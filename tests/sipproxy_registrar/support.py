@@ -7,8 +7,8 @@ import re
 
 from ngnpro.models import SipAccount, SipAccountGroup, SipDomain, open_database, record_change
 from ngnpro.models.changes import TOPIC_SIP_ACCOUNT
-from sipproxy.digest import compute_response, ha1, parse_auth_params
-from sipproxy.message import Response, parse_message
+from sipproxy.sip.digest import compute_response, ha1, parse_auth_params
+from sipproxy.sip.parser import Response, parse_message
 
 DOMAIN = "example.com"
 _seq = itertools.count(1)

@@ -13,8 +13,8 @@ import hashlib
 import hmac
 import random
 
-from sipproxy import digest
-from sipproxy.digest import DigestAuth, H, _plain_params, _regex_params, compute_response
+from sipproxy.sip import digest
+from sipproxy.sip.digest import DigestAuth, H, _plain_params, _regex_params, compute_response
 
 
 def test_plain_params_agree_with_the_grammar_on_random_input() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sipproxy import digest
-from sipproxy.digest import DigestAuth, compute_response, ha1, parse_credentials
+from sipproxy.sip import digest
+from sipproxy.sip.digest import DigestAuth, compute_response, ha1, parse_credentials
 
 from .support import Clock
 

@@ -8,8 +8,8 @@ from sqlalchemy import delete, select, update
 
 from ngnpro.models import SipAccount, SipAccountGroup, SipAlias, SipDomain, record_change
 from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN
-from sipproxy.digest import ha1
-from sipproxy.directory import Directory
+from sipproxy.directory.store import Directory
+from sipproxy.sip.digest import ha1
 
 from .support import DOMAIN, provision
 
@@ -113,7 +113,7 @@ def test_warm_preloads_accounts_with_groups(db_url: str) -> None:
 def test_cache_drops_changed_keys_by_index() -> None:
     """A change names ``user@domain`` case-folded: every cached spelling of it goes, others
     stay, and evicted entries leave nothing behind in the index."""
-    from sipproxy.directory import _LRU, _MISSING
+    from sipproxy.directory.store import _LRU, _MISSING
 
     lru = _LRU(3)
     lru.put(("Alice", "example.com"), 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ngnpro.models import open_database
-from sipproxy.location import Binding, LocationStore, OutOfOrder, TooManyContacts
+from sipproxy.registrar.location import Binding, LocationStore, OutOfOrder, TooManyContacts
 
 from .support import Clock, add_accounts
 
@@ -130,7 +130,7 @@ def test_group_commit_database_error_reapplies_one_by_one(db_url: str, monkeypat
     rolls the batch back and applies each REGISTER in a transaction of its own."""
     import gevent
 
-    from sipproxy import locationsql
+    from sipproxy.registrar import locationsql
 
     engine, factory = open_database(db_url)
     clock = Clock()

@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError
 
 from ngnpro.models import Location, open_database
 from ngnpro.models.config import ConfigError, validate
-from sipproxy import locationsql
-from sipproxy.location import Binding, LocationStore, OutOfOrder
+from sipproxy.registrar import locationsql
+from sipproxy.registrar.location import Binding, LocationStore, OutOfOrder
 
 from .support import Clock
 

@@ -13,8 +13,8 @@ import pytest
 
 from ngnpro.models import open_database
 from ngnpro.models.config import ConfigError, validate
-from sipproxy.location import Binding, LocationStore, OutOfOrder
-from sipproxy.lookupcache import ChangeCounters, LookupCache, routes_differ
+from sipproxy.registrar.cache import ChangeCounters, LookupCache, routes_differ
+from sipproxy.registrar.location import Binding, LocationStore, OutOfOrder
 
 from .support import Clock, add_accounts
 

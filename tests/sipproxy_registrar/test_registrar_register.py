@@ -8,10 +8,10 @@ import logging
 
 import pytest
 
-from sipproxy.digest import DigestAuth
-from sipproxy.directory import Directory
-from sipproxy.location import LocationStore
-from sipproxy.registrar import Registrar
+from sipproxy.directory.store import Directory
+from sipproxy.registrar.location import LocationStore
+from sipproxy.registrar.registrar import Registrar
+from sipproxy.sip.digest import DigestAuth
 
 from .support import DOMAIN, Clock, answer, expires_of, parse, provision, register
 
@@ -168,7 +168,7 @@ def test_malformed_credentials_and_headers(env) -> None:  # noqa: ANN001
 
 
 def test_proxy_authentication_407(env) -> None:  # noqa: ANN001
-    from sipproxy.registrar import Authenticator
+    from sipproxy.registrar.registrar import Authenticator
 
     reg, _, _ = env
     authn: Authenticator = reg.authenticator
@@ -211,8 +211,8 @@ def test_database_failure_answers_500_and_changes_nothing(env, db_url: str) -> N
 
 
 def test_nat_detection_ipv4_ipv6() -> None:
-    from sipproxy.registrar import split_address
-    from sipproxy.uri import parse_name_addr
+    from sipproxy.registrar.registrar import split_address
+    from sipproxy.sip.uri import parse_name_addr
 
     assert split_address("udp:[2001:db8::1]:5062") == ("udp", "2001:db8::1", 5062)
     assert split_address("TCP:192.0.2.1:5060") == ("tcp", "192.0.2.1", 5060)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ngnpro.models import open_database
-from sipproxy.location import LocationStore
+from sipproxy.registrar.location import LocationStore
 from tests.helpers import Service, free_port, require_tool, write_config
 
 from .support import DOMAIN, provision

@@ -1,7 +1,7 @@
 """What a SIP transaction asks of the I/O edge, and the timer values it runs on (sans-I/O).
 
-The transaction layer (:mod:`sipproxy.transaction`) does no I/O and reads no clock: each of
-its entry points returns a list of these *actions*, which the edge (:mod:`sipproxy.core`)
+The transaction layer (:mod:`sipproxy.sip.transaction.machine`) does no I/O and reads no clock: each of
+its entry points returns a list of these *actions*, which the edge (:mod:`sipproxy.runtime.edge`)
 executes in order -- send bytes, start or cancel a timer, hand a message to the transaction
 user, report a timeout, a transport error or a terminated transaction.  They live here so the
 state machines' module holds the machines; see its docstring for what each action means.
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .message import Message
-    from .transaction import Transaction
+    from sipproxy.sip.parser import Message
+    from sipproxy.sip.transaction.machine import Transaction
 
 __all__ = ["Timers", "Send", "StartTimer", "CancelTimer", "Deliver", "Timeout", "TransportError",
            "Terminated"]

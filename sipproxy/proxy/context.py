@@ -14,13 +14,13 @@ import hashlib
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from .message import Request, Response
-from .uri import ParseError
+from sipproxy.sip.parser import Request, Response
+from sipproxy.sip.uri import ParseError
 
 if TYPE_CHECKING:
-    from .lanes import Handle
-    from .transaction import Transaction
-    from .transport import Inbound, Peer
+    from sipproxy.runtime.lanes import Handle
+    from sipproxy.runtime.transport import Inbound, Peer
+    from sipproxy.sip.transaction.machine import Transaction
 
 __all__ = ["HOOK_POINTS", "Hooks", "Branch", "Context", "best_response", "loop_hash",
            "sender_behind_nat", "fix_nated_contact", "via_shows_nat"]

@@ -31,7 +31,7 @@ import gevent
 from gevent import socket, ssl
 from gevent.server import StreamServer
 
-from .lanes import Lane
+from sipproxy.runtime.lanes import Lane
 
 log = logging.getLogger("sipproxy.transport")
 
@@ -337,7 +337,7 @@ class Transports:
         return next_datagram
 
     def _on_datagram(self, inbound: Inbound) -> None:
-        """Handled in line in the receive lane (see :mod:`sipproxy.lanes`)."""
+        """Handled in line in the receive lane (see :mod:`sipproxy.runtime.lanes`)."""
         if self.prefilter is not None and self.prefilter(inbound):
             return  # handed to the worker that owns the call
         self.handler(inbound)

@@ -2,7 +2,7 @@
 
 Why: every initial INVITE to a local user read the user's bindings from the shared
 ``location`` table -- a SELECT per call, ~4.6 % of a worker's CPU under call load -- although
-they rarely change between two calls.  :class:`~sipproxy.location.LocationStore` keeps what
+they rarely change between two calls.  :class:`~sipproxy.registrar.location.LocationStore` keeps what
 a look-up read for ``ttl`` seconds (``[sipproxy] location_cache``; 0: no cache).
 
 What a cached answer can miss, and why that is acceptable:
@@ -182,7 +182,7 @@ def routes_differ(before: Iterable[Any], after: Iterable[Any]) -> bool:
 
 class CachedLookups(Generic[B]):
     """The location store's side of the cache, kept here so that the store holds only its
-    hooks: a mixin of :class:`~sipproxy.location.LocationStore`, which provides ``_clock``
+    hooks: a mixin of :class:`~sipproxy.registrar.location.LocationStore`, which provides ``_clock``
     and ``_lookup`` (the table read) and calls :meth:`_changed` after every write it makes
     for an address-of-record, :meth:`_purged` after deleting expired bindings."""
 

@@ -3,13 +3,13 @@
 The table is the authority (a restarted proxy, or a second proxy on the same database, sees
 every binding): every REGISTER is applied in a SQL transaction -- read the address-of-record's
 rows, then update / insert / delete -- and committed before its 200 OK is built, and every
-look-up reads the table (or a short-lived cache, ``cache``: see :mod:`sipproxy.lookupcache`).
+look-up reads the table (or a short-lived cache, ``cache``: see :mod:`sipproxy.registrar.cache`).
 Rows are matched by the contact URI's fixed-width hash (``contact_key``), unique per
 address-of-record, so two proxies racing on the same contact cannot create a duplicate (the
 loser retries once).
 
 Cost: this is the registrar's hot path, so it skips SQLAlchemy's per-execution machinery.
-The statements are SQLAlchemy Core, compiled once per dialect (:mod:`sipproxy.locationsql`),
+The statements are SQLAlchemy Core, compiled once per dialect (:mod:`sipproxy.registrar.locationsql`),
 and run on DBAPI connections the store keeps (autocommit mode: a look-up is one statement,
 a write is BEGIN .. COMMIT).  When :meth:`LocationStore.start` runs (the server), writes
 are *group-committed* (on database servers; SQLite applies each in line, see
@@ -56,9 +56,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ngnpro.models import Compiled, contact_key
-
-from .locationsql import COL, LocationSQL, RawConnection, Row
-from .lookupcache import CachedLookups, LookupCache, routes_differ
+from sipproxy.registrar.cache import CachedLookups, LookupCache, routes_differ
+from sipproxy.registrar.locationsql import COL, LocationSQL, RawConnection, Row
 
 log = logging.getLogger("sipproxy.location")
 

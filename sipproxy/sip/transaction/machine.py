@@ -71,7 +71,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from .actions import (
+from sipproxy.sip.parser import Message, Request, Response, make_response
+from sipproxy.sip.transaction.effects import (
     CancelTimer,
     Deliver,
     Send,
@@ -81,7 +82,6 @@ from .actions import (
     Timers,
     TransportError,
 )
-from .message import Message, Request, Response, make_response
 
 __all__ = [
     "TABLE", "ICT", "NICT", "IST", "NIST", "TERMINATED", "Timers", "Transaction",

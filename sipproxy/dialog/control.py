@@ -37,10 +37,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .headers import split_list
-from .message import Request
-from .transport import Peer
-from .uri import URI, ParseError, parse_name_addr
+from sipproxy.runtime.transport import Peer
+from sipproxy.sip.headers import split_list
+from sipproxy.sip.parser import Request
+from sipproxy.sip.uri import URI, ParseError, parse_name_addr
 
 log = logging.getLogger("sipproxy.calls")
 
@@ -67,7 +67,7 @@ MEDIA_TIMEOUT = EndReason(200, "Media timeout")
 
 
 class DialogState(Protocol):
-    """What the BYEs are built from: a ``dialogs`` row (or :class:`sipproxy.dialog.DialogInfo`)."""
+    """What the BYEs are built from: a ``dialogs`` row (or :class:`sipproxy.dialog.store.DialogInfo`)."""
 
     call_id: str
     from_tag: str
@@ -134,7 +134,7 @@ def end_call_requests(dialog: DialogState, reason: EndReason, is_mine: Any, *,
 
     ``is_mine(uri)`` tells this proxy's own Record-Route values; ``caller_cseq`` /
     ``callee_cseq`` are the highest CSeq numbers seen from each party in the dialog beyond
-    what the row holds.  Raises :class:`sipproxy.uri.ParseError` for a dialog whose Contact
+    what the row holds.  Raises :class:`sipproxy.sip.uri.ParseError` for a dialog whose Contact
     or Route values cannot be read (nothing can be sent then).
     """
     to_callee, to_caller = _split_routes(dialog.route_set, is_mine)
@@ -183,7 +183,7 @@ class CallControl:
                 self.cseqs.popitem(last=False)
 
     def on_media_timeout(self, event: Any) -> None:
-        """The relay saw no media (a :class:`sipproxy.mediarelay.MediaTimeout`)."""
+        """The relay saw no media (a :class:`sipproxy.media.relay.MediaTimeout`)."""
         self.end_call(event.call_id, event.from_tag, MEDIA_TIMEOUT, media_reason=event.reason)
 
     def end_call(self, call_id: str, from_tag: str = "", reason: EndReason = MEDIA_TIMEOUT,

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote, unquote_to_bytes
 
-from .grammar import (
+from sipproxy.sip.grammar import (
     Params,
     ParseError,
     _quoted_end,

@@ -8,7 +8,7 @@ their next offer (a re-INVITE) moves them to a live relay with new ports.
 
 How the proxy uses it (gevent-friendly: every call blocks only the calling greenlet)::
 
-    from sipproxy.mediarelay import MediaRelays, MediaRelayError, should_relay
+    from sipproxy.media.relay import MediaRelays, MediaRelayError, should_relay
 
     relays = MediaRelays.from_config(config, on_timeout=on_media_timeout)
 
@@ -31,7 +31,7 @@ How the proxy uses it (gevent-friendly: every call blocks only the calling green
         # send BYE (Reason: media timeout) to both parties, then:
         summary = relays.remove(event.call_id, reason="media timeout")
 
-    # (the proxy does this in sipproxy.calls.CallControl, set as ProxyMedia.call_control)
+    # (the proxy does this in sipproxy.dialog.control.CallControl, set as ProxyMedia.call_control)
 
 For the proxy's media seam (``Proxy(media=...)`` calling ``offer(proxy, req)``,
 ``answer(proxy, req, response)``, ``ack(proxy, req)``, ``release(proxy, req)``),
@@ -43,7 +43,7 @@ For the proxy's media seam (``Proxy(media=...)`` calling ``offer(proxy, req)``,
 ``offer``/``answer`` return the body with the relay's address and ports (same type, str or
 bytes, as given); bodies with no media lines come back unchanged.  They raise
 :class:`MediaRelayError` when no relay is reachable or the relay refuses the SDP, and
-:class:`sipproxy.sdp.SdpError` for an SDP that cannot be read: the proxy decides whether to
+:class:`sipproxy.sip.sdp.SdpError` for an SDP that cannot be read: the proxy decides whether to
 forward the body unchanged or answer 488/500.  ``remove`` never raises; it answers the
 summary (dict, see ``docs/mediaproxy.md``) or None.  The summary is also stored by the relay
 in the ``media_sessions`` table.
@@ -64,7 +64,7 @@ import gevent
 from gevent import socket
 from gevent.event import AsyncResult
 
-from . import sdp as sdplib
+from sipproxy.sip import sdp as sdplib
 
 log = logging.getLogger("sipproxy.mediarelay")
 
@@ -360,7 +360,7 @@ class ProxyMedia:
         self.policy = policy
         self.decide = decide
         self.engaged: dict[str, bool] = {}  # call-id -> the INVITE carried no SDP (late offer)
-        #: set by the proxy (``sipproxy.calls.CallControl.on_media_timeout``): ends the call
+        #: set by the proxy (``sipproxy.dialog.control.CallControl.on_media_timeout``): ends the call
         #: with BYE both ways; without it a timeout only releases the relay session
         self.call_control: Callable[[MediaTimeout], Any] | None = None
         if on_timeout is not None:

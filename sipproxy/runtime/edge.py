@@ -3,7 +3,7 @@
 The layers below are sans-I/O (``message``, ``transaction``) and the ones above decide
 (``proxy``, ``registrar``); this module is the only place that does their I/O:
 
-* bytes from :mod:`sipproxy.transport` are parsed; a malformed request is answered with the
+* bytes from :mod:`sipproxy.runtime.transport` are parsed; a malformed request is answered with the
   status the parser chose (RFC 4475), malformed responses and garbage are dropped;
 * the top Via of a request gets ``received``/``rport`` (RFC 3261 18.2.1, RFC 3581) so the
   response finds its way back through a NAT;
@@ -12,7 +12,7 @@ The layers below are sans-I/O (``message``, ``transaction``) and the ones above 
 * the transaction layer's actions are executed: ``Send`` over the transports (responses by
   RFC 3261 18.2.2 / RFC 3581: over the request's connection, else to received:rport),
   ``StartTimer`` as gevent timers, ``Deliver``/``Timeout``/``TransportError`` to the
-  transaction user (:class:`sipproxy.proxy.Proxy`).
+  transaction user (:class:`sipproxy.proxy.proxy.Proxy`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,19 @@ from typing import Any, Protocol
 
 import gevent
 
-from .headers import Via
-from .lanes import TAKEOVER_HOOKS, Lane, TimerWheel
-from .message import ParseError, Request, Response, make_response, parse_message
-from .overload import TICK, Overload
-from .transaction import (
+from sipproxy.runtime.lanes import TAKEOVER_HOOKS, Lane, TimerWheel
+from sipproxy.runtime.overload import TICK, Overload
+from sipproxy.runtime.transport import (
+    Inbound,
+    Listener,
+    Peer,
+    Transports,
+    enable_timestamps,
+    queue_age,
+)
+from sipproxy.sip.headers import Via
+from sipproxy.sip.parser import ParseError, Request, Response, make_response, parse_message
+from sipproxy.sip.transaction.machine import (
     MAGIC_COOKIE,
     CancelTimer,
     Deliver,
@@ -46,7 +54,6 @@ from .transaction import (
     TransactionLayer,
     TransportError,
 )
-from .transport import Inbound, Listener, Peer, Transports, enable_timestamps, queue_age
 
 log = logging.getLogger("sipproxy.core")
 
@@ -154,7 +161,7 @@ class Core:
         self._is_me: dict[tuple[str, int | None], bool] = {}
         self._via_prefix: dict[Listener, str] = {}
         #: sheds new requests while this worker is behind (``[sipproxy] overload_delay``);
-        #: None: off.  Fed by a libev timer from ``start``, see :mod:`sipproxy.overload`
+        #: None: off.  Fed by a libev timer from ``start``, see :mod:`sipproxy.runtime.overload`
         self.overload: Overload | None = None
         self._overload_timer: Any = None
 
@@ -201,7 +208,7 @@ class Core:
     def _watch_overload(self, control: Overload) -> None:
         """Every TICK: how long the oldest datagram waiting in each of our UDP queues (and
         the mailbox) has waited; the largest goes to ``control`` (why this signal: see
-        sipproxy.overload)."""
+        sipproxy.runtime.overload)."""
         queues = [*self.transports.udp.values()]
         if self._mailbox is not None:
             queues.append(self._mailbox)
@@ -484,7 +491,7 @@ class Core:
             self._precise.pop(timer, None)
 
     def _wheel_fire(self, entry: Any) -> None:
-        """A wheel entry came due (in the wheel's lane: in line, see sipproxy.lanes)."""
+        """A wheel entry came due (in the wheel's lane: in line, see sipproxy.runtime.lanes)."""
         if type(entry) is StartTimer:
             entry.edge = None
             self.execute(self.layer.timer_fired(entry))

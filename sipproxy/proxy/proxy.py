@@ -1,4 +1,4 @@
-"""The stateful proxy (RFC 3261 section 16): the transaction user behind :mod:`sipproxy.core`.
+"""The stateful proxy (RFC 3261 section 16): the transaction user behind :mod:`sipproxy.runtime.edge`.
 
 Decisions, in the order a request meets them:
 
@@ -24,7 +24,7 @@ Decisions, in the order a request meets them:
    other branches are cancelled, a 6xx cancels the others; when every branch is final the
    best response goes up (6xx first, then the lowest class, 503 turned into 500, 401/407
    challenges merged).  Timer C (the callee's ring timeout) cancels what still rings.
-   This is :mod:`sipproxy.responses`, whose methods the proxy binds as its own.
+   This is :mod:`sipproxy.proxy.responses`, whose methods the proxy binds as its own.
 
 Non-local destinations (PSTN, LCR, ENUM, outgoing peers by RFC 3263) are a placeholder here:
 :meth:`Proxy.route_outbound` answers 404 for numbers and 403 otherwise, for a later issue to
@@ -39,7 +39,9 @@ from typing import Any
 
 from gevent import socket as gsocket
 
-from .branches import (
+from sipproxy.dialog.control import CallControl
+from sipproxy.dialog.store import DialogStore
+from sipproxy.proxy.context import (
     HOOK_POINTS,
     Branch,
     Context,
@@ -50,16 +52,14 @@ from .branches import (
     sender_behind_nat,
     via_shows_nat,
 )
-from .calls import CallControl
-from .core import Core, is_ip
-from .dialog import DialogStore
-from .digest import MISSING
-from .message import Request, Response, make_response, proxy_validate
-from .registrar import Authenticator, Registrar
-from .responses import DIALOG_METHODS, Responses, new_tag
-from .transaction import Transaction
-from .transport import Inbound, Peer
-from .uri import URI, ParseError, parse_name_addr, parse_uri
+from sipproxy.proxy.responses import DIALOG_METHODS, Responses, new_tag
+from sipproxy.registrar.registrar import Authenticator, Registrar
+from sipproxy.runtime.edge import Core, is_ip
+from sipproxy.runtime.transport import Inbound, Peer
+from sipproxy.sip.digest import MISSING
+from sipproxy.sip.parser import Request, Response, make_response, proxy_validate
+from sipproxy.sip.transaction.machine import Transaction
+from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
 
 log = logging.getLogger("sipproxy.proxy")
 
@@ -492,7 +492,7 @@ class Proxy:
                 b.ctx = None  # type: ignore[assignment]
             ctx.branches = []
 
-    # -- media relay seam: M's sipproxy.mediarelay plugs in here ------------------------
+    # -- media relay seam: M's sipproxy.media.relay plugs in here ------------------------
 
     def _media_offer(self, req: Request) -> None:
         if self.media is not None:

@@ -1,7 +1,7 @@
 """SIP message objects: `Request`, `Response`, their parsed views, serialising (RFC 3261 7).
 
 A message keeps its header field lines as they came (`Headers`) and parses a field only when
-a property asks for it; `sipproxy.message` builds them from bytes (``parse_message``) and
+a property asks for it; `sipproxy.sip.parser` builds them from bytes (``parse_message``) and
 re-exports everything here. `make_response` builds the answer to a request from its lines.
 
 Cheap accessors for the hot path: ``msg.top_via`` (the first Via alone, the same object as
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .headers import CL_OK, TOP_VIA, Headers, Via, parse_via
-from .uri import (
+from sipproxy.sip.headers import CL_OK, TOP_VIA, Headers, Via, parse_via
+from sipproxy.sip.uri import (
     URI,
     NameAddr,
     ParseError,
@@ -417,7 +417,7 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-#: the keys (as a tuple) of a field order `sipproxy.message` already checked (no single-valued
+#: the keys (as a tuple) of a field order `sipproxy.sip.parser` already checked (no single-valued
 #: field repeated, the required ones present) -> the fields' positions (bounded); here because
 #: `make_response` reads it too
 _SHAPES: dict[tuple[str, ...], tuple[int, int, int, int, int, int, int, bool]] = {}

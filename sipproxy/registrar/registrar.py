@@ -1,10 +1,10 @@
 """The registrar (RFC 3261 section 10.3): REGISTER in, the response out.
 
 Sans-I/O decision logic: :meth:`Registrar.handle` takes a parsed REGISTER and where it came
-from, and returns the :class:`~sipproxy.message.Response` to send; the transport and the
+from, and returns the :class:`~sipproxy.sip.parser.Response` to send; the transport and the
 server transaction around it belong to the proxy.  Data comes from the
-:class:`~sipproxy.directory.Directory` (domains, credentials, groups) and goes to the
-:class:`~sipproxy.location.LocationStore` (bindings in SQL).
+:class:`~sipproxy.directory.store.Directory` (domains, credentials, groups) and goes to the
+:class:`~sipproxy.registrar.location.LocationStore` (bindings in SQL).
 
 Policy, in order: REGISTER is answered here and never relayed -- an address-of-record
 outside our local domains gets 403.  Digest authentication (401 challenge offering SHA-256
@@ -28,13 +28,13 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import digest
-from .digest import AuthResult, DigestAuth
-from .directory import Account, Directory
-from .location import Binding, LocationStore, OutOfOrder, TooManyContacts
-from .message import Request, Response, make_response
-from .transaction import stateless_tag
-from .uri import NameAddr, ParseError
+from sipproxy.directory.store import Account, Directory
+from sipproxy.registrar.location import Binding, LocationStore, OutOfOrder, TooManyContacts
+from sipproxy.sip import digest
+from sipproxy.sip.digest import AuthResult, DigestAuth
+from sipproxy.sip.parser import Request, Response, make_response
+from sipproxy.sip.transaction.machine import stateless_tag
+from sipproxy.sip.uri import NameAddr, ParseError
 
 log = logging.getLogger("sipproxy.registrar")
 

@@ -32,7 +32,7 @@ _T = Location.__table__
 COL = {c.key: i for i, c in enumerate(_T.c)}
 _WRITTEN = tuple(c.key for c in _T.c if c.key != "id")
 _UPDATED = tuple(k for k in _WRITTEN if k not in ("username", "domain", "contact_hash"))
-#: what a pure REGISTER refresh changes (the write-back of sipproxy.location)
+#: what a pure REGISTER refresh changes (the write-back of sipproxy.registrar.location)
 REFRESHED = ("expires", "call_id", "cseq", "user_agent", "last_modified")
 
 _EPOCH = _dt.datetime(1970, 1, 1)

@@ -10,13 +10,13 @@ when asked, raising ParseError(400)).
 
 Speed (``scripts/bench/sip_parse``): a header line seen before (``Max-Forwards: 70``, a call's
 From) is indexed with one dictionary look-up (`_index`); values are parsed through bounded
-caches of immutable components (`sipproxy.grammar`), so a message of a known call costs the
+caches of immutable components (`sipproxy.sip.grammar`), so a message of a known call costs the
 parsing of its new Via branch and little else. A field order checked before (`_SHAPES`, the
 keys as a tuple) gives the positions of the checked fields without counting them, and a
 checked field line seen before gives its value in one look-up (`_LINE_VALUES`); only
 immutable values (ints, strings, tuples) are remembered, every message builds its own
 objects from them. Unusual input (folding, bare LF, LWS, quotes) takes the general path,
-which gives the same result. `make_response` (re-exported from `sipproxy.msgobjects`) copies
+which gives the same result. `make_response` (re-exported from `sipproxy.sip.messages`) copies
 by the same field positions.
 
 Faults (RFC 4475): a malformed request raises ``ParseError(status, reason, request)`` where
@@ -44,8 +44,8 @@ from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any
 
-from .grammar import _KNOWN_TOKENS, _remember
-from .headers import (
+from sipproxy.sip.grammar import _KNOWN_TOKENS, _remember
+from sipproxy.sip.headers import (
     CL_COPY,
     CL_OK,
     NAME_KEYS,
@@ -56,7 +56,7 @@ from .headers import (
     pretty_name,
     split_list,
 )
-from .msgobjects import (
+from sipproxy.sip.messages import (
     _ENCODING,
     _ERRORS,
     _SHAPES,
@@ -67,7 +67,14 @@ from .msgobjects import (
     _parse_cseq_value,
     make_response,
 )
-from .uri import _URI_CACHE, ParseError, _uri_parts, is_token, name_addr_parts, split_quoted
+from sipproxy.sip.uri import (
+    _URI_CACHE,
+    ParseError,
+    _uri_parts,
+    is_token,
+    name_addr_parts,
+    split_quoted,
+)
 
 __all__ = [
     "ParseError",

@@ -9,10 +9,10 @@ methods as the transaction user's, once, so a response costs no extra hop).
 * the first 2xx goes up and the other branches are cancelled (16.7 step 10); later 2xx go up
   too, statelessly once our server transaction is done;
 * a 6xx cancels the other branches; when every branch is final the best response goes up
-  (16.7 step 6, :func:`sipproxy.branches.best_response`), a 408 when Timer C fired;
+  (16.7 step 6, :func:`sipproxy.proxy.context.best_response`), a 408 when Timer C fired;
 * Timer C (the callee's ring timeout) turns silent branches into 408 and cancels the ringing.
 
-The request side (``sipproxy.proxy``) uses :meth:`Responses.final` (a response of its own
+The request side (``sipproxy.proxy.proxy``) uses :meth:`Responses.final` (a response of its own
 for a forwarded request), :meth:`Responses.cancel_branches` (16.10) and
 :meth:`Responses.timer_c`.  This module does not import the proxy: it gets it as an object.
 """
@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .branches import Branch, Context, best_response, fix_nated_contact
-from .core import is_ip, token
-from .dialog import DialogInfo
-from .message import Response, make_response
-from .transaction import ICT, Transaction, make_cancel
-from .transport import Peer
-from .uri import ParseError
+from sipproxy.dialog.store import DialogInfo
+from sipproxy.proxy.context import Branch, Context, best_response, fix_nated_contact
+from sipproxy.runtime.edge import is_ip, token
+from sipproxy.runtime.transport import Peer
+from sipproxy.sip.parser import Response, make_response
+from sipproxy.sip.transaction.machine import ICT, Transaction, make_cancel
+from sipproxy.sip.uri import ParseError
 
 #: the proxy's log: call outcomes are logged as the proxy's, wherever they are worked out
 log = logging.getLogger("sipproxy.proxy")
@@ -45,7 +45,7 @@ def new_tag() -> str:
 
 
 class Responses:
-    """The 16.7 response context handling of one :class:`~sipproxy.proxy.Proxy`."""
+    """The 16.7 response context handling of one :class:`~sipproxy.proxy.proxy.Proxy`."""
 
     def __init__(self, proxy: Any) -> None:
         core = proxy.core

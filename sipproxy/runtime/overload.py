@@ -16,7 +16,7 @@ it -- the very delay that, near T1, makes senders retransmit.  It costs nothing 
 (one peek per socket per tick).  Why not the event loop's lag (a timer firing late): a
 lane lets the hub run every 64 messages, so the loop lags a few milliseconds however long
 the queue in front of it has grown (and while lanes yielded with ``sleep(0)`` it lagged up
-to a second with the queue empty: see ``sipproxy.lanes.YIELD``).  Why not the queue's byte count: bytes say nothing about time until divided
+to a second with the queue empty: see ``sipproxy.runtime.lanes.YIELD``).  Why not the queue's byte count: bytes say nothing about time until divided
 by a service rate that changes with the traffic mix.  TCP and TLS are not measured (no
 per-message stamps); a worker they overload is seen only through its UDP queue.
 
@@ -54,8 +54,8 @@ from collections import deque
 from collections.abc import Callable, Container
 from typing import Any
 
-from .message import ParseError, Request, Response, make_response
-from .transaction import server_key, stateless_tag
+from sipproxy.sip.parser import ParseError, Request, Response, make_response
+from sipproxy.sip.transaction.machine import server_key, stateless_tag
 
 log = logging.getLogger("sipproxy.overload")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from .grammar import (
+from sipproxy.sip.grammar import (
     _SIMPLE_PARAMS_RE,
     Params,
     ParseError,
