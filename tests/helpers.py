@@ -117,7 +117,10 @@ class Service:
         self.module = module
         self.log_path = log or config.with_name(f"{module}.log")
         self._log = open(self.log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the service runs from the tree these tests belong to (a worktree too), not from
+        # wherever the virtualenv's editable install points
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, "--config", str(config), *args],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=config.parent, env=env,
