@@ -69,6 +69,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     from sipproxy.registrar.cache import LookupCache
     from sipproxy.registrar.location import LocationStore
     from sipproxy.registrar.registrar import Registrar
+    from sipproxy.routing.pipeline import Router
     from sipproxy.runtime.edge import Core
     from sipproxy.sip.digest import DigestAuth
 
@@ -95,8 +96,9 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
 
         core.overload = Overload(section["overload_delay"] / 1000.0, section["overload_retry_after"])
     dialogs = DialogStore(sessions)
-    proxy = Proxy(core, directory, location, registrar, dialogs,
-                  realm=section["realm"], media=_media(config))
+    router = Router(directory, location, core)
+    proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config))
+    core.tu = proxy
     return core, proxy, (directory, location, dialogs)
 
 
@@ -105,11 +107,9 @@ def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
     policy = config["sipproxy"]["media_relay"]
     if policy == "never":
         return None
-    from sipproxy.media.relay import MediaRelays, ProxyMedia, should_relay
-    from sipproxy.proxy.proxy import sender_behind_nat
+    from sipproxy.media.relay import MediaRelays, ProxyMedia
 
-    relays = MediaRelays.from_config(config)
-    return ProxyMedia(relays, policy, decide=lambda req: should_relay(policy, sender_behind_nat(req), False))
+    return ProxyMedia(MediaRelays.from_config(config), policy)
 
 
 def main(argv: list[str] | None = None) -> int:

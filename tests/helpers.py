@@ -146,3 +146,14 @@ class Service:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def frame(data: bytes) -> tuple[list[bytes], bytes, int]:
+    """``data`` as one TCP stream through a fresh StreamFramer: (messages, the bytes left
+    over, keepalive pings)."""
+    from sipproxy.sip.framing import PING, StreamFramer
+
+    framer = StreamFramer()
+    items = framer.feed(data)
+    messages = [item for item in items if item is not PING]
+    return messages, bytes(framer.buffer), len(items) - len(messages)  # type: ignore[return-value]

@@ -37,14 +37,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sipproxy.runtime.transport import Peer
+from sipproxy.sip.addressing import Peer
 from sipproxy.sip.headers import split_list
+from sipproxy.sip.ids import MAGIC_COOKIE
 from sipproxy.sip.parser import Request
+from sipproxy.sip.routeset import apply_route_set
 from sipproxy.sip.uri import URI, ParseError, parse_name_addr
 
 log = logging.getLogger("sipproxy.calls")
 
-__all__ = ["EndReason", "MEDIA_TIMEOUT", "DialogState", "end_call_requests", "next_hop",
+__all__ = ["EndReason", "MEDIA_TIMEOUT", "DialogState", "end_call_requests",
            "CallControl"]
 
 #: how many dialogs' in-dialog CSeq numbers are remembered (oldest forgotten first)
@@ -88,9 +90,9 @@ def _target(contact: str) -> URI:
     return parse_name_addr(values[0]).uri
 
 
-def _party(aor: str) -> str:
-    """A From/To value for a party known by its address of record (``user@host``)."""
-    return f"<sip:{aor}>" if aor else "<sip:anonymous@anonymous.invalid>"
+def _party(party: str) -> str:
+    """A From/To value for a party known by its SipId (``user@host``)."""
+    return f"<sip:{party}>" if party else "<sip:anonymous@anonymous.invalid>"
 
 
 def _split_routes(route_set: str, is_mine: Any) -> tuple[list[str], list[str]]:
@@ -111,12 +113,6 @@ def _split_routes(route_set: str, is_mine: Any) -> tuple[list[str], list[str]]:
 def _bye(target: URI, routes: list[str], from_: str, from_tag: str, to: str, to_tag: str,
          call_id: str, cseq: int, reason: EndReason, max_forwards: int) -> Request:
     uri = target.copy()
-    routes = list(routes)
-    if routes:
-        first = parse_name_addr(routes[0]).uri
-        if not first.lr:  # strict router: it becomes the Request-URI (12.2.1.1)
-            routes = routes[1:] + [f"<{uri}>"]
-            uri = first.copy()
     headers = [("Max-Forwards", str(max_forwards))]
     headers += [("Route", r) for r in routes]
     headers += [
@@ -147,16 +143,6 @@ def end_call_requests(dialog: DialogState, reason: EndReason, is_mine: Any, *,
         ("caller", _bye(_target(dialog.caller_contact), to_caller, callee, dialog.to_tag,
                         caller, dialog.from_tag, dialog.call_id, from_callee, reason, max_forwards)),
     ]
-
-
-def next_hop(request: Request) -> URI:
-    """Where a request built by :func:`end_call_requests` goes: its first Route, else its
-    Request-URI (a strict router was already made the Request-URI)."""
-    routes = request.headers.getall("route")
-    if routes:
-        first = parse_name_addr(routes[0]).uri
-        return first if first.lr else request.uri
-    return request.uri
 
 
 class CallControl:
@@ -224,7 +210,7 @@ class CallControl:
         return ended
 
     def _send(self, bye: Request, row: Any, side: str) -> bool:
-        proxy, core = self.proxy, self.proxy.core
+        edge = self.proxy.edge
         dest: Peer | None = None
         if not bye.headers.get("route"):  # straight to the phone: its connection if it has one
             source = row.callee_source if side == "callee" else row.caller_source
@@ -232,17 +218,17 @@ class CallControl:
                 peer = Peer.parse(source or "")
             except ValueError:
                 peer = None
-            if peer is not None and peer.transport != "udp" and peer in core.transports.connections:
+            if peer is not None and peer.transport != "udp" and edge.connected(peer):
                 dest = peer
         if dest is None:
             try:
-                dest = proxy._uri_dest(next_hop(bye))
+                dest = edge.resolve(apply_route_set(bye) if bye.headers.get("route") else bye.uri)
             except ParseError:
                 dest = None
-        out = core.listener_for(dest.transport, dest.host) if dest is not None else None
+        out = edge.listener_for(dest.transport, dest.host) if dest is not None else None
         if dest is None or out is None:
             log.warning("call-id %s: no way to send BYE to the %s", row.call_id, side)
             return False
-        via = core.via_for(out, "z9hG4bKbye." + core.branch_suffix())
+        via = edge.via_for(out, MAGIC_COOKIE + "bye." + edge.branch_suffix())
         bye = Request(bye.method, bye.uri, [("Via", via), *bye.headers.items()])
-        return core.send_request(bye, dest) is not None
+        return edge.send_request(bye, dest) is not None

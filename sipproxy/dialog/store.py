@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, or_, select
@@ -21,29 +20,11 @@ from sqlalchemy.orm import Session
 
 from ngnpro.models import Compiled, Dialog, datetime_bind
 from ngnpro.models.base import utcnow
+from sipproxy.dialog.state import DialogInfo
 
 log = logging.getLogger("sipproxy.dialog")
 
-__all__ = ["DialogInfo", "DialogStore"]
-
-
-@dataclass(frozen=True)
-class DialogInfo:
-    """What the proxy knows of a call when the callee answered."""
-
-    call_id: str
-    from_tag: str
-    to_tag: str
-    caller: str
-    callee: str
-    caller_contact: str = ""
-    callee_contact: str = ""
-    caller_cseq: int = 0
-    route_set: str = ""
-    caller_source: str = ""
-    callee_source: str = ""
-    proxy: str = ""
-    media_relay: str = ""
+__all__ = ["DialogStore"]
 
 
 _T = Dialog.__table__

@@ -21,14 +21,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ngnpro.models import ChangeFeed, SipAccount, SipAccountGroup, SipAlias, SipDomain
 from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN
-from ngnpro.models.sip import GROUP_BLOCKED
+from sipproxy.directory.account import Account
 
 log = logging.getLogger("sipproxy.directory")
 
@@ -49,42 +48,6 @@ _SELECT_ALL_GROUPS = select(_G.c.account_id, _G.c.name).where(_G.c.account_id <=
 _SELECT_ALIAS = select(SipAlias.target_username, SipAlias.target_domain).where(
     SipAlias.username == bindparam("u"), SipAlias.domain == bindparam("d"))
 _SELECT_DOMAINS = select(SipDomain.domain)
-
-
-@dataclass(frozen=True)
-class Account:
-    """What the proxy needs of a subscriber (never the clear-text password)."""
-
-    id: int
-    username: str
-    domain: str
-    ha1: str
-    ha1b: str
-    ha1_sha256: str
-    groups: frozenset[str] = field(default_factory=frozenset)
-    region: str = ""
-    timeout: int = 35
-    call_limit: int = 0
-    always_relay: bool = False
-    prepaid: bool = False
-    rpid: str = ""
-
-    @property
-    def aor(self) -> str:
-        return f"{self.username}@{self.domain}"
-
-    @property
-    def blocked(self) -> bool:
-        return GROUP_BLOCKED in self.groups
-
-    def digest_ha1(self, auth_username: str, algorithm: str) -> str | None:
-        """The stored hash matching what the client put in ``username`` and ``algorithm``:
-        ``user`` -> ha1 / ha1_sha256, ``user@domain`` -> ha1b (MD5 only)."""
-        if auth_username == self.username:
-            return (self.ha1_sha256 if algorithm == "SHA-256" else self.ha1) or None
-        if algorithm == "MD5" and auth_username.lower() == f"{self.username}@{self.domain}".lower():
-            return self.ha1b or None
-        return None
 
 
 class _LRU:

@@ -51,7 +51,6 @@ in the ``media_sessions`` table.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
 import logging
@@ -64,11 +63,12 @@ import gevent
 from gevent import socket
 from gevent.event import AsyncResult
 
+from sipproxy.proxy.nat import sender_behind_nat
 from sipproxy.sip import sdp as sdplib
 
 log = logging.getLogger("sipproxy.mediarelay")
 
-__all__ = ["MediaRelayError", "MediaTimeout", "MediaRelays", "ProxyMedia", "should_relay", "behind_nat"]
+__all__ = ["MediaRelayError", "MediaTimeout", "MediaRelays", "ProxyMedia", "should_relay"]
 
 
 class MediaRelayError(Exception):
@@ -309,34 +309,6 @@ class MediaRelays:
 
 # -- the proxy's media seam ------------------------------------------------------------------
 
-_NAT_NETWORKS = [ipaddress.ip_network(n) for n in
-                 ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")]
-
-
-def behind_nat(message: Any) -> bool:
-    """Whether the sender of a request looks NATed: its top Via got a ``received``
-    parameter (RFC 3581: sent-by differs from the source), or its SDP connection address
-    is a private (RFC 1918 / RFC 6598 / ULA) address."""
-    try:
-        vias = message.vias
-        if vias and getattr(vias[0], "received", None):
-            return True
-    except Exception:  # an unparsable Via is the parser's business, not ours
-        pass
-    if _is_sdp(message):
-        try:
-            desc = sdplib.parse(message.body)
-        except sdplib.SdpError:
-            return False
-        for m in desc.media:
-            try:
-                if any(ipaddress.ip_address(m.address) in net for net in _NAT_NETWORKS):
-                    return True
-            except ValueError:
-                continue
-    return False
-
-
 def _is_sdp(message: Any) -> bool:
     ctype = (message.headers.get("content-type") or "").split(";")[0].strip().lower()
     return bool(message.body) and ctype == "application/sdp"
@@ -382,7 +354,7 @@ class ProxyMedia:
     def _engage(self, req: Any) -> bool:
         if self.decide is not None:
             return bool(self.decide(req))
-        return should_relay(self.policy, behind_nat(req), False)
+        return should_relay(self.policy, sender_behind_nat(req), False)
 
     def _rewrite(self, msg: Any, call_id: str, kind: str, sender: str, peer: str) -> None:
         try:

@@ -1,4 +1,4 @@
-"""The stateful proxy (RFC 3261 section 16): the transaction user behind :mod:`sipproxy.runtime.edge`.
+"""The stateful proxy (RFC 3261 section 16): the transaction user behind the I/O edge.
 
 Decisions, in the order a request meets them:
 
@@ -26,9 +26,10 @@ Decisions, in the order a request meets them:
    challenges merged).  Timer C (the callee's ring timeout) cancels what still rings.
    This is :mod:`sipproxy.proxy.responses`, whose methods the proxy binds as its own.
 
-Non-local destinations (PSTN, LCR, ENUM, outgoing peers by RFC 3263) are a placeholder here:
-:meth:`Proxy.route_outbound` answers 404 for numbers and 403 otherwise, for a later issue to
-replace.  Site hooks (DESIGN.md) are called through :class:`Hooks`, which does nothing yet.
+Where an initial request goes (step 7 after authentication) is :mod:`sipproxy.routing`'s
+decision.  Every I/O goes through the edge (:class:`sipproxy.proxy.interface.Edge`): this
+module opens no socket and reads no database (the directory, location and dialog stores are
+handed in).
 """
 
 from __future__ import annotations
@@ -37,55 +38,46 @@ import hashlib
 import logging
 from typing import Any
 
-from gevent import socket as gsocket
-
+from sipproxy.auth.authentication import Authenticator
 from sipproxy.dialog.control import CallControl
-from sipproxy.dialog.store import DialogStore
-from sipproxy.proxy.context import (
-    HOOK_POINTS,
-    Branch,
-    Context,
-    Hooks,
-    best_response,
-    fix_nated_contact,
-    loop_hash,
-    sender_behind_nat,
-    via_shows_nat,
-)
-from sipproxy.proxy.responses import DIALOG_METHODS, Responses, new_tag
-from sipproxy.registrar.registrar import Authenticator, Registrar
-from sipproxy.runtime.edge import Core, is_ip
-from sipproxy.runtime.transport import Inbound, Peer
+from sipproxy.proxy.context import Branch, Context
+from sipproxy.proxy.interface import Edge
+from sipproxy.proxy.nat import fix_nated_contact, via_shows_nat
+from sipproxy.proxy.responses import DIALOG_METHODS, Responses
+from sipproxy.proxy.validation import loop_hash, proxy_validate
+from sipproxy.routing.pipeline import Router, RouteRequest, Target
+from sipproxy.sip.addressing import Inbound
 from sipproxy.sip.digest import MISSING
-from sipproxy.sip.parser import Request, Response, make_response, proxy_validate
-from sipproxy.sip.transaction.machine import Transaction
-from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
+from sipproxy.sip.ids import MAGIC_COOKIE, new_tag
+from sipproxy.sip.parser import Request, Response, make_response
+from sipproxy.sip.routeset import apply_route_set
+from sipproxy.sip.transaction import Transaction
+from sipproxy.sip.uri import URI, ParseError, parse_name_addr, sip_id
 
 log = logging.getLogger("sipproxy.proxy")
 
-__all__ = ["Proxy", "Hooks", "HOOK_POINTS", "best_response", "sender_behind_nat"]
+__all__ = ["Proxy", "TIMER_C"]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, SUBSCRIBE, NOTIFY, REFER, PRACK"
 TIMER_C = 180.0
 
 
 class Proxy:
-    """The proxy's routing logic; I/O goes through ``core``."""
+    """The proxy's request side; I/O goes through ``edge``, routing through ``router``."""
 
-    def __init__(self, core: Core, directory: Any, location: Any, registrar: Registrar,
-                 dialogs: DialogStore, *, realm: str = "", hooks: Hooks | None = None,
-                 media: Any = None) -> None:
-        self.core = core
+    def __init__(self, edge: Edge, directory: Any, registrar: Any, dialogs: Any, router: Router,
+                 *, media: Any = None) -> None:
+        self.edge = edge
         self.directory = directory
-        self.location = location
         self.registrar = registrar
         self.authenticator: Authenticator = registrar.authenticator
         self.dialogs = dialogs
-        self.hooks = hooks or Hooks()
+        self.router = router
+        self.hooks = router.hooks
         self.media = media  # the media relay seam: see _media_* below
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
         self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
-        #: response processing (16.7): the core hands the branches' answers straight to it
+        #: response processing (16.7): the edge hands the branches' answers straight to it
         #: (its methods bound here once, no hop through the proxy per response)
         self.responses = responses = Responses(self)
         self.on_response = responses.on_response
@@ -96,7 +88,6 @@ class Proxy:
         self._timer_c = responses.timer_c
         if hasattr(media, "call_control"):
             media.call_control = self.calls.on_media_timeout
-        core.tu = self
 
     # ======================================================================= requests ===
 
@@ -117,12 +108,12 @@ class Proxy:
         if response is not None:
             status = response.status
             if status == 401 or status == 407:  # a challenge: stateless (RFC 3261 8.2.7, 26.1.5)
-                self.core.reply_stateless(txn, response)
+                self.edge.reply_stateless(txn, response)
                 return
             if status >= 200 and request.method == "INVITE":
-                log.info("call %s -> %s: %d %s (call-id %s)", _aor(request.from_.uri),
+                log.info("call %s -> %s: %d %s (call-id %s)", sip_id(request.from_.uri),
                          request.uri, status, response.reason, request.call_id)
-            self.core.respond(txn, response)
+            self.edge.respond(txn, response)
 
     def _handle(self, req: Request, txn: Transaction, inbound: Inbound) -> Response | None:
         method = req.method
@@ -147,13 +138,13 @@ class Proxy:
     # -- 16.4 route information pre-processing -------------------------------------------
 
     def _is_my_uri(self, uri: URI) -> bool:
-        return uri.is_sip and self.core.is_me(uri.maddr or uri.host, uri.port)
+        return uri.is_sip and self.edge.is_me(uri.maddr or uri.host, uri.port)
 
     def _to_me(self, req: Request) -> bool:
         uri = req.uri
         if not uri.is_sip or uri.user or req.headers.get("route"):
             return False
-        return self.core.is_me(uri.host, uri.port) or self.directory.is_local_domain(uri.host)
+        return self.edge.is_me(uri.host, uri.port) or self.directory.is_local_domain(uri.host)
 
     def _preprocess_routes(self, req: Request) -> bool:
         popped = False
@@ -195,9 +186,9 @@ class Proxy:
         mark = None
         for via in vias[1:]:
             branch = via.branch or ""
-            if branch.startswith("z9hG4bK") and self.core.is_me(via.host, via.port):
+            if branch.startswith(MAGIC_COOKIE) and self.edge.is_me(via.host, via.port):
                 if mark is None:
-                    mark = "z9hG4bK" + loop_hash(req) + "."
+                    mark = MAGIC_COOKIE + loop_hash(req) + "."
                 if branch.startswith(mark):
                     return True
         return False
@@ -208,7 +199,7 @@ class Proxy:
                    routes: list[str]) -> Response | None:
         if not popped:  # not routed through our Record-Route: not ours to relay
             return make_response(req, 404, "Not Here", to_tag=new_tag())
-        dest = self._uri_dest(self._next_route(req) if routes else req.uri)
+        dest = self.edge.resolve(apply_route_set(req) if routes else req.uri)
         if dest is None:
             return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
         self.calls.note_request(req)
@@ -217,23 +208,10 @@ class Proxy:
         elif req.method == "BYE":
             self._media_release(req)
             self.dialogs.ended(req.call_id or "", req.from_.tag or "", req.to.tag or "")
-        ctx = Context(req, txn, inbound, _aor(req.from_.uri), _aor(req.to.uri))
+        ctx = Context(req, txn, inbound, sip_id(req.from_.uri), sip_id(req.to.uri))
         txn.user_data = ctx
-        self._start_branches(ctx, [(None, dest, ())], record_route=False)
+        self._start_branches(ctx, [Target(None, dest, ())], record_route=False)
         return None
-
-    def _next_route(self, req: Request) -> URI:
-        """The first Route; for a strict router (no ``lr``) push the Request-URI to the end
-        of the Route set and send to the route as Request-URI (16.6 step 6)."""
-        values = req.headers.getall("route")
-        first = parse_name_addr(values[0]).uri
-        if not first.lr:
-            req.headers.remove("route")
-            for v in values[1:]:
-                req.headers.add("Route", v)
-            req.headers.add("Route", f"<{req.uri}>")
-            req.uri = first
-        return first
 
     # -- initial requests ---------------------------------------------------------------
 
@@ -245,7 +223,7 @@ class Proxy:
         from_uri, ruri = req.from_.uri, req.uri
         from_local = bool(from_uri.is_sip and from_uri.host and self.directory.is_local_domain(from_uri.host))
         to_local = bool(ruri.is_sip and (self.directory.is_local_domain(ruri.host)
-                                         or self.core.is_me(ruri.host, ruri.port)))
+                                         or self.edge.is_me(ruri.host, ruri.port)))
         account = None
         if (from_local or not to_local) and req.method != "ACK":
             verdict = self.authenticator.check(req, from_uri.host or "", proxy=True)
@@ -258,116 +236,28 @@ class Proxy:
                 return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
             if account.username != from_uri.user:
                 log.info("%s: authenticated as %s but From is %s: 403", req.method,
-                         account.aor, _aor(from_uri))
+                         account.sip_id, sip_id(from_uri))
                 return make_response(req, 403, "Authentication User Does Not Match From",
                                      to_tag=new_tag())
             if account.blocked:
                 return make_response(req, 403, "Account Blocked", to_tag=new_tag())
             # the credentials were for us: they are left out of what is forwarded (on the
             # copies, in _start_branches: changing ``req`` would void its parsed views)
-        caller = account.aor if account else _aor(from_uri)
+        caller = account.sip_id if account else sip_id(from_uri)
         if routes:  # a pre-loaded route set: only for our authenticated subscribers
             if account is None:
                 return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
-            dest = self._uri_dest(self._next_route(req))
+            dest = self.edge.resolve(apply_route_set(req))
             if dest is None:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
-            return self._proxy(req, txn, inbound, [(None, dest, ())], caller, str(req.uri),
+            return self._proxy(req, txn, inbound, [Target(None, dest, ())], caller, str(req.uri),
                                consumed_credentials=True)
-        hooked = self.hooks.call("preprocess_uri", req, account=account)
-        if hooked is not None:
-            return hooked
-        if not to_local:
-            return self.route_outbound(req, account)
-        return self._route_local(req, txn, inbound, caller, account is not None)
-
-    def route_outbound(self, req: Request, account: Any) -> Response:
-        """Placeholder for PSTN / LCR / ENUM / RFC 3263 peers (later issues)."""
-        hooked = self.hooks.call("handle_outgoing_peers", req, account=account)
-        if hooked is not None:
-            return hooked
-        user = req.uri.user or ""
-        if req.uri.scheme.lower() == "tel" or user.lstrip("+").isdigit():
-            hooked = self.hooks.call("preprocess_pstn", req, account=account)
-            if hooked is not None:
-                return hooked
-            return make_response(req, 404, "No Route To Destination", to_tag=new_tag())
-        return make_response(req, 403, "Outbound Routing Not Available", to_tag=new_tag())
-
-    def _route_local(self, req: Request, txn: Transaction, inbound: Inbound,
-                     caller: str, consumed_credentials: bool = False) -> Response | None:
-        hooked = self.hooks.call("handle_local_extensions", req, inbound=inbound)
-        if hooked is not None:
-            return hooked
-        ruri = req.uri
-        user, domain = ruri.user, ruri.host.lower()
-        if not user:
-            return make_response(req, 404, "Not Found", to_tag=new_tag())
-        for _ in range(5):  # alias chains, bounded
-            target = self.directory.alias(user, domain)
-            if target is None:
-                break
-            user, domain = target[0], target[1].lower()
-        account = self.directory.account(user, domain)
-        if account is None:
-            return make_response(req, 404, "User Not Found", to_tag=new_tag())
-        bindings = self.location.lookup(account.username, account.domain)
-        if not bindings:
-            return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
-        targets = []
-        for b in bindings:
-            try:
-                uri = parse_uri(b.contact)
-            except ParseError:
-                continue
-            dest = self._binding_dest(b, uri)
-            if dest is not None:
-                targets.append((uri, dest, b.path))
-        if not targets:
-            return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
-        hooked = self.hooks.call("postprocess_request", req, targets=targets)
-        if hooked is not None:
-            return hooked
-        return self._proxy(req, txn, inbound, targets, caller, account.aor,
-                           consumed_credentials=consumed_credentials,
-                           ring_timeout=account.timeout or TIMER_C)
-
-    # -- where to send ----------------------------------------------------------------
-
-    def _binding_dest(self, b: Any, uri: URI) -> Peer | None:
-        """A registered contact's next hop: the connection the phone keeps open (TCP/TLS
-        behind NAT), its NAT source (UDP behind NAT), else the Contact address."""
-        if b.path:
-            try:
-                return self._uri_dest(parse_name_addr(b.path[0]).uri)
-            except ParseError:
-                return None
-        if b.received:
-            try:
-                src = Peer.parse(b.received)
-            except ValueError:
-                src = None
-            if src is not None:
-                if src.transport != "udp" and src in self.core.transports.connections:
-                    return src
-                if b.behind_nat and src.transport == "udp":
-                    return src
-        return self._uri_dest(uri)
-
-    def _uri_dest(self, uri: URI) -> Peer | None:
-        if not uri.is_sip or not uri.host:
-            return None
-        transport = uri.transport or ("tls" if uri.scheme.lower() == "sips" else "udp")
-        if transport not in ("udp", "tcp", "tls"):
-            return None
-        host = (uri.maddr or uri.host).strip("[]")
-        port = uri.port or (5061 if transport == "tls" else 5060)
-        if not is_ip(host):
-            try:
-                host = gsocket.gethostbyname(host)
-            except OSError:
-                return None
-        return Peer(transport, host, port)
+        outcome = self.router.route(RouteRequest(req, inbound, account, to_local))
+        if isinstance(outcome, Response):
+            return outcome
+        return self._proxy(req, txn, inbound, outcome.targets, caller, outcome.callee,
+                           consumed_credentials=account is not None,
+                           ring_timeout=outcome.ring_timeout or TIMER_C)
 
     # -- forwarding (16.6) --------------------------------------------------------------
 
@@ -383,20 +273,20 @@ class Proxy:
             self._media_offer(req)
         self._start_branches(ctx, targets, record_route=req.method in DIALOG_METHODS)
         if req.method == "INVITE" and not ctx.final_sent:
-            ctx.timer = self.core.call_later(ring_timeout, self._timer_c, ctx)
+            ctx.timer = self.edge.call_later(ring_timeout, self._timer_c, ctx)
         return None
 
     def _start_branches(self, ctx: Context, targets: list, record_route: bool) -> None:
         req = ctx.request
-        core = self.core
-        mark = "z9hG4bK" + loop_hash(req) + "."
+        edge = self.edge
+        mark = MAGIC_COOKIE + loop_hash(req) + "."
         mf = req.max_forwards
         max_forwards = str((mf if mf is not None else 70) - 1)
         strip = ctx.consumed_credentials
         here = ctx.inbound.listener
         branch_ids = []
         for uri, dest, path in targets:
-            out = core.listener_for(dest.transport, dest.host)
+            out = edge.listener_for(dest.transport, dest.host)
             if out is None:
                 continue
             r = req.copy()
@@ -412,11 +302,11 @@ class Proxy:
                     headers.add("Record-Route", _rr(out), top=True)
             for p in reversed(path):
                 headers.add("Route", p, top=True)
-            branch_id = mark + core.branch_suffix()
-            headers.add("Via", core.via_for(out, branch_id), top=True)
+            branch_id = mark + edge.branch_suffix()
+            headers.add("Via", edge.via_for(out, branch_id), top=True)
             branch = Branch(ctx, r, dest)
             if uri is not None and dest.transport == "udp" and not path:
-                plain = self._uri_dest(uri)
+                plain = self.edge.resolve(uri)
                 branch.nat = plain is not None and (plain.host, plain.port) != (dest.host, dest.port)
             ctx.branches.append(branch)
             branch_ids.append(branch_id)
@@ -424,7 +314,7 @@ class Proxy:
             self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
             return
         for branch, branch_id in zip(list(ctx.branches), branch_ids, strict=True):
-            branch.txn = core.send_request(branch.request, branch.dest, branch_id)
+            branch.txn = edge.send_request(branch.request, branch.dest, branch_id)
             if branch.txn is not None:
                 branch.txn.user_data = branch
 
@@ -438,32 +328,32 @@ class Proxy:
         seed = (top.branch or "") + (req.call_id or "")
         popped = self._preprocess_routes(req)
         if req.headers.get("route"):
-            dest = self._uri_dest(self._next_route(req))
+            dest = self.edge.resolve(apply_route_set(req))
         elif popped:
-            dest = self._uri_dest(req.uri)
+            dest = self.edge.resolve(req.uri)
         else:
             return  # not routed through us: drop rather than relay
         if dest is None:
             return
         self._media_ack(req)
-        out = self.core.listener_for(dest.transport, dest.host)
+        out = self.edge.listener_for(dest.transport, dest.host)
         if out is None:
             return
         req.headers.set("Max-Forwards", str((mf if mf is not None else 70) - 1))
-        branch = "z9hG4bK" + hashlib.sha1(seed.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-        req.headers.add("Via", self.core.via_for(out, branch), top=True)
-        self.core.transports.send(req.to_bytes(), dest)
+        branch = MAGIC_COOKIE + hashlib.sha1(seed.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        req.headers.add("Via", self.edge.via_for(out, branch), top=True)
+        self.edge.forward(req, dest)
 
     # -- CANCEL (16.10) -----------------------------------------------------------------
 
     def _cancel(self, req: Request) -> Response:
-        invite = self.core.layer.match_cancel(req)
+        invite = self.edge.match_cancel(req)
         if invite is None:
             return make_response(req, 481, to_tag=new_tag())
         ctx = invite.user_data
         if ctx is None:
             if invite.state == "Proceeding":
-                self.core.respond(invite, make_response(invite.request, 487, to_tag=new_tag()))
+                self.edge.respond(invite, make_response(invite.request, 487, to_tag=new_tag()))
         elif isinstance(ctx, Context) and not ctx.final_sent:
             ctx.cancelled = True
             self._cancel_branches(ctx)
@@ -505,10 +395,6 @@ class Proxy:
     def _media_release(self, req: Request) -> None:
         if self.media is not None:
             self.media.release(self, req)
-
-
-def _aor(uri: URI) -> str:
-    return f"{uri.user}@{uri.host.lower()}" if uri.user else uri.host.lower()
 
 
 _RR: dict[Any, str] = {}

@@ -22,39 +22,35 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sipproxy.dialog.store import DialogInfo
-from sipproxy.proxy.context import Branch, Context, best_response, fix_nated_contact
-from sipproxy.runtime.edge import is_ip, token
-from sipproxy.runtime.transport import Peer
+from sipproxy.dialog.state import DialogInfo
+from sipproxy.proxy.context import Branch, Context, best_response
+from sipproxy.proxy.nat import fix_nated_contact
+from sipproxy.sip.addressing import reply_address
+from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import Response, make_response
-from sipproxy.sip.transaction.machine import ICT, Transaction, make_cancel
+from sipproxy.sip.transaction import ICT, Transaction, make_cancel
 from sipproxy.sip.uri import ParseError
 
 #: the proxy's log: call outcomes are logged as the proxy's, wherever they are worked out
 log = logging.getLogger("sipproxy.proxy")
 
-__all__ = ["Responses", "DIALOG_METHODS", "new_tag"]
+__all__ = ["Responses", "DIALOG_METHODS"]
 
 #: Methods that may create a dialog: Record-Routed, and their answers' Contact NAT-fixed.
 DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
-
-
-def new_tag() -> str:
-    """A To tag for a response the proxy makes itself."""
-    return token(6)
 
 
 class Responses:
     """The 16.7 response context handling of one :class:`~sipproxy.proxy.proxy.Proxy`."""
 
     def __init__(self, proxy: Any) -> None:
-        core = proxy.core
+        edge = proxy.edge
         self.proxy = proxy
-        self.core = core
+        self.edge = edge
         self.media = proxy.media
         self.dialogs = proxy.dialogs
         # bound once: these run for every response
-        self._respond = core.respond
+        self._respond = edge.respond
         self._media_release = proxy._media_release
 
     def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
@@ -145,7 +141,7 @@ class Responses:
     def _send_cancel(self, b: Branch) -> None:
         b.cancel_pending = False
         cancel = make_cancel(b.request)  # the same top Via, so the same branch
-        self.core.send_request(cancel, b.dest, b.txn.key[0] if b.txn is not None else None)
+        self.edge.send_request(cancel, b.dest, b.txn.key[0] if b.txn is not None else None)
 
     def _check_done(self, ctx: Context) -> None:
         if any(b.final is None for b in ctx.branches):
@@ -202,13 +198,9 @@ class Responses:
         """A 2xx retransmission with no transaction left: forward along the Via (16.7)."""
         if not 200 <= response.status < 300 or not response.headers.get("via"):
             return
-        via = response.vias[0]
-        host = via.received or via.host.strip("[]")
-        port = via.rport if isinstance(via.rport, int) and via.rport is not True else (via.port or 5060)
-        transport = via.transport.lower()
-        if transport not in ("udp", "tcp", "tls") or not is_ip(host):
-            return
-        self.core.transports.send(response.to_bytes(), Peer(transport, host, int(port)))
+        dest = reply_address(response.vias[0])
+        if dest is not None:
+            self.edge.forward(response, dest)
 
     def forward_retransmission(self, response: Response) -> None:
         """A 2xx of a call no longer in hand (settled, or its transaction gone): relayed

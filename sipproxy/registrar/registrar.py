@@ -16,31 +16,27 @@ the minimum, capped at the maximum, q-values, Path (RFC 3327, echoed when the UA
 it), the source address stored for NAT traversal.  The 200 lists every current binding with
 its remaining time, plus a Date header.
 
-:class:`Authenticator` is the same digest check for the proxy's 407 challenges.
+The digest check itself is :class:`sipproxy.auth.authentication.Authenticator`, shared with
+the proxy's 407 challenges.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
-from sipproxy.directory.store import Account, Directory
+from sipproxy.auth.authentication import Authenticator
+from sipproxy.directory.store import Directory
 from sipproxy.registrar.location import Binding, LocationStore, OutOfOrder, TooManyContacts
 from sipproxy.sip import digest
-from sipproxy.sip.digest import AuthResult, DigestAuth
+from sipproxy.sip.digest import DigestAuth
+from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import Request, Response, make_response
-from sipproxy.sip.transaction.machine import stateless_tag
 from sipproxy.sip.uri import NameAddr, ParseError
 
 log = logging.getLogger("sipproxy.registrar")
-
-
-def _tag() -> str:
-    return secrets.token_hex(6)
 
 
 _date_cache: tuple[int, str] = (-1, "")
@@ -60,61 +56,6 @@ def split_address(addr: str) -> tuple[str, str, int]:
     transport, _, rest = addr.partition(":")
     host, _, port = rest.rpartition(":")
     return transport.lower(), host.strip("[]"), int(port) if port.isdigit() else 0
-
-
-class Verdict(NamedTuple):
-    """What :meth:`Authenticator.check` decided: an account, or the response to send.
-    (A named tuple: one per authenticated request, cheaper to build than a frozen dataclass.)"""
-
-    account: Account | None
-    response: Response | None
-    result: AuthResult
-
-
-class Authenticator:
-    """Digest authentication of a request against the Directory: ``check`` returns the
-    authenticated account or the 401/407/400 to answer with.  ``proxy=True`` uses
-    Proxy-Authorization / 407 / Proxy-Authenticate (RFC 3261 22.3)."""
-
-    def __init__(self, directory: Directory, auth: DigestAuth, realm: str = "") -> None:
-        self.directory = directory
-        self.auth = auth
-        self.realm = realm
-
-    def realm_for(self, domain: str) -> str:
-        return self.realm or domain.lower()
-
-    def check(self, request: Request, domain: str, *, proxy: bool = False) -> Verdict:
-        """Authenticate ``request`` as a user of ``domain`` (the From domain for calls, the
-        To domain for REGISTER)."""
-        domain = domain.lower()
-        realm = self.realm_for(domain)
-        accounts: dict[str, Account | None] = {}
-
-        def lookup(username: str, algorithm: str) -> str | None:
-            user, at, dom = username.partition("@")
-            if at and dom.lower() != domain:
-                return None
-            account = self.directory.account(user if at else username, domain)
-            accounts[username] = account
-            return account.digest_ha1(username, algorithm) if account else None
-
-        header = "proxy-authorization" if proxy else "authorization"
-        result = self.auth.verify(request.headers.raw(header), method=request.method, realm=realm,
-                                  lookup=lookup)
-        if result.ok:
-            return Verdict(accounts.get(result.username), None, result)
-        if result.status == digest.MALFORMED:
-            return Verdict(None, make_response(request, 400, "Malformed Credentials", to_tag=_tag()), result)
-        return Verdict(None, self.challenge(request, domain, proxy=proxy,
-                                            stale=result.status == digest.STALE), result)
-
-    def challenge(self, request: Request, domain: str, *, proxy: bool = False, stale: bool = False) -> Response:
-        """A 401 (or 407) carrying a fresh challenge for ``domain``'s realm."""
-        headers = self.auth.challenge(self.realm_for(domain), proxy=proxy, stale=stale)
-        status = 407 if proxy else 401
-        # sent statelessly (RFC 3261 8.2.7), so the tag is the request's own: see stateless_tag
-        return make_response(request, status, to_tag=stateless_tag(request), headers=headers)
 
 
 class Registrar:
@@ -157,10 +98,10 @@ class Registrar:
         try:
             response, aor = self._handle(request, received, socket, note)
         except ParseError as exc:
-            response, aor = make_response(request, exc.status or 400, exc.reason, to_tag=_tag()), "?"
+            response, aor = make_response(request, exc.status or 400, exc.reason, to_tag=new_tag()), "?"
         except Exception:  # noqa: BLE001 - a database failure must answer, not crash
             log.exception("registrar: REGISTER failed")
-            response = make_response(request, 500, "Server Internal Error", to_tag=_tag(),
+            response = make_response(request, 500, "Server Internal Error", to_tag=new_tag(),
                                      headers=[("Retry-After", "5")])
             aor = "?"
         # One info line per registration decision; the routine first 401 only at debug.
@@ -180,12 +121,12 @@ class Registrar:
     def _handle(self, request: Request, received: str, socket: str, note: list[str]) -> tuple[Response, str]:
         to = request.to
         if not to.uri.is_sip or not to.uri.user or not to.uri.host:
-            return make_response(request, 400, "Bad To Address-of-Record", to_tag=_tag()), str(to.uri)
+            return make_response(request, 400, "Bad To Address-of-Record", to_tag=new_tag()), str(to.uri)
         username, domain = to.uri.user, to.uri.host.lower()
         aor = f"{username}@{domain}"
         if not self.directory.is_local_domain(domain):
             # Never relayed: a registrar for someone else's domain is an open door.
-            return make_response(request, 403, "Domain Not Served Here", to_tag=_tag()), aor
+            return make_response(request, 403, "Domain Not Served Here", to_tag=new_tag()), aor
 
         verdict = self.authenticator.check(request, domain)
         if verdict.response is not None:
@@ -196,9 +137,9 @@ class Registrar:
         if account is None or account.username != username:
             note.append(f" (authenticated as {verdict.result.username!r})")
             return make_response(request, 403, "Authentication User Does Not Match To",
-                                 to_tag=_tag()), aor
+                                 to_tag=new_tag()), aor
         if account.blocked:
-            return make_response(request, 403, "Account Blocked", to_tag=_tag()), aor
+            return make_response(request, 403, "Account Blocked", to_tag=new_tag()), aor
 
         call_id = request.call_id or ""
         cseq = request.cseq[0]
@@ -209,13 +150,13 @@ class Registrar:
 
         if contacts == "*":
             if request.expires != 0:
-                return make_response(request, 400, "Wildcard Contact Needs Expires: 0", to_tag=_tag()), aor
+                return make_response(request, 400, "Wildcard Contact Needs Expires: 0", to_tag=new_tag()), aor
             current = self.location.update(username, domain, remove_all=True, call_id=call_id, cseq=cseq)
             return self._ok(request, current, now, path if supports_path else ()), aor
 
         header_expires = request.expires
         if header_expires is None and request.headers.get("expires") is not None:
-            return make_response(request, 400, "Bad Expires", to_tag=_tag()), aor
+            return make_response(request, 400, "Bad Expires", to_tag=new_tag()), aor
         save: list[Binding] = []
         remove: list[str] = []
         user_agent = request.headers.get("user-agent") or ""
@@ -223,18 +164,18 @@ class Registrar:
             params = contact.params
             expires = self._expires(contact, header_expires)
             if expires is None:
-                return make_response(request, 400, "Bad Contact Expires", to_tag=_tag()), aor
+                return make_response(request, 400, "Bad Contact Expires", to_tag=new_tag()), aor
             if 0 < expires < self.min_expires:
-                return make_response(request, 423, to_tag=_tag(),
+                return make_response(request, 423, to_tag=new_tag(),
                                      headers=[("Min-Expires", str(self.min_expires))]), aor
             q = 1.0
             if params.get("q") is not None:
                 q = contact.q  # type: ignore[assignment]
                 if q is None:
-                    return make_response(request, 400, "Bad Contact q-value", to_tag=_tag()), aor
+                    return make_response(request, 400, "Bad Contact q-value", to_tag=new_tag()), aor
             uri = str(contact.uri)
             if len(uri) > 1024:
-                return make_response(request, 400, "Contact URI Too Long", to_tag=_tag()), aor
+                return make_response(request, 400, "Contact URI Too Long", to_tag=new_tag()), aor
             if expires == 0:
                 remove.append(uri)
                 continue
@@ -252,10 +193,10 @@ class Registrar:
                 current = self.location.update(username, domain, save=save, remove=remove,
                                                call_id=call_id, cseq=cseq, max_contacts=self.max_contacts)
             except OutOfOrder:
-                return make_response(request, 500, "Out Of Order Request", to_tag=_tag(),
+                return make_response(request, 500, "Out Of Order Request", to_tag=new_tag(),
                                      headers=[("Retry-After", "1")]), aor
             except TooManyContacts:
-                return make_response(request, 403, "Too Many Contacts", to_tag=_tag()), aor
+                return make_response(request, 403, "Too Many Contacts", to_tag=new_tag()), aor
         else:
             current = self.location.lookup(username, domain)  # a query: just list them
         return self._ok(request, current, now, path if supports_path else ()), aor
@@ -288,7 +229,7 @@ class Registrar:
             headers.append(("Path", ", ".join(path)))
             headers.append(("Supported", "path"))
         headers.append(("Date", _http_date(now)))
-        return make_response(request, 200, to_tag=_tag(), headers=headers)
+        return make_response(request, 200, to_tag=new_tag(), headers=headers)
 
 
-__all__ = ["Authenticator", "Registrar", "Verdict", "split_address"]
+__all__ = ["Registrar", "split_address"]

@@ -17,32 +17,23 @@ The layers below are sans-I/O (``message``, ``transaction``) and the ones above 
 
 from __future__ import annotations
 
-import binascii
-import functools
-import ipaddress
 import logging
-import os
 import re
 import time
 import zlib
 from typing import Any, Protocol
 
 import gevent
+from gevent import socket as gsocket
 
 from sipproxy.runtime.lanes import TAKEOVER_HOOKS, Lane, TimerWheel
 from sipproxy.runtime.overload import TICK, Overload
-from sipproxy.runtime.transport import (
-    Inbound,
-    Listener,
-    Peer,
-    Transports,
-    enable_timestamps,
-    queue_age,
-)
+from sipproxy.runtime.transport import Transports, enable_timestamps, queue_age
+from sipproxy.sip.addressing import Inbound, Listener, Peer, is_ip, reply_address, target_of
 from sipproxy.sip.headers import Via
+from sipproxy.sip.ids import MAGIC_COOKIE, random_hex
 from sipproxy.sip.parser import ParseError, Request, Response, make_response, parse_message
-from sipproxy.sip.transaction.machine import (
-    MAGIC_COOKIE,
+from sipproxy.sip.transaction import (
     CancelTimer,
     Deliver,
     Send,
@@ -54,60 +45,19 @@ from sipproxy.sip.transaction.machine import (
     TransactionLayer,
     TransportError,
 )
+from sipproxy.sip.uri import URI
 
 log = logging.getLogger("sipproxy.core")
 
 _CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
-__all__ = ["Core", "TransactionUser", "new_branch", "is_ip", "token"]
+__all__ = ["Core", "TransactionUser"]
 
 #: timers that keep their exact RFC 3261 durations (retransmissions: T1 doubling); the
 #: others are seconds long and go to the coarse timer wheel when at least WHEEL_MIN
 PRECISE_TIMERS = frozenset("AEG")
 WHEEL_MIN = 1.0
 WHEEL_TICK = 0.05
-
-
-class _Random:
-    """Random hex from a pool filled by one ``os.urandom`` call per 4 KiB: tags, branches
-    and nonces need cryptographic randomness (RFC 3261 19.3), not a system call each."""
-
-    __slots__ = ("pool", "pos")
-
-    def __init__(self) -> None:
-        self.pool = b""
-        self.pos = 0
-
-    def hex(self, nbytes: int) -> str:
-        pos = self.pos
-        if pos + nbytes > len(self.pool):
-            self.pool, pos = os.urandom(4096), 0
-        self.pos = pos + nbytes
-        return binascii.hexlify(self.pool[pos:pos + nbytes]).decode()
-
-    def reset(self) -> None:
-        """After a fork: the child must not hand out the parent's bytes again."""
-        self.pool, self.pos = b"", 0
-
-
-_random = _Random()
-token = _random.hex
-os.register_at_fork(after_in_child=_random.reset)
-
-
-def new_branch() -> str:
-    """A fresh RFC 3261 branch (magic cookie + 96 random bits)."""
-    return MAGIC_COOKIE + token(12)
-
-
-@functools.lru_cache(maxsize=4096)
-def is_ip(host: str) -> bool:
-    """True for an IPv4 or IPv6 address (``[v6]`` too); remembered: hosts repeat."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
 
 
 class TransactionUser(Protocol):
@@ -242,7 +192,7 @@ class Core:
 
     def branch_suffix(self) -> str:
         """The random part of our branches, prefixed by this worker's number."""
-        return f"{self.worker}.{token(6)}"
+        return f"{self.worker}.{random_hex(6)}"
 
     def owner_of(self, data: bytes) -> int:
         """The worker that handles every UDP message of a call: chosen by Call-ID, so that
@@ -382,9 +332,9 @@ class Core:
                 log.debug("response not for us (Via %s) dropped", top)
                 self.dropped += 1
                 return
-            key = (branch, msg.cseq[1])  # before the Via goes: parsed views stay valid
+            method = msg.cseq[1]  # before the Via goes: parsed views stay valid
             msg.headers.pop_first("via")
-            txn = self.layer.client.get(key)
+            txn = self.layer.find_client(branch, method)
             self.execute(txn.receive(msg) if txn is not None else [Deliver(msg, None, inbound)])
             return
         self.execute(self.layer.receive(msg, inbound, inbound.source.transport != "udp", inbound.via))
@@ -410,7 +360,7 @@ class Core:
             msg.headers.replace_first("via", str(via))
         # every response to this request leaves by this Via: work the address out once
         # (responses carry the same top Via; parsing it per response cost ~10% of a call)
-        inbound.reply_to = Core._via_peer(via, src)
+        inbound.reply_to = reply_address(via, src)
 
     # -- executing the transaction layer's actions -----------------------------------------
 
@@ -545,14 +495,7 @@ class Core:
             via: Via = msg.vias[0]
         except (ParseError, IndexError):
             return src
-        return Core._via_peer(via, src)
-
-    @staticmethod
-    def _via_peer(via: Via, src: Peer) -> Peer:
-        if src.transport != "udp" or via.rport is not None:
-            return src
-        host = via.received or (via.host.strip("[]") if is_ip(via.host) else src.host)
-        return Peer("udp", host, via.port or 5060)
+        return reply_address(via, src) or src
 
     # -- API for the transaction user ------------------------------------------------------
 
@@ -570,11 +513,27 @@ class Core:
         self.execute(actions)
         return txn
 
-    def send_stateless(self, message: Request | Response, dest: Peer) -> bool:
-        """Forward without a transaction (ACK for 2xx, stray 2xx)."""
+    def forward(self, message: Request | Response, dest: Peer) -> bool:
+        """Send without a transaction (ACK for a 2xx, a stray 2xx)."""
         return self.transports.send(message.to_bytes(), dest)
 
+    def resolve(self, uri: URI) -> Peer | None:
+        """Where a request for ``uri`` goes: its host when an address, else the host's
+        address from the resolver (gevent's: the hub keeps running while it waits).  RFC
+        3263's NAPTR/SRV steps are the routing issue's."""
+        target = target_of(uri)
+        if target is None:
+            return None
+        transport, host, port = target
+        if not is_ip(host):
+            try:
+                host = gsocket.gethostbyname(host)
+            except OSError:
+                return None
+        return Peer(transport, host, port)
 
-def process_secret() -> bytes:
-    """The digest nonce secret, shared by every worker forked from this process."""
-    return os.urandom(32)
+    def connected(self, peer: Peer) -> bool:
+        return peer in self.transports.connections
+
+    def match_cancel(self, cancel: Request) -> Transaction | None:
+        return self.layer.match_cancel(cancel)

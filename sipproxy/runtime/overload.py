@@ -55,7 +55,7 @@ from collections.abc import Callable, Container
 from typing import Any
 
 from sipproxy.sip.parser import ParseError, Request, Response, make_response
-from sipproxy.sip.transaction.machine import server_key, stateless_tag
+from sipproxy.sip.transaction import server_key, stateless_tag
 
 log = logging.getLogger("sipproxy.overload")
 

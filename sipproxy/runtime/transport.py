@@ -2,14 +2,10 @@
 
 The transport layer moves bytes, nothing more: it knows where a message came from and how to
 get bytes to an address, and leaves every SIP decision (rport/received, routing) to the
-layers above.  Two pieces:
+layers above.  Streams are framed by :class:`sipproxy.sip.framing.StreamFramer`; a
+framing error closes the connection.
 
-* :class:`StreamFramer` - sans-I/O framing of a byte stream into SIP messages by
-  Content-Length (section 18.3), with the RFC 5626 CRLF keepalive ("ping" = CRLFCRLF,
-  answered by a "pong" CRLF) and a hard size limit, so a hostile peer cannot make us buffer
-  without bound.  Malformed framing closes the connection: after a framing error nothing
-  later on that stream can be trusted.
-* :class:`Transports` - the gevent edge: a UDP socket, a TCP or a TLS listener per
+:class:`Transports` is the gevent edge: a UDP socket, a TCP or a TLS listener per
   ``[sipproxy] listen`` entry, and a connection table.  Connections accepted from a phone are
   kept under the phone's source address, so a request for a registered contact behind NAT
   (whose binding stores that source) goes back over the very connection the phone opened:
@@ -25,25 +21,19 @@ import socket as _stdsocket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
 
 import gevent
 from gevent import socket, ssl
 from gevent.server import StreamServer
 
 from sipproxy.runtime.lanes import Lane
+from sipproxy.sip.addressing import Inbound, Listener, Peer, parse_listen
+from sipproxy.sip.framing import MAX_MESSAGE, PING, FramingError, StreamFramer
 
 log = logging.getLogger("sipproxy.transport")
 
-__all__ = [
-    "FramingError", "StreamFramer", "PING", "Peer", "Listener", "Inbound", "Transports",
-    "parse_listen", "MAX_MESSAGE", "enable_timestamps", "queue_age",
-]
+__all__ = ["Connection", "Transports", "enable_timestamps", "queue_age"]
 
-#: Largest SIP message we accept (UDP datagrams are smaller anyway).
-MAX_MESSAGE = 65535
-#: Marker yielded by :class:`StreamFramer` for an RFC 5626 keepalive ping.
-PING = object()
 #: A connection silent for this long (no message, no keepalive) is closed.
 IDLE_TIMEOUT = 900.0
 #: Most connections kept open at once; beyond it new ones are refused.
@@ -80,135 +70,6 @@ def queue_age(sock: _socket.socket, now: float) -> float:
             sec, nsec = _TIMESPEC.unpack_from(payload)
             return max(0.0, now - sec - nsec * 1e-9)
     return 0.0
-
-
-class FramingError(Exception):
-    """The byte stream cannot be split into SIP messages; the connection must be closed."""
-
-
-def _content_length(head: bytes) -> int:
-    """Content-Length (or its compact form ``l``) of a header block; 0 when absent."""
-    for line in head.split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            continue
-        name = name.strip().lower()
-        if name in (b"content-length", b"l"):
-            value = value.strip()
-            if not value.isdigit() or len(value) > 6:
-                raise FramingError(f"bad Content-Length {value[:20]!r}")
-            return int(value)
-    return 0
-
-
-class StreamFramer:
-    """Split a stream into SIP messages by Content-Length; feed bytes, get messages back.
-
-    ``feed`` returns a list whose items are complete messages (``bytes``) or :data:`PING`.
-    A lone CRLF between messages (a keepalive "pong", or the RFC 3261 7.5 leading CRLF) is
-    skipped.
-    """
-
-    def __init__(self, max_size: int = MAX_MESSAGE) -> None:
-        self.buffer = bytearray()
-        self.max_size = max_size
-
-    def feed(self, data: bytes) -> list[object]:
-        self.buffer += data
-        out: list[object] = []
-        buf = self.buffer
-        while buf:
-            if buf.startswith(b"\r\n"):
-                if buf.startswith(b"\r\n\r\n"):
-                    out.append(PING)
-                    del buf[:4]
-                    continue
-                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
-                    break  # maybe the start of a ping: wait for more
-                del buf[:2]
-                continue
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > self.max_size:
-                    raise FramingError("header block too large")
-                break
-            length = _content_length(bytes(buf[:end]))
-            total = end + 4 + length
-            if total > self.max_size:
-                raise FramingError(f"message of {total} bytes exceeds {self.max_size}")
-            if len(buf) < total:
-                break
-            out.append(bytes(buf[:total]))
-            del buf[:total]
-        return out
-
-
-class Peer(NamedTuple):
-    """A remote transport address: ``Peer("udp", "192.0.2.1", 5060)``.
-
-    A named tuple rather than a frozen dataclass: one is made per datagram received and per
-    response sent, and a frozen dataclass's ``__init__`` cost several times as much."""
-
-    transport: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-    @classmethod
-    def parse(cls, text: str) -> Peer:
-        """Inverse of ``str()``: ``tcp:1.2.3.4:5060`` or ``udp:[::1]:5060``."""
-        transport, _, rest = text.partition(":")
-        host, _, port = rest.rpartition(":")
-        if host.startswith("["):
-            host = host[1:-1]
-        if transport not in ("udp", "tcp", "tls") or not host or not port.isdigit():
-            raise ValueError(f"not a transport address: {text!r}")
-        return cls(transport, host, int(port))
-
-
-@dataclass(frozen=True)
-class Listener:
-    """One configured listen address (``udp:127.0.0.1:5060``)."""
-
-    transport: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-
-def parse_listen(spec: str) -> Listener:
-    """``udp:HOST:PORT`` -> :class:`Listener` (the config validator already checked it)."""
-    transport, _, rest = spec.partition(":")
-    host, _, port = rest.rpartition(":")
-    if host.startswith("["):
-        host = host[1:-1]
-    return Listener(transport.lower(), host, int(port))
-
-
-class Inbound:
-    """A message as it arrived: bytes, who sent it, on which listener, over which connection."""
-
-    __slots__ = ("data", "source", "listener", "connection", "reply_to", "via")
-
-    def __init__(self, data: bytes, source: Peer, listener: Listener,
-                 connection: Connection | None = None) -> None:
-        self.data = data
-        self.source = source
-        self.listener = listener
-        self.connection = connection
-        #: where responses to this request go, worked out once from its top Via (by the core)
-        self.reply_to: Peer | None = None
-        #: a request's top Via, parsed and stamped with received/rport (by the core)
-        self.via: Any = None
-
-    def __repr__(self) -> str:
-        return f"<Inbound from {self.source} on {self.listener}, {len(self.data)} bytes>"
 
 
 @dataclass(eq=False)

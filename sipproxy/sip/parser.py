@@ -33,14 +33,14 @@ Cheap accessors for the hot path: ``msg.top_via`` (the first Via alone, the same
 time). After setting received/rport on ``msg.top_via``, write it back with
 ``msg.headers.replace_first("via", str(via))``: the parsed Via is kept, not parsed again.
 
-`split_stream` frames messages on TCP/TLS by Content-Length (RFC 3261 18.3) and recognises
-RFC 5626 CRLF keepalives.
+Streams are framed by :mod:`sipproxy.sip.framing`; the proxy's own checks of a request (RFC
+3261 16.3) are :mod:`sipproxy.proxy.validation`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
@@ -83,15 +83,10 @@ __all__ = [
     "Message",
     "parse_message",
     "make_response",
-    "split_stream",
     "REASONS",
-    "MAX_MESSAGE_SIZE",
-    "proxy_validate",
     "split_list",  # re-exported for callers splitting their own list-valued fields
 ]
 
-#: largest header section / message accepted on a stream before the connection is refused
-MAX_MESSAGE_SIZE = 65536
 
 #: fields that may appear once only (RFC 4475 3.3.8 / 3.3.9)
 _SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
@@ -487,83 +482,3 @@ def _parse_response(start: str, lines: list[str], index, data: bytes, body_start
     except ParseError as exc:
         raise ParseError(0, exc.reason) from None
     return resp
-
-
-_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
-
-
-def split_stream(buffer: bytes) -> tuple[list[bytes], bytes, int]:
-    """Frame a TCP/TLS byte stream: (complete messages, unconsumed rest, keepalive pings).
-
-    A double CRLF between messages is an RFC 5626 keepalive ping (answer each with a single
-    CRLF pong); a single CRLF (a pong, or RFC 3261 7.5 leading noise) is skipped. A missing
-    Content-Length counts as 0. A Content-Length that is malformed or repeated with
-    different values, or a header section over `MAX_MESSAGE_SIZE`, cannot be framed: raises
-    ``ParseError(400)`` -- answer if you can, then close the connection.
-    """
-    messages: list[bytes] = []
-    keepalives = 0
-    pos = 0
-    n = len(buffer)
-    while pos < n:
-        if buffer.startswith(b"\r\n", pos):
-            if buffer.startswith(b"\r\n\r\n", pos):
-                keepalives += 1
-                pos += 4
-                continue
-            if pos + 2 == n or (pos + 3 == n and buffer[pos + 2] == 13):
-                break  # may be the start of a ping: wait for more
-            pos += 2
-            continue
-        end = buffer.find(b"\r\n\r\n", pos)
-        if end < 0:
-            if n - pos > MAX_MESSAGE_SIZE:
-                raise ParseError(400, "Message Too Large")
-            break
-        head = buffer[pos:end]
-        values = {v.strip() for v in _CL_RE.findall(head)}
-        if not values:
-            length = 0
-        elif len(values) > 1:
-            raise ParseError(400, "Multiple Content-Length Values")
-        else:
-            value = values.pop()
-            if not value.isdigit() or len(value) > 10:
-                raise ParseError(400, "Bad Content-Length")
-            length = int(value)
-        if length > MAX_MESSAGE_SIZE:
-            raise ParseError(413, "Message Too Large")
-        total = end + 4 + length
-        if total > n:
-            break
-        messages.append(buffer[pos:total])
-        pos = total
-    return messages, buffer[pos:], keepalives
-
-
-
-
-#: URI schemes a proxy can route (others get 416, RFC 3261 16.3 step 2)
-ROUTABLE_SCHEMES = frozenset({"sip", "sips", "tel"})
-
-
-def proxy_validate(request: Request, supported: Iterable[str] = ()) -> Response | None:
-    """RFC 3261 16.3 request validation steps 2, 3 and 5 (syntax is checked by parsing).
-
-    Returns the response to send -- 416 Unsupported URI Scheme, 483 Too Many Hops (Max-Forwards
-    0; the caller answers an OPTIONS addressed to itself before calling this), 420 Bad
-    Extension with Unsupported listing the Proxy-Require options not in ``supported`` -- or
-    None when the request may be proxied. Loop detection and authorization are the proxy's.
-    """
-    scheme = request.uri.scheme
-    if scheme not in ROUTABLE_SCHEMES and scheme.lower() not in ROUTABLE_SCHEMES:
-        return make_response(request, 416)
-    if request.max_forwards == 0:
-        return make_response(request, 483)
-    if "proxy-require" not in request.headers._keys:  # the usual case: nothing to check
-        return None
-    known = {s.lower() for s in supported}
-    unsupported = [o for o in request.headers.getall("proxy-require") if o.lower() not in known]
-    if unsupported:
-        return make_response(request, 420, headers=[("Unsupported", ", ".join(unsupported))])
-    return None

@@ -50,6 +50,7 @@ __all__ = [
     "uri_equal",
     "unquote_string",
     "quote_string",
+    "sip_id",
     # the shared grammar, from .grammar (imported from here by older code)
     "split_quoted",
     "is_token",
@@ -511,3 +512,10 @@ def _params_parts(text: str) -> tuple:
     if type(items) is tuple:
         return items, p._text
     return tuple([(k, v) for k, v in items]), None
+
+
+def sip_id(uri: URI) -> str:
+    """``user@host`` (host lower-cased; the host alone without a user): how a party is named
+    in logs, dialogs and accounts -- NGNPro's SipId, not the RFC's address-of-record URI
+    (that is :attr:`URI.aor`)."""
+    return f"{uri.user}@{uri.host.lower()}" if uri.user else uri.host.lower()

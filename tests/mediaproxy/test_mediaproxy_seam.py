@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sipproxy.media.relay import MediaRelays, ProxyMedia, behind_nat
+from sipproxy.media.relay import MediaRelays, ProxyMedia
+from sipproxy.proxy.nat import sender_behind_nat
 from sipproxy.sip.sdp import parse
 from tests.mediaproxy.rtp import Endpoint, start_relay
 
@@ -26,7 +27,7 @@ def msg(method="INVITE", status=0, b=b"", to_tag=None, from_tag="caller", receiv
     h = Headers({"content-type": "application/sdp"} if b else {})
     return SimpleNamespace(method=method, status=status, body=b, headers=h, call_id=call_id,
                            from_=SimpleNamespace(tag=from_tag), to=SimpleNamespace(tag=to_tag),
-                           vias=[SimpleNamespace(received=received)])
+                           vias=[SimpleNamespace(host="192.0.2.7", port=5060, rport=None, received=received)])
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +72,10 @@ def test_late_offer_and_policy(relay):
     plain = msg(b=body(a), call_id="seam-plain")
     media.offer(None, plain)
     assert plain.body == body(a)
-    assert not behind_nat(plain)
+    assert not sender_behind_nat(plain)
     # behind NAT (Via received=): relayed; the INVITE has no SDP, the 200 offers, the ACK answers
     invite = msg(received="198.51.100.9", call_id="seam-late")
-    assert behind_nat(invite) and behind_nat(msg(b=body(a, "192.168.1.5")))
+    assert sender_behind_nat(invite) and sender_behind_nat(msg(b=body(a, "192.168.1.5")))
     media.offer(None, invite)
     ok = msg(status=200, b=body(b), to_tag="callee", call_id="seam-late")
     media.answer(None, invite, ok)

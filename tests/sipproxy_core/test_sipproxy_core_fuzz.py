@@ -11,9 +11,9 @@ from sipproxy.sip.parser import (
     Request,
     make_response,
     parse_message,
-    split_stream,
 )
-from sipproxy.sip.transaction.machine import Timers, TransactionLayer
+from sipproxy.sip.transaction import Timers, TransactionLayer
+from tests.helpers import frame
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 SEEDS = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
@@ -87,7 +87,7 @@ def test_mutated_messages_only_raise_parse_error() -> None:
         except ParseError:
             pass
         try:
-            split_stream(data)
+            frame(data)
         except ParseError:
             pass
     assert parsed > 200 and rejected > 200  # both paths were really exercised
@@ -97,7 +97,7 @@ def test_random_bytes_and_stream_chunks() -> None:
     rng = random.Random(5626)
     for _ in range(1500):
         data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
-        for fn in (parse_message, split_stream):
+        for fn in (parse_message, frame):
             try:
                 fn(data)
             except ParseError:
@@ -105,7 +105,7 @@ def test_random_bytes_and_stream_chunks() -> None:
     stream = b"".join(SEEDS[i] for i in (0, 5, 9)) + b"\r\n\r\n"
     for cut in range(0, len(stream), 7):
         try:
-            msgs, rest, _pings = split_stream(stream[:cut])
+            msgs, rest, _pings = frame(stream[:cut])
         except ParseError:
             continue
         assert b"".join(msgs) + rest in stream or not msgs

@@ -11,9 +11,9 @@ from sipproxy.sip.parser import (
     Response,
     make_response,
     parse_message,
-    split_stream,
 )
 from sipproxy.sip.uri import NameAddr, Params, parse_name_addr, parse_params, parse_uri, uri_equal
+from tests.helpers import frame
 
 
 def msg(*lines: str, body: str = "", start: str = "INVITE sip:bob@example.com SIP/2.0") -> bytes:
@@ -360,49 +360,49 @@ def test_register_wildcard_contact() -> None:
 # -- stream framing ----------------------------------------------------------------------
 
 
-def test_split_stream_frames_by_content_length() -> None:
+def test_framing_frames_by_content_length() -> None:
     a = msg(*BASE, "Content-Length: 4", body="abcd")
     b = msg(*BASE, "l: 0")
-    msgs, rest, pings = split_stream(a + b + a[:30])
+    msgs, rest, pings = frame(a + b + a[:30])
     assert msgs == [a, b] and rest == a[:30] and pings == 0
-    msgs, rest, pings = split_stream(a[:-2])  # body incomplete
+    msgs, rest, pings = frame(a[:-2])  # body incomplete
     assert msgs == [] and rest == a[:-2]
 
 
-def test_split_stream_keepalives() -> None:
+def test_framing_keepalives() -> None:
     b = msg(*BASE, "Content-Length: 0")
-    msgs, rest, pings = split_stream(b"\r\n\r\n" + b + b"\r\n\r\n\r\n\r\n")
+    msgs, rest, pings = frame(b"\r\n\r\n" + b + b"\r\n\r\n\r\n\r\n")
     assert msgs == [b] and rest == b"" and pings == 3
-    msgs, rest, pings = split_stream(b"\r\n" + b)  # a pong, then a message
+    msgs, rest, pings = frame(b"\r\n" + b)  # a pong, then a message
     assert msgs == [b] and pings == 0
-    msgs, rest, pings = split_stream(b"\r\n")  # maybe half a ping: wait
+    msgs, rest, pings = frame(b"\r\n")  # maybe half a ping: wait
     assert msgs == [] and rest == b"\r\n" and pings == 0
-    assert split_stream(b"") == ([], b"", 0)
+    assert frame(b"") == ([], b"", 0)
 
 
-def test_split_stream_missing_content_length_counts_as_zero() -> None:
+def test_framing_missing_content_length_counts_as_zero() -> None:
     b = msg(*BASE)
-    assert split_stream(b + b) == ([b, b], b"", 0)
+    assert frame(b + b) == ([b, b], b"", 0)
 
 
 @pytest.mark.parametrize("line", [
     "Content-Length: -1", "Content-Length: abc", "Content-Length: 99999999999",
 ])
-def test_split_stream_bad_content_length(line: str) -> None:
+def test_framing_bad_content_length(line: str) -> None:
     with pytest.raises(ParseError) as info:
-        split_stream(msg(*BASE, line))
+        frame(msg(*BASE, line))
     assert info.value.status == 400
 
 
-def test_split_stream_conflicting_and_huge() -> None:
+def test_framing_conflicting_and_huge() -> None:
     with pytest.raises(ParseError):
-        split_stream(msg(*BASE, "Content-Length: 1", "l: 2", body="ab"))
+        frame(msg(*BASE, "Content-Length: 1", "l: 2", body="ab"))
     same = msg(*BASE, "Content-Length: 2", "l: 2", body="ab")
-    assert split_stream(same)[0] == [same]
+    assert frame(same)[0] == [same]
     with pytest.raises(ParseError):
-        split_stream(b"INVITE sip:x SIP/2.0\r\nX: " + b"a" * 70000)
+        frame(b"INVITE sip:x SIP/2.0\r\nX: " + b"a" * 70000)
     with pytest.raises(ParseError) as info:
-        split_stream(msg(*BASE, "Content-Length: 10000000"))
+        frame(msg(*BASE, "Content-Length: 10000000"))
     assert info.value.status == 413
 
 

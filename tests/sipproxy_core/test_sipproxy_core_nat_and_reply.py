@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from sipproxy.proxy.context import sender_behind_nat
+from sipproxy.proxy.nat import sender_behind_nat
 from sipproxy.runtime.edge import Core
-from sipproxy.runtime.transport import Inbound, Peer
+from sipproxy.sip.addressing import Inbound, Peer
 from sipproxy.sip.parser import parse_message
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from sipproxy.proxy.validation import proxy_validate
 from sipproxy.sip.parser import (
     ParseError,
     Request,
     Response,
     make_response,
     parse_message,
-    proxy_validate,
 )
 from sipproxy.sip.uri import URI
 
@@ -246,7 +246,7 @@ def test_uri_object_round_trip_in_request() -> None:
 
 def test_element_still_answers_after_every_torture_message() -> None:
     """All 49 messages through one transaction layer, then a valid request still works."""
-    from sipproxy.sip.transaction.machine import Deliver, Send, TransactionLayer
+    from sipproxy.sip.transaction import Deliver, Send, TransactionLayer
 
     layer = TransactionLayer()
     answered = delivered = 0

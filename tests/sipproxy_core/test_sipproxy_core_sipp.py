@@ -1,6 +1,6 @@
 """The message and transaction layers against a real, independent peer: sipp over UDP.
 
-A minimal UA is built here on sipproxy.sip.parser + sipproxy.sip.transaction.machine with a plain socket and
+A minimal UA is built here on sipproxy.sip.parser + sipproxy.sip.transaction with a plain socket and
 real time (small T1), so the sans-I/O layer is checked on the wire without the gevent edge.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sipproxy.sip.parser import ParseError, Request, make_response, parse_message, split_stream
-from sipproxy.sip.transaction.machine import (
+from sipproxy.sip.parser import ParseError, Request, make_response, parse_message
+from sipproxy.sip.transaction import (
     Deliver,
     Send,
     StartTimer,
@@ -24,7 +24,7 @@ from sipproxy.sip.transaction.machine import (
     Timers,
     TransactionLayer,
 )
-from tests.helpers import require_tool
+from tests.helpers import frame, require_tool
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 
@@ -80,7 +80,7 @@ class UdpUA:
 
 
 class TcpUA(UdpUA):
-    """The same UA on one accepted TCP connection, framed with split_stream."""
+    """The same UA on one accepted TCP connection, framed with frame."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +115,7 @@ class TcpUA(UdpUA):
             chunk = self.conn.recv(7)  # tiny reads: messages arrive in pieces
             if not chunk:
                 break
-            messages, self.buffer, _pings = split_stream(self.buffer + chunk)
+            messages, self.buffer, _pings = frame(self.buffer + chunk)
             for data in messages:
                 self.framed += 1
                 self.run(self.layer.receive(parse_message(data), self.conn, reliable=True))
@@ -151,7 +151,7 @@ def finish(proc: subprocess.Popen, tmp: Path) -> None:
 def test_server_transactions_against_sipp_uac(tmp_path: Path, transport: str) -> None:
     """sipp sends INVITE; we answer 180 + 486 through an IST, which absorbs sipp's ACK.
 
-    Over TCP the stream is read 7 bytes at a time and framed by split_stream."""
+    Over TCP the stream is read 7 bytes at a time and framed by frame."""
     ua = UdpUA() if transport == "u1" else TcpUA()
 
     def answer(d: Deliver) -> None:

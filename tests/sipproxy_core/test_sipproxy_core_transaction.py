@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sipproxy.sip.parser import Request, Response, make_response, parse_message
-from sipproxy.sip.transaction.machine import (
+from sipproxy.sip.transaction import (
     ICT,
     IST,
     NICT,

@@ -6,9 +6,9 @@ import gevent
 from gevent import socket
 
 from sipproxy.runtime.edge import Core
-from sipproxy.runtime.transport import Peer
+from sipproxy.sip.addressing import Peer
 from sipproxy.sip.parser import make_response, parse_message
-from sipproxy.sip.transaction.machine import Timers
+from sipproxy.sip.transaction import Timers
 from tests.helpers import free_port
 
 

@@ -6,7 +6,8 @@ import gevent
 
 from ngnpro.models import Dialog
 from ngnpro.models.database import open_database
-from sipproxy.dialog.store import DialogInfo, DialogStore
+from sipproxy.dialog.state import DialogInfo
+from sipproxy.dialog.store import DialogStore
 
 
 def _info(call_id: str, from_tag: str = "ft", to_tag: str = "tt") -> DialogInfo:

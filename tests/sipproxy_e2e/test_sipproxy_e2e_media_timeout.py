@@ -25,10 +25,10 @@ from sipproxy.dialog.control import (
     CallControl,
     EndReason,
     end_call_requests,
-    next_hop,
 )
-from sipproxy.runtime.transport import Peer
+from sipproxy.sip.addressing import Peer
 from sipproxy.sip.parser import parse_message
+from sipproxy.sip.routeset import apply_route_set
 from sipproxy.sip.uri import ParseError
 from tests.helpers import free_port, require_tool
 
@@ -97,8 +97,8 @@ def test_route_set_is_split_at_our_record_route_and_ordered_per_side():
     byes = _byes(_dialog(route_set=rr))
     assert byes["callee"].headers.getall("route") == ["<sip:p4.example.net;lr>", "<sip:p5.example.net;lr>"]
     assert byes["caller"].headers.getall("route") == ["<sip:p2.example.org;lr>", "<sip:p1.example.org;lr>"]
-    assert str(next_hop(byes["callee"])) == "sip:p4.example.net;lr"
-    assert str(next_hop(byes["caller"])) == "sip:p2.example.org;lr"
+    assert str(apply_route_set(byes["callee"])) == "sip:p4.example.net;lr"
+    assert str(apply_route_set(byes["caller"])) == "sip:p2.example.org;lr"
     # the Request-URI stays the remote target with loose routers
     assert str(byes["callee"].uri) == "sip:bob@198.51.100.2:5080"
 
@@ -113,9 +113,12 @@ def test_double_record_route_of_ours_is_left_out():
 def test_strict_router_becomes_the_request_uri():
     rr = f"<sip:strict.example.net>, <sip:{ME};lr>"
     bye = _byes(_dialog(route_set=rr))["callee"]
+    # built along the route set; sent through the proxy's one route-set rule
+    assert str(bye.uri) == "sip:bob@198.51.100.2:5080"
+    assert bye.headers.getall("route") == ["<sip:strict.example.net>"]
+    assert str(apply_route_set(bye)) == "sip:strict.example.net"
     assert str(bye.uri) == "sip:strict.example.net"
     assert bye.headers.getall("route") == ["<sip:bob@198.51.100.2:5080>"]
-    assert str(next_hop(bye)) == "sip:strict.example.net"
 
 
 def test_reason_text_is_quoted_and_any_reason_can_end_a_call():
@@ -130,10 +133,18 @@ def test_unreadable_contact_raises_parse_error():
 
 # -- CallControl with a recording core -----------------------------------------------------
 
-class _Core:
+class _Edge:
+    """The proxy's I/O edge (sipproxy.proxy.interface.Edge), recording what is sent."""
+
     def __init__(self):
         self.sent = []
-        self.transports = SimpleNamespace(connections={})
+        self.connections = set()
+
+    def connected(self, peer):
+        return peer in self.connections
+
+    def resolve(self, uri):
+        return Peer(uri.transport or "udp", uri.host, uri.port or 5060)
 
     def listener_for(self, transport, host=None):
         return SimpleNamespace(transport=transport, host=ME, port=5060)
@@ -161,12 +172,9 @@ class _Dialogs:
 
 
 def _proxy(rows):
-    def uri_dest(uri):
-        return Peer(uri.transport or "udp", uri.host, uri.port or 5060)
     media = SimpleNamespace(removed=[])
     media.end = lambda call_id, reason: media.removed.append((call_id, reason))
-    return SimpleNamespace(core=_Core(), dialogs=_Dialogs(rows), media=media,
-                           _is_my_uri=_mine, _uri_dest=uri_dest)
+    return SimpleNamespace(edge=_Edge(), dialogs=_Dialogs(rows), media=media, _is_my_uri=_mine)
 
 
 def test_call_control_sends_both_byes_deletes_the_dialog_and_releases_media():
@@ -179,7 +187,7 @@ def test_call_control_sends_both_byes_deletes_the_dialog_and_releases_media():
     calls.note_request(reinvite)
     ev = SimpleNamespace(call_id="c1@x", from_tag="ftag", to_tag="ttag", stream=0, reason="media timeout")
     calls.on_media_timeout(ev)
-    sent = {str(dest): req for req, dest in proxy.core.sent}
+    sent = {str(dest): req for req, dest in proxy.edge.sent}
     assert set(sent) == {"udp:198.51.100.2:5080", "udp:192.0.2.1:5070"}
     assert sent["udp:192.0.2.1:5070"].cseq == (10, "BYE")
     assert sent["udp:198.51.100.2:5080"].cseq == (3, "BYE")
@@ -193,20 +201,20 @@ def test_call_control_sends_both_byes_deletes_the_dialog_and_releases_media():
 def test_call_control_without_a_dialog_only_releases_media():
     proxy = _proxy([])
     assert CallControl(proxy).end_call("gone", "f") == 0
-    assert proxy.core.sent == [] and proxy.media.removed == [("gone", "media timeout")]
+    assert proxy.edge.sent == [] and proxy.media.removed == [("gone", "media timeout")]
 
 
 def test_call_control_ignores_a_dialog_with_other_tags():
     proxy = _proxy([_dialog(from_tag="someone-else")])
     assert CallControl(proxy).end_call("c1@x", "ftag") == 0
-    assert proxy.core.sent == []
+    assert proxy.edge.sent == []
 
 
 def test_call_control_finds_a_late_offer_call_by_the_callee_tag():
     # INVITE without SDP: the relay's first offer came from the callee, so its "from_tag" is ours to_tag
     proxy = _proxy([_dialog()])
     assert CallControl(proxy).end_call("c1@x", "ttag") == 1
-    assert len(proxy.core.sent) == 2
+    assert len(proxy.edge.sent) == 2
 
 
 # -- end to end ----------------------------------------------------------------------------
@@ -303,7 +311,7 @@ def test_call_control_reaches_a_tcp_caller_over_its_open_connection():
     row = _dialog(caller_contact="<sip:alice@192.168.1.5:5060;transport=tcp>",
                   caller_source="tcp:192.0.2.1:40000")
     proxy = _proxy([row])
-    proxy.core.transports.connections[Peer("tcp", "192.0.2.1", 40000)] = object()
+    proxy.edge.connections.add(Peer("tcp", "192.0.2.1", 40000))
     CallControl(proxy).end_call("c1@x", "ftag")
-    dests = {str(dest) for _, dest in proxy.core.sent}
+    dests = {str(dest) for _, dest in proxy.edge.sent}
     assert dests == {"tcp:192.0.2.1:40000", "udp:198.51.100.2:5080"}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sipproxy.proxy.context import best_response, sender_behind_nat
+from sipproxy.proxy.context import best_response
+from sipproxy.proxy.nat import sender_behind_nat
 from sipproxy.proxy.proxy import Proxy
+from sipproxy.routing.pipeline import Router
 from sipproxy.runtime.edge import Core
 from sipproxy.sip.parser import Response, parse_message
+from sipproxy.sip.routeset import apply_route_set
 
 
 class Directory:
@@ -15,9 +18,16 @@ class Directory:
         return domain.lower() == "example.com"
 
 
+def _wire(core: Core, dialogs: object = None) -> Proxy:
+    """A proxy on ``core`` as sipproxy.app wires one (no registrar, no location)."""
+    proxy = Proxy(core, Directory(), SimpleNamespace(authenticator=None), dialogs,
+                  Router(Directory(), None, core))
+    core.tu = proxy
+    return proxy
+
+
 def _proxy() -> Proxy:
-    core = Core(["udp:127.0.0.1:5070", "tcp:127.0.0.1:5070"])
-    return Proxy(core, Directory(), None, SimpleNamespace(authenticator=None), None)
+    return _wire(Core(["udp:127.0.0.1:5070", "tcp:127.0.0.1:5070"]))
 
 
 def _req(uri: str, routes: list[str], to_tag: str = ";tag=b", body: str = "") -> object:
@@ -46,17 +56,15 @@ def test_request_uri_from_a_strict_router_is_restored():
 
 
 def test_sending_to_a_strict_router():
-    p = _proxy()
     req = _req("sip:b@192.0.2.9", ["<sip:strict.example>", "<sip:after.example;lr>"])
-    first = p._next_route(req)
+    first = apply_route_set(req)
     assert str(first) == "sip:strict.example" and str(req.uri) == "sip:strict.example"
     assert req.headers.getall("route") == ["<sip:after.example;lr>", "<sip:b@192.0.2.9>"]
 
 
 def test_loose_next_hop_keeps_request_uri():
-    p = _proxy()
     req = _req("sip:b@192.0.2.9", ["<sip:loose.example;lr>"])
-    assert str(p._next_route(req)) == "sip:loose.example;lr"
+    assert str(apply_route_set(req)) == "sip:loose.example;lr"
     assert str(req.uri) == "sip:b@192.0.2.9"
     assert req.headers.getall("route") == ["<sip:loose.example;lr>"]
 
@@ -89,14 +97,13 @@ def test_finished_transactions_unlink_context_and_branches():
     """A proxied request's server transaction, context, branches and client transactions
     point at each other; once the transactions are over the links are cut, so the call's
     messages are freed by reference counting instead of waiting for the cyclic GC."""
-    from sipproxy.runtime.transport import Inbound, Peer
-    from sipproxy.sip.transaction.machine import Timers
+    from sipproxy.sip.addressing import Inbound, Peer
+    from sipproxy.sip.transaction import Timers
 
     core = Core(["udp:127.0.0.1:5070"], timers=Timers(t1=0.01, t2=0.04, t4=0.05, d=0.05))
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
-    p = Proxy(core, Directory(), None, SimpleNamespace(authenticator=None),
-              SimpleNamespace(ended=lambda *args: None))
+    p = _wire(core, SimpleNamespace(ended=lambda *args: None))
     lst = core.transports.listeners[0]
     try:
         core.on_inbound(Inbound(_req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;lr>"]).to_bytes(),
@@ -130,13 +137,12 @@ def test_finished_transactions_unlink_context_and_branches():
 def test_2xx_retransmission_after_the_context_is_let_go_still_reaches_the_caller():
     """A re-INVITE's 200 settles its context at once; the callee's retransmitted 200
     (RFC 6026: the client transaction lingers in Accepted) is relayed along the Via."""
-    from sipproxy.runtime.transport import Inbound, Peer
+    from sipproxy.sip.addressing import Inbound, Peer
 
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
-    p = Proxy(core, Directory(), None, SimpleNamespace(authenticator=None),
-              SimpleNamespace(ended=lambda *args: None))
+    p = _wire(core, SimpleNamespace(ended=lambda *args: None))
     lst = core.transports.listeners[0]
     reinvite = _req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;lr>"]).to_bytes()
     reinvite = reinvite.replace(b"BYE sip:", b"INVITE sip:").replace(b"2 BYE", b"2 INVITE")

@@ -8,7 +8,9 @@ import gevent
 import pytest
 from gevent import socket
 
-from sipproxy.runtime.transport import PING, FramingError, Peer, StreamFramer, Transports
+from sipproxy.runtime.transport import Transports
+from sipproxy.sip.addressing import Peer
+from sipproxy.sip.framing import PING, FramingError, StreamFramer
 from tests.helpers import free_port
 
 MSG = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nContent-Length: 4\r\n\r\nbody"

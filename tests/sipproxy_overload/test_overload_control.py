@@ -16,7 +16,7 @@ from ngnpro.models.config import ConfigError, validate
 from sipproxy.runtime.overload import SPAN, STEP_DOWN, TICK, Overload, rejection, sheddable
 from sipproxy.runtime.transport import enable_timestamps, queue_age
 from sipproxy.sip.parser import parse_message
-from sipproxy.sip.transaction.machine import STATELESS_MARK, server_key
+from sipproxy.sip.transaction import STATELESS_MARK, server_key
 
 MS = 1e-3
 
@@ -62,7 +62,7 @@ def parsed(data: bytes):  # noqa: ANN201
 
 def test_below_threshold_nothing_is_refused(caplog):
     ctl = Overload(0.1, clock=Clock())
-    with caplog.at_level(logging.INFO, "sipproxy.runtime.overload"):
+    with caplog.at_level(logging.INFO, "sipproxy.overload"):
         for delay in (0, 0.02, 0.09, 0.1, 0.05):
             window(ctl, delay)
     assert ctl.reject == 0.0 and ctl.episodes == 0
@@ -71,7 +71,7 @@ def test_below_threshold_nothing_is_refused(caplog):
 
 def test_enters_above_threshold_and_logs_once(caplog):
     ctl = Overload(0.1, clock=Clock())
-    with caplog.at_level(logging.INFO, "sipproxy.runtime.overload"):
+    with caplog.at_level(logging.INFO, "sipproxy.overload"):
         window(ctl, 0.15)
         window(ctl, 0.15)
     assert ctl.reject > 0.0 and ctl.episodes == 1
@@ -128,7 +128,7 @@ def test_hysteresis_holds_between_low_and_threshold_then_leaves(caplog):
     for _ in range(20):  # below the threshold but above half of it: no change
         window(ctl, 0.07)
     assert ctl.reject == held
-    with caplog.at_level(logging.INFO, "sipproxy.runtime.overload"):
+    with caplog.at_level(logging.INFO, "sipproxy.overload"):
         levels = [held]
         while ctl.reject > 0:
             window(ctl, 0.03)
@@ -147,7 +147,7 @@ def test_hysteresis_holds_between_low_and_threshold_then_leaves(caplog):
 def test_reports_counts_every_interval_while_overloaded(caplog):
     clock = Clock()
     ctl = Overload(0.1, clock=clock)
-    with caplog.at_level(logging.INFO, "sipproxy.runtime.overload"):
+    with caplog.at_level(logging.INFO, "sipproxy.overload"):
         for _ in range(10):
             window(ctl, 1.0)  # far behind: everything new is refused
         assert ctl.reject == 1.0

@@ -168,7 +168,7 @@ def test_malformed_credentials_and_headers(env) -> None:  # noqa: ANN001
 
 
 def test_proxy_authentication_407(env) -> None:  # noqa: ANN001
-    from sipproxy.registrar.registrar import Authenticator
+    from sipproxy.auth.authentication import Authenticator
 
     reg, _, _ = env
     authn: Authenticator = reg.authenticator

@@ -43,32 +43,14 @@ Timers (seconds; `Timers` holds T1, T2, T4 and D, tests use small values): A=T1 
 B=F=H=J=L=M=64*T1, D=32 s, E=G=T1 doubling up to T2, I=K=T4; D, I, J and K are 0 (immediate)
 on reliable transports and A, E, G are not started there.
 
-Matching (17.1.3, 17.2.3): responses by top-Via branch + CSeq method (client keys are
-``(branch, method)``; `TransactionLayer.find_client` for an edge that strips its own Via
-first); requests by branch + sent-by + method (ACK matches its INVITE) when the branch has
-the magic cookie ``z9hG4bK`` and more, otherwise by the RFC 2543 fields (Request-URI, From
-tag, Call-ID, CSeq number, top Via; the ACK's To tag is not compared).
-`TransactionLayer.match_cancel` finds the INVITE server transaction a CANCEL cancels (9.2;
-cancelling a non-INVITE has no effect, so only INVITE transactions are looked up).
-
-Stateless answers (RFC 3261 8.2.7): a TU may answer a new request without keeping state --
-what 8.2.7 and 26.1.5 ask for challenges, so that a flood of unauthenticated requests creates
-no transactions.  `TransactionLayer.reply_stateless` drops the request's server transaction
-(it has started no timer and sent nothing yet: the automatic 100 is deferred, see `Send`) and
-sends the response once; a retransmitted request is answered anew, with the same To tag
-(`stateless_tag`: derived from the request, 8.2.7), and the ACK for such an answer, which
-matches no transaction, is absorbed by that tag's mark.
-
-The TU's duties stay with the TU: Timer C and CANCEL of pending branches (16.6, 16.7), the
-ACK and retransmissions of a 2xx (13.3.1.4), and answering ``Timeout`` with a 408.
+Matching messages to transactions is :mod:`sipproxy.sip.transaction.layer`.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-import zlib
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from sipproxy.sip.parser import Message, Request, Response, make_response
@@ -79,14 +61,12 @@ from sipproxy.sip.transaction.effects import (
     StartTimer,
     Terminated,
     Timeout,
-    Timers,
     TransportError,
 )
 
 __all__ = [
-    "TABLE", "ICT", "NICT", "IST", "NIST", "TERMINATED", "Timers", "Transaction",
-    "TransactionLayer", "Send", "StartTimer", "CancelTimer", "Deliver", "Timeout",
-    "TransportError", "Terminated", "make_ack", "make_cancel", "MAGIC_COOKIE", "stateless_tag",
+    "TABLE", "Machine", "State", "ICT", "NICT", "IST", "NIST", "TERMINATED", "Transaction",
+    "make_ack", "make_cancel", "send_response",
 ]
 
 log = logging.getLogger("sipproxy.transaction")
@@ -94,102 +74,113 @@ log = logging.getLogger("sipproxy.transaction")
 _debug_on = log.isEnabledFor
 DEBUG = logging.DEBUG
 
-MAGIC_COOKIE = "z9hG4bK"
-ICT, NICT, IST, NIST = "ICT", "NICT", "IST", "NIST"
-TERMINATED = "Terminated"
+
+
+class Machine(StrEnum):
+    """The four machines of RFC 3261 17 (figures 5-8)."""
+
+    ICT = "ICT"    # INVITE client
+    NICT = "NICT"  # non-INVITE client
+    IST = "IST"    # INVITE server
+    NIST = "NIST"  # non-INVITE server
+
+
+class State(StrEnum):
+    """The states of the machines (RFC 3261 17; Accepted from RFC 6026)."""
+
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+ICT, NICT, IST, NIST = Machine.ICT, Machine.NICT, Machine.IST, Machine.NIST
+CALLING, TRYING, PROCEEDING = State.CALLING, State.TRYING, State.PROCEEDING
+COMPLETED, CONFIRMED, ACCEPTED, TERMINATED = (
+    State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED)
 
 _TERM_ON_ERROR = (TERMINATED, ("transport_error",))
 
-#: how the To tags of our stateless answers begin: drawn once per server (workers fork after
-#: the import, so they share it), so that the ACK for such an answer is known by its tag
-STATELESS_MARK = "s" + secrets.token_hex(3) + "-"
-
-
-def stateless_tag(request: Request) -> str:
-    """The To tag of a stateless answer to ``request`` (RFC 3261 8.2.7: the same request
-    gets the same tag, so a retransmission's answer is the same dialog's): the mark and a
-    CRC of what identifies the request -- its top Via branch, Call-ID, From tag and CSeq."""
-    via = request.vias[0]
-    seed = f"{via.branch}|{request.call_id}|{request.from_.tag}|{request.cseq[0]}"
-    return f"{STATELESS_MARK}{zlib.crc32(seed.encode()):08x}"
-
 # fmt: off
 #: (machine, state, event) -> (new state, actions). The whole of RFC 3261 17 (+ RFC 6026).
-TABLE: dict[tuple[str, str, str], tuple[str, tuple[str, ...]]] = {
+TABLE: dict[tuple[Machine, State, str], tuple[State, tuple[str, ...]]] = {
     # -- INVITE client transaction (17.1.1, figure 5) ---------------------------------------
-    (ICT, "Calling", "start"):              ("Calling", ("send_request", "start_A", "start_B")),
-    (ICT, "Calling", "timer_A"):            ("Calling", ("send_request", "double_A")),
-    (ICT, "Calling", "timer_B"):            (TERMINATED, ("timeout",)),
-    (ICT, "Calling", "transport_error"):    _TERM_ON_ERROR,
-    (ICT, "Calling", "1xx"):                ("Proceeding", ("cancel_A", "cancel_B", "deliver")),
-    (ICT, "Calling", "2xx"):                ("Accepted", ("cancel_A", "cancel_B", "deliver",
+    (ICT, CALLING, "start"):              (CALLING, ("send_request", "start_A", "start_B")),
+    (ICT, CALLING, "timer_A"):            (CALLING, ("send_request", "double_A")),
+    (ICT, CALLING, "timer_B"):            (TERMINATED, ("timeout",)),
+    (ICT, CALLING, "transport_error"):    _TERM_ON_ERROR,
+    (ICT, CALLING, "1xx"):                (PROCEEDING, ("cancel_A", "cancel_B", "deliver")),
+    (ICT, CALLING, "2xx"):                (ACCEPTED, ("cancel_A", "cancel_B", "deliver",
                                                           "start_M")),
-    (ICT, "Calling", "final"):              ("Completed", ("cancel_A", "cancel_B", "deliver",
+    (ICT, CALLING, "final"):              (COMPLETED, ("cancel_A", "cancel_B", "deliver",
                                                            "send_ack", "start_D")),
-    (ICT, "Proceeding", "1xx"):             ("Proceeding", ("deliver",)),
-    (ICT, "Proceeding", "2xx"):             ("Accepted", ("deliver", "start_M")),
-    (ICT, "Proceeding", "final"):           ("Completed", ("deliver", "send_ack", "start_D")),
-    (ICT, "Proceeding", "transport_error"): _TERM_ON_ERROR,
-    (ICT, "Completed", "final"):            ("Completed", ("resend_ack",)),
-    (ICT, "Completed", "transport_error"):  _TERM_ON_ERROR,
-    (ICT, "Completed", "timer_D"):          (TERMINATED, ()),
-    (ICT, "Accepted", "2xx"):               ("Accepted", ("deliver",)),
-    (ICT, "Accepted", "timer_M"):           (TERMINATED, ()),
+    (ICT, PROCEEDING, "1xx"):             (PROCEEDING, ("deliver",)),
+    (ICT, PROCEEDING, "2xx"):             (ACCEPTED, ("deliver", "start_M")),
+    (ICT, PROCEEDING, "final"):           (COMPLETED, ("deliver", "send_ack", "start_D")),
+    (ICT, PROCEEDING, "transport_error"): _TERM_ON_ERROR,
+    (ICT, COMPLETED, "final"):            (COMPLETED, ("resend_ack",)),
+    (ICT, COMPLETED, "transport_error"):  _TERM_ON_ERROR,
+    (ICT, COMPLETED, "timer_D"):          (TERMINATED, ()),
+    (ICT, ACCEPTED, "2xx"):               (ACCEPTED, ("deliver",)),
+    (ICT, ACCEPTED, "timer_M"):           (TERMINATED, ()),
     # -- non-INVITE client transaction (17.1.2, figure 6) -----------------------------------
-    (NICT, "Trying", "start"):              ("Trying", ("send_request", "start_E", "start_F")),
-    (NICT, "Trying", "timer_E"):            ("Trying", ("send_request", "double_E")),
-    (NICT, "Trying", "timer_F"):            (TERMINATED, ("timeout",)),
-    (NICT, "Trying", "transport_error"):    _TERM_ON_ERROR,
-    (NICT, "Trying", "1xx"):                ("Proceeding", ("deliver",)),
-    (NICT, "Trying", "2xx"):                ("Completed", ("cancel_E", "cancel_F", "deliver",
+    (NICT, TRYING, "start"):              (TRYING, ("send_request", "start_E", "start_F")),
+    (NICT, TRYING, "timer_E"):            (TRYING, ("send_request", "double_E")),
+    (NICT, TRYING, "timer_F"):            (TERMINATED, ("timeout",)),
+    (NICT, TRYING, "transport_error"):    _TERM_ON_ERROR,
+    (NICT, TRYING, "1xx"):                (PROCEEDING, ("deliver",)),
+    (NICT, TRYING, "2xx"):                (COMPLETED, ("cancel_E", "cancel_F", "deliver",
                                                            "start_K")),
-    (NICT, "Trying", "final"):              ("Completed", ("cancel_E", "cancel_F", "deliver",
+    (NICT, TRYING, "final"):              (COMPLETED, ("cancel_E", "cancel_F", "deliver",
                                                            "start_K")),
-    (NICT, "Proceeding", "timer_E"):        ("Proceeding", ("send_request", "T2_E")),
-    (NICT, "Proceeding", "timer_F"):        (TERMINATED, ("timeout",)),
-    (NICT, "Proceeding", "transport_error"): _TERM_ON_ERROR,
-    (NICT, "Proceeding", "1xx"):            ("Proceeding", ("deliver",)),
-    (NICT, "Proceeding", "2xx"):            ("Completed", ("cancel_E", "cancel_F", "deliver",
+    (NICT, PROCEEDING, "timer_E"):        (PROCEEDING, ("send_request", "T2_E")),
+    (NICT, PROCEEDING, "timer_F"):        (TERMINATED, ("timeout",)),
+    (NICT, PROCEEDING, "transport_error"): _TERM_ON_ERROR,
+    (NICT, PROCEEDING, "1xx"):            (PROCEEDING, ("deliver",)),
+    (NICT, PROCEEDING, "2xx"):            (COMPLETED, ("cancel_E", "cancel_F", "deliver",
                                                            "start_K")),
-    (NICT, "Proceeding", "final"):          ("Completed", ("cancel_E", "cancel_F", "deliver",
+    (NICT, PROCEEDING, "final"):          (COMPLETED, ("cancel_E", "cancel_F", "deliver",
                                                            "start_K")),
-    (NICT, "Completed", "timer_K"):         (TERMINATED, ()),
+    (NICT, COMPLETED, "timer_K"):         (TERMINATED, ()),
     # -- INVITE server transaction (17.2.1, figure 7; RFC 6026 Accepted) --------------------
-    (IST, "Proceeding", "start"):           ("Proceeding", ("send_100", "deliver")),
-    (IST, "Proceeding", "request"):         ("Proceeding", ("resend_response",)),
-    (IST, "Proceeding", "send_1xx"):        ("Proceeding", ("send_response",)),
-    (IST, "Proceeding", "send_2xx"):        ("Accepted", ("send_response", "start_L")),
-    (IST, "Proceeding", "send_final"):      ("Completed", ("send_response", "start_G",
+    (IST, PROCEEDING, "start"):           (PROCEEDING, ("send_100", "deliver")),
+    (IST, PROCEEDING, "request"):         (PROCEEDING, ("resend_response",)),
+    (IST, PROCEEDING, "send_1xx"):        (PROCEEDING, ("send_response",)),
+    (IST, PROCEEDING, "send_2xx"):        (ACCEPTED, ("send_response", "start_L")),
+    (IST, PROCEEDING, "send_final"):      (COMPLETED, ("send_response", "start_G",
                                                            "start_H")),
-    (IST, "Proceeding", "transport_error"): _TERM_ON_ERROR,
-    (IST, "Completed", "request"):          ("Completed", ("resend_response",)),
-    (IST, "Completed", "timer_G"):          ("Completed", ("resend_response", "double_G")),
-    (IST, "Completed", "timer_H"):          (TERMINATED, ("timeout",)),
-    (IST, "Completed", "transport_error"):  _TERM_ON_ERROR,
-    (IST, "Completed", "ack"):              ("Confirmed", ("cancel_G", "cancel_H", "start_I")),
-    (IST, "Confirmed", "timer_I"):          (TERMINATED, ()),
-    (IST, "Accepted", "send_2xx"):          ("Accepted", ("send_response",)),
-    (IST, "Accepted", "ack"):               ("Accepted", ("deliver",)),
-    (IST, "Accepted", "timer_L"):           (TERMINATED, ()),
+    (IST, PROCEEDING, "transport_error"): _TERM_ON_ERROR,
+    (IST, COMPLETED, "request"):          (COMPLETED, ("resend_response",)),
+    (IST, COMPLETED, "timer_G"):          (COMPLETED, ("resend_response", "double_G")),
+    (IST, COMPLETED, "timer_H"):          (TERMINATED, ("timeout",)),
+    (IST, COMPLETED, "transport_error"):  _TERM_ON_ERROR,
+    (IST, COMPLETED, "ack"):              (CONFIRMED, ("cancel_G", "cancel_H", "start_I")),
+    (IST, CONFIRMED, "timer_I"):          (TERMINATED, ()),
+    (IST, ACCEPTED, "send_2xx"):          (ACCEPTED, ("send_response",)),
+    (IST, ACCEPTED, "ack"):               (ACCEPTED, ("deliver",)),
+    (IST, ACCEPTED, "timer_L"):           (TERMINATED, ()),
     # -- non-INVITE server transaction (17.2.2, figure 8) -----------------------------------
-    (NIST, "Trying", "start"):              ("Trying", ("deliver",)),
-    (NIST, "Trying", "send_1xx"):           ("Proceeding", ("send_response",)),
-    (NIST, "Trying", "send_2xx"):           ("Completed", ("send_response", "start_J")),
-    (NIST, "Trying", "send_final"):         ("Completed", ("send_response", "start_J")),
-    (NIST, "Proceeding", "request"):        ("Proceeding", ("resend_response",)),
-    (NIST, "Proceeding", "send_1xx"):       ("Proceeding", ("send_response",)),
-    (NIST, "Proceeding", "send_2xx"):       ("Completed", ("send_response", "start_J")),
-    (NIST, "Proceeding", "send_final"):     ("Completed", ("send_response", "start_J")),
-    (NIST, "Proceeding", "transport_error"): _TERM_ON_ERROR,
-    (NIST, "Completed", "request"):         ("Completed", ("resend_response",)),
-    (NIST, "Completed", "transport_error"): _TERM_ON_ERROR,
-    (NIST, "Completed", "timer_J"):         (TERMINATED, ()),
+    (NIST, TRYING, "start"):              (TRYING, ("deliver",)),
+    (NIST, TRYING, "send_1xx"):           (PROCEEDING, ("send_response",)),
+    (NIST, TRYING, "send_2xx"):           (COMPLETED, ("send_response", "start_J")),
+    (NIST, TRYING, "send_final"):         (COMPLETED, ("send_response", "start_J")),
+    (NIST, PROCEEDING, "request"):        (PROCEEDING, ("resend_response",)),
+    (NIST, PROCEEDING, "send_1xx"):       (PROCEEDING, ("send_response",)),
+    (NIST, PROCEEDING, "send_2xx"):       (COMPLETED, ("send_response", "start_J")),
+    (NIST, PROCEEDING, "send_final"):     (COMPLETED, ("send_response", "start_J")),
+    (NIST, PROCEEDING, "transport_error"): _TERM_ON_ERROR,
+    (NIST, COMPLETED, "request"):         (COMPLETED, ("resend_response",)),
+    (NIST, COMPLETED, "transport_error"): _TERM_ON_ERROR,
+    (NIST, COMPLETED, "timer_J"):         (TERMINATED, ()),
 }
 # fmt: on
 
-INITIAL_STATE = {ICT: "Calling", NICT: "Trying", IST: "Proceeding", NIST: "Trying"}
+INITIAL_STATE = {ICT: CALLING, NICT: TRYING, IST: PROCEEDING, NIST: TRYING}
 #: states after the final response, in every machine: see `Transaction._settle`
-_SETTLED = frozenset(("Completed", "Confirmed", "Accepted"))
+_SETTLED = frozenset((COMPLETED, CONFIRMED, ACCEPTED))
 
 
 # -- message helpers -------------------------------------------------------------------
@@ -223,31 +214,6 @@ def make_cancel(request: Request) -> Request:
     return Request("CANCEL", request.uri.copy(), headers)
 
 
-def server_key(request: Request, method: str | None = None, via: Any = None) -> tuple:
-    """The 17.2.3 matching key of a request (``method`` overrides: ACK/CANCEL -> INVITE;
-    ``via``: its top Via when the caller has it parsed already)."""
-    if via is None:
-        via = request.vias[0]
-    if method is None:
-        method = "INVITE" if request.method == "ACK" else request.method
-    branch = via.params.get("branch")
-    if branch and len(branch) > 7 and branch.startswith(MAGIC_COOKIE):
-        port = via.port  # `Via.sent_by`, inline: this runs for every request
-        return (branch, (via.host if port is None else f"{via.host}:{port}").lower(), method)
-    # RFC 2543 fallback (To tag left out: our own responses add it)
-    return (
-        "2543", str(request.uri), request.from_.tag, request.call_id, request.cseq[0],
-        str(via), method,
-    )
-
-
-def client_key(message: Message, branch: str | None = None) -> tuple:
-    """The 17.1.3 matching key: top Via branch and CSeq method."""
-    if branch is None:
-        branch = message.vias[0].branch or ""
-    return (branch, message.cseq[1])
-
-
 # -- transactions ----------------------------------------------------------------------
 
 
@@ -261,7 +227,7 @@ class Transaction:
     )
 
     def __init__(
-        self, layer: TransactionLayer, machine: str, key: tuple, request: Request,
+        self, layer: Any, machine: Machine, key: tuple, request: Request,
         dest: Any, reliable: bool,
     ) -> None:
         self.layer = layer
@@ -417,7 +383,7 @@ def _resend_ack(txn: Transaction, out: list, _msg: Message | None) -> None:
         out.append(Send(txn.ack_data, txn.dest, txn.ack, txn))
 
 
-def _send_response(txn: Transaction, out: list, msg: Message | None) -> None:
+def send_response(txn: Transaction, out: list, msg: Message | None) -> None:
     txn.last_response = msg  # type: ignore[assignment]
     txn.last_response_data = msg.to_bytes()  # type: ignore[union-attr]
     out.append(Send(txn.last_response_data, txn.source, msg, txn))  # type: ignore[arg-type]
@@ -432,7 +398,7 @@ def _resend_response(txn: Transaction, out: list, _msg: Message | None) -> None:
     if txn.last_response_data is not None:
         out.append(Send(txn.last_response_data, txn.source, txn.last_response, txn))
     elif txn.machine == IST:  # a retransmitted INVITE whose TU is still at work: the 100 now
-        _send_response(txn, out, make_response(txn.request, 100))
+        send_response(txn, out, make_response(txn.request, 100))
 
 
 def _timeout(txn: Transaction, out: list, _msg: Message | None) -> None:
@@ -448,7 +414,7 @@ _ACTIONS: dict[str, Callable[[Transaction, list, Message | None], None]] = {
     "deliver": _deliver,
     "send_ack": _send_ack,
     "resend_ack": _resend_ack,
-    "send_response": _send_response,
+    "send_response": send_response,
     "send_100": _send_100,
     "resend_response": _resend_response,
     "timeout": _timeout,
@@ -468,109 +434,3 @@ assert all(a in _ACTIONS for _row in TABLE.values() for a in _row[1])
 _COMPILED = {key: (state, tuple(_ACTIONS[n] for n in names), names, state in _SETTLED,
                    state == TERMINATED)
              for key, (state, names) in TABLE.items()}
-
-
-class TransactionLayer:
-    """All live transactions of one element; routes messages, timers and TU sends to them."""
-
-    def __init__(self, timers: Timers | None = None) -> None:
-        self.timers = timers or Timers()
-        self.server: dict[tuple, Transaction] = {}
-        self.client: dict[tuple, Transaction] = {}
-
-    def __len__(self) -> int:
-        return len(self.server) + len(self.client)
-
-    def _forget(self, txn: Transaction) -> None:
-        table = self.client if txn.is_client else self.server
-        if table.get(txn.key) is txn:
-            del table[txn.key]
-
-    def receive(self, message: Message, source: Any = None, reliable: bool = False,
-                via: Any = None) -> list:
-        """A parsed message from the network (``source`` is where it came from; ``via``
-        its top Via if already parsed)."""
-        if isinstance(message, Response):
-            txn = self.client.get(client_key(message))
-            if txn is None:
-                return [Deliver(message, None, source)]
-            return txn.receive(message)
-        req: Request = message  # type: ignore[assignment]
-        key = server_key(req, None, via)
-        txn = self.server.get(key)
-        if txn is not None:
-            return txn.receive(req)
-        if req.method == "ACK":
-            to_tag = req.to.tag
-            if to_tag is not None and to_tag.startswith(STATELESS_MARK):
-                log.debug("ACK for a stateless answer (To tag %s) absorbed", to_tag)
-                return []
-            return [Deliver(req, None, source)]
-        machine = IST if req.method == "INVITE" else NIST
-        txn = Transaction(self, machine, key, req, source, reliable)
-        self.server[key] = txn
-        return txn.fire("start", req)
-
-    def send_request(self, request: Request, dest: Any, reliable: bool = False,
-                     branch: str | None = None) -> tuple:
-        """Start a client transaction for ``request`` (its top Via carries our branch:
-        pass it as ``branch`` when known, to spare parsing it back).
-
-        Returns ``(transaction, actions)``. An ACK is not a transaction: it is sent as is
-        (``transaction`` None).
-        """
-        method = request.method
-        if method == "ACK":
-            return None, [Send(request.to_bytes(), dest, request, None)]
-        machine = ICT if method == "INVITE" else NICT
-        key = (branch, request.cseq[1]) if branch else client_key(request)
-        txn = Transaction(self, machine, key, request, dest, reliable)
-        self.client[txn.key] = txn
-        return txn, txn.fire("start")
-
-    def send_response(self, txn: Transaction, response: Response) -> list:
-        """The TU answers through server transaction ``txn``."""
-        return txn.send(response)
-
-    def reply_stateless(self, txn: Transaction, response: Response) -> list:
-        """Answer ``txn``'s request statelessly (RFC 3261 8.2.7) and forget the transaction.
-
-        For a server transaction that has sent nothing yet (no timer is running, and its
-        deferred 100 is then never sent: 8.2.7 allows no provisional response).  One that
-        has sent something already keeps its state and sends ``response`` as usual."""
-        if txn.is_client or txn.last_response_data is not None:
-            return txn.send(response)
-        txn.state = TERMINATED
-        self._forget(txn)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s: answered %d statelessly", txn.machine, txn.key[0], response.status)
-        return [Send(response.to_bytes(), txn.source, response, None)]
-
-    def send_trying(self, txn: Transaction) -> list:
-        """The deferred 100 Trying of INVITE server transaction ``txn`` (see `Send`), made
-        now -- unless the transaction has sent a response (or the 100) already, or is gone."""
-        if txn.last_response_data is not None or txn.state != "Proceeding" or txn.machine != IST:
-            return []
-        out: list = []
-        _send_response(txn, out, make_response(txn.request, 100))
-        return out
-
-    def timer_fired(self, timer: StartTimer) -> list:
-        """A `StartTimer` came due; ignored if restarted, cancelled or terminated since."""
-        txn = timer.transaction
-        if txn.timers.get(timer.name) is not timer:
-            return []
-        return txn.timer_fired(timer.name)
-
-    def transport_error(self, txn: Transaction) -> list:
-        return txn.transport_error()
-
-    def find_client(self, branch: str, method: str) -> Transaction | None:
-        """The client transaction of our ``branch`` for CSeq ``method`` (17.1.3), if live.
-
-        For an edge that strips its own top Via before handing a response on."""
-        return self.client.get((branch, method))
-
-    def match_cancel(self, cancel: Request) -> Transaction | None:
-        """The INVITE server transaction that ``cancel`` cancels (RFC 3261 9.2), if any."""
-        return self.server.get(server_key(cancel, "INVITE"))

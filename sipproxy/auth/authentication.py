@@ -1,0 +1,77 @@
+"""Digest authentication of requests against the provisioned accounts (RFC 3261 22).
+
+The registrar's 401 and the proxy's 407 are one check: :meth:`Authenticator.check` finds
+the account the credentials name (``user`` or ``user@domain``, RFC 8760 algorithms), lets
+:class:`sipproxy.sip.digest.DigestAuth` verify them, and answers the authenticated account
+or the response to send -- a challenge, sent statelessly (RFC 3261 8.2.7), or a 400 for
+credentials that cannot be read.  Sans-I/O: the accounts come from the directory object
+handed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sipproxy.directory.account import Account
+from sipproxy.sip import digest
+from sipproxy.sip.digest import AuthResult, DigestAuth
+from sipproxy.sip.ids import new_tag
+from sipproxy.sip.parser import Request, Response, make_response
+from sipproxy.sip.transaction import stateless_tag
+
+__all__ = ["Verdict", "Authenticator"]
+
+
+class Verdict(NamedTuple):
+    """What :meth:`Authenticator.check` decided: an account, or the response to send.
+    (A named tuple: one per authenticated request, cheaper to build than a frozen dataclass.)"""
+
+    account: Account | None
+    response: Response | None
+    result: AuthResult
+
+
+class Authenticator:
+    """Digest authentication of a request against the Directory: ``check`` returns the
+    authenticated account or the 401/407/400 to answer with.  ``proxy=True`` uses
+    Proxy-Authorization / 407 / Proxy-Authenticate (RFC 3261 22.3)."""
+
+    def __init__(self, directory: Any, auth: DigestAuth, realm: str = "") -> None:
+        self.directory = directory
+        self.auth = auth
+        self.realm = realm
+
+    def realm_for(self, domain: str) -> str:
+        return self.realm or domain.lower()
+
+    def check(self, request: Request, domain: str, *, proxy: bool = False) -> Verdict:
+        """Authenticate ``request`` as a user of ``domain`` (the From domain for calls, the
+        To domain for REGISTER)."""
+        domain = domain.lower()
+        realm = self.realm_for(domain)
+        accounts: dict[str, Account | None] = {}
+
+        def lookup(username: str, algorithm: str) -> str | None:
+            user, at, dom = username.partition("@")
+            if at and dom.lower() != domain:
+                return None
+            account = self.directory.account(user if at else username, domain)
+            accounts[username] = account
+            return account.digest_ha1(username, algorithm) if account else None
+
+        header = "proxy-authorization" if proxy else "authorization"
+        result = self.auth.verify(request.headers.raw(header), method=request.method, realm=realm,
+                                  lookup=lookup)
+        if result.ok:
+            return Verdict(accounts.get(result.username), None, result)
+        if result.status == digest.MALFORMED:
+            return Verdict(None, make_response(request, 400, "Malformed Credentials", to_tag=new_tag()), result)
+        return Verdict(None, self.challenge(request, domain, proxy=proxy,
+                                            stale=result.status == digest.STALE), result)
+
+    def challenge(self, request: Request, domain: str, *, proxy: bool = False, stale: bool = False) -> Response:
+        """A 401 (or 407) carrying a fresh challenge for ``domain``'s realm."""
+        headers = self.auth.challenge(self.realm_for(domain), proxy=proxy, stale=stale)
+        status = 407 if proxy else 401
+        # sent statelessly (RFC 3261 8.2.7), so the tag is the request's own: see stateless_tag
+        return make_response(request, status, to_tag=stateless_tag(request), headers=headers)
