@@ -54,7 +54,7 @@ _CACHE_TEXT_MAX = 256
 _CACHE_SIZE = 8192
 
 
-def _remember(cache: dict, text: str, parts: tuple) -> None:
+def _remember(cache: dict, text: str, parts: object) -> None:
     if len(text) <= _CACHE_TEXT_MAX:
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
@@ -199,14 +199,15 @@ class Params:
     __slots__ = ("_items", "_text")
 
     def __init__(self, items: Iterable[tuple[str, str | None]] = ()) -> None:
-        self._items: list | tuple = [[k, v] for k, v in items]
+        self._items: list | tuple = [[k, v] for k, v in items] if items != () else []
         self._text: str | None = None
 
     def _own(self) -> list:
         items = self._items
-        if type(items) is tuple:
-            items = self._items = [list(item) for item in items]
-        return items
+        if isinstance(items, list):
+            return items
+        own = self._items = [list(item) for item in items]
+        return own
 
     def _find(self, name: str) -> int:
         low = None
@@ -266,7 +267,7 @@ class Params:
         return isinstance(name, str) and self._find(name) >= 0
 
     def __iter__(self) -> Iterator[str]:
-        return (item[0] for item in self._items)
+        return iter([item[0] for item in self._items])
 
     def __len__(self) -> int:
         return len(self._items)
@@ -281,11 +282,8 @@ class Params:
         return [(k, v) for k, v in items]
 
     def copy(self) -> Params:
-        p = Params.__new__(Params)
         items = self._items
-        p._items = items if type(items) is tuple else [[k, v] for k, v in items]
-        p._text = self._text
-        return p
+        return _params(items if type(items) is tuple else [[k, v] for k, v in items], self._text)
 
     def __str__(self) -> str:
         items = self._items
@@ -304,8 +302,13 @@ class Params:
         ]
 
 
-def _params(items: tuple, text: str | None) -> Params:
-    p = Params.__new__(Params)
+def _params(items: list | tuple, text: str | None) -> Params:
+    """A `Params` holding ``items`` as they are (a parse cache's tuple, or a list it owns).
+
+    (The message layer builds every object by calling its class, never ``Cls.__new__``:
+    mypyc, which compiles these modules, has no ``__new__`` for its classes.)
+    """
+    p = Params()
     p._items = items
     p._text = text
     return p
@@ -325,7 +328,7 @@ def parse_params(text: str) -> Params:
     if parts[0].strip():
         raise ParseError(400, "Bad Header Parameters")
     params = Params()
-    items = params._items
+    items = params._own()
     for part in parts[1:]:
         name, eq, value = part.partition("=")
         name = name.strip()

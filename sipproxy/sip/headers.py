@@ -22,6 +22,7 @@ from sipproxy.sip.grammar import (
     _SIMPLE_PARAMS_RE,
     Params,
     ParseError,
+    _params,
     _remember,
     _simple_items,
     _with_unique_param,
@@ -161,15 +162,6 @@ class Headers:
         self._lines = lines
         self.gen = 0
         self._views: dict | None = None
-
-    @classmethod
-    def _from_lines(cls, keys: list[str], lines: list[str]) -> Headers:
-        h = cls.__new__(cls)
-        h._keys = keys
-        h._lines = lines
-        h.gen = 0
-        h._views = None
-        return h
 
     def _changed(self, key: str) -> None:
         """Fields named ``key`` changed: forget their parsed views."""
@@ -375,14 +367,10 @@ class Headers:
         self.add(name, value)
 
     def copy(self) -> Headers:
-        h = Headers.__new__(Headers)
-        h._keys = self._keys[:]
-        h._lines = self._lines[:]
-        h.gen = 0
+        h = _headers(self._keys[:], self._lines[:])
         views = self._views
         # immutable views only (parsed objects may be changed by their holder); a
         # Content-Length line as `_with_content_length` would write it needs no rewriting
-        h._views = None
         if views:
             cseq = views.get("cseq")
             length = views.get(CL_COPY)
@@ -404,6 +392,18 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"
+
+
+def _headers(keys: list[str], lines: list[str]) -> Headers:
+    """A `Headers` of the parallel lists ``keys`` and ``lines``, taken as they are.
+
+    (Built by calling the class, as every object of the message layer: mypyc, which compiles
+    these modules, has no ``Cls.__new__`` shortcut.)
+    """
+    h = Headers()
+    h._keys = keys
+    h._lines = lines
+    return h
 
 
 _SENT_PROTOCOL_RE = re.compile(
@@ -488,13 +488,8 @@ def parse_via(value: str) -> Via:
     if parts is None:
         parts = _via_parts(value)
         _remember(_VIA_CACHE, value, parts)
-    via = Via.__new__(Via)
-    via.protocol, via.transport, via.host, via.port, items, text = parts
-    params = via.params = Params.__new__(Params)
-    params._items = items
-    params._text = text
-    via._last = None
-    return via
+    protocol, transport, host, port, items, text = parts
+    return Via(protocol, transport, host, port, _params(items, text))
 
 
 _SENT_BY_CACHE: dict[str, tuple] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sipproxy.sip.headers import CL_OK, TOP_VIA, Headers, Via, parse_via
+from sipproxy.sip.headers import CL_OK, TOP_VIA, Headers, Via, _headers, parse_via
 from sipproxy.sip.uri import (
     URI,
     NameAddr,
@@ -71,10 +71,10 @@ def _parse_cseq_value(value: str) -> tuple[int, str]:
     parts = value.split()
     if len(parts) != 2 or not _number(parts[0]) or len(parts[0]) > 10:
         raise ParseError(400, "Bad CSeq")
-    number = int(parts[0])
-    if number > 0x7FFFFFFF or not is_token(parts[1]):
+    seq = int(parts[0])
+    if seq > 0x7FFFFFFF or not is_token(parts[1]):
         raise ParseError(400, "Bad CSeq")
-    return number, parts[1]
+    return seq, parts[1]
 
 
 def _parse_max_forwards(value: str) -> int:
@@ -366,24 +366,15 @@ class Request(Message):
 
     def copy(self) -> Request:
         """An independent copy (headers and URI), for forwarding."""
-        r = Request.__new__(Request)
-        r.headers = self.headers.copy()
-        r.body = self.body
-        r.method = self.method
-        r.version = self.version
         u = self._uri
+        uri: URI | str
         if u is None:
-            r._uri = None
-            r._uri_text = self._uri_text or ""
+            uri = self._uri_text or ""
         else:
             text = u._parsed_text()
-            if text is not None:  # unchanged: the copy parses it again if it needs it
-                r._uri = None
-                r._uri_text = text
-            else:
-                r._uri = u.copy()
-                r._uri_text = None
-        return r
+            # unchanged: the copy parses it again if it needs it
+            uri = text if text is not None else u.copy()
+        return Request(self.method, uri, self.headers.copy(), self.body, self.version)
 
     def __repr__(self) -> str:
         return f"<Request {self._start_line()}>"
@@ -461,25 +452,14 @@ def make_response(
             out_lines.append(lines[keys.index("timestamp")])
     else:
         out_keys, out_lines = _copied_fields(keys, lines, trying, to_tag)
-    h = Headers.__new__(Headers)
-    h._keys = out_keys
-    h._lines = out_lines
-    h.gen = 0
+    h = _headers(out_keys, out_lines)
     views = src._views
     cseq = views.get("cseq") if views else None
     if cseq is not None:  # the same CSeq and Call-ID: no need to parse them again
         h._views = {"cseq": cseq, "call-id": views.get("call-id") or request.call_id}  # type: ignore[union-attr]
-    else:
-        h._views = None
     for name, value in headers:
         h.add(name, value)
-    resp = Response.__new__(Response)
-    resp.headers = h
-    resp.body = body
-    resp.status = status
-    resp.reason = REASONS.get(status, "Unknown") if reason is None else reason
-    resp.version = "SIP/2.0"
-    return resp
+    return Response(status, reason, h, body)
 
 
 def _copied_fields(keys: list[str], lines: list[str], trying: bool,

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 from sipproxy.sip.grammar import _KNOWN_TOKENS, _remember
 from sipproxy.sip.headers import (
@@ -50,7 +50,7 @@ from sipproxy.sip.headers import (
     CL_OK,
     NAME_KEYS,
     TOP_VIA,
-    Headers,
+    _headers,
     canonical_name,
     parse_via,
     pretty_name,
@@ -134,7 +134,7 @@ def _index(lines: list[str]) -> tuple[list[str], list[str], str | None]:
     """
     keys = list(map(_line_key, lines))
     if None not in keys:
-        return keys, lines, None
+        return cast(list[str], keys), lines, None
     name_key = NAME_KEYS.get
     remember = len(_LINE_KEYS) < _LINE_KEYS_MAX
     i = 0
@@ -151,7 +151,7 @@ def _index(lines: list[str]) -> tuple[list[str], list[str], str | None]:
         i += 1
     if not remember:
         _LINE_KEYS.clear()
-    return keys, lines, None
+    return cast(list[str], keys), lines, None
 
 
 def _index_checked(lines: list[str]) -> tuple[list[str], list[str], str | None]:
@@ -414,17 +414,8 @@ def _parse_request(start: str, lines: list[str], index, data: bytes, body_start:
     if not (method in _KNOWN_TOKENS or is_token(method)) or (len(parts) < 3 and m is None):
         raise ParseError(0, "Not A SIP Message")
     keys, lines, fault = index(lines)
-    req = Request.__new__(Request)
-    h = req.headers = Headers.__new__(Headers)  # (`Headers._from_lines`, inline)
-    h._keys = keys
-    h._lines = lines
-    h.gen = 0
-    h._views = None
-    req.body = b""
-    req.method = method
-    req.version = version
-    req._uri = None
-    req._uri_text = parts[1]
+    h = _headers(keys, lines)
+    req = Request(method, parts[1], h, b"", version)
     try:
         if len(parts) != 3:
             raise ParseError(400, "Malformed Request-Line")
@@ -467,16 +458,7 @@ def _parse_response(start: str, lines: list[str], index, data: bytes, body_start
     keys, lines, fault = index(lines)
     if fault:
         raise ParseError(0, fault)
-    resp = Response.__new__(Response)
-    h = resp.headers = Headers.__new__(Headers)  # (`Headers._from_lines`, inline)
-    h._keys = keys
-    h._lines = lines
-    h.gen = 0
-    h._views = None
-    resp.body = b""
-    resp.status = int(code)
-    resp.reason = parts[2] if len(parts) > 2 else ""
-    resp.version = "SIP/2.0"
+    resp = Response(int(code), parts[2] if len(parts) > 2 else "", _headers(keys, lines), b"")
     try:
         _check_fields(resp, data, body_start, 0)
     except ParseError as exc:

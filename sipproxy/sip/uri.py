@@ -27,6 +27,7 @@ from urllib.parse import unquote, unquote_to_bytes
 from sipproxy.sip.grammar import (
     Params,
     ParseError,
+    _params,
     _quoted_end,
     _remember,
     _simple_items,
@@ -179,15 +180,8 @@ class URI:
         return f"{scheme}:{self.user}@{self.host.lower()}"
 
     def copy(self) -> URI:
-        u = URI.__new__(URI)
-        u.scheme = self.scheme
-        u.user = self.user
-        u.password = self.password
-        u.host = self.host
-        u.port = self.port
-        u.params = self.params.copy()
-        u.headers = list(self.headers)
-        u.opaque = self.opaque
+        u = URI(self.scheme, self.user, self.host, self.port, self.params.copy(),
+                list(self.headers), self.password, self.opaque)
         u._parts = self._parts
         return u
 
@@ -214,18 +208,7 @@ class URI:
 
 
 def _uri_from_parts(p: tuple) -> URI:
-    u = URI.__new__(URI)
-    u.scheme = p[0]
-    u.user = p[1]
-    u.password = p[2]
-    u.host = p[3]
-    u.port = p[4]
-    params = Params.__new__(Params)
-    params._items = p[5]
-    params._text = p[9]
-    u.params = params
-    u.headers = list(p[6]) if p[6] else []
-    u.opaque = p[7]
+    u = URI(p[0], p[1], p[3], p[4], _params(p[5], p[9]), list(p[6]) if p[6] else [], p[2], p[7])
     u._parts = p
     return u
 
@@ -355,10 +338,12 @@ class NameAddr:
     __slots__ = ("display_name", "params", "_uri", "_uparts")
 
     def __init__(
-        self, uri: URI, display_name: str | None = None, params: Params | None = None
+        self, uri: URI | None, display_name: str | None = None, params: Params | None = None,
+        _uparts: tuple | None = None,
     ) -> None:
+        # (``uri`` None: the parser's form, which gives the URI's parts in ``_uparts``)
         self._uri: URI | None = uri
-        self._uparts: tuple | None = None
+        self._uparts: tuple | None = _uparts
         self.display_name = display_name
         self.params = params if params is not None else Params()
 
@@ -406,13 +391,9 @@ class NameAddr:
         return n if n <= 0xFFFFFFFF else None
 
     def copy(self) -> NameAddr:
-        na = NameAddr.__new__(NameAddr)
         u = self._uri
-        na._uri = u.copy() if u is not None else None
-        na._uparts = self._uparts
-        na.display_name = self.display_name
-        na.params = self.params.copy()
-        return na
+        return NameAddr(u.copy() if u is not None else None, self.display_name,
+                        self.params.copy(), self._uparts)
 
     def __str__(self) -> str:
         u = self._uri
@@ -456,15 +437,7 @@ def name_addr_parts(text: str) -> tuple:
 
 
 def _name_addr_from_parts(parts: tuple) -> NameAddr:
-    na = NameAddr.__new__(NameAddr)
-    na.display_name = parts[0]
-    na._uparts = parts[1]
-    na._uri = None
-    params = Params.__new__(Params)
-    params._items = parts[2]
-    params._text = parts[3]
-    na.params = params
-    return na
+    return NameAddr(None, parts[0], _params(parts[2], parts[3]), parts[1])
 
 
 def _name_addr_parts(text: str) -> tuple:

@@ -8,7 +8,7 @@ import pytest
 
 from sipproxy.proxy.nat import sender_behind_nat
 from sipproxy.runtime.edge import Core
-from sipproxy.sip.addressing import Inbound, Peer
+from sipproxy.sip.addressing import Inbound, Listener, Peer
 from sipproxy.sip.parser import parse_message
 
 
@@ -37,7 +37,9 @@ def _invite(via: str, body: bytes = b"") -> bytes:
 ])
 def test_stamped_via_and_reply_address(via, source, reply_to, stamped):  # noqa: ANN001
     msg = parse_message(_invite(via))
-    inbound = Inbound(b"", source, None)  # type: ignore[arg-type]
+    # (a real listener: the compiled message layer checks the argument's type)
+    listener = Listener(source.transport, "192.0.2.200", 5060)
+    inbound = Inbound(b"", source, listener)
     Core._stamp_via(msg, inbound)
     assert inbound.reply_to == reply_to
     assert inbound.via is msg.vias[0]
@@ -47,7 +49,7 @@ def test_stamped_via_and_reply_address(via, source, reply_to, stamped):  # noqa:
     else:
         assert top.endswith(stamped) and top.startswith(via.split(";")[0])
     # the stamped Via reads back the same way (what the old _via_peer computed from it)
-    assert Core._reply_peer(msg, Inbound(b"", source, None)) == reply_to  # type: ignore[arg-type]
+    assert Core._reply_peer(msg, Inbound(b"", source, listener)) == reply_to
 
 
 @pytest.mark.parametrize(("body", "natted"), [

@@ -11,11 +11,14 @@ state machines' module holds the machines; see its docstring for what each actio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sipproxy.sip.parser import Message
-    from sipproxy.sip.transaction.machine import Transaction
+from sipproxy.sip.messages import Message
+
+#: a :class:`sipproxy.sip.transaction.machine.Transaction`.  Not named by its class: that
+#: module imports this one, and mypyc (which compiles both) gives a dataclass the type objects
+#: of its fields when the module loads, before the machine module has made its classes.
+Transaction = Any
 
 __all__ = ["Timers", "Send", "StartTimer", "CancelTimer", "Deliver", "Timeout", "TransportError",
            "Terminated"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import secrets
 import zlib
-from typing import Any
+from typing import Any, cast
 
 from sipproxy.sip.ids import MAGIC_COOKIE
 from sipproxy.sip.parser import Message, Request, Response, make_response
@@ -166,7 +166,7 @@ class TransactionLayer:
         if txn.last_response_data is not None or txn.state != PROCEEDING or txn.machine != IST:
             return []
         out: list = []
-        send_response(txn, out, make_response(txn.request, 100))
+        send_response(txn, out, make_response(cast(Request, txn.request), 100))
         return out
 
     def timer_fired(self, timer: StartTimer) -> list:

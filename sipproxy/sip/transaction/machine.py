@@ -51,7 +51,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sipproxy.sip.parser import Message, Request, Response, make_response
 from sipproxy.sip.transaction.effects import (
@@ -234,7 +234,9 @@ class Transaction:
         self.machine = machine
         self.state = INITIAL_STATE[machine]
         self.key = key
-        self.request = request
+        #: None once settled (`_settle`): compiled code checks attribute types, so the
+        #: annotation must admit what `_settle` stores
+        self.request: Request | None = request
         self.dest = dest
         self.source = dest
         self.reliable = reliable
@@ -287,7 +289,7 @@ class Transaction:
         the calls in progress: holding every transaction's request and response objects for
         32 s cost ~20 KB per call, and the cyclic collector's passes over them stalled a
         worker for up to a second at a few hundred calls/s."""
-        self.request = None  # type: ignore[assignment]
+        self.request = None
         self.last_response = None
         self.ack = None
 
@@ -298,7 +300,7 @@ class Transaction:
             status = message.status
             event = "1xx" if status < 200 else "2xx" if status < 300 else "final"
         else:
-            event = "ack" if message.method == "ACK" else "request"
+            event = "ack" if cast(Request, message).method == "ACK" else "request"
         return self.fire(event, message)
 
     def send(self, response: Response) -> list:
@@ -363,13 +365,14 @@ def _cancel(name: str) -> Callable:
 
 
 def _send_request(txn: Transaction, out: list, _msg: Message | None) -> None:
+    # (a client transaction sends its request before it settles: txn.request is there)
     if txn.request_data is None:
-        txn.request_data = txn.request.to_bytes()
+        txn.request_data = cast(Request, txn.request).to_bytes()
     out.append(Send(txn.request_data, txn.dest, txn.request, txn))
 
 
 def _deliver(txn: Transaction, out: list, msg: Message | None) -> None:
-    out.append(Deliver(msg if msg is not None else txn.request, txn, txn.source))
+    out.append(Deliver(msg if msg is not None else cast(Request, txn.request), txn, txn.source))
 
 
 def _send_ack(txn: Transaction, out: list, msg: Message | None) -> None:
@@ -398,7 +401,7 @@ def _resend_response(txn: Transaction, out: list, _msg: Message | None) -> None:
     if txn.last_response_data is not None:
         out.append(Send(txn.last_response_data, txn.source, txn.last_response, txn))
     elif txn.machine == IST:  # a retransmitted INVITE whose TU is still at work: the 100 now
-        send_response(txn, out, make_response(txn.request, 100))
+        send_response(txn, out, make_response(cast(Request, txn.request), 100))
 
 
 def _timeout(txn: Transaction, out: list, _msg: Message | None) -> None:
