@@ -19,9 +19,26 @@ from ngnpro.models.config import Config, ConfigError, load_config
 from sipproxy.registrar.cache import ChangeCounters
 
 
+def version() -> str:
+    """``msp-routing 0.1.0, message layer compiled (mypyc)`` (or ``pure Python``): what
+    ``--version`` prints and the start-up log says."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from sipproxy.sip import build
+
+    try:
+        number = dist_version("msp-routing")
+    except PackageNotFoundError:  # (run from a source tree that was never installed)
+        number = "unknown"
+    return f"msp-routing {number}, message layer {build()}"
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sipproxy", description="SIP proxy and registrar")
     parser.add_argument("--config", help="platform TOML config file (default: built-in defaults)")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and whether the message layer is compiled, and exit")
     return parser.parse_args(argv)
 
 
@@ -114,6 +131,9 @@ def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.version:
+        print(version())
+        return 0
     try:
         config = load_config(args.config)
         section = config["sipproxy"]
@@ -132,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     monkey.patch_all()  # database drivers written in Python cooperate with the hub
     _setup_logging(config)
     log = logging.getLogger("sipproxy")
+    log.info("%s", version())
     workers = config["sipproxy"]["workers"]
     secret = os.urandom(32)
     if workers == 1:

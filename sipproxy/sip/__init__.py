@@ -15,4 +15,62 @@
 
 May import only the standard library and itself (no gevent, socket or SQLAlchemy), so it
 can be tested, fuzzed and compiled without the rest.
+
+The install compiles these modules (not this file) with mypyc when it can (``setup.py``;
+docs/sipproxy.md "Compiled message layer"): an extension module beside each .py, which the
+import system prefers.  `build` tells which this process runs; an extension older than its
+source (an editable install whose .py was changed since) is warned about on import, since
+it would run the old code -- ``pip install -e .`` (which ``scripts/test`` and
+``scripts/run`` do) rebuilds it.
 """
+
+from __future__ import annotations
+
+import os as _os
+import warnings as _warnings
+
+
+def _stale_extensions() -> list[str]:
+    """The compiled modules' .py files changed since the build: newer than the group's shared
+    library (``_compiled__mypyc*.so``), which holds the code of them all (the extension
+    module beside each .py only hands over to it, and a rebuild may leave it untouched)."""
+    here = _os.path.dirname(__file__)
+    try:
+        names = _os.listdir(here)
+    except OSError:
+        return []
+    libs = [n for n in names if n.startswith("_compiled__mypyc.") and n.endswith((".so", ".pyd"))]
+    if not libs:
+        return []
+    built = _os.stat(_os.path.join(here, libs[0])).st_mtime
+    stale = []
+    for folder in (here, _os.path.join(here, "transaction")):
+        try:
+            names = _os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".so", ".pyd")) and not name.startswith("_compiled__mypyc."):
+                source = _os.path.join(folder, name.partition(".")[0] + ".py")
+                try:
+                    if _os.stat(source).st_mtime > built:
+                        stale.append(source)
+                except OSError:
+                    continue
+    return stale
+
+
+def build() -> str:
+    """``"compiled (mypyc)"`` when the message layer runs as extension modules, else
+    ``"pure Python"`` (say, for ``--version`` and the start-up log)."""
+    from sipproxy.sip import parser
+
+    return "pure Python" if parser.__file__.endswith(".py") else "compiled (mypyc)"
+
+
+if _stale := _stale_extensions():
+    _warnings.warn(
+        "sipproxy.sip: the compiled modules are older than their source and run the old code "
+        f"({', '.join(sorted(_os.path.basename(p) for p in _stale))}); rebuild with "
+        "`pip install -e .` (scripts/test does it) or set MSP_PURE_PYTHON=1 and reinstall",
+        RuntimeWarning, stacklevel=2)

@@ -263,7 +263,7 @@ class DigestAuth:
 
     def __init__(
         self,
-        secret: bytes | None = None,
+        secret: bytes | bytearray | None = None,
         *,
         nonce_lifetime: float = 300.0,
         max_nonces: int = 100_000,
@@ -271,7 +271,8 @@ class DigestAuth:
         algorithms: Iterable[str] = ALGORITHMS,
         issuer: str | None = None,
     ) -> None:
-        self.secret = secret if secret is not None else os.urandom(32)
+        # (bytes or bytearray: any key hmac takes; compiled code checks the declared type)
+        self.secret: bytes | bytearray = secret if secret is not None else os.urandom(32)
         self.algorithms = tuple(a.upper() for a in algorithms)
         for alg in self.algorithms:
             if alg not in ALGORITHMS:
