@@ -3,7 +3,8 @@
 The metadata lives in setup.cfg; this file only adds the extension modules.  The modules
 listed in COMPILED stay plain Python files: the compiled build puts one extension module
 next to each (``grammar.cpython-311-*.so`` beside ``grammar.py``; an editable install builds
-them in place), and the import system takes the extension over the .py.  Nothing is compiled
+them in place) plus the one holding their code (``sipproxy_sip__mypyc*.so``, top level), and
+the import system takes the extension over the .py.  Nothing is compiled
 -- a pure Python install, which runs the same -- when
 
 * ``MSP_PURE_PYTHON=1`` is set (the "pure build"; CI tests the message layer both ways), or
@@ -49,7 +50,9 @@ def _say(text: str) -> None:
 
 def _compiler_works() -> bool:
     """True when the C compiler setuptools would use builds a file including Python.h."""
-    from setuptools._distutils import ccompiler, sysconfig as dsysconfig  # noqa: PLC0415
+    # (setuptools provides distutils, on Python 3.12+ too, as mypyc uses it)
+    from distutils import ccompiler
+    from distutils import sysconfig as dsysconfig
 
     try:
         compiler = ccompiler.new_compiler()
@@ -66,27 +69,51 @@ def _compiler_works() -> bool:
         return False
 
 
-def _ext_modules() -> list:
+def _why_pure() -> str | None:
+    """Why the message layer cannot or must not be compiled here; None: compile it."""
     if os.environ.get("MSP_PURE_PYTHON", "") not in ("", "0"):
-        _say("MSP_PURE_PYTHON is set: the message layer stays pure Python")
-        return []
+        return "MSP_PURE_PYTHON is set"
     if sys.implementation.name != "cpython":
-        _say("not CPython: the message layer stays pure Python")
-        return []
+        return "not CPython"
     try:
-        from mypyc.build import mypycify  # noqa: PLC0415
+        import mypyc.build  # noqa: F401
     except ImportError:
-        _say("mypyc is not importable: the message layer stays pure Python")
-        return []
+        return "mypyc is not importable"
     if not _compiler_works():
-        _say("the message layer stays pure Python")
+        return "no C compiler"
+    return None
+
+
+def _remove_built_in_place() -> None:
+    """Take away the extension modules an earlier editable install built in this tree: the
+    import system would prefer them to the .py files (running the old code)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    folders = {os.path.join(here, os.path.dirname(path)) for path in COMPILED}
+    for folder in sorted(folders | {here}):
+        for name in os.listdir(folder):
+            if name.endswith((".so", ".pyd")) and (
+                    folder != here or name.startswith("sipproxy_sip__mypyc.")):
+                _say(f"removing {os.path.relpath(os.path.join(folder, name), here)} (pure build)")
+                os.remove(os.path.join(folder, name))
+
+
+def _ext_modules() -> list:
+    if sys.argv[1:2] in (["egg_info"], ["dist_info"]):
+        return []  # the build's metadata steps: no need to translate anything yet
+    why = _why_pure()
+    if why is not None:
+        _say(f"{why}: the message layer stays pure Python")
+        _remove_built_in_place()
         return []
+    from mypyc.build import mypycify
+
     _say(f"compiling {len(COMPILED)} modules of sipproxy/sip with mypyc")
     return mypycify(
         COMPILED,
-        # one shared library inside the package, so the editable install's finder (which
-        # maps only the project's packages) finds it beside the modules
-        group_name="sipproxy.sip._compiled",
+        # the code of all of them is one extension module, sipproxy_sip__mypyc (top level,
+        # beside the sipproxy package; an editable install maps it as it maps the packages),
+        # which the extension module of each (beside its .py) hands over to
+        group_name="sipproxy_sip",
         opt_level="3",
         debug_level="0",
     )

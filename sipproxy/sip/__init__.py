@@ -28,35 +28,34 @@ from __future__ import annotations
 
 import os as _os
 import warnings as _warnings
+from importlib.util import find_spec as _find_spec
 
 
 def _stale_extensions() -> list[str]:
-    """The compiled modules' .py files changed since the build: newer than the group's shared
-    library (``_compiled__mypyc*.so``), which holds the code of them all (the extension
-    module beside each .py only hands over to it, and a rebuild may leave it untouched)."""
+    """The compiled modules' .py files changed since the build: newer than the extension
+    module holding the code of them all (``sipproxy_sip__mypyc``, see setup.py; the one
+    beside each .py only hands over to it, and a rebuild may leave that one untouched)."""
     here = _os.path.dirname(__file__)
-    try:
-        names = _os.listdir(here)
-    except OSError:
-        return []
-    libs = [n for n in names if n.startswith("_compiled__mypyc.") and n.endswith((".so", ".pyd"))]
-    if not libs:
-        return []
-    built = _os.stat(_os.path.join(here, libs[0])).st_mtime
-    stale = []
+    shims = []
     for folder in (here, _os.path.join(here, "transaction")):
         try:
-            names = _os.listdir(folder)
+            shims += [(folder, n) for n in _os.listdir(folder) if n.endswith((".so", ".pyd"))]
         except OSError:
             continue
-        for name in names:
-            if name.endswith((".so", ".pyd")) and not name.startswith("_compiled__mypyc."):
-                source = _os.path.join(folder, name.partition(".")[0] + ".py")
-                try:
-                    if _os.stat(source).st_mtime > built:
-                        stale.append(source)
-                except OSError:
-                    continue
+    if not shims:
+        return []  # the pure build
+    spec = _find_spec("sipproxy_sip__mypyc")
+    if spec is None or not spec.origin:
+        return []
+    built = _os.stat(spec.origin).st_mtime
+    stale = []
+    for folder, name in shims:
+        source = _os.path.join(folder, name.partition(".")[0] + ".py")
+        try:
+            if _os.stat(source).st_mtime > built:
+                stale.append(source)
+        except OSError:
+            continue
     return stale
 
 
