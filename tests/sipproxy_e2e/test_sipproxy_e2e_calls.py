@@ -310,7 +310,7 @@ def test_challenges_are_stateless(proxy):
 
 
 def test_loop_is_detected(proxy):
-    from sipproxy.proxy.context import loop_hash
+    from sipproxy.proxy.validation import loop_hash
     from sipproxy.sip.parser import parse_message
 
     msg = _options(proxy.port, "sip:bob@example.com")
