@@ -45,7 +45,7 @@ class Context:
 
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
-                 "server_done")
+                 "server_done", "pending", "record_route")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -63,6 +63,11 @@ class Context:
         self.consumed_credentials = False
         #: the server transaction has terminated (see Proxy.on_terminated)
         self.server_done = False
+        #: a serial fork's targets not tried yet (failover: the next one is tried when every
+        #: branch so far failed with 408 or 5xx, see Responses)
+        self.pending: list[Any] = []
+        #: the branches carry our Record-Route (a dialog-creating request)
+        self.record_route = False
 
 
 def best_response(responses: list[Response]) -> Response:

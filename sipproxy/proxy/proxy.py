@@ -210,7 +210,8 @@ class Proxy:
             self.dialogs.ended(req.call_id or "", req.from_.tag or "", req.to.tag or "")
         ctx = Context(req, txn, inbound, sip_id(req.from_.uri), sip_id(req.to.uri))
         txn.user_data = ctx
-        self._start_branches(ctx, [Target(None, dest, ())], record_route=False)
+        if not self._start_branches(ctx, [Target(None, dest, ())]):
+            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
         return None
 
     # -- initial requests ---------------------------------------------------------------
@@ -257,34 +258,53 @@ class Proxy:
             return outcome
         return self._proxy(req, txn, inbound, outcome.targets, caller, outcome.callee,
                            consumed_credentials=account is not None,
-                           ring_timeout=outcome.ring_timeout or TIMER_C)
+                           ring_timeout=outcome.ring_timeout or TIMER_C, serial=outcome.serial)
 
     # -- forwarding (16.6) --------------------------------------------------------------
 
     def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, targets: list,
                caller: str, callee: str, ring_timeout: float = TIMER_C,
-               consumed_credentials: bool = False) -> Response | None:
+               consumed_credentials: bool = False, serial: bool = False) -> Response | None:
+        """Forward ``req`` to ``targets``: in parallel (16.6), or one after the other when
+        ``serial`` (failover: the next target when the last failed with 408 or 5xx)."""
         ctx = Context(req, txn, inbound, caller, callee)
         ctx.consumed_credentials = consumed_credentials
+        ctx.record_route = req.method in DIALOG_METHODS
         txn.user_data = ctx
         if inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
             fix_nated_contact(req, inbound.source)
         if req.method == "INVITE":
             self._media_offer(req)
-        self._start_branches(ctx, targets, record_route=req.method in DIALOG_METHODS)
-        if req.method == "INVITE" and not ctx.final_sent:
+        if serial:
+            ctx.pending = list(targets)
+            started = self.next_target(ctx)
+        else:
+            started = self._start_branches(ctx, targets)
+        if not started:
+            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
+        elif req.method == "INVITE" and not ctx.final_sent:
             ctx.timer = self.edge.call_later(ring_timeout, self._timer_c, ctx)
         return None
 
-    def _start_branches(self, ctx: Context, targets: list, record_route: bool) -> None:
+    def next_target(self, ctx: Context) -> bool:
+        """Start the next of a serial fork's targets that can be sent to; False when none
+        is left."""
+        while ctx.pending:
+            if self._start_branches(ctx, [ctx.pending.pop(0)]):
+                return True
+        return False
+
+    def _start_branches(self, ctx: Context, targets: list) -> int:
+        """A branch (a client transaction) for each of ``targets``; how many started."""
         req = ctx.request
+        record_route = ctx.record_route
         edge = self.edge
         mark = MAGIC_COOKIE + loop_hash(req) + "."
         mf = req.max_forwards
         max_forwards = str((mf if mf is not None else 70) - 1)
         strip = ctx.consumed_credentials
         here = ctx.inbound.listener
-        branch_ids = []
+        started = []
         for uri, dest, path in targets:
             out = edge.listener_for(dest.transport, dest.host)
             if out is None:
@@ -309,14 +329,12 @@ class Proxy:
                 plain = self.edge.resolve(uri)
                 branch.nat = plain is not None and (plain.host, plain.port) != (dest.host, dest.port)
             ctx.branches.append(branch)
-            branch_ids.append(branch_id)
-        if not ctx.branches:
-            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
-            return
-        for branch, branch_id in zip(list(ctx.branches), branch_ids, strict=True):
+            started.append((branch, branch_id))
+        for branch, branch_id in started:
             branch.txn = edge.send_request(branch.request, branch.dest, branch_id)
             if branch.txn is not None:
                 branch.txn.user_data = branch
+        return len(started)
 
     def _forward_ack(self, req: Request, inbound: Inbound) -> None:
         """ACK for a 2xx: stateless, along the Route set (16.11)."""

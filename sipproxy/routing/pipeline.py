@@ -50,12 +50,15 @@ class Target(NamedTuple):
 
 
 class Targets(NamedTuple):
-    """A step's decision to forward: to ``targets`` in parallel, naming ``callee`` (a
-    SipId, for logs and the dialog), with the callee's ring timeout (None: the default)."""
+    """A step's decision to forward: to ``targets``, naming ``callee`` (a SipId, for logs
+    and the dialog), with the callee's ring timeout (None: the default).  In parallel
+    (forking to a user's contacts), or ``serial``: one after the other, the next when every
+    earlier one failed with 408 or a 5xx (gateways of LCR, servers of RFC 3263)."""
 
     targets: list[Target]
     callee: str
     ring_timeout: float | None = None
+    serial: bool = False
 
 
 @dataclass(slots=True)
