@@ -180,11 +180,11 @@ def _serial_proxy(targets):
 
 
 def _invite_from_outside() -> bytes:
-    return ("INVITE sip:+31201234567@example.com SIP/2.0\r\n"
-            "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKserial1\r\n"
-            "From: <sip:carol@elsewhere.example>;tag=c\r\nTo: <sip:+31201234567@example.com>\r\n"
-            "Call-ID: serial@x\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@192.0.2.1>\r\n"
-            "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+    return (b"INVITE sip:+31201234567@example.com SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKserial1\r\n"
+            b"From: <sip:carol@elsewhere.example>;tag=c\r\nTo: <sip:+31201234567@example.com>\r\n"
+            b"Call-ID: serial@x\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@192.0.2.1>\r\n"
+            b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 
 
 def _answer(request: bytes, status: int, reason: str) -> bytes:
