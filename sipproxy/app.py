@@ -17,6 +17,7 @@ import sys
 
 from ngnpro.models.config import Config, ConfigError, load_config
 from sipproxy.registrar.cache import ChangeCounters
+from sipproxy.routing.hooks import HookError, Hooks
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -62,7 +63,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
 
         core.overload = Overload(section["overload_delay"] / 1000.0, section["overload_retry_after"])
     dialogs = DialogStore(sessions)
-    router = Router(directory, location, core)
+    router = Router(directory, location, core, Hooks(section["siteconfig"]),
+                    server_domain=section["server_domain"])
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config))
     core.tu = proxy
     return core, proxy, (directory, location, dialogs)
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("tls_cert", "tls_key"):
             if section[key] and not os.path.isfile(section[key]):
                 raise ConfigError(f"sipproxy.{key}: file {section[key]!r} not found")
-    except ConfigError as exc:
+        Hooks(section["siteconfig"])  # a broken site hook stops the start, in one line
+    except (ConfigError, HookError) as exc:
         print(f"sipproxy: configuration error: {exc}", file=sys.stderr)
         return 2
 

@@ -178,6 +178,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "domains": ([], _list(_domain)),
         "country_code": ("31", _str),
         "siteconfig": ("siteconfig", _str),
+        "server_domain": ("", lambda k, v: v if v == "" else _domain(k, v)),
         "enum_servers": ([], _list(_hostport)),
         "dns_servers": ([], _list(_hostport)),
         "media_relay": ("nat", _choice("always", "nat", "never")),

@@ -45,7 +45,7 @@ from sipproxy.proxy.interface import Edge
 from sipproxy.proxy.nat import fix_nated_contact, via_shows_nat
 from sipproxy.proxy.responses import DIALOG_METHODS, Responses
 from sipproxy.proxy.validation import loop_hash, proxy_validate
-from sipproxy.routing.pipeline import Router, RouteRequest, Target
+from sipproxy.routing.pipeline import Router, RouteRequest, Target, Targets
 from sipproxy.sip.addressing import Inbound
 from sipproxy.sip.digest import MISSING
 from sipproxy.sip.ids import MAGIC_COOKIE, new_tag
@@ -73,7 +73,6 @@ class Proxy:
         self.authenticator: Authenticator = registrar.authenticator
         self.dialogs = dialogs
         self.router = router
-        self.hooks = router.hooks
         self.media = media  # the media relay seam: see _media_* below
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
         self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
@@ -218,9 +217,10 @@ class Proxy:
 
     def _initial(self, req: Request, txn: Transaction, inbound: Inbound,
                  routes: list[str]) -> Response | None:
-        hooked = self.hooks.call("preprocess_request", req, inbound=inbound)
+        call = RouteRequest(req, inbound, None, False)
+        hooked = self.router.preprocess_request(call)
         if hooked is not None:
-            return hooked
+            return self._follow(req, txn, inbound, hooked, sip_id(req.from_.uri), False)
         from_uri, ruri = req.from_.uri, req.uri
         from_local = bool(from_uri.is_sip and from_uri.host and self.directory.is_local_domain(from_uri.host))
         to_local = bool(ruri.is_sip and (self.directory.is_local_domain(ruri.host)
@@ -253,11 +253,16 @@ class Proxy:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
             return self._proxy(req, txn, inbound, [Target(None, dest, ())], caller, str(req.uri),
                                consumed_credentials=True)
-        outcome = self.router.route(RouteRequest(req, inbound, account, to_local))
+        call.account, call.to_local = account, to_local
+        return self._follow(req, txn, inbound, self.router.route(call), caller, account is not None)
+
+    def _follow(self, req: Request, txn: Transaction, inbound: Inbound,
+                outcome: Response | Targets, caller: str, consumed_credentials: bool) -> Response | None:
+        """Carry out a routing decision: answer, or forward to its targets."""
         if isinstance(outcome, Response):
             return outcome
         return self._proxy(req, txn, inbound, outcome.targets, caller, outcome.callee,
-                           consumed_credentials=account is not None,
+                           consumed_credentials=consumed_credentials,
                            ring_timeout=outcome.ring_timeout or TIMER_C, serial=outcome.serial)
 
     # -- forwarding (16.6) --------------------------------------------------------------

@@ -26,11 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from sipproxy.routing.hookapi import HookAPI
 from sipproxy.routing.hooks import Hooks
 from sipproxy.sip.addressing import Inbound, Peer
 from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import Request, Response, make_response
-from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
+from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri, sip_id
 
 log = logging.getLogger("sipproxy.routing")
 
@@ -69,8 +70,10 @@ class RouteRequest:
     inbound: Inbound
     #: the authenticated local subscriber who sends it (None: not one of ours)
     account: Any
-    #: the Request-URI names a local domain (or this proxy)
+    #: the Request-URI named a local domain (or this proxy) when the request came
     to_local: bool
+    #: who pays (a SipId, a trusted peer's address ...): the sender's account by default
+    billing_party: str = ""
 
 
 Step = Callable[[RouteRequest], "Response | Targets | None"]
@@ -79,37 +82,87 @@ Step = Callable[[RouteRequest], "Response | Targets | None"]
 class Router:
     """The routing guide's pipeline for initial requests (see the module's text)."""
 
-    def __init__(self, directory: Any, location: Any, edge: Any, hooks: Hooks | None = None) -> None:
+    def __init__(self, directory: Any, location: Any, edge: Any, hooks: Hooks | None = None,
+                 *, server_domain: str = "") -> None:
         self.directory = directory
         self.location = location
         self.edge = edge
         self.hooks = hooks or Hooks()
+        self.server_domain = server_domain
         self.steps: list[Step] = [
             self.preprocess_uri, self.local_extensions, self.local_user, self.outbound,
         ]
 
     def route(self, call: RouteRequest) -> Response | Targets:
+        if not call.billing_party and call.account is not None:
+            call.billing_party = call.account.sip_id
         for step in self.steps:
             outcome = step(call)
             if outcome is not None:
                 return outcome
         return make_response(call.request, 404, "No Route To Destination", to_tag=new_tag())
 
+    def hook(self, point: str, call: RouteRequest) -> Response | Targets | None:
+        """Run the site hook of ``point``: its decision, or None to go on.  A hook that
+        raised leaves the Request-URI as it found it."""
+        if point not in self.hooks:
+            return None
+        api = HookAPI(self, call)
+        uri = call.request.uri
+        if not self.hooks.run(point, call.request, api):
+            call.request.uri = uri
+            return None
+        return api.outcome
+
+    def preprocess_request(self, call: RouteRequest) -> Response | Targets | None:
+        """The first hook, before authentication (the proxy calls it)."""
+        return self.hook("preprocess_request", call)
+
+    def is_local(self, where: URI | str) -> bool:
+        """A URI (or a domain) served here: a local domain, or this proxy's own address."""
+        if isinstance(where, str):
+            return self.directory.is_local_domain(where)
+        return bool(where.is_sip and (self.directory.is_local_domain(where.host)
+                                      or self.edge.is_me(where.host, where.port)))
+
+    # -- primitives the steps and the hooks share ------------------------------------------
+
+    def enum_lookup(self, uri: URI) -> URI | None:
+        """ENUM on ``uri``'s number: coming with the routing issue's ENUM step (None)."""
+        return None
+
+    def send_out(self, call: RouteRequest) -> Response | Targets:
+        """Forward to the Request-URI's server (its address record; RFC 3263's NAPTR and
+        SRV steps come with the routing issue)."""
+        req = call.request
+        dest = self.edge.resolve(req.uri)
+        if dest is None:
+            return make_response(req, 502, "Unresolvable Destination", to_tag=new_tag())
+        return Targets([Target(None, dest, ())], sip_id(req.uri))
+
+    def pstn(self, call: RouteRequest) -> Response | Targets:
+        """A number for the PSTN: the ``preprocess_pstn`` hook, then LCR (coming with the
+        routing issue: until then 404)."""
+        hooked = self.hook("preprocess_pstn", call)
+        if hooked is not None:
+            return hooked
+        return make_response(call.request, 404, "No Route To Destination", to_tag=new_tag())
+
     # -- the steps -----------------------------------------------------------------------
 
-    def preprocess_uri(self, call: RouteRequest) -> Response | None:
-        return self.hooks.call("preprocess_uri", call.request, account=call.account)
+    def preprocess_uri(self, call: RouteRequest) -> Response | Targets | None:
+        return self.hook("preprocess_uri", call)
 
-    def local_extensions(self, call: RouteRequest) -> Response | None:
-        if not call.to_local:
+    def local_extensions(self, call: RouteRequest) -> Response | Targets | None:
+        if not self.is_local(call.request.uri):
             return None
-        return self.hooks.call("handle_local_extensions", call.request, inbound=call.inbound)
+        return self.hook("handle_local_extensions", call)
 
     def local_user(self, call: RouteRequest) -> Response | Targets | None:
         """A local Request-URI: alias -> account (404) -> registered contacts (480)."""
-        if not call.to_local:
-            return None
         req = call.request
+        if not self.is_local(req.uri):
+            return None
         user, domain = req.uri.user, req.uri.host.lower()
         if not user:
             return make_response(req, 404, "Not Found", to_tag=new_tag())
@@ -135,25 +188,21 @@ class Router:
                 targets.append(Target(uri, dest, b.path))
         if not targets:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
-        hooked = self.hooks.call("postprocess_request", req, targets=targets)
-        if hooked is not None:
-            return hooked
-        return Targets(targets, account.sip_id, account.timeout or None)
+        decided = Targets(targets, account.sip_id, account.timeout or None)
+        hooked = self.hook("postprocess_request", call)
+        return hooked if hooked is not None else decided
 
-    def outbound(self, call: RouteRequest) -> Response:
-        """Placeholder for PSTN / LCR / ENUM / RFC 3263 peers (the routing issue)."""
+    def outbound(self, call: RouteRequest) -> Response | Targets:
+        """Not local: a number goes to :meth:`pstn`; another domain to the
+        ``handle_outgoing_peers`` hook, then 403 (RFC 3263 peers come with the routing issue)."""
         req = call.request
-        hooked = self.hooks.call("handle_outgoing_peers", req, account=call.account)
-        if hooked is not None:
-            return hooked
         user = req.uri.user or ""
         if req.uri.scheme.lower() == "tel" or user.lstrip("+").isdigit():
-            hooked = self.hooks.call("preprocess_pstn", req, account=call.account)
-            if hooked is not None:
-                return hooked
-            return make_response(req, 404, "No Route To Destination", to_tag=new_tag())
+            return self.pstn(call)
+        hooked = self.hook("handle_outgoing_peers", call)
+        if hooked is not None:
+            return hooked
         return make_response(req, 403, "Outbound Routing Not Available", to_tag=new_tag())
-
     # -- where to send -------------------------------------------------------------------
 
     def binding_dest(self, b: Any, uri: URI) -> Peer | None:

@@ -167,13 +167,13 @@ def test_2xx_retransmission_after_the_context_is_let_go_still_reaches_the_caller
 
 def _serial_proxy(targets):
     """A proxy whose routing answers ``targets`` as a serial fork (gateways of LCR)."""
-    from sipproxy.routing.hooks import Hooks
     from sipproxy.routing.pipeline import Targets
 
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
-    router = SimpleNamespace(hooks=Hooks(), route=lambda call: Targets(targets, "gw", serial=True))
+    router = SimpleNamespace(preprocess_request=lambda call: None,
+                             route=lambda call: Targets(targets, "gw", serial=True))
     proxy = Proxy(core, Directory(), SimpleNamespace(authenticator=None), None, router)
     core.tu = proxy
     return core, sent
