@@ -1,34 +1,37 @@
-"""Which digest algorithm a challenge offers first, per client (RFC 8760 2.3/2.4, RFC 7616 3.7).
+"""Which digest challenges a client is offered, and in which order (RFC 8760 2.3/2.4, RFC 7616 3.7).
 
 A server that knows several algorithms sends one challenge per algorithm, most preferred
 first (RFC 8760 2.4, RFC 7616 3.7), and a client SHOULD answer the topmost one it supports
-(RFC 8760 2.3).  Not every client does: baresip 1.0 (Debian 12) and sipp answer only the
-first challenge, and when that is SHA-256 they give up ("Register: Function not
-implemented") -- although MD5, which they can do, is offered right below.  Kamailio offers
-MD5 alone, so those phones work there.
+(RFC 8760 2.3).  Not every client copes: baresip 1.0 (Debian 12) reads *every* challenge and
+gives up at the first algorithm it does not know ("Register: Function not implemented") --
+whether SHA-256 is offered above or below MD5 -- and sipp answers the topmost challenge,
+MD5 only.  Kamailio offers MD5 alone, so those clients work there.
 
-Leading with MD5 for everybody would fix them but would retire SHA-256: a client that
-follows RFC 8760 picks the topmost algorithm it supports, so behind an MD5 first challenge it
-would never use SHA-256.  So the order is learnt per client instead:
+Leading with MD5 for everybody would not help baresip, and would retire SHA-256: a client
+that follows RFC 8760 answers the topmost algorithm it supports, so behind an MD5 first
+challenge it never uses SHA-256.  So what is offered is learnt per client:
 
-* unknown clients get the configured order (SHA-256 first by default);
-* a client that sent credentials gets the algorithm they were in first: the one it last
-  succeeded with, or the one it used with a nonce we no longer accept (stale, or issued
-  before a restart emptied this memory);
-* a client that *failed* a challenge led by something other than MD5 gets MD5 first from
-  then on (both challenges are still offered).  Failing is: answering it with a wrong
-  response in that algorithm, answering it with credentials we cannot read, or coming back
+* unknown clients get every configured algorithm in the configured order (SHA-256, then MD5
+  by default), and so does a client that last authenticated with SHA-256;
+* a client that cannot do anything but MD5 gets the MD5 challenge alone, as from Kamailio.
+  That is a client that *failed* a challenge offering more than MD5 -- it answered with a
+  wrong response in another algorithm, or with credentials we cannot read, or it came back
   with a new request without credentials (another Call-ID or CSeq: not a retransmission)
-  while the challenge is still unanswered -- what baresip and sipp do, because they never
-  answer it.  baresip retries 30-60 s later (same Call-ID, next CSeq) and registers then.
+  while the challenge was unanswered, which is what baresip and sipp do because they never
+  answer it -- and a client whose credentials were in MD5 (it authenticated with MD5 though
+  SHA-256 was on offer, or answered in MD5 a nonce we no longer accept: stale, or issued
+  before a restart emptied this memory).
+  baresip retries 30-60 s after its failed attempt (same Call-ID, next CSeq) and registers then.
 
 A client is known by two keys, looked up in this order: the *device* (source
 ``transport:ip:port`` plus the address-of-record the request claims: To for REGISTER, From
 otherwise) and the *account* (the address-of-record alone, for a device seen from a new
 address: a new TCP connection, a restarted sipp).  The memory is a bounded LRU table per
 worker process; losing an entry (eviction, restart) costs an MD5-only client one failed
-attempt.  The order is a hint, never a security boundary: every configured algorithm is
-offered every time (anyone on the path could strip the SHA-256 challenge anyway).
+attempt, unless it comes back with MD5 credentials.  A SHA-256 client mistaken for an
+MD5-only one (a wrong password typed in it, say) authenticates with MD5 until its entry is
+forgotten.  This is a compatibility measure, not a security boundary: an attacker on the
+path could strip the SHA-256 challenge anyway.
 
 Sans-I/O: the caller says what it saw (:meth:`ChallengeOrder.observe`) and what it sent
 (:meth:`ChallengeOrder.challenged`).
@@ -44,36 +47,38 @@ from sipproxy.sip.digest import AuthResult
 
 __all__ = ["ChallengeOrder", "FALLBACK"]
 
-#: what a client that fails another algorithm is offered first (every digest client does MD5)
+#: what a client that cannot do the other algorithms is offered, alone (every digest client does MD5)
 FALLBACK = "MD5"
 
 
 class _Entry:
-    """What is known of one key: the algorithm to offer first (``None``: the configured
-    order) and, while a challenge led by another algorithm than the fallback is unanswered,
-    the request it answered (``Call-ID`` and CSeq number), to tell a retransmission from a
-    new attempt."""
+    """What is known of one key: the algorithm the client last used or fell back to
+    (``None``: nothing yet) and, while a challenge offering more than the fallback is
+    unanswered, the request it answered (Call-ID and CSeq number), to tell a retransmission
+    from a new attempt."""
 
-    __slots__ = ("lead", "pending")
+    __slots__ = ("algorithm", "pending")
 
     def __init__(self) -> None:
-        self.lead: str | None = None
+        self.algorithm: str | None = None
         self.pending: str | None = None
 
 
 class ChallengeOrder:
-    """The order of the challenges for each client, learnt from how it answered them.
+    """The challenges to offer each client, learnt from how it answered them.
 
-    ``algorithms``: those offered, in the configured order (the order for unknown clients).
-    ``adaptive=False`` (or a single algorithm, or no MD5 among them) always uses it."""
+    ``algorithms``: those offered, in the configured order (what unknown clients get).
+    ``adaptive=False`` (or a single algorithm, or no MD5 among them) always offers them."""
 
     def __init__(self, algorithms: Sequence[str], *, adaptive: bool = True, capacity: int = 50_000) -> None:
         self.algorithms = tuple(a.upper() for a in algorithms)
         self.adaptive = adaptive and len(self.algorithms) > 1 and FALLBACK in self.algorithms
         self.capacity = capacity
         self._memory: OrderedDict[str, _Entry] = OrderedDict()
-        # the order with each algorithm first (the rest as configured), made once
-        self._orders = {a: (a, *(b for b in self.algorithms if b != a)) for a in self.algorithms}
+        # what a client that used each algorithm is offered, made once: MD5 alone, another
+        # algorithm first and then the rest as configured
+        self._offers = {a: (a, *(b for b in self.algorithms if b != a)) for a in self.algorithms}
+        self._offers[FALLBACK] = (FALLBACK,)
 
     @staticmethod
     def keys(source: str, aor: str) -> tuple[str, ...]:
@@ -84,21 +89,22 @@ class ChallengeOrder:
             return (source,) if source else ()
         return (f"{source}|{aor}", aor) if source else (aor,)
 
-    # -- the order ------------------------------------------------------------------------
+    # -- the offer ------------------------------------------------------------------------
 
-    def lead(self, keys: Iterable[str]) -> str:
-        """The algorithm to offer first to the client known by ``keys``."""
+    def known(self, keys: Iterable[str]) -> str | None:
+        """The algorithm the client known by ``keys`` used or fell back to, if known."""
         if self.adaptive:
             memory = self._memory
             for key in keys:
                 entry = memory.get(key)
-                if entry is not None and entry.lead is not None:
-                    return entry.lead
-        return self.algorithms[0]
+                if entry is not None and entry.algorithm is not None:
+                    return entry.algorithm
+        return None
 
     def order(self, keys: Iterable[str]) -> tuple[str, ...]:
-        """Every configured algorithm, ``lead(keys)`` first."""
-        return self._orders[self.lead(keys)]
+        """The algorithms to challenge the client known by ``keys`` with, in order."""
+        alg = self.known(keys)
+        return self.algorithms if alg is None else self._offers[alg]
 
     # -- learning -------------------------------------------------------------------------
 
@@ -117,21 +123,19 @@ class ChallengeOrder:
                 entry = memory.get(key)
                 if entry is not None and entry.pending is not None and (
                         status == digest.MALFORMED or entry.pending != attempt):
-                    entry.lead, entry.pending = FALLBACK, None
+                    entry.algorithm, entry.pending = FALLBACK, None
             return
         # The client answered (rightly, wrongly, with an old nonce, ...) in some algorithm:
-        # lead with that one -- e.g. after a restart, whose memory is empty, a phone answering
-        # the old nonce in MD5 is challenged MD5 first -- except after a wrong response in
-        # another algorithm than the fallback (a client that cannot compute it), and a
-        # success always sets it.
+        # that is the one it uses -- except that a wrong response in another algorithm than
+        # the fallback is a client that cannot compute it (or a wrong password: MD5 then too).
         alg = result.algorithm.upper().removesuffix("-SESS")
-        if status == digest.WRONG and result.reason == digest.BAD_RESPONSE and alg != FALLBACK:
+        if status == digest.WRONG and result.reason == digest.BAD_RESPONSE:
             alg = FALLBACK
-        lead = alg if alg in self._orders else None
+        known = alg if alg in self._offers else None
         for key in keys:
             entry = self._entry(key)
-            if lead is not None:
-                entry.lead = lead
+            if known is not None:
+                entry.algorithm = known
             entry.pending = None
 
     def challenged(self, keys: Sequence[str], order: Sequence[str], attempt: str) -> None:
@@ -139,7 +143,7 @@ class ChallengeOrder:
         the request ``attempt``."""
         if not self.adaptive or not keys:
             return
-        if order[0] == FALLBACK:
+        if tuple(order) == (FALLBACK,):
             for key in keys:
                 entry = self._memory.get(key)
                 if entry is not None:

@@ -1,11 +1,12 @@
-"""Which digest challenge is offered first, per client (sipproxy.auth.ordering).
+"""Which digest challenges are offered, per client (sipproxy.auth.ordering).
 
-Unknown clients get the configured order (SHA-256 first); a client that cannot answer a
-SHA-256-first challenge (it comes back without credentials, answers it wrongly or unreadably)
-gets MD5 first, while both challenges are still offered; a client that authenticated gets
-the algorithm it succeeded with first.  Then the same through the registrar: a client like
-baresip 1.0 / sipp (answers only the topmost challenge, MD5 only) registers on its second
-attempt, a SHA-256 client keeps SHA-256.
+Unknown clients get the configured order (SHA-256, then MD5); a client that cannot answer a
+challenge offering SHA-256 (it comes back without credentials, answers it wrongly or
+unreadably) gets the MD5 challenge alone, as from Kamailio -- baresip 1.0 gives up when any
+challenge names an algorithm it does not know; so does a client whose credentials were in
+MD5.  A client that authenticated with SHA-256 keeps getting SHA-256 first.  Then the same
+through the registrar: a client like baresip 1.0 registers on its second attempt, a SHA-256
+client keeps SHA-256.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sipproxy.sip.parser import Response
 from .support import DOMAIN, Clock, answer, parse, provision, register
 
 BOTH = ("SHA-256", "MD5")
+MD5 = ("MD5",)
 SRC = "udp:198.51.100.7:40000"
 MISSING = AuthResult(digest.MISSING, reason="no credentials")
 
@@ -35,14 +37,14 @@ def wrong(alg: str, reason: str = digest.BAD_RESPONSE) -> AuthResult:
     return AuthResult(digest.WRONG, "alice", alg, reason)
 
 
-def challenge(order: ChallengeOrder, keys: tuple[str, ...], attempt: str, result: AuthResult = MISSING) -> str:
+def challenge(order: ChallengeOrder, keys: tuple[str, ...], attempt: str,
+              result: AuthResult = MISSING) -> tuple[str, ...]:
     """What the Authenticator does for a request that is not let in: learn, then challenge;
-    returns the algorithm offered first."""
+    returns the algorithms offered."""
     order.observe(keys, result, attempt)
     algs = order.order(keys)
-    assert sorted(algs) == sorted(BOTH)  # every algorithm is always offered
     order.challenged(keys, algs, attempt)
-    return algs[0]
+    return algs
 
 
 def test_keys_device_then_account() -> None:
@@ -57,40 +59,57 @@ def test_unknown_client_gets_the_configured_order() -> None:
     assert ChallengeOrder(("MD5", "SHA-256")).order(()) == ("MD5", "SHA-256")
 
 
-def test_client_that_never_answers_sha256_gets_md5_first_next_time() -> None:
+def test_client_that_never_answers_gets_md5_alone_next_time() -> None:
     order = ChallengeOrder(BOTH)
     keys = ChallengeOrder.keys(SRC, "alice@x")
-    assert challenge(order, keys, "cid|1") == "SHA-256"
+    assert challenge(order, keys, "cid|1") == BOTH
     # the same request again (a retransmission, the 401 was lost): not a failure
-    assert challenge(order, keys, "cid|1") == "SHA-256"
+    assert challenge(order, keys, "cid|1") == BOTH
     # the next attempt (baresip: same Call-ID, next CSeq) comes without credentials
-    assert challenge(order, keys, "cid|2") == "MD5"
-    # it answers MD5 and succeeds: MD5 stays first
+    assert challenge(order, keys, "cid|2") == MD5
+    # it answers MD5 and succeeds: MD5 alone from now on
     order.observe(keys, ok("MD5"), "cid|3")
-    assert order.lead(keys) == "MD5"
-    assert challenge(order, keys, "cid|4") == "MD5"
-    assert challenge(order, keys, "cid|5") == "MD5"  # no pending after an MD5-first challenge
+    assert order.known(keys) == "MD5"
+    assert challenge(order, keys, "cid|4") == MD5
+    assert challenge(order, keys, "cid|5") == MD5  # nothing pending after an MD5-only challenge
+
+
+def test_configured_md5_first_still_falls_back_to_md5_alone() -> None:
+    """baresip fails on a SHA-256 challenge below MD5 too."""
+    order = ChallengeOrder(("MD5", "SHA-256"))
+    keys = ChallengeOrder.keys(SRC, "alice@x")
+    assert challenge(order, keys, "cid|1") == ("MD5", "SHA-256")
+    assert challenge(order, keys, "cid|2") == MD5
 
 
 def test_sha256_client_keeps_sha256() -> None:
     order = ChallengeOrder(BOTH)
     keys = ChallengeOrder.keys(SRC, "alice@x")
-    assert challenge(order, keys, "cid|1") == "SHA-256"
+    assert challenge(order, keys, "cid|1") == BOTH
     order.observe(keys, ok("SHA-256"), "cid|2")
     # a fresh REGISTER without credentials later (many phones re-register that way)
     for cseq in range(3, 6):
-        assert challenge(order, keys, f"cid|{cseq}") == "SHA-256"
+        assert challenge(order, keys, f"cid|{cseq}") == BOTH
         order.observe(keys, ok("SHA-256"), f"cid|{cseq}+")
-    assert order.lead(keys) == "SHA-256"
+    assert order.known(keys) == "SHA-256"
 
 
-def test_wrong_sha256_response_falls_back_but_wrong_md5_does_not_flip_back() -> None:
+def test_md5_first_configuration_learns_a_sha256_client() -> None:
+    order = ChallengeOrder(("MD5", "SHA-256"))
+    keys = ChallengeOrder.keys(SRC, "alice@x")
+    challenge(order, keys, "cid|1")
+    order.observe(keys, ok("SHA-256-sess"), "cid|2")  # it picked the stronger one
+    assert order.order(keys) == BOTH
+
+
+def test_wrong_response_falls_back() -> None:
     order = ChallengeOrder(BOTH)
     keys = ChallengeOrder.keys(SRC, "alice@x")
     challenge(order, keys, "cid|1")
-    assert challenge(order, keys, "cid|2", wrong("SHA-256")) == "MD5"
-    assert challenge(order, keys, "cid|3", wrong("MD5")) == "MD5"
-    assert challenge(order, keys, "cid|4", wrong("SHA-256-sess")) == "MD5"
+    assert challenge(order, keys, "cid|2", wrong("SHA-256")) == MD5
+    assert challenge(order, keys, "cid|3", wrong("MD5")) == MD5
+    other = ChallengeOrder.keys(SRC, "bob@x")
+    assert challenge(order, other, "b|1", wrong("SHA-256-sess")) == MD5
 
 
 def test_a_forged_nonce_or_unknown_user_is_not_a_failed_computation() -> None:
@@ -99,27 +118,28 @@ def test_a_forged_nonce_or_unknown_user_is_not_a_failed_computation() -> None:
     challenge(order, keys, "cid|1")
     # credentials in SHA-256 whose nonce is not ours (e.g. issued before a restart): the
     # client does SHA-256, so it stays first
-    assert challenge(order, keys, "cid|2", wrong("SHA-256", "nonce not ours")) == "SHA-256"
-    assert challenge(order, keys, "cid|3", AuthResult(digest.STALE, "alice", "SHA-256", "nonce expired")) == "SHA-256"
+    assert challenge(order, keys, "cid|2", wrong("SHA-256", "nonce not ours")) == BOTH
+    assert challenge(order, keys, "cid|3", AuthResult(digest.STALE, "alice", "SHA-256", "nonce expired")) == BOTH
+    assert challenge(order, keys, "cid|4", wrong("SHA-256", "unknown user")) == BOTH
 
 
-def test_after_a_restart_a_phone_answering_in_md5_is_challenged_md5_first() -> None:
+def test_after_a_restart_a_phone_answering_in_md5_gets_md5_alone() -> None:
     order = ChallengeOrder(BOTH)  # empty memory, as after a restart
     keys = ChallengeOrder.keys(SRC, "alice@x")
-    assert challenge(order, keys, "cid|7", wrong("MD5", "nonce not ours")) == "MD5"
+    assert challenge(order, keys, "cid|7", wrong("MD5", "nonce not ours")) == MD5
     order.observe(keys, ok("MD5"), "cid|8")
-    assert order.lead(keys) == "MD5"
+    assert order.known(keys) == "MD5"
 
 
-def test_malformed_answer_to_a_sha256_first_challenge_falls_back() -> None:
+def test_malformed_answer_to_a_sha256_challenge_falls_back() -> None:
     order = ChallengeOrder(BOTH)
     keys = ChallengeOrder.keys(SRC, "alice@x")
     malformed = AuthResult(digest.MALFORMED, "alice", reason="malformed credentials")
     order.observe(keys, malformed, "cid|1")  # nothing pending: nothing learnt
-    assert order.lead(keys) == "SHA-256"
+    assert order.order(keys) == BOTH
     challenge(order, keys, "cid|1")
     order.observe(keys, malformed, "cid|2")
-    assert order.lead(keys) == "MD5"
+    assert order.order(keys) == MD5
 
 
 def test_device_key_wins_over_account_key() -> None:
@@ -129,31 +149,33 @@ def test_device_key_wins_over_account_key() -> None:
     # the desk phone does SHA-256: the account learns SHA-256
     challenge(order, desk, "d|1")
     order.observe(desk, ok("SHA-256"), "d|2")
-    # the softphone of the same account cannot: it fails once (account says SHA-256), then MD5
-    assert challenge(order, soft, "s|1") == "SHA-256"
-    assert challenge(order, soft, "s|2") == "MD5"
+    # the softphone of the same account cannot: it fails once, then gets MD5 alone
+    assert challenge(order, soft, "s|1") == BOTH
+    assert challenge(order, soft, "s|2") == MD5
     order.observe(soft, ok("MD5"), "s|3")
     # each device keeps its own; the account key holds the last success
-    assert order.lead(desk) == "SHA-256" and order.lead(soft) == "MD5"
-    assert order.lead(("alice@x",)) == "MD5"
+    assert order.order(desk) == BOTH and order.order(soft) == MD5
+    assert order.known(("alice@x",)) == "MD5"
 
 
 def test_account_key_covers_a_client_on_a_new_port() -> None:
     """sipp picks a new port per run: the account remembers that the challenge was unanswered."""
     order = ChallengeOrder(BOTH)
-    assert challenge(order, ChallengeOrder.keys("udp:127.0.0.1:40001", "bob@x"), "run1|1") == "SHA-256"
-    assert challenge(order, ChallengeOrder.keys("udp:127.0.0.1:40002", "bob@x"), "run2|1") == "MD5"
+    assert challenge(order, ChallengeOrder.keys("udp:127.0.0.1:40001", "bob@x"), "run1|1") == BOTH
+    assert challenge(order, ChallengeOrder.keys("udp:127.0.0.1:40002", "bob@x"), "run2|1") == MD5
 
 
 def test_not_adaptive_or_single_algorithm_is_fixed() -> None:
-    for order in (ChallengeOrder(BOTH, adaptive=False), ChallengeOrder(("SHA-256",)), ChallengeOrder(("MD5",))):
+    for order in (ChallengeOrder(BOTH, adaptive=False), ChallengeOrder(("SHA-256",)), ChallengeOrder(MD5),
+                  ChallengeOrder(("SHA-256", "SHA-256"))):
         keys = ChallengeOrder.keys(SRC, "alice@x")
-        first = order.algorithms[0]
+        configured = order.algorithms
         order.observe(keys, MISSING, "a|1")
         order.challenged(keys, order.order(keys), "a|1")
         order.observe(keys, MISSING, "a|2")
         order.observe(keys, wrong("SHA-256"), "a|3")
-        assert order.order(keys)[0] == first and len(order) == 0
+        order.observe(keys, ok("MD5"), "a|4")
+        assert order.order(keys) == configured and len(order) == 0
 
 
 def test_memory_is_bounded_lru() -> None:
@@ -161,8 +183,8 @@ def test_memory_is_bounded_lru() -> None:
     for n in range(10):
         order.observe((f"k{n}",), ok("MD5"), "x")
     assert len(order) == 4
-    assert order.lead(("k0",)) == "SHA-256"  # forgotten: the configured order again
-    assert order.lead(("k9",)) == "MD5"
+    assert order.order(("k0",)) == BOTH  # forgotten: the configured order again
+    assert order.order(("k9",)) == MD5
 
 
 # -- through the registrar ------------------------------------------------------------------
@@ -187,19 +209,19 @@ def algorithms(response: Response) -> list[str]:
     return out
 
 
-def test_registrar_topmost_only_md5_client_registers_on_its_retry(reg: Registrar) -> None:
-    """What baresip 1.0 does: REGISTER, 401 (SHA-256 on top: it gives up), the same REGISTER
-    with the next CSeq 30-60 s later, 401 (MD5 on top), the answer, 200."""
+def test_registrar_md5_only_client_registers_on_its_retry(reg: Registrar) -> None:
+    """What baresip 1.0 does: REGISTER, 401 (a SHA-256 challenge in it: it gives up), the
+    same REGISTER with the next CSeq 30-60 s later, 401 (MD5 alone), the answer, 200."""
     first = reg.handle(parse(register("alice", call_id="bs-1", cseq=1)), received=SRC)
     assert first.status == 401 and algorithms(first) == ["SHA-256", "MD5"]
     again = reg.handle(parse(register("alice", call_id="bs-1", cseq=1)), received=SRC)  # retransmission
     assert algorithms(again) == ["SHA-256", "MD5"]
     retry = reg.handle(parse(register("alice", call_id="bs-1", cseq=2)), received=SRC)
-    assert retry.status == 401 and algorithms(retry) == ["MD5", "SHA-256"]
-    creds = answer(retry, "alice", "pw-alice", algorithm=algorithms(retry)[0])
+    assert retry.status == 401 and algorithms(retry) == ["MD5"]
+    creds = answer(retry, "alice", "pw-alice", algorithm="MD5")
     assert reg.handle(parse(register("alice", call_id="bs-1", cseq=3, auth=creds)), received=SRC).status == 200
-    # its re-registrations and its calls are challenged MD5 first from now on
-    assert algorithms(reg.handle(parse(register("alice", call_id="bs-1", cseq=4)), received=SRC))[0] == "MD5"
+    # its re-registrations and its calls are challenged with MD5 alone from now on
+    assert algorithms(reg.handle(parse(register("alice", call_id="bs-1", cseq=4)), received=SRC)) == ["MD5"]
     invite = (
         "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:40000;branch=z9hG4bKinv1\r\n"
         "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n"
@@ -207,8 +229,8 @@ def test_registrar_topmost_only_md5_client_registers_on_its_retry(reg: Registrar
     )
     verdict = reg.authenticator.check(parse(invite.encode()), DOMAIN, proxy=True, source=SRC)
     assert verdict.response.status == 407
-    first_407 = parse_auth_params(verdict.response.headers.raw("proxy-authenticate")[0])
-    assert first_407 is not None and first_407[1]["algorithm"] == "MD5"
+    [only] = verdict.response.headers.raw("proxy-authenticate")
+    assert "algorithm=MD5" in only
 
 
 def test_registrar_sha256_client_stays_on_sha256(reg: Registrar) -> None:
