@@ -12,9 +12,10 @@ directory object handed in.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sipproxy.auth.ordering import ChallengeOrder
+from sipproxy.auth.ordering import FALLBACK, ChallengeOrder
 from sipproxy.directory.account import Account
 from sipproxy.sip import digest
 from sipproxy.sip.digest import AuthResult, DigestAuth
@@ -40,12 +41,14 @@ class Authenticator:
     Proxy-Authorization / 407 / Proxy-Authenticate (RFC 3261 22.3)."""
 
     def __init__(self, directory: Any, auth: DigestAuth, realm: str = "", *,
-                 order: ChallengeOrder | None = None) -> None:
+                 order: ChallengeOrder | None = None, md5_only_domains: Iterable[str] = ()) -> None:
         self.directory = directory
         self.auth = auth
         self.realm = realm
         #: the order of the challenges per client (default: learnt, see ChallengeOrder)
         self.order = order if order is not None else ChallengeOrder(auth.algorithms)
+        #: domains whose users are challenged with MD5 alone, as Kamailio does
+        self.md5_only_domains = frozenset(d.lower() for d in md5_only_domains)
 
     def realm_for(self, domain: str) -> str:
         return self.realm or domain.lower()
@@ -70,7 +73,8 @@ class Authenticator:
         result = self.auth.verify(request.headers.raw(header), method=request.method, realm=realm,
                                   lookup=lookup)
         order = self.order
-        keys = order.keys(source, self._aor(request, domain)) if order.adaptive else ()
+        keys = (order.keys(source, self._aor(request, domain))
+                if order.adaptive and domain not in self.md5_only_domains else ())
         attempt = f"{request.call_id}|{request.cseq[0]}" if keys else ""
         order.observe(keys, result, attempt)
         if result.ok:
@@ -88,9 +92,9 @@ class Authenticator:
 
     def challenge(self, request: Request, domain: str, *, proxy: bool = False, stale: bool = False,
                   keys: tuple[str, ...] = (), attempt: str = "") -> Response:
-        """A 401 (or 407) carrying a fresh challenge for ``domain``'s realm, the algorithm
-        the client known by ``keys`` is best answered in first."""
-        algorithms = self.order.order(keys)
+        """A 401 (or 407) carrying a fresh challenge for ``domain``'s realm in the
+        algorithms the client known by ``keys`` can answer (see ChallengeOrder)."""
+        algorithms = (FALLBACK,) if domain.lower() in self.md5_only_domains else self.order.order(keys)
         headers = self.auth.challenge(self.realm_for(domain), proxy=proxy, stale=stale, algorithms=algorithms)
         self.order.challenged(keys, algorithms, attempt)
         status = 407 if proxy else 401

@@ -27,7 +27,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sipproxy.auth.authentication import Authenticator
 from sipproxy.auth.ordering import ChallengeOrder
@@ -77,10 +77,12 @@ class Registrar:
         max_contacts: int = 16,
         clock: Callable[[], float] = time.time,
         digest_order: ChallengeOrder | None = None,
+        md5_only_domains: Iterable[str] = (),
     ) -> None:
         self.directory = directory
         self.location = location
-        self.authenticator = Authenticator(directory, auth, realm, order=digest_order)
+        self.authenticator = Authenticator(directory, auth, realm, order=digest_order,
+                                           md5_only_domains=md5_only_domains)
         self.min_expires = min_expires
         self.max_expires = max(max_expires, min_expires)
         self.default_expires = min(max(default_expires, min_expires), self.max_expires)
@@ -94,7 +96,8 @@ class Registrar:
         return cls(directory, location, auth, realm=section.get("realm", ""),
                    min_expires=section["min_expires"], max_expires=section["max_expires"],
                    default_expires=section["default_expires"],
-                   digest_order=ChallengeOrder(auth.algorithms, adaptive=section.get("digest_adaptive", True)))
+                   digest_order=ChallengeOrder(auth.algorithms, adaptive=section.get("digest_adaptive", True)),
+                   md5_only_domains=section.get("digest_md5_only_domains", ()))
 
     def handle(self, request: Request, *, received: str = "", socket: str = "") -> Response:
         """Answer one REGISTER.  ``received`` is ``transport:ip:port`` of the sender,

@@ -21,7 +21,7 @@ from sipproxy.sip import digest
 from sipproxy.sip.digest import AuthResult, DigestAuth, parse_auth_params
 from sipproxy.sip.parser import Response
 
-from .support import DOMAIN, Clock, answer, parse, provision, register
+from .support import DOMAIN, Clock, add_accounts, answer, parse, provision, register
 
 BOTH = ("SHA-256", "MD5")
 MD5 = ("MD5",)
@@ -243,3 +243,30 @@ def test_registrar_sha256_client_stays_on_sha256(reg: Registrar) -> None:
     assert algorithms(again) == ["SHA-256", "MD5"]
     creds = answer(again, "bob", "pw-bob", algorithm="SHA-256")
     assert reg.handle(parse(register("bob", call_id="sha-1", cseq=4, auth=creds)), received=src).status == 200
+
+
+def test_config_md5_only_domain_and_fixed_order(db_url: str, tmp_path) -> None:  # noqa: ANN001
+    from ngnpro.models.config import load_config
+    from tests.helpers import write_config
+
+    engine, factory = provision(db_url, {"alice": "pw-alice"})
+    add_accounts(factory, {"dave": "pw-dave"}, domain="legacy.example.net")
+    try:
+        def registrar(sipproxy: dict) -> Registrar:
+            config = load_config(str(write_config(tmp_path / "c.toml", {"sipproxy": sipproxy})))
+            clock = Clock()
+            return Registrar.from_config(config["sipproxy"], Directory(factory), LocationStore(factory, clock=clock),
+                                         DigestAuth(b"k", clock=clock))
+
+        # a domain of phones that cannot do SHA-256: MD5 alone, at the first attempt
+        reg = registrar({"digest_md5_only_domains": ["Legacy.Example.Net"]})
+        first = reg.handle(parse(register("dave", domain="legacy.example.net")), received=SRC)
+        assert first.status == 401 and algorithms(first) == ["MD5"]
+        assert algorithms(reg.handle(parse(register("alice")), received=SRC)) == ["SHA-256", "MD5"]
+        # digest_adaptive = false: the configured order whatever happened before
+        reg = registrar({"digest_adaptive": False})
+        for cseq in (1, 2, 3):
+            response = reg.handle(parse(register("alice", call_id="fixed", cseq=cseq)), received=SRC)
+            assert algorithms(response) == ["SHA-256", "MD5"]
+    finally:
+        engine.dispose()
