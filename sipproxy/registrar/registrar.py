@@ -8,7 +8,7 @@ server transaction around it belong to the proxy.  Data comes from the
 
 Policy, in order: REGISTER is answered here and never relayed -- an address-of-record
 outside our local domains gets 403.  Digest authentication (401 challenge offering SHA-256
-and MD5 -- MD5 first to a client that failed SHA-256, see
+and MD5 -- MD5 alone to a client that cannot do SHA-256, see
 :mod:`sipproxy.auth.ordering` -- ``stale=true`` on an expired nonce, a new challenge on
 wrong credentials).  The
 authenticated user must be the To user (403 otherwise; the routing guide's rule), and a
