@@ -17,8 +17,8 @@ challenge it never uses SHA-256.  So what is offered is learnt per client:
   That is a client that *failed* a challenge offering more than MD5 -- it answered with a
   wrong response in another algorithm, or with credentials we cannot read, or it came back
   with a new request without credentials (another Call-ID or CSeq: not a retransmission)
-  while the challenge was unanswered, which is what baresip and sipp do because they never
-  answer it -- and a client whose credentials were in MD5 (it authenticated with MD5 though
+  while the challenge had stayed unanswered for ``PATIENCE`` seconds, which is what baresip
+  and sipp do because they never answer it -- and a client whose credentials were in MD5 (it authenticated with MD5 though
   SHA-256 was on offer, or answered in MD5 a nonce we no longer accept: stale, or issued
   before a restart emptied this memory).
   baresip retries 30-60 s after its failed attempt (same Call-ID, next CSeq) and registers then.
@@ -39,8 +39,9 @@ Sans-I/O: the caller says what it saw (:meth:`ChallengeOrder.observe`) and what 
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sipproxy.sip import digest
 from sipproxy.sip.digest import AuthResult
@@ -50,18 +51,25 @@ __all__ = ["ChallengeOrder", "FALLBACK"]
 #: what a client that cannot do the other algorithms is offered, alone (every digest client does MD5)
 FALLBACK = "MD5"
 
+#: seconds a challenge must have stayed unanswered before a new request without credentials
+#: counts as the client's failure to answer it: a client that can answer does so within a
+#: round trip, while requests a client sends together (a REGISTER and a SUBSCRIBE at boot,
+#: two lines of one phone) arrive within milliseconds of each other
+PATIENCE = 2.0
+
 
 class _Entry:
     """What is known of one key: the algorithm the client last used or fell back to
     (``None``: nothing yet) and, while a challenge offering more than the fallback is
-    unanswered, the request it answered (Call-ID and CSeq number), to tell a retransmission
-    from a new attempt."""
+    unanswered, the request it answered (Call-ID and CSeq number, to tell a retransmission
+    from a new attempt) and when."""
 
-    __slots__ = ("algorithm", "pending")
+    __slots__ = ("algorithm", "pending", "since")
 
     def __init__(self) -> None:
         self.algorithm: str | None = None
         self.pending: str | None = None
+        self.since = 0.0
 
 
 class ChallengeOrder:
@@ -70,10 +78,13 @@ class ChallengeOrder:
     ``algorithms``: those offered, in the configured order (what unknown clients get).
     ``adaptive=False`` (or a single algorithm, or no MD5 among them) always offers them."""
 
-    def __init__(self, algorithms: Sequence[str], *, adaptive: bool = True, capacity: int = 50_000) -> None:
+    def __init__(self, algorithms: Sequence[str], *, adaptive: bool = True, capacity: int = 50_000,
+                 patience: float = PATIENCE, clock: Callable[[], float] = time.monotonic) -> None:
         self.algorithms = tuple(a.upper() for a in algorithms)
         self.adaptive = adaptive and len(self.algorithms) > 1 and FALLBACK in self.algorithms
         self.capacity = capacity
+        self.patience = patience
+        self._clock = clock
         self._memory: OrderedDict[str, _Entry] = OrderedDict()
         # what a client that used each algorithm is offered, made once: MD5 alone, another
         # algorithm first and then the rest as configured
@@ -116,14 +127,24 @@ class ChallengeOrder:
         status = result.status
         memory = self._memory
         if status == digest.MISSING or status == digest.MALFORMED:
-            # No usable answer.  A new request without credentials while our challenge is
-            # unanswered means the client could not answer it (a retransmission is the same
-            # attempt); unreadable credentials in answer to it, likewise.
+            # No usable answer.  A new request without credentials while our challenge has
+            # stayed unanswered for a while means the client could not answer it (a
+            # retransmission is the same attempt; a request sent together with the
+            # challenged one arrives too soon to tell); unreadable credentials in answer to
+            # it, likewise.
+            now = -1.0
             for key in keys:
                 entry = memory.get(key)
-                if entry is not None and entry.pending is not None and (
-                        status == digest.MALFORMED or entry.pending != attempt):
-                    entry.algorithm, entry.pending = FALLBACK, None
+                if entry is None or entry.pending is None:
+                    continue
+                if status == digest.MISSING:
+                    if entry.pending == attempt:
+                        continue
+                    if now < 0:
+                        now = self._clock()
+                    if now - entry.since < self.patience:
+                        continue
+                entry.algorithm, entry.pending = FALLBACK, None
             return
         # The client answered (rightly, wrongly, with an old nonce, ...) in some algorithm:
         # that is the one it uses -- except that a wrong response in another algorithm than
@@ -149,8 +170,10 @@ class ChallengeOrder:
                 if entry is not None:
                     entry.pending = None
             return
+        now = self._clock()
         for key in keys:
-            self._entry(key).pending = attempt
+            entry = self._entry(key)
+            entry.pending, entry.since = attempt, now
 
     def _entry(self, key: str) -> _Entry:
         memory = self._memory

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipproxy.auth.ordering import ChallengeOrder
+from sipproxy.auth.ordering import PATIENCE, ChallengeOrder
 from sipproxy.directory.store import Directory
 from sipproxy.registrar.location import LocationStore
 from sipproxy.registrar.registrar import Registrar
@@ -37,6 +37,19 @@ def wrong(alg: str, reason: str = digest.BAD_RESPONSE) -> AuthResult:
     return AuthResult(digest.WRONG, "alice", alg, reason)
 
 
+class Later(Clock):
+    """A clock that moves on by ``PATIENCE`` each time it is read: every request comes long
+    enough after the previous one for an unanswered challenge to count as failed."""
+
+    def __call__(self) -> float:
+        self.t += PATIENCE
+        return self.t
+
+
+def Order(algorithms: tuple[str, ...] = BOTH, **kw) -> ChallengeOrder:  # noqa: N802
+    return ChallengeOrder(algorithms, clock=kw.pop("clock", Later()), **kw)
+
+
 def challenge(order: ChallengeOrder, keys: tuple[str, ...], attempt: str,
               result: AuthResult = MISSING) -> tuple[str, ...]:
     """What the Authenticator does for a request that is not let in: learn, then challenge;
@@ -55,12 +68,12 @@ def test_keys_device_then_account() -> None:
 
 
 def test_unknown_client_gets_the_configured_order() -> None:
-    assert ChallengeOrder(BOTH).order(ChallengeOrder.keys(SRC, "alice@x")) == BOTH
-    assert ChallengeOrder(("MD5", "SHA-256")).order(()) == ("MD5", "SHA-256")
+    assert Order().order(ChallengeOrder.keys(SRC, "alice@x")) == BOTH
+    assert Order(("MD5", "SHA-256")).order(()) == ("MD5", "SHA-256")
 
 
 def test_client_that_never_answers_gets_md5_alone_next_time() -> None:
-    order = ChallengeOrder(BOTH)
+    order = Order()
     keys = ChallengeOrder.keys(SRC, "alice@x")
     assert challenge(order, keys, "cid|1") == BOTH
     # the same request again (a retransmission, the 401 was lost): not a failure
@@ -74,16 +87,38 @@ def test_client_that_never_answers_gets_md5_alone_next_time() -> None:
     assert challenge(order, keys, "cid|5") == MD5  # nothing pending after an MD5-only challenge
 
 
+def test_requests_sent_together_are_not_a_failure() -> None:
+    """A phone sends REGISTER and SUBSCRIBE (or two lines' REGISTERs) at once, both without
+    credentials: the second arrives before the phone could answer the first challenge."""
+    clock = Clock()
+    order = Order(clock=clock)
+    keys = ChallengeOrder.keys(SRC, "alice@x")
+    assert challenge(order, keys, "reg|1") == BOTH
+    clock.t += 0.01
+    assert challenge(order, keys, "sub|1") == BOTH
+    clock.t += 0.01
+    order.observe(keys, ok("SHA-256"), "reg|2")
+    order.observe(keys, ok("SHA-256"), "sub|2")
+    assert order.order(keys) == BOTH
+    # a client that never answers: its next attempt, later, counts
+    other = ChallengeOrder.keys(SRC, "bob@x")
+    assert challenge(order, other, "b|1") == BOTH
+    clock.t += PATIENCE - 0.1
+    assert challenge(order, other, "b|2") == BOTH  # too soon to tell (pending is now b|2)
+    clock.t += PATIENCE
+    assert challenge(order, other, "b|3") == MD5
+
+
 def test_configured_md5_first_still_falls_back_to_md5_alone() -> None:
     """baresip fails on a SHA-256 challenge below MD5 too."""
-    order = ChallengeOrder(("MD5", "SHA-256"))
+    order = Order(("MD5", "SHA-256"))
     keys = ChallengeOrder.keys(SRC, "alice@x")
     assert challenge(order, keys, "cid|1") == ("MD5", "SHA-256")
     assert challenge(order, keys, "cid|2") == MD5
 
 
 def test_sha256_client_keeps_sha256() -> None:
-    order = ChallengeOrder(BOTH)
+    order = Order()
     keys = ChallengeOrder.keys(SRC, "alice@x")
     assert challenge(order, keys, "cid|1") == BOTH
     order.observe(keys, ok("SHA-256"), "cid|2")
@@ -95,7 +130,7 @@ def test_sha256_client_keeps_sha256() -> None:
 
 
 def test_md5_first_configuration_learns_a_sha256_client() -> None:
-    order = ChallengeOrder(("MD5", "SHA-256"))
+    order = Order(("MD5", "SHA-256"))
     keys = ChallengeOrder.keys(SRC, "alice@x")
     challenge(order, keys, "cid|1")
     order.observe(keys, ok("SHA-256-sess"), "cid|2")  # it picked the stronger one
@@ -103,7 +138,7 @@ def test_md5_first_configuration_learns_a_sha256_client() -> None:
 
 
 def test_wrong_response_falls_back() -> None:
-    order = ChallengeOrder(BOTH)
+    order = Order()
     keys = ChallengeOrder.keys(SRC, "alice@x")
     challenge(order, keys, "cid|1")
     assert challenge(order, keys, "cid|2", wrong("SHA-256")) == MD5
@@ -113,7 +148,7 @@ def test_wrong_response_falls_back() -> None:
 
 
 def test_a_forged_nonce_or_unknown_user_is_not_a_failed_computation() -> None:
-    order = ChallengeOrder(BOTH)
+    order = Order()
     keys = ChallengeOrder.keys(SRC, "alice@x")
     challenge(order, keys, "cid|1")
     # credentials in SHA-256 whose nonce is not ours (e.g. issued before a restart): the
@@ -124,7 +159,7 @@ def test_a_forged_nonce_or_unknown_user_is_not_a_failed_computation() -> None:
 
 
 def test_after_a_restart_a_phone_answering_in_md5_gets_md5_alone() -> None:
-    order = ChallengeOrder(BOTH)  # empty memory, as after a restart
+    order = Order()  # empty memory, as after a restart
     keys = ChallengeOrder.keys(SRC, "alice@x")
     assert challenge(order, keys, "cid|7", wrong("MD5", "nonce not ours")) == MD5
     order.observe(keys, ok("MD5"), "cid|8")
@@ -132,7 +167,7 @@ def test_after_a_restart_a_phone_answering_in_md5_gets_md5_alone() -> None:
 
 
 def test_malformed_answer_to_a_sha256_challenge_falls_back() -> None:
-    order = ChallengeOrder(BOTH)
+    order = Order()
     keys = ChallengeOrder.keys(SRC, "alice@x")
     malformed = AuthResult(digest.MALFORMED, "alice", reason="malformed credentials")
     order.observe(keys, malformed, "cid|1")  # nothing pending: nothing learnt
@@ -143,7 +178,7 @@ def test_malformed_answer_to_a_sha256_challenge_falls_back() -> None:
 
 
 def test_device_key_wins_over_account_key() -> None:
-    order = ChallengeOrder(BOTH)
+    order = Order()
     desk = ChallengeOrder.keys("udp:192.0.2.1:5060", "alice@x")
     soft = ChallengeOrder.keys("udp:192.0.2.2:5060", "alice@x")
     # the desk phone does SHA-256: the account learns SHA-256
@@ -160,14 +195,14 @@ def test_device_key_wins_over_account_key() -> None:
 
 def test_account_key_covers_a_client_on_a_new_port() -> None:
     """sipp picks a new port per run: the account remembers that the challenge was unanswered."""
-    order = ChallengeOrder(BOTH)
+    order = Order()
     assert challenge(order, ChallengeOrder.keys("udp:127.0.0.1:40001", "bob@x"), "run1|1") == BOTH
     assert challenge(order, ChallengeOrder.keys("udp:127.0.0.1:40002", "bob@x"), "run2|1") == MD5
 
 
 def test_not_adaptive_or_single_algorithm_is_fixed() -> None:
-    for order in (ChallengeOrder(BOTH, adaptive=False), ChallengeOrder(("SHA-256",)), ChallengeOrder(MD5),
-                  ChallengeOrder(("SHA-256", "SHA-256"))):
+    for order in (Order(BOTH, adaptive=False), Order(("SHA-256",)), Order(MD5),
+                  Order(("SHA-256", "SHA-256"))):
         keys = ChallengeOrder.keys(SRC, "alice@x")
         configured = order.algorithms
         order.observe(keys, MISSING, "a|1")
@@ -179,7 +214,7 @@ def test_not_adaptive_or_single_algorithm_is_fixed() -> None:
 
 
 def test_memory_is_bounded_lru() -> None:
-    order = ChallengeOrder(BOTH, capacity=4)
+    order = Order(BOTH, capacity=4)
     for n in range(10):
         order.observe((f"k{n}",), ok("MD5"), "x")
     assert len(order) == 4
@@ -191,12 +226,13 @@ def test_memory_is_bounded_lru() -> None:
 
 
 @pytest.fixture
-def reg(db_url: str):
+def env(db_url: str):
     engine, factory = provision(db_url, {"alice": "pw-alice", "bob": "pw-bob"})
     clock = Clock()
-    registrar = Registrar(Directory(factory), LocationStore(factory, clock=clock),
-                          DigestAuth(b"test-secret", clock=clock), clock=clock)
-    yield registrar
+    auth = DigestAuth(b"test-secret", clock=clock)
+    registrar = Registrar(Directory(factory), LocationStore(factory, clock=clock), auth, clock=clock,
+                          digest_order=ChallengeOrder(auth.algorithms, clock=clock))
+    yield registrar, clock
     engine.dispose()
 
 
@@ -209,13 +245,16 @@ def algorithms(response: Response) -> list[str]:
     return out
 
 
-def test_registrar_md5_only_client_registers_on_its_retry(reg: Registrar) -> None:
+def test_registrar_md5_only_client_registers_on_its_retry(env) -> None:  # noqa: ANN001
     """What baresip 1.0 does: REGISTER, 401 (a SHA-256 challenge in it: it gives up), the
     same REGISTER with the next CSeq 30-60 s later, 401 (MD5 alone), the answer, 200."""
+    reg, clock = env
     first = reg.handle(parse(register("alice", call_id="bs-1", cseq=1)), received=SRC)
     assert first.status == 401 and algorithms(first) == ["SHA-256", "MD5"]
+    clock.t += 0.5
     again = reg.handle(parse(register("alice", call_id="bs-1", cseq=1)), received=SRC)  # retransmission
     assert algorithms(again) == ["SHA-256", "MD5"]
+    clock.t += 40
     retry = reg.handle(parse(register("alice", call_id="bs-1", cseq=2)), received=SRC)
     assert retry.status == 401 and algorithms(retry) == ["MD5"]
     creds = answer(retry, "alice", "pw-alice", algorithm="MD5")
@@ -233,12 +272,14 @@ def test_registrar_md5_only_client_registers_on_its_retry(reg: Registrar) -> Non
     assert "algorithm=MD5" in only
 
 
-def test_registrar_sha256_client_stays_on_sha256(reg: Registrar) -> None:
+def test_registrar_sha256_client_stays_on_sha256(env) -> None:  # noqa: ANN001
+    reg, clock = env
     src = "udp:198.51.100.8:5060"
     first = reg.handle(parse(register("bob", call_id="sha-1", cseq=1)), received=src)
     assert algorithms(first) == ["SHA-256", "MD5"]
     creds = answer(first, "bob", "pw-bob", algorithm="SHA-256")
     assert reg.handle(parse(register("bob", call_id="sha-1", cseq=2, auth=creds)), received=src).status == 200
+    clock.t += 1800
     again = reg.handle(parse(register("bob", call_id="sha-1", cseq=3)), received=src)
     assert algorithms(again) == ["SHA-256", "MD5"]
     creds = answer(again, "bob", "pw-bob", algorithm="SHA-256")
