@@ -4,10 +4,10 @@ The registrar's 401 and the proxy's 407 are one check: :meth:`Authenticator.chec
 the account the credentials name (``user`` or ``user@domain``, RFC 8760 algorithms), lets
 :class:`sipproxy.sip.digest.DigestAuth` verify them, and answers the authenticated account
 or the response to send -- a challenge, sent statelessly (RFC 3261 8.2.7), or a 400 for
-credentials that cannot be read.  Which algorithms a challenge offers is learnt per
-client by :class:`sipproxy.auth.ordering.ChallengeOrder` (so phones that cannot do SHA-256
-and give up when it is offered still register: they get MD5 alone).  Sans-I/O: the accounts come from the
-directory object handed in.
+credentials that cannot be read.  Which algorithms a challenge offers is learnt per client
+by :class:`sipproxy.auth.ordering.ChallengeOrder` (so phones that cannot do SHA-256 and give
+up when it is offered still register: they get MD5 alone).  Sans-I/O: the accounts come
+from the directory object handed in.
 """
 
 from __future__ import annotations

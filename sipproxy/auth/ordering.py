@@ -18,10 +18,10 @@ challenge it never uses SHA-256.  So what is offered is learnt per client:
   wrong response in another algorithm, or with credentials we cannot read, or it came back
   with a new request without credentials (another Call-ID or CSeq: not a retransmission)
   while the challenge had stayed unanswered for ``PATIENCE`` seconds, which is what baresip
-  and sipp do because they never answer it -- and a client whose credentials were in MD5 (it authenticated with MD5 though
-  SHA-256 was on offer, or answered in MD5 a nonce we no longer accept: stale, or issued
-  before a restart emptied this memory).
-  baresip retries 30-60 s after its failed attempt (same Call-ID, next CSeq) and registers then.
+  and sipp do because they never answer it -- and a client whose credentials were in MD5
+  (it authenticated with MD5 though SHA-256 was on offer, or answered in MD5 a nonce we no
+  longer accept: stale, or issued before a restart emptied this memory).  baresip retries
+  30-60 s after its failed attempt (same Call-ID, next CSeq) and registers then.
 
 A client is known by two keys, looked up in this order: the *device* (source
 ``transport:ip:port`` plus the address-of-record the request claims: To for REGISTER, From

@@ -8,9 +8,8 @@ server transaction around it belong to the proxy.  Data comes from the
 
 Policy, in order: REGISTER is answered here and never relayed -- an address-of-record
 outside our local domains gets 403.  Digest authentication (401 challenge offering SHA-256
-and MD5 -- MD5 alone to a client that cannot do SHA-256, see
-:mod:`sipproxy.auth.ordering` -- ``stale=true`` on an expired nonce, a new challenge on
-wrong credentials).  The
+and MD5 -- MD5 alone to a client that cannot do SHA-256, see :mod:`sipproxy.auth.ordering`
+-- ``stale=true`` on an expired nonce, a new challenge on wrong credentials).  The
 authenticated user must be the To user (403 otherwise; the routing guide's rule), and a
 ``blocked`` account gets 403.  Then contacts: ``*`` with ``Expires: 0`` removes all,
 ``expires`` parameter over the Expires header over the default, 423 with Min-Expires below
