@@ -46,8 +46,9 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                           refresh_interval=config["database"]["poll_interval"])
     cache = LookupCache(section["location_cache"], shared=counters) if section["location_cache"] > 0 else None
     location = LocationStore(sessions, write_back=section["location_write_back"], cache=cache)
-    # challenges offer only the configured algorithms, in the configured order (some
-    # clients, sipp among them, answer the first challenge even when they cannot do SHA-256)
+    # challenges offer the configured algorithms, or MD5 alone to a client learnt not to do
+    # SHA-256 (digest_adaptive, see sipproxy.auth.ordering): baresip 1.0 gives up on any
+    # challenge naming SHA-256, sipp answers the first challenge and knows only MD5
     auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"],
                       algorithms=tuple(section["digest_algorithms"]) or ("SHA-256", "MD5"))
     registrar = Registrar.from_config(section, directory, location, auth)

@@ -190,6 +190,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "nonce_lifetime": (300, _int(10, 86400)),
         "realm": ("", _str),
         "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
+        "digest_adaptive": (True, _bool),
+        "digest_md5_only_domains": ([], _list(_domain)),
         "location_write_back": (1.0, lambda k, v: _float_pos(k, v)),
         "location_cache": (1.0, lambda k, v: _float_pos(k, v)),
         "overload_delay": (250.0, lambda k, v: _float_pos(k, v)),

@@ -227,7 +227,8 @@ class Proxy:
                                          or self.edge.is_me(ruri.host, ruri.port)))
         account = None
         if (from_local or not to_local) and req.method != "ACK":
-            verdict = self.authenticator.check(req, from_uri.host or "", proxy=True)
+            verdict = self.authenticator.check(req, from_uri.host or "", proxy=True,
+                                               source=str(inbound.source))
             if verdict.response is not None:
                 if not from_local and verdict.result.status != MISSING:
                     return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
