@@ -12,7 +12,10 @@ drops what changed:
   :class:`~.routingdata.LcrTable` snapshot (ngnpro logs one ``lcr`` change per write);
 * ``sip_account`` keyed ``user@domain`` -- that account's diversions (ngnpro's
   ``setCallDiversions`` logs the account's change); ``sip_domain`` -- all diversions;
-* ``emergency`` -- the emergency mappings (loaded whole; a handful of rows).
+* ``emergency`` -- the emergency mappings (loaded whole; a handful of rows).  No NGNPro
+  method writes them (operators insert rows), so the table is also reloaded when it is
+  older than ``emergency_max_age`` seconds: a row written without its ``change_log`` entry
+  is still seen, late rather than never.
 
 A table is reloaded on the first look-up after its change, so a burst of provisioning
 writes costs one reload.  A write that commits while a table is being read is logged after
@@ -123,6 +126,7 @@ class RoutingData:
         refresh_interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         feed: ChangeFeed | None = None,
+        emergency_max_age: float = 60.0,
     ) -> None:
         if isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
             self._engine: Engine = session_factory.kw["bind"]
@@ -132,6 +136,8 @@ class RoutingData:
         self._peers: dict[str, Peer] | None = None
         self._lcr: LcrTable | None = None
         self._emergency: dict[tuple[str, str], str] | None = None
+        self._emergency_at = 0.0
+        self.emergency_max_age = emergency_max_age
         self._diversions = _LRU(capacity)
         self.refresh_interval = refresh_interval
         self._clock = clock
@@ -188,10 +194,10 @@ class RoutingData:
         """The destination of emergency ``number`` in ``region`` (exact region), or None."""
         self._maybe_refresh()
         table = self._emergency
-        if table is None:
+        if table is None or self._clock() - self._emergency_at > self.emergency_max_age:
             with self._engine.connect() as conn:
                 table = {(r.region, r.number): r.destination for r in conn.execute(_SELECT_EMERGENCY)}
-            self._emergency = table
+            self._emergency, self._emergency_at = table, self._clock()
             self.loads += 1
         return table.get((region, number))
 

@@ -204,3 +204,17 @@ def test_a_failing_poll_keeps_the_cache(db_url: str) -> None:
     now[0] = 1.0
     assert rd.trusted_peer("192.0.2.7") is not None  # the poll failed, the answer stands
     engine.dispose()
+
+
+def test_emergency_rows_without_a_change_entry_are_seen_after_max_age(db_url: str) -> None:
+    engine, factory = provision(db_url, {})
+    now = [0.0]
+    rd = RoutingData(factory, refresh_interval=1000.0, clock=lambda: now[0], emergency_max_age=60.0)
+    assert rd.emergency("ams", "112") is None
+    with factory() as s, s.begin():  # an operator's insert, no record_change
+        s.add(EmergencyMapping(region="ams", number="112", destination="sip:112@psap.example"))
+    now[0] = 59.0
+    assert rd.emergency("ams", "112") is None  # cached
+    now[0] = 61.0
+    assert rd.emergency("ams", "112") == "sip:112@psap.example"
+    engine.dispose()
