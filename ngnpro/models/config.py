@@ -140,6 +140,13 @@ def _domain(key: str, v: Any) -> str:
     return v
 
 
+def _dial_string(key: str, v: Any) -> str:
+    v = _str(key, v).strip()
+    if not v or not all(ch.isdigit() or ch in "*#" for ch in v):
+        raise ConfigError(f"{key}: {v!r} is not a dialled number (digits, * and #)")
+    return v
+
+
 def _log_level(key: str, v: Any) -> str:
     return _choice("debug", "info", "warning", "error")(key, str(v).lower())
 
@@ -196,6 +203,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "location_cache": (1.0, lambda k, v: _float_pos(k, v)),
         "overload_delay": (250.0, lambda k, v: _float_pos(k, v)),
         "overload_retry_after": (5, _int(1, 3600)),
+        "emergency_numbers": (["112", "911"], _list(_dial_string)),
+        "max_diversions": (5, _int(0, 99)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),
