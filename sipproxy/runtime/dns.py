@@ -17,8 +17,9 @@
 * answers are cached (:class:`DnsCache`: at most ``[sipproxy] dns_cache_size`` entries, the
   least recently used dropped first) for their TTL, at most ``MAX_TTL``; a negative answer
   (NXDOMAIN, no data) for its SOA's negative TTL (RFC 2308), at most ``MAX_NEGATIVE_TTL``;
-  no answer at all (every server timed out or failed) for ``FAILURE_TTL``, so that a dead
-  server does not hold up every call.  Addresses of SRV targets in an answer's additional
+  no answer at all (every server timed out or failed) for ``FAILURE_TTL``; a server that
+  timed out is skipped for ``SERVER_DOWN`` seconds (while it is, a look-up that has no
+  other server fails at once), so that a dead server does not hold up every call.  Addresses of SRV targets in an answer's additional
   section are cached with it (RFC 3263 4.2: they spare the next query);
 * concurrent greenlets asking the same question share one query.
 
@@ -65,6 +66,9 @@ MAX_TTL = 3600
 MAX_NEGATIVE_TTL = 60
 #: how long "no server answered" is kept (seconds)
 FAILURE_TTL = 2.0
+#: how long a server that timed out is skipped (seconds): a dead server costs one timeout,
+#: not one per query of every look-up
+SERVER_DOWN = 5.0
 #: EDNS payload size we announce (the DNS flag day 2020 value)
 EDNS_PAYLOAD = 1232
 
@@ -124,6 +128,8 @@ class DnsClient:
         self.queries = 0
         self.failures = 0
         self._inflight: dict[tuple, AsyncResult] = {}
+        #: server -> until when it is skipped (it timed out)
+        self._down: dict[tuple[str, int], float] = {}
 
     def lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> list[Any]:
         name = name.rstrip(".").lower()
@@ -154,14 +160,21 @@ class DnsClient:
         except dns.exception.DNSException:
             return []
         query = dns.message.make_query(qname, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
-        for host, port in self.servers:
+        now = self.cache.clock()
+        for server in self.servers:
+            if self._down.get(server, 0.0) > now:
+                continue  # timed out a moment ago: not again while it is down
+            host, port = server
             self.queries += 1
             try:
                 response, tcp = dns.query.udp_with_fallback(query, host, timeout=self.timeout, port=port)
             except (dns.exception.DNSException, OSError, ValueError, EOFError) as exc:
                 log.debug("DNS %s %s to %s:%d: %s", name, dns.rdatatype.to_text(rdtype), host, port,
                           type(exc).__name__)
+                if isinstance(exc, dns.exception.Timeout):
+                    self._down[server] = self.cache.clock() + SERVER_DOWN
                 continue
+            self._down.pop(server, None)
             if tcp:
                 self.queries += 1
             rcode = response.rcode()
