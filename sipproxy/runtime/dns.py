@@ -136,11 +136,11 @@ class DnsClient:
         key = (self.tag, name, rdtype)
         cached = self.cache.get(key)
         if cached is not _MISSING:
-            return cached
+            return list(cached)
         pending = self._inflight.get(key)
         if pending is not None:  # another greenlet is asking the same: share its answer
             try:
-                return pending.get(timeout=self.timeout * max(1, len(self.servers)) * 2 + 1)
+                return list(pending.get(timeout=self.timeout * max(1, len(self.servers)) * 2 + 1))
             except gevent.Timeout:
                 return []
         pending = self._inflight[key] = AsyncResult()
@@ -152,7 +152,7 @@ class DnsClient:
         finally:
             del self._inflight[key]
             pending.set(records)
-        return records
+        return list(records)  # a copy: the cached answer stays as it came
 
     def _query(self, name: str, rdtype: dns.rdatatype.RdataType, key: tuple) -> list[Any]:
         try:
