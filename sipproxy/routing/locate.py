@@ -32,6 +32,7 @@ from collections.abc import Collection, Iterable
 
 from sipproxy.routing.resolver import DnsLookup, Naptr, Srv
 from sipproxy.sip.addressing import TRANSPORTS, Peer, default_port, is_ip
+from sipproxy.sip.uri import URI
 
 __all__ = ["locate", "order_srv", "sip_naptrs", "srv_name", "NAPTR_SERVICES", "SRV_ORDER"]
 
@@ -95,26 +96,26 @@ def order_srv(records: Iterable[Srv], rng: random.Random | None = None) -> list[
     return ordered
 
 
-def locate(uri: object, dns: DnsLookup, rng: random.Random | None = None,
+def locate(uri: URI, dns: DnsLookup, rng: random.Random | None = None,
            transports: Collection[str] = TRANSPORTS) -> list[Peer]:
     """The transport addresses for a request to ``uri`` (a parsed SIP/SIPS URI), in the
     order to try them; [] when it cannot be located.  ``transports``: the ones this proxy
     speaks (listens on); the others are never chosen.  See the module's text."""
-    scheme = (getattr(uri, "scheme", "") or "").lower()
-    host = getattr(uri, "host", "")
+    scheme = (uri.scheme or "").lower()
+    host = uri.host
     if scheme not in ("sip", "sips") or not host:
         return []
     secure = scheme == "sips"
-    target = (uri.maddr or host).strip("[]").rstrip(".").lower()  # type: ignore[attr-defined]
+    target = (uri.maddr or host).strip("[]").rstrip(".").lower()
     if not target:
         return []
-    transport = uri.transport  # type: ignore[attr-defined]
+    transport = uri.transport
     if transport is not None:
         if secure and transport == "tcp":
             transport = "tls"  # sips over TCP is TLS (RFC 3261 26.2.2)
         if transport not in TRANSPORTS or transport not in transports or (secure and transport != "tls"):
             return []
-    port = uri.port  # type: ignore[attr-defined]
+    port = uri.port
     # the transport without NAPTR or SRV: UDP for sip: (TCP when we do not speak UDP), TLS
     # for sips:
     plain = "tls" if secure else ("udp" if "udp" in transports else "tcp")
