@@ -31,12 +31,15 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     """Assemble one proxy process from the configuration (sockets not bound yet)."""
     from ngnpro.models.database import open_database
     from sipproxy.dialog.store import DialogStore
+    from sipproxy.directory.routing import RoutingData
     from sipproxy.directory.store import Directory
     from sipproxy.proxy.proxy import Proxy
     from sipproxy.registrar.cache import LookupCache
     from sipproxy.registrar.location import LocationStore
     from sipproxy.registrar.registrar import Registrar
+    from sipproxy.routing.numbers import NumberPlan
     from sipproxy.routing.pipeline import Router
+    from sipproxy.runtime.dns import DnsResolver
     from sipproxy.runtime.edge import Core
     from sipproxy.sip.digest import DigestAuth
 
@@ -64,11 +67,18 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
 
         core.overload = Overload(section["overload_delay"] / 1000.0, section["overload_retry_after"])
     dialogs = DialogStore(sessions)
+    routing = RoutingData(sessions, refresh_interval=config["database"]["poll_interval"])
+    dns = DnsResolver.from_config(config, transports={lst.transport for lst in core.transports.listeners})
+    core.dns = dns
     router = Router(directory, location, core, Hooks(section["siteconfig"]),
-                    server_domain=section["server_domain"])
+                    server_domain=section["server_domain"], data=routing, resolver=dns,
+                    plan=NumberPlan.from_config(section),
+                    emergency_numbers=section["emergency_numbers"],
+                    outgoing_timeout=section["outgoing_timeout"],
+                    caller_id_header=section["caller_id_header"])
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config))
     core.tu = proxy
-    return core, proxy, (directory, location, dialogs)
+    return core, proxy, (directory, location, dialogs, routing)
 
 
 def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None

@@ -224,6 +224,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "local_pstn_regexp": ("0[1-9][0-9]{4,}", _regexp),
         "siteconfig": ("siteconfig", _str),
         "server_domain": ("", lambda k, v: v if v == "" else _domain(k, v)),
+        "outgoing_timeout": (60.0, _seconds(1, 3600)),
+        "caller_id_header": ("pai", _choice("pai", "rpid")),
         "enum_servers": ([], _list(_hostport)),
         "dns_servers": ([], _list(_hostport)),
         "dns_timeout": (1.0, _seconds(0.05, 30)),

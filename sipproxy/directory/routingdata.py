@@ -121,6 +121,8 @@ class LcrTable:
     index: Mapping[str, Mapping[str, tuple[Route, ...]]] = field(default_factory=lambda: MappingProxyType({}))
     #: the longest prefix key per originator (bounds the match loop)
     longest: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: the hosts of every gateway: requests from them are incoming PSTN calls
+    gateway_hosts: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, routes: Iterable[Route]) -> LcrTable:
@@ -136,7 +138,9 @@ class LcrTable:
             for orig, by_prefix in index.items()
         })
         longest = MappingProxyType({orig: max(map(len, by_prefix)) for orig, by_prefix in index.items()})
-        return cls(ordered, frozen, longest)
+        hosts = frozenset(normalise_ip(g.host) or g.host.lower()
+                          for r in ordered for g in r.carrier.gateways)
+        return cls(ordered, frozen, longest, hosts)
 
     def originators(self) -> frozenset[str]:
         return frozenset(self.index)

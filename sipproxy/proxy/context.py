@@ -45,7 +45,7 @@ class Context:
 
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
-                 "server_done", "pending", "record_route")
+                 "server_done", "pending", "record_route", "headers", "strip_caller_id")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -68,6 +68,10 @@ class Context:
         self.pending: list[Any] = []
         #: the branches carry our Record-Route (a dialog-creating request)
         self.record_route = False
+        #: header fields added to each forwarded copy, and whether the caller's own
+        #: caller-id fields are removed from them (not a trusted peer's request)
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.strip_caller_id = False
 
 
 def best_response(responses: list[Response]) -> Response:

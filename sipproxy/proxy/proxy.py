@@ -226,7 +226,10 @@ class Proxy:
         to_local = bool(ruri.is_sip and (self.directory.is_local_domain(ruri.host)
                                          or self.edge.is_me(ruri.host, ruri.port)))
         account = None
-        if (from_local or not to_local) and req.method != "ACK":
+        # a PBX (trusted peer) or PSTN gateway, known by its address, is not challenged; a
+        # local From is always challenged (a subscriber spoofing a peer's address too)
+        trusted, gateway = (None, False) if from_local else self.router.trusted_source(inbound.source.host)
+        if (from_local or not to_local) and trusted is None and req.method != "ACK":
             verdict = self.authenticator.check(req, from_uri.host or "", proxy=True,
                                                source=str(inbound.source))
             if verdict.response is not None:
@@ -254,28 +257,37 @@ class Proxy:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
             return self._proxy(req, txn, inbound, [Target(None, dest, ())], caller, str(req.uri),
                                consumed_credentials=True)
-        call.account, call.to_local = account, to_local
-        return self._follow(req, txn, inbound, self.router.route(call), caller, account is not None)
+        call.account, call.to_local, call.trusted, call.gateway = account, to_local, trusted, gateway
+        if trusted is not None:
+            call.billing_party = getattr(trusted, "billing_id", "") or inbound.source.host
+        return self._follow(req, txn, inbound, self.router.route(call), caller, account is not None,
+                            keep_caller_id=trusted is not None)
 
     def _follow(self, req: Request, txn: Transaction, inbound: Inbound,
-                outcome: Response | Targets, caller: str, consumed_credentials: bool) -> Response | None:
-        """Carry out a routing decision: answer, or forward to its targets."""
+                outcome: Response | Targets, caller: str, consumed_credentials: bool,
+                keep_caller_id: bool = False) -> Response | None:
+        """Carry out a routing decision: answer, or forward to its targets.  Caller-id
+        headers (P-Asserted-Identity, Remote-Party-ID) are kept only from trusted peers and
+        gateways (RFC 3325: the identity asserted is ours to assert)."""
         if isinstance(outcome, Response):
             return outcome
         return self._proxy(req, txn, inbound, outcome.targets, caller, outcome.callee,
                            consumed_credentials=consumed_credentials,
-                           ring_timeout=outcome.ring_timeout or TIMER_C, serial=outcome.serial)
+                           ring_timeout=outcome.ring_timeout or TIMER_C, serial=outcome.serial,
+                           headers=outcome.headers, strip_caller_id=not keep_caller_id)
 
     # -- forwarding (16.6) --------------------------------------------------------------
 
     def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, targets: list,
                caller: str, callee: str, ring_timeout: float = TIMER_C,
-               consumed_credentials: bool = False, serial: bool = False) -> Response | None:
+               consumed_credentials: bool = False, serial: bool = False,
+               headers: tuple[tuple[str, str], ...] = (), strip_caller_id: bool = False) -> Response | None:
         """Forward ``req`` to ``targets``: in parallel (16.6), or one after the other when
         ``serial`` (failover: the next target when the last failed with 408 or 5xx)."""
         ctx = Context(req, txn, inbound, caller, callee)
         ctx.consumed_credentials = consumed_credentials
         ctx.record_route = req.method in DIALOG_METHODS
+        ctx.headers, ctx.strip_caller_id = headers, strip_caller_id
         txn.user_data = ctx
         if inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
             fix_nated_contact(req, inbound.source)
@@ -321,6 +333,11 @@ class Proxy:
                 r.uri = uri
             if strip:
                 headers.remove("proxy-authorization")
+            if ctx.strip_caller_id:
+                headers.remove("p-asserted-identity")
+                headers.remove("remote-party-id")
+            for name, value in ctx.headers:
+                headers.add(name, value)
             headers.set("Max-Forwards", max_forwards)
             if record_route:
                 headers.add("Record-Route", _rr(here), top=True)

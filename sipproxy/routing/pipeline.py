@@ -7,31 +7,39 @@ Each step looks at the request being routed (a :class:`RouteRequest`) and answer
 * :class:`Targets` -- where to forward the request, routing ends;
 * None -- not this step's business: the next step decides.
 
-The steps run after authentication (the proxy's, RFC 3261 16.3 and 22) and in the guide's
-order; the site hooks are called at their points.  Today the pipeline is: the
-``preprocess_uri`` hook, the ``handle_local_extensions`` hook, the local user (alias ->
-account -> registered contacts, then the ``postprocess_request`` hook), and the outbound
-placeholder (the ``handle_outgoing_peers`` and ``preprocess_pstn`` hooks, then 404 for a
-number and 403 otherwise).  Quick dial, emergency numbers, ENUM, call diversion, PSTN/LCR
-and RFC 3263 peers are the routing issue's steps, to be added here.
+The steps run after authentication (the proxy's, RFC 3261 16.3 and 22; a trusted peer or a
+PSTN gateway is known by its source address instead), in the order of DESIGN.md, with the
+site hooks at their points (:mod:`.hooks`):
 
-Sans-I/O: the data comes through the directory and location interfaces, addresses through
-the edge's ``resolve`` and ``connected`` (:class:`sipproxy.proxy.interface.Edge`).
+1. the ``preprocess_uri`` hook; ``handle_incoming_pstn`` for requests from a trusted peer
+   or a PSTN gateway;
+2. quick dial, then emergency numbers (by the caller's region) -- :mod:`.outbound`;
+3. the ``handle_local_extensions`` hook, then the local user: alias -> account ->
+   registered contacts (480 when none), then ``postprocess_request``;
+4. a number that is nobody's here: ENUM (RFC 6116) -> a local user, or routed out; no
+   result: the PSTN through LCR for those allowed (``preprocess_pstn`` first), else 404;
+5. another domain: ``handle_outgoing_peers``, then RFC 3263 servers in failover order.
+
+Call diversion is coming.  Sans-I/O: the data comes through the directory, location and
+routing-data objects, DNS through a :class:`~sipproxy.routing.resolver.Resolver`, addresses
+through the edge (:class:`sipproxy.proxy.interface.Edge`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from sipproxy.routing import outbound
+from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.routing.hookapi import HookAPI
 from sipproxy.routing.hooks import Hooks
-from sipproxy.sip.addressing import Inbound, Peer
+from sipproxy.routing.numbers import NumberPlan
+from sipproxy.sip.addressing import Peer
 from sipproxy.sip.ids import new_tag
-from sipproxy.sip.parser import Request, Response, make_response
-from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri, sip_id
+from sipproxy.sip.parser import Response, make_response
+from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
 
 log = logging.getLogger("sipproxy.routing")
 
@@ -40,42 +48,6 @@ __all__ = ["Target", "Targets", "RouteRequest", "Router", "MAX_ALIAS_DEPTH"]
 #: aliases are followed this deep; a longer chain is treated as a loop
 MAX_ALIAS_DEPTH = 5
 
-
-class Target(NamedTuple):
-    """One place to fork to: the new Request-URI (None: unchanged), the next hop, and the
-    Route values to push (a registration's Path, RFC 3327)."""
-
-    uri: URI | None
-    dest: Peer
-    path: tuple[str, ...]
-
-
-class Targets(NamedTuple):
-    """A step's decision to forward: to ``targets``, naming ``callee`` (a SipId, for logs
-    and the dialog), with the callee's ring timeout (None: the default).  In parallel
-    (forking to a user's contacts), or ``serial``: one after the other, the next when every
-    earlier one failed with 408 or a 5xx (gateways of LCR, servers of RFC 3263)."""
-
-    targets: list[Target]
-    callee: str
-    ring_timeout: float | None = None
-    serial: bool = False
-
-
-@dataclass(slots=True)
-class RouteRequest:
-    """What the steps know of the request being routed."""
-
-    request: Request
-    inbound: Inbound
-    #: the authenticated local subscriber who sends it (None: not one of ours)
-    account: Any
-    #: the Request-URI named a local domain (or this proxy) when the request came
-    to_local: bool
-    #: who pays (a SipId, a trusted peer's address ...): the sender's account by default
-    billing_party: str = ""
-
-
 Step = Callable[[RouteRequest], "Response | Targets | None"]
 
 
@@ -83,14 +55,26 @@ class Router:
     """The routing guide's pipeline for initial requests (see the module's text)."""
 
     def __init__(self, directory: Any, location: Any, edge: Any, hooks: Hooks | None = None,
-                 *, server_domain: str = "") -> None:
+                 *, server_domain: str = "", data: Any = None, resolver: Any = None,
+                 plan: NumberPlan | None = None, emergency_numbers: Iterable[str] = (),
+                 outgoing_timeout: float | None = None, caller_id_header: str = "pai") -> None:
         self.directory = directory
         self.location = location
         self.edge = edge
         self.hooks = hooks or Hooks()
         self.server_domain = server_domain
+        #: trusted peers, LCR, emergency mappings (sipproxy.directory.routing.RoutingData)
+        self.data = data
+        #: ENUM and RFC 3263 (a routing.resolver.Resolver); None: the edge's resolve only
+        self.resolver = resolver
+        self.plan = plan or NumberPlan()
+        self.emergency_numbers = tuple(emergency_numbers)
+        #: ring timeout of calls to the PSTN and other domains (the guide's OUTGOING_TIMEOUT)
+        self.outgoing_timeout = outgoing_timeout
+        self.caller_id_header = caller_id_header
         self.steps: list[Step] = [
-            self.preprocess_uri, self.local_extensions, self.local_user, self.outbound,
+            self.preprocess_uri, self.incoming_pstn, self.quick_dial, self.emergency,
+            self.local_extensions, self.local_user, self.outbound,
         ]
 
     def route(self, call: RouteRequest) -> Response | Targets:
@@ -127,39 +111,81 @@ class Router:
 
     # -- primitives the steps and the hooks share ------------------------------------------
 
+    def trusted_source(self, ip: str) -> tuple[Any, bool]:
+        """(the trusted peer or gateway at ``ip`` or None, whether it is a PSTN gateway)."""
+        if self.data is None:
+            return None, False
+        peer = self.data.trusted_peer(ip)
+        if peer is not None:
+            return (None, False) if peer.blocked else (peer, False)
+        if ip in self.data.lcr().gateway_hosts:
+            return ip, True
+        return None, False
+
+    def exists(self, user: str, domain: str) -> bool:
+        """An account or an alias of that name is provisioned here."""
+        return (self.directory.account(user, domain) is not None
+                or self.directory.alias(user, domain) is not None)
+
     def enum_lookup(self, uri: URI) -> URI | None:
-        """ENUM on ``uri``'s number: coming with the routing issue's ENUM step (None)."""
+        """ENUM on ``uri``'s number (E.164 after the guide's normalisation): the first SIP
+        URI of the answer, or None."""
+        e164 = self.plan.normalise_uri(uri)
+        if e164 is None or self.resolver is None:
+            return None
+        for text in self.resolver.enum(e164):
+            try:
+                return parse_uri(text)
+            except ParseError:
+                continue
         return None
 
+    def locate(self, uri: URI) -> list[Peer]:
+        """The servers of ``uri`` in failover order (RFC 3263)."""
+        if self.resolver is not None:
+            return list(self.resolver.locate(uri))
+        dest = self.edge.resolve(uri)
+        return [dest] if dest is not None else []
+
+    def addresses(self, host: str) -> list[str]:
+        if self.resolver is not None:
+            return list(self.resolver.address(host))
+        return []
+
+    def caller_id(self, call: RouteRequest) -> tuple[tuple[str, str], ...]:
+        """The caller id a local subscriber's call to the PSTN or another domain carries."""
+        return outbound.caller_id(call.account, self.caller_id_header)
+
     def send_out(self, call: RouteRequest) -> Response | Targets:
-        """Forward to the Request-URI's server (its address record; RFC 3263's NAPTR and
-        SRV steps come with the routing issue)."""
-        req = call.request
-        dest = self.edge.resolve(req.uri)
-        if dest is None:
-            return make_response(req, 502, "Unresolvable Destination", to_tag=new_tag())
-        return Targets([Target(None, dest, ())], sip_id(req.uri))
+        return outbound.send_out(self, call)
 
     def pstn(self, call: RouteRequest) -> Response | Targets:
-        """A number for the PSTN: the ``preprocess_pstn`` hook, then LCR (coming with the
-        routing issue: until then 404)."""
-        hooked = self.hook("preprocess_pstn", call)
-        if hooked is not None:
-            return hooked
-        return make_response(call.request, 404, "No Route To Destination", to_tag=new_tag())
+        return outbound.pstn(self, call)
 
     # -- the steps -----------------------------------------------------------------------
 
     def preprocess_uri(self, call: RouteRequest) -> Response | Targets | None:
         return self.hook("preprocess_uri", call)
 
+    def incoming_pstn(self, call: RouteRequest) -> Response | Targets | None:
+        if call.trusted is None:
+            return None
+        return self.hook("handle_incoming_pstn", call)
+
+    def quick_dial(self, call: RouteRequest) -> None:
+        return outbound.quick_dial(self, call)
+
+    def emergency(self, call: RouteRequest) -> Response | Targets | None:
+        return outbound.emergency_call(self, call)
+
     def local_extensions(self, call: RouteRequest) -> Response | Targets | None:
         if not self.is_local(call.request.uri):
             return None
         return self.hook("handle_local_extensions", call)
 
-    def local_user(self, call: RouteRequest) -> Response | Targets | None:
-        """A local Request-URI: alias -> account (404) -> registered contacts (480)."""
+    def local_user(self, call: RouteRequest, depth: int = 0) -> Response | Targets | None:
+        """A local Request-URI: alias -> account -> registered contacts (480); a number
+        that is nobody's goes to :func:`outbound.number` (ENUM, the PSTN), else 404."""
         req = call.request
         if not self.is_local(req.uri):
             return None
@@ -173,7 +199,8 @@ class Router:
             user, domain = target[0], target[1].lower()
         account = self.directory.account(user, domain)
         if account is None:
-            return make_response(req, 404, "User Not Found", to_tag=new_tag())
+            by_number = outbound.number(self, call) if depth == 0 else None
+            return by_number or make_response(req, 404, "User Not Found", to_tag=new_tag())
         bindings = self.location.lookup(account.username, account.domain)
         if not bindings:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
@@ -193,16 +220,11 @@ class Router:
         return hooked if hooked is not None else decided
 
     def outbound(self, call: RouteRequest) -> Response | Targets:
-        """Not local: a number goes to :meth:`pstn`; another domain to the
-        ``handle_outgoing_peers`` hook, then 403 (RFC 3263 peers come with the routing issue)."""
-        req = call.request
-        user = req.uri.user or ""
-        if req.uri.scheme.lower() == "tel" or user.lstrip("+").isdigit():
-            return self.pstn(call)
-        hooked = self.hook("handle_outgoing_peers", call)
-        if hooked is not None:
-            return hooked
-        return make_response(req, 403, "Outbound Routing Not Available", to_tag=new_tag())
+        """Not local: a number (a tel: URI) to ENUM and the PSTN, another domain out."""
+        if call.request.uri.scheme.lower() == "tel":
+            return outbound.number(self, call) or outbound.pstn(self, call)
+        return outbound.other_domain(self, call)
+
     # -- where to send -------------------------------------------------------------------
 
     def binding_dest(self, b: Any, uri: URI) -> Peer | None:

@@ -117,9 +117,10 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
     except OSError as exc:
         print(f"sipproxy: cannot listen: {exc}", file=sys.stderr)
         return 1
-    directory, location, dialogs = services
+    directory, location, dialogs, routing = services
     tune_gc()
     directory.start()
+    routing.start()
     location.start()
     dialogs.start()
     core.start()
@@ -135,6 +136,7 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
     core.stop()
     dialogs.stop()
     directory.stop()
+    routing.stop()
     location.stop()
     watchdog.kill()
     signal.alarm(0)

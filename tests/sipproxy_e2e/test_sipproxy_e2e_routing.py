@@ -172,7 +172,7 @@ def _serial_proxy(targets):
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
-    router = SimpleNamespace(preprocess_request=lambda call: None,
+    router = SimpleNamespace(preprocess_request=lambda call: None, trusted_source=lambda ip: (None, False),
                              route=lambda call: Targets(targets, "gw", serial=True))
     proxy = Proxy(core, Directory(), SimpleNamespace(authenticator=None), None, router)
     core.tu = proxy
