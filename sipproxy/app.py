@@ -75,7 +75,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     plan=NumberPlan.from_config(section),
                     emergency_numbers=section["emergency_numbers"],
                     outgoing_timeout=section["outgoing_timeout"],
-                    caller_id_header=section["caller_id_header"])
+                    caller_id_header=section["caller_id_header"],
+                    max_diversions=section["max_diversions"])
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config))
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)

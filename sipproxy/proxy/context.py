@@ -45,7 +45,7 @@ class Context:
 
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
-                 "server_done", "pending", "record_route", "headers", "strip_caller_id")
+                 "server_done", "pending", "record_route", "headers", "strip_caller_id", "after")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -72,6 +72,9 @@ class Context:
         #: caller-id fields are removed from them (not a trusted peer's request)
         self.headers: tuple[tuple[str, str], ...] = ()
         self.strip_caller_id = False
+        #: when no branch answered 2xx: what to try next (call diversion), see
+        #: sipproxy.routing.decision.Targets.after
+        self.after: Any = None
 
 
 def best_response(responses: list[Response]) -> Response:

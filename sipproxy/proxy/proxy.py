@@ -255,7 +255,7 @@ class Proxy:
             dest = self.edge.resolve(apply_route_set(req))
             if dest is None:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
-            return self._proxy(req, txn, inbound, [Target(None, dest, ())], caller, str(req.uri),
+            return self._proxy(req, txn, inbound, Targets([Target(None, dest, ())], str(req.uri)), caller,
                                consumed_credentials=True)
         call.account, call.to_local, call.trusted, call.gateway = account, to_local, trusted, gateway
         if trusted is not None:
@@ -271,38 +271,45 @@ class Proxy:
         gateways (RFC 3325: the identity asserted is ours to assert)."""
         if isinstance(outcome, Response):
             return outcome
-        return self._proxy(req, txn, inbound, outcome.targets, caller, outcome.callee,
-                           consumed_credentials=consumed_credentials,
-                           ring_timeout=outcome.ring_timeout or TIMER_C, serial=outcome.serial,
-                           headers=outcome.headers, strip_caller_id=not keep_caller_id)
+        return self._proxy(req, txn, inbound, outcome, caller, consumed_credentials=consumed_credentials,
+                           strip_caller_id=not keep_caller_id)
 
     # -- forwarding (16.6) --------------------------------------------------------------
 
-    def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, targets: list,
-               caller: str, callee: str, ring_timeout: float = TIMER_C,
-               consumed_credentials: bool = False, serial: bool = False,
-               headers: tuple[tuple[str, str], ...] = (), strip_caller_id: bool = False) -> Response | None:
-        """Forward ``req`` to ``targets``: in parallel (16.6), or one after the other when
-        ``serial`` (failover: the next target when the last failed with 408 or 5xx)."""
-        ctx = Context(req, txn, inbound, caller, callee)
+    def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, decided: Targets,
+               caller: str, consumed_credentials: bool = False,
+               strip_caller_id: bool = False) -> Response | None:
+        """Forward ``req`` to the targets routing ``decided`` on (see :meth:`forward`)."""
+        ctx = Context(req, txn, inbound, caller, decided.callee)
         ctx.consumed_credentials = consumed_credentials
         ctx.record_route = req.method in DIALOG_METHODS
-        ctx.headers, ctx.strip_caller_id = headers, strip_caller_id
+        ctx.strip_caller_id = strip_caller_id
         txn.user_data = ctx
         if inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
             fix_nated_contact(req, inbound.source)
         if req.method == "INVITE":
             self._media_offer(req)
-        if serial:
-            ctx.pending = list(targets)
+        if not self.forward(ctx, decided):
+            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
+        return None
+
+    def forward(self, ctx: Context, decided: Targets) -> bool:
+        """Start branches to ``decided``'s targets: all at once (16.6), or one after the
+        other when serial (the next when the last failed with 408 or a 5xx); Timer C for an
+        INVITE.  Also for the targets of a call diversion after the first fork failed.
+        False when no target could be sent to."""
+        ctx.headers, ctx.after, ctx.timed_out = decided.headers, decided.after, False
+        if decided.serial:
+            ctx.pending = list(decided.targets)
             started = self.next_target(ctx)
         else:
-            started = self._start_branches(ctx, targets)
-        if not started:
-            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
-        elif req.method == "INVITE" and not ctx.final_sent:
-            ctx.timer = self.edge.call_later(ring_timeout, self._timer_c, ctx)
-        return None
+            ctx.pending = []
+            started = self._start_branches(ctx, decided.targets) > 0
+        if started and ctx.request.method == "INVITE" and not ctx.final_sent:
+            if ctx.timer is not None:
+                ctx.timer.cancel()
+            ctx.timer = self.edge.call_later(decided.ring_timeout or TIMER_C, self._timer_c, ctx)
+        return started
 
     def next_target(self, ctx: Context) -> bool:
         """Start the next of a serial fork's targets that can be sent to; False when none

@@ -59,6 +59,7 @@ class Responses:
         self._respond = edge.respond
         self._media_release = proxy._media_release
         self._next_target = proxy.next_target
+        self._forward = proxy.forward
 
     def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
         if txn is None:
@@ -159,6 +160,14 @@ class Responses:
         if ctx.pending and not ctx.cancelled and not ctx.timed_out \
                 and _fails_over(ctx.branches[-1].final) and self._next_target(ctx):
             return
+        if ctx.after is not None and not ctx.cancelled:
+            after, ctx.after = ctx.after, None
+            outcome = after([b.final.status for b in ctx.branches], ctx.timed_out)  # type: ignore[union-attr]
+            if isinstance(outcome, Response):
+                self.final(ctx, outcome)
+                return
+            if outcome is not None and self._forward(ctx, outcome):
+                return
         best = best_response([b.final for b in ctx.branches])  # type: ignore[misc]
         if ctx.timed_out and best.status == 487 and not ctx.cancelled:
             best = best.copy()

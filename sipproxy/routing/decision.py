@@ -6,6 +6,7 @@ without importing the router.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,13 +31,17 @@ class Targets(NamedTuple):
     number, for logs and the dialog), with a ring timeout (None: the default).  In parallel
     (forking to a user's contacts), or ``serial``: one after the other, the next when every
     earlier one failed with 408 or a 5xx (gateways of LCR, servers of RFC 3263).
-    ``headers``: added to each forwarded copy (the asserted caller id)."""
+    ``headers``: added to each forwarded copy (the asserted caller id).  ``after``: called
+    with the branches' final statuses and whether the ring timeout expired when no branch
+    answered 2xx; it may answer new targets or a response (call diversion: busy, no answer,
+    unavailable), or None for the usual best response."""
 
     targets: list[Target]
     callee: str
     ring_timeout: float | None = None
     serial: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    after: Callable[[list[int], bool], Any] | None = None
 
 
 @dataclass(slots=True)

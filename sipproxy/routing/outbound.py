@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sipproxy.routing import emergency, lcr, quickdial
+from sipproxy.routing import diversion, emergency, lcr, quickdial
 from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.sip.addressing import Peer, is_ip
 from sipproxy.sip.ids import new_tag
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipproxy.routing")
 
-__all__ = ["emergency_call", "quick_dial", "number", "pstn", "other_domain", "send_out"]
+__all__ = ["emergency_call", "quick_dial", "number", "pstn", "other_domain", "send_out", "divert"]
 
 
 def _refuse(call: RouteRequest, status: int, reason: str) -> Response:
@@ -200,3 +200,38 @@ def caller_id(account: Any, header: str) -> tuple[tuple[str, str], ...]:
     if header == "rpid":
         return (("Remote-Party-ID", f"{value};party=calling;screen=yes;privacy=off"),)
     return (("P-Asserted-Identity", value),)
+
+
+def divert(router: Router, call: RouteRequest, account: Any, condition: str | None,
+           depth: int) -> Response | Targets | None:
+    """Call diversion of a call to local ``account`` under ``condition`` (before the fork:
+    unconditional, not online; after it: busy, no answer, unavailable): a Diversion header
+    (RFC 5806) is added, the Request-URI becomes the target, the diverting account pays, and
+    the target is routed (a local user, the PSTN through LCR, another domain).  None: no
+    diversion (not set, a loop, too many, no PSTN access, voicemail without a server)."""
+    if condition is None or router.data is None:
+        return None
+    req = call.request
+    previous = req.headers.getall("diversion")
+    decided = diversion.decide(
+        account, router.data.diversions(account.username, account.domain), condition,
+        is_local_domain=router.directory.is_local_domain,
+        prior=diversion.prior_diversions(previous), diverted_by=diversion.diverting_parties(previous),
+        max_diversions=router.max_diversions)
+    if isinstance(decided, diversion.NoDivert) or decided.uri is None:
+        log.info("call %s to %s: %s, not diverted (%s)", req.call_id, account.sip_id, condition,
+                 getattr(decided, "why", "no voicemail server"))
+        return None
+    try:
+        target = parse_uri(decided.uri)
+    except ParseError:
+        return None
+    req.headers.add("Diversion", decided.header, top=True)
+    req.uri = target
+    call.billing_party = account.sip_id
+    log.info("call %s to %s diverted (%s) to %s", req.call_id, account.sip_id, decided.reason, target)
+    if decided.kind == diversion.LOCAL:
+        return router.local_user(call, depth=depth + 1)
+    if decided.kind == diversion.NUMBER:
+        return pstn(router, call, checked=True)
+    return send_out(router, call)

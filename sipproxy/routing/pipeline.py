@@ -20,7 +20,8 @@ site hooks at their points (:mod:`.hooks`):
    result: the PSTN through LCR for those allowed (``preprocess_pstn`` first), else 404;
 5. another domain: ``handle_outgoing_peers``, then RFC 3263 servers in failover order.
 
-Call diversion is coming.  Sans-I/O: the data comes through the directory, location and
+Call diversion (:func:`outbound.divert`): unconditional and not-online before the fork (in
+step 3), busy, no-answer and unavailable after it (the targets' ``after``).  Sans-I/O: the data comes through the directory, location and
 routing-data objects, DNS through a :class:`~sipproxy.routing.resolver.Resolver`, addresses
 through the edge (:class:`sipproxy.proxy.interface.Edge`).
 """
@@ -31,7 +32,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sipproxy.routing import outbound
+from sipproxy.routing import diversion, outbound
 from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.routing.hookapi import HookAPI
 from sipproxy.routing.hooks import Hooks
@@ -57,7 +58,8 @@ class Router:
     def __init__(self, directory: Any, location: Any, edge: Any, hooks: Hooks | None = None,
                  *, server_domain: str = "", data: Any = None, resolver: Any = None,
                  plan: NumberPlan | None = None, emergency_numbers: Iterable[str] = (),
-                 outgoing_timeout: float | None = None, caller_id_header: str = "pai") -> None:
+                 outgoing_timeout: float | None = None, caller_id_header: str = "pai",
+                 max_diversions: int = 5) -> None:
         self.directory = directory
         self.location = location
         self.edge = edge
@@ -72,6 +74,8 @@ class Router:
         #: ring timeout of calls to the PSTN and other domains (the guide's OUTGOING_TIMEOUT)
         self.outgoing_timeout = outgoing_timeout
         self.caller_id_header = caller_id_header
+        #: at most this many diversions of one call (RFC 5806 counters)
+        self.max_diversions = max_diversions
         self.steps: list[Step] = [
             self.preprocess_uri, self.incoming_pstn, self.quick_dial, self.emergency,
             self.local_extensions, self.local_user, self.outbound,
@@ -202,6 +206,12 @@ class Router:
             by_number = outbound.number(self, call) if depth == 0 else None
             return by_number or make_response(req, 404, "User Not Found", to_tag=new_tag())
         bindings = self.location.lookup(account.username, account.domain)
+        diversions = self.data.diversions(account.username, account.domain) if self.data is not None else ()
+        if diversions and depth <= MAX_ALIAS_DEPTH:
+            diverted = outbound.divert(self, call, account,
+                                       diversion.condition_before_fork(diversions, bool(bindings)), depth)
+            if diverted is not None:
+                return diverted
         if not bindings:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
         targets = []
@@ -215,7 +225,12 @@ class Router:
                 targets.append(Target(uri, dest, b.path))
         if not targets:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
-        decided = Targets(targets, account.sip_id, account.timeout or None)
+        after = None
+        if diversions and depth <= MAX_ALIAS_DEPTH:
+            def after(statuses: list[int], ring_timeout_expired: bool) -> Response | Targets | None:
+                condition = diversion.condition_after_fork(statuses, ring_timeout_expired)
+                return outbound.divert(self, call, account, condition, depth)
+        decided = Targets(targets, account.sip_id, account.timeout or None, after=after)
         hooked = self.hook("postprocess_request", call)
         return hooked if hooked is not None else decided
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from sipproxy.directory.account import GROUP_PSTN, Account
-from sipproxy.directory.routingdata import Carrier, Gateway, LcrTable, Route, Rule, TrustedPeer
+from sipproxy.directory.routingdata import (
+    Carrier,
+    Diversion,
+    Gateway,
+    LcrTable,
+    Route,
+    Rule,
+    TrustedPeer,
+)
 from sipproxy.routing.decision import RouteRequest, Targets
 from sipproxy.routing.pipeline import Router
 from sipproxy.sip.addressing import Inbound, Listener, Peer
@@ -21,7 +29,7 @@ def _account(username: str, *, groups=(), rpid: str = "", region: str = "", quic
 
 
 class Directory:
-    accounts = {"alice", "31208005160", "psap-north"}
+    accounts = {"alice", "bob", "31208005160", "psap-north", "offline", "loop1", "loop2"}
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() == DOMAIN
@@ -35,6 +43,8 @@ class Directory:
 
 class Location:
     def lookup(self, user, domain):  # noqa: ANN001, ANN201
+        if user == "offline":
+            return []
         return [SimpleNamespace(contact=f"sip:{user}@192.0.2.50:5062", path=(), received="",
                                 behind_nat=False)]
 
@@ -83,6 +93,14 @@ class Data:
 
     def lcr(self) -> LcrTable:
         return LCR
+
+    divert = {("alice", DOMAIN): (Diversion("FBUS", "sip:bob@example.com"),),
+              ("offline", DOMAIN): (Diversion("FNOL", "sip:0209999999@example.com"),),
+              ("loop1", DOMAIN): (Diversion("FUNC", "sip:loop2@example.com"),),
+              ("loop2", DOMAIN): (Diversion("FUNC", "sip:loop1@example.com"),)}
+
+    def diversions(self, username, domain):  # noqa: ANN001, ANN201
+        return self.divert.get((username, domain), ())
 
     def emergency(self, region, number):  # noqa: ANN001, ANN201
         return {("north", "112"): "sip:psap-north@example.com",
@@ -201,3 +219,26 @@ def test_caller_id_header_can_be_remote_party_id():
     router = Router(Directory(), Location(), Edge(), data=Data(), resolver=Resolver(), caller_id_header="rpid")
     out = router.route(_call("sip:carol@elsewhere.example", account=_account("bob")))
     assert out.headers == (("Remote-Party-ID", "<sip:bob@example.com>;party=calling;screen=yes;privacy=off"),)
+
+
+def test_diversion_before_the_fork_unconditional_and_not_online():
+    call = _call("sip:loop1@example.com")
+    out = _route(call)  # loop1 -> loop2 -> (loop1 again: a loop, not diverted) loop2's phones
+    assert isinstance(out, Targets) and out.callee == "loop2@example.com"
+    assert call.request.headers.getall("diversion") == ["<sip:loop1@example.com>;reason=unconditional;counter=1"]
+    # not online, to a number: the PSTN through LCR, paid by the diverting account -- which
+    # has no PSTN access here, so no diversion and the caller gets 480
+    assert _status(_route(_call("sip:offline@example.com"))) == (480, "Temporarily Unavailable")
+
+
+def test_diversion_after_the_fork_when_busy():
+    call = _call("sip:alice@example.com")
+    out = _route(call)
+    assert isinstance(out, Targets) and out.after is not None
+    diverted = out.after([486], False)  # busy everywhere: diverted
+    assert isinstance(diverted, Targets) and diverted.callee == "bob@example.com"
+    assert str(call.request.uri) == "sip:bob@example.com"
+    assert call.request.headers.getall("diversion") == ["<sip:alice@example.com>;reason=user-busy;counter=1"]
+    other = _call("sip:alice@example.com")
+    assert _route(other).after([603], False) is None  # declined: no diversion
+    assert str(other.request.uri) == "sip:alice@example.com"

@@ -242,3 +242,36 @@ def test_serial_fork_answers_the_best_failure_when_every_target_failed():
         assert finals == [500]  # both failed: the best of them (16.7 step 6)
     finally:
         core.stop()
+
+
+def test_a_busy_callee_diverts_after_the_fork_and_the_call_completes_there():
+    """Call diversion on busy (routing's ``after``): alice's phone answers 486, the proxy
+    forwards the same call to bob with a Diversion header, and bob's 200 reaches the caller."""
+    from sipproxy.routing.pipeline import Router
+    from sipproxy.sip.addressing import Inbound, Peer
+    from tests.routing.test_pipeline import Data, Location
+    from tests.routing.test_pipeline import Directory as Accounts
+
+    core = Core(["udp:127.0.0.1:5070"])
+    sent = []
+    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    router = Router(Accounts(), Location(), core, data=Data())
+    dialogs = SimpleNamespace(confirmed=lambda info: None, ended=lambda *args: None)
+    core.tu = Proxy(core, Accounts(), SimpleNamespace(authenticator=None), dialogs, router)
+    lst = core.transports.listeners[0]
+    caller, phone = Peer("udp", "192.0.2.1", 5060), Peer("udp", "192.0.2.50", 5062)
+    invite = _invite_from_outside().replace(b"sip:+31201234567@example.com", b"sip:alice@example.com")
+    try:
+        core.on_inbound(Inbound(invite, caller, lst))
+        (first,) = [d for d, to in sent if d.startswith(b"INVITE ") and to == phone]
+        assert first.startswith(b"INVITE sip:alice@192.0.2.50:5062 ")
+        core.on_inbound(Inbound(_answer(first, 486, "Busy Here"), phone, lst))
+        invites = [parse_message(d) for d, to in sent if d.startswith(b"INVITE ") and to == phone]
+        assert len(invites) == 2 and str(invites[1].uri) == "sip:bob@192.0.2.50:5062"
+        assert invites[1].headers.getall("diversion") == ["<sip:alice@example.com>;reason=user-busy;counter=1"]
+        core.on_inbound(Inbound(_answer(invites[1].to_bytes(), 200, "OK"), phone, lst))
+        finals = [parse_message(d).status for d, to in sent if to == caller and d.startswith(b"SIP/")
+                  and parse_message(d).status >= 200]
+        assert finals == [200]  # the 486 was not passed on
+    finally:
+        core.stop()
