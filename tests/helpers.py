@@ -33,6 +33,7 @@ PEERS = {
     "rtpengine": "rtpengine-daemon",
     "nft": "nftables",
     "openssl": "openssl",
+    "baresip": "baresip",
 }
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

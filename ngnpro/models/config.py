@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,47 @@ def _domain(key: str, v: Any) -> str:
     return v
 
 
+def _dial_string(key: str, v: Any) -> str:
+    v = _str(key, v).strip()
+    if not v or not all(ch.isdigit() or ch in "*#" for ch in v):
+        raise ConfigError(f"{key}: {v!r} is not a dialled number (digits, * and #)")
+    return v
+
+
+def _digits(pattern: str, what: str) -> Validator:
+    compiled = re.compile(pattern)
+
+    def check(key: str, v: Any) -> str:
+        v = _str(key, v)
+        if not compiled.fullmatch(v):
+            raise ConfigError(f"{key}: expected {what}, got {v!r}")
+        return v
+
+    return check
+
+
+def _regexp(key: str, v: Any) -> str:
+    v = _str(key, v)
+    if not v:
+        raise ConfigError(f"{key}: expected a regular expression, got an empty string")
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ConfigError(f"{key}: {v!r} is not a regular expression ({exc})") from None
+    return v
+
+
+def _seconds(lo: float, hi: float) -> Validator:
+    def check(key: str, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConfigError(f"{key}: expected a number of seconds, got {v!r}")
+        if not lo <= v <= hi:
+            raise ConfigError(f"{key}: {v} out of range {lo}-{hi}")
+        return float(v)
+
+    return check
+
+
 def _log_level(key: str, v: Any) -> str:
     return _choice("debug", "info", "warning", "error")(key, str(v).lower())
 
@@ -176,10 +218,18 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "tls_cert": ("", _str),
         "tls_key": ("", _str),
         "domains": ([], _list(_domain)),
-        "country_code": ("31", _str),
+        "country_code": ("31", _digits(r"[1-9][0-9]{0,2}", "1 to 3 digits, the first not 0 (E.164 country code)")),
+        "international_prefix": ("00", _digits(r"[0-9]{1,4}", "1 to 4 digits (the international call prefix)")),
+        "pstn_regexp": ("00[1-9][0-9]{6,}", _regexp),
+        "local_pstn_regexp": ("0[1-9][0-9]{4,}", _regexp),
         "siteconfig": ("siteconfig", _str),
+        "server_domain": ("", lambda k, v: v if v == "" else _domain(k, v)),
+        "outgoing_timeout": (60.0, _seconds(1, 3600)),
+        "caller_id_header": ("pai", _choice("pai", "rpid")),
         "enum_servers": ([], _list(_hostport)),
         "dns_servers": ([], _list(_hostport)),
+        "dns_timeout": (1.0, _seconds(0.05, 30)),
+        "dns_cache_size": (10000, _int(100, 10000000)),
         "media_relay": ("nat", _choice("always", "nat", "never")),
         "media_relays": ([], _list(_hostport)),
         "workers": (1, _int(1, 64)),
@@ -189,10 +239,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "nonce_lifetime": (300, _int(10, 86400)),
         "realm": ("", _str),
         "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
+        "digest_adaptive": (True, _bool),
+        "digest_md5_only_domains": ([], _list(_domain)),
         "location_write_back": (1.0, lambda k, v: _float_pos(k, v)),
         "location_cache": (1.0, lambda k, v: _float_pos(k, v)),
         "overload_delay": (250.0, lambda k, v: _float_pos(k, v)),
         "overload_retry_after": (5, _int(1, 3600)),
+        "emergency_numbers": (["112", "911"], _list(_dial_string)),
+        "max_diversions": (5, _int(0, 99)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),

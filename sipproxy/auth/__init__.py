@@ -2,6 +2,8 @@
 
 * :mod:`.authentication` -- the digest check of REGISTER (401) and of initial requests
   (407) against the provisioned accounts.
+* :mod:`.ordering` -- which digest challenges each client is offered (SHA-256 and MD5, or
+  MD5 alone to a client learnt not to do SHA-256; RFC 8760 2.3/2.4).
 
 Authorization (barring, limits, prepaid) is coming (the authorization issue).  May import
 :mod:`sipproxy.sip` and :mod:`sipproxy.directory.account`; never gevent, socket or

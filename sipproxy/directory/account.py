@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Account", "GROUP_BLOCKED"]
+__all__ = ["Account", "GROUP_BLOCKED", "GROUP_PSTN", "GROUP_QUOTA"]
 
 #: the account group that bars an account (ngnpro.models.sip.GROUP_BLOCKED: a test pins them equal)
 GROUP_BLOCKED = "blocked"
+#: PSTN access for a postpaid account (ngnpro.models.sip.GROUP_PSTN, pinned equal by a test)
+GROUP_PSTN = "free-pstn"
+#: the account went over its spending quota: no PSTN calls (ngnpro.models.sip.GROUP_QUOTA)
+GROUP_QUOTA = "quota"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Account:
     always_relay: bool = False
     prepaid: bool = False
     rpid: str = ""
+    #: quick dial: this prefix + a short dialled number names another account (routing guide)
+    quickdial_prefix: str = ""
 
     @property
     def sip_id(self) -> str:
@@ -40,6 +46,14 @@ class Account:
     @property
     def blocked(self) -> bool:
         return GROUP_BLOCKED in self.groups
+
+    @property
+    def pstn_access(self) -> bool:
+        """May call PSTN numbers: in ``free-pstn`` (postpaid) or prepaid (the balance pays),
+        and neither blocked nor over quota.  Emergency numbers do not ask this."""
+        if self.blocked or GROUP_QUOTA in self.groups:
+            return False
+        return GROUP_PSTN in self.groups or self.prepaid
 
     def digest_ha1(self, auth_username: str, algorithm: str) -> str | None:
         """The stored hash matching what the client put in ``username`` and ``algorithm``:

@@ -39,7 +39,7 @@ _A = SipAccount.__table__
 _G = SipAccountGroup.__table__
 _ACCOUNT_COLUMNS = (
     _A.c.id, _A.c.username, _A.c.domain, _A.c.ha1, _A.c.ha1b, _A.c.ha1_sha256, _A.c.region,
-    _A.c.timeout, _A.c.call_limit, _A.c.always_relay, _A.c.prepaid, _A.c.rpid,
+    _A.c.timeout, _A.c.call_limit, _A.c.always_relay, _A.c.prepaid, _A.c.rpid, _A.c.quickdial_prefix,
 )
 _SELECT_ACCOUNT = select(*_ACCOUNT_COLUMNS).where(_A.c.username == bindparam("u"), _A.c.domain == bindparam("d"))
 _SELECT_GROUPS = select(_G.c.name).where(_G.c.account_id == bindparam("id"))
@@ -107,7 +107,7 @@ def _account(row, groups: frozenset[str]) -> Account:  # noqa: ANN001 - a Row of
         id=row.id, username=row.username, domain=row.domain.lower(), ha1=row.ha1 or "",
         ha1b=row.ha1b or "", ha1_sha256=row.ha1_sha256 or "", groups=groups, region=row.region or "",
         timeout=row.timeout or 35, call_limit=row.call_limit or 0, always_relay=bool(row.always_relay),
-        prepaid=bool(row.prepaid), rpid=row.rpid or "",
+        prepaid=bool(row.prepaid), rpid=row.rpid or "", quickdial_prefix=(row.quickdial_prefix or "").strip(),
     )
 
 

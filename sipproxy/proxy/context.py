@@ -45,7 +45,7 @@ class Context:
 
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
-                 "server_done")
+                 "server_done", "pending", "record_route", "headers", "strip_caller_id", "after")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -63,6 +63,18 @@ class Context:
         self.consumed_credentials = False
         #: the server transaction has terminated (see Proxy.on_terminated)
         self.server_done = False
+        #: a serial fork's targets not tried yet (failover: the next one is tried when every
+        #: branch so far failed with 408 or 5xx, see Responses)
+        self.pending: list[Any] = []
+        #: the branches carry our Record-Route (a dialog-creating request)
+        self.record_route = False
+        #: header fields added to each forwarded copy, and whether the caller's own
+        #: caller-id fields are removed from them (not a trusted peer's request)
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.strip_caller_id = False
+        #: when no branch answered 2xx: what to try next (call diversion), see
+        #: sipproxy.routing.decision.Targets.after
+        self.after: Any = None
 
 
 def best_response(responses: list[Response]) -> Response:

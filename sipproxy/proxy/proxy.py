@@ -45,7 +45,7 @@ from sipproxy.proxy.interface import Edge
 from sipproxy.proxy.nat import fix_nated_contact, via_shows_nat
 from sipproxy.proxy.responses import DIALOG_METHODS, Responses
 from sipproxy.proxy.validation import loop_hash, proxy_validate
-from sipproxy.routing.pipeline import Router, RouteRequest, Target
+from sipproxy.routing.pipeline import Router, RouteRequest, Target, Targets
 from sipproxy.sip.addressing import Inbound
 from sipproxy.sip.digest import MISSING
 from sipproxy.sip.ids import MAGIC_COOKIE, new_tag
@@ -73,7 +73,6 @@ class Proxy:
         self.authenticator: Authenticator = registrar.authenticator
         self.dialogs = dialogs
         self.router = router
-        self.hooks = router.hooks
         self.media = media  # the media relay seam: see _media_* below
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
         self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
@@ -210,23 +209,29 @@ class Proxy:
             self.dialogs.ended(req.call_id or "", req.from_.tag or "", req.to.tag or "")
         ctx = Context(req, txn, inbound, sip_id(req.from_.uri), sip_id(req.to.uri))
         txn.user_data = ctx
-        self._start_branches(ctx, [Target(None, dest, ())], record_route=False)
+        if not self._start_branches(ctx, [Target(None, dest, ())]):
+            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
         return None
 
     # -- initial requests ---------------------------------------------------------------
 
     def _initial(self, req: Request, txn: Transaction, inbound: Inbound,
                  routes: list[str]) -> Response | None:
-        hooked = self.hooks.call("preprocess_request", req, inbound=inbound)
+        call = RouteRequest(req, inbound, None, False)
+        hooked = self.router.preprocess_request(call)
         if hooked is not None:
-            return hooked
+            return self._follow(req, txn, inbound, hooked, sip_id(req.from_.uri), False)
         from_uri, ruri = req.from_.uri, req.uri
         from_local = bool(from_uri.is_sip and from_uri.host and self.directory.is_local_domain(from_uri.host))
         to_local = bool(ruri.is_sip and (self.directory.is_local_domain(ruri.host)
                                          or self.edge.is_me(ruri.host, ruri.port)))
         account = None
-        if (from_local or not to_local) and req.method != "ACK":
-            verdict = self.authenticator.check(req, from_uri.host or "", proxy=True)
+        # a PBX (trusted peer) or PSTN gateway, known by its address, is not challenged; a
+        # local From is always challenged (a subscriber spoofing a peer's address too)
+        trusted, gateway = (None, False) if from_local else self.router.trusted_source(inbound.source.host)
+        if (from_local or not to_local) and trusted is None and req.method != "ACK":
+            verdict = self.authenticator.check(req, from_uri.host or "", proxy=True,
+                                               source=str(inbound.source))
             if verdict.response is not None:
                 if not from_local and verdict.result.status != MISSING:
                     return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
@@ -250,41 +255,81 @@ class Proxy:
             dest = self.edge.resolve(apply_route_set(req))
             if dest is None:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
-            return self._proxy(req, txn, inbound, [Target(None, dest, ())], caller, str(req.uri),
+            return self._proxy(req, txn, inbound, Targets([Target(None, dest, ())], str(req.uri)), caller,
                                consumed_credentials=True)
-        outcome = self.router.route(RouteRequest(req, inbound, account, to_local))
+        call.account, call.to_local, call.trusted, call.gateway = account, to_local, trusted, gateway
+        if trusted is not None:
+            call.billing_party = getattr(trusted, "billing_id", "") or inbound.source.host
+        return self._follow(req, txn, inbound, self.router.route(call), caller, account is not None,
+                            keep_caller_id=trusted is not None)
+
+    def _follow(self, req: Request, txn: Transaction, inbound: Inbound,
+                outcome: Response | Targets, caller: str, consumed_credentials: bool,
+                keep_caller_id: bool = False) -> Response | None:
+        """Carry out a routing decision: answer, or forward to its targets.  Caller-id
+        headers (P-Asserted-Identity, Remote-Party-ID) are kept only from trusted peers and
+        gateways (RFC 3325: the identity asserted is ours to assert)."""
         if isinstance(outcome, Response):
             return outcome
-        return self._proxy(req, txn, inbound, outcome.targets, caller, outcome.callee,
-                           consumed_credentials=account is not None,
-                           ring_timeout=outcome.ring_timeout or TIMER_C)
+        return self._proxy(req, txn, inbound, outcome, caller, consumed_credentials=consumed_credentials,
+                           strip_caller_id=not keep_caller_id)
 
     # -- forwarding (16.6) --------------------------------------------------------------
 
-    def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, targets: list,
-               caller: str, callee: str, ring_timeout: float = TIMER_C,
-               consumed_credentials: bool = False) -> Response | None:
-        ctx = Context(req, txn, inbound, caller, callee)
+    def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, decided: Targets,
+               caller: str, consumed_credentials: bool = False,
+               strip_caller_id: bool = False) -> Response | None:
+        """Forward ``req`` to the targets routing ``decided`` on (see :meth:`forward`)."""
+        ctx = Context(req, txn, inbound, caller, decided.callee)
         ctx.consumed_credentials = consumed_credentials
+        ctx.record_route = req.method in DIALOG_METHODS
+        ctx.strip_caller_id = strip_caller_id
         txn.user_data = ctx
         if inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
             fix_nated_contact(req, inbound.source)
         if req.method == "INVITE":
             self._media_offer(req)
-        self._start_branches(ctx, targets, record_route=req.method in DIALOG_METHODS)
-        if req.method == "INVITE" and not ctx.final_sent:
-            ctx.timer = self.edge.call_later(ring_timeout, self._timer_c, ctx)
+        if not self.forward(ctx, decided):
+            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
         return None
 
-    def _start_branches(self, ctx: Context, targets: list, record_route: bool) -> None:
+    def forward(self, ctx: Context, decided: Targets) -> bool:
+        """Start branches to ``decided``'s targets: all at once (16.6), or one after the
+        other when serial (the next when the last failed with 408 or a 5xx); Timer C for an
+        INVITE.  Also for the targets of a call diversion after the first fork failed.
+        False when no target could be sent to."""
+        ctx.headers, ctx.after, ctx.timed_out = decided.headers, decided.after, False
+        if decided.serial:
+            ctx.pending = list(decided.targets)
+            started = self.next_target(ctx)
+        else:
+            ctx.pending = []
+            started = self._start_branches(ctx, decided.targets) > 0
+        if started and ctx.request.method == "INVITE" and not ctx.final_sent:
+            if ctx.timer is not None:
+                ctx.timer.cancel()
+            ctx.timer = self.edge.call_later(decided.ring_timeout or TIMER_C, self._timer_c, ctx)
+        return started
+
+    def next_target(self, ctx: Context) -> bool:
+        """Start the next of a serial fork's targets that can be sent to; False when none
+        is left."""
+        while ctx.pending:
+            if self._start_branches(ctx, [ctx.pending.pop(0)]):
+                return True
+        return False
+
+    def _start_branches(self, ctx: Context, targets: list) -> int:
+        """A branch (a client transaction) for each of ``targets``; how many started."""
         req = ctx.request
+        record_route = ctx.record_route
         edge = self.edge
         mark = MAGIC_COOKIE + loop_hash(req) + "."
         mf = req.max_forwards
         max_forwards = str((mf if mf is not None else 70) - 1)
         strip = ctx.consumed_credentials
         here = ctx.inbound.listener
-        branch_ids = []
+        started = []
         for uri, dest, path in targets:
             out = edge.listener_for(dest.transport, dest.host)
             if out is None:
@@ -295,6 +340,11 @@ class Proxy:
                 r.uri = uri
             if strip:
                 headers.remove("proxy-authorization")
+            if ctx.strip_caller_id:
+                headers.remove("p-asserted-identity")
+                headers.remove("remote-party-id")
+            for name, value in ctx.headers:
+                headers.add(name, value)
             headers.set("Max-Forwards", max_forwards)
             if record_route:
                 headers.add("Record-Route", _rr(here), top=True)
@@ -309,14 +359,12 @@ class Proxy:
                 plain = self.edge.resolve(uri)
                 branch.nat = plain is not None and (plain.host, plain.port) != (dest.host, dest.port)
             ctx.branches.append(branch)
-            branch_ids.append(branch_id)
-        if not ctx.branches:
-            self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
-            return
-        for branch, branch_id in zip(list(ctx.branches), branch_ids, strict=True):
+            started.append((branch, branch_id))
+        for branch, branch_id in started:
             branch.txn = edge.send_request(branch.request, branch.dest, branch_id)
             if branch.txn is not None:
                 branch.txn.user_data = branch
+        return len(started)
 
     def _forward_ack(self, req: Request, inbound: Inbound) -> None:
         """ACK for a 2xx: stateless, along the Route set (16.11)."""

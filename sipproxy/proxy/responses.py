@@ -40,6 +40,12 @@ __all__ = ["Responses", "DIALOG_METHODS"]
 DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
 
+def _fails_over(response: Response | None) -> bool:
+    """A serial fork tries its next target after a 408 (a timeout too) or a 5xx (a
+    transport error counts as 503)."""
+    return response is not None and (response.status == 408 or 500 <= response.status < 600)
+
+
 class Responses:
     """The 16.7 response context handling of one :class:`~sipproxy.proxy.proxy.Proxy`."""
 
@@ -52,6 +58,8 @@ class Responses:
         # bound once: these run for every response
         self._respond = edge.respond
         self._media_release = proxy._media_release
+        self._next_target = proxy.next_target
+        self._forward = proxy.forward
 
     def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
         if txn is None:
@@ -149,6 +157,17 @@ class Responses:
         if ctx.final_sent:
             self.release(ctx)
             return
+        if ctx.pending and not ctx.cancelled and not ctx.timed_out \
+                and _fails_over(ctx.branches[-1].final) and self._next_target(ctx):
+            return
+        if ctx.after is not None and not ctx.cancelled:
+            after, ctx.after = ctx.after, None
+            outcome = after([b.final.status for b in ctx.branches], ctx.timed_out)  # type: ignore[union-attr]
+            if isinstance(outcome, Response):
+                self.final(ctx, outcome)
+                return
+            if outcome is not None and self._forward(ctx, outcome):
+                return
         best = best_response([b.final for b in ctx.branches])  # type: ignore[misc]
         if ctx.timed_out and best.status == 487 and not ctx.cancelled:
             best = best.copy()

@@ -50,12 +50,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import NamedTuple
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ngnpro.models import Compiled, contact_key
+from sipproxy.registrar.binding import Binding, OutOfOrder, TooManyContacts
 from sipproxy.registrar.cache import CachedLookups, LookupCache, routes_differ
 from sipproxy.registrar.locationsql import COL, LocationSQL, RawConnection, Row
 
@@ -66,37 +66,6 @@ _EXPIRES, _CALL_ID, _CSEQ = COL["expires"], COL["call_id"], COL["cseq"]
 _INSTANCE, _REG_ID = COL["instance"], COL["reg_id"]
 _Q, _RECEIVED, _SOCKET, _PATH = COL["q"], COL["received"], COL["socket"], COL["path"]
 _USER_AGENT, _BEHIND_NAT, _MODIFIED = COL["user_agent"], COL["behind_nat"], COL["last_modified"]
-
-
-class Binding(NamedTuple):
-    """One contact of an address-of-record (RFC 3261 10.2.1), with what routing needs.
-    (A named tuple: immutable, and built for every row a REGISTER or a call reads.)"""
-
-    contact: str
-    expires: float  # absolute, epoch seconds
-    q: float = 1.0
-    received: str = ""  # transport:ip:port the REGISTER came from (NAT)
-    socket: str = ""  # transport:ip:port of our socket it arrived on
-    path: tuple[str, ...] = ()  # RFC 3327 Path values, in order
-    call_id: str = ""
-    cseq: int = 0
-    user_agent: str = ""
-    instance: str = ""  # RFC 5626 +sip.instance
-    reg_id: int = 0
-    behind_nat: bool = False
-    modified: float = 0.0
-
-    def remaining(self, now: float) -> int:
-        """Seconds left, rounded down, never negative (what a 200 OK lists as expires)."""
-        return max(0, int(self.expires - now))
-
-
-class OutOfOrder(Exception):
-    """A REGISTER older than the binding it would change (same Call-ID, CSeq not higher)."""
-
-
-class TooManyContacts(Exception):
-    """The REGISTER would leave more bindings than the configured maximum."""
 
 
 def _binding(sql: LocationSQL, r: Row) -> Binding:

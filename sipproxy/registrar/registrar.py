@@ -8,7 +8,8 @@ server transaction around it belong to the proxy.  Data comes from the
 
 Policy, in order: REGISTER is answered here and never relayed -- an address-of-record
 outside our local domains gets 403.  Digest authentication (401 challenge offering SHA-256
-and MD5, ``stale=true`` on an expired nonce, a new challenge on wrong credentials).  The
+and MD5 -- MD5 alone to a client that cannot do SHA-256, see :mod:`sipproxy.auth.ordering`
+-- ``stale=true`` on an expired nonce, a new challenge on wrong credentials).  The
 authenticated user must be the To user (403 otherwise; the routing guide's rule), and a
 ``blocked`` account gets 403.  Then contacts: ``*`` with ``Expires: 0`` removes all,
 ``expires`` parameter over the Expires header over the default, 423 with Min-Expires below
@@ -25,9 +26,10 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from sipproxy.auth.authentication import Authenticator
+from sipproxy.auth.ordering import ChallengeOrder
 from sipproxy.directory.store import Directory
 from sipproxy.registrar.location import Binding, LocationStore, OutOfOrder, TooManyContacts
 from sipproxy.sip import digest
@@ -73,10 +75,13 @@ class Registrar:
         default_expires: int = 3600,
         max_contacts: int = 16,
         clock: Callable[[], float] = time.time,
+        digest_order: ChallengeOrder | None = None,
+        md5_only_domains: Iterable[str] = (),
     ) -> None:
         self.directory = directory
         self.location = location
-        self.authenticator = Authenticator(directory, auth, realm)
+        self.authenticator = Authenticator(directory, auth, realm, order=digest_order,
+                                           md5_only_domains=md5_only_domains)
         self.min_expires = min_expires
         self.max_expires = max(max_expires, min_expires)
         self.default_expires = min(max(default_expires, min_expires), self.max_expires)
@@ -89,7 +94,9 @@ class Registrar:
         """Build from the validated ``[sipproxy]`` config section."""
         return cls(directory, location, auth, realm=section.get("realm", ""),
                    min_expires=section["min_expires"], max_expires=section["max_expires"],
-                   default_expires=section["default_expires"])
+                   default_expires=section["default_expires"],
+                   digest_order=ChallengeOrder(auth.algorithms, adaptive=section.get("digest_adaptive", True)),
+                   md5_only_domains=section.get("digest_md5_only_domains", ()))
 
     def handle(self, request: Request, *, received: str = "", socket: str = "") -> Response:
         """Answer one REGISTER.  ``received`` is ``transport:ip:port`` of the sender,
@@ -128,7 +135,7 @@ class Registrar:
             # Never relayed: a registrar for someone else's domain is an open door.
             return make_response(request, 403, "Domain Not Served Here", to_tag=new_tag()), aor
 
-        verdict = self.authenticator.check(request, domain)
+        verdict = self.authenticator.check(request, domain, source=received)
         if verdict.response is not None:
             if verdict.result.status != digest.MISSING:
                 note.append(f" (authentication as {verdict.result.username!r}: {verdict.result.reason})")

@@ -7,29 +7,39 @@ Each step looks at the request being routed (a :class:`RouteRequest`) and answer
 * :class:`Targets` -- where to forward the request, routing ends;
 * None -- not this step's business: the next step decides.
 
-The steps run after authentication (the proxy's, RFC 3261 16.3 and 22) and in the guide's
-order; the site hooks are called at their points.  Today the pipeline is: the
-``preprocess_uri`` hook, the ``handle_local_extensions`` hook, the local user (alias ->
-account -> registered contacts, then the ``postprocess_request`` hook), and the outbound
-placeholder (the ``handle_outgoing_peers`` and ``preprocess_pstn`` hooks, then 404 for a
-number and 403 otherwise).  Quick dial, emergency numbers, ENUM, call diversion, PSTN/LCR
-and RFC 3263 peers are the routing issue's steps, to be added here.
+The steps run after authentication (the proxy's, RFC 3261 16.3 and 22; a trusted peer or a
+PSTN gateway is known by its source address instead), in the order of DESIGN.md, with the
+site hooks at their points (:mod:`.hooks`):
 
-Sans-I/O: the data comes through the directory and location interfaces, addresses through
-the edge's ``resolve`` and ``connected`` (:class:`sipproxy.proxy.interface.Edge`).
+1. the ``preprocess_uri`` hook; ``handle_incoming_pstn`` for requests from a trusted peer
+   or a PSTN gateway;
+2. quick dial, then emergency numbers (by the caller's region) -- :mod:`.outbound`;
+3. the ``handle_local_extensions`` hook, then the local user: alias -> account ->
+   registered contacts (480 when none), then ``postprocess_request``;
+4. a number that is nobody's here: ENUM (RFC 6116) -> a local user, or routed out; no
+   result: the PSTN through LCR for those allowed (``preprocess_pstn`` first), else 404;
+5. another domain: ``handle_outgoing_peers``, then RFC 3263 servers in failover order.
+
+Call diversion (:func:`outbound.divert`): unconditional and not-online before the fork (in
+step 3), busy, no-answer and unavailable after it (the targets' ``after``).  Sans-I/O: the data comes through the directory, location and
+routing-data objects, DNS through a :class:`~sipproxy.routing.resolver.Resolver`, addresses
+through the edge (:class:`sipproxy.proxy.interface.Edge`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from sipproxy.routing import diversion, outbound
+from sipproxy.routing.decision import RouteRequest, Target, Targets
+from sipproxy.routing.hookapi import HookAPI
 from sipproxy.routing.hooks import Hooks
-from sipproxy.sip.addressing import Inbound, Peer
+from sipproxy.routing.numbers import NumberPlan
+from sipproxy.sip.addressing import Peer
 from sipproxy.sip.ids import new_tag
-from sipproxy.sip.parser import Request, Response, make_response
+from sipproxy.sip.parser import Response, make_response
 from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
 
 log = logging.getLogger("sipproxy.routing")
@@ -39,74 +49,150 @@ __all__ = ["Target", "Targets", "RouteRequest", "Router", "MAX_ALIAS_DEPTH"]
 #: aliases are followed this deep; a longer chain is treated as a loop
 MAX_ALIAS_DEPTH = 5
 
-
-class Target(NamedTuple):
-    """One place to fork to: the new Request-URI (None: unchanged), the next hop, and the
-    Route values to push (a registration's Path, RFC 3327)."""
-
-    uri: URI | None
-    dest: Peer
-    path: tuple[str, ...]
-
-
-class Targets(NamedTuple):
-    """A step's decision to forward: to ``targets`` in parallel, naming ``callee`` (a
-    SipId, for logs and the dialog), with the callee's ring timeout (None: the default)."""
-
-    targets: list[Target]
-    callee: str
-    ring_timeout: float | None = None
-
-
-@dataclass(slots=True)
-class RouteRequest:
-    """What the steps know of the request being routed."""
-
-    request: Request
-    inbound: Inbound
-    #: the authenticated local subscriber who sends it (None: not one of ours)
-    account: Any
-    #: the Request-URI names a local domain (or this proxy)
-    to_local: bool
-
-
 Step = Callable[[RouteRequest], "Response | Targets | None"]
 
 
 class Router:
     """The routing guide's pipeline for initial requests (see the module's text)."""
 
-    def __init__(self, directory: Any, location: Any, edge: Any, hooks: Hooks | None = None) -> None:
+    def __init__(self, directory: Any, location: Any, edge: Any, hooks: Hooks | None = None,
+                 *, server_domain: str = "", data: Any = None, resolver: Any = None,
+                 plan: NumberPlan | None = None, emergency_numbers: Iterable[str] = (),
+                 outgoing_timeout: float | None = None, caller_id_header: str = "pai",
+                 max_diversions: int = 5) -> None:
         self.directory = directory
         self.location = location
         self.edge = edge
         self.hooks = hooks or Hooks()
+        self.server_domain = server_domain
+        #: trusted peers, LCR, emergency mappings (sipproxy.directory.routing.RoutingData)
+        self.data = data
+        #: ENUM and RFC 3263 (a routing.resolver.Resolver); None: the edge's resolve only
+        self.resolver = resolver
+        self.plan = plan or NumberPlan()
+        self.emergency_numbers = tuple(emergency_numbers)
+        #: ring timeout of calls to the PSTN and other domains (the guide's OUTGOING_TIMEOUT)
+        self.outgoing_timeout = outgoing_timeout
+        self.caller_id_header = caller_id_header
+        #: at most this many diversions of one call (RFC 5806 counters)
+        self.max_diversions = max_diversions
         self.steps: list[Step] = [
-            self.preprocess_uri, self.local_extensions, self.local_user, self.outbound,
+            self.preprocess_uri, self.incoming_pstn, self.quick_dial, self.emergency,
+            self.local_extensions, self.local_user, self.outbound,
         ]
 
     def route(self, call: RouteRequest) -> Response | Targets:
+        if not call.billing_party and call.account is not None:
+            call.billing_party = call.account.sip_id
         for step in self.steps:
             outcome = step(call)
             if outcome is not None:
                 return outcome
         return make_response(call.request, 404, "No Route To Destination", to_tag=new_tag())
 
+    def hook(self, point: str, call: RouteRequest) -> Response | Targets | None:
+        """Run the site hook of ``point``: its decision, or None to go on.  A hook that
+        raised leaves the Request-URI as it found it."""
+        if point not in self.hooks:
+            return None
+        api = HookAPI(self, call)
+        uri = call.request.uri
+        if not self.hooks.run(point, call.request, api):
+            call.request.uri = uri
+            return None
+        return api.outcome
+
+    def preprocess_request(self, call: RouteRequest) -> Response | Targets | None:
+        """The first hook, before authentication (the proxy calls it)."""
+        return self.hook("preprocess_request", call)
+
+    def is_local(self, where: URI | str) -> bool:
+        """A URI (or a domain) served here: a local domain, or this proxy's own address."""
+        if isinstance(where, str):
+            return self.directory.is_local_domain(where)
+        return bool(where.is_sip and (self.directory.is_local_domain(where.host)
+                                      or self.edge.is_me(where.host, where.port)))
+
+    # -- primitives the steps and the hooks share ------------------------------------------
+
+    def trusted_source(self, ip: str) -> tuple[Any, bool]:
+        """(the trusted peer or gateway at ``ip`` or None, whether it is a PSTN gateway)."""
+        if self.data is None:
+            return None, False
+        peer = self.data.trusted_peer(ip)
+        if peer is not None:
+            return (None, False) if peer.blocked else (peer, False)
+        if ip in self.data.lcr().gateway_hosts:
+            return ip, True
+        return None, False
+
+    def exists(self, user: str, domain: str) -> bool:
+        """An account or an alias of that name is provisioned here."""
+        return (self.directory.account(user, domain) is not None
+                or self.directory.alias(user, domain) is not None)
+
+    def enum_lookup(self, uri: URI) -> URI | None:
+        """ENUM on ``uri``'s number (E.164 after the guide's normalisation): the first SIP
+        URI of the answer, or None."""
+        e164 = self.plan.normalise_uri(uri)
+        if e164 is None or self.resolver is None:
+            return None
+        for text in self.resolver.enum(e164):
+            try:
+                return parse_uri(text)
+            except ParseError:
+                continue
+        return None
+
+    def locate(self, uri: URI) -> list[Peer]:
+        """The servers of ``uri`` in failover order (RFC 3263)."""
+        if self.resolver is not None:
+            return list(self.resolver.locate(uri))
+        dest = self.edge.resolve(uri)
+        return [dest] if dest is not None else []
+
+    def addresses(self, host: str) -> list[str]:
+        if self.resolver is not None:
+            return list(self.resolver.address(host))
+        return []
+
+    def caller_id(self, call: RouteRequest) -> tuple[tuple[str, str], ...]:
+        """The caller id a local subscriber's call to the PSTN or another domain carries."""
+        return outbound.caller_id(call.account, self.caller_id_header)
+
+    def send_out(self, call: RouteRequest) -> Response | Targets:
+        return outbound.send_out(self, call)
+
+    def pstn(self, call: RouteRequest) -> Response | Targets:
+        return outbound.pstn(self, call)
+
     # -- the steps -----------------------------------------------------------------------
 
-    def preprocess_uri(self, call: RouteRequest) -> Response | None:
-        return self.hooks.call("preprocess_uri", call.request, account=call.account)
+    def preprocess_uri(self, call: RouteRequest) -> Response | Targets | None:
+        return self.hook("preprocess_uri", call)
 
-    def local_extensions(self, call: RouteRequest) -> Response | None:
-        if not call.to_local:
+    def incoming_pstn(self, call: RouteRequest) -> Response | Targets | None:
+        if call.trusted is None:
             return None
-        return self.hooks.call("handle_local_extensions", call.request, inbound=call.inbound)
+        return self.hook("handle_incoming_pstn", call)
 
-    def local_user(self, call: RouteRequest) -> Response | Targets | None:
-        """A local Request-URI: alias -> account (404) -> registered contacts (480)."""
-        if not call.to_local:
+    def quick_dial(self, call: RouteRequest) -> None:
+        return outbound.quick_dial(self, call)
+
+    def emergency(self, call: RouteRequest) -> Response | Targets | None:
+        return outbound.emergency_call(self, call)
+
+    def local_extensions(self, call: RouteRequest) -> Response | Targets | None:
+        if not self.is_local(call.request.uri):
             return None
+        return self.hook("handle_local_extensions", call)
+
+    def local_user(self, call: RouteRequest, depth: int = 0) -> Response | Targets | None:
+        """A local Request-URI: alias -> account -> registered contacts (480); a number
+        that is nobody's goes to :func:`outbound.number` (ENUM, the PSTN), else 404."""
         req = call.request
+        if not self.is_local(req.uri):
+            return None
         user, domain = req.uri.user, req.uri.host.lower()
         if not user:
             return make_response(req, 404, "Not Found", to_tag=new_tag())
@@ -117,8 +203,15 @@ class Router:
             user, domain = target[0], target[1].lower()
         account = self.directory.account(user, domain)
         if account is None:
-            return make_response(req, 404, "User Not Found", to_tag=new_tag())
+            by_number = outbound.number(self, call) if depth == 0 else None
+            return by_number or make_response(req, 404, "User Not Found", to_tag=new_tag())
         bindings = self.location.lookup(account.username, account.domain)
+        diversions = self.data.diversions(account.username, account.domain) if self.data is not None else ()
+        if diversions and depth <= MAX_ALIAS_DEPTH:
+            diverted = outbound.divert(self, call, account,
+                                       diversion.condition_before_fork(diversions, bool(bindings)), depth)
+            if diverted is not None:
+                return diverted
         if not bindings:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
         targets = []
@@ -132,24 +225,20 @@ class Router:
                 targets.append(Target(uri, dest, b.path))
         if not targets:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
-        hooked = self.hooks.call("postprocess_request", req, targets=targets)
-        if hooked is not None:
-            return hooked
-        return Targets(targets, account.sip_id, account.timeout or None)
+        after = None
+        if diversions and depth <= MAX_ALIAS_DEPTH:
+            def after(statuses: list[int], ring_timeout_expired: bool) -> Response | Targets | None:
+                condition = diversion.condition_after_fork(statuses, ring_timeout_expired)
+                return outbound.divert(self, call, account, condition, depth)
+        decided = Targets(targets, account.sip_id, account.timeout or None, after=after)
+        hooked = self.hook("postprocess_request", call)
+        return hooked if hooked is not None else decided
 
-    def outbound(self, call: RouteRequest) -> Response:
-        """Placeholder for PSTN / LCR / ENUM / RFC 3263 peers (the routing issue)."""
-        req = call.request
-        hooked = self.hooks.call("handle_outgoing_peers", req, account=call.account)
-        if hooked is not None:
-            return hooked
-        user = req.uri.user or ""
-        if req.uri.scheme.lower() == "tel" or user.lstrip("+").isdigit():
-            hooked = self.hooks.call("preprocess_pstn", req, account=call.account)
-            if hooked is not None:
-                return hooked
-            return make_response(req, 404, "No Route To Destination", to_tag=new_tag())
-        return make_response(req, 403, "Outbound Routing Not Available", to_tag=new_tag())
+    def outbound(self, call: RouteRequest) -> Response | Targets:
+        """Not local: a number (a tel: URI) to ENUM and the PSTN, another domain out."""
+        if call.request.uri.scheme.lower() == "tel":
+            return outbound.number(self, call) or outbound.pstn(self, call)
+        return outbound.other_domain(self, call)
 
     # -- where to send -------------------------------------------------------------------
 

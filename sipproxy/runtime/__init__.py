@@ -5,7 +5,9 @@
 * :mod:`.edge` -- :class:`Core`: parse, stamp the Via (18.2.1, RFC 3581), run the
   transaction layer's actions, hand messages to the proxy; implements
   :class:`sipproxy.proxy.interface.Edge`;
-* :mod:`.overload` -- overload control (RFC 6357): shed new work while behind.
+* :mod:`.overload` -- overload control (RFC 6357): shed new work while behind;
+* :mod:`.dns` -- ENUM and RFC 3263 look-ups on dnspython, cached for their TTL; implements
+  :class:`sipproxy.routing.resolver.Resolver`.
 
 May import anything in sipproxy except :mod:`sipproxy.app`.
 """

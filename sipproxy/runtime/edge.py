@@ -114,6 +114,8 @@ class Core:
         #: None: off.  Fed by a libev timer from ``start``, see :mod:`sipproxy.runtime.overload`
         self.overload: Overload | None = None
         self._overload_timer: Any = None
+        #: the DNS resolver for host names in URIs (sipproxy.runtime.dns; None: the system's)
+        self.dns: Any = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -526,10 +528,16 @@ class Core:
             return None
         transport, host, port = target
         if not is_ip(host):
-            try:
-                host = gsocket.gethostbyname(host)
-            except OSError:
-                return None
+            if self.dns is not None:  # the platform's resolver (its servers, its cache)
+                found = self.dns.address(host)
+                if not found:
+                    return None
+                host = found[0]
+            else:
+                try:
+                    host = gsocket.gethostbyname(host)
+                except OSError:
+                    return None
         return Peer(transport, host, port)
 
     def connected(self, peer: Peer) -> bool:

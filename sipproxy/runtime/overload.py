@@ -120,7 +120,12 @@ class Overload:
         """One tick's measurement: seconds the worker is behind (the largest queue head age)."""
         now = self.clock()
         recent = self._recent
-        recent.append((now, delay))
+        if recent and now - recent[-1][0] < TICK / 2:
+            # libev fires an overdue repeating timer twice back to back after a stall: both
+            # see the same queue head, so they are one measurement, not the two that decide
+            recent[-1] = (now, delay)
+        else:
+            recent.append((now, delay))
         while len(recent) > 2 and recent[0][0] < now - SPAN:
             recent.popleft()
         self._decide(min(d for _t, d in recent), now)

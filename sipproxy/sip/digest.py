@@ -212,6 +212,10 @@ STALE = "stale"          # expired, unknown-to-us-anymore or replayed nonce: cha
 WRONG = "wrong"          # bad response, unknown user, forged nonce: challenge again
 MALFORMED = "malformed"  # unparseable credentials for our realm: 400
 
+#: the ``reason`` of a WRONG result whose response did not match (the client's computation
+#: or its password is wrong; a forged nonce or an unknown user are other reasons)
+BAD_RESPONSE = "wrong response"
+
 
 class AuthResult(NamedTuple):
     """What :meth:`DigestAuth.verify` concluded, with the username the client claimed.
@@ -390,7 +394,7 @@ class DigestAuth:
             qop=creds.qop, nc=creds.nc, cnonce=creds.cnonce,
         )
         if not hmac.compare_digest(expected, creds.response):
-            return AuthResult(WRONG, creds.username, creds.algorithm, "wrong response")
+            return AuthResult(WRONG, creds.username, creds.algorithm, BAD_RESPONSE)
         if not self._consume(creds.nonce, issued, int(creds.nc, 16) if creds.qop else 1):
             return AuthResult(STALE, creds.username, creds.algorithm, "nonce-count replayed")
         return AuthResult(OK, creds.username, creds.algorithm)

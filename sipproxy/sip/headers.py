@@ -459,10 +459,6 @@ class Via:
                 return int(value) if value.isdigit() and value.isascii() and int(value) <= 65535 else True
         return None
 
-    @property
-    def sent_by(self) -> str:
-        return self.host if self.port is None else f"{self.host}:{self.port}"
-
     def copy(self) -> Via:
         return Via(self.protocol, self.transport, self.host, self.port, self.params.copy())
 

@@ -166,10 +166,6 @@ class URI:
         return self.params.get("maddr")
 
     @property
-    def hostport(self) -> str:
-        return self.host if self.port is None else f"{self.host}:{self.port}"
-
-    @property
     def aor(self) -> str:
         """``scheme:user@host`` with scheme and host lower-cased: the address-of-record key."""
         scheme = self.scheme.lower()

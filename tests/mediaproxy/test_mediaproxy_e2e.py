@@ -77,8 +77,16 @@ def test_call_with_rtp_through_proxy_and_relay(tmp_path, sqlite_url):
         stream = json.loads(row.streams)[0]
         assert row.reason == "bye"
         assert stream["codec"] == "PCMU"
-        assert stream["packets_caller_to_callee"] >= 50, stream  # 2 s of 20 ms packets, sent
-        assert stream["packets_callee_to_caller"] >= 50, stream  # and echoed back
+        # the caller plays the 1 s file twice (rtp_stream="...,2,0"): 160-byte PCMU payloads
+        # every 20 ms, 100 packets, and the callee echoes each.  All of them must cross the
+        # relay: on loopback at 50 packets/s nothing is lost, the relay session exists
+        # before the first packet (the caller starts streaming after the 200 OK, which
+        # carried the relay's answer), and the BYE goes 1 s after the stream's end, so no
+        # packet is still on its way when the session's counters are taken.
+        sent = 2 * len(audio.read_bytes()) // 160
+        assert stream["packets_caller_to_callee"] == sent, stream
+        assert stream["packets_callee_to_caller"] == sent, stream  # echoed back, every one
+        assert stream["bytes_caller_to_callee"] == stream["bytes_callee_to_caller"] == sent * (12 + 160), stream
         assert stream["caller"]["dropped"] == 0 and stream["callee"]["dropped"] == 0
     finally:
         if proxy is not None:

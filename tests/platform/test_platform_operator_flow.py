@@ -43,9 +43,12 @@ RESELLER = {"username": "reseller1", "password": "reseller-pw", "admin": False}
 NUMBER, PREFIX = "31201234567", "3120"
 ENUM_NAME = "7.6.5.4.3.2.1.0.2.1.3.e164.arpa"
 
-#: How long a provisioning change may take to reach a reader: DESIGN.md says 1 s; the extra
-#: margin absorbs process start-up of the peers (php, sipp) on a busy 2-core machine.
-PROPAGATION_DEADLINE = 2.5
+#: How long a provisioning change may take to reach a reader: the platform promises 1 s
+#: (README "Data and change propagation": a SOAP change is visible to the data-plane
+#: services within one second; measured at most 0.26 s).  A request sent sooner may still
+#: see the old state and is tried again; one sent after it must see the change, on the
+#: first try.
+PROPAGATION_DEADLINE = 1.0
 
 
 class Platform:
@@ -145,6 +148,7 @@ def test_operator_flow_provision_register_call_deprovision(tmp_path: Path) -> No
                                                      "customer": reseller["id"], "reseller": reseller["id"]}})
         php_call(url, "Enum", "addNumber", {"number": {"id": {"number": NUMBER, "tld": "e164.arpa"}, "mappings": [
             {"type": "sip", "mapto": f"sip:bob@{DOMAIN}", "ttl": 300, "priority": 10}]}}, auth=RESELLER)
+        numbered_at = time.monotonic()
         assert php_call(url, "Sip", "addDomain", {"domain": {"domain": DOMAIN}}, auth=RESELLER) is None
         for user, password in USERS.items():
             added = php_call(url, "Sip", "addAccount", {"account": {
@@ -163,15 +167,18 @@ def test_operator_flow_provision_register_call_deprovision(tmp_path: Path) -> No
                 if user in registered:
                     continue
                 attempts += 1
+                sent_at = time.monotonic()  # sipp sends its REGISTERs a little later still
                 reg = e2e.Sipp(tmp_path, f"reg-{user}-{attempts}", "e2e_register.xml", platform.sip_port,
                                rows=[e2e.auth_row(user, password, DOMAIN)], timeout=5)
                 started.append(reg)
                 if reg.wait(10) == 0:
                     registered[user] = reg
+                else:  # refused: allowed only for a REGISTER sent within the second
+                    assert sent_at - provisioned_at < PROPAGATION_DEADLINE, (
+                        f"{user}'s REGISTER {sent_at - provisioned_at:.2f}s after provisioning was refused: "
+                        f"the proxy did not see the SOAP-provisioned account within {PROPAGATION_DEADLINE}s\n"
+                        f"{reg.report()}\n{platform.logs()}")
             if len(registered) < 2:
-                assert time.monotonic() - provisioned_at < PROPAGATION_DEADLINE, (
-                    f"the proxy did not accept SOAP-provisioned accounts in {PROPAGATION_DEADLINE}s\n"
-                    f"{platform.logs()}")
                 time.sleep(0.1)
         register_latency = time.monotonic() - provisioned_at
         step(f"alice and bob registered, {register_latency:.2f}s after provisioning")
@@ -180,12 +187,16 @@ def test_operator_flow_provision_register_call_deprovision(tmp_path: Path) -> No
                 ("alice", DOMAIN), ("bob", DOMAIN)}
 
         # 2. enumdns serves the number's NAPTR pointing at bob
-        deadline = time.monotonic() + PROPAGATION_DEADLINE
-        naptr = _dig_naptr(platform.dns_port)
-        while not naptr and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # (a query sent within the second after addNumber may find nothing yet, one sent
+        # after it must find the number)
+        while True:
+            asked_at = time.monotonic()
             naptr = _dig_naptr(platform.dns_port)
-        assert naptr == [f'10 10 "u" "E2U+sip" "!^.*$!sip:bob@{DOMAIN}!" .'], naptr
+            if naptr or asked_at - numbered_at >= PROPAGATION_DEADLINE:
+                break
+            time.sleep(0.1)
+        assert naptr == [f'10 10 "u" "E2U+sip" "!^.*$!sip:bob@{DOMAIN}!" .'], (
+            f"{asked_at - numbered_at:.2f}s after addNumber: {naptr}")
 
         step("dig: NAPTR points at bob")
 
@@ -236,8 +247,14 @@ def test_operator_flow_provision_register_call_deprovision(tmp_path: Path) -> No
         assert row.reason == "bye" and row.duration >= 2, (row.reason, row.duration)
         stream = json.loads(row.streams)[0]
         assert stream["codec"] == "PCMU", stream
-        assert stream["packets_caller_to_callee"] >= 50, stream  # 2 s of 20 ms packets ...
-        assert stream["packets_callee_to_caller"] >= 50, stream  # ... and bob's echo of them
+        # the file twice, 160-byte PCMU payloads every 20 ms: 100 packets, and bob's echo of
+        # each.  On loopback at 50 packets/s nothing is lost, and the relay session exists
+        # before alice's first packet (the 200 OK she waits for carried its answer), so all
+        # of them; the BYE goes 1 s after the stream's end, so none is still on its way.
+        sent = 2 * len(audio.read_bytes()) // 160
+        assert stream["packets_caller_to_callee"] == sent, stream
+        assert stream["packets_callee_to_caller"] == sent, stream
+        assert stream["caller"]["dropped"] == 0 and stream["callee"]["dropped"] == 0, stream
 
         step("call done: SDP via relay, RTP both ways, summary row, no dialog left")
 
@@ -245,22 +262,22 @@ def test_operator_flow_provision_register_call_deprovision(tmp_path: Path) -> No
         assert php_call(url, "Sip", "deleteAccount", {"sipId": {"username": "bob", "domain": DOMAIN}},
                         auth=RESELLER) is None
         deleted_at = time.monotonic()
-        # DESIGN.md: readers see a change within 1 s.  An INVITE sent sooner may still be
-        # routed to bob's registered (now silent) phone and hang until sipp's timeout, so the
-        # first call goes out once that second has passed and must already be refused.
-        time.sleep(max(0.0, deleted_at + 1.0 - time.monotonic()))
-        n = 0
-        while True:
-            n += 1
-            gone = e2e.Sipp(tmp_path, f"gone{n}", str(HERE / "platform_uac_404.xml"), platform.sip_port,
-                            port=registered["alice"].port,
-                            rows=[e2e.call_row("alice", USERS["alice"], "bob", DOMAIN, DOMAIN)], timeout=3)
-            started.append(gone)
-            if gone.wait(10) == 0:
-                break
-            assert time.monotonic() - deleted_at < PROPAGATION_DEADLINE, f"{gone.report()}\n{platform.logs()}"
-        refuse_latency = time.monotonic() - deleted_at
-        step(f"bob deleted: a call {refuse_latency:.2f}s after deleteAccount refused with 404 ({n} INVITE runs)")
+        # Readers see a change within 1 s.  An INVITE sent sooner may still be routed to
+        # bob's registered (now silent) phone, so the call goes out once that second has
+        # passed -- once: it must be refused.  The scenario succeeds only on a 404 to the
+        # authenticated INVITE (any other answer, or none within 3 s, fails it).
+        time.sleep(max(0.0, deleted_at + PROPAGATION_DEADLINE - time.monotonic()))
+        called_at = time.monotonic()
+        gone = e2e.Sipp(tmp_path, "gone", str(HERE / "platform_uac_404.xml"), platform.sip_port,
+                        port=registered["alice"].port,
+                        rows=[e2e.call_row("alice", USERS["alice"], "bob", DOMAIN, DOMAIN)], timeout=3)
+        started.append(gone)
+        assert gone.wait(10) == 0, (
+            f"a call to bob {called_at - deleted_at:.2f}s after deleteAccount was not refused with 404\n"
+            f"{gone.report()}\n{platform.logs()}")
+        # the challenge, then the refusal of the authenticated INVITE
+        assert gone.finals() == {("1 INVITE", 407), ("2 INVITE", 404)}, gone.report()
+        step(f"bob deleted: a call {called_at - deleted_at:.2f}s after deleteAccount refused with 404")
     finally:
         for proc in started:
             proc.kill()

@@ -114,6 +114,17 @@ class Sipp:
             self.proc.wait()
         self.log.close()
 
+    def finals(self) -> set[tuple[str, int]]:
+        """(CSeq, status) of the final responses this sipp received, from its ``-trace_msg``
+        log (a set: a retransmitted response counts once)."""
+        out = set()
+        for block in (self.tmp / f"{self.name}.msg").read_text(errors="replace").split("\n\n"):
+            lines = block.strip().splitlines()
+            if lines and lines[0].startswith("SIP/2.0 ") and not lines[0].startswith("SIP/2.0 1"):
+                cseq = next((ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("cseq:")), "")
+                out.add((cseq, int(lines[0].split()[1])))
+        return out
+
     def report(self) -> str:
         out = []
         for ext in ("out", "err", "msg"):

@@ -135,9 +135,17 @@ def test_wrong_password_is_rejected(proxy, tmp_path):
     reg = Sipp(tmp_path, "reg", "e2e_register_reject.xml", proxy.port,
                rows=[auth_row("bob", "not-the-password")])
     _ok(reg, proxy)
-    uac = Sipp(tmp_path, "uac", "e2e_uac.xml", proxy.port, rows=[call_row("alice", "wrong", "bob")],
-               timeout=3)
-    assert uac.wait() != 0  # never gets a 200
+    # alice's INVITE with a wrong password: challenged again (a fresh 407, not stale) and
+    # relayed nowhere; the scenario succeeds only on that second 407
+    uac = Sipp(tmp_path, "uac", "e2e_uac_wrong_password.xml", proxy.port,
+               rows=[call_row("alice", "wrong", "bob")], timeout=3)
+    _ok(uac, proxy)
+    trace = (tmp_path / "uac.msg").read_text()
+    assert uac.finals() == {("1 INVITE", 407), ("2 INVITE", 407)}, trace
+    second = trace[trace.rindex("SIP/2.0 407"):]
+    challenge = next(line for line in second.splitlines() if line.startswith("Proxy-Authenticate:"))
+    assert "stale" not in challenge.lower(), challenge  # stale=true: right password, old nonce
+    assert "ICT Calling" not in _since(proxy)  # nothing was relayed
 
 
 def test_from_and_credentials_mismatch_gets_403(proxy, tmp_path):

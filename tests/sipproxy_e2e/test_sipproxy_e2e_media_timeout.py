@@ -4,8 +4,9 @@ Unit tests of :func:`sipproxy.dialog.control.end_call_requests` (Request-URI, ro
 its order, tags, CSeq, Reason) and of :class:`sipproxy.dialog.control.CallControl` with a recording
 core; then end to end: two sipp UAs call through ``python -m sipproxy`` and ``python -m
 mediaproxy`` (``media_timeout`` 2 s), the caller streams 1 s of RTP (echoed by the callee)
-and stops; both must receive the proxy's BYE with the Reason header, the dialog row must be
-gone and the relay's summary must say the call ended on a media timeout.
+and stops; both must receive the proxy's BYE with the Reason header media_timeout after the
+media stopped (not sooner, and no later than the relay's next scan and a little slack), the
+dialog row must be gone and the relay's summary must say the call ended on a media timeout.
 """
 
 from __future__ import annotations
@@ -229,6 +230,29 @@ def _wait(predicate, timeout: float):
     return predicate()
 
 
+def _trace(path: Path) -> list[tuple[float, str, str]]:
+    """(wall-clock time, "sent" or "received", first line) of every message in a sipp
+    ``-trace_msg`` log: each is headed by a line of dashes and its time stamp."""
+    out = []
+    blocks = path.read_text(errors="replace").split("----------------------------------------------- ")[1:]
+    for block in blocks:
+        stamp, what, _blank, first = (block.splitlines() + ["", "", "", ""])[:4]
+        seconds, _, fraction = stamp.strip().partition(".")
+        when = time.mktime(time.strptime(seconds, "%Y-%m-%d %H:%M:%S")) + float(f"0.{fraction}")
+        out.append((when, "sent" if " sent " in what else "received", first.strip()))
+    return out
+
+
+#: the caller's RTP: the 1 s file once, starting as it sends the ACK
+RTP_SECONDS = 1.0
+#: the relay looks for silent streams every 0.5 s (mediaproxy.relay.TICK), so it reports a
+#: timeout up to that much after it is due
+RELAY_SCAN = 0.5
+#: what else may pass between the relay's report and the BYE reaching each phone: the event
+#: to the proxy, two BYEs over loopback (milliseconds), a loaded machine
+SLACK = 0.5
+
+
 def test_stopped_media_ends_the_call_with_bye_both_ways(tmp_path: Path, sqlite_url):
     require_tool("sipp")
     from tests.mediaproxy.rtp import start_relay
@@ -253,7 +277,6 @@ def test_stopped_media_ends_the_call_with_bye_both_ways(tmp_path: Path, sqlite_u
         echo_port = free_port(socket.SOCK_DGRAM) & ~1
         uas = e2e.Sipp(tmp_path, "uas", "e2e_timeout_uas.xml", proxy.port, port=reg.port, server=True,
                        timeout=30, extra=("-rtp_echo", "-mp", str(echo_port), "-mi", "127.0.0.1"))
-        started = time.monotonic()
         uac = e2e.Sipp(tmp_path, "uac", str(uac_xml), proxy.port, timeout=30,
                        rows=[e2e.call_row("alice", "secret-a", "bob")], extra=("-mi", "127.0.0.1"))
 
@@ -265,11 +288,20 @@ def test_stopped_media_ends_the_call_with_bye_both_ways(tmp_path: Path, sqlite_u
         assert _wait(dialog_rows, 15), f"{uac.report()}\n{proxy.output()[-3000:]}"
         # both UAs get the proxy's BYE (with the Reason the scenarios check) and answer 200
         rc_uac, rc_uas = uac.wait(40), uas.wait(40)
-        elapsed = time.monotonic() - started
         assert rc_uac == 0 and rc_uas == 0, f"{uac.report()}\n{uas.report()}\n{proxy.output()[-4000:]}"
-        # within the media timeout (2 s after the 1 s of RTP; the relay checks about once per
-        # timeout) + a few seconds of a loaded machine, well before sipp's own 30 s timeout
-        assert elapsed < 20, elapsed
+        # The media stops RTP_SECONDS after the caller's ACK (its scenario starts the stream
+        # with the ACK; the callee's echo stops with it).  Each phone's BYE must come
+        # media_timeout after that -- not sooner, not much later: by the relay's next scan
+        # plus a little slack.  Times from the sipp traces (one wall clock, microseconds).
+        caller = _trace(tmp_path / "uac.msg")
+        ack_at = [t for t, way, first in caller if way == "sent" and first.startswith("ACK ")][-1]
+        stopped_at = ack_at + RTP_SECONDS
+        for name, trace in (("caller", caller), ("callee", _trace(tmp_path / "uas.msg"))):
+            bye_at = [t for t, way, first in trace if way == "received" and first.startswith("BYE ")]
+            assert bye_at, (name, trace)
+            silent = bye_at[0] - stopped_at  # the first, should the proxy have resent it
+            assert media_timeout - 0.1 <= silent <= media_timeout + RELAY_SCAN + SLACK, (
+                f"{name}'s BYE came {silent:.2f}s after the media stopped (media_timeout {media_timeout}s)")
         for name in ("uac", "uas"):
             log = (tmp_path / f"{name}.msg").read_text()
             assert 'Reason: SIP ;cause=200;text="Media timeout"' in log

@@ -163,3 +163,115 @@ def test_2xx_retransmission_after_the_context_is_let_go_still_reaches_the_caller
     again = parse_message(sent[-1][0])
     assert again.status == 200 and sent[-1][1] == Peer("udp", "192.0.2.1", 5060)
     assert len(again.vias) == 1 and again.vias[0].branch == "z9hG4bKx"
+
+
+def _serial_proxy(targets):
+    """A proxy whose routing answers ``targets`` as a serial fork (gateways of LCR)."""
+    from sipproxy.routing.pipeline import Targets
+
+    core = Core(["udp:127.0.0.1:5070"])
+    sent = []
+    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    router = SimpleNamespace(preprocess_request=lambda call: None, trusted_source=lambda ip: (None, False),
+                             route=lambda call: Targets(targets, "gw", serial=True))
+    proxy = Proxy(core, Directory(), SimpleNamespace(authenticator=None), None, router)
+    core.tu = proxy
+    return core, sent
+
+
+def _invite_from_outside() -> bytes:
+    return (b"INVITE sip:+31201234567@example.com SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKserial1\r\n"
+            b"From: <sip:carol@elsewhere.example>;tag=c\r\nTo: <sip:+31201234567@example.com>\r\n"
+            b"Call-ID: serial@x\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@192.0.2.1>\r\n"
+            b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+
+
+def _answer(request: bytes, status: int, reason: str) -> bytes:
+    fwd = parse_message(request)
+    vias = "".join(f"Via: {v}\r\n" for v in fwd.headers.getall("via"))
+    return (f"SIP/2.0 {status} {reason}\r\n{vias}From: {fwd.headers.get('from')}\r\n"
+            f"To: {fwd.headers.get('to')};tag=gw\r\nCall-ID: serial@x\r\nCSeq: 1 INVITE\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+def test_serial_fork_fails_over_on_5xx_and_stops_at_the_first_answer():
+    from sipproxy.routing.pipeline import Target
+    from sipproxy.sip.addressing import Inbound, Peer
+    from sipproxy.sip.uri import parse_uri
+
+    gw1, gw2, gw3 = (Peer("udp", f"192.0.2.{n}", 5060) for n in (11, 12, 13))
+    targets = [Target(parse_uri(f"sip:0031201234567@{gw.host}"), gw, ()) for gw in (gw1, gw2, gw3)]
+    core, sent = _serial_proxy(targets)
+    lst = core.transports.listeners[0]
+    caller = Peer("udp", "192.0.2.1", 5060)
+    try:
+        core.on_inbound(Inbound(_invite_from_outside(), caller, lst))
+        invites = [(d, to) for d, to in sent if d.startswith(b"INVITE ")]
+        assert [to for _, to in invites] == [gw1]  # one at a time
+        core.on_inbound(Inbound(_answer(invites[0][0], 503, "Service Unavailable"), gw1, lst))
+        invites = [(d, to) for d, to in sent if d.startswith(b"INVITE ")]
+        assert [to for _, to in invites] == [gw1, gw2]  # the 503 made it try the next
+        assert not any(parse_message(d).status == 503 for d, to in sent if to == caller and d.startswith(b"SIP/"))
+        core.on_inbound(Inbound(_answer(invites[1][0], 486, "Busy Here"), gw2, lst))
+        invites = [to for d, to in sent if d.startswith(b"INVITE ")]
+        assert invites == [gw1, gw2]  # a 486 is an answer, not a failure: gw3 is not tried
+        finals = [parse_message(d).status for d, to in sent if to == caller and d.startswith(b"SIP/")
+                  and parse_message(d).status >= 200]
+        assert finals == [486]
+    finally:
+        core.stop()
+
+
+def test_serial_fork_answers_the_best_failure_when_every_target_failed():
+    from sipproxy.routing.pipeline import Target
+    from sipproxy.sip.addressing import Inbound, Peer
+    from sipproxy.sip.uri import parse_uri
+
+    gw1, gw2 = Peer("udp", "192.0.2.11", 5060), Peer("udp", "192.0.2.12", 5060)
+    core, sent = _serial_proxy([Target(parse_uri(f"sip:1@{gw.host}"), gw, ()) for gw in (gw1, gw2)])
+    lst = core.transports.listeners[0]
+    caller = Peer("udp", "192.0.2.1", 5060)
+    try:
+        core.on_inbound(Inbound(_invite_from_outside(), caller, lst))
+        for gw, status, reason in ((gw1, 500, "Server Error"), (gw2, 503, "Service Unavailable")):
+            last = [d for d, to in sent if d.startswith(b"INVITE ") and to == gw][-1]
+            core.on_inbound(Inbound(_answer(last, status, reason), gw, lst))
+        finals = [parse_message(d).status for d, to in sent if to == caller and d.startswith(b"SIP/")
+                  and parse_message(d).status >= 200]
+        assert finals == [500]  # both failed: the best of them (16.7 step 6)
+    finally:
+        core.stop()
+
+
+def test_a_busy_callee_diverts_after_the_fork_and_the_call_completes_there():
+    """Call diversion on busy (routing's ``after``): alice's phone answers 486, the proxy
+    forwards the same call to bob with a Diversion header, and bob's 200 reaches the caller."""
+    from sipproxy.routing.pipeline import Router
+    from sipproxy.sip.addressing import Inbound, Peer
+    from tests.routing.test_pipeline import Data, Location
+    from tests.routing.test_pipeline import Directory as Accounts
+
+    core = Core(["udp:127.0.0.1:5070"])
+    sent = []
+    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    router = Router(Accounts(), Location(), core, data=Data())
+    dialogs = SimpleNamespace(confirmed=lambda info: None, ended=lambda *args: None)
+    core.tu = Proxy(core, Accounts(), SimpleNamespace(authenticator=None), dialogs, router)
+    lst = core.transports.listeners[0]
+    caller, phone = Peer("udp", "192.0.2.1", 5060), Peer("udp", "192.0.2.50", 5062)
+    invite = _invite_from_outside().replace(b"sip:+31201234567@example.com", b"sip:alice@example.com")
+    try:
+        core.on_inbound(Inbound(invite, caller, lst))
+        (first,) = [d for d, to in sent if d.startswith(b"INVITE ") and to == phone]
+        assert first.startswith(b"INVITE sip:alice@192.0.2.50:5062 ")
+        core.on_inbound(Inbound(_answer(first, 486, "Busy Here"), phone, lst))
+        invites = [parse_message(d) for d, to in sent if d.startswith(b"INVITE ") and to == phone]
+        assert len(invites) == 2 and str(invites[1].uri) == "sip:bob@192.0.2.50:5062"
+        assert invites[1].headers.getall("diversion") == ["<sip:alice@example.com>;reason=user-busy;counter=1"]
+        core.on_inbound(Inbound(_answer(invites[1].to_bytes(), 200, "OK"), phone, lst))
+        finals = [parse_message(d).status for d, to in sent if to == caller and d.startswith(b"SIP/")
+                  and parse_message(d).status >= 200]
+        assert finals == [200]  # the 486 was not passed on
+    finally:
+        core.stop()

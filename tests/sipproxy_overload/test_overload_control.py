@@ -108,6 +108,21 @@ def test_after_a_stall_the_next_measurement_decides():
     assert behind.reject > 0.0 and behind.episodes == 1
 
 
+def test_a_stalled_timer_firing_twice_back_to_back_is_one_measurement():
+    """After a stall libev runs the overdue repeating timer twice within a fraction of a
+    millisecond (measured: +0.1 ms, +0.1 ms, then every 20 ms): both see the same queue
+    head, which the tick after may find drained.  Counted as two, they entered overload."""
+    ctl = Overload(0.1, clock=Clock())
+    window(ctl, 0.0)
+    ctl.clock.now += 0.5
+    ctl.sample(0.5)
+    ctl.clock.now += 0.0001
+    ctl.sample(0.5)
+    assert ctl.reject == 0.0
+    tick(ctl, 0.001)  # the queue drained in well under a tick: it was the stall
+    assert ctl.reject == 0.0 and ctl.episodes == 0
+
+
 def test_the_fraction_grows_while_behind_faster_when_far_behind():
     near, far = Overload(0.1, clock=Clock()), Overload(0.1, clock=Clock())
     window(near, 0.11)

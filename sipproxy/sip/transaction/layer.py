@@ -68,7 +68,7 @@ def server_key(request: Request, method: str | None = None, via: Any = None) -> 
         method = "INVITE" if request.method == "ACK" else request.method
     branch = via.params.get("branch")
     if branch and len(branch) > 7 and branch.startswith(MAGIC_COOKIE):
-        port = via.port  # `Via.sent_by`, inline: this runs for every request
+        port = via.port  # the sent-by, read inline: this runs for every request
         return (branch, (via.host if port is None else f"{via.host}:{port}").lower(), method)
     # RFC 2543 fallback (To tag left out: our own responses add it)
     return (

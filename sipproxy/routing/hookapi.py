@@ -1,0 +1,122 @@
+"""What a site hook may do (:mod:`sipproxy.routing.hooks`): the guide's routing primitives.
+
+One :class:`HookAPI` is made per hook call.  Changes to the request (Request-URI, user part)
+take effect at once; the three decisions -- :meth:`HookAPI.reply`, :meth:`HookAPI.send_out`,
+:meth:`HookAPI.pstn_transit` -- end routing when the hook returns, the last one called wins.
+
+The guide's handle-incoming-pstn example, in a hook::
+
+    def hook(request, api):
+        if api.source_ip == "201.176.11.13":          # a carrier's gateway
+            api.log("call from carrier 1")
+            api.set_domain(api.server_domain)
+            api.prefix("+")
+            api.set_billing_party(api.source_ip)
+            if not api.enum_lookup():
+                api.reply(404, "User not found")
+            elif not api.is_local():
+                api.reply(403, "Invalid destination")
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sipproxy.sip.ids import new_tag
+from sipproxy.sip.parser import make_response
+from sipproxy.sip.uri import parse_uri
+
+__all__ = ["HookAPI"]
+
+log = logging.getLogger("sipproxy.siteconfig")
+
+
+class HookAPI:
+    """The request's routing as a hook sees it (see the module's text)."""
+
+    def __init__(self, router: Any, call: Any) -> None:
+        self._router = router
+        self._call = call
+        #: what the hook decided: a Response, the router's Targets, or None (go on)
+        self.outcome: Any = None
+
+    # -- what the hook can read ---------------------------------------------------------
+
+    @property
+    def source_ip(self) -> str:
+        """The address the request came from."""
+        return self._call.inbound.source.host
+
+    @property
+    def account(self) -> Any:
+        """The authenticated local subscriber sending the request (None: not one of ours)."""
+        return self._call.account
+
+    @property
+    def server_domain(self) -> str:
+        """The guide's SERVER_DOMAIN (``[sipproxy] server_domain``)."""
+        return self._router.server_domain
+
+    @property
+    def billing_party(self) -> str:
+        return self._call.billing_party
+
+    def is_local(self, domain: str | None = None) -> bool:
+        """``domain`` (default: the Request-URI's host) is served here."""
+        return self._router.is_local(self._call.request.uri if domain is None else domain)
+
+    # -- changing the request ------------------------------------------------------------
+
+    def set_uri(self, uri: str) -> None:
+        """Set the Request-URI (raises ParseError for a malformed one)."""
+        self._call.request.uri = parse_uri(uri)
+
+    def set_domain(self, domain: str) -> None:
+        """Set the host of the Request-URI."""
+        uri = self._call.request.uri.copy()
+        uri.host = domain
+        self._call.request.uri = uri
+
+    def strip(self, count: int) -> None:
+        """Remove ``count`` characters from the start of the Request-URI's user part."""
+        self._set_user((self._call.request.uri.user or "")[count:])
+
+    def prefix(self, text: str) -> None:
+        """Put ``text`` in front of the Request-URI's user part."""
+        self._set_user(text + (self._call.request.uri.user or ""))
+
+    def _set_user(self, user: str) -> None:
+        uri = self._call.request.uri.copy()
+        uri.user = user or None
+        self._call.request.uri = uri
+
+    def set_billing_party(self, party: str) -> None:
+        """Who pays for this call (accounting reads it)."""
+        self._call.billing_party = party
+
+    def enum_lookup(self) -> bool:
+        """ENUM (RFC 6116) on the Request-URI's number: True and the Request-URI set to the
+        result when there is one."""
+        uri = self._router.enum_lookup(self._call.request.uri)
+        if uri is None:
+            return False
+        self._call.request.uri = uri
+        return True
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def reply(self, status: int, reason: str = "") -> None:
+        """Answer the request with ``status`` (routing ends)."""
+        self.outcome = make_response(self._call.request, status, reason or None, to_tag=new_tag())
+
+    def send_out(self) -> None:
+        """Forward the request to its Request-URI (RFC 3263 for a domain; routing ends)."""
+        self.outcome = self._router.send_out(self._call)
+
+    def pstn_transit(self) -> None:
+        """Route the request to the PSTN through LCR (routing ends)."""
+        self.outcome = self._router.pstn(self._call)
+
+    def log(self, message: str) -> None:
+        log.info("%s (call-id %s)", message, self._call.request.call_id)
