@@ -163,8 +163,8 @@ class Router:
     def send_out(self, call: RouteRequest) -> Response | Targets:
         return outbound.send_out(self, call)
 
-    def pstn(self, call: RouteRequest) -> Response | Targets:
-        return outbound.pstn(self, call)
+    def pstn(self, call: RouteRequest, *, checked: bool = False) -> Response | Targets:
+        return outbound.pstn(self, call, checked=checked)
 
     # -- the steps -----------------------------------------------------------------------
 
