@@ -280,6 +280,35 @@ def test_subscriber_without_pstn_access_gets_403(net, tmp_path):
     assert "ICT Calling" not in net.since()  # no gateway was tried
 
 
+# -- 2. PSTN to end-point -----------------------------------------------------------------
+
+
+def test_pstn_gateway_reaches_a_local_user_through_enum(net, tmp_path):
+    """A call from the incoming gateway's address to +E164@<the proxy> is not challenged;
+    ENUM maps the number to carol, registered: her phone gets the call, the gateway's
+    caller id kept."""
+    port = _register(tmp_path, net, "carol")
+    phone = _uas(tmp_path, net, "carol", "127.0.0.1", port)
+    uac = _plain_call(tmp_path, net, "flow_uac_trusted.xml", "+31612345678@gw.carrier.test",
+                      f"{TO_CAROL}@127.0.0.1:{net.port}", ip=GW_INCOMING,
+                      extra="P-Asserted-Identity: <sip:+31612345678@gw.carrier.test>")
+    _ok(uac, phone, net=net)
+    assert uac.finals() == {("1 INVITE", 200), ("2 BYE", 200)}  # no 407
+    (invite,) = _received(phone)
+    assert _ruri(invite).startswith(f"sip:carol@127.0.0.1:{port}")
+    assert _header(invite, "P-Asserted-Identity") == ["<sip:+31612345678@gw.carrier.test>"]
+
+
+def test_pstn_gateway_unknown_number_404_and_non_local_result_403(net, tmp_path):
+    """The guide's handle-incoming-pstn: ENUM finds nothing -> 404 User Not Found; a result
+    that is not local -> 403 Invalid Destination (not relayed out)."""
+    assert _refused(tmp_path, net, "+31612345678@gw.carrier.test", f"{NOBODY}@127.0.0.1:{net.port}",
+                    ip=GW_INCOMING, name="unknown") == {"404 User Not Found"}
+    assert _refused(tmp_path, net, "+31612345678@gw.carrier.test", f"{TO_PBX_B}@127.0.0.1:{net.port}",
+                    ip=GW_INCOMING, name="not-local") == {"403 Invalid Destination"}
+    assert "ICT Calling" not in net.since()
+
+
 # -- 3. PBX to PBX ---------------------------------------------------------------------------
 
 
