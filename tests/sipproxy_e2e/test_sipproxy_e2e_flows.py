@@ -57,12 +57,15 @@ ACCOUNTS = {
     "carol": ("secret-c", [], "", "", ""),
     "31208005169": ("secret-q1", [], "", "", "312080051"),
     "31208005160": ("secret-q2", [], "", "", ""),
+    "erin": ("secret-e", [], "", "east", ""),
 }
 
 NATIONAL = "0201234567"  # a national number: +31201234567, nobody's here
 TO_CAROL = "+31205550100"  # ENUM: sip:carol@example.com
 TO_PBX_B = "+31301234567"  # ENUM: sip:sales@pbx-b.test
 NOBODY = "+31209999999"  # in our ENUM range, not provisioned
+SOS_NUMBER = "0201112112"  # the default region's emergency destination: +31201112112
+PBX_T = "127.0.0.23"  # a trusted peer allowed PSTN transit
 
 
 def _md5(text: str) -> str:
@@ -110,6 +113,8 @@ def provision(url: str, ports: dict[str, int]) -> None:
             for region in ("north", "south"):
                 s.add(EmergencyMapping(region=region, number="112",
                                        destination=f"sip:sos-{region}@127.0.0.1:{ports['sos-' + region]}"))
+            # the default region's: a number, in national form, to the PSTN
+            s.add(EmergencyMapping(region="", number="112", destination=SOS_NUMBER))
         # the PSTN: two carriers for 0031 (the first preferred), a gateway for incoming calls
         for name in ("first", "second", "incoming"):
             _do(sessions, pstn.add_carrier, Carrier(name=name))
@@ -123,6 +128,7 @@ def provision(url: str, ports: dict[str, int]) -> None:
         _do(sessions, pstn.add_routes, [Route(carrier_id=carriers["first"], prefix="0031", priority=10),
                                         Route(carrier_id=carriers["second"], prefix="0031", priority=20)])
         _do(sessions, pstn.add_peer, TrustedPeer(ip=PBX_A, description="PBX A", enumLookup=True, transit=False))
+        _do(sessions, pstn.add_peer, TrustedPeer(ip=PBX_T, description="PBX T", enumLookup=True, transit=True))
         # ENUM
         _do(sessions, enum_port.add_range, EnumRange(id=EnumRangeId(prefix="31", tld="e164.arpa"), ttl=60))
         for number, uri in ((TO_CAROL, "sip:carol@example.com"), (TO_PBX_B, "sip:sales@pbx-b.test")):
@@ -388,3 +394,47 @@ def test_quick_dial_completes_a_short_number(net, tmp_path):
     (invite,) = _received(phone)
     assert _ruri(invite).startswith(f"sip:31208005160@127.0.0.1:{port}")
     assert "call 31208005169@example.com -> 31208005160@example.com: 200" in net.since()
+
+
+# -- more of the guide's flows ----------------------------------------------------------------
+
+
+def test_subscriber_to_pbx_through_enum_asserts_the_caller_id(net, tmp_path):
+    """End-Point to PBX: a national number whose ENUM result is PBX B's domain."""
+    pbx_b = _uas(tmp_path, net, "pbx-b", PBX_B, net.ports["pbx-b"])
+    uac = _subscriber_call(tmp_path, net, "alice", "0301234567")
+    _ok(uac, pbx_b, net=net)
+    (invite,) = _received(pbx_b)
+    assert _ruri(invite) == "sip:sales@pbx-b.test"
+    assert _header(invite, "P-Asserted-Identity") == ["<sip:+31201110001@example.com>"]
+
+
+def test_subscriber_to_subscriber_through_enum(net, tmp_path):
+    """End-Point to End-Point by ENUM: bob (no PSTN access) dials carol's number."""
+    port = _register(tmp_path, net, "carol")
+    phone = _uas(tmp_path, net, "carol", "127.0.0.1", port)
+    uac = _subscriber_call(tmp_path, net, "bob", TO_CAROL)
+    _ok(uac, phone, net=net)
+    (invite,) = _received(phone)
+    assert _ruri(invite).startswith(f"sip:carol@127.0.0.1:{port}")
+
+
+def test_trusted_pbx_without_transit_is_refused_the_pstn_and_other_domains(net, tmp_path):
+    assert _refused(tmp_path, net, "1000@pbx-a.test", f"{NATIONAL}@{DOMAIN}", ip=PBX_A,
+                    name="pstn") == {"403 PSTN Transit Not Allowed"}
+    assert _refused(tmp_path, net, "1000@pbx-a.test", "dave@far.test", ip=PBX_A,
+                    name="relay") == {"403 Relaying Denied"}
+    assert "ICT Calling" not in net.since()
+
+
+def test_trusted_pbx_with_transit_reaches_the_pstn_with_its_caller_id(net, tmp_path):
+    """PBX to PSTN: a number ENUM does not know, from a peer allowed transit, goes through
+    LCR; the peer's caller id is kept, none is asserted for it."""
+    first = _uas(tmp_path, net, "gw1", GW_FIRST, net.ports["gw-first"], "flow_uas_503.xml")
+    second = _uas(tmp_path, net, "gw2", GW_SECOND, net.ports["gw-second"])
+    uac = _plain_call(tmp_path, net, "flow_uac_trusted.xml", "2000@pbx-t.test", f"0031201234567@{DOMAIN}",
+                      ip=PBX_T, extra="P-Asserted-Identity: <sip:+31402223333@pbx-t.test>")
+    _ok(uac, first, second, net=net)
+    (invite,) = _received(second)
+    assert _ruri(invite) == f"sip:9931201234567@{GW_SECOND}:{net.ports['gw-second']}"
+    assert _header(invite, "P-Asserted-Identity") == ["<sip:+31402223333@pbx-t.test>"]
