@@ -62,7 +62,8 @@ def emergency_call(router: Router, call: RouteRequest) -> Response | Targets | N
         except ParseError:
             return _refuse(call, 500, "Bad Emergency Destination")
         return None if router.is_local(req.uri) else send_out(router, call)
-    return pstn(router, call, decision.target, checked=True)
+    # a number is routed like a dialled one: national or international forms to E.164
+    return pstn(router, call, router.plan.normalise(decision.target) or decision.target, checked=True)
 
 
 def quick_dial(router: Router, call: RouteRequest) -> None:

@@ -419,6 +419,17 @@ def test_subscriber_to_subscriber_through_enum(net, tmp_path):
     assert _ruri(invite).startswith(f"sip:carol@127.0.0.1:{port}")
 
 
+def test_emergency_number_mapped_to_a_pstn_number(net, tmp_path):
+    """erin's region has no mapping: the default region's, a national number, goes to the
+    PSTN through LCR (no PSTN access needed)."""
+    first = _uas(tmp_path, net, "gw1", GW_FIRST, net.ports["gw-first"], "flow_uas_503.xml")
+    second = _uas(tmp_path, net, "gw2", GW_SECOND, net.ports["gw-second"])
+    uac = _subscriber_call(tmp_path, net, "erin", "112")
+    _ok(uac, first, second, net=net)
+    (invite,) = _received(second)
+    assert _ruri(invite) == f"sip:9931201112112@{GW_SECOND}:{net.ports['gw-second']}"
+
+
 def test_trusted_pbx_without_transit_is_refused_the_pstn_and_other_domains(net, tmp_path):
     assert _refused(tmp_path, net, "1000@pbx-a.test", f"{NATIONAL}@{DOMAIN}", ip=PBX_A,
                     name="pstn") == {"403 PSTN Transit Not Allowed"}
