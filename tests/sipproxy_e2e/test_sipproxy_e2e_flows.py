@@ -49,6 +49,7 @@ ADMIN = Scope(admin=True)
 GW_FIRST, GW_SECOND, GW_INCOMING = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 PBX_A, PBX_B = "127.0.0.21", "127.0.0.22"
 FAR_1, FAR_2 = "127.0.0.31", "127.0.0.32"
+TCP_SERVER = "127.0.0.33"  # tcp.test: NAPTR SIP+D2T -> SRV _sip._tcp
 
 #: subscriber -> (password, groups, rpid, region, quick dial prefix)
 ACCOUNTS = {
@@ -136,7 +137,7 @@ def provision(url: str, ports: dict[str, int]) -> None:
                 id=EnumId(number=number, tld="e164.arpa"),
                 mappings=[EnumMapping(type="sip", mapto=uri, ttl=60, priority=10)]))
         # DNS of the other domains: PBX B by SRV, far.test by two SRV priorities
-        for zone in ("pbx-b.test", "far.test"):
+        for zone in ("pbx-b.test", "far.test", "tcp.test"):
             _do(sessions, dns_port.add_zone, DnsZone(name=zone, ttl=60, nameservers=[f"ns.{zone}"]))
         for zone, name, rtype, value, priority in (
                 ("pbx-b.test", "_sip._udp", "SRV", f"0 {ports['pbx-b']} sip.pbx-b.test", 10),
@@ -144,7 +145,10 @@ def provision(url: str, ports: dict[str, int]) -> None:
                 ("far.test", "_sip._udp", "SRV", f"0 {ports['far-1']} s1.far.test", 10),
                 ("far.test", "_sip._udp", "SRV", f"0 {ports['far-2']} s2.far.test", 20),
                 ("far.test", "s1", "A", FAR_1, None),
-                ("far.test", "s2", "A", FAR_2, None)):
+                ("far.test", "s2", "A", FAR_2, None),
+                ("tcp.test", "", "NAPTR", '10 10 "s" "SIP+D2T" "" _sip._tcp.tcp.test', 10),
+                ("tcp.test", "_sip._tcp", "SRV", f"0 {ports['tcp']} sip.tcp.test", 10),
+                ("tcp.test", "sip", "A", TCP_SERVER, None)):
             _do(sessions, dns_port.add_record, DnsRecord(zone=zone, name=name, type=rtype, value=value,
                                                          priority=priority, ttl=60))
     finally:
@@ -162,7 +166,7 @@ def platform(request, tmp_path_factory):
     ports = {
         "dns": free_port(),
         "gw-first": free_port(host=GW_FIRST), "gw-second": free_port(host=GW_SECOND),
-        "pbx-b": free_port(host=PBX_B), "far-1": free_port(host=FAR_1), "far-2": free_port(host=FAR_2),
+        "pbx-b": free_port(host=PBX_B), "far-1": free_port(host=FAR_1), "far-2": free_port(host=FAR_2), "tcp": free_port(host=TCP_SERVER),
         "sos-north": free_port(), "sos-south": free_port(),
     }
     provision(url, ports)
@@ -207,8 +211,10 @@ def _register(tmp: Path, net: Platform, user: str, name: str = "reg") -> int:
 
 
 def _subscriber_call(tmp: Path, net: Platform, user: str, to_user: str, to_domain: str = DOMAIN,
-                     extra: str = "X-Flow: subscriber", name: str = "uac") -> Sipp:
-    row = f"{user};{DOMAIN};[authentication username={user} password={ACCOUNTS[user][0]}];{to_user};{to_domain};{extra}"
+                     extra: str = "X-Flow: subscriber", name: str = "uac", uri: str = "") -> Sipp:
+    """A call of subscriber ``user`` to ``to_user@to_domain`` (or to ``uri``, a tel: URI)."""
+    uri = uri or f"sip:{to_user}@{to_domain}"
+    row = f"{user};{DOMAIN};[authentication username={user} password={ACCOUNTS[user][0]}];{uri};{extra}"
     return Sipp(tmp, name, "flow_uac.xml", net.port, rows=[row])
 
 
@@ -220,8 +226,9 @@ def _plain_call(tmp: Path, net: Platform, scenario: str, from_uri: str, to_uri: 
                 rows=[f"{from_user};{from_domain};{to_user};{to_domain};{extra}"])
 
 
-def _uas(tmp: Path, net: Platform, name: str, ip: str, port: int, scenario: str = "e2e_uas.xml") -> Sipp:
-    return Sipp(tmp, name, scenario, net.port, ip=ip, port=port, server=True, timeout=20)
+def _uas(tmp: Path, net: Platform, name: str, ip: str, port: int, scenario: str = "e2e_uas.xml",
+         transport: str = "u1") -> Sipp:
+    return Sipp(tmp, name, scenario, net.port, ip=ip, port=port, server=True, timeout=20, transport=transport)
 
 
 def _received(sipp: Sipp, method: str = "INVITE") -> list[str]:
@@ -449,3 +456,25 @@ def test_trusted_pbx_with_transit_reaches_the_pstn_with_its_caller_id(net, tmp_p
     (invite,) = _received(second)
     assert _ruri(invite) == f"sip:9931201234567@{GW_SECOND}:{net.ports['gw-second']}"
     assert _header(invite, "P-Asserted-Identity") == ["<sip:+31402223333@pbx-t.test>"]
+
+
+def test_subscriber_dials_a_tel_uri(net, tmp_path):
+    """INVITE tel:0201234567: the number goes the same way as a SIP URI's."""
+    first = _uas(tmp_path, net, "gw1", GW_FIRST, net.ports["gw-first"], "flow_uas_503.xml")
+    second = _uas(tmp_path, net, "gw2", GW_SECOND, net.ports["gw-second"])
+    uac = _subscriber_call(tmp_path, net, "alice", "", uri=f"tel:{NATIONAL}")
+    _ok(uac, first, second, net=net)
+    (invite,) = _received(second)
+    assert _ruri(invite) == f"sip:9931201234567@{GW_SECOND}:{net.ports['gw-second']}"
+    assert _header(invite, "P-Asserted-Identity") == ["<sip:+31201110001@example.com>"]
+
+
+def test_foreign_domain_naptr_chooses_tcp(net, tmp_path):
+    """RFC 3263 4.1: tcp.test's NAPTR record offers SIP over TCP only: the call goes over TCP
+    to its SRV target (the caller on UDP)."""
+    server = _uas(tmp_path, net, "tcp-server", TCP_SERVER, net.ports["tcp"], transport="t1")
+    uac = _subscriber_call(tmp_path, net, "alice", "erik", "tcp.test")
+    _ok(uac, server, net=net)
+    (invite,) = _received(server)
+    assert _ruri(invite) == "sip:erik@tcp.test"
+    assert _header(invite, "Via")[0].startswith("SIP/2.0/TCP ")
