@@ -66,7 +66,8 @@ TO_CAROL = "+31205550100"  # ENUM: sip:carol@example.com
 TO_PBX_B = "+31301234567"  # ENUM: sip:sales@pbx-b.test
 NOBODY = "+31209999999"  # in our ENUM range, not provisioned
 SOS_NUMBER = "0201112112"  # the default region's emergency destination: +31201112112
-PBX_T = "127.0.0.23"  # a trusted peer allowed PSTN transit
+PBX_T = "127.0.0.23"  # a trusted peer allowed PSTN transit, originator "pbx-t"
+GW_NAMED = "127.0.0.14"  # carrier "named": gateway gw.carrier.test (A record in our DNS)
 
 
 def _md5(text: str) -> str:
@@ -117,19 +118,22 @@ def provision(url: str, ports: dict[str, int]) -> None:
             # the default region's: a number, in national form, to the PSTN
             s.add(EmergencyMapping(region="", number="112", destination=SOS_NUMBER))
         # the PSTN: two carriers for 0031 (the first preferred), a gateway for incoming calls
-        for name in ("first", "second", "incoming"):
+        for name in ("first", "second", "incoming", "named"):
             _do(sessions, pstn.add_carrier, Carrier(name=name))
         carriers = {c.name: c.id for c in _do(sessions, pstn.get_carriers, None).carriers}
         for name, ip, port in (("first", GW_FIRST, ports["gw-first"]), ("second", GW_SECOND, ports["gw-second"]),
-                               ("incoming", GW_INCOMING, 5060)):
+                               ("incoming", GW_INCOMING, 5060), ("named", "gw.carrier.test", ports["gw-named"])):
             _do(sessions, pstn.add_gateway, Gateway(name=f"gw-{name}", carrier_id=carriers[name], ip=ip, port=port))
         gateways = {g.name: g.id for g in _do(sessions, pstn.get_gateways, None).gateways}
         _do(sessions, pstn.add_rule, GatewayRule(gateway_id=gateways["gw-second"], prefix="0031", strip=2,
                                                  prepend="99"))
         _do(sessions, pstn.add_routes, [Route(carrier_id=carriers["first"], prefix="0031", priority=10),
-                                        Route(carrier_id=carriers["second"], prefix="0031", priority=20)])
+                                        Route(carrier_id=carriers["second"], prefix="0031", priority=20),
+                                        Route(carrier_id=carriers["named"], prefix="0049", priority=10),
+                                        Route(carrier_id=carriers["named"], prefix="0044", originator="pbx-t")])
         _do(sessions, pstn.add_peer, TrustedPeer(ip=PBX_A, description="PBX A", enumLookup=True, transit=False))
-        _do(sessions, pstn.add_peer, TrustedPeer(ip=PBX_T, description="PBX T", enumLookup=True, transit=True))
+        _do(sessions, pstn.add_peer, TrustedPeer(ip=PBX_T, description="PBX T", enumLookup=True, transit=True,
+                                                 originator="pbx-t"))
         # ENUM
         _do(sessions, enum_port.add_range, EnumRange(id=EnumRangeId(prefix="31", tld="e164.arpa"), ttl=60))
         for number, uri in ((TO_CAROL, "sip:carol@example.com"), (TO_PBX_B, "sip:sales@pbx-b.test")):
@@ -137,7 +141,7 @@ def provision(url: str, ports: dict[str, int]) -> None:
                 id=EnumId(number=number, tld="e164.arpa"),
                 mappings=[EnumMapping(type="sip", mapto=uri, ttl=60, priority=10)]))
         # DNS of the other domains: PBX B by SRV, far.test by two SRV priorities
-        for zone in ("pbx-b.test", "far.test", "tcp.test"):
+        for zone in ("pbx-b.test", "far.test", "tcp.test", "carrier.test"):
             _do(sessions, dns_port.add_zone, DnsZone(name=zone, ttl=60, nameservers=[f"ns.{zone}"]))
         for zone, name, rtype, value, priority in (
                 ("pbx-b.test", "_sip._udp", "SRV", f"0 {ports['pbx-b']} sip.pbx-b.test", 10),
@@ -148,7 +152,8 @@ def provision(url: str, ports: dict[str, int]) -> None:
                 ("far.test", "s2", "A", FAR_2, None),
                 ("tcp.test", "", "NAPTR", '10 10 "s" "SIP+D2T" "" _sip._tcp.tcp.test', 10),
                 ("tcp.test", "_sip._tcp", "SRV", f"0 {ports['tcp']} sip.tcp.test", 10),
-                ("tcp.test", "sip", "A", TCP_SERVER, None)):
+                ("tcp.test", "sip", "A", TCP_SERVER, None),
+                ("carrier.test", "gw", "A", GW_NAMED, None)):
             _do(sessions, dns_port.add_record, DnsRecord(zone=zone, name=name, type=rtype, value=value,
                                                          priority=priority, ttl=60))
     finally:
@@ -167,6 +172,7 @@ def platform(request, tmp_path_factory):
         "dns": free_port(),
         "gw-first": free_port(host=GW_FIRST), "gw-second": free_port(host=GW_SECOND),
         "pbx-b": free_port(host=PBX_B), "far-1": free_port(host=FAR_1), "far-2": free_port(host=FAR_2), "tcp": free_port(host=TCP_SERVER),
+        "gw-named": free_port(host=GW_NAMED),
         "sos-north": free_port(), "sos-south": free_port(),
     }
     provision(url, ports)
@@ -246,6 +252,17 @@ def _ruri(block: str) -> str:
     return block.split("\n", 1)[0].split()[1]
 
 
+def _subscriber_refused(tmp: Path, net: Platform, user: str, to_user: str, to_domain: str = DOMAIN) -> str:
+    """The final answer (status and reason) to a call of subscriber ``user`` that must fail
+    once authenticated."""
+    row = f"{user};{DOMAIN};[authentication username={user} password={ACCOUNTS[user][0]}];{to_user};{to_domain}"
+    uac = Sipp(tmp, f"uac-{user}", "flow_uac_auth_refused.xml", net.port, rows=[row])
+    _ok(uac, net=net)
+    assert {cseq for cseq, _ in uac.finals()} == {"1 INVITE", "2 INVITE"}, uac.report()
+    (answer,) = _answers(uac) - {a for a in _answers(uac) if a.startswith("407 ")}
+    return answer
+
+
 def _answers(sipp: Sipp) -> set[str]:
     """The status lines of the final answers a sipp received ("403 Relaying Denied")."""
     trace = (sipp.tmp / f"{sipp.name}.msg").read_text(errors="replace")
@@ -285,11 +302,7 @@ def test_subscriber_to_pstn_fails_over_to_the_second_carrier(net, tmp_path):
 
 
 def test_subscriber_without_pstn_access_gets_403(net, tmp_path):
-    row = f"bob;{DOMAIN};[authentication username=bob password={ACCOUNTS['bob'][0]}];{NATIONAL};{DOMAIN}"
-    uac = Sipp(tmp_path, "uac", "e2e_uac_reject.xml", net.port, rows=[row])
-    _ok(uac, net=net)
-    assert uac.finals() == {("1 INVITE", 407), ("2 INVITE", 403)}
-    assert "403 No PSTN Access" in _answers(uac)
+    assert _subscriber_refused(tmp_path, net, "bob", NATIONAL) == "403 No PSTN Access"
     assert "ICT Calling" not in net.since()  # no gateway was tried
 
 
@@ -478,3 +491,33 @@ def test_foreign_domain_naptr_chooses_tcp(net, tmp_path):
     (invite,) = _received(server)
     assert _ruri(invite) == "sip:erik@tcp.test"
     assert _header(invite, "Via")[0].startswith("SIP/2.0/TCP ")
+
+
+def test_pstn_gateway_provisioned_by_host_name(net, tmp_path):
+    """0049 goes to carrier "named", whose gateway is a host name: its address from DNS."""
+    gw = _uas(tmp_path, net, "gw-named", GW_NAMED, net.ports["gw-named"])
+    uac = _subscriber_call(tmp_path, net, "alice", "0049301234567")
+    _ok(uac, gw, net=net)
+    (invite,) = _received(gw)
+    assert _ruri(invite) == f"sip:0049301234567@gw.carrier.test:{net.ports['gw-named']}"
+
+
+def test_trusted_pbx_routes_of_its_originator(net, tmp_path):
+    """PBX T's originator has a route of its own for 0044 (the default routes have none)."""
+    gw = _uas(tmp_path, net, "gw-named", GW_NAMED, net.ports["gw-named"])
+    uac = _plain_call(tmp_path, net, "flow_uac_trusted.xml", "2000@pbx-t.test", f"+442071234567@{DOMAIN}",
+                      ip=PBX_T)
+    _ok(uac, gw, net=net)
+    (invite,) = _received(gw)
+    assert _ruri(invite) == f"sip:00442071234567@gw.carrier.test:{net.ports['gw-named']}"
+    # the default routes have none: a subscriber's call to 0044 finds no gateway
+    assert _subscriber_refused(tmp_path, net, "alice", "00442071234567") == "404 No Route To Destination"
+
+
+def test_caller_id_a_subscriber_sends_is_removed_towards_a_local_user(net, tmp_path):
+    port = _register(tmp_path, net, "carol")
+    phone = _uas(tmp_path, net, "carol", "127.0.0.1", port)
+    uac = _subscriber_call(tmp_path, net, "bob", "carol", extra="P-Asserted-Identity: <sip:boss@example.com>")
+    _ok(uac, phone, net=net)
+    (invite,) = _received(phone)
+    assert not _header(invite, "P-Asserted-Identity")
