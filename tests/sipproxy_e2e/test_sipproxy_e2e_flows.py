@@ -58,6 +58,9 @@ ACCOUNTS = {
     "carol": ("secret-c", [], "", "", ""),
     "31208005169": ("secret-q1", [], "", "", "312080051"),
     "31208005160": ("secret-q2", [], "", "", ""),
+    # a range of three-digit extensions, one of them 112
+    "31208005170": ("secret-q3", [], "", "north", "31208005"),
+    "31208005112": ("secret-q4", [], "", "", ""),
     "erin": ("secret-e", [], "", "east", ""),
 }
 
@@ -521,3 +524,12 @@ def test_caller_id_a_subscriber_sends_is_removed_towards_a_local_user(net, tmp_p
     _ok(uac, phone, net=net)
     (invite,) = _received(phone)
     assert not _header(invite, "P-Asserted-Identity")
+
+
+def test_quick_dial_does_not_take_an_emergency_number(net, tmp_path):
+    """31208005170 (quick dial prefix 31208005) dials 112 while 31208005112 is an account:
+    the emergency call still goes to the region's emergency destination."""
+    north = _uas(tmp_path, net, "sos-north", "127.0.0.1", net.ports["sos-north"])
+    _ok(_subscriber_call(tmp_path, net, "31208005170", "112"), north, net=net)
+    (invite,) = _received(north)
+    assert _ruri(invite) == f"sip:sos-north@127.0.0.1:{net.ports['sos-north']}"
