@@ -2,30 +2,37 @@
 every side and our own ``python -m enumdns`` answering ENUM and the other domains' DNS.
 
 One platform serves the module (on each database under test): provisioned through ngnpro's
-own logic functions (LCR carriers, gateways, rules and routes, the trusted peer, ENUM range
+own logic functions (LCR carriers, gateways, rules and routes, trusted peers, ENUM range
 and numbers, DNS zones and records; accounts and emergency mappings, which no NGNPro method
 writes, through the ORM), then enumdns and the proxy started on it.  Peers that the proxy
 knows by their source address are sipp processes bound to their own loopback address
 (``-i 127.0.0.x``):
 
-============  ===================  ====================================================
-127.0.0.1     subscribers          alice (free-pstn, rpid, region north), bob (no PSTN,
-                                   region south), carol, the quick-dial pair; strangers
-127.0.0.11    carrier "first"      PSTN gateway, no rule: answers 503
-127.0.0.12    carrier "second"     PSTN gateway, rule 0031 -> strip 2, prepend 99
-127.0.0.13    carrier "incoming"   PSTN gateway with no route: incoming calls only
-127.0.0.21    PBX A                trusted peer (ENUM look-ups, no transit)
-127.0.0.22    PBX B                pbx-b.test (SRV + A in our DNS), not trusted
-127.0.0.31/32 far.test             SRV priority 10 and 20: the first answers 503
-127.0.0.1     emergency centres    112 of region north and of region south
-============  ===================  ====================================================
+==============  ===================  ==================================================
+127.0.0.1       subscribers          alice (free-pstn, rpid, region north), bob (no PSTN,
+                                     region south), erin (region east: the default
+                                     mapping), callees, quick-dial ranges; strangers
+127.0.0.11      carrier "first"      PSTN gateway for 0031, no rule: answers 503
+127.0.0.12      carrier "second"     PSTN gateway for 0031, rule 0031: strip 2, prepend 99
+127.0.0.13      carrier "incoming"   PSTN gateway with no route: incoming calls only
+127.0.0.14      carrier "named"      gw.carrier.test (A record in our DNS): 0049, and 0044
+                                     for originator pbx-t only
+127.0.0.15      carrier "incoming"   PSTN gateway that is a trusted peer too
+127.0.0.21      PBX A                trusted peer (ENUM look-ups, no transit)
+127.0.0.22      PBX B                pbx-b.test (SRV + A in our DNS), not trusted
+127.0.0.23      PBX T                trusted peer allowed transit, originator pbx-t
+127.0.0.31/32   far.test             SRV priority 10 and 20: the first answers 503
+127.0.0.33      tcp.test             NAPTR SIP+D2T -> SRV _sip._tcp
+127.0.0.1       emergency centres    112 of region north and of region south; the
+                                     default region's 112 is a national number (PSTN)
+==============  ===================  ==================================================
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -47,7 +54,10 @@ from .sipp_support import DOMAIN, ProxyProcess, Sipp, auth_row
 ADMIN = Scope(admin=True)
 
 GW_FIRST, GW_SECOND, GW_INCOMING = "127.0.0.11", "127.0.0.12", "127.0.0.13"
+GW_NAMED = "127.0.0.14"  # carrier "named": gateway gw.carrier.test (A record in our DNS)
+GW_PEER = "127.0.0.15"  # carrier "incoming"'s gateway also provisioned as a trusted peer
 PBX_A, PBX_B = "127.0.0.21", "127.0.0.22"
+PBX_T = "127.0.0.23"  # a trusted peer allowed PSTN transit, originator "pbx-t"
 FAR_1, FAR_2 = "127.0.0.31", "127.0.0.32"
 TCP_SERVER = "127.0.0.33"  # tcp.test: NAPTR SIP+D2T -> SRV _sip._tcp
 
@@ -56,6 +66,9 @@ ACCOUNTS = {
     "alice": ("secret-a", ["free-pstn"], "+31201110001", "north", ""),
     "bob": ("secret-b", [], "", "south", ""),
     "carol": ("secret-c", [], "", "", ""),
+    "dave": ("secret-d", [], "", "", ""),
+    "frank": ("secret-f", [], "", "", ""),
+    "gina": ("secret-g", [], "", "", ""),
     "31208005169": ("secret-q1", [], "", "", "312080051"),
     "31208005160": ("secret-q2", [], "", "", ""),
     # a range of three-digit extensions, one of them 112
@@ -66,11 +79,11 @@ ACCOUNTS = {
 
 NATIONAL = "0201234567"  # a national number: +31201234567, nobody's here
 TO_CAROL = "+31205550100"  # ENUM: sip:carol@example.com
+TO_DAVE = "+31205550101"  # ENUM: sip:dave@example.com
+TO_GINA_NATIONAL = "0205550102"  # ENUM (+31205550102): sip:gina@example.com, never registered
 TO_PBX_B = "+31301234567"  # ENUM: sip:sales@pbx-b.test
 NOBODY = "+31209999999"  # in our ENUM range, not provisioned
 SOS_NUMBER = "0201112112"  # the default region's emergency destination: +31201112112
-PBX_T = "127.0.0.23"  # a trusted peer allowed PSTN transit, originator "pbx-t"
-GW_NAMED = "127.0.0.14"  # carrier "named": gateway gw.carrier.test (A record in our DNS)
 
 
 def _md5(text: str) -> str:
@@ -84,7 +97,6 @@ class Platform:
     ports: dict[str, int]
     db_url: str
     mark: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def port(self) -> int:
@@ -125,21 +137,25 @@ def provision(url: str, ports: dict[str, int]) -> None:
             _do(sessions, pstn.add_carrier, Carrier(name=name))
         carriers = {c.name: c.id for c in _do(sessions, pstn.get_carriers, None).carriers}
         for name, ip, port in (("first", GW_FIRST, ports["gw-first"]), ("second", GW_SECOND, ports["gw-second"]),
-                               ("incoming", GW_INCOMING, 5060), ("named", "gw.carrier.test", ports["gw-named"])):
-            _do(sessions, pstn.add_gateway, Gateway(name=f"gw-{name}", carrier_id=carriers[name], ip=ip, port=port))
+                               ("incoming", GW_INCOMING, 5060), ("incoming", GW_PEER, 5060),
+                               ("named", "gw.carrier.test", ports["gw-named"])):
+            _do(sessions, pstn.add_gateway, Gateway(name=f"gw-{name}-{ip}", carrier_id=carriers[name], ip=ip,
+                                                    port=port))
         gateways = {g.name: g.id for g in _do(sessions, pstn.get_gateways, None).gateways}
-        _do(sessions, pstn.add_rule, GatewayRule(gateway_id=gateways["gw-second"], prefix="0031", strip=2,
+        _do(sessions, pstn.add_rule, GatewayRule(gateway_id=gateways[f"gw-second-{GW_SECOND}"], prefix="0031", strip=2,
                                                  prepend="99"))
         _do(sessions, pstn.add_routes, [Route(carrier_id=carriers["first"], prefix="0031", priority=10),
                                         Route(carrier_id=carriers["second"], prefix="0031", priority=20),
                                         Route(carrier_id=carriers["named"], prefix="0049", priority=10),
                                         Route(carrier_id=carriers["named"], prefix="0044", originator="pbx-t")])
         _do(sessions, pstn.add_peer, TrustedPeer(ip=PBX_A, description="PBX A", enumLookup=True, transit=False))
+        _do(sessions, pstn.add_peer, TrustedPeer(ip=GW_PEER, description="PSTN gateway, PBX numbers too"))
         _do(sessions, pstn.add_peer, TrustedPeer(ip=PBX_T, description="PBX T", enumLookup=True, transit=True,
                                                  originator="pbx-t"))
         # ENUM
         _do(sessions, enum_port.add_range, EnumRange(id=EnumRangeId(prefix="31", tld="e164.arpa"), ttl=60))
-        for number, uri in ((TO_CAROL, "sip:carol@example.com"), (TO_PBX_B, "sip:sales@pbx-b.test")):
+        for number, uri in ((TO_CAROL, "sip:carol@example.com"), (TO_DAVE, "sip:dave@example.com"),
+                            ("+31205550102", "sip:gina@example.com"), (TO_PBX_B, "sip:sales@pbx-b.test")):
             _do(sessions, enum_port.add_number, EnumNumber(
                 id=EnumId(number=number, tld="e164.arpa"),
                 mappings=[EnumMapping(type="sip", mapto=uri, ttl=60, priority=10)]))
@@ -338,6 +354,26 @@ def test_pstn_gateway_unknown_number_404_and_non_local_result_403(net, tmp_path)
     assert "ICT Calling" not in net.since()
 
 
+def test_pstn_gateway_that_is_a_trusted_peer_reaches_a_pbx(net, tmp_path):
+    """PSTN to PBX: a gateway also provisioned as a trusted peer may reach a number whose
+    ENUM result is PBX B's domain; the gateway's caller id passes."""
+    pbx_b = _uas(tmp_path, net, "pbx-b", PBX_B, net.ports["pbx-b"])
+    uac = _plain_call(tmp_path, net, "flow_uac_trusted.xml", "+31612345678@gw.carrier.test",
+                      f"{TO_PBX_B}@127.0.0.1:{net.port}", ip=GW_PEER,
+                      extra="P-Asserted-Identity: <sip:+31612345678@gw.carrier.test>")
+    _ok(uac, pbx_b, net=net)
+    assert uac.finals() == {("1 INVITE", 200), ("2 BYE", 200)}
+    (invite,) = _received(pbx_b)
+    assert _ruri(invite) == "sip:sales@pbx-b.test"
+    assert _header(invite, "P-Asserted-Identity") == ["<sip:+31612345678@gw.carrier.test>"]
+
+
+def test_pstn_gateway_call_to_a_user_not_registered_gets_480(net, tmp_path):
+    """A national number from the gateway: ENUM finds gina, who has no phone registered."""
+    assert _refused(tmp_path, net, "+31612345678@gw.carrier.test", f"{TO_GINA_NATIONAL}@127.0.0.1:{net.port}",
+                    ip=GW_INCOMING) == {"480 Temporarily Unavailable"}
+
+
 # -- 3. PBX to PBX ---------------------------------------------------------------------------
 
 
@@ -368,6 +404,7 @@ def test_emergency_number_reaches_the_callers_region(net, tmp_path):
     assert _header(to_north, "P-Asserted-Identity") == ["<sip:+31201110001@example.com>"]
     (to_south,) = _received(south)
     assert _ruri(to_south) == f"sip:sos-south@127.0.0.1:{net.ports['sos-south']}"
+    assert _header(to_south, "P-Asserted-Identity") == ["<sip:bob@example.com>"]  # no rpid: the SipId
 
 
 def test_emergency_number_from_a_non_subscriber_is_refused(net, tmp_path):
@@ -433,13 +470,13 @@ def test_subscriber_to_pbx_through_enum_asserts_the_caller_id(net, tmp_path):
 
 
 def test_subscriber_to_subscriber_through_enum(net, tmp_path):
-    """End-Point to End-Point by ENUM: bob (no PSTN access) dials carol's number."""
-    port = _register(tmp_path, net, "carol")
-    phone = _uas(tmp_path, net, "carol", "127.0.0.1", port)
-    uac = _subscriber_call(tmp_path, net, "bob", TO_CAROL)
+    """End-Point to End-Point by ENUM: bob (no PSTN access) dials dave's number."""
+    port = _register(tmp_path, net, "dave")
+    phone = _uas(tmp_path, net, "dave", "127.0.0.1", port)
+    uac = _subscriber_call(tmp_path, net, "bob", TO_DAVE)
     _ok(uac, phone, net=net)
     (invite,) = _received(phone)
-    assert _ruri(invite).startswith(f"sip:carol@127.0.0.1:{port}")
+    assert _ruri(invite).startswith(f"sip:dave@127.0.0.1:{port}")
 
 
 def test_emergency_number_mapped_to_a_pstn_number(net, tmp_path):
@@ -518,9 +555,9 @@ def test_trusted_pbx_routes_of_its_originator(net, tmp_path):
 
 
 def test_caller_id_a_subscriber_sends_is_removed_towards_a_local_user(net, tmp_path):
-    port = _register(tmp_path, net, "carol")
-    phone = _uas(tmp_path, net, "carol", "127.0.0.1", port)
-    uac = _subscriber_call(tmp_path, net, "bob", "carol", extra="P-Asserted-Identity: <sip:boss@example.com>")
+    port = _register(tmp_path, net, "frank")
+    phone = _uas(tmp_path, net, "frank", "127.0.0.1", port)
+    uac = _subscriber_call(tmp_path, net, "bob", "frank", extra="P-Asserted-Identity: <sip:boss@example.com>")
     _ok(uac, phone, net=net)
     (invite,) = _received(phone)
     assert not _header(invite, "P-Asserted-Identity")
