@@ -570,3 +570,39 @@ def test_quick_dial_does_not_take_an_emergency_number(net, tmp_path):
     _ok(_subscriber_call(tmp_path, net, "31208005170", "112"), north, net=net)
     (invite,) = _received(north)
     assert _ruri(invite) == f"sip:sos-north@127.0.0.1:{net.ports['sos-north']}"
+
+
+def test_caller_cancels_while_the_second_gateway_rings(net, tmp_path):
+    """The serial fork is cancelled on the gateway it has reached: the caller's CANCEL goes
+    to the second gateway (the first already failed), the caller gets 487."""
+    first = _uas(tmp_path, net, "gw1", GW_FIRST, net.ports["gw-first"], "flow_uas_503.xml")
+    second = _uas(tmp_path, net, "gw2", GW_SECOND, net.ports["gw-second"], "e2e_uas_ring.xml")
+    row = f"alice;{DOMAIN};[authentication username=alice password={ACCOUNTS['alice'][0]}];{NATIONAL};{DOMAIN}"
+    uac = Sipp(tmp_path, "uac", "e2e_uac_cancel.xml", net.port, rows=[row])
+    _ok(uac, first, second, net=net)
+    assert ("2 INVITE", 487) in uac.finals()
+    assert len(_received(second, "CANCEL")) == 1 and not _received(first, "CANCEL")
+
+
+def test_caller_id_as_remote_party_id(platform, tmp_path):
+    """``caller_id_header = "rpid"``: a second proxy on the same platform asserts the
+    caller id in Remote-Party-ID instead."""
+    dns_addr = f"127.0.0.1:{platform.ports['dns']}"
+    proxy = ProxyProcess(tmp_path, platform.db_url, sections={"enumdns": {"listen": dns_addr}},
+                         dns_servers=[dns_addr], caller_id_header="rpid")
+    try:
+        net = Platform(proxy, platform.dns, platform.ports, platform.db_url)
+        pbx_b = _uas(tmp_path, net, "pbx-b", PBX_B, net.ports["pbx-b"])
+        uac = _subscriber_call(tmp_path, net, "alice", "0301234567",
+                               extra="Remote-Party-ID: <sip:boss@forged.example>;party=calling")
+        _ok(uac, pbx_b, net=net)
+        (invite,) = _received(pbx_b)
+        assert _header(invite, "Remote-Party-ID") == [
+            "<sip:+31201110001@example.com>;party=calling;screen=yes;privacy=off"]
+        assert not _header(invite, "P-Asserted-Identity")
+    finally:
+        proxy.stop()
+
+
+def test_foreign_domain_nobody_serves_gets_404(net, tmp_path):
+    assert _subscriber_refused(tmp_path, net, "alice", "dave", "nowhere.test") == "404 Destination Not Found"
