@@ -224,9 +224,15 @@ def net(platform):
 
 
 def _ok(*sipps: Sipp, net: Platform) -> None:
-    for sipp in sipps:
-        rc = sipp.wait()
-        assert rc == 0, f"sipp {sipp.name} exited {rc}\n{sipp.report()}\n--- proxy\n{net.since()[-8000:]}"
+    """Every sipp ends its scenario successfully (the others are stopped at the first that
+    does not)."""
+    try:
+        for sipp in sipps:
+            rc = sipp.wait()
+            assert rc == 0, f"sipp {sipp.name} exited {rc}\n{sipp.report()}\n--- proxy\n{net.since()[-8000:]}"
+    finally:
+        for sipp in sipps:
+            sipp.kill()
 
 
 def _register(tmp: Path, net: Platform, user: str, name: str = "reg") -> int:
