@@ -112,7 +112,9 @@ def load_lcr(conn) -> LcrTable:  # noqa: ANN001 - a SQLAlchemy Connection
               priority=r.priority if r.priority is not None else 10, carrier=carriers[r.carrier_id])
         for r in conn.execute(_SELECT_ROUTES) if r.carrier_id in carriers
     ]
-    return LcrTable.build(routes)
+    # a gateway of a carrier without routes still marks incoming PSTN calls (the guide: gateways
+    # for incoming traffic only are provisioned without a route)
+    return LcrTable.build(routes, [g for c in carriers.values() for g in c.gateways])
 
 
 class RoutingData:

@@ -62,14 +62,18 @@ def emergency_call(router: Router, call: RouteRequest) -> Response | Targets | N
         except ParseError:
             return _refuse(call, 500, "Bad Emergency Destination")
         return None if router.is_local(req.uri) else send_out(router, call)
-    return pstn(router, call, decision.target, checked=True)
+    # a number is routed like a dialled one: national or international forms to E.164
+    return pstn(router, call, router.plan.normalise(decision.target) or decision.target, checked=True)
 
 
 def quick_dial(router: Router, call: RouteRequest) -> None:
     """A short number dialled by an account with a quick dial prefix becomes the full
-    address, when that is an account or alias here (the guide: 312080051 + 60)."""
+    address, when that is an account or alias here (the guide: 312080051 + 60).  An
+    emergency number is never completed: it is the next step's."""
     req = call.request
     if call.account is None or not router.is_local(req.uri):
+        return None
+    if emergency.is_emergency(req.uri.user or "", router.emergency_numbers):
         return None
     done = quickdial.complete(call.account, req.uri.user or "", req.uri.host.lower(), router.exists)
     if done is not None:
