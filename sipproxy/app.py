@@ -77,7 +77,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     outgoing_timeout=section["outgoing_timeout"],
                     caller_id_header=section["caller_id_header"],
                     max_diversions=section["max_diversions"])
-    proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config))
+    proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
+                  failover_timeout=section["failover_timeout"])
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
 

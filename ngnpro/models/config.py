@@ -225,6 +225,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "siteconfig": ("siteconfig", _str),
         "server_domain": ("", lambda k, v: v if v == "" else _domain(k, v)),
         "outgoing_timeout": (60.0, _seconds(1, 3600)),
+        "failover_timeout": (5.0, _seconds(0, 60)),
         "caller_id_header": ("pai", _choice("pai", "rpid")),
         "enum_servers": ([], _list(_hostport)),
         "dns_servers": ([], _list(_hostport)),

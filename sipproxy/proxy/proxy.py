@@ -66,13 +66,16 @@ class Proxy:
     """The proxy's request side; I/O goes through ``edge``, routing through ``router``."""
 
     def __init__(self, edge: Edge, directory: Any, registrar: Any, dialogs: Any, router: Router,
-                 *, media: Any = None) -> None:
+                 *, media: Any = None, failover_timeout: float = 0.0) -> None:
         self.edge = edge
         self.directory = directory
         self.registrar = registrar
         self.authenticator: Authenticator = registrar.authenticator
         self.dialogs = dialogs
         self.router = router
+        #: seconds a serial fork's target may stay silent before the next is tried (0: until
+        #: its transaction times out)
+        self.failover_timeout = failover_timeout
         self.media = media  # the media relay seam: see _media_* below
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
         self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
@@ -316,8 +319,24 @@ class Proxy:
         is left."""
         while ctx.pending:
             if self._start_branches(ctx, [ctx.pending.pop(0)]):
+                if self.failover_timeout:
+                    self.edge.call_later(self.failover_timeout, self._unanswered, ctx.branches[-1])
                 return True
         return False
+
+    def _unanswered(self, branch: Branch) -> None:
+        """A serial fork's target has not answered at all within the failover timeout (like
+        OpenSIPS's fr_timer): counted as a 408, so the next target is tried now rather than
+        when the transaction times out (32 s).  A provisional answer coming later gets a
+        CANCEL (9.1: not before one)."""
+        ctx = branch.ctx
+        if ctx is None or branch.final is not None or branch.provisional or ctx.final_sent:
+            return
+        log.info("%s to %s: no answer in %.0f s, trying the next target (call-id %s)",
+                 branch.request.method, branch.dest, self.failover_timeout, ctx.request.call_id)
+        branch.final = make_response(branch.request, 408, "No Answer From Target")
+        branch.cancel_pending = branch.request.method == "INVITE"
+        self.responses.check_done(ctx)
 
     def _start_branches(self, ctx: Context, targets: list) -> int:
         """A branch (a client transaction) for each of ``targets``; how many started."""

@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sipproxy.routing import diversion, outbound
+from sipproxy.routing import diversion, lcr, outbound
 from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.routing.hookapi import HookAPI
 from sipproxy.routing.hooks import Hooks
@@ -172,9 +172,20 @@ class Router:
         return self.hook("preprocess_uri", call)
 
     def incoming_pstn(self, call: RouteRequest) -> Response | Targets | None:
+        """A trusted peer's or gateway's request: the ``handle_incoming_pstn`` hook, then a
+        trusted peer's own number rewriting (its provisioned ``strip`` and ``prefix``)."""
         if call.trusted is None:
             return None
-        return self.hook("handle_incoming_pstn", call)
+        hooked = self.hook("handle_incoming_pstn", call)
+        if hooked is not None:
+            return hooked
+        peer = call.trusted
+        user = call.request.uri.user
+        if not call.gateway and user and (peer.strip or peer.prefix):
+            uri = call.request.uri.copy()
+            uri.user = lcr.peer_number(peer, user)
+            call.request.uri = uri
+        return None
 
     def quick_dial(self, call: RouteRequest) -> None:
         return outbound.quick_dial(self, call)

@@ -86,7 +86,8 @@ LCR = LcrTable.build([
 class Data:
     peers = {"192.0.2.200": TrustedPeer("192.0.2.200", transit=True, originator=""),
              "192.0.2.201": TrustedPeer("192.0.2.201"),
-             "192.0.2.202": TrustedPeer("192.0.2.202", blocked=True)}
+             "192.0.2.202": TrustedPeer("192.0.2.202", blocked=True),
+             "192.0.2.203": TrustedPeer("192.0.2.203", strip=2, prefix="+31")}
 
     def trusted_peer(self, ip):  # noqa: ANN001, ANN201
         return self.peers.get(ip)
@@ -242,3 +243,9 @@ def test_diversion_after_the_fork_when_busy():
     other = _call("sip:alice@example.com")
     assert _route(other).after([603], False) is None  # declined: no diversion
     assert str(other.request.uri) == "sip:alice@example.com"
+
+
+def test_a_trusted_peers_strip_and_prefix_make_its_numbers_routable():
+    call = _call("sip:99201234567@example.com", source="192.0.2.203")  # the PBX's "99" + national
+    out = _route(call)
+    assert isinstance(out, Targets) and out.callee == "alice@example.com"  # +31201234567 by ENUM

@@ -305,3 +305,29 @@ def test_message_follows_the_invite_routing_to_aliases_and_enum():
             assert not forwarded[-1].headers.getall("record-route")
     finally:
         core.stop()
+
+
+def test_a_silent_serial_target_is_given_up_after_the_failover_timeout():
+    """A gateway that sends nothing at all (not even 100) is counted as a 408 after
+    ``failover_timeout`` and the next one is tried at once; a 180 it sends later is CANCELled."""
+    from sipproxy.routing.pipeline import Target
+    from sipproxy.sip.addressing import Inbound, Peer
+    from sipproxy.sip.uri import parse_uri
+
+    gw1, gw2 = Peer("udp", "192.0.2.11", 5060), Peer("udp", "192.0.2.12", 5060)
+    core, sent = _serial_proxy([Target(parse_uri(f"sip:1@{gw.host}"), gw, ()) for gw in (gw1, gw2)])
+    timers = []
+    core.call_later = lambda delay, fn, *args: timers.append((delay, fn, args))
+    core.tu.failover_timeout = 5.0
+    lst = core.transports.listeners[0]
+    try:
+        core.on_inbound(Inbound(_invite_from_outside(), Peer("udp", "192.0.2.1", 5060), lst))
+        assert [to for d, to in sent if d.startswith(b"INVITE ")] == [gw1]
+        delay, fn, args = next(t for t in timers if t[0] == 5.0)
+        fn(*args)  # the failover timeout fires: gw1 never answered
+        assert [to for d, to in sent if d.startswith(b"INVITE ")] == [gw1, gw2]
+        first = [d for d, to in sent if d.startswith(b"INVITE ") and to == gw1][0]
+        core.on_inbound(Inbound(_answer(first, 180, "Ringing"), gw1, lst))
+        assert any(d.startswith(b"CANCEL ") and to == gw1 for d, to in sent)  # too late: cancelled
+    finally:
+        core.stop()
