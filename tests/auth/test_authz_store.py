@@ -9,8 +9,17 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from ngnpro.models import (
-    AcceptRule, AccountingRecord, BarringPrefix, Dialog, PhonebookEntry, RejectMember, SipAccount, SipAccountAcl,
-    SipAccountGroup, SipAccountProperty, record_change,
+    AcceptRule,
+    AccountingRecord,
+    BarringPrefix,
+    Dialog,
+    PhonebookEntry,
+    RejectMember,
+    SipAccount,
+    SipAccountAcl,
+    SipAccountGroup,
+    SipAccountProperty,
+    record_change,
 )
 from ngnpro.models.changes import TOPIC_SIP_ACCOUNT
 from sipproxy.directory.store import Directory

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from sipproxy.auth import policy
-from sipproxy.directory.account import GROUP_BLOCKED, GROUP_PSTN, GROUP_QUOTA, Account, AcceptWindow
+from sipproxy.directory.account import GROUP_BLOCKED, GROUP_PSTN, GROUP_QUOTA, AcceptWindow, Account
 
 
 def _account(**kw) -> Account:  # noqa: ANN003
