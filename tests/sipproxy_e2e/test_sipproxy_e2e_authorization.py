@@ -16,10 +16,10 @@ from sqlalchemy import select
 from ngnpro.models import BarringPrefix, Dialog, RejectMember, SipAccount, SipAccountGroup, open_database
 from tests.helpers import free_port
 
-from .sipp_support import ProxyProcess, Sipp, call_row, provision
+from .sipp_support import SCENARIOS, ProxyProcess, Sipp, auth_row, call_row, provision
 
 USERS = {"alice": "pw-a", "bob": "pw-b", "blocky": "pw-x", "limited": "pw-l", "barred": "pw-r",
-         "picky": "pw-p"}
+         "picky": "pw-p", "ringer": "pw-g", "ringing": "pw-i", "offline": "pw-o"}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def proxy(tmp_path_factory):
         ids = {u: s.scalar(select(SipAccount.id).where(SipAccount.username == u)) for u in USERS}
         s.add(SipAccountGroup(account_id=ids["blocky"], name="blocked"))
         s.get(SipAccount, ids["limited"]).call_limit = 1
+        s.get(SipAccount, ids["ringer"]).call_limit = 1
         # one call answered elsewhere (another worker or proxy): the limit is reached
         s.add(Dialog(call_id="elsewhere-1", from_tag="t", caller="limited@example.com",
                      callee="bob@example.com", state="confirmed"))
@@ -64,6 +65,32 @@ def test_blocked_account_gets_403(proxy, tmp_path):
 def test_call_limit_reached_gets_403(proxy, tmp_path):
     _refused(tmp_path, proxy, "e2e_uac_reject.xml", call_row("limited", "pw-l", "bob"), 403,
              "Call Limit Reached", "The account has reached its maximum number of concurrent calls")
+
+
+def test_a_call_still_ringing_counts_towards_the_limit(proxy, tmp_path):
+    """ringer (call_limit 1) calls a phone that rings: while it rings a second call is
+    refused; once the first is cancelled the next call goes through (here to a callee not
+    online: 480)."""
+    reg = Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port, rows=[auth_row("ringing", "pw-i")])
+    assert reg.wait() == 0, reg.report()
+    uas = Sipp(tmp_path, "uas", "e2e_uas_ring.xml", proxy.port, port=reg.port, server=True)
+    slow_cancel = tmp_path / "uac_cancel_later.xml"
+    slow_cancel.write_text((SCENARIOS / "e2e_uac_cancel.xml").read_text().replace(
+        '<recv response="180"/>', '<recv response="180"/>\n  <pause milliseconds="4000"/>', 1))
+    first = Sipp(tmp_path, "first", str(slow_cancel), proxy.port, rows=[call_row("ringer", "pw-g", "ringing")])
+    deadline = time.monotonic() + 5
+    trace = tmp_path / "first.msg"
+    while time.monotonic() < deadline and not (trace.exists() and "SIP/2.0 180" in trace.read_text(errors="replace")):
+        time.sleep(0.05)
+    _refused(tmp_path, proxy, "e2e_uac_reject.xml", call_row("ringer", "pw-g", "alice"), 403,
+             "Call Limit Reached", "The account has reached its maximum number of concurrent calls")
+    assert first.wait() == 0, first.report()
+    assert uas.wait() == 0, uas.report()
+    unavailable = tmp_path / "uac_480.xml"
+    unavailable.write_text((SCENARIOS / "e2e_uac_reject.xml").read_text().replace(
+        '<recv response="403"/>', '<recv response="480"/>'))
+    after = Sipp(tmp_path, "after", str(unavailable), proxy.port, rows=[call_row("ringer", "pw-g", "offline")])
+    assert after.wait() == 0, f"{after.report()}\n--- proxy\n{proxy.output()[-4000:]}"
 
 
 def test_barred_destination_gets_403(proxy, tmp_path):
