@@ -13,7 +13,14 @@ import time
 import pytest
 from sqlalchemy import select
 
-from ngnpro.models import BarringPrefix, Dialog, RejectMember, SipAccount, SipAccountGroup, open_database
+from ngnpro.models import (
+    BarringPrefix,
+    Dialog,
+    RejectMember,
+    SipAccount,
+    SipAccountGroup,
+    open_database,
+)
 from tests.helpers import free_port
 
 from .sipp_support import SCENARIOS, ProxyProcess, Sipp, auth_row, call_row, provision
