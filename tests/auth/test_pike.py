@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from ngnpro.models.config import ConfigError, validate
 from sipproxy.auth.pike import BLOCK, DROP, PASS, Pike
 
 
@@ -47,3 +50,13 @@ def test_idle_sources_are_forgotten_and_memory_is_bounded():
     for i in range(3000):
         pike.check(f"10.1.{i // 256}.{i % 256}", 6.0)
     assert pike.tracked() <= 1000
+
+
+def test_the_pike_settings_are_checked():
+    section = validate({"sipproxy": {"pike_requests": 30, "pike_exempt": ["192.0.2.1", "2001:db8::/32"]}})["sipproxy"]
+    assert section["pike_requests"] == 30 and section["pike_window"] == 2.0 and section["pike_block"] == 120.0
+    with pytest.raises(ConfigError, match="sipproxy.pike_exempt\\[0\\]"):
+        validate({"sipproxy": {"pike_exempt": ["not-an-address"]}})
+    with pytest.raises(ConfigError, match="sipproxy.pike_requests"):
+        validate({"sipproxy": {"pike_requests": -1}})
+    assert Pike(30, 2.0, 120.0, exempt=section["pike_exempt"]).exempt("2001:db8::5")
