@@ -16,7 +16,9 @@ rule  refused when                           answer
                                              the ``blocked`` group; by its customer: the
                                              same group with property ``blocked_by`` =
                                              ``customer``: 403 Account Blocked By Customer)
-3     the monthly quota is used up (PSTN)    403 Quota Exceeded
+3     the monthly quota is used up (PSTN;    403 Quota Exceeded
+      or the account is in the ``quota``
+      group)
 4     prepaid, and the balance does not      402 Insufficient Credit
       cover the first increment (PSTN)
 5     ``call_limit`` calls already going     403 Call Limit Reached
@@ -48,7 +50,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import NamedTuple
 
-from sipproxy.directory.account import AcceptWindow, Account
+from sipproxy.directory.account import GROUP_QUOTA, AcceptWindow, Account
 
 __all__ = [
     "Refusal", "warning_header", "outgoing", "pstn", "incoming", "barred_prefix", "acl_allows",
@@ -126,7 +128,7 @@ def outgoing(account: Account, *, e164: str | None, call: bool,
 def pstn(account: Account, *, month_cost: Callable[[], Decimal],
          first_increment_cost: Decimal | None = None) -> Refusal | None:
     """Rules 1, 3 and 4 for a call to the PSTN: PSTN access (``free-pstn`` group or
-    prepaid; not blocked, not in the ``quota`` group), the monthly ``quota`` against
+    prepaid; not blocked), the ``quota`` group or the monthly ``quota`` against
     this month's cost so far (``month_cost`` is only asked when there is a quota), and a
     prepaid balance against the cost of the first rating increment at the destination's
     rate (``first_increment_cost``; None: no rating table yet -- the balance must then
@@ -134,6 +136,8 @@ def pstn(account: Account, *, month_cost: Callable[[], Decimal],
     refused = blocked(account)
     if refused is not None:
         return refused
+    if GROUP_QUOTA in account.groups:  # put there by the quota job (CDRTool's rating)
+        return QUOTA
     if not account.pstn_access:
         return NO_PSTN
     quota = getattr(account, "quota", 0) or 0

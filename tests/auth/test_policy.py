@@ -38,7 +38,6 @@ def test_refusals_carry_status_reason_and_warning_text():
 def test_1_pstn_needs_access():
     assert policy.pstn(_account(), month_cost=_never) == policy.NO_PSTN
     assert policy.pstn(_account(groups={GROUP_PSTN}), month_cost=lambda: Decimal(0)) is None
-    assert policy.pstn(_account(groups={GROUP_PSTN, GROUP_QUOTA}), month_cost=_never) == policy.NO_PSTN
     assert policy.pstn(_account(prepaid=True, balance=Decimal(1)), month_cost=_never) is None
 
 
@@ -57,6 +56,8 @@ def test_3_monthly_quota():
     assert policy.pstn(acct, month_cost=lambda: Decimal("9.99")) is None
     assert policy.pstn(acct, month_cost=lambda: Decimal("10")) == policy.QUOTA
     assert policy.pstn(_account(groups={GROUP_PSTN}), month_cost=_never) is None  # no quota: not read
+    # blocked by the quota job (the ``quota`` group)
+    assert policy.pstn(_account(groups={GROUP_PSTN, GROUP_QUOTA}), month_cost=_never) == policy.QUOTA
 
 
 def test_4_prepaid_balance():
