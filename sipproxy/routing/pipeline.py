@@ -28,10 +28,12 @@ through the edge (:class:`sipproxy.proxy.interface.Edge`).
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sipproxy.auth import policy
 from sipproxy.routing import diversion, lcr, outbound
 from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.routing.hookapi import HookAPI
@@ -76,9 +78,15 @@ class Router:
         self.caller_id_header = caller_id_header
         #: at most this many diversions of one call (RFC 5806 counters)
         self.max_diversions = max_diversions
+        #: the INVITEs of a caller (a SipId) this process is forwarding and that are not
+        #: answered yet (the proxy's count, see sipproxy.proxy.callcount); the answered ones
+        #: are the directory's ``active_calls`` (the dialogs table, every worker and proxy)
+        self.in_progress: Callable[[str], int] = lambda caller: 0
+        #: the time (UTC) the accept rules are checked at
+        self.now: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC)
         self.steps: list[Step] = [
             self.preprocess_uri, self.incoming_pstn, self.quick_dial, self.emergency,
-            self.local_extensions, self.local_user, self.outbound,
+            self.authorize, self.local_extensions, self.local_user, self.outbound,
         ]
 
     def route(self, call: RouteRequest) -> Response | Targets:
@@ -193,6 +201,41 @@ class Router:
     def emergency(self, call: RouteRequest) -> Response | Targets | None:
         return outbound.emergency_call(self, call)
 
+    def authorize(self, call: RouteRequest) -> Response | None:
+        """The outgoing authorization of a local subscriber's request (after emergency
+        numbers, which pass): blocked, barring prefixes on the destination's E.164 number,
+        and the call limit (:func:`sipproxy.auth.policy.outgoing`); the PSTN's own rules
+        (access, quota, prepaid credit) are :func:`outbound.pstn`'s."""
+        account = call.account
+        if account is None or call.emergency or call.trusted is not None:
+            return None
+        req = call.request
+        uri = req.uri
+        e164 = None
+        if account.barring_prefixes and (uri.scheme.lower() == "tel" or self.is_local(uri)):
+            e164 = self.plan.normalise_uri(uri)
+        refusal = policy.outgoing(account, e164=e164, call=req.method == "INVITE",
+                                  active_calls=lambda: self.active_calls(account.sip_id))
+        return outbound.refuse(self, call, refusal) if refusal is not None else None
+
+    def active_calls(self, caller: str) -> int:
+        """The calls ``caller`` has going: answered (the dialogs table, shared by every
+        worker and proxy) plus those this process forwards and that are not answered yet."""
+        counted = getattr(self.directory, "active_calls", None)
+        return (counted(caller) if counted is not None else 0) + self.in_progress(caller)
+
+    def incoming_refusal(self, call: RouteRequest, account: Any) -> Response | None:
+        """The incoming authorization of a call to local ``account``
+        (:func:`sipproxy.auth.policy.incoming`); a trusted peer's calls skip the ACL."""
+        req = call.request
+        if req.method != "INVITE":
+            return None
+        refusal = policy.incoming(account, source_ip=call.inbound.source.host, caller=str(req.from_.uri),
+                                  now=self.now(), check_acl=call.trusted is None)
+        if refusal is None:
+            return None
+        return outbound.refuse(self, call, refusal, who=str(req.from_.uri))
+
     def local_extensions(self, call: RouteRequest) -> Response | Targets | None:
         if not self.is_local(call.request.uri):
             return None
@@ -216,6 +259,9 @@ class Router:
         if account is None:
             by_number = outbound.number(self, call) if depth == 0 else None
             return by_number or make_response(req, 404, "User Not Found", to_tag=new_tag())
+        refused = self.incoming_refusal(call, account)
+        if refused is not None:
+            return refused
         bindings = self.location.lookup(account.username, account.domain)
         diversions = self.data.diversions(account.username, account.domain) if self.data is not None else ()
         if diversions and depth <= MAX_ALIAS_DEPTH:

@@ -193,7 +193,7 @@ def test_who_may_go_to_the_pstn():
     transit = _route(_call(number, source="192.0.2.200"))
     assert isinstance(transit, Targets) and transit.serial and transit.headers == ()
     assert _status(_route(_call("sip:0209999999@example.com", account=_account(
-        "carol", groups=(GROUP_PSTN, "blocked"))))) == (403, "No PSTN Access")
+        "carol", groups=(GROUP_PSTN, "blocked"))))) == (403, "Account Blocked")
 
 
 def test_emergency_numbers_by_region():
