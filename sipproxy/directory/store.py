@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from sqlalchemy import Engine, bindparam, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ngnpro.models import (
     AcceptRule,
@@ -42,8 +42,9 @@ from ngnpro.models import (
     SipAlias,
     SipDomain,
 )
-from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN
+from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN, Change
 from sipproxy.directory.account import AcceptWindow, Account
+from sipproxy.directory.feed import FeedFollower, engine_of
 
 log = logging.getLogger("sipproxy.directory")
 
@@ -183,8 +184,10 @@ def _aor_key(key: object) -> str:
     return f"{user}@{domain}".lower()
 
 
-class Directory:
+class Directory(FeedFollower):
     """Cached look-ups of domains, accounts and aliases, kept fresh by the change feed."""
+
+    name = "directory"
 
     def __init__(
         self,
@@ -196,22 +199,14 @@ class Directory:
         clock: Callable[[], float] = time.monotonic,
         quota_refresh: float = 5.0,
     ) -> None:
+        super().__init__(ChangeFeed(session_factory), refresh_interval, clock)
         self._session_factory = session_factory
-        if isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
-            self._engine: Engine = session_factory.kw["bind"]
-        else:
-            with session_factory() as s:
-                self._engine = s.get_bind()
+        self._engine: Engine = engine_of(session_factory)
         self._capacity = capacity
         self._config_domains = frozenset(d.lower() for d in config_domains)
         self._accounts = _LRU(capacity)
         self._aliases = _LRU(capacity)
         self._domains: frozenset[str] | None = None
-        self.refresh_interval = refresh_interval
-        self._clock = clock
-        self._feed = ChangeFeed(session_factory)
-        self._last_refresh = clock()
-        self._greenlet = None
         self.hits = 0
         self.misses = 0
         #: this month's cost per billing party, read again after ``quota_refresh`` seconds
@@ -313,12 +308,7 @@ class Directory:
 
     # -- freshness ------------------------------------------------------------------------
 
-    def refresh(self) -> int:
-        """Apply the changes committed since the last call; returns how many were read."""
-        self._last_refresh = self._clock()
-        changes = self._feed.poll()
-        if not changes:
-            return 0
+    def apply(self, changes: list[Change]) -> None:
         account_keys: set[str] = set()
         alias_keys: set[str] = set()
         for change in changes:
@@ -341,42 +331,6 @@ class Directory:
             self._accounts.drop(account_keys)
         if alias_keys:
             self._aliases.drop(alias_keys)
-        log.debug("directory: %d provisioning changes applied", len(changes))
-        return len(changes)
-
-    def _maybe_refresh(self) -> None:
-        """Without a refresher greenlet, look-ups poll the feed themselves when it is due."""
-        if self._greenlet is None and self._clock() - self._last_refresh >= self.refresh_interval:
-            self._safe_refresh()
-
-    def _safe_refresh(self) -> None:
-        try:
-            self.refresh()
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not take the proxy down
-            # The feed keeps its position, so the changes missed now are applied on the
-            # next successful poll; meanwhile the cache keeps answering.
-            log.warning("directory: change feed poll failed (%s); keeping the cache", exc)
-
-    def start(self) -> None:
-        """Run :meth:`refresh` every ``refresh_interval`` seconds in a gevent greenlet."""
-        import gevent
-
-        def loop() -> None:
-            try:
-                log.debug("directory: %d accounts preloaded", self.warm())
-            except Exception as exc:  # noqa: BLE001 - the cache fills on demand instead
-                log.warning("directory: preload failed: %s", exc)
-            while True:
-                gevent.sleep(self.refresh_interval)
-                self._safe_refresh()
-
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(loop)
-
-    def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
 
     @property
     def cached_accounts(self) -> int:
