@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mediaproxy.control import handle_line
 from sipproxy.sip.sdp import parse, rewrite
 
 REGRESSIONS = Path(__file__).resolve().parents[2] / "fuzz" / "regressions"
@@ -28,3 +29,12 @@ def test_rewrite_finds_the_port_as_parse_does() -> None:
     out = rewrite(sdp, "203.0.113.7", [{"port": 40000, "rtcp_port": 40001}])
     (m,) = parse(out).media
     assert (m.port, m.proto, m.formats, m.address) == (40000, "RTP/AVP", ["0"], "203.0.113.7")
+
+
+def test_deeply_nested_control_line_is_refused() -> None:
+    """fuzz mediaproxy_control: a line of a few thousand nested arrays made ``json.loads``
+    raise RecursionError, which no one caught: it left the relay's event loop and ended the
+    relay process, and every call's media with it."""
+    for line in (b"[" * 100_000, b'{"command": "update", "streams": ' + b"[" * 50_000 + b"\n"):
+        reply = handle_line(None, line)
+        assert reply["ok"] is False and "nested" in reply["error"]
