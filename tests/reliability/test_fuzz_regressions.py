@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fuzz._common import time_bound
 from mediaproxy.control import handle_line
+from sipproxy.sip.digest import parse_auth_params, parse_credentials
 from sipproxy.sip.sdp import parse, rewrite
 
 REGRESSIONS = Path(__file__).resolve().parents[2] / "fuzz" / "regressions"
@@ -38,3 +40,15 @@ def test_deeply_nested_control_line_is_refused() -> None:
     for line in (b"[" * 100_000, b'{"command": "update", "streams": ' + b"[" * 50_000 + b"\n"):
         reply = handle_line(None, line)
         assert reply["ok"] is False and "nested" in reply["error"]
+
+
+def test_credentials_parse_in_linear_time() -> None:
+    """fuzz digest (mutation engine): a value the auth-param grammar rejects took time
+    quadratic in its length (the regex searched from every later position before the
+    check that matches are adjacent): 32 kB of one token, a UDP datagram's worth, took
+    seconds of the proxy's CPU per request."""
+    for value in ("Digest " + "a" * 60_000, 'Digest username="a", ' + "x" * 60_000,
+                  "Digest " + "a=b " * 15_000, 'Digest realm="' + "\\a" * 20_000):
+        with time_bound(0.5):
+            assert parse_credentials(value) is None
+    assert parse_auth_params('Digest a=b, c="d\\"e", f=g,') == ("Digest", {"a": "b", "c": 'd"e', "f": "g"})
