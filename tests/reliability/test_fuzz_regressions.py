@@ -6,9 +6,14 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import dns.edns
+import dns.message
+import dns.rcode
 import pytest
 
+from enumdns.answer import respond
 from fuzz._common import time_bound
+from fuzz.enumdns_query import FAST, SLOW
 from mediaproxy.control import handle_line
 from sipproxy.sip.digest import parse_auth_params, parse_credentials
 from sipproxy.sip.sdp import parse, rewrite
@@ -52,3 +57,25 @@ def test_credentials_parse_in_linear_time() -> None:
         with time_bound(0.5):
             assert parse_credentials(value) is None
     assert parse_auth_params('Digest a=b, c="d\\"e", f=g,') == ("Digest", {"a": "b", "c": 'd"e', "f": "g"})
+
+
+def _with_options(rdata: bytes) -> bytes:
+    """An ENUM NAPTR query whose OPT record carries ``rdata`` as its options."""
+    wire = dns.message.make_query("7.6.5.4.3.2.1.0.2.1.3.e164.arpa", "NAPTR", use_edns=0).to_wire()
+    assert wire.endswith(b"\x00\x00")  # the OPT record's RDLENGTH, 0
+    return wire[:-2] + len(rdata).to_bytes(2, "big") + rdata
+
+
+@pytest.mark.parametrize("rdata,rcode", [
+    (b"\x00\x01\x01\x35", dns.rcode.FORMERR),  # an option longer than the record
+    (b"\x00\x0a\x00\x05abcde", dns.rcode.FORMERR),  # a COOKIE of no valid length
+    (b"\x00\x08\x00\x01\x00", dns.rcode.FORMERR),  # a truncated client subnet (ECS)
+    (b"\x00\x0a\x00\x0812345678", dns.rcode.NOERROR),  # a client COOKIE
+    (b"\xfd\xe9\x00\x02ab", dns.rcode.NOERROR),  # an option nobody looks inside
+])
+def test_fast_path_refuses_what_the_general_path_refuses(rdata: bytes, rcode: int) -> None:
+    """fuzz enumdns_query: the fast path answered a query whose EDNS options were malformed,
+    where the general path (dnspython) answers FORMERR."""
+    wire = _with_options(rdata)
+    fast, slow = respond(wire, FAST), respond(wire, SLOW)
+    assert dns.message.from_wire(fast.wire).rcode() == dns.message.from_wire(slow.wire).rcode() == rcode
