@@ -49,7 +49,7 @@ def _via(text: str) -> None:
     via = expect_only((ParseError,), parse_via, text)
     if via is None:
         return
-    for name in ("branch", "received", "rport", "sent_by"):
+    for name in ("branch", "received", "rport"):
         getattr(via, name)
     written = str(Via(via.protocol, via.transport, via.host, via.port, Params(via.params.items())))
     again = expect_only((), parse_via, written)
