@@ -207,7 +207,7 @@ def send_out(router: Router, call: RouteRequest) -> Response | Targets:
         return _refuse(call, 404 if req.uri.host and not is_ip(req.uri.host) else 502,
                        "Destination Not Found")
     return Targets([Target(None, p, ()) for p in peers], sip_id(req.uri), router.outgoing_timeout,
-                   serial=True, headers=router.caller_id(call))
+                   serial=True, headers=router.caller_id(call, trusted=False))
 
 
 def caller_id(account: Any, header: str) -> tuple[tuple[str, str], ...]:

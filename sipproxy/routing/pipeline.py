@@ -46,10 +46,12 @@ from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
 
 log = logging.getLogger("sipproxy.routing")
 
-__all__ = ["Target", "Targets", "RouteRequest", "Router", "MAX_ALIAS_DEPTH"]
+__all__ = ["Target", "Targets", "RouteRequest", "Router", "MAX_ALIAS_CHAIN", "MAX_DEPTH"]
 
-#: aliases are followed this deep; a longer chain is treated as a loop
-MAX_ALIAS_DEPTH = 5
+#: an alias chain longer than this is refused like a loop (a provisioning mistake)
+MAX_ALIAS_CHAIN = 100
+#: the local user step is re-entered at most this deep (an ENUM result, a diversion target)
+MAX_DEPTH = 5
 
 Step = Callable[[RouteRequest], "Response | Targets | None"]
 
@@ -164,8 +166,13 @@ class Router:
             return list(self.resolver.address(host))
         return []
 
-    def caller_id(self, call: RouteRequest) -> tuple[tuple[str, str], ...]:
-        """The caller id a local subscriber's call to the PSTN or another domain carries."""
+    def caller_id(self, call: RouteRequest, *, trusted: bool = True) -> tuple[tuple[str, str], ...]:
+        """The caller id a local subscriber's call to the PSTN or another domain carries.
+        ``trusted``: the destination is in our trust domain (RFC 3325: the PSTN gateways);
+        a caller asking for ``Privacy: id`` gets none asserted to the others."""
+        if not trusted and any("id" in (v.lower().replace(";", " ").split())
+                               for v in call.request.headers.getall("privacy")):
+            return ()
         return outbound.caller_id(call.account, self.caller_id_header)
 
     def send_out(self, call: RouteRequest) -> Response | Targets:
@@ -250,11 +257,13 @@ class Router:
         user, domain = req.uri.user, req.uri.host.lower()
         if not user:
             return make_response(req, 404, "Not Found", to_tag=new_tag())
-        for _ in range(MAX_ALIAS_DEPTH):
-            target = self.directory.alias(user, domain)
-            if target is None:
-                break
+        seen = {(user, domain)}
+        while (target := self.directory.alias(user, domain)) is not None:
             user, domain = target[0], target[1].lower()
+            if (user, domain) in seen or len(seen) > MAX_ALIAS_CHAIN:
+                log.warning("alias loop at %s@%s (call-id %s)", user, domain, req.call_id)
+                return make_response(req, 404, "Alias Loop", to_tag=new_tag())
+            seen.add((user, domain))
         account = self.directory.account(user, domain)
         if account is None:
             by_number = outbound.number(self, call) if depth == 0 else None
@@ -264,7 +273,7 @@ class Router:
             return refused
         bindings = self.location.lookup(account.username, account.domain)
         diversions = self.data.diversions(account.username, account.domain) if self.data is not None else ()
-        if diversions and depth <= MAX_ALIAS_DEPTH:
+        if diversions and depth <= MAX_DEPTH:
             diverted = outbound.divert(self, call, account,
                                        diversion.condition_before_fork(diversions, bool(bindings)), depth)
             if diverted is not None:
@@ -283,7 +292,7 @@ class Router:
         if not targets:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
         after = None
-        if diversions and depth <= MAX_ALIAS_DEPTH:
+        if diversions and depth <= MAX_DEPTH:
             def after(statuses: list[int], ring_timeout_expired: bool) -> Response | Targets | None:
                 condition = diversion.condition_after_fork(statuses, ring_timeout_expired)
                 return outbound.divert(self, call, account, condition, depth)
