@@ -45,7 +45,8 @@ class Context:
 
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
-                 "server_done", "pending", "record_route", "headers", "strip_caller_id", "after")
+                 "server_done", "pending", "record_route", "headers", "strip_caller_id", "after",
+                 "__weakref__")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:

@@ -60,3 +60,5 @@ class RouteRequest:
     trusted: Any = None
     #: it came from one of the LCR's PSTN gateways (an incoming PSTN call)
     gateway: bool = False
+    #: an emergency number was dialled: no authorization rule refuses it
+    emergency: bool = False
