@@ -77,9 +77,29 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     outgoing_timeout=section["outgoing_timeout"],
                     caller_id_header=section["caller_id_header"],
                     max_diversions=section["max_diversions"])
-    proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config))
+    proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
+                  events=_accounting(config, sessions, worker))
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
+
+
+def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
+    """The accounting at the proxy's seam when ``[radius] server`` is set (else None: the
+    proxy does no accounting work at all).  Worker 0 sends the queued records."""
+    from ngnpro.models.config import radius_servers
+
+    radius = config["radius"]
+    servers = radius_servers(radius)
+    if not servers:
+        return None
+    from sipproxy.accounting.radius import RadiusClient, RecordQueue
+    from sipproxy.accounting.service import Accounting
+    from sipproxy.accounting.store import AccountingStore
+
+    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"], retries=radius["retries"])
+    return Accounting(RecordQueue(radius["queue"]), client, AccountingStore(sessions),
+                      interim_interval=radius["interim_interval"],
+                      nas_identifier=radius["nas_identifier"], drain=worker == 0)
 
 
 def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
