@@ -256,7 +256,7 @@ def stop_attributes(call: Call, end: CallEnd, nas: dict[str, Any] | None = None)
     attrs = _common(call, STOP, end.time, nas or {}) + [
         ("Sip-Method", "Bye"), ("Sip-Response-Code", call.status),
         ("Acct-Session-Time", seconds), ("Sip-Call-Duration", seconds),
-        ("Sip-Call-MSDuration", min(_MAX_INT, max(0, int((end.time - call.answer_time) * 1000)))),
+        ("Sip-Call-MSDuration", min(_MAX_INT, max(0, round((end.time - call.answer_time) * 1000)))),
         ("Acct-Terminate-Cause", cause),
         ("MSP-Disconnect-Party", end.party),
         ("MSP-Disconnect-Reason", _text(end.reason)),
