@@ -7,7 +7,7 @@ a call changes (see :mod:`sipproxy.proxy.proxy` and :mod:`sipproxy.proxy.respons
 * ``ended(request, media)`` -- a BYE relayed, with the media relay's summary (Stop);
 * ``ended_by_proxy(call_id, from_tag, to_tag, reason, media)`` -- the proxy ended the call
   itself (:class:`sipproxy.dialog.control.CallControl`, e.g. a media timeout) (Stop);
-* ``failed(request, inbound, response, caller, callee, billing_party)`` -- a final
+* ``failed(request, inbound, response, caller, callee, billing_party, target)`` -- a final
   failure (>= 300) of an initial INVITE: a missed call (Failed).
 
 Each event is one SQLite transaction on the local queue (:mod:`.radius`); the sending
@@ -106,14 +106,15 @@ class Accounting:
         self._submit(write)
 
     def failed(self, request: Any, inbound: Any, response: Any, caller: str, callee: str,
-               billing_party: str = "") -> None:
+               billing_party: str = "", target: str = "") -> None:
+        """``target``: the Request-URI the call was last sent to (none: refused before)."""
         now = time.time()
         try:
             call = ev.Call(
                 call_id=request.call_id or "", from_tag=request.from_.tag or "",
                 to_tag=response.to.tag or "", caller=caller, callee=callee,
                 from_uri=str(request.from_.uri), to_uri=str(request.to.uri),
-                translated_uri=str(request.uri), billing_party=billing_party or caller,
+                translated_uri=target or str(request.uri), billing_party=billing_party or caller,
                 source_ip=inbound.source.host, source_port=inbound.source.port,
                 user_agent=request.headers.get("user-agent") or "",
                 from_header=request.headers.get("from") or "", proxy_ip=inbound.listener.host,

@@ -190,8 +190,8 @@ class Responses:
         self._call_log(ctx, response)
         if self.events is not None and response.status >= 300 and ctx.request.method == "INVITE" \
                 and ctx.request.to.tag is None:
-            self.events.failed(ctx.request, ctx.inbound, response, ctx.caller, ctx.callee,
-                               ctx.billing_party)
+            self.events.failed(ctx.request, ctx.inbound, response, ctx.caller, ctx.callee, ctx.billing_party,
+                               str(ctx.branches[-1].request.uri) if ctx.branches else "")
         self.release(ctx)
 
     @staticmethod
