@@ -159,3 +159,46 @@ def test_freeradius_down_during_calls_records_arrive_once_after_restart(db_url, 
         assert int(stop.get("Acct-Delay-Time", "0")) >= 1  # it waited in the queue
     finally:
         proxy.stop()
+
+
+def test_media_timeout_stop_carries_the_relay_summary(db_url, tmp_path, radius):
+    """A call relayed by a real ``python -m mediaproxy`` whose media stops: the proxy ends
+    it (BYE both ways) and its Stop says so, with the relay's codecs and counts."""
+    import socket
+
+    from tests.helpers import free_port
+    from tests.mediaproxy.rtp import start_relay
+    from tests.sipproxy_e2e.sipp_support import SCENARIOS
+
+    provision(db_url, users=ACCOUNTS)
+    relay, control, _ports = start_relay(tmp_path, db_url, media_timeout=2)
+    proxy = None
+    try:
+        proxy = ProxyProcess(tmp_path, db_url, media_relay="always", sections={
+            "mediaproxy": {"control": f"127.0.0.1:{control}", "media_timeout": 2},
+            "radius": {"server": f"127.0.0.1:{radius.port}", "secret": radius.secret, "timeout": 0.3,
+                       "queue": str(tmp_path / "radius-queue.sqlite")}})
+        audio = tmp_path / "tone.pcmu"
+        audio.write_bytes(bytes([0xFF, 0x7F] * 4000))  # 1 s of PCMU, then silence
+        uac_xml = tmp_path / "e2e_timeout_uac.xml"
+        uac_xml.write_text((SCENARIOS / "e2e_timeout_uac.xml").read_text().replace("RTP_FILE", str(audio)))
+        port = _register(tmp_path, proxy)
+        echo_port = free_port(socket.SOCK_DGRAM) & ~1
+        uas = Sipp(tmp_path, "uas", "e2e_timeout_uas.xml", proxy.port, port=port, server=True,
+                   timeout=30, extra=("-rtp_echo", "-mp", str(echo_port), "-mi", "127.0.0.1"))
+        uac = Sipp(tmp_path, "uac", str(uac_xml), proxy.port, timeout=30,
+                   rows=[call_row("alice", "secret-a", "bob")], extra=("-mi", "127.0.0.1"))
+        assert uac.wait(40) == 0 and uas.wait(40) == 0, f"{uac.report()}\n{proxy.output()[-4000:]}"
+        start, stop = radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start", "Stop"])
+        assert stop["Acct-Session-Id"] == start["Acct-Session-Id"]
+        assert stop["MSP-Disconnect-Party"] == "proxy" and stop["MSP-Disconnect-Reason"] == "Media timeout"
+        assert stop["Acct-Terminate-Cause"] == "Idle-Timeout" and stop["Media-Info"] == "timeout"
+        assert stop["Media-Codecs"] == "PCMU" and stop["Sip-Applications"] == "audio"
+        # 1 s of RTP from the caller, echoed by the callee: both ways counted
+        assert int(stop["Acct-Input-Octets"]) > 8000 and int(stop["Acct-Input-Packets"]) >= 40
+        assert int(stop["Acct-Output-Octets"]) > 8000 and int(stop["Acct-Output-Packets"]) >= 40
+        assert 2 <= int(stop["Acct-Session-Time"]) <= 6
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        relay.stop()
