@@ -202,3 +202,28 @@ def test_media_timeout_stop_carries_the_relay_summary(db_url, tmp_path, radius):
         if proxy is not None:
             proxy.stop()
         relay.stop()
+
+
+def test_worker_processes_share_the_queue(db_url, tmp_path, radius):
+    """``workers = 2``: a call's BYE may reach the other worker than its 2xx did; each call
+    still gets its Start and its Stop, once, sent by worker 0."""
+    provision(db_url, users=ACCOUNTS)
+    proxy = ProxyProcess(tmp_path, db_url, workers=2, sections={"radius": {
+        "server": f"127.0.0.1:{radius.port}", "secret": radius.secret, "timeout": 0.3,
+        "queue": str(tmp_path / "radius-queue.sqlite")}})
+    try:
+        for n, callee in enumerate(("bob", "carol", "dave")):
+            port = _register(tmp_path, proxy, user=callee, password=ACCOUNTS[callee], name=f"reg{n}")
+            uas = Sipp(tmp_path, f"uas{n}", "e2e_uas.xml", proxy.port, port=port, server=True)
+            uac = Sipp(tmp_path, f"uac{n}", "acct_uac.xml", proxy.port,
+                       rows=[call_row("alice", "secret-a", callee)], extra=("-d", "200"))
+            _ok(uac, proxy)
+            _ok(uas, proxy)
+        recs = radius.wait_for(lambda r: len(r) >= 6)
+        time.sleep(1.0)
+        kinds = Counter((r["Acct-Session-Id"], r["Acct-Status-Type"]) for r in radius.records())
+        assert len(kinds) == 6 and set(kinds.values()) == {1}, kinds
+        assert {r["Canonical-URI"] for r in recs} == {"sip:bob@example.com", "sip:carol@example.com",
+                                                      "sip:dave@example.com"}
+    finally:
+        proxy.stop()

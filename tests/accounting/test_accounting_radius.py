@@ -151,3 +151,21 @@ def test_records_wait_while_no_server_answers_then_go_once_in_order(tmp_path):
         assert all(int(r.get("Acct-Delay-Time", "0")) >= 0 for r in recs)
     finally:
         radius.stop()
+
+
+def test_interim_updates_reach_freeradius(radius, tmp_path):
+    import time
+
+    q = RecordQueue(str(tmp_path / "q.sqlite"))
+    client = RadiusClient([("127.0.0.1", radius.port)], radius.secret, timeout=1.0, retries=1)
+    acct = Accounting(q, client, interim_interval=60)
+    now = time.time()
+    call = ev.answered(DialogInfo(call_id="long@test", from_tag="f", to_tag="t", caller="alice@example.com",
+                                  callee="bob@example.com"), when=now - 61)
+    q.add([], call=call, next_interim=now - 1)  # answered 61 s ago: its first update is due
+    assert acct.run_once() is True
+    assert acct.run_once() is True  # not due again for a minute
+    [rec] = radius.wait_for(lambda r: len(r) == 1)
+    assert rec["Acct-Status-Type"] == "Interim-Update"
+    assert rec["Acct-Session-Id"] == "long@test" and int(rec["Acct-Session-Time"]) in (61, 62)
+    assert q.counts() == {"calls": 1, "records": 0, "rows": 0}
