@@ -197,8 +197,8 @@ class Accounting:
         self._greenlet = gevent.spawn(loop)
 
     def stop(self) -> None:
-        """Stop sending; what is not sent yet stays queued for the next start."""
+        """Stop sending; what is not sent yet stays queued for the next start.  The queue
+        stays open: an event still coming in while the process stops is queued too."""
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
-        self.queue.close()
