@@ -212,6 +212,9 @@ def test_worker_processes_share_the_queue(db_url, tmp_path, radius):
         "server": f"127.0.0.1:{radius.port}", "secret": radius.secret, "timeout": 0.3,
         "queue": str(tmp_path / "radius-queue.sqlite")}})
     try:
+        deadline = time.monotonic() + 30  # both workers serving (a loaded machine starts them slowly)
+        while " [1] INFO listening" not in proxy.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
         for n, callee in enumerate(("bob", "carol", "dave")):
             port = _register(tmp_path, proxy, user=callee, password=ACCOUNTS[callee], name=f"reg{n}")
             uas = Sipp(tmp_path, f"uas{n}", "e2e_uas.xml", proxy.port, port=port, server=True)
