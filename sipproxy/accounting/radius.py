@@ -1,9 +1,9 @@
 """RADIUS accounting under gevent: the local persistent queue and the client draining it.
 
 Every record first goes into a local SQLite file (``[radius] queue``), in the same
-transaction as the call state it belongs to; a background greenlet sends the oldest
-records to the RADIUS servers and deletes each one only once a server answered it with an
-Accounting-Response.  So:
+transaction as the call state it belongs to; a background greenlet sends the records in
+the order they were queued to the RADIUS servers and deletes each one only once a server
+answered it with an Accounting-Response.  So:
 
 * nothing is lost: while no server answers, records wait in the file (a proxy restart,
   or a crash, finds them there) and go out, oldest first, when one answers again;
@@ -67,7 +67,6 @@ CREATE INDEX IF NOT EXISTS calls_interim ON calls (next_interim);
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY, created REAL NOT NULL, attributes TEXT NOT NULL,
     tries INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS records_created ON records (created);
 CREATE TABLE IF NOT EXISTS rows (id TEXT PRIMARY KEY, created REAL NOT NULL, data TEXT NOT NULL);
 """
 
@@ -105,30 +104,47 @@ class RecordQueue:
             call: Call | None = None, next_interim: float | None = None) -> None:
         """Queue ``records`` (and accounting table ``rows``); ``call``: a call now up."""
         with self._transaction() as db:
-            if call is not None:
-                db.execute("INSERT OR REPLACE INTO calls (call_id, from_tag, to_tag, data, next_interim, seq) "
-                           "VALUES (?, ?, ?, ?, ?, 0)",
-                           (call.call_id, call.from_tag, call.to_tag, json.dumps(call.to_dict()), next_interim))
-            self._put(db, records, rows)
+            self.add_in(db, records, rows, call, next_interim)
+
+    def add_in(self, db: sqlite3.Connection, records: list[Record], rows: list[tuple[str, dict]] = (),  # type: ignore[assignment]
+               call: Call | None = None, next_interim: float | None = None) -> bool:
+        """:meth:`add` within a transaction of :meth:`batch`."""
+        if call is not None:
+            db.execute("INSERT OR REPLACE INTO calls (call_id, from_tag, to_tag, data, next_interim, seq) "
+                       "VALUES (?, ?, ?, ?, ?, 0)",
+                       (call.call_id, call.from_tag, call.to_tag, json.dumps(call.to_dict()), next_interim))
+        self._put(db, records, rows)
+        return True
 
     def end_call(self, call_id: str, tag_a: str, tag_b: str,
                  make: Callable[[Call], tuple[list[Record], list[tuple[str, dict]]]]) -> Call | None:
         """The call ``call_id`` with either tag is over: forget it and queue what ``make``
         builds of it, in one transaction (so another worker ending it too finds nothing).
         None when no such call is up."""
+        with self._transaction() as db:
+            return self.end_call_in(db, call_id, tag_a, tag_b, make)
+
+    def end_call_in(self, db: sqlite3.Connection, call_id: str, tag_a: str, tag_b: str,
+                    make: Callable[[Call], tuple[list[Record], list[tuple[str, dict]]]]) -> Call | None:
+        """:meth:`end_call` within a transaction of :meth:`batch`."""
         tags = [t for t in (tag_a, tag_b) if t] or [""]
         marks = ",".join("?" * len(tags))
-        with self._transaction() as db:
-            row = db.execute(f"SELECT from_tag, data FROM calls WHERE call_id = ? AND "  # noqa: S608
-                             f"(from_tag IN ({marks}) OR to_tag IN ({marks})) LIMIT 1",
-                             (call_id, *tags, *tags)).fetchone()
-            if row is None:
-                return None
-            db.execute("DELETE FROM calls WHERE call_id = ? AND from_tag = ?", (call_id, row[0]))
-            call = Call.from_dict(json.loads(row[1]))
-            records, rows = make(call)
-            self._put(db, records, rows)
+        row = db.execute(f"SELECT from_tag, data FROM calls WHERE call_id = ? AND "  # noqa: S608
+                         f"(from_tag IN ({marks}) OR to_tag IN ({marks})) LIMIT 1",
+                         (call_id, *tags, *tags)).fetchone()
+        if row is None:
+            return None
+        db.execute("DELETE FROM calls WHERE call_id = ? AND from_tag = ?", (call_id, row[0]))
+        call = Call.from_dict(json.loads(row[1]))
+        records, rows = make(call)
+        self._put(db, records, rows)
         return call
+
+    def batch(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        """Run ``ops`` (each ``op(db)``: :meth:`add_in`, :meth:`end_call_in` ...) in one
+        transaction, in order; their results."""
+        with self._transaction() as db:
+            return [op(db) for op in ops]
 
     def interims(self, now: float, interval: float,
                  make: Callable[[Call, int], list[Record]], limit: int = 500) -> int:
@@ -147,8 +163,9 @@ class RecordQueue:
         return len(due)
 
     def pending(self, limit: int = 50) -> list[Record]:
-        """The oldest records not yet acknowledged."""
-        cur = self.db.execute("SELECT id, created, attributes FROM records ORDER BY created, id LIMIT ?", (limit,))
+        """The records not yet acknowledged, first queued first (a call's Stop is queued after
+        its Start, whichever worker queued each)."""
+        cur = self.db.execute("SELECT id, created, attributes FROM records ORDER BY rowid LIMIT ?", (limit,))
         return [(rid, created, [tuple(a) for a in json.loads(attrs)]) for rid, created, attrs in cur]
 
     def sent(self, record_id: str) -> None:
@@ -156,7 +173,7 @@ class RecordQueue:
         self.db.execute("DELETE FROM records WHERE id = ?", (record_id,))
 
     def pending_rows(self, limit: int = 200) -> list[tuple[str, dict]]:
-        cur = self.db.execute("SELECT id, data FROM rows ORDER BY created, id LIMIT ?", (limit,))
+        cur = self.db.execute("SELECT id, data FROM rows ORDER BY rowid LIMIT ?", (limit,))
         return [(rid, json.loads(data)) for rid, data in cur]
 
     def rows_written(self, ids: list[str]) -> None:

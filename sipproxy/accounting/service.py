@@ -10,8 +10,13 @@ a call changes (see :mod:`sipproxy.proxy.proxy` and :mod:`sipproxy.proxy.respons
 * ``failed(request, inbound, response, caller, callee, billing_party, target)`` -- a final
   failure (>= 300) of an initial INVITE: a missed call (Failed).
 
-Each event is one SQLite transaction on the local queue (:mod:`.radius`); the sending
-happens in the background (worker 0), so a slow or absent RADIUS server never holds a call.
+Each event becomes an operation on the local queue (:mod:`.radius`); a greenlet of each
+worker commits the operations of ``FLUSH_INTERVAL`` seconds in one SQLite transaction (a
+commit per event cost more than the proxy's own work on the call), and the sending happens
+in the background (worker 0), so a slow or absent RADIUS server never holds a call.  A
+graceful stop commits what is pending; a crash of the process loses at most the events of
+the last ``FLUSH_INTERVAL``.  Without :meth:`Accounting.start` (tests) every event is
+committed at once.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ from sipproxy.sip.uri import ParseError
 
 log = logging.getLogger("sipproxy.accounting")
 
-__all__ = ["Accounting"]
+__all__ = ["Accounting", "FLUSH_INTERVAL", "END_WAIT"]
+
+#: seconds of call events committed together
+FLUSH_INTERVAL = 0.02
+#: seconds a call's end is retried when its call is not found: its Start may still be in
+#: another worker's next commit (a BYE handled by another worker than the 2xx)
+END_WAIT = 2.0
+#: seconds between those retries
+END_RETRY = 0.25
 
 
 def _reason_text(request: Any) -> str:
@@ -53,6 +66,10 @@ class Accounting:
         self.retry_wait = retry_wait
         self._greenlet: Any = None
         self._wakeup: Any = None
+        self._flusher: Any = None
+        self._flush_wakeup: Any = None
+        #: (op, is an end, first tried, next try) waiting for the next commit
+        self._pending: list[tuple[Any, bool, float, float]] = []
         #: records acknowledged by a server (for tests and logs)
         self.sent = 0
 
@@ -75,7 +92,7 @@ class Accounting:
             return
         nxt = now + self.interim_interval if self.interim_interval > 0 else None
         record = (ev.record_id(call.call_id, call.from_tag, ev.START), now, ev.start_attributes(call, self.nas))
-        self._submit(lambda: self.queue.add([record], call=call, next_interim=nxt))
+        self._submit(lambda db: self.queue.add_in(db, [record], call=call, next_interim=nxt))
 
     def ended(self, request: Any, media: dict | None = None) -> None:
         try:
@@ -99,11 +116,7 @@ class Accounting:
             rid = ev.record_id(call.call_id, call.from_tag, ev.STOP)
             return [(rid, now, ev.stop_attributes(call, end, self.nas))], [(rid, ev.stop_row(call, end))]
 
-        def write() -> None:
-            if self.queue.end_call(call_id, tag_a, tag_b, make) is None:
-                log.debug("call-id %s ended, but no answered call of it is known", call_id)
-
-        self._submit(write)
+        self._submit(lambda db: self.queue.end_call_in(db, call_id, tag_a, tag_b, make), end=True)
 
     def failed(self, request: Any, inbound: Any, response: Any, caller: str, callee: str,
                billing_party: str = "", target: str = "") -> None:
@@ -123,15 +136,41 @@ class Accounting:
         except ParseError:
             return
         rid = ev.record_id(call.call_id, call.from_tag, ev.FAILED, call.status)
-        self._submit(lambda: self.queue.add([(rid, now, ev.failed_attributes(call, self.nas))],
-                                            [(rid, ev.failed_row(call))]))
+        self._submit(lambda db: self.queue.add_in(db, [(rid, now, ev.failed_attributes(call, self.nas))],
+                                                  [(rid, ev.failed_row(call))]))
 
-    def _submit(self, write: Any) -> None:
-        try:
-            write()
-        except Exception:
-            log.exception("accounting record not queued")
+    # -- committing the events ----------------------------------------------------------------
+
+    def _submit(self, op: Any, end: bool = False) -> None:
+        now = time.monotonic()
+        self._pending.append((op, end, now, now))
+        if self._flusher is None:
+            self.flush()
+        else:
+            self._flush_wakeup.set()
+
+    def flush(self, final: bool = False) -> None:
+        """Commit the pending events due now in one transaction (``final``: all, and give
+        up on ends whose call is not known)."""
+        now = time.monotonic()
+        due = [p for p in self._pending if final or p[3] <= now]
+        if not due:
             return
+        later = [p for p in self._pending if not (final or p[3] <= now)]
+        self._pending = later
+        try:
+            results = self.queue.batch([op for op, *_ in due])
+        except Exception:
+            log.exception("accounting: %d event(s) not queued yet; retrying", len(due))
+            if not final:
+                self._pending = [(op, end, t0, now + 1.0) for op, end, t0, _ in due] + self._pending
+            return
+        for (op, end, t0, _), result in zip(due, results, strict=True):
+            if end and result is None:
+                if not final and now - t0 < END_WAIT:
+                    self._pending.append((op, end, t0, now + END_RETRY))
+                else:
+                    log.debug("a call ended, but no answered call of it is known")
         if self._wakeup is not None:
             self._wakeup.set()
 
@@ -174,11 +213,24 @@ class Accounting:
                 log.debug("accounting record %s acknowledged by %s", rid, server)
 
     def start(self) -> None:
-        if not self.drain:
-            return
         import gevent
         from gevent.event import Event
 
+        self._flush_wakeup = Event()
+
+        def flusher() -> None:
+            while True:
+                self._flush_wakeup.wait(END_RETRY if self._pending else None)
+                self._flush_wakeup.clear()
+                gevent.sleep(FLUSH_INTERVAL)  # let a burst accumulate
+                try:
+                    self.flush()
+                except Exception:
+                    log.exception("accounting writer failed")
+
+        self._flusher = gevent.spawn(flusher)
+        if not self.drain:
+            return
         self._wakeup = Event()
 
         def loop() -> None:
@@ -197,8 +249,13 @@ class Accounting:
         self._greenlet = gevent.spawn(loop)
 
     def stop(self) -> None:
-        """Stop sending; what is not sent yet stays queued for the next start.  The queue
-        stays open: an event still coming in while the process stops is queued too."""
+        """Commit the pending events and stop sending; what is not sent yet stays queued
+        for the next start.  The queue stays open: an event still coming in while the
+        process stops is committed at once."""
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
+        if self._flusher is not None:
+            self._flusher.kill()
+            self._flusher = None
+        self.flush(final=True)
