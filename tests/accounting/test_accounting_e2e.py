@@ -114,17 +114,25 @@ def test_call_start_and_stop_and_a_missed_call_reach_freeradius(db_url, tmp_path
         assert failed["Calling-Station-Id"] == "sip:alice@example.com"
         assert failed["MSP-Disconnect-Reason"] == "486 Busy Here"
 
+        # dave has no registration: routing answers 480 itself -- a missed call too
+        uac = Sipp(tmp_path, "uac-c3", "acct_uac_480.xml", proxy.port, rows=[call_row("alice", "secret-a", "dave")])
+        _ok(uac, proxy)
+        recs = radius.wait_for(lambda r: len(r) >= 4)
+        unreachable = recs[3]
+        assert unreachable["Acct-Status-Type"] == "Failed" and unreachable["Sip-Response-Code"] == "480"
+        assert unreachable["Called-Station-Id"] == unreachable["Canonical-URI"] == "sip:dave@example.com"
+
         deadline = time.monotonic() + 10
-        while len(_rows(db_url)) < 2 and time.monotonic() < deadline:
+        while len(_rows(db_url)) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        ended, missed = _rows(db_url)
+        ended, missed, _unreachable = _rows(db_url)
         assert (ended.call_id, ended.status, ended.caller, ended.callee) == \
             (call_id, 200, "alice@example.com", "bob@example.com")
         assert ended.duration == int(stop["Acct-Session-Time"]) and ended.reason == "caller: BYE"
         assert ended.user_agent == "acct-test-phone/1.0" and ended.source_ip == "127.0.0.1"
         assert (missed.status, missed.duration, missed.reason) == (486, 0, "Busy Here")
         time.sleep(0.5)
-        assert len(radius.records()) == 3  # nothing sent twice
+        assert len(radius.records()) == 4  # nothing sent twice
     finally:
         proxy.stop()
 
