@@ -102,6 +102,23 @@ def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 
                       nas_identifier=radius["nas_identifier"], drain=worker == 0)
 
 
+def _check_radius_queue(config: Config) -> None:
+    """With RADIUS accounting on, the queue file must open (a configuration error if not)."""
+    from ngnpro.models.config import radius_servers
+
+    radius = config["radius"]
+    if not radius_servers(radius):
+        return
+    import sqlite3
+
+    from sipproxy.accounting.radius import RecordQueue
+
+    try:
+        RecordQueue(radius["queue"]).close()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"radius.queue: cannot open {radius['queue']!r}: {exc}") from None
+
+
 def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
     """The media relay client at the proxy's seam, unless ``media_relay = "never"``."""
     policy = config["sipproxy"]["media_relay"]
@@ -124,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             if section[key] and not os.path.isfile(section[key]):
                 raise ConfigError(f"sipproxy.{key}: file {section[key]!r} not found")
         Hooks(section["siteconfig"])  # a broken site hook stops the start, in one line
+        _check_radius_queue(config)
     except (ConfigError, HookError) as exc:
         print(f"sipproxy: configuration error: {exc}", file=sys.stderr)
         return 2
