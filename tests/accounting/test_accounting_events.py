@@ -155,3 +155,13 @@ def test_every_attribute_is_in_the_shipped_dictionary_and_encodes(make):
 def test_non_ipv4_proxy_address_is_not_a_nas_ip_address():
     attrs = dict(ev.start_attributes(_call(proxy_ip="2001:db8::1")))
     assert "NAS-IP-Address" not in attrs and attrs["SIP-Proxy-IP"] == "2001:db8::1"
+
+
+def test_every_attribute_of_the_dictionary_is_documented():
+    from tests.helpers import ROOT
+
+    doc = (ROOT / "docs" / "accounting.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in Dictionary(DICTIONARY).attributes.keys():
+        assert f"`{name}`" in doc, f"{name} is not in docs/accounting.md"
+        assert f"`{name}`" in readme, f"{name} is not in README.md"
