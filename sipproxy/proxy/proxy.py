@@ -266,8 +266,6 @@ class Proxy:
             return self._proxy(req, txn, inbound, Targets([Target(None, dest, ())], str(req.uri)), caller,
                                consumed_credentials=True)
         call.account, call.to_local, call.trusted, call.gateway = account, to_local, trusted, gateway
-        if trusted is not None:
-            call.billing_party = getattr(trusted, "billing_id", "") or inbound.source.host
         return self._follow(req, txn, inbound, self.router.route(call), caller, account is not None,
                             keep_caller_id=trusted is not None)
 
