@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import struct
 
+import dns.edns
+
 from .enumservice import BadMapping, enumservice, regexp
 from .zone import EnumZone, Zone
 
@@ -23,6 +25,35 @@ _NOERROR, _NXDOMAIN, _REFUSED = 0, 3, 5
 #: Query types answered here: every ordinary data type (not meta types, not ANY).
 _META = frozenset({0, 41, 249, 250, 251, 252, 253, 254, 255})
 _DIGITS = {bytes([c]): chr(c) for c in range(48, 58)}
+_COOKIE = 10
+#: EDNS option code -> whether dnspython keeps it as opaque bytes (filled in as codes are seen)
+_OPAQUE_OPTIONS: dict[int, bool] = {}
+
+
+def _options_ok(wire: bytes, pos: int, end: int) -> bool:
+    """Whether the EDNS options in ``wire[pos:end]`` are ones the general path reads without
+    refusing the query: well-formed code/length/data items, each either an option dnspython
+    keeps as opaque bytes or a COOKIE of a valid length (RFC 7873 4). Anything else (a
+    malformed list, an ECS or other option dnspython checks) goes the general path, which
+    answers FORMERR when it is malformed."""
+    while pos < end:
+        if pos + 4 > end:
+            return False
+        code = (wire[pos] << 8) | wire[pos + 1]
+        length = (wire[pos + 2] << 8) | wire[pos + 3]
+        pos += 4 + length
+        if pos > end:
+            return False
+        if code == _COOKIE:
+            if length != 8 and not 16 <= length <= 40:
+                return False
+        else:
+            opaque = _OPAQUE_OPTIONS.get(code)
+            if opaque is None:
+                opaque = _OPAQUE_OPTIONS[code] = dns.edns.get_option_class(code) is dns.edns.GenericOption
+            if not opaque:
+                return False
+    return True
 
 
 def naptr_rdata(mapping_type: str, mapto: str, priority: int) -> bytes:
@@ -70,7 +101,7 @@ def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool,
         if qend + 11 > n or wire[qend] != 0 or wire[qend + 1: qend + 3] != b"\x00\x29" or wire[qend + 6] != 0:
             return None
         rdlen = (wire[qend + 9] << 8) | wire[qend + 10]
-        if qend + 11 + rdlen != n:
+        if qend + 11 + rdlen != n or (rdlen and not _options_ok(wire, qend + 11, n)):
             return None
         if not tcp:
             payload = (wire[qend + 3] << 8) | wire[qend + 4]

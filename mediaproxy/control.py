@@ -117,6 +117,8 @@ def parse_request(line: bytes | str) -> Request:
     """Decode and validate one request line; :class:`ControlError` names what is wrong."""
     try:
         msg = json.loads(line)
+    except RecursionError:  # deep nesting: json recurses per level
+        raise ControlError("JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
         raise ControlError("not a JSON object") from None
     if not isinstance(msg, dict):

@@ -46,7 +46,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     section = config["sipproxy"]
     _engine, sessions = open_database(config.database_url)
     directory = Directory(sessions, section["domains"],
-                          refresh_interval=config["database"]["poll_interval"])
+                          refresh_interval=config["database"]["poll_interval"],
+                          quota_refresh=section["quota_refresh"])
     cache = LookupCache(section["location_cache"], shared=counters) if section["location_cache"] > 0 else None
     location = LocationStore(sessions, write_back=section["location_write_back"], cache=cache)
     # challenges offer the configured algorithms, or MD5 alone to a client learnt not to do
@@ -78,7 +79,15 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     caller_id_header=section["caller_id_header"],
                     max_diversions=section["max_diversions"])
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
+                  failover_timeout=section["failover_timeout"],
                   events=_accounting(config, sessions, worker))
+    if section["pike_requests"] > 0:
+        from sipproxy.auth.pike import Pike
+
+        # trusted peers and PSTN gateways (by source address) are never counted
+        core.enable_pike(Pike(section["pike_requests"], section["pike_window"], section["pike_block"],
+                              exempt=section["pike_exempt"],
+                              trusted=lambda ip: router.trusted_source(ip)[0] is not None))
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
 

@@ -166,6 +166,14 @@ def _port_range(key: str, v: Any) -> list[int]:
     return v
 
 
+def _network(key: str, v: Any) -> str:
+    try:
+        ipaddress.ip_network(_str(key, v).strip(), strict=False)
+    except ValueError:
+        raise ConfigError(f"{key}: {v!r} is not an IP address or network") from None
+    return v
+
+
 def _domain(key: str, v: Any) -> str:
     v = _str(key, v).lower()
     if not v or any(not label or len(label) > 63 for label in v.split(".")):
@@ -257,6 +265,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "siteconfig": ("siteconfig", _str),
         "server_domain": ("", lambda k, v: v if v == "" else _domain(k, v)),
         "outgoing_timeout": (60.0, _seconds(1, 3600)),
+        "failover_timeout": (5.0, _seconds(0, 60)),
         "caller_id_header": ("pai", _choice("pai", "rpid")),
         "enum_servers": ([], _list(_hostport)),
         "dns_servers": ([], _list(_hostport)),
@@ -279,6 +288,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "overload_retry_after": (5, _int(1, 3600)),
         "emergency_numbers": (["112", "911"], _list(_dial_string)),
         "max_diversions": (5, _int(0, 99)),
+        "quota_refresh": (5.0, _seconds(0, 3600)),
+        "pike_requests": (0, _int(0, 1000000)),
+        "pike_window": (2.0, _seconds(0.1, 3600)),
+        "pike_block": (120.0, _seconds(1, 86400)),
+        "pike_exempt": ([], _list(_network)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),

@@ -6,9 +6,11 @@ decisions can take an :class:`Account` without importing the database layer.
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass, field
+from decimal import Decimal
 
-__all__ = ["Account", "GROUP_BLOCKED", "GROUP_PSTN", "GROUP_QUOTA"]
+__all__ = ["Account", "AcceptWindow", "GROUP_BLOCKED", "GROUP_PSTN", "GROUP_QUOTA"]
 
 #: the account group that bars an account (ngnpro.models.sip.GROUP_BLOCKED: a test pins them equal)
 GROUP_BLOCKED = "blocked"
@@ -16,6 +18,22 @@ GROUP_BLOCKED = "blocked"
 GROUP_PSTN = "free-pstn"
 #: the account went over its spending quota: no PSTN calls (ngnpro.models.sip.GROUP_QUOTA)
 GROUP_QUOTA = "quota"
+
+
+@dataclass(frozen=True)
+class AcceptWindow:
+    """An accept rule ("do not disturb", ngnpro.models.AcceptRule): persistent ones hold a
+    ``start``-``stop`` window (``HH:MM``) on ``days`` (Mon 1 ... Sun 64); a temporary one
+    runs ``duration`` minutes (0: until removed) from ``set_at`` (UTC).  ``groups``: who is
+    accepted (``everybody``, ``nobody``, phonebook group names)."""
+
+    persistent: bool
+    groups: frozenset[str]
+    start: str = ""
+    stop: str = ""
+    days: int = 127
+    duration: int = 0
+    set_at: _dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,24 @@ class Account:
     rpid: str = ""
     #: quick dial: this prefix + a short dialled number names another account (routing guide)
     quickdial_prefix: str = ""
+    # -- authorization (sipproxy.auth.policy), read with the account ----------------------
+    #: who put the account in the ``blocked`` group: the ``blocked_by`` property
+    #: (``customer`` when its customer did; anything else: the administrator)
+    blocked_by: str = ""
+    #: monthly spending quota (0: none) and the prepaid balance
+    quota: int = 0
+    balance: Decimal = Decimal(0)
+    #: the account's time zone (accept rules' windows), e.g. ``Europe/Amsterdam``
+    timezone: str = ""
+    #: IP access list: ``(ip, mask)`` networks calls to the account may come from
+    acl: tuple[tuple[str, int], ...] = ()
+    #: outgoing call barring: ``+`` E.164 prefixes
+    barring_prefixes: tuple[str, ...] = ()
+    #: callers refused (``sip:`` URIs)
+    reject_members: tuple[str, ...] = ()
+    accept_rules: tuple[AcceptWindow, ...] = ()
+    #: ``(uri, group)`` of the phonebook entries that have a group (the accept rules' groups)
+    phonebook: tuple[tuple[str, str], ...] = ()
 
     @property
     def sip_id(self) -> str:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from sqlalchemy import Engine, bindparam, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ngnpro.models import ChangeFeed, lcr
 from ngnpro.models.changes import (
@@ -41,6 +41,7 @@ from ngnpro.models.changes import (
     Change,
 )
 from ngnpro.models.sip import CallDiversion, EmergencyMapping, SipAccount, TrustedPeer
+from sipproxy.directory.feed import FeedFollower, engine_of
 from sipproxy.directory.routingdata import (
     Carrier,
     Diversion,
@@ -112,11 +113,15 @@ def load_lcr(conn) -> LcrTable:  # noqa: ANN001 - a SQLAlchemy Connection
               priority=r.priority if r.priority is not None else 10, carrier=carriers[r.carrier_id])
         for r in conn.execute(_SELECT_ROUTES) if r.carrier_id in carriers
     ]
-    return LcrTable.build(routes)
+    # a gateway of a carrier without routes still marks incoming PSTN calls (the guide: gateways
+    # for incoming traffic only are provisioned without a route)
+    return LcrTable.build(routes, [g for c in carriers.values() for g in c.gateways])
 
 
-class RoutingData:
+class RoutingData(FeedFollower):
     """Cached routing data, kept fresh by the change feed (see the module's text)."""
+
+    name = "routing data"
 
     def __init__(
         self,
@@ -128,22 +133,14 @@ class RoutingData:
         feed: ChangeFeed | None = None,
         emergency_max_age: float = 60.0,
     ) -> None:
-        if isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
-            self._engine: Engine = session_factory.kw["bind"]
-        else:
-            with session_factory() as s:
-                self._engine = s.get_bind()
+        super().__init__(feed if feed is not None else ChangeFeed(session_factory), refresh_interval, clock)
+        self._engine: Engine = engine_of(session_factory)
         self._peers: dict[str, Peer] | None = None
         self._lcr: LcrTable | None = None
         self._emergency: dict[tuple[str, str], str] | None = None
         self._emergency_at = 0.0
         self.emergency_max_age = emergency_max_age
         self._diversions = _LRU(capacity)
-        self.refresh_interval = refresh_interval
-        self._clock = clock
-        self._feed = feed if feed is not None else ChangeFeed(session_factory)
-        self._last_refresh = clock()
-        self._greenlet = None
         self.loads = 0  # table loads and diversion misses, for tests and stats
 
     # -- look-ups -----------------------------------------------------------------------
@@ -207,21 +204,14 @@ class RoutingData:
             return tuple(Mapping(r.region, r.number, r.destination, r.description or "")
                          for r in conn.execute(_SELECT_EMERGENCY))
 
-    def warm(self) -> None:
+    def warm(self) -> int:
         """Load the peer, LCR and emergency tables now (the first call should not pay)."""
         self.trusted_peer("0.0.0.0")
         self.lcr()
         self.emergency("", "")
+        return len(self._peers or ()) + len(self.lcr().routes)
 
     # -- freshness ------------------------------------------------------------------------
-
-    def refresh(self) -> int:
-        """Apply the changes committed since the last call; returns how many were read."""
-        self._last_refresh = self._clock()
-        changes = self._feed.poll()
-        if changes:
-            self.apply(changes)
-        return len(changes)
 
     def apply(self, changes: list[Change]) -> None:
         """Drop what ``changes`` name (for a caller that polls the feed itself)."""
@@ -242,34 +232,3 @@ class RoutingData:
                 self._diversions.clear()
         if accounts:
             self._diversions.drop(accounts)
-
-    def _maybe_refresh(self) -> None:
-        if self._greenlet is None and self._clock() - self._last_refresh >= self.refresh_interval:
-            self._safe_refresh()
-
-    def _safe_refresh(self) -> None:
-        try:
-            self.refresh()
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not take the proxy down
-            log.warning("routing data: change feed poll failed (%s); keeping the cache", exc)
-
-    def start(self) -> None:
-        """Run :meth:`refresh` every ``refresh_interval`` seconds in a gevent greenlet."""
-        import gevent
-
-        def loop() -> None:
-            try:
-                self.warm()
-            except Exception as exc:  # noqa: BLE001 - the tables load on demand instead
-                log.warning("routing data: preload failed: %s", exc)
-            while True:
-                gevent.sleep(self.refresh_interval)
-                self._safe_refresh()
-
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(loop)
-
-    def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None

@@ -121,11 +121,14 @@ class LcrTable:
     index: Mapping[str, Mapping[str, tuple[Route, ...]]] = field(default_factory=lambda: MappingProxyType({}))
     #: the longest prefix key per originator (bounds the match loop)
     longest: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    #: the hosts of every gateway: requests from them are incoming PSTN calls
+    #: the hosts of every gateway, with a route or without one (the guide's gateways for
+    #: incoming traffic only): requests from them are incoming PSTN calls
     gateway_hosts: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, routes: Iterable[Route]) -> LcrTable:
+    def build(cls, routes: Iterable[Route], gateways: Iterable[Gateway] = ()) -> LcrTable:
+        """The table of ``routes``; ``gateways``: more gateways whose requests are incoming
+        PSTN calls (those of carriers without a route)."""
         ordered = tuple(sorted(routes, key=lambda r: (r.originator, r.priority, r.id)))
         index: dict[str, dict[str, list[Route]]] = {}
         for route in ordered:
@@ -138,8 +141,8 @@ class LcrTable:
             for orig, by_prefix in index.items()
         })
         longest = MappingProxyType({orig: max(map(len, by_prefix)) for orig, by_prefix in index.items()})
-        hosts = frozenset(normalise_ip(g.host) or g.host.lower()
-                          for r in ordered for g in r.carrier.gateways)
+        every = [g for r in ordered for g in r.carrier.gateways] + list(gateways)
+        hosts = frozenset(normalise_ip(g.host) or g.host.lower() for g in every)
         return cls(ordered, frozen, longest, hosts)
 
     def originators(self) -> frozenset[str]:

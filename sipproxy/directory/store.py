@@ -17,17 +17,34 @@ domain set is loaded whole (domains are few) and reloaded when a domain changes.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 
-from sqlalchemy import Engine, bindparam, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy.orm import Session
 
-from ngnpro.models import ChangeFeed, SipAccount, SipAccountGroup, SipAlias, SipDomain
-from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN
-from sipproxy.directory.account import Account
+from ngnpro.models import (
+    AcceptRule,
+    AccountingRecord,
+    BarringPrefix,
+    ChangeFeed,
+    Dialog,
+    PhonebookEntry,
+    RejectMember,
+    SipAccount,
+    SipAccountAcl,
+    SipAccountGroup,
+    SipAccountProperty,
+    SipAlias,
+    SipDomain,
+)
+from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN, Change
+from sipproxy.directory.account import AcceptWindow, Account
+from sipproxy.directory.feed import FeedFollower, engine_of
 
 log = logging.getLogger("sipproxy.directory")
 
@@ -40,6 +57,7 @@ _G = SipAccountGroup.__table__
 _ACCOUNT_COLUMNS = (
     _A.c.id, _A.c.username, _A.c.domain, _A.c.ha1, _A.c.ha1b, _A.c.ha1_sha256, _A.c.region,
     _A.c.timeout, _A.c.call_limit, _A.c.always_relay, _A.c.prepaid, _A.c.rpid, _A.c.quickdial_prefix,
+    _A.c.quota, _A.c.balance, _A.c.timezone,
 )
 _SELECT_ACCOUNT = select(*_ACCOUNT_COLUMNS).where(_A.c.username == bindparam("u"), _A.c.domain == bindparam("d"))
 _SELECT_GROUPS = select(_G.c.name).where(_G.c.account_id == bindparam("id"))
@@ -48,6 +66,29 @@ _SELECT_ALL_GROUPS = select(_G.c.account_id, _G.c.name).where(_G.c.account_id <=
 _SELECT_ALIAS = select(SipAlias.target_username, SipAlias.target_domain).where(
     SipAlias.username == bindparam("u"), SipAlias.domain == bindparam("d"))
 _SELECT_DOMAINS = select(SipDomain.domain)
+
+# What authorization needs of an account (sipproxy.auth.policy), read with it: for one
+# account (``id``) on a miss, for a range (``<= top``) when warming up.
+_P, _ACL, _BAR = SipAccountProperty.__table__, SipAccountAcl.__table__, BarringPrefix.__table__
+_REJ, _ACC, _PB = RejectMember.__table__, AcceptRule.__table__, PhonebookEntry.__table__
+_EXTRAS = {
+    "blocked_by": (select(_P.c.account_id, _P.c.value).where(_P.c.name == "blocked_by"), _P),
+    "acl": (select(_ACL.c.account_id, _ACL.c.ip, _ACL.c.mask).order_by(_ACL.c.id), _ACL),
+    "barring": (select(_BAR.c.account_id, _BAR.c.prefix).order_by(_BAR.c.id), _BAR),
+    "reject": (select(_REJ.c.account_id, _REJ.c.uri).order_by(_REJ.c.id), _REJ),
+    "accept": (select(_ACC.c.account_id, _ACC.c.persistent, _ACC.c.start, _ACC.c.stop, _ACC.c.days,
+                      _ACC.c.groups, _ACC.c.duration, _ACC.c.set_at).order_by(_ACC.c.id), _ACC),
+    "phonebook": (select(_PB.c.account_id, _PB.c.uri, _PB.c["group"]).where(_PB.c["group"] != "")
+                  .order_by(_PB.c.id), _PB),
+}
+_EXTRAS_ONE = {k: q.where(t.c.account_id == bindparam("id")) for k, (q, t) in _EXTRAS.items()}
+_EXTRAS_UPTO = {k: q.where(t.c.account_id <= bindparam("top")) for k, (q, t) in _EXTRAS.items()}
+_AR, _D = AccountingRecord.__table__, Dialog.__table__
+#: this month's accounted cost of a billing party (the quota check)
+_SELECT_MONTH_COST = select(func.coalesce(func.sum(_AR.c.price), 0)).where(
+    _AR.c.billing_party == bindparam("who"), _AR.c.start_time >= bindparam("since"))
+#: the calls an account has going as the caller (dialog rows are written at the answer)
+_COUNT_DIALOGS = select(func.count()).select_from(_D).where(_D.c.caller == bindparam("who"))
 
 
 class _LRU:
@@ -102,12 +143,39 @@ class _LRU:
         return len(self.data)
 
 
-def _account(row, groups: frozenset[str]) -> Account:  # noqa: ANN001 - a Row of _ACCOUNT_COLUMNS
+def _extras(conn, statements: dict, params: dict) -> dict[int, dict]:  # noqa: ANN001
+    """The authorization lists of the accounts ``statements`` select, by account id."""
+    out: dict[int, dict] = {}
+    for key, stmt in statements.items():
+        for row in conn.execute(stmt, params):
+            entry = out.setdefault(row[0], {})
+            if key == "blocked_by":
+                entry["blocked_by"] = (row[1] or "").strip()
+            elif key == "acl":
+                entry.setdefault("acl", []).append((row[1], int(row[2] if row[2] is not None else 32)))
+            elif key == "barring":
+                entry.setdefault("barring_prefixes", []).append(row[1])
+            elif key == "reject":
+                entry.setdefault("reject_members", []).append(row[1])
+            elif key == "accept":
+                entry.setdefault("accept_rules", []).append(AcceptWindow(
+                    persistent=bool(row[1]), start=row[2] or "", stop=row[3] or "",
+                    days=row[4] if row[4] is not None else 127,
+                    groups=frozenset(g.strip() for g in (row[5] or "").split(",") if g.strip()),
+                    duration=row[6] or 0, set_at=row[7]))
+            elif key == "phonebook":
+                entry.setdefault("phonebook", []).append((row[1], row[2]))
+    return {k: {n: tuple(v) if isinstance(v, list) else v for n, v in e.items()} for k, e in out.items()}
+
+
+def _account(row, groups: frozenset[str], extras: dict | None = None) -> Account:  # noqa: ANN001
     return Account(
         id=row.id, username=row.username, domain=row.domain.lower(), ha1=row.ha1 or "",
         ha1b=row.ha1b or "", ha1_sha256=row.ha1_sha256 or "", groups=groups, region=row.region or "",
         timeout=row.timeout or 35, call_limit=row.call_limit or 0, always_relay=bool(row.always_relay),
         prepaid=bool(row.prepaid), rpid=row.rpid or "", quickdial_prefix=(row.quickdial_prefix or "").strip(),
+        quota=row.quota or 0, balance=Decimal(row.balance or 0), timezone=(row.timezone or "").strip(),
+        **(extras or {}),
     )
 
 
@@ -116,8 +184,10 @@ def _aor_key(key: object) -> str:
     return f"{user}@{domain}".lower()
 
 
-class Directory:
+class Directory(FeedFollower):
     """Cached look-ups of domains, accounts and aliases, kept fresh by the change feed."""
+
+    name = "directory"
 
     def __init__(
         self,
@@ -127,25 +197,21 @@ class Directory:
         capacity: int = 100_000,
         refresh_interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        quota_refresh: float = 5.0,
     ) -> None:
+        super().__init__(ChangeFeed(session_factory), refresh_interval, clock)
         self._session_factory = session_factory
-        if isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
-            self._engine: Engine = session_factory.kw["bind"]
-        else:
-            with session_factory() as s:
-                self._engine = s.get_bind()
+        self._engine: Engine = engine_of(session_factory)
         self._capacity = capacity
         self._config_domains = frozenset(d.lower() for d in config_domains)
         self._accounts = _LRU(capacity)
         self._aliases = _LRU(capacity)
         self._domains: frozenset[str] | None = None
-        self.refresh_interval = refresh_interval
-        self._clock = clock
-        self._feed = ChangeFeed(session_factory)
-        self._last_refresh = clock()
-        self._greenlet = None
         self.hits = 0
         self.misses = 0
+        #: this month's cost per billing party, read again after ``quota_refresh`` seconds
+        self.quota_refresh = quota_refresh
+        self._month_costs: dict[str, tuple[float, Decimal]] = {}
 
     # -- look-ups -----------------------------------------------------------------------
 
@@ -192,7 +258,35 @@ class Directory:
             if row is None:
                 return None
             groups = frozenset(conn.scalars(_SELECT_GROUPS, {"id": row.id}))
-        return _account(row, groups)
+            extras = _extras(conn, _EXTRAS_ONE, {"id": row.id}).get(row.id)
+        return _account(row, groups, extras)
+
+    # -- authorization reads ------------------------------------------------------------
+
+    def month_cost(self, billing_party: str, now: _dt.datetime | None = None) -> Decimal:
+        """The cost accounted this month (UTC) to ``billing_party`` (a SipId): the sum of
+        the ``accounting`` rows' price since the first of the month.  Cached per party for
+        ``quota_refresh`` seconds, so a burst of calls costs one query."""
+        key = billing_party.lower()
+        cached = self._month_costs.get(key)
+        t = self._clock()
+        if cached is not None and t - cached[0] < self.quota_refresh:
+            return cached[1]
+        now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+        since = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        with self._engine.connect() as conn:
+            cost = Decimal(str(conn.execute(_SELECT_MONTH_COST, {"who": billing_party, "since": since}).scalar() or 0))
+        if len(self._month_costs) >= self._capacity:
+            self._month_costs.clear()
+        self._month_costs[key] = (t, cost)
+        return cost
+
+    def active_calls(self, caller: str) -> int:
+        """How many ``dialogs`` rows name ``caller`` (a SipId) as the caller: its answered
+        calls on every worker and proxy sharing the database (not cached: the call limit
+        must see the call answered a moment ago)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(_COUNT_DIALOGS, {"who": caller}).scalar() or 0)
 
     def warm(self, limit: int = 20_000) -> int:
         """Load up to ``limit`` (and ``capacity``) accounts in two queries, so the first
@@ -205,20 +299,16 @@ class Directory:
             groups: dict[int, set[str]] = {}
             for account_id, name in conn.execute(_SELECT_ALL_GROUPS, {"top": rows[-1].id}):
                 groups.setdefault(account_id, set()).add(name)
+            extras = _extras(conn, _EXTRAS_UPTO, {"top": rows[-1].id})
         for row in rows:
             key = (row.username, row.domain.lower())
             if self._accounts.get(key) is _MISSING:
-                self._accounts.put(key, _account(row, frozenset(groups.get(row.id, ()))))
+                self._accounts.put(key, _account(row, frozenset(groups.get(row.id, ())), extras.get(row.id)))
         return len(rows)
 
     # -- freshness ------------------------------------------------------------------------
 
-    def refresh(self) -> int:
-        """Apply the changes committed since the last call; returns how many were read."""
-        self._last_refresh = self._clock()
-        changes = self._feed.poll()
-        if not changes:
-            return 0
+    def apply(self, changes: list[Change]) -> None:
         account_keys: set[str] = set()
         alias_keys: set[str] = set()
         for change in changes:
@@ -241,42 +331,6 @@ class Directory:
             self._accounts.drop(account_keys)
         if alias_keys:
             self._aliases.drop(alias_keys)
-        log.debug("directory: %d provisioning changes applied", len(changes))
-        return len(changes)
-
-    def _maybe_refresh(self) -> None:
-        """Without a refresher greenlet, look-ups poll the feed themselves when it is due."""
-        if self._greenlet is None and self._clock() - self._last_refresh >= self.refresh_interval:
-            self._safe_refresh()
-
-    def _safe_refresh(self) -> None:
-        try:
-            self.refresh()
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not take the proxy down
-            # The feed keeps its position, so the changes missed now are applied on the
-            # next successful poll; meanwhile the cache keeps answering.
-            log.warning("directory: change feed poll failed (%s); keeping the cache", exc)
-
-    def start(self) -> None:
-        """Run :meth:`refresh` every ``refresh_interval`` seconds in a gevent greenlet."""
-        import gevent
-
-        def loop() -> None:
-            try:
-                log.debug("directory: %d accounts preloaded", self.warm())
-            except Exception as exc:  # noqa: BLE001 - the cache fills on demand instead
-                log.warning("directory: preload failed: %s", exc)
-            while True:
-                gevent.sleep(self.refresh_interval)
-                self._safe_refresh()
-
-        if self._greenlet is None:
-            self._greenlet = gevent.spawn(loop)
-
-    def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
 
     @property
     def cached_accounts(self) -> int:

@@ -46,7 +46,7 @@ class Context:
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
                  "server_done", "pending", "record_route", "headers", "strip_caller_id", "after",
-                 "billing_party")
+                 "billing_party", "__weakref__")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:

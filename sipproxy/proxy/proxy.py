@@ -40,6 +40,7 @@ from typing import Any
 
 from sipproxy.auth.authentication import Authenticator
 from sipproxy.dialog.control import CallControl
+from sipproxy.proxy.callcount import CallsInProgress
 from sipproxy.proxy.context import Branch, Context
 from sipproxy.proxy.interface import Edge
 from sipproxy.proxy.nat import fix_nated_contact, via_shows_nat
@@ -66,18 +67,24 @@ class Proxy:
     """The proxy's request side; I/O goes through ``edge``, routing through ``router``."""
 
     def __init__(self, edge: Edge, directory: Any, registrar: Any, dialogs: Any, router: Router,
-                 *, media: Any = None, events: Any = None) -> None:
+                 *, media: Any = None, failover_timeout: float = 0.0, events: Any = None) -> None:
         self.edge = edge
         self.directory = directory
         self.registrar = registrar
         self.authenticator: Authenticator = registrar.authenticator
         self.dialogs = dialogs
         self.router = router
+        #: seconds a serial fork's target may stay silent before the next is tried (0: until
+        #: its transaction times out)
+        self.failover_timeout = failover_timeout
         self.media = media  # the media relay seam: see _media_* below
         #: the accounting seam (sipproxy.accounting.service.Accounting), None: no accounting;
         #: told of answered, ended and failed calls (here, in Responses and in CallControl)
         self.events = events
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
+        #: unanswered INVITEs per caller, for the call limit (routing's authorize step)
+        self.in_progress = CallsInProgress()
+        router.in_progress = self.in_progress.count
         self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
         #: response processing (16.7): the edge hands the branches' answers straight to it
         #: (its methods bound here once, no hop through the proxy per response)
@@ -250,22 +257,21 @@ class Proxy:
                          account.sip_id, sip_id(from_uri))
                 return make_response(req, 403, "Authentication User Does Not Match From",
                                      to_tag=new_tag())
-            if account.blocked:
-                return make_response(req, 403, "Account Blocked", to_tag=new_tag())
+            # a blocked account: refused by routing's authorization (emergency calls pass)
             # the credentials were for us: they are left out of what is forwarded (on the
             # copies, in _start_branches: changing ``req`` would void its parsed views)
         caller = account.sip_id if account else sip_id(from_uri)
         if routes:  # a pre-loaded route set: only for our authenticated subscribers
             if account is None:
                 return make_response(req, 403, "Relaying Denied", to_tag=new_tag())
+            if account.blocked:
+                return make_response(req, 403, "Account Blocked", to_tag=new_tag())
             dest = self.edge.resolve(apply_route_set(req))
             if dest is None:
                 return make_response(req, 502, "Unresolvable Next Hop", to_tag=new_tag())
             return self._proxy(req, txn, inbound, Targets([Target(None, dest, ())], str(req.uri)), caller,
                                consumed_credentials=True)
         call.account, call.to_local, call.trusted, call.gateway = account, to_local, trusted, gateway
-        if trusted is not None:
-            call.billing_party = getattr(trusted, "billing_id", "") or inbound.source.host
         outcome = self.router.route(call)
         return self._follow(req, txn, inbound, outcome, caller, account is not None,
                             keep_caller_id=trusted is not None, billing_party=call.billing_party)
@@ -299,6 +305,7 @@ class Proxy:
         if inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
             fix_nated_contact(req, inbound.source)
         if req.method == "INVITE":
+            self.in_progress.add(caller, ctx)
             self._media_offer(req)
         if not self.forward(ctx, decided):
             self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
@@ -327,8 +334,24 @@ class Proxy:
         is left."""
         while ctx.pending:
             if self._start_branches(ctx, [ctx.pending.pop(0)]):
+                if self.failover_timeout:
+                    self.edge.call_later(self.failover_timeout, self._unanswered, ctx.branches[-1])
                 return True
         return False
+
+    def _unanswered(self, branch: Branch) -> None:
+        """A serial fork's target has not answered at all within the failover timeout (like
+        OpenSIPS's fr_timer): counted as a 408, so the next target is tried now rather than
+        when the transaction times out (32 s).  A provisional answer coming later gets a
+        CANCEL (9.1: not before one)."""
+        ctx = branch.ctx
+        if ctx is None or branch.final is not None or branch.provisional or ctx.final_sent:
+            return
+        log.info("%s to %s: no answer in %.0f s, trying the next target (call-id %s)",
+                 branch.request.method, branch.dest, self.failover_timeout, ctx.request.call_id)
+        branch.final = make_response(branch.request, 408, "No Answer From Target")
+        branch.cancel_pending = branch.request.method == "INVITE"
+        self.responses.check_done(ctx)
 
     def _start_branches(self, ctx: Context, targets: list) -> int:
         """A branch (a client transaction) for each of ``targets``; how many started."""

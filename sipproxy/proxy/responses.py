@@ -111,19 +111,19 @@ class Responses:
             branch.final = response
         if status >= 600 and method == "INVITE":
             self.cancel_branches(ctx)
-        self._check_done(ctx)
+        self.check_done(ctx)
 
     def on_timeout(self, txn: Transaction) -> None:
         branch = txn.user_data
         if isinstance(branch, Branch) and branch.final is None:
             branch.final = make_response(branch.request, 408)
-            self._check_done(branch.ctx)
+            self.check_done(branch.ctx)
 
     def on_transport_error(self, txn: Transaction) -> None:
         branch = txn.user_data
         if isinstance(branch, Branch) and branch.final is None:
             branch.final = make_response(branch.request, 503, "Unreachable")
-            self._check_done(branch.ctx)
+            self.check_done(branch.ctx)
 
     def timer_c(self, ctx: Context) -> None:
         """Timer C fired: the callee rang too long (16.8): cancel what still rings."""
@@ -134,7 +134,7 @@ class Responses:
             if b.final is None and not b.provisional:
                 b.final = make_response(b.request, 408)
         self.cancel_branches(ctx)
-        self._check_done(ctx)
+        self.check_done(ctx)
 
     def cancel_branches(self, ctx: Context, keep: Branch | None = None) -> None:
         """CANCEL every pending INVITE branch but ``keep``: at once when it answered with a
@@ -152,7 +152,7 @@ class Responses:
         cancel = make_cancel(b.request)  # the same top Via, so the same branch
         self.edge.send_request(cancel, b.dest, b.txn.key[0] if b.txn is not None else None)
 
-    def _check_done(self, ctx: Context) -> None:
+    def check_done(self, ctx: Context) -> None:
         if any(b.final is None for b in ctx.branches):
             return
         if ctx.final_sent:

@@ -54,6 +54,21 @@ class HookAPI:
         return self._call.account
 
     @property
+    def from_trusted_peer(self) -> bool:
+        """The request came from a trusted peer (a PBX, by its address)."""
+        return self._call.trusted is not None and not self._call.gateway
+
+    @property
+    def from_gateway(self) -> bool:
+        """The request came from one of the LCR's PSTN gateways."""
+        return self._call.gateway
+
+    def number(self) -> str | None:
+        """The Request-URI's number in E.164 (``+CC...``) after the guide's settings
+        (country_code, pstn_regexp ...), or None when it is not a number."""
+        return self._router.plan.normalise_uri(self._call.request.uri)
+
+    @property
     def server_domain(self) -> str:
         """The guide's SERVER_DOMAIN (``[sipproxy] server_domain``)."""
         return self._router.server_domain
@@ -115,8 +130,9 @@ class HookAPI:
         self.outcome = self._router.send_out(self._call)
 
     def pstn_transit(self) -> None:
-        """Route the request to the PSTN through LCR (routing ends)."""
-        self.outcome = self._router.pstn(self._call)
+        """Route the request to the PSTN through LCR (routing ends): the hook's decision,
+        so the PSTN-access and transit checks are not asked again."""
+        self.outcome = self._router.pstn(self._call, checked=True)
 
     def log(self, message: str) -> None:
         log.info("%s (call-id %s)", message, self._call.request.call_id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sipproxy.auth import policy
 from sipproxy.routing import diversion, emergency, lcr, quickdial
 from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.sip.addressing import Peer, is_ip
@@ -40,6 +41,20 @@ def _refuse(call: RouteRequest, status: int, reason: str) -> Response:
     return make_response(call.request, status, reason, to_tag=new_tag())
 
 
+def refuse(router: Router, call: RouteRequest, refusal: policy.Refusal, who: str = "") -> Response:
+    """Answer an authorization refusal: its status and reason, and a ``Warning: 399``
+    header saying why (RFC 3261 20.43).  The attempt is logged with the account, the
+    source address and the destination."""
+    req = call.request
+    account = who or (call.account.sip_id if call.account is not None else sip_id(req.from_.uri))
+    log.warning("authorization: %s from %s (source %s) to %s refused: %d %s (%s; call-id %s)",
+                req.method, account, call.inbound.source.host, req.uri, refusal.status,
+                refusal.reason, refusal.warning, req.call_id)
+    host = router.server_domain or call.inbound.listener.host
+    return make_response(req, refusal.status, refusal.reason, to_tag=new_tag(),
+                         headers=[policy.warning_header(host, refusal.warning)])
+
+
 def emergency_call(router: Router, call: RouteRequest) -> Response | Targets | None:
     """An emergency number dialled by a local subscriber goes to its region's destination
     (a URI, or a number through LCR); anyone else is refused."""
@@ -54,6 +69,7 @@ def emergency_call(router: Router, call: RouteRequest) -> Response | Targets | N
         return None
     if isinstance(decision, emergency.EmergencyRefused):
         return _refuse(call, decision.status, decision.reason)
+    call.emergency = True  # no authorization rule refuses it
     log.info("emergency call %s from %s (region %r) -> %s", decision.number, call.billing_party,
              decision.region, decision.destination)
     if decision.kind == emergency.URI:
@@ -62,14 +78,18 @@ def emergency_call(router: Router, call: RouteRequest) -> Response | Targets | N
         except ParseError:
             return _refuse(call, 500, "Bad Emergency Destination")
         return None if router.is_local(req.uri) else send_out(router, call)
-    return pstn(router, call, decision.target, checked=True)
+    # a number is routed like a dialled one: national or international forms to E.164
+    return pstn(router, call, router.plan.normalise(decision.target) or decision.target, checked=True)
 
 
 def quick_dial(router: Router, call: RouteRequest) -> None:
     """A short number dialled by an account with a quick dial prefix becomes the full
-    address, when that is an account or alias here (the guide: 312080051 + 60)."""
+    address, when that is an account or alias here (the guide: 312080051 + 60).  An
+    emergency number is never completed: it is the next step's."""
     req = call.request
     if call.account is None or not router.is_local(req.uri):
+        return None
+    if emergency.is_emergency(req.uri.user or "", router.emergency_numbers):
         return None
     done = quickdial.complete(call.account, req.uri.user or "", req.uri.host.lower(), router.exists)
     if done is not None:
@@ -114,7 +134,7 @@ def pstn(router: Router, call: RouteRequest, e164: str | None = None, *,
     next carrier, on 408/5xx)."""
     req = call.request
     if not checked:
-        refused = _pstn_refusal(call)
+        refused = _pstn_refusal(router, call)
         if refused is not None:
             return refused
     hooked = router.hook("preprocess_pstn", call)
@@ -139,20 +159,25 @@ def pstn(router: Router, call: RouteRequest, e164: str | None = None, *,
         targets.append(Target(uri, Peer(gw.transport.lower(), host.strip("[]"), gw.port), ()))
     if not targets:
         return _refuse(call, 404, "No Route To Destination")
+    call.destination = "pstn"
     log.info("%s %s to the PSTN as %s: %d gateway(s) (call-id %s)", req.method, e164,
              targets[0].uri, len(targets), req.call_id)
     return Targets(targets, e164, router.outgoing_timeout, serial=True,
                    headers=router.caller_id(call))
 
 
-def _pstn_refusal(call: RouteRequest) -> Response | None:
-    """The PSTN authorization of the guide: accounts with PSTN access, trusted peers with
-    transit; nobody else."""
+def _pstn_refusal(router: Router, call: RouteRequest) -> Response | None:
+    """The PSTN authorization of the guide: accounts with PSTN access (and within their
+    monthly quota, a prepaid one with credit: :func:`sipproxy.auth.policy.pstn`), trusted
+    peers with transit; nobody else."""
     account, peer = call.account, call.trusted
     if account is not None:
-        if not account.pstn_access:
-            return _refuse(call, 403, "No PSTN Access")
-        return None
+        directory = router.directory
+        month_cost = getattr(directory, "month_cost", None)
+        refusal = policy.pstn(
+            account, month_cost=(lambda: month_cost(call.billing_party or account.sip_id))
+            if month_cost is not None else (lambda: 0))
+        return refuse(router, call, refusal) if refusal is not None else None
     if peer is not None and not call.gateway and getattr(peer, "transit", False):
         return None
     return _refuse(call, 403 if peer is not None else 404,
@@ -182,8 +207,9 @@ def send_out(router: Router, call: RouteRequest) -> Response | Targets:
     if not peers:
         return _refuse(call, 404 if req.uri.host and not is_ip(req.uri.host) else 502,
                        "Destination Not Found")
+    call.destination = "peer"
     return Targets([Target(None, p, ()) for p in peers], sip_id(req.uri), router.outgoing_timeout,
-                   serial=True, headers=router.caller_id(call))
+                   serial=True, headers=router.caller_id(call, trusted=False))
 
 
 def caller_id(account: Any, header: str) -> tuple[tuple[str, str], ...]:

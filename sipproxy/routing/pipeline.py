@@ -28,11 +28,13 @@ through the edge (:class:`sipproxy.proxy.interface.Edge`).
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sipproxy.routing import diversion, outbound
+from sipproxy.auth import policy
+from sipproxy.routing import diversion, lcr, outbound
 from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.routing.hookapi import HookAPI
 from sipproxy.routing.hooks import Hooks
@@ -44,10 +46,12 @@ from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
 
 log = logging.getLogger("sipproxy.routing")
 
-__all__ = ["Target", "Targets", "RouteRequest", "Router", "MAX_ALIAS_DEPTH"]
+__all__ = ["Target", "Targets", "RouteRequest", "Router", "MAX_ALIAS_CHAIN", "MAX_DEPTH"]
 
-#: aliases are followed this deep; a longer chain is treated as a loop
-MAX_ALIAS_DEPTH = 5
+#: an alias chain longer than this is refused like a loop (a provisioning mistake)
+MAX_ALIAS_CHAIN = 100
+#: the local user step is re-entered at most this deep (an ENUM result, a diversion target)
+MAX_DEPTH = 5
 
 Step = Callable[[RouteRequest], "Response | Targets | None"]
 
@@ -76,14 +80,23 @@ class Router:
         self.caller_id_header = caller_id_header
         #: at most this many diversions of one call (RFC 5806 counters)
         self.max_diversions = max_diversions
+        #: the INVITEs of a caller (a SipId) this process is forwarding and that are not
+        #: answered yet (the proxy's count, see sipproxy.proxy.callcount); the answered ones
+        #: are the directory's ``active_calls`` (the dialogs table, every worker and proxy)
+        self.in_progress: Callable[[str], int] = lambda caller: 0
+        #: the time (UTC) the accept rules are checked at
+        self.now: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC)
         self.steps: list[Step] = [
             self.preprocess_uri, self.incoming_pstn, self.quick_dial, self.emergency,
-            self.local_extensions, self.local_user, self.outbound,
+            self.authorize, self.local_extensions, self.local_user, self.outbound,
         ]
 
     def route(self, call: RouteRequest) -> Response | Targets:
-        if not call.billing_party and call.account is not None:
-            call.billing_party = call.account.sip_id
+        if not call.billing_party:  # the guide: the subscriber, else the peer or gateway
+            if call.account is not None:
+                call.billing_party = call.account.sip_id
+            elif call.trusted is not None:
+                call.billing_party = getattr(call.trusted, "billing_id", "") or call.inbound.source.host
         for step in self.steps:
             outcome = step(call)
             if outcome is not None:
@@ -156,15 +169,20 @@ class Router:
             return list(self.resolver.address(host))
         return []
 
-    def caller_id(self, call: RouteRequest) -> tuple[tuple[str, str], ...]:
-        """The caller id a local subscriber's call to the PSTN or another domain carries."""
+    def caller_id(self, call: RouteRequest, *, trusted: bool = True) -> tuple[tuple[str, str], ...]:
+        """The caller id a local subscriber's call to the PSTN or another domain carries.
+        ``trusted``: the destination is in our trust domain (RFC 3325: the PSTN gateways);
+        a caller asking for ``Privacy: id`` gets none asserted to the others."""
+        if not trusted and any("id" in (v.lower().replace(";", " ").split())
+                               for v in call.request.headers.getall("privacy")):
+            return ()
         return outbound.caller_id(call.account, self.caller_id_header)
 
     def send_out(self, call: RouteRequest) -> Response | Targets:
         return outbound.send_out(self, call)
 
-    def pstn(self, call: RouteRequest) -> Response | Targets:
-        return outbound.pstn(self, call)
+    def pstn(self, call: RouteRequest, *, checked: bool = False) -> Response | Targets:
+        return outbound.pstn(self, call, checked=checked)
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -172,15 +190,61 @@ class Router:
         return self.hook("preprocess_uri", call)
 
     def incoming_pstn(self, call: RouteRequest) -> Response | Targets | None:
+        """A trusted peer's or gateway's request: the ``handle_incoming_pstn`` hook, then a
+        trusted peer's own number rewriting (its provisioned ``strip`` and ``prefix``)."""
         if call.trusted is None:
             return None
-        return self.hook("handle_incoming_pstn", call)
+        hooked = self.hook("handle_incoming_pstn", call)
+        if hooked is not None:
+            return hooked
+        peer = call.trusted
+        user = call.request.uri.user
+        if not call.gateway and user and (peer.strip or peer.prefix):
+            uri = call.request.uri.copy()
+            uri.user = lcr.peer_number(peer, user)
+            call.request.uri = uri
+        return None
 
     def quick_dial(self, call: RouteRequest) -> None:
         return outbound.quick_dial(self, call)
 
     def emergency(self, call: RouteRequest) -> Response | Targets | None:
         return outbound.emergency_call(self, call)
+
+    def authorize(self, call: RouteRequest) -> Response | None:
+        """The outgoing authorization of a local subscriber's request (after emergency
+        numbers, which pass): blocked, barring prefixes on the destination's E.164 number,
+        and the call limit (:func:`sipproxy.auth.policy.outgoing`); the PSTN's own rules
+        (access, quota, prepaid credit) are :func:`outbound.pstn`'s."""
+        account = call.account
+        if account is None or call.emergency or call.trusted is not None:
+            return None
+        req = call.request
+        uri = req.uri
+        e164 = None
+        if account.barring_prefixes and (uri.scheme.lower() == "tel" or self.is_local(uri)):
+            e164 = self.plan.normalise_uri(uri)
+        refusal = policy.outgoing(account, e164=e164, call=req.method == "INVITE",
+                                  active_calls=lambda: self.active_calls(account.sip_id))
+        return outbound.refuse(self, call, refusal) if refusal is not None else None
+
+    def active_calls(self, caller: str) -> int:
+        """The calls ``caller`` has going: answered (the dialogs table, shared by every
+        worker and proxy) plus those this process forwards and that are not answered yet."""
+        counted = getattr(self.directory, "active_calls", None)
+        return (counted(caller) if counted is not None else 0) + self.in_progress(caller)
+
+    def incoming_refusal(self, call: RouteRequest, account: Any) -> Response | None:
+        """The incoming authorization of a call to local ``account``
+        (:func:`sipproxy.auth.policy.incoming`); a trusted peer's calls skip the ACL."""
+        req = call.request
+        if req.method != "INVITE":
+            return None
+        refusal = policy.incoming(account, source_ip=call.inbound.source.host, caller=str(req.from_.uri),
+                                  now=self.now(), check_acl=call.trusted is None)
+        if refusal is None:
+            return None
+        return outbound.refuse(self, call, refusal, who=str(req.from_.uri))
 
     def local_extensions(self, call: RouteRequest) -> Response | Targets | None:
         if not self.is_local(call.request.uri):
@@ -196,18 +260,23 @@ class Router:
         user, domain = req.uri.user, req.uri.host.lower()
         if not user:
             return make_response(req, 404, "Not Found", to_tag=new_tag())
-        for _ in range(MAX_ALIAS_DEPTH):
-            target = self.directory.alias(user, domain)
-            if target is None:
-                break
+        seen = {(user, domain)}
+        while (target := self.directory.alias(user, domain)) is not None:
             user, domain = target[0], target[1].lower()
+            if (user, domain) in seen or len(seen) > MAX_ALIAS_CHAIN:
+                log.warning("alias loop at %s@%s (call-id %s)", user, domain, req.call_id)
+                return make_response(req, 404, "Alias Loop", to_tag=new_tag())
+            seen.add((user, domain))
         account = self.directory.account(user, domain)
         if account is None:
             by_number = outbound.number(self, call) if depth == 0 else None
             return by_number or make_response(req, 404, "User Not Found", to_tag=new_tag())
+        refused = self.incoming_refusal(call, account)
+        if refused is not None:
+            return refused
         bindings = self.location.lookup(account.username, account.domain)
         diversions = self.data.diversions(account.username, account.domain) if self.data is not None else ()
-        if diversions and depth <= MAX_ALIAS_DEPTH:
+        if diversions and depth <= MAX_DEPTH:
             diverted = outbound.divert(self, call, account,
                                        diversion.condition_before_fork(diversions, bool(bindings)), depth)
             if diverted is not None:
@@ -226,10 +295,11 @@ class Router:
         if not targets:
             return make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag())
         after = None
-        if diversions and depth <= MAX_ALIAS_DEPTH:
+        if diversions and depth <= MAX_DEPTH:
             def after(statuses: list[int], ring_timeout_expired: bool) -> Response | Targets | None:
                 condition = diversion.condition_after_fork(statuses, ring_timeout_expired)
                 return outbound.divert(self, call, account, condition, depth)
+        call.destination = "endpoint"
         decided = Targets(targets, account.sip_id, account.timeout or None, after=after)
         hooked = self.hook("postprocess_request", call)
         return hooked if hooked is not None else decided

@@ -116,6 +116,29 @@ class Core:
         self._overload_timer: Any = None
         #: the DNS resolver for host names in URIs (sipproxy.runtime.dns; None: the system's)
         self.dns: Any = None
+        #: PIKE flood control (see enable_pike); None: off
+        self.pike: Any = None
+
+    # -- flood control (PIKE) -------------------------------------------------------------
+
+    def enable_pike(self, pike: Any) -> None:
+        """Drop the requests of a flooding source as they arrive, before parsing them
+        (``pike``: a :class:`sipproxy.auth.pike.Pike`, the decision); each worker counts
+        what the kernel gives it (SO_REUSEPORT hashes the sender's address)."""
+        self.pike = pike
+        self.transports.gate = self._pike_gate
+
+    def _pike_gate(self, inbound: Inbound) -> bool:
+        if inbound.data[:8] == b"SIP/2.0 ":  # responses are not counted
+            return False
+        verdict = self.pike.check(inbound.source.host, time.monotonic())
+        if verdict == 0:
+            return False
+        self.dropped += 1
+        if verdict == 1:
+            log.warning("pike: %s sent more than %d requests in %g s: blocked for %g s, its requests dropped",
+                        inbound.source.host, self.pike.requests, self.pike.window, self.pike.block)
+        return True
 
     # -- life cycle -----------------------------------------------------------------------
 

@@ -98,6 +98,9 @@ class Transports:
         self.handler = handler
         #: called in the receive loop before a datagram gets its greenlet; True: consumed
         self.prefilter: Callable[[Inbound], bool] | None = None
+        #: runs first for every message received from the network (not for those a sibling
+        #: worker hands over: counted where they arrived): True drops it (PIKE, see Core)
+        self.gate: Callable[[Inbound], bool] | None = None
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.reuse_port = reuse_port
@@ -199,11 +202,15 @@ class Transports:
 
     def _on_datagram(self, inbound: Inbound) -> None:
         """Handled in line in the receive lane (see :mod:`sipproxy.runtime.lanes`)."""
+        if self.gate is not None and self.gate(inbound):
+            return  # dropped at the edge (PIKE flood control), before any parsing
         if self.prefilter is not None and self.prefilter(inbound):
             return  # handed to the worker that owns the call
         self.handler(inbound)
 
     def _dispatch(self, inbound: Inbound) -> None:
+        if self.gate is not None and self.gate(inbound):
+            return
         try:
             self.handler(inbound)
         except Exception:  # a bug in a message must not take the transport down

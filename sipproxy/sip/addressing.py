@@ -47,8 +47,7 @@ class Peer(NamedTuple):
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
+        return address_text(self.transport, self.host, self.port)
 
     @classmethod
     def parse(cls, text: str) -> Peer:
@@ -71,8 +70,12 @@ class Listener:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
+        return address_text(self.transport, self.host, self.port)
+
+
+def address_text(transport: str, host: str, port: int) -> str:
+    """``transport:host:port``, an IPv6 host in brackets (how addresses are stored and logged)."""
+    return f"{transport}:[{host}]:{port}" if ":" in host else f"{transport}:{host}:{port}"
 
 
 def parse_listen(spec: str) -> Listener:

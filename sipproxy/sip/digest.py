@@ -110,10 +110,13 @@ def _regex_params(rest: str) -> dict[str, str] | None:
     """The parameters of ``rest`` read by the auth-param grammar (``_PARAM``), or ``None``."""
     params: dict[str, str] = {}
     pos = 0
-    # Each match must start where the previous one ended (what matching at ``pos`` in a
-    # loop would do, with the scanning done by the regex engine).
-    for m in _PARAM.finditer(rest):
-        if m.start() != pos:
+    end = len(rest)
+    match = _PARAM.match
+    # Each match is anchored where the previous one ended: a search (``finditer``) would
+    # try every later start position first, quadratic in the length of a value that fails
+    while pos < end:
+        m = match(rest, pos)
+        if m is None:
             return None
         name, raw = m.group(1, 2)
         name = name.lower()

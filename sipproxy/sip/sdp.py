@@ -207,11 +207,11 @@ def rewrite(sdp: str | bytes, ip: str, ports: list[dict[str, int]], ice: str = "
         if kind == "m":
             close_section()
             index += 1
-            parts = value.split(" ")
-            port_part = parts[1].split("/")
+            # the fields as `parse` found them (any white space between them, not just SP)
+            media_type, port_field, rest = value.split(None, 2)
+            port_part = port_field.split("/")
             port_part[0] = str(ports[index]["port"])
-            parts[1] = "/".join(port_part)
-            out.append("m=" + " ".join(parts))
+            out.append(f"m={media_type} {'/'.join(port_part)} {rest}")
             continue
         if kind == "c":
             addr = _connection_address(value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,36 +11,7 @@ from sipproxy.routing.hooks import HOOK_POINTS, HookError, Hooks
 from sipproxy.routing.pipeline import Router, RouteRequest, Targets
 from sipproxy.sip.addressing import Inbound, Listener, Peer
 from sipproxy.sip.parser import Response, parse_message
-
-
-class Directory:
-    def is_local_domain(self, domain: str) -> bool:
-        return domain.lower() == "example.com"
-
-    def alias(self, user, domain):  # noqa: ANN001, ANN201
-        return None
-
-    def account(self, user, domain):  # noqa: ANN001, ANN201
-        if (user, domain) == ("alice", "example.com"):
-            return SimpleNamespace(username="alice", domain="example.com", sip_id="alice@example.com",
-                                   timeout=35)
-        return None
-
-
-class Location:
-    def lookup(self, user, domain):  # noqa: ANN001, ANN201
-        return [SimpleNamespace(contact="sip:alice@192.0.2.50:5062", path=(), received="", behind_nat=False)]
-
-
-class Edge:
-    def is_me(self, host, port):  # noqa: ANN001, ANN201
-        return host == "127.0.0.1"
-
-    def resolve(self, uri):  # noqa: ANN001, ANN201
-        return Peer("udp", uri.host, uri.port or 5060)
-
-    def connected(self, peer):  # noqa: ANN001, ANN201
-        return False
+from tests.routing.test_pipeline import Directory, Edge, Location
 
 
 def _folder(tmp_path: Path, **hooks: str) -> Path:

@@ -34,8 +34,11 @@ class Directory:
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() == DOMAIN
 
+    aliases = {"sales": "alice", "desk": "sales", "loopa": "loopb", "loopb": "loopa"}
+
     def alias(self, user, domain):  # noqa: ANN001, ANN201
-        return ("alice", DOMAIN) if user == "sales" else None
+        target = self.aliases.get(user)
+        return (target, DOMAIN) if target else None
 
     def account(self, user, domain):  # noqa: ANN001, ANN201
         return _account(user) if user in self.accounts and domain == DOMAIN else None
@@ -86,7 +89,8 @@ LCR = LcrTable.build([
 class Data:
     peers = {"192.0.2.200": TrustedPeer("192.0.2.200", transit=True, originator=""),
              "192.0.2.201": TrustedPeer("192.0.2.201"),
-             "192.0.2.202": TrustedPeer("192.0.2.202", blocked=True)}
+             "192.0.2.202": TrustedPeer("192.0.2.202", blocked=True),
+             "192.0.2.203": TrustedPeer("192.0.2.203", strip=2, prefix="+31")}
 
     def trusted_peer(self, ip):  # noqa: ANN001, ANN201
         return self.peers.get(ip)
@@ -192,7 +196,7 @@ def test_who_may_go_to_the_pstn():
     transit = _route(_call(number, source="192.0.2.200"))
     assert isinstance(transit, Targets) and transit.serial and transit.headers == ()
     assert _status(_route(_call("sip:0209999999@example.com", account=_account(
-        "carol", groups=(GROUP_PSTN, "blocked"))))) == (403, "No PSTN Access")
+        "carol", groups=(GROUP_PSTN, "blocked"))))) == (403, "Account Blocked")
 
 
 def test_emergency_numbers_by_region():
@@ -242,3 +246,48 @@ def test_diversion_after_the_fork_when_busy():
     other = _call("sip:alice@example.com")
     assert _route(other).after([603], False) is None  # declined: no diversion
     assert str(other.request.uri) == "sip:alice@example.com"
+
+
+def test_a_trusted_peers_strip_and_prefix_make_its_numbers_routable():
+    call = _call("sip:99201234567@example.com", source="192.0.2.203")  # the PBX's "99" + national
+    out = _route(call)
+    assert isinstance(out, Targets) and out.callee == "alice@example.com"  # +31201234567 by ENUM
+
+
+def test_aliases_are_followed_through_any_depth_and_a_loop_is_refused():
+    out = _route(_call("sip:desk@example.com"))  # desk -> sales -> alice
+    assert isinstance(out, Targets) and out.callee == "alice@example.com"
+    assert _status(_route(_call("sip:loopa@example.com"))) == (404, "Alias Loop")
+
+
+def test_privacy_id_keeps_the_asserted_identity_inside_the_trust_domain():
+    """RFC 3325: the PSTN gateways are ours and get the identity (they withhold it); another
+    domain does not when the caller asked for Privacy: id."""
+    caller = _account("bob", groups=(GROUP_PSTN,))
+    pstn = _call("sip:0209999999@example.com", account=caller)
+    pstn.request.headers.add("Privacy", "id")
+    assert _route(pstn).headers == (("P-Asserted-Identity", "<sip:bob@example.com>"),)
+    out = _call("sip:carol@elsewhere.example", account=caller)
+    out.request.headers.add("Privacy", "id")
+    assert _route(out).headers == ()
+
+
+def test_the_result_names_the_guides_flow_and_the_billing_party():
+    flows = {}
+    for name, call in (
+        ("endpoint-to-endpoint", _call("sip:alice@example.com", account=_account("bob"))),
+        ("endpoint-to-pstn", _call("sip:0209999999@example.com", account=_account("bob", groups=(GROUP_PSTN,)))),
+        ("endpoint-to-peer", _call("sip:0207654321@example.com", account=_account("bob"))),
+        ("pstn-to-endpoint", _call("sip:0201234567@example.com", source="192.0.2.101")),
+        ("pbx-to-pstn", _call("sip:0209999999@example.com", source="192.0.2.200")),
+    ):
+        router = _router()
+        router.route(call)
+        flows[name] = (call.flow, call.billing_party)
+    assert flows == {
+        "endpoint-to-endpoint": ("endpoint-to-endpoint", "bob@example.com"),
+        "endpoint-to-pstn": ("endpoint-to-pstn", "bob@example.com"),
+        "endpoint-to-peer": ("endpoint-to-peer", "bob@example.com"),
+        "pstn-to-endpoint": ("pstn-to-endpoint", "192.0.2.101"),
+        "pbx-to-pstn": ("pbx-to-pstn", "192.0.2.200"),
+    }

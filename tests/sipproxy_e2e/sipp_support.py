@@ -76,15 +76,16 @@ class Sipp:
 
     def __init__(self, tmp: Path, name: str, scenario: str, proxy_port: int, *,
                  rows: list[str] | None = None, transport: str = "u1", port: int | None = None,
-                 server: bool = False, timeout: int = 15, extra: tuple[str, ...] = ()) -> None:
+                 server: bool = False, timeout: int = 15, extra: tuple[str, ...] = (),
+                 ip: str = "127.0.0.1") -> None:
         sipp = require_tool("sipp")
-        self.port = port or free_port()
+        self.port = port or free_port(host=ip)
         self.name = name
         self.tmp = tmp
         args = [sipp]
         if not server:
             args.append(f"127.0.0.1:{proxy_port}")
-        args += ["-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
+        args += ["-sf", str(SCENARIOS / scenario), "-i", ip, "-p", str(self.port),
                  "-t", transport, "-m", "1", "-nostdin", "-timeout", f"{timeout}s",
                  "-timeout_error", "-trace_err", "-trace_msg", "-message_file",
                  str(tmp / f"{name}.msg"), "-error_file", str(tmp / f"{name}.err"), *extra]
@@ -96,7 +97,7 @@ class Sipp:
         self.proc = subprocess.Popen(args, cwd=tmp, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         if server:
-            _wait_bound(self.port, transport)
+            _wait_bound(self.port, transport, ip)
 
     def wait(self, timeout: float = 30) -> int:
         try:
@@ -134,14 +135,14 @@ class Sipp:
         return "\n".join(out)
 
 
-def _wait_bound(port: int, transport: str, timeout: float = 10) -> None:
+def _wait_bound(port: int, transport: str, ip: str = "127.0.0.1", timeout: float = 10) -> None:
     """Until sipp has bound its port (a bind attempt on the same port fails)."""
     kind = socket.SOCK_DGRAM if transport.startswith("u") else socket.SOCK_STREAM
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = socket.socket(socket.AF_INET, kind)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((ip, port))
         except OSError:
             return
         finally:

@@ -275,3 +275,59 @@ def test_a_busy_callee_diverts_after_the_fork_and_the_call_completes_there():
         assert finals == [200]  # the 486 was not passed on
     finally:
         core.stop()
+
+
+def test_message_follows_the_invite_routing_to_aliases_and_enum():
+    """SIP MESSAGE (page mode, RFC 3428) takes the same routing as INVITE: an alias and an
+    E.164 number (ENUM) both reach alice's registered contact; no Record-Route (no dialog)."""
+    from sipproxy.routing.pipeline import Router
+    from sipproxy.sip.addressing import Inbound, Peer
+    from tests.routing.test_pipeline import Data, Location, Resolver
+    from tests.routing.test_pipeline import Directory as Accounts
+
+    core = Core(["udp:127.0.0.1:5070"])
+    sent = []
+    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    router = Router(Accounts(), Location(), core, data=Data(), resolver=Resolver())
+    core.tu = Proxy(core, Accounts(), SimpleNamespace(authenticator=None), None, router)
+    lst = core.transports.listeners[0]
+    phone = Peer("udp", "192.0.2.50", 5062)
+    try:
+        for n, uri in enumerate(("sip:sales@example.com", "sip:0201234567@example.com")):
+            message = (f"MESSAGE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKm{n}\r\n"
+                       f"From: <sip:carol@elsewhere.example>;tag=m\r\nTo: <{uri}>\r\n"
+                       f"Call-ID: message{n}@x\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n"
+                       "Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi").encode()
+            core.on_inbound(Inbound(message, Peer("udp", "192.0.2.1", 5060), lst))
+            forwarded = [parse_message(d) for d, to in sent if d.startswith(b"MESSAGE ") and to == phone]
+            assert len(forwarded) == n + 1
+            assert str(forwarded[-1].uri) == "sip:alice@192.0.2.50:5062" and forwarded[-1].body == b"hi"
+            assert not forwarded[-1].headers.getall("record-route")
+    finally:
+        core.stop()
+
+
+def test_a_silent_serial_target_is_given_up_after_the_failover_timeout():
+    """A gateway that sends nothing at all (not even 100) is counted as a 408 after
+    ``failover_timeout`` and the next one is tried at once; a 180 it sends later is CANCELled."""
+    from sipproxy.routing.pipeline import Target
+    from sipproxy.sip.addressing import Inbound, Peer
+    from sipproxy.sip.uri import parse_uri
+
+    gw1, gw2 = Peer("udp", "192.0.2.11", 5060), Peer("udp", "192.0.2.12", 5060)
+    core, sent = _serial_proxy([Target(parse_uri(f"sip:1@{gw.host}"), gw, ()) for gw in (gw1, gw2)])
+    timers = []
+    core.call_later = lambda delay, fn, *args: timers.append((delay, fn, args))
+    core.tu.failover_timeout = 5.0
+    lst = core.transports.listeners[0]
+    try:
+        core.on_inbound(Inbound(_invite_from_outside(), Peer("udp", "192.0.2.1", 5060), lst))
+        assert [to for d, to in sent if d.startswith(b"INVITE ")] == [gw1]
+        delay, fn, args = next(t for t in timers if t[0] == 5.0)
+        fn(*args)  # the failover timeout fires: gw1 never answered
+        assert [to for d, to in sent if d.startswith(b"INVITE ")] == [gw1, gw2]
+        first = [d for d, to in sent if d.startswith(b"INVITE ") and to == gw1][0]
+        core.on_inbound(Inbound(_answer(first, 180, "Ringing"), gw1, lst))
+        assert any(d.startswith(b"CANCEL ") and to == gw1 for d, to in sent)  # too late: cancelled
+    finally:
+        core.stop()
