@@ -96,7 +96,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     caller_id_header=section["caller_id_header"],
                     max_diversions=section["max_diversions"])
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
-                  failover_timeout=section["failover_timeout"])
+                  failover_timeout=section["failover_timeout"],
+                  events=_accounting(config, sessions, worker))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
 
@@ -106,6 +107,42 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                               trusted=lambda ip: router.trusted_source(ip)[0] is not None))
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
+
+
+def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
+    """The accounting at the proxy's seam when ``[radius] server`` is set (else None: the
+    proxy does no accounting work at all).  Worker 0 sends the queued records."""
+    from ngnpro.models.config import radius_servers
+
+    radius = config["radius"]
+    servers = radius_servers(radius)
+    if not servers:
+        return None
+    from sipproxy.accounting.radius import RadiusClient, RecordQueue
+    from sipproxy.accounting.service import Accounting
+    from sipproxy.accounting.store import AccountingStore
+
+    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"], retries=radius["retries"])
+    return Accounting(RecordQueue(radius["queue"]), client, AccountingStore(sessions),
+                      interim_interval=radius["interim_interval"],
+                      nas_identifier=radius["nas_identifier"], drain=worker == 0)
+
+
+def _check_radius_queue(config: Config) -> None:
+    """With RADIUS accounting on, the queue file must open (a configuration error if not)."""
+    from ngnpro.models.config import radius_servers
+
+    radius = config["radius"]
+    if not radius_servers(radius):
+        return
+    import sqlite3
+
+    from sipproxy.accounting.radius import RecordQueue
+
+    try:
+        RecordQueue(radius["queue"]).close()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"radius.queue: cannot open {radius['queue']!r}: {exc}") from None
 
 
 def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
@@ -133,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             if section[key] and not os.path.isfile(section[key]):
                 raise ConfigError(f"sipproxy.{key}: file {section[key]!r} not found")
         Hooks(section["siteconfig"])  # a broken site hook stops the start, in one line
+        _check_radius_queue(config)
     except (ConfigError, HookError) as exc:
         print(f"sipproxy: configuration error: {exc}", file=sys.stderr)
         return 2

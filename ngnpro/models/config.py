@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConfigError", "Config", "load_config", "parse_hostport", "DEFAULTS", "default_toml"]
+__all__ = ["ConfigError", "Config", "load_config", "parse_hostport", "radius_servers", "DEFAULTS",
+           "default_toml"]
 
 
 class ConfigError(Exception):
@@ -92,10 +93,6 @@ def _hostport(key: str, v: Any) -> str:
     return v
 
 
-def _optional_hostport(key: str, v: Any) -> str:
-    return v if v == "" else _hostport(key, v)
-
-
 def _sip_listen(key: str, v: Any) -> str:
     v = _str(key, v)
     proto, sep, rest = v.partition(":")
@@ -103,6 +100,41 @@ def _sip_listen(key: str, v: Any) -> str:
         raise ConfigError(f"{key}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT, got {v!r}")
     parse_hostport(rest, key)
     return v
+
+
+#: the RADIUS accounting port (RFC 2866), for a ``[radius] server`` given without one
+RADIUS_ACCT_PORT = 1813
+
+
+def _radius_host(key: str, v: Any) -> tuple[str, int]:
+    v = _str(key, v).strip()
+    if not v:
+        raise ConfigError(f"{key}: empty server address")
+    bare = v[1:-1] if v.startswith("[") and v.endswith("]") else v
+    if ":" not in v or (v.count(":") > 1 and not v.startswith("[")):  # HOST, or a bare IPv6 address
+        return bare, RADIUS_ACCT_PORT
+    return parse_hostport(v, key)
+
+
+def _radius_server(key: str, v: Any) -> str | list[str]:
+    """``[radius] server``: "" (no RADIUS accounting), one HOST[:PORT], or a list of them
+    (failover in order); the port defaults to 1813."""
+    if isinstance(v, str):
+        if v.strip():
+            _radius_host(key, v)
+        return v
+    if isinstance(v, list):
+        for i, item in enumerate(v):
+            _radius_host(f"{key}[{i}]", item)
+        return v
+    raise ConfigError(f"{key}: expected HOST[:PORT] or a list of them, got {type(v).__name__}")
+
+
+def radius_servers(section: dict[str, Any]) -> list[tuple[str, int]]:
+    """The ``[radius] server`` setting as (host, port) pairs, in failover order."""
+    value = section["server"]
+    items = [value] if isinstance(value, str) else list(value)
+    return [_radius_host("radius.server", x) for x in items if x.strip()]
 
 
 def _ip(key: str, v: Any) -> str:
@@ -271,9 +303,13 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "kernel_forwarding": (False, _bool),
     },
     "radius": {
-        "server": ("", _optional_hostport),
+        "server": ("", _radius_server),
         "secret": ("", _str),
         "nas_identifier": ("msp", _str),
+        "timeout": (2.0, _seconds(0.05, 60)),
+        "retries": (2, _int(0, 10)),
+        "interim_interval": (0, _int(0, 86400)),
+        "queue": ("var/radius-queue.sqlite", _str),
     },
 }
 
@@ -317,6 +353,11 @@ def validate(raw: dict[str, Any], path: str | None = None) -> Config:
             if key not in SCHEMA[section]:
                 raise ConfigError(f"unknown key {section}.{key}")
             data[section][key] = SCHEMA[section][key][1](f"{section}.{key}", value)
+    radius = data["radius"]
+    if radius_servers(radius) and not radius["secret"]:
+        raise ConfigError("radius.secret: a RADIUS server is set but no shared secret")
+    if radius_servers(radius) and not radius["queue"].strip():
+        raise ConfigError("radius.queue: a RADIUS server is set but no queue file")
     return Config(data, path)
 
 

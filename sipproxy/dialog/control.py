@@ -22,8 +22,8 @@ Each BYE is built as a UAC builds a request within a dialog (RFC 3261 12.2.1.1, 
 
 :func:`end_call_requests` is that construction, plain code with no I/O.  :class:`CallControl`
 is the proxy's side: it finds the call in the ``dialogs`` table, sends the two BYEs as
-non-INVITE client transactions, deletes the row, releases the media relay session and logs
-one line.  Usage::
+non-INVITE client transactions, deletes the row, releases the media relay session, tells
+the accounting (``proxy.events``, the call's Stop) and logs one line.  Usage::
 
     calls = CallControl(proxy)                 # Proxy does this, as ``proxy.calls``
     calls.note_request(req)                    # every in-dialog request the proxy relays
@@ -200,11 +200,16 @@ class CallControl:
             ended += 1
             log.info("call %s -> %s ended by the proxy: %s (BYE to %s, call-id %s)",
                      row.caller, row.callee, reason.text, " and ".join(sent) or "nobody", call_id)
-        media = proxy.media
+        media, summary = proxy.media, None
         if media is not None:
             end = getattr(media, "end", None)
             if end is not None:
-                end(call_id, media_reason or reason.text.lower())
+                summary = end(call_id, media_reason or reason.text.lower())
+        events = getattr(proxy, "events", None)
+        if events is not None:  # accounting: the Stop of each call ended here
+            for row in rows:
+                events.ended_by_proxy(row.call_id, row.from_tag, row.to_tag, reason.text, summary)
+                summary = None
         if not rows:
             log.info("call-id %s: %s, but no established call to end", call_id, reason.text)
         return ended

@@ -46,7 +46,7 @@ class Context:
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
                  "server_done", "pending", "record_route", "headers", "strip_caller_id", "after",
-                 "__weakref__")
+                 "billing_party", "__weakref__")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -76,6 +76,8 @@ class Context:
         #: when no branch answered 2xx: what to try next (call diversion), see
         #: sipproxy.routing.decision.Targets.after
         self.after: Any = None
+        #: who pays for the call (routing's decision; empty: the caller), for accounting
+        self.billing_party = ""
 
 
 def best_response(responses: list[Response]) -> Response:

@@ -67,7 +67,7 @@ class Proxy:
     """The proxy's request side; I/O goes through ``edge``, routing through ``router``."""
 
     def __init__(self, edge: Edge, directory: Any, registrar: Any, dialogs: Any, router: Router,
-                 *, media: Any = None, failover_timeout: float = 0.0) -> None:
+                 *, media: Any = None, failover_timeout: float = 0.0, events: Any = None) -> None:
         self.edge = edge
         self.directory = directory
         self.registrar = registrar
@@ -78,6 +78,9 @@ class Proxy:
         #: its transaction times out)
         self.failover_timeout = failover_timeout
         self.media = media  # the media relay seam: see _media_* below
+        #: the accounting seam (sipproxy.accounting.service.Accounting), None: no accounting;
+        #: told of answered, ended and failed calls (here, in Responses and in CallControl)
+        self.events = events
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
         #: unanswered INVITEs per caller, for the call limit (routing's authorize step)
         self.in_progress = CallsInProgress()
@@ -212,8 +215,10 @@ class Proxy:
         if req.method == "INVITE":
             self._media_offer(req)  # a re-INVITE may move the media
         elif req.method == "BYE":
-            self._media_release(req)
+            media = self._media_release(req)
             self.dialogs.ended(req.call_id or "", req.from_.tag or "", req.to.tag or "")
+            if self.events is not None:
+                self.events.ended(req, media)
         ctx = Context(req, txn, inbound, sip_id(req.from_.uri), sip_id(req.to.uri))
         txn.user_data = ctx
         if not self._start_branches(ctx, [Target(None, dest, ())]):
@@ -227,7 +232,8 @@ class Proxy:
         call = RouteRequest(req, inbound, None, False)
         hooked = self.router.preprocess_request(call)
         if hooked is not None:
-            return self._follow(req, txn, inbound, hooked, sip_id(req.from_.uri), False)
+            return self._follow(req, txn, inbound, hooked, sip_id(req.from_.uri), False,
+                                billing_party=call.billing_party)
         from_uri, ruri = req.from_.uri, req.uri
         from_local = bool(from_uri.is_sip and from_uri.host and self.directory.is_local_domain(from_uri.host))
         to_local = bool(ruri.is_sip and (self.directory.is_local_domain(ruri.host)
@@ -266,29 +272,32 @@ class Proxy:
             return self._proxy(req, txn, inbound, Targets([Target(None, dest, ())], str(req.uri)), caller,
                                consumed_credentials=True)
         call.account, call.to_local, call.trusted, call.gateway = account, to_local, trusted, gateway
-        if trusted is not None:
-            call.billing_party = getattr(trusted, "billing_id", "") or inbound.source.host
-        return self._follow(req, txn, inbound, self.router.route(call), caller, account is not None,
-                            keep_caller_id=trusted is not None)
+        outcome = self.router.route(call)
+        return self._follow(req, txn, inbound, outcome, caller, account is not None,
+                            keep_caller_id=trusted is not None, billing_party=call.billing_party)
 
     def _follow(self, req: Request, txn: Transaction, inbound: Inbound,
                 outcome: Response | Targets, caller: str, consumed_credentials: bool,
-                keep_caller_id: bool = False) -> Response | None:
+                keep_caller_id: bool = False, billing_party: str = "") -> Response | None:
         """Carry out a routing decision: answer, or forward to its targets.  Caller-id
         headers (P-Asserted-Identity, Remote-Party-ID) are kept only from trusted peers and
-        gateways (RFC 3325: the identity asserted is ours to assert)."""
+        gateways (RFC 3325: the identity asserted is ours to assert).  An INVITE that
+        routing refuses is accounted as a failed (missed) call."""
         if isinstance(outcome, Response):
+            if self.events is not None and req.method == "INVITE" and outcome.status >= 300:
+                self.events.failed(req, inbound, outcome, caller, sip_id(req.uri), billing_party)
             return outcome
         return self._proxy(req, txn, inbound, outcome, caller, consumed_credentials=consumed_credentials,
-                           strip_caller_id=not keep_caller_id)
+                           strip_caller_id=not keep_caller_id, billing_party=billing_party)
 
     # -- forwarding (16.6) --------------------------------------------------------------
 
     def _proxy(self, req: Request, txn: Transaction, inbound: Inbound, decided: Targets,
                caller: str, consumed_credentials: bool = False,
-               strip_caller_id: bool = False) -> Response | None:
+               strip_caller_id: bool = False, billing_party: str = "") -> Response | None:
         """Forward ``req`` to the targets routing ``decided`` on (see :meth:`forward`)."""
         ctx = Context(req, txn, inbound, caller, decided.callee)
+        ctx.billing_party = billing_party
         ctx.consumed_credentials = consumed_credentials
         ctx.record_route = req.method in DIALOG_METHODS
         ctx.strip_caller_id = strip_caller_id
@@ -465,9 +474,11 @@ class Proxy:
         if self.media is not None:
             self.media.ack(self, req)
 
-    def _media_release(self, req: Request) -> None:
+    def _media_release(self, req: Request) -> dict | None:
+        """Release the call's relay session; its media summary (None: none)."""
         if self.media is not None:
-            self.media.release(self, req)
+            return self.media.release(self, req)
+        return None
 
 
 _RR: dict[Any, str] = {}

@@ -55,6 +55,7 @@ class Responses:
         self.edge = edge
         self.media = proxy.media
         self.dialogs = proxy.dialogs
+        self.events = proxy.events  # accounting (None: off)
         # bound once: these run for every response
         self._respond = edge.respond
         self._media_release = proxy._media_release
@@ -187,6 +188,10 @@ class Responses:
             self._media_release(ctx.request)
         self._respond(ctx.txn, response)
         self._call_log(ctx, response)
+        if self.events is not None and response.status >= 300 and ctx.request.method == "INVITE" \
+                and ctx.request.to.tag is None:
+            self.events.failed(ctx.request, ctx.inbound, response, ctx.caller, ctx.callee, ctx.billing_party,
+                               str(ctx.branches[-1].request.uri) if ctx.branches else "")
         self.release(ctx)
 
     @staticmethod
@@ -255,6 +260,8 @@ class Responses:
         except ParseError:
             return
         self.dialogs.confirmed(info)
+        if self.events is not None:
+            self.events.answered(info, ctx, branch, response)
 
     # -- media relay seam (the answer side; the offer side is the proxy's) --------------
 

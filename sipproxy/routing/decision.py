@@ -46,7 +46,8 @@ class Targets(NamedTuple):
 
 @dataclass(slots=True)
 class RouteRequest:
-    """What the steps know of the request being routed."""
+    """What the steps know of the request being routed, and (for accounting) what routing
+    made of it: the billing party and the flow."""
 
     request: Request
     inbound: Inbound
@@ -60,5 +61,23 @@ class RouteRequest:
     trusted: Any = None
     #: it came from one of the LCR's PSTN gateways (an incoming PSTN call)
     gateway: bool = False
+    #: where routing sent it: "endpoint" (a local user's contacts), "pstn" (through LCR) or
+    #: "peer" (another domain: a PBX, another operator); "" until decided
+    destination: str = ""
     #: an emergency number was dialled: no authorization rule refuses it
     emergency: bool = False
+
+    @property
+    def flow(self) -> str:
+        """The routing guide's call flow: ``<source>-to-<destination>``, the source being
+        ``endpoint`` (a subscriber), ``pbx`` (a trusted peer), ``pstn`` (a gateway) or
+        ``outside`` (anyone else)."""
+        if self.gateway:
+            source = "pstn"
+        elif self.trusted is not None:
+            source = "pbx"
+        elif self.account is not None:
+            source = "endpoint"
+        else:
+            source = "outside"
+        return f"{source}-to-{self.destination or 'nowhere'}"

@@ -159,6 +159,7 @@ def pstn(router: Router, call: RouteRequest, e164: str | None = None, *,
         targets.append(Target(uri, Peer(gw.transport.lower(), host.strip("[]"), gw.port), ()))
     if not targets:
         return _refuse(call, 404, "No Route To Destination")
+    call.destination = "pstn"
     log.info("%s %s to the PSTN as %s: %d gateway(s) (call-id %s)", req.method, e164,
              targets[0].uri, len(targets), req.call_id)
     return Targets(targets, e164, router.outgoing_timeout, serial=True,
@@ -206,6 +207,7 @@ def send_out(router: Router, call: RouteRequest) -> Response | Targets:
     if not peers:
         return _refuse(call, 404 if req.uri.host and not is_ip(req.uri.host) else 502,
                        "Destination Not Found")
+    call.destination = "peer"
     return Targets([Target(None, p, ()) for p in peers], sip_id(req.uri), router.outgoing_timeout,
                    serial=True, headers=router.caller_id(call, trusted=False))
 

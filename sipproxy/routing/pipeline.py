@@ -92,8 +92,11 @@ class Router:
         ]
 
     def route(self, call: RouteRequest) -> Response | Targets:
-        if not call.billing_party and call.account is not None:
-            call.billing_party = call.account.sip_id
+        if not call.billing_party:  # the guide: the subscriber, else the peer or gateway
+            if call.account is not None:
+                call.billing_party = call.account.sip_id
+            elif call.trusted is not None:
+                call.billing_party = getattr(call.trusted, "billing_id", "") or call.inbound.source.host
         for step in self.steps:
             outcome = step(call)
             if outcome is not None:
@@ -296,6 +299,7 @@ class Router:
             def after(statuses: list[int], ring_timeout_expired: bool) -> Response | Targets | None:
                 condition = diversion.condition_after_fork(statuses, ring_timeout_expired)
                 return outbound.divert(self, call, account, condition, depth)
+        call.destination = "endpoint"
         decided = Targets(targets, account.sip_id, account.timeout or None, after=after)
         hooked = self.hook("postprocess_request", call)
         return hooked if hooked is not None else decided

@@ -127,6 +127,9 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
     routing.start()
     location.start()
     dialogs.start()
+    accounting = getattr(_proxy, "events", None)  # sipproxy.accounting.service.Accounting
+    if accounting is not None:
+        accounting.start()
     core.start()
     log.info("listening on %s", ", ".join(str(lst) for lst in core.transports.listeners))
     done = gevent.event.Event()
@@ -139,6 +142,8 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
     signal.alarm(int(STOP_GRACE) + 5)  # even if the hub itself is stuck (SIGALRM ends us)
     core.stop()
     dialogs.stop()
+    if accounting is not None:
+        accounting.stop()  # what is not sent yet stays in the queue file for the next start
     directory.stop()
     routing.stop()
     location.stop()

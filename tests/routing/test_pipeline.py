@@ -270,3 +270,24 @@ def test_privacy_id_keeps_the_asserted_identity_inside_the_trust_domain():
     out = _call("sip:carol@elsewhere.example", account=caller)
     out.request.headers.add("Privacy", "id")
     assert _route(out).headers == ()
+
+
+def test_the_result_names_the_guides_flow_and_the_billing_party():
+    flows = {}
+    for name, call in (
+        ("endpoint-to-endpoint", _call("sip:alice@example.com", account=_account("bob"))),
+        ("endpoint-to-pstn", _call("sip:0209999999@example.com", account=_account("bob", groups=(GROUP_PSTN,)))),
+        ("endpoint-to-peer", _call("sip:0207654321@example.com", account=_account("bob"))),
+        ("pstn-to-endpoint", _call("sip:0201234567@example.com", source="192.0.2.101")),
+        ("pbx-to-pstn", _call("sip:0209999999@example.com", source="192.0.2.200")),
+    ):
+        router = _router()
+        router.route(call)
+        flows[name] = (call.flow, call.billing_party)
+    assert flows == {
+        "endpoint-to-endpoint": ("endpoint-to-endpoint", "bob@example.com"),
+        "endpoint-to-pstn": ("endpoint-to-pstn", "bob@example.com"),
+        "endpoint-to-peer": ("endpoint-to-peer", "bob@example.com"),
+        "pstn-to-endpoint": ("pstn-to-endpoint", "192.0.2.101"),
+        "pbx-to-pstn": ("pbx-to-pstn", "192.0.2.200"),
+    }
