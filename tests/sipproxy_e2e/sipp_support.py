@@ -58,11 +58,23 @@ class ProxyProcess:
             self.service = Service("sipproxy", self.config)
             try:
                 self.service.wait_tcp("127.0.0.1", self.port)
+                self._wait_workers(int(extra.get("workers", 1)))  # type: ignore[call-overload]
                 return
             except RuntimeError:
                 self.service.stop()
                 if port or attempt == 2 or "in use" not in self.output():
                     raise
+
+    def _wait_workers(self, workers: int, timeout: float = 30.0) -> None:
+        """Until every worker listens: a client whose first packet reached a worker while
+        its siblings were still starting would land on another one once they all bind
+        (SO_REUSEPORT spreads by the sender's address over the sockets bound), and a nonce
+        is only its issuer's (stale=true elsewhere, which sipp does not answer)."""
+        deadline = time.monotonic() + timeout
+        while self.output().count("INFO listening on ") < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every sipproxy worker is listening:\n{self.output()[-2000:]}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.service.stop()
