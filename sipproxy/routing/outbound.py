@@ -246,6 +246,15 @@ def divert(router: Router, call: RouteRequest, account: Any, condition: str | No
         log.info("call %s to %s: %s, not diverted (%s)", req.call_id, account.sip_id, condition,
                  getattr(decided, "why", "no voicemail server"))
         return None
+    if decided.kind == diversion.NUMBER:
+        # the diverting account pays: the PSTN's rules (quota, prepaid credit) are its own
+        month_cost = getattr(router.directory, "month_cost", None)
+        refusal = policy.pstn(account, month_cost=(lambda: month_cost(account.sip_id))
+                              if month_cost is not None else (lambda: 0))
+        if refusal is not None:
+            log.info("call %s to %s: %s, not diverted (%s)", req.call_id, account.sip_id, condition,
+                     refusal.reason)
+            return None
     try:
         target = parse_uri(decided.uri)
     except ParseError:

@@ -20,6 +20,7 @@ noanswer       FNOA -> target (ring timeout 3 s)          rings until cancelled
 unavail        FUNV -> target                             480 or 503
 topstn         FBUS -> sip:0201234567@example.com         486 (free-pstn: may divert there)
 nopstn         FBUS -> sip:0201234567@example.com         486 (no PSTN access: not diverted)
+broke          FBUS -> sip:0201234567@example.com         486 (prepaid, no credit: not diverted)
 =============  =========================================  ==================================
 
 The PSTN: carrier "gw", its gateway a sipp at 127.0.0.11, the route 0031.  ``msg-alias`` is
@@ -57,7 +58,7 @@ NUMBER = "0201234567"  # national: +31201234567, 0031201234567 towards the gatew
 TO_TARGET = f"sip:target@{DOMAIN}"
 TO_NUMBER = f"sip:{NUMBER}@{DOMAIN}"
 
-#: account -> (groups, ring timeout, diversions)
+#: account -> (groups, ring timeout, diversions); ``broke`` is prepaid (balance 0)
 ACCOUNTS: dict[str, tuple[list[str], int | None, dict[str, str]]] = {
     "anna": ([], None, {}),
     "target": ([], None, {}),
@@ -68,8 +69,9 @@ ACCOUNTS: dict[str, tuple[list[str], int | None, dict[str, str]]] = {
     "unavail": ([], None, {"FUNV": TO_TARGET}),
     "topstn": (["free-pstn"], None, {"FBUS": TO_NUMBER}),
     "nopstn": ([], None, {"FBUS": TO_NUMBER}),
+    "broke": ([], None, {"FBUS": TO_NUMBER}),
 }
-PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn")
+PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn", "broke")
 
 
 def _password(user: str) -> str:
@@ -83,7 +85,7 @@ def provision(url: str, gateway_port: int) -> None:
         for user, (groups, timeout, diversions) in ACCOUNTS.items():
             sip_id = t.SipId(username=user, domain=DOMAIN)
             _do(sessions, add_account, t.SipAccount(id=sip_id, password=_password(user), groups=groups,
-                                                    timeout=timeout))
+                                                    timeout=timeout, prepaid=int(user == "broke")))
             if diversions:
                 _do(sessions, set_call_diversions, sip_id, t.CallDiversions(**diversions))
         _do(sessions, add_alias, t.SipAlias(id=t.SipId(username="msg-alias", domain=DOMAIN),
@@ -218,14 +220,15 @@ def test_busy_diversion_to_a_pstn_number_through_lcr(net, tmp_path):
     assert _header(invite, "Diversion") == [f"<sip:topstn@{DOMAIN}>;reason=user-busy;counter=1"]
 
 
-def test_diversion_to_a_pstn_number_without_pstn_access_is_refused(net, tmp_path):
-    """nopstn has no PSTN access: no diversion to its number target, the caller gets the
-    phone's 486 and no gateway is tried."""
-    busy = _failing(tmp_path, net, "nopstn", 486, "Busy Here")
-    uac = _call(tmp_path, net, "nopstn", "e2e_uac_busy.xml")
+@pytest.mark.parametrize(("user", "why"), [("nopstn", "no PSTN access"), ("broke", "Insufficient Credit")])
+def test_diversion_to_a_pstn_number_the_account_may_not_pay_is_refused(net, tmp_path, user, why):
+    """nopstn has no PSTN access, broke is prepaid without credit: no diversion to their
+    number target, the caller gets the phone's 486 and no gateway is tried."""
+    busy = _failing(tmp_path, net, user, 486, "Busy Here")
+    uac = _call(tmp_path, net, user, "e2e_uac_busy.xml")
     _ok(uac, busy, net=net)
     assert ("2 INVITE", 486) in uac.finals()
-    assert f"to nopstn@{DOMAIN}: FBUS, not diverted (no PSTN access)" in net.since()
+    assert f"to {user}@{DOMAIN}: FBUS, not diverted ({why})" in net.since()
     assert f"{GATEWAY}:{net.ports['gw']}" not in net.since()
 
 
