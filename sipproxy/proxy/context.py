@@ -46,7 +46,7 @@ class Context:
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
                  "server_done", "pending", "record_route", "headers", "strip_caller_id", "after",
-                 "__weakref__")
+                 "fork_start", "__weakref__")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -76,6 +76,10 @@ class Context:
         #: when no branch answered 2xx: what to try next (call diversion), see
         #: sipproxy.routing.decision.Targets.after
         self.after: Any = None
+        #: the first branch of the current target set: after a call diversion, the answers
+        #: of the fork it diverted from were acted on and no longer compete (like a 3xx
+        #: recursed on, 16.7 step 4)
+        self.fork_start = 0
 
 
 def best_response(responses: list[Response]) -> Response:

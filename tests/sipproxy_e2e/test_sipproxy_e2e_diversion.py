@@ -248,3 +248,16 @@ def test_message_to_a_registered_user(net, tmp_path, to_user):
     assert _ruri(message).startswith(f"sip:target@127.0.0.1:{net.ports['target']}")
     assert _header(message, "From")[0].startswith(f"<sip:anna@{DOMAIN}>")
     assert "Hello from anna" in (tmp_path / "target.msg").read_text(errors="replace")
+
+
+def test_caller_cancels_while_the_diverted_call_rings(net, tmp_path):
+    """busy's phone answers 486, target's rings: the caller's CANCEL reaches target's phone
+    (not busy's, already done) and the caller gets 487."""
+    busy = _failing(tmp_path, net, "busy", 486, "Busy Here")
+    target = _phone(tmp_path, net, "target", "e2e_uas_ring.xml")
+    uac = _call(tmp_path, net, "busy", "e2e_uac_cancel.xml")
+    _ok(uac, busy, target, net=net)
+    assert ("2 INVITE", 487) in uac.finals()
+    (invite,) = _received(target)
+    assert _header(invite, "Diversion") == [f"<sip:busy@{DOMAIN}>;reason=user-busy;counter=1"]
+    assert len(_received(target, "CANCEL")) == 1 and not _received(busy, "CANCEL")
