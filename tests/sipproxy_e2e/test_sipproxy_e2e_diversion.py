@@ -21,6 +21,8 @@ unavail        FUNV -> target                             480 or 503
 topstn         FBUS -> sip:0201234567@example.com         486 (free-pstn: may divert there)
 nopstn         FBUS -> sip:0201234567@example.com         486 (no PSTN access: not diverted)
 broke          FBUS -> sip:0201234567@example.com         486 (prepaid, no credit: not diverted)
+relay          FUNV -> chain                              480
+chain          FBUS -> target                             486
 =============  =========================================  ==================================
 
 The PSTN: carrier "gw", its gateway a sipp at 127.0.0.11, the route 0031.  ``msg-alias`` is
@@ -70,8 +72,10 @@ ACCOUNTS: dict[str, tuple[list[str], int | None, dict[str, str]]] = {
     "topstn": (["free-pstn"], None, {"FBUS": TO_NUMBER}),
     "nopstn": ([], None, {"FBUS": TO_NUMBER}),
     "broke": ([], None, {"FBUS": TO_NUMBER}),
+    "relay": ([], None, {"FUNV": f"sip:chain@{DOMAIN}"}),
+    "chain": ([], None, {"FBUS": TO_TARGET}),
 }
-PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn", "broke")
+PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn", "broke", "relay", "chain")
 
 
 def _password(user: str) -> str:
@@ -133,7 +137,7 @@ def _phone(tmp, net: Platform, user: str, scenario: str = "e2e_uas.xml") -> Sipp
 
 def _failing(tmp, net: Platform, user: str, status: int, reason: str) -> Sipp:
     """``user``'s phone, answering ``status`` ``reason`` (a copy of the template scenario)."""
-    scenario = tmp / f"uas-{status}.xml"
+    scenario = tmp / f"uas-{user}-{status}.xml"
     scenario.write_text((SCENARIOS / "div_uas_fail.xml").read_text().replace("STATUS REASON", f"{status} {reason}"))
     return _phone(tmp, net, user, str(scenario))
 
@@ -148,17 +152,19 @@ def _call(tmp, net: Platform, to_user: str, scenario: str = "flow_uac.xml") -> S
     return Sipp(tmp, "anna", scenario, net.port, rows=[row])
 
 
-def _diverted_to_target(tmp, net: Platform, diverting: str, reason: str, *phones: Sipp) -> str:
+def _diverted_to_target(tmp, net: Platform, diverting: str, reason: str, *phones: Sipp, via: str = "") -> str:
     """anna's call to ``diverting`` is answered by target's phone, whose INVITE carries the
-    Diversion header of ``diverting`` with ``reason``; target's INVITE block is answered."""
+    Diversion header of ``diverting`` with ``reason`` (``via``: diverted again by that
+    account, its header on top); target's INVITE block is answered."""
     target = _phone(tmp, net, "target")
     uac = _call(tmp, net, diverting)
     _ok(uac, target, *phones, net=net)
     assert uac.finals() == {("1 INVITE", 407), ("2 INVITE", 200), ("3 BYE", 200)}, uac.report()
     (invite,) = _received(target)
     assert _ruri(invite).startswith(f"sip:target@127.0.0.1:{net.ports['target']}")
-    assert _header(invite, "Diversion") == [f"<sip:{diverting}@{DOMAIN}>;reason={reason};counter=1"]
-    assert f"diverted ({reason}) to sip:target@{DOMAIN}" in net.since()
+    if not via:
+        assert _header(invite, "Diversion") == [f"<sip:{diverting}@{DOMAIN}>;reason={reason};counter=1"]
+        assert f"diverted ({reason}) to sip:target@{DOMAIN}" in net.since()
     return invite
 
 
@@ -261,3 +267,16 @@ def test_caller_cancels_while_the_diverted_call_rings(net, tmp_path):
     (invite,) = _received(target)
     assert _header(invite, "Diversion") == [f"<sip:busy@{DOMAIN}>;reason=user-busy;counter=1"]
     assert len(_received(target, "CANCEL")) == 1 and not _received(busy, "CANCEL")
+
+
+def test_diversion_of_a_diverted_call(net, tmp_path):
+    """relay's phone answers 480 (FUNV -> chain), chain's 486 (FBUS -> target): chain's
+    condition is its own fork's (busy), and target's INVITE has both Diversion headers,
+    the newest on top."""
+    relay = _failing(tmp_path, net, "relay", 480, "Temporarily Unavailable")
+    chain = _failing(tmp_path, net, "chain", 486, "Busy Here")
+    invite = _diverted_to_target(tmp_path, net, "relay", "unavailable", relay, chain, via="chain")
+    assert _header(invite, "Diversion") == [f"<sip:chain@{DOMAIN}>;reason=user-busy;counter=1",
+                                            f"<sip:relay@{DOMAIN}>;reason=unavailable;counter=1"]
+    (to_chain,) = _received(chain)
+    assert _header(to_chain, "Diversion") == [f"<sip:relay@{DOMAIN}>;reason=unavailable;counter=1"]
