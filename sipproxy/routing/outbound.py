@@ -246,19 +246,21 @@ def divert(router: Router, call: RouteRequest, account: Any, condition: str | No
         log.info("call %s to %s: %s, not diverted (%s)", req.call_id, account.sip_id, condition,
                  getattr(decided, "why", "no voicemail server"))
         return None
-    if decided.kind == diversion.NUMBER:
-        # the diverting account pays: the PSTN's rules (quota, prepaid credit) are its own
-        month_cost = getattr(router.directory, "month_cost", None)
-        refusal = policy.pstn(account, month_cost=(lambda: month_cost(account.sip_id))
-                              if month_cost is not None else (lambda: 0))
-        if refusal is not None:
-            log.info("call %s to %s: %s, not diverted (%s)", req.call_id, account.sip_id, condition,
-                     refusal.reason)
-            return None
     try:
         target = parse_uri(decided.uri)
     except ParseError:
         return None
+    if decided.kind == diversion.NUMBER:
+        # the diverting account pays: its barring prefixes and the PSTN's rules (quota,
+        # prepaid credit) are its own
+        month_cost = getattr(router.directory, "month_cost", None)
+        refusal = policy.outgoing(account, e164=router.plan.normalise_uri(target), call=False,
+                                  active_calls=lambda: 0) or policy.pstn(
+            account, month_cost=(lambda: month_cost(account.sip_id)) if month_cost is not None else (lambda: 0))
+        if refusal is not None:
+            log.info("call %s to %s: %s, not diverted (%s)", req.call_id, account.sip_id, condition,
+                     refusal.reason)
+            return None
     req.headers.add("Diversion", decided.header, top=True)
     req.uri = target
     call.billing_party = account.sip_id

@@ -21,6 +21,7 @@ unavail        FUNV -> target                             480 or 503
 topstn         FBUS -> sip:0201234567@example.com         486 (free-pstn: may divert there)
 nopstn         FBUS -> sip:0201234567@example.com         486 (no PSTN access: not diverted)
 broke          FBUS -> sip:0201234567@example.com         486 (prepaid, no credit: not diverted)
+barred         FBUS -> sip:0900123456@example.com         486 (free-pstn, +31900 barred: not diverted)
 relay          FUNV -> chain                              480
 chain          FBUS -> target                             486
 =============  =========================================  ==================================
@@ -39,7 +40,7 @@ from ngnpro.pstn_types import Carrier, Gateway, Route
 from ngnpro.sip_accounts import add_account
 from ngnpro.sip_aliases import add_alias
 from ngnpro.sip_domains import add_domain
-from ngnpro.sip_settings import set_call_diversions
+from ngnpro.sip_settings import set_barring_prefixes, set_call_diversions
 from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
 from tests.helpers import free_port
 from tests.sipproxy_e2e.flows_support import (
@@ -72,10 +73,11 @@ ACCOUNTS: dict[str, tuple[list[str], int | None, dict[str, str]]] = {
     "topstn": (["free-pstn"], None, {"FBUS": TO_NUMBER}),
     "nopstn": ([], None, {"FBUS": TO_NUMBER}),
     "broke": ([], None, {"FBUS": TO_NUMBER}),
+    "barred": (["free-pstn"], None, {"FBUS": f"sip:0900123456@{DOMAIN}"}),
     "relay": ([], None, {"FUNV": f"sip:chain@{DOMAIN}"}),
     "chain": ([], None, {"FBUS": TO_TARGET}),
 }
-PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn", "broke", "relay", "chain")
+PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn", "broke", "barred", "relay", "chain")
 
 
 def _password(user: str) -> str:
@@ -92,6 +94,7 @@ def provision(url: str, gateway_port: int) -> None:
                                                     timeout=timeout, prepaid=int(user == "broke")))
             if diversions:
                 _do(sessions, set_call_diversions, sip_id, t.CallDiversions(**diversions))
+        _do(sessions, set_barring_prefixes, t.SipId(username="barred", domain=DOMAIN), ["+31900"])
         _do(sessions, add_alias, t.SipAlias(id=t.SipId(username="msg-alias", domain=DOMAIN),
                                             target=t.SipId(username="target", domain=DOMAIN)))
         _do(sessions, pstn.add_carrier, Carrier(name="gw"))
@@ -226,10 +229,12 @@ def test_busy_diversion_to_a_pstn_number_through_lcr(net, tmp_path):
     assert _header(invite, "Diversion") == [f"<sip:topstn@{DOMAIN}>;reason=user-busy;counter=1"]
 
 
-@pytest.mark.parametrize(("user", "why"), [("nopstn", "no PSTN access"), ("broke", "Insufficient Credit")])
-def test_diversion_to_a_pstn_number_the_account_may_not_pay_is_refused(net, tmp_path, user, why):
-    """nopstn has no PSTN access, broke is prepaid without credit: no diversion to their
-    number target, the caller gets the phone's 486 and no gateway is tried."""
+@pytest.mark.parametrize(("user", "why"), [("nopstn", "no PSTN access"), ("broke", "Insufficient Credit"),
+                                         ("barred", "Destination Barred")])
+def test_diversion_to_a_pstn_number_the_account_may_not_call_is_refused(net, tmp_path, user, why):
+    """nopstn has no PSTN access, broke is prepaid without credit, barred may not call
+    +31900: no diversion to their number target, the caller gets the phone's 486 and no
+    gateway is tried."""
     busy = _failing(tmp_path, net, user, 486, "Busy Here")
     uac = _call(tmp_path, net, user, "e2e_uac_busy.xml")
     _ok(uac, busy, net=net)
