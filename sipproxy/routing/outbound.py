@@ -266,6 +266,12 @@ def divert(router: Router, call: RouteRequest, account: Any, condition: str | No
     call.billing_party = account.sip_id
     log.info("call %s to %s diverted (%s) to %s", req.call_id, account.sip_id, decided.reason, target)
     if decided.kind == diversion.LOCAL:
+        # a short number of the diverting account's quick dial range (diversion.classify)
+        done = quickdial.complete(account, target.user or "", target.host.lower(), router.exists)
+        if done is not None:
+            target = target.copy()
+            target.user, target.host = done.username, done.domain
+            req.uri = target
         return router.local_user(call, depth=depth + 1)
     if decided.kind == diversion.NUMBER:
         return pstn(router, call, checked=True)

@@ -22,6 +22,9 @@ topstn         FBUS -> sip:0201234567@example.com         486 (free-pstn: may di
 nopstn         FBUS -> sip:0201234567@example.com         486 (no PSTN access: not diverted)
 broke          FBUS -> sip:0201234567@example.com         486 (prepaid, no credit: not diverted)
 barred         FBUS -> sip:0900123456@example.com         486 (free-pstn, +31900 barred: not diverted)
+31208005170    FUNC -> sip:71@example.com (quick dial          never registered
+               prefix 312080051: 31208005171)
+31208005171    none                                       answers
 relay          FUNV -> chain                              480
 chain          FBUS -> target                             486
 =============  =========================================  ==================================
@@ -61,7 +64,8 @@ NUMBER = "0201234567"  # national: +31201234567, 0031201234567 towards the gatew
 TO_TARGET = f"sip:target@{DOMAIN}"
 TO_NUMBER = f"sip:{NUMBER}@{DOMAIN}"
 
-#: account -> (groups, ring timeout, diversions); ``broke`` is prepaid (balance 0)
+#: account -> (groups, ring timeout, diversions); ``broke`` is prepaid (balance 0),
+#: 31208005170 has the quick dial prefix 312080051
 ACCOUNTS: dict[str, tuple[list[str], int | None, dict[str, str]]] = {
     "anna": ([], None, {}),
     "target": ([], None, {}),
@@ -74,10 +78,13 @@ ACCOUNTS: dict[str, tuple[list[str], int | None, dict[str, str]]] = {
     "nopstn": ([], None, {"FBUS": TO_NUMBER}),
     "broke": ([], None, {"FBUS": TO_NUMBER}),
     "barred": (["free-pstn"], None, {"FBUS": f"sip:0900123456@{DOMAIN}"}),
+    "31208005170": ([], None, {"FUNC": f"sip:71@{DOMAIN}"}),
+    "31208005171": ([], None, {}),
     "relay": ([], None, {"FUNV": f"sip:chain@{DOMAIN}"}),
     "chain": ([], None, {"FBUS": TO_TARGET}),
 }
-PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn", "broke", "barred", "relay", "chain")
+PHONES = ("target", "busy", "noanswer", "unavail", "topstn", "nopstn", "broke", "barred", "relay", "chain",
+          "31208005171")
 
 
 def _password(user: str) -> str:
@@ -91,7 +98,8 @@ def provision(url: str, gateway_port: int) -> None:
         for user, (groups, timeout, diversions) in ACCOUNTS.items():
             sip_id = t.SipId(username=user, domain=DOMAIN)
             _do(sessions, add_account, t.SipAccount(id=sip_id, password=_password(user), groups=groups,
-                                                    timeout=timeout, prepaid=int(user == "broke")))
+                                                    timeout=timeout, prepaid=int(user == "broke"),
+                                                    quickdialPrefix="312080051" if user == "31208005170" else None))
             if diversions:
                 _do(sessions, set_call_diversions, sip_id, t.CallDiversions(**diversions))
         _do(sessions, set_barring_prefixes, t.SipId(username="barred", domain=DOMAIN), ["+31900"])
@@ -285,3 +293,14 @@ def test_diversion_of_a_diverted_call(net, tmp_path):
                                             f"<sip:relay@{DOMAIN}>;reason=unavailable;counter=1"]
     (to_chain,) = _received(chain)
     assert _header(to_chain, "Diversion") == [f"<sip:relay@{DOMAIN}>;reason=unavailable;counter=1"]
+
+
+def test_diversion_to_a_quick_dial_number_of_the_diverting_account(net, tmp_path):
+    """31208005170's FUNC target 71 is a quick-dial number of its range: the call reaches
+    31208005171's phone."""
+    phone = _phone(tmp_path, net, "31208005171")
+    uac = _call(tmp_path, net, "31208005170")
+    _ok(uac, phone, net=net)
+    (invite,) = _received(phone)
+    assert _ruri(invite).startswith(f"sip:31208005171@127.0.0.1:{net.ports['31208005171']}")
+    assert _header(invite, "Diversion") == [f"<sip:31208005170@{DOMAIN}>;reason=unconditional;counter=1"]
