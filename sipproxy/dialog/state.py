@@ -29,3 +29,5 @@ class DialogInfo:
     callee_source: str = ""
     proxy: str = ""
     media_relay: str = ""
+    #: who pays (routing's decision: a diverting account, a trusted peer); empty: the caller
+    billing_party: str = ""

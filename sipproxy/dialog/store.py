@@ -161,7 +161,7 @@ class DialogStore:
                 rows.append({
                     "call_id": _clip(info.call_id, 255), "from_tag": _clip(info.from_tag, 128),
                     "to_tag": _clip(info.to_tag, 128), "caller": _clip(info.caller, 255),
-                    "callee": _clip(info.callee, 255), "billing_party": _clip(info.caller, 255),
+                    "callee": _clip(info.callee, 255), "billing_party": _clip(info.billing_party or info.caller, 255),
                     "state": "confirmed", "caller_contact": info.caller_contact,
                     "callee_contact": info.callee_contact, "caller_cseq": info.caller_cseq,
                     "callee_cseq": 0, "route_set": info.route_set,

@@ -317,6 +317,9 @@ class Proxy:
         INVITE.  Also for the targets of a call diversion after the first fork failed.
         False when no target could be sent to."""
         ctx.headers, ctx.after, ctx.timed_out = decided.headers, decided.after, False
+        ctx.fork_start = len(ctx.branches)
+        if decided.billing_party:
+            ctx.billing_party = decided.billing_party
         if decided.serial:
             ctx.pending = list(decided.targets)
             started = self.next_target(ctx)

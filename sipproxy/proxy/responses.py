@@ -40,6 +40,11 @@ __all__ = ["Responses", "DIALOG_METHODS"]
 DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
 
+def _current(ctx: Context) -> list[Branch]:
+    """The branches of the current target set (every branch when it started none)."""
+    return ctx.branches[ctx.fork_start:] or ctx.branches
+
+
 def _fails_over(response: Response | None) -> bool:
     """A serial fork tries its next target after a 408 (a timeout too) or a 5xx (a
     transport error counts as 503)."""
@@ -163,13 +168,13 @@ class Responses:
             return
         if ctx.after is not None and not ctx.cancelled:
             after, ctx.after = ctx.after, None
-            outcome = after([b.final.status for b in ctx.branches], ctx.timed_out)  # type: ignore[union-attr]
+            outcome = after([b.final.status for b in _current(ctx)], ctx.timed_out)  # type: ignore[union-attr]
             if isinstance(outcome, Response):
                 self.final(ctx, outcome)
                 return
             if outcome is not None and self._forward(ctx, outcome):
                 return
-        best = best_response([b.final for b in ctx.branches])  # type: ignore[misc]
+        best = best_response([b.final for b in _current(ctx)])  # type: ignore[misc]
         if ctx.timed_out and best.status == 487 and not ctx.cancelled:
             best = best.copy()
             best.status, best.reason = 408, "Request Timeout"
@@ -255,7 +260,7 @@ class Responses:
                 callee_contact=response.headers.get("contact") or "",
                 caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
                 callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
-                media_relay=self._relay_of(req.call_id or ""),
+                media_relay=self._relay_of(req.call_id or ""), billing_party=ctx.billing_party,
             )
         except ParseError:
             return

@@ -42,6 +42,8 @@ class Targets(NamedTuple):
     serial: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     after: Callable[[list[int], bool], Any] | None = None
+    #: who pays, when routing changed it on the way (a call diversion's diverting account)
+    billing_party: str = ""
 
 
 @dataclass(slots=True)

@@ -252,11 +252,28 @@ def divert(router: Router, call: RouteRequest, account: Any, condition: str | No
         target = parse_uri(decided.uri)
     except ParseError:
         return None
+    if decided.kind == diversion.NUMBER:
+        # the diverting account pays: its barring prefixes and the PSTN's rules (quota,
+        # prepaid credit) are its own
+        month_cost = getattr(router.directory, "month_cost", None)
+        refusal = policy.outgoing(account, e164=router.plan.normalise_uri(target), call=False,
+                                  active_calls=lambda: 0) or policy.pstn(
+            account, month_cost=(lambda: month_cost(account.sip_id)) if month_cost is not None else (lambda: 0))
+        if refusal is not None:
+            log.info("call %s to %s: %s, not diverted (%s)", req.call_id, account.sip_id, condition,
+                     refusal.reason)
+            return None
     req.headers.add("Diversion", decided.header, top=True)
     req.uri = target
     call.billing_party = account.sip_id
     log.info("call %s to %s diverted (%s) to %s", req.call_id, account.sip_id, decided.reason, target)
     if decided.kind == diversion.LOCAL:
+        # a short number of the diverting account's quick dial range (diversion.classify)
+        done = quickdial.complete(account, target.user or "", target.host.lower(), router.exists)
+        if done is not None:
+            target = target.copy()
+            target.user, target.host = done.username, done.domain
+            req.uri = target
         return router.local_user(call, depth=depth + 1)
     if decided.kind == diversion.NUMBER:
         return pstn(router, call, checked=True)

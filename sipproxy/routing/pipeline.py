@@ -298,7 +298,10 @@ class Router:
         if diversions and depth <= MAX_DEPTH:
             def after(statuses: list[int], ring_timeout_expired: bool) -> Response | Targets | None:
                 condition = diversion.condition_after_fork(statuses, ring_timeout_expired)
-                return outbound.divert(self, call, account, condition, depth)
+                outcome = outbound.divert(self, call, account, condition, depth)
+                if isinstance(outcome, Targets):  # the diverting account pays from here on
+                    outcome = outcome._replace(billing_party=call.billing_party)
+                return outcome
         call.destination = "endpoint"
         decided = Targets(targets, account.sip_id, account.timeout or None, after=after)
         hooked = self.hook("postprocess_request", call)

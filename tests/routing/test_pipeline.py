@@ -241,6 +241,7 @@ def test_diversion_after_the_fork_when_busy():
     assert isinstance(out, Targets) and out.after is not None
     diverted = out.after([486], False)  # busy everywhere: diverted
     assert isinstance(diverted, Targets) and diverted.callee == "bob@example.com"
+    assert diverted.billing_party == "alice@example.com"  # the diverting account pays
     assert str(call.request.uri) == "sip:bob@example.com"
     assert call.request.headers.getall("diversion") == ["<sip:alice@example.com>;reason=user-busy;counter=1"]
     other = _call("sip:alice@example.com")
