@@ -39,7 +39,7 @@ from sipproxy.routing.decision import RouteRequest, Target, Targets
 from sipproxy.routing.hookapi import HookAPI
 from sipproxy.routing.hooks import Hooks
 from sipproxy.routing.numbers import NumberPlan
-from sipproxy.sip.addressing import Peer
+from sipproxy.sip.addressing import Peer, is_ip
 from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import Response, make_response
 from sipproxy.sip.uri import URI, ParseError, parse_name_addr, parse_uri
@@ -78,6 +78,7 @@ class Router:
         #: ring timeout of calls to the PSTN and other domains (the guide's OUTGOING_TIMEOUT)
         self.outgoing_timeout = outgoing_timeout
         self.caller_id_header = caller_id_header
+        self._gateways: tuple[Any, frozenset[str]] | None = None  # (LCR table, its addresses)
         #: at most this many diversions of one call (RFC 5806 counters)
         self.max_diversions = max_diversions
         #: the INVITEs of a caller (a SipId) this process is forwarding and that are not
@@ -135,9 +136,21 @@ class Router:
         peer = self.data.trusted_peer(ip)
         if peer is not None:
             return (None, False) if peer.blocked else (peer, False)
-        if ip in self.data.lcr().gateway_hosts:
+        if ip in self.gateway_addresses():
             return ip, True
         return None, False
+
+    def gateway_addresses(self) -> frozenset[str]:
+        """The addresses of every PSTN gateway: provisioned by address, or by a DNS name
+        resolved once per version of the LCR table."""
+        table = self.data.lcr()
+        known = self._gateways
+        if known is None or known[0] is not table:
+            found: set[str] = set()
+            for host in table.gateway_hosts:
+                found.update([host] if is_ip(host) else self.addresses(host))
+            known = self._gateways = (table, frozenset(found))
+        return known[1]
 
     def exists(self, user: str, domain: str) -> bool:
         """An account or an alias of that name is provisioned here."""

@@ -141,6 +141,7 @@ def test_trusted_sources_are_peers_gateways_or_nobody():
     router = _router()
     assert router.trusted_source("192.0.2.200")[0].transit and router.trusted_source("192.0.2.200")[1] is False
     assert router.trusted_source("192.0.2.101") == ("192.0.2.101", True)  # an LCR gateway
+    assert router.trusted_source("203.0.113.9") == ("203.0.113.9", True)  # gw.carrier.example
     assert router.trusted_source("192.0.2.202") == (None, False)  # a blocked peer is nobody
     assert router.trusted_source("198.51.100.7") == (None, False)
 
