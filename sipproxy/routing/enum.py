@@ -20,6 +20,7 @@ Pure: the records come from a :class:`sipproxy.routing.resolver.Resolver`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -132,19 +133,30 @@ def _substitute(repl: str, m: re.Match[str]) -> str | None:
     return "".join(out)
 
 
-def apply_regexp(regexp: str, aus: str) -> str | None:
-    """Apply the NAPTR substitution expression ``regexp`` to ``aus``; None when it is
-    malformed or does not match.  As RFC 3402 says, the ERE may match any part of the
-    string, and the result is the replacement alone (not the string with the match
-    replaced)."""
+@functools.lru_cache(maxsize=4096)
+def _compiled(regexp: str) -> tuple[re.Pattern[str], str] | None:
+    """(the compiled ERE, the replacement) of a substitution expression; None when it is
+    malformed.  Cached: a platform's records use a few expressions for many numbers
+    (``!^.*$!sip:user@host!``), and every ENUM-routed call applies one."""
     parts = _split(regexp)
     if parts is None:
         return None
     ere, repl, flags = parts
     try:
-        pattern = re.compile(_python_ere(ere), re.IGNORECASE if flags == "i" else 0)
+        return re.compile(_python_ere(ere), re.IGNORECASE if flags == "i" else 0), repl
     except (re.error, OverflowError, RecursionError):
         return None
+
+
+def apply_regexp(regexp: str, aus: str) -> str | None:
+    """Apply the NAPTR substitution expression ``regexp`` to ``aus``; None when it is
+    malformed or does not match.  As RFC 3402 says, the ERE may match any part of the
+    string, and the result is the replacement alone (not the string with the match
+    replaced)."""
+    compiled = _compiled(regexp)
+    if compiled is None:
+        return None
+    pattern, repl = compiled
     m = pattern.search(aus)
     if m is None:
         return None
