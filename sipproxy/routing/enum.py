@@ -113,6 +113,8 @@ def _python_ere(ere: str) -> str:
 def _substitute(repl: str, m: re.Match[str]) -> str | None:
     """The replacement with ``\\N`` back-references filled in (a group that did not take
     part is empty); ``\\x`` is ``x``.  None for a reference to a group that does not exist."""
+    if "\\" not in repl:  # the usual ``!^.*$!sip:user@host!``: the replacement as it is
+        return repl
     out: list[str] = []
     i, n = 0, len(repl)
     while i < n:
