@@ -20,6 +20,7 @@ Pure: the records come from a :class:`sipproxy.routing.resolver.Resolver`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -112,6 +113,8 @@ def _python_ere(ere: str) -> str:
 def _substitute(repl: str, m: re.Match[str]) -> str | None:
     """The replacement with ``\\N`` back-references filled in (a group that did not take
     part is empty); ``\\x`` is ``x``.  None for a reference to a group that does not exist."""
+    if "\\" not in repl:  # the usual ``!^.*$!sip:user@host!``: the replacement as it is
+        return repl
     out: list[str] = []
     i, n = 0, len(repl)
     while i < n:
@@ -132,19 +135,30 @@ def _substitute(repl: str, m: re.Match[str]) -> str | None:
     return "".join(out)
 
 
-def apply_regexp(regexp: str, aus: str) -> str | None:
-    """Apply the NAPTR substitution expression ``regexp`` to ``aus``; None when it is
-    malformed or does not match.  As RFC 3402 says, the ERE may match any part of the
-    string, and the result is the replacement alone (not the string with the match
-    replaced)."""
+@functools.lru_cache(maxsize=4096)
+def _compiled(regexp: str) -> tuple[re.Pattern[str], str] | None:
+    """(the compiled ERE, the replacement) of a substitution expression; None when it is
+    malformed.  Cached: a platform's records use a few expressions for many numbers
+    (``!^.*$!sip:user@host!``), and every ENUM-routed call applies one."""
     parts = _split(regexp)
     if parts is None:
         return None
     ere, repl, flags = parts
     try:
-        pattern = re.compile(_python_ere(ere), re.IGNORECASE if flags == "i" else 0)
+        return re.compile(_python_ere(ere), re.IGNORECASE if flags == "i" else 0), repl
     except (re.error, OverflowError, RecursionError):
         return None
+
+
+def apply_regexp(regexp: str, aus: str) -> str | None:
+    """Apply the NAPTR substitution expression ``regexp`` to ``aus``; None when it is
+    malformed or does not match.  As RFC 3402 says, the ERE may match any part of the
+    string, and the result is the replacement alone (not the string with the match
+    replaced)."""
+    compiled = _compiled(regexp)
+    if compiled is None:
+        return None
+    pattern, repl = compiled
     m = pattern.search(aus)
     if m is None:
         return None

@@ -113,7 +113,7 @@ def number(router: Router, call: RouteRequest) -> Response | Targets | None:
         return None
     peer = call.trusted
     if peer is None or getattr(peer, "enum_lookup", True):
-        found = router.enum_lookup(uri)
+        found = router.enum_lookup(uri, e164)
         if found is not None:
             log.info("ENUM %s -> %s (call-id %s)", e164, found, req.call_id)
             req.uri = found

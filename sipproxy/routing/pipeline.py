@@ -157,10 +157,11 @@ class Router:
         return (self.directory.account(user, domain) is not None
                 or self.directory.alias(user, domain) is not None)
 
-    def enum_lookup(self, uri: URI) -> URI | None:
-        """ENUM on ``uri``'s number (E.164 after the guide's normalisation): the first SIP
-        URI of the answer, or None."""
-        e164 = self.plan.normalise_uri(uri)
+    def enum_lookup(self, uri: URI, e164: str | None = None) -> URI | None:
+        """ENUM on ``uri``'s number (E.164 after the guide's normalisation; ``e164``: that
+        number when the caller has it already): the first SIP URI of the answer, or None."""
+        if e164 is None:
+            e164 = self.plan.normalise_uri(uri)
         if e164 is None or self.resolver is None:
             return None
         for text in self.resolver.enum(e164):
