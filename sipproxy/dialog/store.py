@@ -74,6 +74,7 @@ class DialogStore:
         self._dt_in = datetime_bind(_T.c.start_time.type, dialect)  # SQLite keeps datetimes as text
         self.flush_interval = flush_interval
         self._queue: list[tuple[str, object]] = []
+        self._writing: list[tuple[str, object]] = []  # the batch being written
         self._greenlet = None
         self._wakeup = None
         self._conn: Connection | None = None  # kept while started
@@ -138,6 +139,7 @@ class DialogStore:
         items, self._queue = self._queue, []
         if not items:
             return
+        self._writing = items
         try:
             self._write(items)
             self.batches += 1
@@ -147,6 +149,8 @@ class DialogStore:
                     self._write([item])
                 except SQLAlchemyError as exc:
                     log.error("dialog %s not written: %s", item[0], str(exc).splitlines()[0])
+        finally:
+            self._writing = []
 
     def _apply(self, conn: Connection, items: list[tuple[str, object]], optimistic: bool) -> None:
         """``optimistic``: insert the established dialogs without first deleting a row of
@@ -207,6 +211,21 @@ class DialogStore:
         if self._conn is not None:
             self._release(self._conn, failed=True)  # closes it
 
-    def find(self, call_id: str) -> list[Dialog]:
+    def find(self, call_id: str) -> list[Dialog | DialogInfo]:
+        """The established dialogs of ``call_id``: the table's rows, and those whose write
+        is still queued (a call answered in the last ``flush_interval``; call control may
+        have to end it already, e.g. when its media relay dies)."""
         with self._session_factory() as s:
-            return list(s.scalars(select(Dialog).where(Dialog.call_id == _clip(call_id, 255))))
+            rows: list[Dialog | DialogInfo] = list(
+                s.scalars(select(Dialog).where(Dialog.call_id == _clip(call_id, 255))))
+        queued: dict[str, DialogInfo] = {}
+        for kind, data in (*self._writing, *self._queue):
+            if kind == "confirmed" and data.call_id == call_id:  # type: ignore[attr-defined]
+                queued[data.from_tag] = data  # type: ignore[attr-defined]
+            elif kind == "ended" and data[0] == call_id:  # type: ignore[index]
+                tags = {data[1], data[2]} - {""}  # type: ignore[index]
+                for tag, info in list(queued.items()):
+                    if tags & {info.from_tag, info.to_tag}:
+                        del queued[tag]
+        known = {r.from_tag for r in rows}
+        return rows + [info for tag, info in queued.items() if tag not in known]

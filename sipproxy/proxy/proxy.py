@@ -94,6 +94,8 @@ class Proxy:
         self._timer_c = responses.timer_c
         if hasattr(media, "call_control"):
             media.call_control = self.calls.on_media_timeout
+        if hasattr(media, "relay_lost"):
+            media.relay_lost = self.calls.on_relay_lost
 
     # ======================================================================= requests ===
 
