@@ -19,6 +19,9 @@ from ngnpro.models.config import Config, ConfigError, load_config
 from sipproxy.registrar.cache import ChangeCounters
 from sipproxy.routing.hooks import HookError, Hooks
 
+#: seconds a SQLite statement waits for another writer's lock before failing
+SQLITE_BUSY_TIMEOUT = 0.25
+
 
 def version() -> str:
     """``msp-routing 0.1.0, message layer compiled (mypyc)`` (or ``pure Python``): what
@@ -61,7 +64,12 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     from sipproxy.sip.digest import DigestAuth
 
     section = config["sipproxy"]
-    _engine, sessions = open_database(config.database_url)
+    # SQLite waits for another writer's lock by busy-waiting in the C library, which blocks
+    # the whole worker (every call in progress) while it lasts: wait briefly, then answer
+    # 503 (see sipproxy.proxy.unavailable) instead of the driver's default 30 s
+    sqlite = config.database_url.startswith("sqlite")
+    _engine, sessions = open_database(
+        config.database_url, **({"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}} if sqlite else {}))
     directory = Directory(sessions, section["domains"],
                           refresh_interval=config["database"]["poll_interval"],
                           quota_refresh=section["quota_refresh"])

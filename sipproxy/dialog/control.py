@@ -46,7 +46,7 @@ from sipproxy.sip.uri import URI, ParseError, parse_name_addr
 
 log = logging.getLogger("sipproxy.calls")
 
-__all__ = ["EndReason", "MEDIA_TIMEOUT", "DialogState", "end_call_requests",
+__all__ = ["EndReason", "MEDIA_TIMEOUT", "RELAY_LOST", "DialogState", "end_call_requests",
            "CallControl"]
 
 #: how many dialogs' in-dialog CSeq numbers are remembered (oldest forgotten first)
@@ -66,6 +66,8 @@ class EndReason:
 
 
 MEDIA_TIMEOUT = EndReason(200, "Media timeout")
+#: the call's media relay ended (its process died): the media path is gone
+RELAY_LOST = EndReason(503, "Media relay failed")
 
 
 class DialogState(Protocol):
@@ -171,6 +173,10 @@ class CallControl:
     def on_media_timeout(self, event: Any) -> None:
         """The relay saw no media (a :class:`sipproxy.media.relay.MediaTimeout`)."""
         self.end_call(event.call_id, event.from_tag, MEDIA_TIMEOUT, media_reason=event.reason)
+
+    def on_relay_lost(self, call_id: str) -> None:
+        """The media relay carrying the call ended: its media path is gone."""
+        self.end_call(call_id, "", RELAY_LOST, media_reason="relay lost")
 
     def end_call(self, call_id: str, from_tag: str = "", reason: EndReason = MEDIA_TIMEOUT,
                  media_reason: str = "") -> int:

@@ -11,11 +11,19 @@ removal matches the Call-ID and either tag.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, or_, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from ngnpro.models import Compiled, Dialog, datetime_bind
@@ -37,6 +45,12 @@ _ENDED = delete(_T).where(
     _T.c.call_id == bindparam("c"),
     or_(_T.c.from_tag == bindparam("a"), _T.c.from_tag == bindparam("b"),
         _T.c.to_tag == bindparam("a"), _T.c.to_tag == bindparam("b")))
+
+
+#: errors that mean "the database cannot answer now": the writes wait for it
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+#: most writes kept while the database is away (the oldest are dropped beyond)
+MAX_KEPT = 100_000
 
 
 def _clip(value: str, n: int) -> str:
@@ -74,6 +88,11 @@ class DialogStore:
         self._dt_in = datetime_bind(_T.c.start_time.type, dialect)  # SQLite keeps datetimes as text
         self.flush_interval = flush_interval
         self._queue: list[tuple[str, object]] = []
+        self._writing: list[tuple[str, object]] = []  # the batch being written
+        #: the database could not answer since (monotonic seconds): writes are kept queued
+        #: and retried every ``retry_interval`` (the writer greenlet only)
+        self.unavailable_since: float | None = None
+        self.retry_interval = 1.0
         self._greenlet = None
         self._wakeup = None
         self._conn: Connection | None = None  # kept while started
@@ -138,15 +157,40 @@ class DialogStore:
         items, self._queue = self._queue, []
         if not items:
             return
+        self._writing = items
         try:
             self._write(items)
             self.batches += 1
-        except SQLAlchemyError:
+            if self.unavailable_since is not None:
+                log.warning("dialogs: database answering again after %.1f s; %d kept writes applied",
+                            time.monotonic() - self.unavailable_since, len(items))
+                self.unavailable_since = None
+        except SQLAlchemyError as exc:
+            if isinstance(exc, _UNAVAILABLE) and self._greenlet is not None:
+                self._keep(items, exc)
+                return
             for item in items:  # one bad row must not lose the others
                 try:
                     self._write([item])
-                except SQLAlchemyError as exc:
-                    log.error("dialog %s not written: %s", item[0], str(exc).splitlines()[0])
+                except SQLAlchemyError as err:
+                    log.error("dialog %s not written: %s", item[0], str(err).splitlines()[0])
+        finally:
+            self._writing = []
+
+    def _keep(self, items: list[tuple[str, object]], exc: BaseException) -> None:
+        """The database is away: keep the writes, in order, for the next try (a BYE's delete
+        lost now would leave the call's row for good)."""
+        self._queue[:0] = items
+        if len(self._queue) > MAX_KEPT:
+            dropped = len(self._queue) - MAX_KEPT
+            del self._queue[:dropped]
+            log.error("dialogs: %d writes dropped (more than %d kept while the database is away)",
+                      dropped, MAX_KEPT)
+        if self.unavailable_since is None:
+            self.unavailable_since = time.monotonic()
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning("dialogs: database unavailable (%s); keeping the writes, retrying every %gs",
+                        first, self.retry_interval)
 
     def _apply(self, conn: Connection, items: list[tuple[str, object]], optimistic: bool) -> None:
         """``optimistic``: insert the established dialogs without first deleting a row of
@@ -192,6 +236,9 @@ class DialogStore:
                 self._wakeup.wait()
                 self._wakeup.clear()
                 gevent.sleep(self.flush_interval)  # let a burst accumulate
+                if self.unavailable_since is not None:  # once per retry_interval meanwhile
+                    gevent.sleep(self.retry_interval)
+                    self._wakeup.set()  # what is kept is tried again even with nothing new
                 try:
                     self.flush()
                 except Exception:
@@ -207,6 +254,21 @@ class DialogStore:
         if self._conn is not None:
             self._release(self._conn, failed=True)  # closes it
 
-    def find(self, call_id: str) -> list[Dialog]:
+    def find(self, call_id: str) -> list[Dialog | DialogInfo]:
+        """The established dialogs of ``call_id``: the table's rows, and those whose write
+        is still queued (a call answered in the last ``flush_interval``; call control may
+        have to end it already, e.g. when its media relay dies)."""
         with self._session_factory() as s:
-            return list(s.scalars(select(Dialog).where(Dialog.call_id == _clip(call_id, 255))))
+            rows: list[Dialog | DialogInfo] = list(
+                s.scalars(select(Dialog).where(Dialog.call_id == _clip(call_id, 255))))
+        queued: dict[str, DialogInfo] = {}
+        for kind, data in (*self._writing, *self._queue):
+            if kind == "confirmed" and data.call_id == call_id:  # type: ignore[attr-defined]
+                queued[data.from_tag] = data  # type: ignore[attr-defined]
+            elif kind == "ended" and data[0] == call_id:  # type: ignore[index]
+                tags = {data[1], data[2]} - {""}  # type: ignore[index]
+                for tag, info in list(queued.items()):
+                    if tags & {info.from_tag, info.to_tag}:
+                        del queued[tag]
+        known = {r.from_tag for r in rows}
+        return rows + [info for tag, info in queued.items() if tag not in known]

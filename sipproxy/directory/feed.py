@@ -45,6 +45,8 @@ class FeedFollower:
         self.refresh_interval = refresh_interval
         self._clock = clock
         self._last_refresh = clock()
+        self._failing_since: float | None = None  # the change feed failing since (a poll error)
+        self._failures = 0
         self._greenlet = None
 
     def apply(self, changes: list[Change]) -> None:
@@ -70,10 +72,23 @@ class FeedFollower:
             self._safe_refresh()
 
     def _safe_refresh(self) -> None:
+        """Poll; a failure keeps the cache.  An outage is logged once when it starts and
+        once when it ends (a poll every ``refresh_interval`` would log a line each)."""
         try:
             self.refresh()
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not take the proxy down
-            log.warning("%s: change feed poll failed (%s); keeping the cache", self.name, exc)
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+                self._failures = 0
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("%s: change feed poll failed (%s); keeping the cache, retrying every %gs",
+                            self.name, first, self.refresh_interval)
+            self._failures += 1
+            return
+        if self._failing_since is not None:
+            log.warning("%s: change feed read again after %.1f s (%d polls failed)", self.name,
+                        self._clock() - self._failing_since, self._failures)
+            self._failing_since = None
 
     def start(self) -> None:
         """Run :meth:`refresh` every ``refresh_interval`` seconds in a gevent greenlet."""

@@ -3,8 +3,12 @@
 Several relays may be configured (``[sipproxy] media_relays``; empty: ``[mediaproxy]
 control``).  A new call goes to the live relay holding the fewest of this proxy's calls; a
 relay that refuses connections or stops answering is skipped for ``retry_interval`` seconds,
-so new calls go to the others.  Calls already on a relay that went away lose their media;
-their next offer (a re-INVITE) moves them to a live relay with new ports.
+so new calls go to the others, and is probed every ``retry_interval`` seconds until it takes a
+connection again ("media relay ... is back": new calls go to it again).  A relay that closes
+its control connection has ended (its process died or stopped), and with it the media of its
+calls: they are handed to ``on_lost`` (the proxy ends each with BYE both ways and a Reason,
+see :class:`ProxyMedia`).  A relay that only stops answering may still carry media: its calls
+are left alone, and their next offer (a re-INVITE) moves them to a live relay.
 
 How the proxy uses it (gevent-friendly: every call blocks only the calling greenlet)::
 
@@ -112,6 +116,7 @@ class RelayLink:
         self.pending: dict[int, AsyncResult] = {}
         self.down_until = 0.0
         self.calls = 0
+        self.prober: gevent.Greenlet | None = None  # probing a relay that went down
 
     def usable(self) -> bool:
         return self.sock is not None or time.monotonic() >= self.down_until
@@ -128,7 +133,10 @@ class RelayLink:
         self.reader = gevent.spawn(self._read, sock)
         log.info("connected to media relay %s", self.address)
 
-    def _down(self, why: str) -> None:
+    def _down(self, why: str, ended: bool = False) -> None:
+        """The relay is unusable for ``retry_interval``; ``ended``: it closed the control
+        connection, so its calls lost their media (handed to ``on_lost``)."""
+        was_up = self.sock is not None
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -136,10 +144,31 @@ class RelayLink:
                 pass
             self.sock = None
         self.down_until = time.monotonic() + self.owner.retry_interval
-        log.warning("media relay %s unavailable (%s); retrying in %ss", self.address, why, self.owner.retry_interval)
+        if was_up or self.prober is None:
+            log.warning("media relay %s unavailable (%s); retrying in %ss", self.address, why,
+                        self.owner.retry_interval)
         pending, self.pending = self.pending, {}
         for result in pending.values():
             result.set_exception(MediaRelayError(f"relay {self.address}: {why}"))
+        if ended:
+            self.owner._lost(self)
+        if self.prober is None:
+            self.prober = gevent.spawn(self._probe)
+
+    def _probe(self) -> None:
+        """Reconnect every ``retry_interval`` until the relay takes the connection again."""
+        try:
+            while self.sock is None:
+                gevent.sleep(max(0.0, self.down_until - time.monotonic()) or self.owner.retry_interval)
+                if self.sock is not None:
+                    break
+                try:
+                    self._connect()
+                except MediaRelayError:
+                    continue
+                log.info("media relay %s is back", self.address)
+        finally:
+            self.prober = None
 
     def _read(self, sock: Any) -> None:
         buf = b""
@@ -155,7 +184,7 @@ class RelayLink:
         except OSError:
             pass
         if self.sock is sock:
-            self._down("connection closed")
+            self._down("connection closed", ended=True)
 
     def _dispatch(self, line: bytes) -> None:
         try:
@@ -205,16 +234,21 @@ class RelayLink:
             sock.close()
         if self.reader is not None:
             self.reader.kill(block=False)
+        if self.prober is not None:
+            self.prober.kill(block=False)
 
 
 class MediaRelays:
     """Every configured relay, and which call is on which."""
 
     def __init__(self, addresses: list[str], on_timeout: Callable[[MediaTimeout], Any] | None = None,
-                 timeout: float = 2.0, retry_interval: float = 5.0, ice: str = "replace") -> None:
+                 timeout: float = 2.0, retry_interval: float = 5.0, ice: str = "replace",
+                 on_lost: Callable[[str, str], Any] | None = None) -> None:
         if not addresses:
             raise ValueError("no media relay addresses")
         self.on_timeout = on_timeout
+        #: ``on_lost(call_id, relay)``, in a greenlet per call, for each call on a relay that ended
+        self.on_lost = on_lost
         self.timeout = timeout
         self.retry_interval = retry_interval
         self.ice = ice
@@ -228,6 +262,18 @@ class MediaRelays:
                     **kwargs: Any) -> MediaRelays:
         addresses = list(config["sipproxy"]["media_relays"]) or [config["mediaproxy"]["control"]]
         return cls(addresses, on_timeout, **kwargs)
+
+    def _lost(self, link: RelayLink) -> None:
+        """``link``'s relay ended: forget its calls and hand each to ``on_lost``."""
+        lost = [call_id for call_id, x in self.calls.items() if x is link]
+        for call_id in lost:
+            del self.calls[call_id]
+        link.calls = 0
+        if lost:
+            log.warning("media relay %s ended with %d calls on it", link.address, len(lost))
+        if self.on_lost is not None:
+            for call_id in lost:
+                gevent.spawn(self.on_lost, call_id, link.address)
 
     def relay_of(self, call_id: str) -> str | None:
         link = self.calls.get(call_id)
@@ -335,10 +381,15 @@ class ProxyMedia:
         #: set by the proxy (``sipproxy.dialog.control.CallControl.on_media_timeout``): ends the call
         #: with BYE both ways; without it a timeout only releases the relay session
         self.call_control: Callable[[MediaTimeout], Any] | None = None
+        #: set by the proxy (``CallControl.on_relay_lost``): ends a call whose relay ended
+        self.relay_lost: Callable[[str], Any] | None = None
+        self._gone: set[str] = set()  # calls being ended because their relay ended
         if on_timeout is not None:
             relays.on_timeout = on_timeout
         elif relays.on_timeout is None:
             relays.on_timeout = self._timed_out
+        if getattr(relays, "on_lost", None) is None:
+            relays.on_lost = self._lost
 
     def _timed_out(self, event: MediaTimeout) -> None:
         if self.call_control is not None:
@@ -346,9 +397,21 @@ class ProxyMedia:
         else:
             self.end(event.call_id, event.reason)
 
+    def _lost(self, call_id: str, relay: str) -> None:
+        """The call's relay ended (its media with it): the proxy ends the call."""
+        self.engaged.pop(call_id, None)
+        if self.relay_lost is not None:
+            self._gone.add(call_id)
+            try:
+                self.relay_lost(call_id)
+            finally:
+                self._gone.discard(call_id)
+
     def end(self, call_id: str, reason: str) -> dict[str, Any] | None:
         """The proxy ended the call itself (call control): release its relay session."""
         self.engaged.pop(call_id, None)
+        if call_id in self._gone:
+            return None  # its relay ended: no session left to release anywhere
         return self.relays.remove(call_id, reason=reason)
 
     def _engage(self, req: Any) -> bool:

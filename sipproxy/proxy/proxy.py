@@ -45,6 +45,7 @@ from sipproxy.proxy.context import Branch, Context
 from sipproxy.proxy.interface import Edge
 from sipproxy.proxy.nat import fix_nated_contact, via_shows_nat
 from sipproxy.proxy.responses import DIALOG_METHODS, Responses
+from sipproxy.proxy.unavailable import Unavailable, is_database_error
 from sipproxy.proxy.validation import loop_hash, proxy_validate
 from sipproxy.routing.pipeline import Router, RouteRequest, Target, Targets
 from sipproxy.sip.addressing import Inbound
@@ -82,6 +83,8 @@ class Proxy:
         #: told of answered, ended and failed calls (here, in Responses and in CallControl)
         self.events = events
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
+        #: the database outage state (503 + Retry-After), shared with the registrar
+        self.unavailable: Unavailable = getattr(registrar, "unavailable", None) or Unavailable()
         #: unanswered INVITEs per caller, for the call limit (routing's authorize step)
         self.in_progress = CallsInProgress()
         router.in_progress = self.in_progress.count
@@ -97,6 +100,8 @@ class Proxy:
         self._timer_c = responses.timer_c
         if hasattr(media, "call_control"):
             media.call_control = self.calls.on_media_timeout
+        if hasattr(media, "relay_lost"):
+            media.relay_lost = self.calls.on_relay_lost
 
     # ======================================================================= requests ===
 
@@ -111,9 +116,12 @@ class Proxy:
             response = self._handle(request, txn, inbound)
         except ParseError as exc:
             response = make_response(request, exc.status or 400, exc.reason, to_tag=new_tag())
-        except Exception:
-            log.exception("error routing %s", request.method)
-            response = make_response(request, 500, to_tag=new_tag())
+        except Exception as exc:
+            if is_database_error(exc):  # 503 + Retry-After, logged once per outage
+                response = self.unavailable.failed(exc, request)
+            else:
+                log.exception("error routing %s", request.method)
+                response = make_response(request, 500, to_tag=new_tag())
         if response is not None:
             status = response.status
             if status == 401 or status == 407:  # a challenge: stateless (RFC 3261 8.2.7, 26.1.5)
@@ -229,6 +237,10 @@ class Proxy:
 
     def _initial(self, req: Request, txn: Transaction, inbound: Inbound,
                  routes: list[str]) -> Response | None:
+        if self.unavailable.down_since is not None:  # the database failed a moment ago
+            refused = self.unavailable.refuse(req)
+            if refused is not None:
+                return refused
         call = RouteRequest(req, inbound, None, False)
         hooked = self.router.preprocess_request(call)
         if hooked is not None:
@@ -273,6 +285,8 @@ class Proxy:
                                consumed_credentials=True)
         call.account, call.to_local, call.trusted, call.gateway = account, to_local, trusted, gateway
         outcome = self.router.route(call)
+        if self.unavailable.down_since is not None and not isinstance(outcome, Response):
+            self.unavailable.succeeded()
         return self._follow(req, txn, inbound, outcome, caller, account is not None,
                             keep_caller_id=trusted is not None, billing_party=call.billing_party)
 

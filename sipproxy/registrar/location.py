@@ -473,13 +473,22 @@ class LocationStore(CachedLookups[Binding]):
     def _flush_loop(self) -> None:
         import gevent
 
+        failing = 0  # flushes failed in a row (logged when it starts and when it ends)
         while True:
             gevent.sleep(self.write_back)
             try:
-                self.flush()
+                n = self.flush()
             except Exception as exc:  # noqa: BLE001 - kept for the next flush
-                log.warning("location: write-back of %d refreshes failed, retrying in %gs: %s",
-                            sum(map(len, self._pending.values())), self.write_back, exc)
+                if not failing:
+                    log.warning("location: write-back of %d refreshes failed, retrying every %gs: %s",
+                                sum(map(len, self._pending.values())), self.write_back,
+                                (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                failing += 1
+                continue
+            if failing:
+                log.warning("location: write-back working again after %d failed tries; %d refreshes written",
+                            failing, n)
+                failing = 0
 
     def _commit_loop(self) -> None:
         """Group commit: apply what queued while the previous batch ran, in one transaction."""

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from sipproxy.auth.authentication import Authenticator
 from sipproxy.auth.ordering import ChallengeOrder
 from sipproxy.directory.store import Directory
+from sipproxy.proxy.unavailable import Unavailable, is_database_error
 from sipproxy.registrar.location import Binding, LocationStore, OutOfOrder, TooManyContacts
 from sipproxy.sip import digest
 from sipproxy.sip.digest import DigestAuth
@@ -87,6 +88,8 @@ class Registrar:
         self.default_expires = min(max(default_expires, min_expires), self.max_expires)
         self.max_contacts = max_contacts
         self._clock = clock
+        #: the database outage state, shared with the proxy's initial requests
+        self.unavailable = Unavailable()
 
     @classmethod
     def from_config(cls, section: dict, directory: Directory, location: LocationStore,
@@ -102,15 +105,25 @@ class Registrar:
         """Answer one REGISTER.  ``received`` is ``transport:ip:port`` of the sender,
         ``socket`` our ``transport:ip:port`` it arrived on (both stored with bindings)."""
         note: list[str] = []
+        unavailable = self.unavailable
+        refused = unavailable.refuse(request) if unavailable.down_since is not None else None
         try:
-            response, aor = self._handle(request, received, socket, note)
+            if refused is not None:  # the database failed a moment ago: not tried again yet
+                response, aor = refused, str(request.to.uri)
+            else:
+                response, aor = self._handle(request, received, socket, note)
+                if response.status == 200:
+                    unavailable.succeeded()
         except ParseError as exc:
             response, aor = make_response(request, exc.status or 400, exc.reason, to_tag=new_tag()), "?"
-        except Exception:  # noqa: BLE001 - a database failure must answer, not crash
-            log.exception("registrar: REGISTER failed")
-            response = make_response(request, 500, "Server Internal Error", to_tag=new_tag(),
-                                     headers=[("Retry-After", "5")])
+        except Exception as exc:  # noqa: BLE001 - a database failure must answer, not crash
             aor = "?"
+            if is_database_error(exc):  # 503 + Retry-After, logged once per outage
+                response = unavailable.failed(exc, request)
+            else:
+                log.exception("registrar: REGISTER failed")
+                response = make_response(request, 500, "Server Internal Error", to_tag=new_tag(),
+                                         headers=[("Retry-After", "5")])
         # One info line per registration decision; the routine first 401 only at debug.
         level = logging.INFO
         if response.status == 401 and not request.headers.get("authorization"):
