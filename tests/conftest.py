@@ -9,6 +9,7 @@ migrated once per session and backend and cloned per test (see ``_Templates``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -143,3 +144,14 @@ class scratch_database:
             else:
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{self.name}`"))
         self.admin.dispose()
+
+
+@contextlib.contextmanager
+def module_database(param: str, folder: Path) -> Iterator[str]:
+    """The database a test module's platform runs on, for one ``DB_PARAMS`` entry: a SQLite
+    file in ``folder``, or a scratch database on that server (dropped afterwards)."""
+    if param == "sqlite":
+        yield f"sqlite:///{folder / 'msp.sqlite'}"
+        return
+    with scratch_database(param) as url:
+        yield url

@@ -158,3 +158,19 @@ def frame(data: bytes) -> tuple[list[bytes], bytes, int]:
     items = framer.feed(data)
     messages = [item for item in items if item is not PING]
     return messages, bytes(framer.buffer), len(items) - len(messages)  # type: ignore[return-value]
+
+
+def count_rows(url: str, model: object, **where: object) -> int:
+    """Rows of ``model`` in the database at ``url`` whose columns equal ``where``'s values
+    (a fresh engine: what another process wrote is seen)."""
+    from sqlalchemy import create_engine, func, select
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            q = select(func.count()).select_from(model)
+            for k, v in where.items():
+                q = q.where(getattr(model, k) == v)
+            return c.execute(q).scalar_one()
+    finally:
+        engine.dispose()

@@ -21,10 +21,10 @@ import sqlite3
 import time
 
 import pytest
-from sqlalchemy import create_engine, func, select
 
 from ngnpro.models import Dialog, Location
 from tests.conftest import scratch_database
+from tests.helpers import count_rows
 from tests.sipproxy_e2e.sipp_support import ProxyProcess, provision
 
 from .dbservers import MariaDBServer, PostgresServer
@@ -35,20 +35,8 @@ USERS = {"alice": "secret-a", "bob": "secret-b", "carol": "secret-c", "dave": "s
 RECOVERY = 10.0  # seconds within which everything must work again
 
 
-def _count(url: str, model, **where) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            q = select(func.count()).select_from(model)
-            for k, v in where.items():
-                q = q.where(getattr(model, k) == v)
-            return c.execute(q).scalar_one()
-    finally:
-        engine.dispose()
-
-
 def _bindings(url: str) -> int:
-    return _count(url, Location)
+    return count_rows(url, Location)
 
 
 def _refused(r, what: str, proxy) -> None:
@@ -132,10 +120,10 @@ class _Outage:
             time.sleep(0.2)
         took = time.monotonic() - t0
         # the BYE relayed during the outage removed its call's row once the database was back
-        while _count(self.url, Dialog, call_id=self.call2.call_id) and time.monotonic() - t0 < RECOVERY:
+        while count_rows(self.url, Dialog, call_id=self.call2.call_id) and time.monotonic() - t0 < RECOVERY:
             time.sleep(0.1)
-        assert _count(self.url, Dialog, call_id=self.call2.call_id) == 0
-        assert _count(self.url, Dialog, call_id=self.call.call_id) == 1
+        assert count_rows(self.url, Dialog, call_id=self.call2.call_id) == 0
+        assert count_rows(self.url, Dialog, call_id=self.call.call_id) == 1
         # the call set up before the outage still ends normally
         bye = self.alice.bye(self.call)
         assert bye is not None and bye.status == 200

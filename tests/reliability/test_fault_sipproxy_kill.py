@@ -12,27 +12,14 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import create_engine, func, select
-
 from ngnpro.models import Dialog, Location
+from tests.helpers import count_rows
 from tests.sipproxy_e2e.sipp_support import ProxyProcess, provision
 
 from .sipua import UA
 
 PHONES = {f"phone{n}": f"pw-{n}" for n in range(20)}
 USERS = {"alice": "secret-a", "bob": "secret-b", "carol": "secret-c", **PHONES}
-
-
-def _count(url: str, model, **where) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            q = select(func.count()).select_from(model)
-            for k, v in where.items():
-                q = q.where(getattr(model, k) == v)
-            return c.execute(q).scalar_one()
-    finally:
-        engine.dispose()
 
 
 def test_sigkill_keeps_registrations_and_routes_calls_set_up_before(tmp_path):
@@ -55,14 +42,14 @@ def test_sigkill_keeps_registrations_and_routes_calls_set_up_before(tmp_path):
         for ua in phones:
             assert ua.register().status == 200
         deadline = time.monotonic() + 5
-        while _count(url, Dialog) < 2 and time.monotonic() < deadline:
+        while count_rows(url, Dialog) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _count(url, Dialog) == 2
+        assert count_rows(url, Dialog) == 2
 
         proxy.service.proc.kill()  # SIGKILL: nothing flushed, nothing closed
         proxy.service.proc.wait()
         proxy.service.stop()
-        assert _count(url, Location) == len(uas)  # every binding is in the table
+        assert count_rows(url, Location) == len(uas)  # every binding is in the table
 
         proxy = ProxyProcess(tmp_path, url, port=proxy.port, location_write_back=1.0)
 
@@ -75,9 +62,9 @@ def test_sigkill_keeps_registrations_and_routes_calls_set_up_before(tmp_path):
         assert bye is not None and bye.status == 200, bye and bye.status
         assert carol.received("BYE", call2.call_id)
         deadline = time.monotonic() + 5
-        while _count(url, Dialog) and time.monotonic() < deadline:
+        while count_rows(url, Dialog) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _count(url, Dialog) == 0  # the rows written before the kill are gone
+        assert count_rows(url, Dialog) == 0  # the rows written before the kill are gone
 
         # registrations kept: calls reach phones that registered before the kill, and
         # their refreshes are accepted without a new registration
@@ -87,7 +74,7 @@ def test_sigkill_keeps_registrations_and_routes_calls_set_up_before(tmp_path):
             assert alice.bye(d).status == 200
         for ua in phones[:5]:
             assert ua.register().status == 200
-        assert _count(url, Location) == len(uas)
+        assert count_rows(url, Location) == len(uas)
         assert "Traceback" not in proxy.output()
     finally:
         for ua in uas:

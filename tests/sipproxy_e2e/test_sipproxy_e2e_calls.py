@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func, select
 
 from ngnpro.models import Dialog
 from sipproxy.sip.parser import parse_message
-from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
+from tests.conftest import DB_IDS, DB_PARAMS, module_database
 from tests.helpers import free_port
 
 from .sipp_support import USERS, ProxyProcess, Sipp, auth_row, call_row, provision
@@ -29,18 +29,12 @@ _next_callee = itertools.count()
 @pytest.fixture(scope="module", params=DB_PARAMS, ids=DB_IDS)
 def shared(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shared")
-    if request.param == "sqlite":
-        url, scratch = f"sqlite:///{tmp / 'msp.sqlite'}", None
-    else:
-        scratch = scratch_database(request.param)
-        url = scratch.__enter__()
-    provision(url, users={**USERS, **POOL})
-    p = ProxyProcess(tmp, url)
-    p.db_url = url
-    yield p
-    p.stop()
-    if scratch is not None:
-        scratch.__exit__(None, None, None)
+    with module_database(request.param, tmp) as url:
+        provision(url, users={**USERS, **POOL})
+        p = ProxyProcess(tmp, url)
+        p.db_url = url
+        yield p
+        p.stop()
 
 
 @pytest.fixture

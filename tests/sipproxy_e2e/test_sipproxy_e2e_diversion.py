@@ -44,7 +44,7 @@ from ngnpro.sip_accounts import add_account
 from ngnpro.sip_aliases import add_alias
 from ngnpro.sip_domains import add_domain
 from ngnpro.sip_settings import set_barring_prefixes, set_call_diversions
-from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
+from tests.conftest import DB_IDS, DB_PARAMS, module_database
 from tests.helpers import free_port
 from tests.sipproxy_e2e.flows_support import (
     DOMAIN,
@@ -116,20 +116,12 @@ def provision(url: str, gateway_port: int) -> None:
 @pytest.fixture(scope="module", params=DB_PARAMS, ids=DB_IDS)
 def platform(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("diversion")
-    if request.param == "sqlite":
-        url, scratch = f"sqlite:///{tmp / 'msp.sqlite'}", None
-    else:
-        scratch = scratch_database(request.param)
-        url = scratch.__enter__()
-    try:
+    with module_database(request.param, tmp) as url:
         ports = {"gw": free_port(host=GATEWAY), **{user: free_port() for user in PHONES}}
         provision(url, ports["gw"])
         proxy = ProxyProcess(tmp, url, country_code="31", outgoing_timeout=20.0)
         yield Platform(proxy, None, ports, url)  # type: ignore[arg-type]  # no enumdns here
         proxy.stop()
-    finally:
-        if scratch is not None:
-            scratch.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
+from tests.conftest import DB_IDS, DB_PARAMS, module_database
 from tests.helpers import Service, free_port, write_config
 from tests.sipproxy_e2e.flows_support import (
     ACCOUNTS,
@@ -74,36 +74,30 @@ from .sipp_support import ProxyProcess
 @pytest.fixture(scope="module", params=DB_PARAMS, ids=DB_IDS)
 def platform(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("flows")
-    if request.param == "sqlite":
-        url, scratch = f"sqlite:///{tmp / 'msp.sqlite'}", None
-    else:
-        scratch = scratch_database(request.param)
-        url = scratch.__enter__()
-    ports = {
-        "dns": free_port(),
-        "gw-first": free_port(host=GW_FIRST), "gw-second": free_port(host=GW_SECOND),
-        "pbx-b": free_port(host=PBX_B), "far-1": free_port(host=FAR_1), "far-2": free_port(host=FAR_2), "tcp": free_port(host=TCP_SERVER),
-        "gw-named": free_port(host=GW_NAMED),
-        "sos-north": free_port(), "sos-south": free_port(),
-    }
-    provision(url, ports)
-    dns_addr = f"127.0.0.1:{ports['dns']}"
-    dns_cfg = write_config(tmp / "enumdns.toml", {"database": {"url": url, "poll_interval": 0.1},
-                                                  "enumdns": {"listen": dns_addr}})
-    dns = Service("enumdns", dns_cfg).wait_tcp("127.0.0.1", ports["dns"])
-    try:
-        # enum_servers left empty: the [enumdns] listen address
-        proxy = ProxyProcess(tmp, url, sections={"enumdns": {"listen": dns_addr}},
-                             dns_servers=[dns_addr], country_code="31", emergency_numbers=["112", "911"],
-                             caller_id_header="pai", outgoing_timeout=20.0)
-    except Exception:
+    with module_database(request.param, tmp) as url:
+        ports = {
+            "dns": free_port(),
+            "gw-first": free_port(host=GW_FIRST), "gw-second": free_port(host=GW_SECOND),
+            "pbx-b": free_port(host=PBX_B), "far-1": free_port(host=FAR_1), "far-2": free_port(host=FAR_2),
+            "tcp": free_port(host=TCP_SERVER), "gw-named": free_port(host=GW_NAMED),
+            "sos-north": free_port(), "sos-south": free_port(),
+        }
+        provision(url, ports)
+        dns_addr = f"127.0.0.1:{ports['dns']}"
+        dns_cfg = write_config(tmp / "enumdns.toml", {"database": {"url": url, "poll_interval": 0.1},
+                                                      "enumdns": {"listen": dns_addr}})
+        dns = Service("enumdns", dns_cfg).wait_tcp("127.0.0.1", ports["dns"])
+        try:
+            # enum_servers left empty: the [enumdns] listen address
+            proxy = ProxyProcess(tmp, url, sections={"enumdns": {"listen": dns_addr}},
+                                 dns_servers=[dns_addr], country_code="31", emergency_numbers=["112", "911"],
+                                 caller_id_header="pai", outgoing_timeout=20.0)
+        except Exception:
+            dns.stop()
+            raise
+        yield Platform(proxy, dns, ports, url)
+        proxy.stop()
         dns.stop()
-        raise
-    yield Platform(proxy, dns, ports, url)
-    proxy.stop()
-    dns.stop()
-    if scratch is not None:
-        scratch.__exit__(None, None, None)
 
 
 @pytest.fixture
