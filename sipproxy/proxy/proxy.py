@@ -248,8 +248,8 @@ class Proxy:
                                 billing_party=call.billing_party)
         from_uri, ruri = req.from_.uri, req.uri
         from_local = bool(from_uri.is_sip and from_uri.host and self.directory.is_local_domain(from_uri.host))
-        to_local = bool(ruri.is_sip and (self.directory.is_local_domain(ruri.host)
-                                         or self.edge.is_me(ruri.host, ruri.port)))
+        to_local = self.router.is_local(ruri)
+        call.local = (ruri, to_local)
         account = None
         # a PBX (trusted peer) or PSTN gateway, known by its address, is not challenged; a
         # local From is always challenged (a subscriber spoofing a peer's address too)

@@ -63,6 +63,8 @@ class RouteRequest:
     trusted: Any = None
     #: it came from one of the LCR's PSTN gateways (an incoming PSTN call)
     gateway: bool = False
+    #: (a Request-URI, whether it is local): remembered, every step asks about the same URI
+    local: Any = None
     #: where routing sent it: "endpoint" (a local user's contacts), "pstn" (through LCR) or
     #: "peer" (another domain: a PBX, another operator); "" until decided
     destination: str = ""

@@ -79,7 +79,9 @@ class HookAPI:
 
     def is_local(self, domain: str | None = None) -> bool:
         """``domain`` (default: the Request-URI's host) is served here."""
-        return self._router.is_local(self._call.request.uri if domain is None else domain)
+        if domain is None:
+            return self._router.target_is_local(self._call)
+        return self._router.is_local(domain)
 
     # -- changing the request ------------------------------------------------------------
 

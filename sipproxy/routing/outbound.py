@@ -61,7 +61,7 @@ def emergency_call(router: Router, call: RouteRequest) -> Response | Targets | N
     if router.data is None or not router.emergency_numbers:
         return None
     req = call.request
-    if not (req.uri.scheme.lower() == "tel" or router.is_local(req.uri)):
+    if not (req.uri.scheme.lower() == "tel" or router.target_is_local(call)):
         return None
     decision = emergency.decide(req.uri.user or "", call.account, router.emergency_numbers,
                                 router.data.emergency)
@@ -77,7 +77,7 @@ def emergency_call(router: Router, call: RouteRequest) -> Response | Targets | N
             req.uri = parse_uri(decision.target)
         except ParseError:
             return _refuse(call, 500, "Bad Emergency Destination")
-        return None if router.is_local(req.uri) else send_out(router, call)
+        return None if router.target_is_local(call) else send_out(router, call)
     # a number is routed like a dialled one: national or international forms to E.164
     return pstn(router, call, router.plan.normalise(decision.target) or decision.target, checked=True)
 
@@ -87,7 +87,7 @@ def quick_dial(router: Router, call: RouteRequest) -> None:
     address, when that is an account or alias here (the guide: 312080051 + 60).  An
     emergency number is never completed: it is the next step's."""
     req = call.request
-    if call.account is None or not router.is_local(req.uri):
+    if call.account is None or not router.target_is_local(call):
         return None
     if emergency.is_emergency(req.uri.user or "", router.emergency_numbers):
         return None
@@ -106,7 +106,7 @@ def number(router: Router, call: RouteRequest) -> Response | Targets | None:
     the PSTN for those who may go there and 404 for the rest."""
     req = call.request
     uri = req.uri
-    if not (uri.scheme.lower() == "tel" or router.is_local(uri)):
+    if not (uri.scheme.lower() == "tel" or router.target_is_local(call)):
         return None
     e164 = router.plan.normalise_uri(uri)
     if e164 is None:
@@ -117,7 +117,7 @@ def number(router: Router, call: RouteRequest) -> Response | Targets | None:
         if found is not None:
             log.info("ENUM %s -> %s (call-id %s)", e164, found, req.call_id)
             req.uri = found
-            if router.is_local(found):
+            if router.target_is_local(call):
                 return router.local_user(call, depth=1)
             if call.gateway:
                 return _refuse(call, 403, "Invalid Destination")

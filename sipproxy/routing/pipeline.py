@@ -127,6 +127,15 @@ class Router:
         return bool(where.is_sip and (self.directory.is_local_domain(where.host)
                                       or self.edge.is_me(where.host, where.port)))
 
+    def target_is_local(self, call: RouteRequest) -> bool:
+        """:meth:`is_local` of the request's current Request-URI, remembered for that URI
+        (the steps ask it again and again; a step that routes elsewhere sets a new URI)."""
+        uri = call.request.uri
+        known = call.local
+        if known is None or known[0] is not uri:
+            known = call.local = (uri, self.is_local(uri))
+        return known[1]
+
     # -- primitives the steps and the hooks share ------------------------------------------
 
     def trusted_source(self, ip: str) -> tuple[Any, bool]:
@@ -236,7 +245,7 @@ class Router:
         req = call.request
         uri = req.uri
         e164 = None
-        if account.barring_prefixes and (uri.scheme.lower() == "tel" or self.is_local(uri)):
+        if account.barring_prefixes and (uri.scheme.lower() == "tel" or self.target_is_local(call)):
             e164 = self.plan.normalise_uri(uri)
         refusal = policy.outgoing(account, e164=e164, call=req.method == "INVITE",
                                   active_calls=lambda: self.active_calls(account.sip_id))
@@ -261,7 +270,7 @@ class Router:
         return outbound.refuse(self, call, refusal, who=str(req.from_.uri))
 
     def local_extensions(self, call: RouteRequest) -> Response | Targets | None:
-        if not self.is_local(call.request.uri):
+        if not self.target_is_local(call):
             return None
         return self.hook("handle_local_extensions", call)
 
@@ -269,7 +278,7 @@ class Router:
         """A local Request-URI: alias -> account -> registered contacts (480); a number
         that is nobody's goes to :func:`outbound.number` (ENUM, the PSTN), else 404."""
         req = call.request
-        if not self.is_local(req.uri):
+        if not self.target_is_local(call):
             return None
         user, domain = req.uri.user, req.uri.host.lower()
         if not user:

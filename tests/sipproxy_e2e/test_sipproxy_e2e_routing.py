@@ -173,6 +173,7 @@ def _serial_proxy(targets):
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
     router = SimpleNamespace(preprocess_request=lambda call: None, trusted_source=lambda ip: (None, False),
+                             is_local=lambda uri: uri.host == "example.com",
                              route=lambda call: Targets(targets, "gw", serial=True))
     proxy = Proxy(core, Directory(), SimpleNamespace(authenticator=None), None, router)
     core.tu = proxy
