@@ -290,6 +290,8 @@ class Headers:
         key = _key_of(name) or canonical_name(name)
         keys = self._keys
         n = keys.count(key)
+        if not n:  # the usual case of a forwarded copy (credentials, caller id): nothing to do
+            return 0
         if n == 1:
             i = keys.index(key)
             del keys[i]
