@@ -28,6 +28,7 @@ from .sip import (
     SipDomain,
     TrustedPeer,
 )
+from .xcap import XcapDocument
 from .zones import DnsRecord, DnsZone
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "CustomerProperty", "Dialog", "DnsRecord", "DnsZone", "EmergencyMapping", "EnumMapping",
     "EnumNumber", "EnumRange", "Gateway", "GatewayRule", "Location", "MediaSession",
     "PhonebookEntry", "PrepaidCard", "Prepared", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
-    "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer",
+    "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer", "XcapDocument",
     "contact_key", "datetime_bind", "load_config", "make_engine", "open_database", "record_change",
     "session_factory", "supports_returning", "upgrade", "utcnow",
 ]

@@ -236,6 +236,9 @@ def _sample_rows():
                        streams='[{"media_type": "audio"}]', start_time=now, end_time=now, duration=61,
                        reason="bye"),
         m.ChangeLogEntry(topic="sip_account", key="alice@example.com"),
+        m.XcapDocument(auid="pres-rules", xui="alice@example.com", filename="index",
+                       document="<ruleset xmlns='urn:ietf:params:xml:ns:common-policy'/>\u00e9" * 3000,
+                       etag="e1", updated=now),
     ]
 
 
