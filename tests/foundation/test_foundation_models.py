@@ -236,6 +236,11 @@ def _sample_rows():
                        streams='[{"media_type": "audio"}]', start_time=now, end_time=now, duration=61,
                        reason="bye"),
         m.ChangeLogEntry(topic="sip_account", key="alice@example.com"),
+        m.RatingRate(profile="default", prefix="3120", name="Amsterdam", price_per_minute=Decimal("0.0125"),
+                     connect_fee=Decimal("0.0500"), increment=6, min_duration=30),
+        m.RatingEntityProfile(entity="subscriber://alice@example.com", profile_weekday="wd", profile_weekday_alt="wda",
+                              profile_weekend="we", profile_weekend_alt="wea", timezone="Europe/Amsterdam",
+                              customer=7, reseller=3),
     ]
 
 
