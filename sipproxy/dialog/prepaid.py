@@ -178,10 +178,11 @@ class PrepaidCalls:
 
     # -- end ------------------------------------------------------------------------------
 
-    def debit_in(self, conn: Connection, call_id: str, tags: set[str], end: _dt.datetime) -> int:
+    def debit_in(self, conn: Connection, call_id: str, tags: set[str], end: _dt.datetime | None = None) -> int:
         """In the caller's transaction: end the confirmed prepaid dialogs of ``call_id``
         matching ``tags`` (state ``terminated``, ``end_time``) and debit their payers.
-        Answers how many calls were debited."""
+        Answers how many calls were debited (``end``: when the call ended; now)."""
+        end = end or self._now()
         rows = conn.execute(select(_D.c.id, _D.c.from_tag, _D.c.to_tag, _D.c.billing_party, _D.c.tariff,
                                    _D.c.connect_time).where(
             _D.c.call_id == call_id, _D.c.state == "confirmed", _D.c.tariff != "")).all()

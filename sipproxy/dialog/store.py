@@ -323,19 +323,19 @@ class DialogStore:
                         for c, a, b in group]  # type: ignore[misc]
                 if kind == "ended":
                     if self.prepaid is not None:
-                        self._debit(conn, group, now)  # type: ignore[arg-type]
+                        self._debit(conn, group)  # type: ignore[arg-type]
                     conn.exec_driver_sql(self._ended.sql, self._ended.bind_many(keys))
                 else:
                     conn.exec_driver_sql(self._removed.sql, self._removed.bind_many(keys))
 
-    def _debit(self, conn: Connection, ends: list[tuple[str, str, str]], now: Any) -> None:
+    def _debit(self, conn: Connection, ends: list[tuple[str, str, str]]) -> None:
         """Debit the prepaid calls among ``ends`` (one query finds them) before they are
         marked terminated."""
         calls = sorted({_clip(c, 255) for c, _, _ in ends})
         prepaid = set(conn.execute(_PREPAID_OF, {"calls": calls}).scalars())
         for call_id, a, b in ends:
             if call_id in prepaid:
-                self.prepaid.debit_in(conn, call_id, {a, b} - {""}, now)  # type: ignore[union-attr]
+                self.prepaid.debit_in(conn, call_id, {a, b} - {""})  # type: ignore[union-attr]
 
     def start(self) -> None:
         import gevent
