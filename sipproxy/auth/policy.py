@@ -129,13 +129,14 @@ def outgoing(account: Account, *, e164: str | None, call: bool,
 
 
 def pstn(account: Account, *, month_cost: Callable[[], Decimal],
-         first_increment_cost: Decimal | None = None) -> Refusal | None:
+         first_increment_cost: Decimal | None = None, credit: bool = True) -> Refusal | None:
     """Rules 1, 3 and 4 for a call to the PSTN: PSTN access (``free-pstn`` group or
     prepaid; not blocked), the ``quota`` group or the monthly ``quota`` against
     this month's cost so far (``month_cost`` is only asked when there is a quota), and a
     prepaid balance against the cost of the first rating increment at the destination's
     rate (``first_increment_cost``; None: no rating table yet -- the balance must then
-    be above zero)."""
+    be above zero).  ``credit`` False: rule 4 is checked elsewhere, against the balance
+    read at call start (sipproxy.routing.outbound's prepaid rating)."""
     refused = blocked(account)
     if refused is not None:
         return refused
@@ -147,7 +148,7 @@ def pstn(account: Account, *, month_cost: Callable[[], Decimal],
     if quota > 0 and not account.prepaid and month_cost() >= quota:
         return QUOTA
     balance = getattr(account, "balance", Decimal(0))
-    if account.prepaid:
+    if account.prepaid and credit:
         needed = first_increment_cost
         if needed is None:
             if balance <= 0:

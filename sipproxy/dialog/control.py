@@ -97,9 +97,13 @@ def _target(contact: str) -> URI:
     return parse_name_addr(values[0]).uri
 
 
-def _party(party: str) -> str:
-    """A From/To value for a party known by its SipId (``user@host``)."""
-    return f"<sip:{party}>" if party else "<sip:anonymous@anonymous.invalid>"
+def _party(party: str, target: URI) -> str:
+    """A From/To value for a party known by its SipId (``user@host``), or by a number (a
+    PSTN party: its gateway's host completes the SIP URI; the phones match the dialog by
+    Call-ID and tags, the URI only has to be valid)."""
+    if not party:
+        return "<sip:anonymous@anonymous.invalid>"
+    return f"<sip:{party}>" if "@" in party else f"<sip:{party}@{target.host or 'anonymous.invalid'}>"
 
 
 def _split_routes(route_set: str, is_mine: Any) -> tuple[list[str], list[str]]:
@@ -141,13 +145,14 @@ def end_call_requests(dialog: DialogState, reason: EndReason, is_mine: Any, *,
     or Route values cannot be read (nothing can be sent then).
     """
     to_callee, to_caller = _split_routes(dialog.route_set, is_mine)
-    caller, callee = _party(dialog.caller), _party(dialog.callee)
+    caller_target, callee_target = _target(dialog.caller_contact), _target(dialog.callee_contact)
+    caller, callee = _party(dialog.caller, caller_target), _party(dialog.callee, callee_target)
     from_caller = max(int(dialog.caller_cseq or 0), caller_cseq) + 1
     from_callee = max(int(getattr(dialog, "callee_cseq", 0) or 0), callee_cseq) + 1
     return [
-        ("callee", _bye(_target(dialog.callee_contact), to_callee, caller, dialog.from_tag,
+        ("callee", _bye(callee_target, to_callee, caller, dialog.from_tag,
                         callee, dialog.to_tag, dialog.call_id, from_caller, reason, max_forwards)),
-        ("caller", _bye(_target(dialog.caller_contact), to_caller, callee, dialog.to_tag,
+        ("caller", _bye(caller_target, to_caller, callee, dialog.to_tag,
                         caller, dialog.from_tag, dialog.call_id, from_callee, reason, max_forwards)),
     ]
 

@@ -180,7 +180,7 @@ def _pstn_refusal(router: Router, call: RouteRequest) -> Response | None:
         month_cost = getattr(directory, "month_cost", None)
         refusal = policy.pstn(
             account, month_cost=(lambda: month_cost(call.billing_party or account.sip_id))
-            if month_cost is not None else (lambda: 0))
+            if month_cost is not None else (lambda: 0), credit=router.rating is None)
         return refuse(router, call, refusal) if refusal is not None else None
     if peer is not None and not call.gateway and getattr(peer, "transit", False):
         return None
