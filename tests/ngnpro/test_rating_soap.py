@@ -167,3 +167,21 @@ def test_zeep_and_php_wsdl_mode(server):
     php_wsdl_call(url, "Rating", "deleteEntityProfiles", {"entity": "customer://103"})
     with server.sessionmaker()() as s:
         assert s.scalar(select(func.count()).select_from(RatingEntityProfile)) == 1
+
+
+def test_deleting_what_an_entity_names_deletes_its_profiles(server):
+    url = server.url
+    php_call(url, "Sip", "addAccount", {"account": {"id": {"username": "bob", "domain": "other.org"},
+                                                    "password": "pw"}})
+    for entity in ("subscriber://alice@example.com", "domain://example.com", "subscriber://bob@other.org",
+                   "domain://other.org", "customer://103"):
+        rating(url, "setEntityProfiles", profiles(entity))
+    php_call(url, "Sip", "deleteAccount", {"sipId": ALICE})
+    assert "subscriber://alice@example.com" not in _rows(server)
+    php_call(url, "Sip", "addAccount", {"account": {"id": ALICE, "password": "pw"}})
+    assert fault(url, "getEntityProfiles", {"entity": "subscriber://alice@example.com"}).code == 4001
+    rating(url, "setEntityProfiles", profiles("subscriber://alice@example.com"))
+    php_call(url, "Sip", "deleteDomain", {"domain": "other.org"})
+    assert set(_rows(server)) == {"subscriber://alice@example.com", "domain://example.com", "customer://103"}
+    php_call(url, "Customer", "deleteAccount", {"id": 103})
+    assert set(_rows(server)) == {"subscriber://alice@example.com", "domain://example.com"}
