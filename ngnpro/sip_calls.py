@@ -111,7 +111,7 @@ def get_calls(session: Session, scope: Scope, sip_id: t.SipId | None, query: Any
             continue
         clauses, limit = _window(q, f"query.{name}", AccountingRecord.start_time)
         rows = list(session.scalars(
-            select(AccountingRecord).where(column == account.aor, *clauses)
+            select(AccountingRecord).where(column == account.aor, AccountingRecord.method == "INVITE", *clauses)
             .order_by(AccountingRecord.start_time.desc(), AccountingRecord.id.desc()).limit(limit)
         ))
         media = _media_types(session, rows) if rows else {}
@@ -131,7 +131,7 @@ def get_call_statistics(session: Session, scope: Scope, sip_id: t.SipId | None, 
         clauses, _ = _window(q, f"query.{name}", AccountingRecord.start_time)
         calls, price = session.execute(
             select(func.count(AccountingRecord.id), func.coalesce(func.sum(AccountingRecord.price), 0))
-            .where(column == account.aor, *clauses)
+            .where(column == account.aor, AccountingRecord.method == "INVITE", *clauses)
         ).one()
         out[name] = {"calls": int(calls), "price": float(price)}
     return out

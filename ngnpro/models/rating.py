@@ -33,6 +33,7 @@ from .tariff import (
     RatingData,
     billed_seconds,
     call_price,
+    charge,
     covers_first_increment,
     entity_keys,
     find_rate,
@@ -57,10 +58,11 @@ ENTITY = 255
 
 __all__ = [
     "DEFAULT_PROFILE", "QUANTUM", "TOPIC_RATING", "EntityProfiles", "Rate", "RatingData",
-    "RatingEntityProfile", "RatingRate", "billed_seconds", "forget_entities", "call_price", "covers_first_increment",
-    "entity_keys", "find_rate", "first_increment_price", "is_weekend", "load_rating",
-    "longest_prefix", "max_duration", "normalize_number", "normalize_prefix", "parse_entity",
-    "profiles_for", "rate_for", "resolve_profiles",
+    "RatingEntityProfile", "RatingRate", "billed_seconds", "call_price", "charge",
+    "covers_first_increment", "entity_keys", "find_rate", "first_increment_price",
+    "forget_entities", "is_weekend", "load_rating", "longest_prefix", "max_duration",
+    "normalize_number", "normalize_prefix", "parse_entity", "profiles_for", "rate_for",
+    "resolve_profiles",
 ]
 
 

@@ -45,7 +45,8 @@ def fault(url, method, args=None, auth=ADMIN) -> SoapFaultError:
 @pytest.fixture
 def calls(ngnpro_server):
     """alice@example.com (reseller 101) with three placed calls (the newest still running),
-    one received call with audio and video, and bob's call that is none of hers."""
+    one received call with audio and video, a MESSAGE (not a call), and bob's call that is
+    none of hers."""
     with ngnpro_server.sessionmaker()() as s:
         s.add_all([Customer(id=101, username="reseller1", password="pw-1", reseller_active=True),
                    Customer(id=102, username="reseller2", password="pw-2", reseller_active=True)])
@@ -54,10 +55,10 @@ def calls(ngnpro_server):
     sip(url, "addDomain", {"domain": {"domain": "example.com", "customer": 101, "reseller": 101}})
     sip(url, "addAccount", {"account": {"id": ALICE, "password": "pw"}})
 
-    def record(call_id, caller, callee, minutes, duration, price, status=200, running=False):
+    def record(call_id, caller, callee, minutes, duration, price, status=200, running=False, method="INVITE"):
         start = T0 + dt.timedelta(minutes=minutes)
         return AccountingRecord(
-            call_id=call_id, from_tag=f"ft-{call_id}", to_tag=f"tt-{call_id}", status=status, caller=caller,
+            method=method, call_id=call_id, from_tag=f"ft-{call_id}", to_tag=f"tt-{call_id}", status=status, caller=caller,
             callee=callee, from_uri=f"sip:{caller}", to_uri=f"sip:{callee}", start_time=start,
             stop_time=None if running else start + dt.timedelta(seconds=duration), duration=duration,
             price=Decimal(price), proxy="192.0.2.10")
@@ -69,6 +70,7 @@ def calls(ngnpro_server):
             record("c3", "alice@example.com", "+442079460000", 120, 0, "0", running=True),
             record("c4", "carol@example.org", "alice@example.com", 30, 300, "0.5000"),
             record("c5", "bob@example.com", "+31201234567", 10, 10, "9.0000"),
+            record("m1", "alice@example.com", "bob@example.com", 5, 0, "0.0100", method="MESSAGE"),  # no call
             MediaSession(call_id="c4", from_tag="ft-c4", streams=json.dumps(
                 [{"media_type": "audio"}, {"media_type": "video"}])),
         ])
