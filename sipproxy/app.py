@@ -50,6 +50,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
           mailboxes: list | None = None, counters: ChangeCounters | None = None):
     """Assemble one proxy process from the configuration (sockets not bound yet)."""
     from ngnpro.models.database import open_database
+    from sipproxy.dialog.prepaid import PrepaidCalls
     from sipproxy.dialog.store import DialogStore
     from sipproxy.directory.routing import RoutingData
     from sipproxy.directory.store import Directory
@@ -92,7 +93,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
         from sipproxy.runtime.overload import Overload
 
         core.overload = Overload(section["overload_delay"] / 1000.0, section["overload_retry_after"])
-    dialogs = DialogStore(sessions)
+    prepaid = PrepaidCalls(_engine, max_duration=section["max_call_duration"])
+    dialogs = DialogStore(sessions, prepaid=prepaid, max_duration=section["max_call_duration"])
     routing = RoutingData(sessions, refresh_interval=config["database"]["poll_interval"])
     dns = DnsResolver.from_config(config, transports={lst.transport for lst in core.transports.listeners})
     core.dns = dns
@@ -103,6 +105,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     outgoing_timeout=section["outgoing_timeout"],
                     caller_id_header=section["caller_id_header"],
                     max_diversions=section["max_diversions"])
+    router.rating = prepaid.rate
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
                   events=_accounting(config, sessions, worker))
@@ -113,6 +116,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
         core.enable_pike(Pike(section["pike_requests"], section["pike_window"], section["pike_block"],
                               exempt=section["pike_exempt"],
                               trusted=lambda ip: router.trusted_source(ip)[0] is not None))
+    dialogs.on_deadline = proxy.calls.on_deadline
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
 

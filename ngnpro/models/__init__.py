@@ -29,6 +29,7 @@ from .sip import (
     SipDomain,
     TrustedPeer,
 )
+from .xcap import XcapDocument
 from .zones import DnsRecord, DnsZone
 
 __all__ = [
@@ -36,8 +37,9 @@ __all__ = [
     "ChangeFeed", "ChangeLogEntry", "Compiled", "Config", "ConfigError", "CreditEntry", "Customer",
     "CustomerProperty", "Dialog", "DnsRecord", "DnsZone", "EmergencyMapping", "EnumMapping",
     "EnumNumber", "EnumRange", "Gateway", "GatewayRule", "Location", "MediaSession",
-    "PhonebookEntry", "PrepaidCard", "Prepared", "RatingEntityProfile", "RatingRate", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
-    "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer",
+    "PhonebookEntry", "PrepaidCard", "Prepared", "RatingEntityProfile", "RatingRate", "RejectMember", "Route",
+    "SipAccount", "SipAccountAcl", "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer",
+    "XcapDocument",
     "contact_key", "datetime_bind", "load_config", "make_engine", "open_database", "record_change",
     "session_factory", "supports_returning", "upgrade", "utcnow",
 ]

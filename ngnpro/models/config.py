@@ -293,6 +293,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "pike_window": (2.0, _seconds(0.1, 3600)),
         "pike_block": (120.0, _seconds(1, 86400)),
         "pike_exempt": ([], _list(_network)),
+        "max_call_duration": (0, _int(0, 604800)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),

@@ -79,7 +79,13 @@ class Dialog(Base):
     start_time: Mapped[_dt.datetime] = mapped_column(default=utcnow)
     connect_time: Mapped[_dt.datetime | None] = mapped_column(default=None)
     #: Prepaid/call control: when the call must be cut off (None: no limit).
-    deadline: Mapped[_dt.datetime | None] = mapped_column(default=None)
+    deadline: Mapped[_dt.datetime | None] = mapped_column(default=None, index=True)
+    #: A prepaid call's tariff (JSON: the rate and the number rated, see
+    #: sipproxy.dialog.prepaid); empty: no balance is debited for this call.
+    tariff: Mapped[str] = mapped_column(Text, default="")
+    #: When the call ended (its BYE, or the proxy's cut-off); the row stays, ``terminated``,
+    #: until the BYE is answered.
+    end_time: Mapped[_dt.datetime | None] = mapped_column(default=None)
 
 
 class AccountingRecord(Base):

@@ -21,6 +21,8 @@ rule  refused when                           answer
       group)
 4     prepaid, and the balance does not      402 Insufficient Credit
       cover the first increment (PSTN)
+4b    prepaid, and no rate for the           403 Destination Not Rated
+      destination (PSTN)
 5     ``call_limit`` calls already going     403 Call Limit Reached
 6     a barring prefix matches the number    403 Destination Barred
 ====  =====================================  ==========================================
@@ -55,7 +57,7 @@ from sipproxy.directory.account import GROUP_QUOTA, AcceptWindow, Account
 __all__ = [
     "Refusal", "warning_header", "outgoing", "pstn", "incoming", "barred_prefix", "acl_allows",
     "accept_decision", "caller_keys",
-    "NO_PSTN", "BLOCKED", "BLOCKED_BY_CUSTOMER", "QUOTA", "CREDIT", "CALL_LIMIT", "BARRED",
+    "NO_PSTN", "BLOCKED", "BLOCKED_BY_CUSTOMER", "QUOTA", "CREDIT", "NOT_RATED", "CALL_LIMIT", "BARRED",
     "ACL", "CALLEE_BLOCKED", "NOT_ACCEPTED", "DND", "REJECTED",
 ]
 
@@ -83,6 +85,7 @@ BLOCKED = Refusal(403, "Account Blocked", "The account is blocked by the adminis
 BLOCKED_BY_CUSTOMER = Refusal(403, "Account Blocked By Customer", "The account is blocked by its customer")
 QUOTA = Refusal(403, "Quota Exceeded", "The monthly quota of the account is used up")
 CREDIT = Refusal(402, "Insufficient Credit", "The prepaid balance does not cover the call")
+NOT_RATED = Refusal(403, "Destination Not Rated", "No rate for this destination: a prepaid account cannot pay for it")
 CALL_LIMIT = Refusal(403, "Call Limit Reached", "The account has reached its maximum number of concurrent calls")
 BARRED = Refusal(403, "Destination Barred", "The destination is barred for the account")
 

@@ -32,6 +32,7 @@ the accounting (``proxy.events``, the call's Stop) and logs one line.  Usage::
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from sipproxy.sip.uri import URI, ParseError, parse_name_addr
 
 log = logging.getLogger("sipproxy.calls")
 
-__all__ = ["EndReason", "MEDIA_TIMEOUT", "RELAY_LOST", "DialogState", "end_call_requests",
+__all__ = ["EndReason", "MEDIA_TIMEOUT", "RELAY_LOST", "CREDIT_EXHAUSTED", "MAX_DURATION", "DialogState", "end_call_requests",
            "CallControl"]
 
 #: how many dialogs' in-dialog CSeq numbers are remembered (oldest forgotten first)
@@ -68,6 +69,10 @@ class EndReason:
 MEDIA_TIMEOUT = EndReason(200, "Media timeout")
 #: the call's media relay ended (its process died): the media path is gone
 RELAY_LOST = EndReason(503, "Media relay failed")
+#: the prepaid balance paid for no more of the call (RFC 3326 cause: 402 Payment Required)
+CREDIT_EXHAUSTED = EndReason(402, "Credit exhausted")
+#: the call lasted the longest any call may (the ``max_call_duration`` setting)
+MAX_DURATION = EndReason(200, "Maximum call duration")
 
 
 class DialogState(Protocol):
@@ -178,6 +183,16 @@ class CallControl:
         """The media relay carrying the call ended: its media path is gone."""
         self.end_call(call_id, "", RELAY_LOST, media_reason="relay lost")
 
+    def on_deadline(self, row: Any) -> None:
+        """A call's deadline passed (the dialog store's cut-off loop claimed its row): the
+        longest call allowed is over, or else the prepaid balance ran out."""
+        limit = getattr(self.proxy.dialogs, "max_duration", 0) or 0
+        now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+        over = bool(limit) and row.connect_time is not None and \
+            now >= row.connect_time + _dt.timedelta(seconds=limit - 1)
+        reason = CREDIT_EXHAUSTED if row.tariff and not over else MAX_DURATION
+        self.end_call(row.call_id, row.from_tag, reason, media_reason=reason.text.lower())
+
     def end_call(self, call_id: str, from_tag: str = "", reason: EndReason = MEDIA_TIMEOUT,
                  media_reason: str = "") -> int:
         """End the established call(s) of ``call_id`` (the one with tag ``from_tag`` when given):
@@ -202,7 +217,7 @@ class CallControl:
                 log.warning("call %s: cannot build BYE (%s)", call_id, exc.reason)
                 requests = []
             sent = [side for side, bye in requests if self._send(bye, row, side)]
-            proxy.dialogs.ended(row.call_id, row.from_tag, row.to_tag)
+            proxy.dialogs.ended(row.call_id, row.from_tag, row.to_tag, remove=True)
             ended += 1
             log.info("call %s -> %s ended by the proxy: %s (BYE to %s, call-id %s)",
                      row.caller, row.callee, reason.text, " and ".join(sent) or "nobody", call_id)

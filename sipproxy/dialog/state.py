@@ -31,3 +31,5 @@ class DialogInfo:
     media_relay: str = ""
     #: who pays (routing's decision: a diverting account, a trusted peer); empty: the caller
     billing_party: str = ""
+    #: a prepaid call's rating (sipproxy.dialog.prepaid.encode_tariff); empty: not debited
+    tariff: str = ""

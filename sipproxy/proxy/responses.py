@@ -110,6 +110,8 @@ class Responses:
             if first and method == "INVITE" and ctx.request.to.tag is None \
                     and not any(b.answered for b in ctx.branches if b is not branch):
                 self._dialog_confirmed(ctx, branch, response)
+            elif first and ctx.request.to.tag is not None:
+                self._in_dialog_answered(ctx, response)
             self.release(ctx)
             return
         if branch.final is None:
@@ -193,6 +195,8 @@ class Responses:
             self._media_release(ctx.request)
         self._respond(ctx.txn, response)
         self._call_log(ctx, response)
+        if ctx.request.method == "BYE":
+            self._in_dialog_answered(ctx, response)
         if self.events is not None and response.status >= 300 and ctx.request.method == "INVITE" \
                 and ctx.request.to.tag is None:
             self.events.failed(ctx.request, ctx.inbound, response, ctx.caller, ctx.callee, ctx.billing_party,
@@ -261,12 +265,28 @@ class Responses:
                 caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
                 callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
                 media_relay=self._relay_of(req.call_id or ""), billing_party=ctx.billing_party,
+                tariff=ctx.tariff,
             )
         except ParseError:
             return
         self.dialogs.confirmed(info)
         if self.events is not None:
             self.events.answered(info, ctx, branch, response)
+
+    def _in_dialog_answered(self, ctx: Context, response: Response) -> None:
+        """A final answer to an in-dialog request: a BYE's ends the dialog for good (any
+        answer: RFC 3261 15.1.1, the session is over whatever the answer), a 2xx to a
+        re-INVITE or UPDATE refreshes the targets (12.2.1.2, 12.2.2)."""
+        req = ctx.request
+        method = req.method
+        try:
+            if method == "BYE":
+                self.dialogs.removed(req.call_id or "", req.from_.tag or "", req.to.tag or "")
+            elif method in ("INVITE", "UPDATE") and response.status < 300:
+                self.dialogs.refreshed(req.call_id or "", req.from_.tag or "", req.headers.get("contact") or "",
+                                       response.headers.get("contact") or "")
+        except ParseError:
+            pass
 
     # -- media relay seam (the answer side; the offer side is the proxy's) --------------
 

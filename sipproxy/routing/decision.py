@@ -44,6 +44,9 @@ class Targets(NamedTuple):
     after: Callable[[list[int], bool], Any] | None = None
     #: who pays, when routing changed it on the way (a call diversion's diverting account)
     billing_party: str = ""
+    #: a prepaid call to the PSTN: its rating (sipproxy.dialog.prepaid.encode_tariff), by
+    #: which the call is cut off and debited
+    tariff: str = ""
 
 
 @dataclass(slots=True)
@@ -70,6 +73,8 @@ class RouteRequest:
     destination: str = ""
     #: an emergency number was dialled: no authorization rule refuses it
     emergency: bool = False
+    #: a prepaid call to the PSTN: its rating (see Targets.tariff); "" otherwise
+    tariff: str = ""
 
     @property
     def flow(self) -> str:
