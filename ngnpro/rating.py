@@ -1,9 +1,11 @@
-"""``python -m ngnpro.rating``: import rating tables from CSV, and export them.
+"""``python -m ngnpro.rating``: import rating tables from CSV, export them, and show how a
+call would be rated.
 
 ::
 
     python -m ngnpro.rating import rates.csv --config msp.toml [--profile NAME] [--replace]
     python -m ngnpro.rating export [FILE] --config msp.toml [--profile NAME]
+    python -m ngnpro.rating quote alice@example.com +31201234567 --config msp.toml [--seconds N] [--at ISO]
 
 The CSV has a header row naming its columns, in any order (docs/accounting.md):
 ``profile``, ``prefix``, ``name``, ``price_per_minute``, ``connect_fee``, ``increment``,
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as _dt
 import io
 import re
 import sys
@@ -36,8 +39,19 @@ from ngnpro.models.rating import (
     PROFILE,
     TOPIC_RATING,
     RatingRate,
+    call_price,
+    covers_first_increment,
+    entity_keys,
+    find_rate,
+    first_increment_price,
+    is_weekend,
+    load_rating,
+    max_duration,
+    normalize_number,
     normalize_prefix,
+    resolve_profiles,
 )
+from ngnpro.models.sip import SipAccount
 
 COLUMNS = ("profile", "prefix", "name", "price_per_minute", "connect_fee", "increment", "min_duration")
 REQUIRED = ("prefix", "price_per_minute")
@@ -253,6 +267,45 @@ def export_rates(session: Session, out: TextIO, profile: str | None = None) -> i
     return count
 
 
+def quote(session: Session, aor: str, number: str, seconds: int, when: _dt.datetime) -> tuple[bool, list[str]]:
+    """How a call from ``aor`` to ``number`` at ``when`` is rated, step by step, for an
+    operator checking a tariff: ``(rated, lines)``.  Reads the account like the proxy does
+    and goes through the same pure functions."""
+    user, _, domain = aor.lower().partition("@")
+    account = session.scalar(select(SipAccount).where(SipAccount.username == user, SipAccount.domain == domain))
+    if account is None:
+        return False, [f"no SIP account {aor}"]
+    keys = entity_keys(user, domain, account.customer, account.reseller)
+    data = load_rating(session, keys, number)
+    entity = next((k for k in keys if k in data.entities), "")
+    profiles = resolve_profiles(data.entities, keys, when, account.timezone)
+    balance = Decimal(account.balance or 0)
+    lines = [
+        f"account   {account.aor} (customer {account.customer}, reseller {account.reseller}, "
+        f"prepaid {'yes' if account.prepaid else 'no'}, balance {balance:.4f})",
+        f"entity    {entity or '(none: default only)'}",
+    ]
+    day = ""
+    if entity:
+        weekend = is_weekend(when, data.entities[entity].timezone or account.timezone)
+        day = " (weekend)" if weekend else " (weekday)"
+    lines.append(f"profiles  {', '.join(profiles)}{day}")
+    rate = find_rate(data.rates, profiles, number)
+    if rate is None:
+        return False, [*lines, f"rate      none: no profile has a prefix of {normalize_number(number) or number!r}"]
+    lines += [
+        f"rate      profile {rate.profile}, prefix {rate.prefix or '(any)'}{f' ({rate.name})' if rate.name else ''}: "
+        f"{rate.price_per_minute:.4f}/min, connect fee {rate.connect_fee:.4f}, increment {rate.increment} s, "
+        f"minimum {rate.min_duration} s",
+        f"price     {seconds} s: {call_price(rate, seconds):.4f}",
+        f"first     {first_increment_price(rate):.4f}, covered by the balance: "
+        f"{'yes' if covers_first_increment(rate, balance) else 'no'}",
+    ]
+    longest = max_duration(rate, balance)
+    lines.append(f"longest   {'no limit' if longest is None else f'{longest} s'} on the balance")
+    return True, lines
+
+
 # --- command line ------------------------------------------------------------------------
 
 
@@ -266,8 +319,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     exp = sub.add_parser("export", help="write rates as CSV")
     exp.add_argument("file", nargs="?", default="-", help="output file (default: standard output)")
     for p in (imp, exp):
-        p.add_argument("--config", help="platform TOML config file (default: built-in defaults)")
         p.add_argument("--profile", help="only this profile (import: put every row in it)")
+    quo = sub.add_parser("quote", help="show how a call would be rated")
+    quo.add_argument("account", help="the calling account, user@domain")
+    quo.add_argument("number", help="the destination number or URI")
+    quo.add_argument("--seconds", type=int, default=60, help="the call's duration (default 60)")
+    quo.add_argument("--at", help="the call's start, ISO 8601 UTC (default: now)")
+    for p in (imp, exp, quo):
+        p.add_argument("--config", help="platform TOML config file (default: built-in defaults)")
     return parser.parse_args(argv)
 
 
@@ -275,6 +334,42 @@ def _open_input(name: str) -> TextIO:
     if name == "-":
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
     return open(name, encoding="utf-8-sig", newline="")
+
+
+def _read(name: str, profile: str | None) -> list[RateRow]:
+    """The checked rows of file ``name``; SystemExit(1) with every problem printed."""
+    label = "<stdin>" if name == "-" else name
+    try:
+        with _open_input(name) as fh:
+            return parse_csv(fh, profile)
+    except OSError as exc:
+        print(f"ngnpro.rating: cannot read {label}: {exc.strerror or exc}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"ngnpro.rating: {label}: not UTF-8 text ({exc.reason})", file=sys.stderr)
+    except CsvError as exc:
+        for line, message in exc.errors:
+            print(f"{label}:{line}: {message}" if line else f"{label}: {message}", file=sys.stderr)
+        print(f"ngnpro.rating: {label} rejected, nothing imported", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _run(session: Session, args: argparse.Namespace, rows: list[RateRow], when: _dt.datetime) -> int:
+    if args.command == "import":
+        result = import_rates(session, rows, args.replace)
+        print(f"imported {len(rows)} rate(s) into {', '.join(result.profiles)}: "
+              f"{result.inserted} added, {result.updated} changed, {result.deleted} removed")
+        return 0
+    if args.command == "quote":
+        rated, lines = quote(session, args.account, args.number, args.seconds, when)
+        print("\n".join(lines), file=sys.stdout if rated else sys.stderr)
+        return 0 if rated else 1
+    if args.file == "-":
+        count = export_rates(session, sys.stdout, args.profile)
+    else:
+        with open(Path(args.file), "w", encoding="utf-8", newline="") as out:
+            count = export_rates(session, out, args.profile)
+    print(f"exported {count} rate(s)", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,39 +384,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ngnpro.rating: configuration error: {exc}", file=sys.stderr)
         return 2
-    rows: list[RateRow] = []
-    if args.command == "import":
-        label = "<stdin>" if args.file == "-" else args.file
+    when = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    if args.command == "quote" and args.at:
         try:
-            with _open_input(args.file) as fh:
-                rows = parse_csv(fh, args.profile)
-        except OSError as exc:
-            print(f"ngnpro.rating: cannot read {label}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        except UnicodeDecodeError as exc:
-            print(f"ngnpro.rating: {label}: not UTF-8 text ({exc.reason})", file=sys.stderr)
-            return 1
-        except CsvError as exc:
-            for line, message in exc.errors:
-                print(f"{label}:{line}: {message}" if line else f"{label}: {message}", file=sys.stderr)
-            print(f"ngnpro.rating: {label} rejected, nothing imported", file=sys.stderr)
-            return 1
+            when = _dt.datetime.fromisoformat(args.at)
+        except ValueError:
+            print(f"ngnpro.rating: --at {args.at!r} is not an ISO 8601 date and time", file=sys.stderr)
+            return 2
+        if when.tzinfo is not None:
+            when = when.astimezone(_dt.UTC).replace(tzinfo=None)
+    try:
+        rows = _read(args.file, args.profile) if args.command == "import" else []
+    except SystemExit as exc:
+        return int(exc.code or 1)
     try:
         engine, Session = open_database(config.database_url)
         try:
             with Session() as session, session.begin():
-                if args.command == "import":
-                    result = import_rates(session, rows, args.replace)
-                    print(f"imported {len(rows)} rate(s) into {', '.join(result.profiles)}: "
-                          f"{result.inserted} added, {result.updated} changed, {result.deleted} removed")
-                    return 0
-                if args.file == "-":
-                    count = export_rates(session, sys.stdout, args.profile)
-                else:
-                    with open(Path(args.file), "w", encoding="utf-8", newline="") as out:
-                        count = export_rates(session, out, args.profile)
-                print(f"exported {count} rate(s)", file=sys.stderr)
-                return 0
+                return _run(session, args, rows, when)
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:

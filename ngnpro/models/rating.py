@@ -11,10 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Connection, Integer, String, UniqueConstraint, select
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    Integer,
+    String,
+    UniqueConstraint,
+    delete,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, Owned, Stamped
+from .changes import record_change
 from .tariff import (
     DEFAULT_PROFILE,
     QUANTUM,
@@ -23,6 +33,7 @@ from .tariff import (
     RatingData,
     billed_seconds,
     call_price,
+    charge,
     covers_first_increment,
     entity_keys,
     find_rate,
@@ -47,10 +58,11 @@ ENTITY = 255
 
 __all__ = [
     "DEFAULT_PROFILE", "QUANTUM", "TOPIC_RATING", "EntityProfiles", "Rate", "RatingData",
-    "RatingEntityProfile", "RatingRate", "billed_seconds", "call_price", "covers_first_increment",
-    "entity_keys", "find_rate", "first_increment_price", "is_weekend", "load_rating",
-    "longest_prefix", "max_duration", "normalize_number", "normalize_prefix", "parse_entity",
-    "profiles_for", "rate_for", "resolve_profiles",
+    "RatingEntityProfile", "RatingRate", "billed_seconds", "call_price", "charge",
+    "covers_first_increment", "entity_keys", "find_rate", "first_increment_price",
+    "forget_entities", "is_weekend", "load_rating", "longest_prefix", "max_duration",
+    "normalize_number", "normalize_prefix", "parse_entity", "profiles_for", "rate_for",
+    "resolve_profiles",
 ]
 
 
@@ -144,3 +156,31 @@ def load_rating(db: Session | Connection, keys: Iterable[str], number: str | Non
             min_duration=minimum, profile=profile, name=name,
         ))
     return RatingData(entities=entities, rates=rates)
+
+
+def forget_entities(
+    db: Session | Connection, *, subscriber: str = "", domain: str = "", customer: int = 0
+) -> int:
+    """Delete the entity profiles of a deleted subscriber (``user@domain``), of a deleted
+    domain together with its subscribers', or of a deleted customer; returns how many.
+
+    Called in the deleting transaction, so an account created later under the same name
+    starts rated by its domain's profiles, not by the old subscriber's."""
+    clauses = []
+    if subscriber:
+        clauses.append(RatingEntityProfile.entity == f"subscriber://{subscriber.lower()}")
+    if domain:
+        name = domain.lower()
+        escaped = name.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        clauses.append(RatingEntityProfile.entity == f"domain://{name}")
+        clauses.append(RatingEntityProfile.entity.like(f"subscriber://%@{escaped}", escape="/"))
+    if customer:
+        clauses.append(RatingEntityProfile.entity == f"customer://{int(customer)}")
+    if not clauses:
+        return 0
+    removed = db.execute(
+        delete(RatingEntityProfile).where(or_(*clauses)).execution_options(synchronize_session=False)
+    ).rowcount or 0
+    if removed:
+        record_change(db, TOPIC_RATING, "")
+    return removed

@@ -262,6 +262,14 @@ def call_price(rate: Rate, seconds: int) -> Decimal:
     return _price_of_billed(rate, billed)
 
 
+def charge(rate: Rate, seconds: int, balance: Decimal) -> Decimal:
+    """What to debit from a prepaid ``balance`` for a call of ``seconds``: its price, but
+    never more than the balance holds (never less than zero), so a balance can reach zero
+    and never go below it -- even when a call outlived its limit by a late BYE."""
+    available = max(Decimal(balance).quantize(QUANTUM, rounding=ROUND_FLOOR), _ZERO)
+    return min(call_price(rate, seconds), available)
+
+
 def first_increment_price(rate: Rate) -> Decimal:
     """What the first moment of an answered call costs: the least a balance must hold."""
     return call_price(rate, 1)

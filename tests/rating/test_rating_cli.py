@@ -145,3 +145,28 @@ def test_module_runs_and_reports_a_bad_config(setup, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ngnpro.rating", "import", path, "--config", str(tmp / "nope.toml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nope.toml not found" in proc.stderr
+
+
+def test_quote_shows_how_a_call_is_rated(setup, capsys):
+    config, Session, tmp = setup
+    assert main(["import", _write(tmp, GOOD), "--config", str(config)]) == 0
+    with Session() as s:
+        s.add_all([m.SipDomain(domain="example.com"),
+                   m.SipAccount(username="alice", domain="example.com", customer=7, reseller=3, prepaid=True,
+                                balance=Decimal("1.0000"), timezone="Europe/Amsterdam"),
+                   m.RatingEntityProfile(entity="customer://7", profile_weekday="cheap")])
+        s.commit()
+    capsys.readouterr()
+    # Monday: customer 7's "cheap" has no 31 prefix, so default's Netherlands rate applies
+    assert main(["quote", "alice@example.com", "+31201234567", "--seconds", "61", "--at", "2026-12-07T12:00:00",
+                 "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "entity    customer://7" in out and "profiles  cheap, default (weekday)" in out
+    assert "profile default, prefix 31 (Netherlands): 0.0200/min, connect fee 0.0100" in out
+    assert "price     61 s: 0.0500" in out and "covered by the balance: yes" in out
+    assert "longest   2940 s on the balance" in out  # 0.01 + 49 minutes * 0.02 = 0.99 <= 1.00 < 1.01
+    assert main(["quote", "alice@example.com", "+441234", "--config", str(config)]) == 0
+    assert "profile cheap, prefix 44" in capsys.readouterr().out
+    assert main(["quote", "nobody@example.com", "+31", "--config", str(config)]) == 1
+    assert "no SIP account nobody@example.com" in capsys.readouterr().err
+    assert main(["quote", "alice@example.com", "+31", "--at", "soon", "--config", str(config)]) == 2

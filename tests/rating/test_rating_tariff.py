@@ -20,6 +20,7 @@ from ngnpro.models.tariff import (
     RatingData,
     billed_seconds,
     call_price,
+    charge,
     covers_first_increment,
     entity_keys,
     find_rate,
@@ -207,6 +208,13 @@ def test_max_duration_examples():
     assert max_duration(r, D("-5")) == 0
 
 
+def test_charge_never_takes_the_balance_below_zero():
+    r = rate(ppm="0.6000", fee="0.0100", inc=1)
+    assert charge(r, 10, D("5")) == D("0.1100")
+    assert charge(r, 10, D("0.0500")) == D("0.0500")  # a call that outlived its limit
+    assert charge(r, 10, D("-1")) == D("0") and charge(r, 0, D("5")) == D("0")
+
+
 def test_rate_rejects_nonsense():
     with pytest.raises(ValueError):
         rate(inc=0)
@@ -247,3 +255,4 @@ def test_max_duration_is_paid_by_the_balance_and_one_second_more_is_not(r, balan
     assert balance < call_price(r, longest + 1)
     assert longest % r.increment == 0
     assert (longest > 0) == covers_first_increment(r, balance)
+    assert charge(r, longest, balance) == call_price(r, longest)  # the longest call is paid in full
