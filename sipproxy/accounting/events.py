@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -82,6 +83,8 @@ class Call:
     answer_time: float = 0.0       # seconds since the epoch
     status: int = 200
     reason: str = "OK"
+    #: the rating of a PSTN call (sipproxy.dialog.prepaid.encode_tariff): its price at the end
+    tariff: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -121,7 +124,8 @@ def _sip_uri(value: str) -> str:
 def answered(dialog: DialogInfo, *, when: float, billing_party: str = "", source_ip: str = "",
              source_port: int = 0, user_agent: str = "", from_uri: str = "", to_uri: str = "",
              translated_uri: str = "", callee_user_agent: str = "", from_header: str = "",
-             proxy_ip: str = "", proxy_port: int = 0, status: int = 200, reason: str = "OK") -> Call:
+             proxy_ip: str = "", proxy_port: int = 0, status: int = 200, reason: str = "OK",
+             tariff: str = "") -> Call:
     """The call a 2xx established, from its dialog and what the INVITE said."""
     return Call(
         call_id=dialog.call_id, from_tag=dialog.from_tag, to_tag=dialog.to_tag,
@@ -130,7 +134,7 @@ def answered(dialog: DialogInfo, *, when: float, billing_party: str = "", source
         billing_party=billing_party or dialog.caller, source_ip=source_ip, source_port=source_port,
         user_agent=user_agent, callee_user_agent=callee_user_agent, from_header=from_header,
         proxy_ip=proxy_ip, proxy_port=proxy_port, cseq=dialog.caller_cseq, answer_time=when,
-        status=status, reason=reason)
+        status=status, reason=reason, tariff=tariff)
 
 
 def failed(call: Call, *, when: float, status: int, reason: str) -> Call:
@@ -298,11 +302,15 @@ def _row(call: Call) -> dict[str, Any]:
     }
 
 
-def stop_row(call: Call, end: CallEnd) -> dict[str, Any]:
-    """The ``accounting`` row of an ended call (column values; datetimes naive UTC)."""
-    return {**_row(call), "reason": f"{end.party}: {end.reason}"[:255] if end.reason else end.party,
-            "start_time": _utc(call.answer_time), "stop_time": _utc(end.time),
-            "duration": _seconds(call, end.time)}
+def stop_row(call: Call, end: CallEnd, price: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """The ``accounting`` row of an ended call (column values; datetimes naive UTC);
+    ``price(seconds)``: what the call costs (the rating's), else nothing."""
+    seconds = _seconds(call, end.time)
+    row = {**_row(call), "reason": f"{end.party}: {end.reason}"[:255] if end.reason else end.party,
+           "start_time": _utc(call.answer_time), "stop_time": _utc(end.time), "duration": seconds}
+    if price is not None:
+        row["price"] = str(price(seconds))  # (rows wait in the JSON queue: a Decimal as text)
+    return row
 
 
 def failed_row(call: Call) -> dict[str, Any]:

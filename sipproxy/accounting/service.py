@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
+from ngnpro.models.tariff import call_price
 from sipproxy.accounting import events as ev
 from sipproxy.accounting.radius import RadiusClient, RecordQueue
+from sipproxy.dialog.prepaid import decode_tariff
 from sipproxy.sip.uri import ParseError
 
 log = logging.getLogger("sipproxy.accounting")
@@ -48,6 +52,18 @@ def _reason_text(request: Any) -> str:
     if 'text="' in value:
         return value.split('text="', 1)[1].split('"', 1)[0] or "BYE"
     return value.strip() or "BYE"
+
+
+def _price(call: ev.Call) -> Callable[[int], Decimal] | None:
+    """The price of ``call`` by its rating (None: not rated)."""
+    if not call.tariff:
+        return None
+    try:
+        rate, _ = decode_tariff(call.tariff)
+    except (ValueError, KeyError, TypeError):
+        log.warning("call %s: its rating cannot be read; no price", call.call_id)
+        return None
+    return lambda seconds: call_price(rate, seconds)
 
 
 class Accounting:
@@ -87,7 +103,8 @@ class Accounting:
                 translated_uri=str(branch.request.uri),
                 callee_user_agent=response.headers.get("user-agent") or response.headers.get("server") or "",
                 from_header=req.headers.get("from") or "", proxy_ip=ctx.inbound.listener.host,
-                proxy_port=ctx.inbound.listener.port, status=response.status, reason=response.reason)
+                proxy_port=ctx.inbound.listener.port, status=response.status, reason=response.reason,
+                tariff=getattr(ctx, "tariff", "") or "")
         except ParseError:
             return
         nxt = now + self.interim_interval if self.interim_interval > 0 else None
@@ -114,7 +131,7 @@ class Accounting:
             who = party or ("caller" if tag_a == call.from_tag else "callee")
             end = ev.CallEnd(now, who, reason, totals)
             rid = ev.record_id(call.call_id, call.from_tag, ev.STOP)
-            return [(rid, now, ev.stop_attributes(call, end, self.nas))], [(rid, ev.stop_row(call, end))]
+            return [(rid, now, ev.stop_attributes(call, end, self.nas))], [(rid, ev.stop_row(call, end, _price(call)))]
 
         self._submit(lambda db: self.queue.end_call_in(db, call_id, tag_a, tag_b, make), end=True)
 

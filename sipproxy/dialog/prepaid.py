@@ -102,22 +102,22 @@ class PrepaidCalls:
 
     def rate(self, payer: str, number: str) -> Rated | None:
         """What routing needs to admit a call of account ``payer`` (a SipId) to ``number``
-        (E.164, the ``+`` optional) now: None when there is no such account."""
+        (E.164, the ``+`` optional) now, and what prices it: None when there is no such
+        account.  Postpaid accounts are rated too (the accounting row's price, which the
+        monthly quota adds up)."""
         user, domain = _split(payer)
         with self.engine.connect() as conn:
             row = conn.execute(select(_A.c.customer, _A.c.reseller, _A.c.timezone, _A.c.prepaid, _A.c.balance)
                                .where(_A.c.username == user, _A.c.domain == domain)).first()
             if row is None:
                 return None
-            if not row.prepaid:
-                return Rated(False, Decimal(row.balance or 0), None, Decimal(0))
             keys = entity_keys(user, domain, row.customer or 0, row.reseller or 0)
             data = load_rating(conn, keys, number)
         rate = rate_for(data, keys, number, self._now(), row.timezone or "")
-        balance = Decimal(row.balance or 0)
+        balance, prepaid = Decimal(row.balance or 0), bool(row.prepaid)
         if rate is None:
-            return Rated(True, balance, None, Decimal(0))
-        return Rated(True, balance, encode_tariff(rate, number), first_increment_price(rate))
+            return Rated(prepaid, balance, None, Decimal(0))
+        return Rated(prepaid, balance, encode_tariff(rate, number), first_increment_price(rate))
 
     # -- answer -------------------------------------------------------------------------
 

@@ -312,7 +312,7 @@ class Proxy:
         """Forward ``req`` to the targets routing ``decided`` on (see :meth:`forward`)."""
         ctx = Context(req, txn, inbound, caller, decided.callee)
         ctx.billing_party = billing_party
-        ctx.tariff = decided.tariff
+        ctx.tariff, ctx.prepaid = decided.tariff, decided.prepaid
         ctx.consumed_credentials = consumed_credentials
         ctx.record_route = req.method in DIALOG_METHODS
         ctx.strip_caller_id = strip_caller_id

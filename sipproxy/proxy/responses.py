@@ -265,7 +265,7 @@ class Responses:
                 caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
                 callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
                 media_relay=self._relay_of(req.call_id or ""), billing_party=ctx.billing_party,
-                tariff=ctx.tariff,
+                tariff=ctx.tariff if ctx.prepaid else "",
             )
         except ParseError:
             return

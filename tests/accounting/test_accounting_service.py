@@ -106,3 +106,26 @@ def test_an_end_of_an_unknown_call_is_given_up(queue, monkeypatch):
     gevent.sleep(0.4)
     assert acct._pending == [] and queue.counts()["records"] == 0
     acct.stop()
+
+
+def test_a_rated_call_has_its_price_in_the_accounting_row(queue, monkeypatch):
+    """A PSTN call carries its rating (routing's): the Stop's row holds what it cost, the
+    amount the monthly quota adds up and getCallStatistics reports."""
+    from decimal import Decimal
+
+    from ngnpro.models.tariff import Rate
+    from sipproxy.dialog.prepaid import encode_tariff
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(service.time, "time", lambda: clock[0])
+    acct = Accounting(queue, None)
+    req = parse_message(INVITE)
+    rate = Rate(prefix="31", price_per_minute=Decimal("1.20"), connect_fee=Decimal("0.10"), increment=60)
+    ctx = SimpleNamespace(request=req, inbound=INBOUND, caller="alice@example.com", billing_party="",
+                          tariff=encode_tariff(rate, "+31201234567"))
+    acct.answered(INFO, ctx, SimpleNamespace(request=SimpleNamespace(uri="sip:0031201234567@gw")),
+                  parse_message(OK))
+    clock[0] += 61  # two started minutes
+    acct.ended(parse_message(BYE))
+    (_, row), = queue.pending_rows()
+    assert row["duration"] == 61 and Decimal(row["price"]) == Decimal("2.50")
