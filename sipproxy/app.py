@@ -108,6 +108,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     router.rating = prepaid.rate
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
+                  session_expires=section["session_expires"], session_min_se=section["session_min_se"],
                   events=_accounting(config, sessions, worker))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike

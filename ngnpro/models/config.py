@@ -294,6 +294,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "pike_block": (120.0, _seconds(1, 86400)),
         "pike_exempt": ([], _list(_network)),
         "max_call_duration": (0, _int(0, 604800)),
+        "session_expires": (0, _int(0, 86400)),
+        "session_min_se": (90, _int(1, 86400)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),

@@ -86,6 +86,10 @@ class Dialog(Base):
     #: When the call ended (its BYE, or the proxy's cut-off); the row stays, ``terminated``,
     #: until the BYE is answered.
     end_time: Mapped[_dt.datetime | None] = mapped_column(default=None)
+    #: RFC 4028 session timer: the negotiated interval (seconds; 0: none) and when the
+    #: session expires unless it is refreshed (a re-INVITE or UPDATE answered 2xx)
+    session_interval: Mapped[int] = mapped_column(default=0)
+    expires: Mapped[_dt.datetime | None] = mapped_column(default=None, index=True)
 
 
 class AccountingRecord(Base):

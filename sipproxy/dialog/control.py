@@ -47,7 +47,7 @@ from sipproxy.sip.uri import URI, ParseError, parse_name_addr
 
 log = logging.getLogger("sipproxy.calls")
 
-__all__ = ["EndReason", "MEDIA_TIMEOUT", "RELAY_LOST", "CREDIT_EXHAUSTED", "MAX_DURATION", "DialogState", "end_call_requests",
+__all__ = ["EndReason", "MEDIA_TIMEOUT", "RELAY_LOST", "CREDIT_EXHAUSTED", "MAX_DURATION", "SESSION_EXPIRED", "DialogState", "end_call_requests",
            "CallControl"]
 
 #: how many dialogs' in-dialog CSeq numbers are remembered (oldest forgotten first)
@@ -71,6 +71,8 @@ MEDIA_TIMEOUT = EndReason(200, "Media timeout")
 RELAY_LOST = EndReason(503, "Media relay failed")
 #: the prepaid balance paid for no more of the call (RFC 3326 cause: 402 Payment Required)
 CREDIT_EXHAUSTED = EndReason(402, "Credit exhausted")
+#: no session refresh within the session interval (RFC 4028): a party is gone
+SESSION_EXPIRED = EndReason(408, "Session expired")
 #: the call lasted the longest any call may (the ``max_call_duration`` setting)
 MAX_DURATION = EndReason(200, "Maximum call duration")
 
@@ -189,10 +191,14 @@ class CallControl:
         self.end_call(call_id, "", RELAY_LOST, media_reason="relay lost")
 
     def on_deadline(self, row: Any) -> None:
-        """A call's deadline passed (the dialog store's cut-off loop claimed its row): the
-        longest call allowed is over, or else the prepaid balance ran out."""
-        limit = getattr(self.proxy.dialogs, "max_duration", 0) or 0
+        """A call's deadline passed (the dialog store's cut-off loop claimed its row): its
+        session expired unrefreshed (RFC 4028), the longest call allowed is over, or else the
+        prepaid balance ran out."""
         now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+        if getattr(row, "expires", None) is not None and row.expires <= now:
+            self.end_call(row.call_id, row.from_tag, SESSION_EXPIRED, media_reason="session expired")
+            return
+        limit = getattr(self.proxy.dialogs, "max_duration", 0) or 0
         over = bool(limit) and row.connect_time is not None and \
             now >= row.connect_time + _dt.timedelta(seconds=limit - 1)
         reason = CREDIT_EXHAUSTED if row.tariff and not over else MAX_DURATION

@@ -74,6 +74,9 @@ _TARGETS = [  # (statement, the Contact it writes: 2 the sender's, 3 the answer'
     for column, tag, pick in (("caller_contact", "from_tag", 2), ("callee_contact", "to_tag", 2),
                               ("callee_contact", "from_tag", 3), ("caller_contact", "to_tag", 3))
 ]
+_SESSION_REFRESH = update(_T).where(
+    _T.c.call_id == bindparam("c"), or_(_T.c.from_tag == bindparam("s"), _T.c.to_tag == bindparam("s")),
+    _T.c.state == _CONFIRMED).values(session_interval=bindparam("i"), expires=bindparam("e"))
 _PREPAID_OF = select(_T.c.call_id).where(_T.c.call_id.in_(bindparam("calls", expanding=True)),
                                          _T.c.state == "confirmed", _T.c.tariff != "")
 
@@ -140,6 +143,7 @@ class DialogStore:
         self._ended = Compiled(_ENDED, dialect, process=False)
         self._removed = Compiled(_REMOVED, dialect, process=False)
         self._targets = [(Compiled(stmt, dialect, process=False), pick) for stmt, pick in _TARGETS]
+        self._session = Compiled(_SESSION_REFRESH, dialect, process=False)
         self._dt_in = datetime_bind(_T.c.start_time.type, dialect)  # SQLite keeps datetimes as text
         self.flush_interval = flush_interval
         self._queue: list[tuple[str, object]] = []
@@ -164,7 +168,7 @@ class DialogStore:
         """A 2xx to an INVITE: the call is established.  A prepaid call is written at once,
         with its deadline (its balance is shared with the payer's other calls)."""
         if info.tariff and self.prepaid is not None:
-            row = self._row(info, utcnow())
+            row = self._row(info, utcnow(), driver=False)
             del row["c"], row["f"]
             try:
                 self.prepaid.answered(row)
@@ -188,11 +192,14 @@ class DialogStore:
         if tag_a or tag_b:
             self._submit(("removed", (call_id, tag_a, tag_b)))
 
-    def refreshed(self, call_id: str, sender_tag: str, contact: str, answer_contact: str = "") -> None:
+    def refreshed(self, call_id: str, sender_tag: str, contact: str, answer_contact: str = "",
+                  session_interval: int = 0) -> None:
         """A target refresh (re-INVITE, UPDATE) was answered 2xx: the sender's Contact is its
-        new remote target; the answer's Contact the other party's."""
-        if sender_tag and (contact or answer_contact):
-            self._submit(("refreshed", (call_id, sender_tag, contact, answer_contact)))
+        new remote target; the answer's Contact the other party's.  It is also a session
+        refresh (RFC 4028 section 10): the session now expires ``session_interval`` seconds
+        (the 2xx's Session-Expires) from now; 0: no session timer any more."""
+        if sender_tag:
+            self._submit(("refreshed", (call_id, sender_tag, contact, answer_contact, session_interval)))
 
     def _submit(self, item: tuple[str, object]) -> None:
         self._queue.append(item)
@@ -276,13 +283,18 @@ class DialogStore:
             log.warning("dialogs: database unavailable (%s); keeping the writes, retrying every %gs",
                         first, self.retry_interval)
 
-    def _row(self, info: DialogInfo, now: Any) -> dict[str, Any]:
-        """The ``dialogs`` values of an established call (``c``/``f``: the replace keys)."""
-        deadline = None
-        if self.max_duration > 0:
-            deadline = utcnow() + _dt.timedelta(seconds=self.max_duration)
-            if self._dt_in is not None:
-                deadline = self._dt_in(deadline)
+    def _stamp_in(self, seconds: float, driver: bool = True) -> Any:
+        """``seconds`` from now, as the driver takes it (``driver`` False: a datetime for
+        SQLAlchemy's statements); None for 0: no such time."""
+        if seconds <= 0:
+            return None
+        when = utcnow() + _dt.timedelta(seconds=seconds)
+        return self._dt_in(when) if driver and self._dt_in is not None else when
+
+    def _row(self, info: DialogInfo, now: Any, driver: bool = True) -> dict[str, Any]:
+        """The ``dialogs`` values of an established call (``c``/``f``: the replace keys), with
+        times as the driver takes them (``driver`` False: datetimes)."""
+        deadline = self._stamp_in(self.max_duration, driver)
         return {
             "call_id": _clip(info.call_id, 255), "from_tag": _clip(info.from_tag, 128),
             "to_tag": _clip(info.to_tag, 128), "caller": _clip(info.caller, 255),
@@ -294,6 +306,7 @@ class DialogStore:
             "callee_source": _clip(info.callee_source, 128), "proxy": _clip(info.proxy, 128),
             "media_relay": _clip(info.media_relay, 128), "start_time": now,
             "connect_time": now, "deadline": deadline, "tariff": info.tariff, "end_time": None,
+            "session_interval": info.session_interval, "expires": self._stamp_in(info.session_interval, driver),
             "c": _clip(info.call_id, 255), "f": _clip(info.from_tag, 128),
         }
 
@@ -313,6 +326,9 @@ class DialogStore:
                     conn.exec_driver_sql(self._replace.sql, self._replace.bind_many(rows))
                 conn.exec_driver_sql(self._insert.sql, self._insert.bind_many(rows))
             elif kind == "refreshed":
+                rows = [{"c": _clip(d[0], 255), "s": _clip(d[1], 128), "i": d[4],  # type: ignore[index]
+                         "e": self._stamp_in(d[4])} for d in group]  # type: ignore[index]
+                conn.exec_driver_sql(self._session.sql, self._session.bind_many(rows))
                 for stmt, pick in self._targets:
                     rows = [{"c": _clip(d[0], 255), "s": _clip(d[1], 128), "sc": d[pick]}  # type: ignore[index]
                             for d in group if d[pick]]  # type: ignore[index]
@@ -396,16 +412,16 @@ class DialogStore:
         sharing the database exactly one ends each call.  Also drops ``terminated`` rows
         whose BYE was never answered (``STALE_TERMINATED`` seconds after their end)."""
         now = utcnow()
+        passed = or_(_T.c.deadline <= now, _T.c.expires <= now)  # (NULL compares to nothing)
         with self._engine.begin() as conn:
             conn.execute(delete(_T).where(_T.c.state == "terminated",
                                           _T.c.end_time < now - _dt.timedelta(seconds=STALE_TERMINATED)))
-            rows = conn.execute(select(_T).where(_T.c.state == "confirmed", _T.c.deadline.is_not(None),
-                                                 _T.c.deadline <= now).order_by(_T.c.deadline).limit(limit)).all()
+            rows = conn.execute(select(_T).where(_T.c.state == "confirmed", passed).limit(limit)).all()
         claimed = []
         for row in rows:
-            with self._engine.begin() as conn:
-                won = conn.execute(update(_T).where(_T.c.id == row.id, _T.c.deadline.is_not(None),
-                                                    _T.c.state == "confirmed").values(deadline=None)).rowcount
+            with self._engine.begin() as conn:  # still due (not refreshed meanwhile), and ours
+                won = conn.execute(update(_T).where(_T.c.id == row.id, _T.c.state == "confirmed", passed)
+                                   .values(deadline=None, expires=None)).rowcount
             if won == 1:
                 claimed.append(row)
         return claimed

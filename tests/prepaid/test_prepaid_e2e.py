@@ -204,3 +204,60 @@ def test_max_call_duration_ends_any_call(tmp_path):
         assert 2.0 <= _answered_to_bye(tmp_path / "max-b.msg") < 3.0
     finally:
         proxy.stop()
+
+
+def _with_session_timer(tmp: Path, scenario: str, name: str, interval: int) -> str:
+    """A scenario whose INVITEs ask for session timers (``Supported: timer``)."""
+    text = Path(scenario).read_text().replace(
+        "Max-Forwards: 70\n", f"Max-Forwards: 70\n      Session-Expires: {interval}\n      Supported: timer\n")
+    out = tmp / name
+    out.write_text(text)
+    return str(out)
+
+
+EXPIRED = "SIP ;cause=408;text=.Session expired."
+
+
+def test_a_session_not_refreshed_is_ended_when_it_expires(tmp_path):
+    """RFC 4028: the caller asks for a 2 s session interval and supports timers, the callee
+    does not do them: the proxy puts ``Session-Expires: 2;refresher=uac`` and ``Require: timer``
+    in the 2xx; no refresh comes (the caller vanished), so the proxy ends the call when the
+    interval passes, BYE both ways."""
+    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
+    provision(url, users={"alice": "pw-a", "bob": "pw-b"})
+    proxy = ProxyProcess(tmp_path, url, session_min_se=1)
+    try:
+        reg = Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port,
+                   rows=["bob;example.com;[authentication username=bob password=pw-b]"])
+        assert reg.wait() == 0, reg.report()
+        uas = Sipp(tmp_path, "se-b", _scenario(tmp_path, "e2e_timeout_uas.xml", EXPIRED), proxy.port, port=reg.port,
+                   server=True, timeout=20)
+        uac_xml = _with_session_timer(tmp_path, _scenario(tmp_path, "e2e_timeout_uac.xml", EXPIRED), "se_uac.xml", 2)
+        uac = Sipp(tmp_path, "se", uac_xml, proxy.port, rows=[call_row("alice", "pw-a", "bob")], timeout=20)
+        assert uac.wait(30) == 0, f"{uac.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+        assert uas.wait(10) == 0, uas.report()
+        caller_trace = (tmp_path / "se.msg").read_text(errors="replace")
+        assert "Session-Expires: 2;refresher=uac" in caller_trace and "Require: timer" in caller_trace
+        assert 2.0 <= _answered_to_bye(tmp_path / "se-b.msg") < 3.0
+    finally:
+        proxy.stop()
+
+
+def test_an_invite_below_min_se_gets_422(tmp_path):
+    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
+    provision(url, users={"alice": "pw-a", "bob": "pw-b"})
+    proxy = ProxyProcess(tmp_path, url, session_min_se=300)
+    try:
+        reg = Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port,
+                   rows=["bob;example.com;[authentication username=bob password=pw-b]"])
+        assert reg.wait() == 0, reg.report()  # bob is online: the call is routed, then refused
+        scenario = tmp_path / "uac422.xml"
+        scenario.write_text((SCENARIOS / "e2e_uac_reject.xml").read_text().replace(
+            '<recv response="403"/>', '<recv response="422"/>'))
+        uac = Sipp(tmp_path, "se422", _with_session_timer(tmp_path, str(scenario), "se422.xml", 120), proxy.port,
+                   rows=[call_row("alice", "pw-a", "bob")])
+        assert uac.wait() == 0, f"{uac.report()}\n--- proxy\n{proxy.output()[-3000:]}"
+        trace = (tmp_path / "se422.msg").read_text(errors="replace")
+        assert "SIP/2.0 422 Session Interval Too Small" in trace and "Min-SE: 300" in trace
+    finally:
+        proxy.stop()
