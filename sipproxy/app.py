@@ -123,19 +123,22 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
 
 
 def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
-    """The accounting at the proxy's seam when ``[radius] server`` is set (else None: the
-    proxy does no accounting work at all).  Worker 0 sends the queued records."""
+    """The accounting at the proxy's seam: the ``accounting`` table's rows (``[sipproxy]
+    accounting``, on by default: the monthly quota and SipPort's getCalls read them) and,
+    when ``[radius] server`` is set, the RADIUS records; None when neither (the proxy then
+    does no accounting work at all).  Worker 0 sends the queued records and rows."""
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
     servers = radius_servers(radius)
-    if not servers:
+    if not servers and not config["sipproxy"]["accounting"]:
         return None
     from sipproxy.accounting.radius import RadiusClient, RecordQueue
     from sipproxy.accounting.service import Accounting
     from sipproxy.accounting.store import AccountingStore
 
-    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"], retries=radius["retries"])
+    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"],
+                          retries=radius["retries"]) if servers else None
     return Accounting(RecordQueue(radius["queue"]), client, AccountingStore(sessions),
                       interim_interval=radius["interim_interval"],
                       nas_identifier=radius["nas_identifier"], drain=worker == 0)
@@ -146,7 +149,7 @@ def _check_radius_queue(config: Config) -> None:
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
-    if not radius_servers(radius):
+    if not radius_servers(radius) and not config["sipproxy"]["accounting"]:
         return
     import sqlite3
 

@@ -294,6 +294,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "pike_block": (120.0, _seconds(1, 86400)),
         "pike_exempt": ([], _list(_network)),
         "max_call_duration": (0, _int(0, 604800)),
+        "accounting": (True, _bool),
         "session_expires": (0, _int(0, 86400)),
         "session_min_se": (90, _int(1, 86400)),
     },
