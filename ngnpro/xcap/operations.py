@@ -15,6 +15,7 @@ the same URI returns what was put.  A DELETE must leave the URI selecting nothin
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -173,10 +174,8 @@ def _put_element(root: etree._Element, selector: NodeSelector, body: bytes,
         old = found[0]
         parent = old.getparent()
         new = parse_fragment(body, (parent if parent is not None else old).nsmap)
-        if parent is None:
-            tree = root.getroottree()
-            tree._setroot(new)
-            root = tree.getroot()
+        if parent is None:  # the root element: the new one becomes a document of its own
+            root = new = copy.deepcopy(new)
         else:
             new.tail = old.tail
             parent.replace(old, new)
