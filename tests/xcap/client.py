@@ -87,11 +87,12 @@ class XcapClient:
         hdrs = dict(headers or {})
         if content_type:
             hdrs["Content-Type"] = content_type
-        reply = self._send(method, path, body, hdrs)
+        chunks = None if body is None or isinstance(body, bytes) else list(body)  # sent chunked, twice
+        reply = self._send(method, path, body if chunks is None else iter(chunks), hdrs)
         if reply.status != 401 or not auth or self.user is None:
             return reply
         hdrs["Authorization"] = self.authorization(reply.challenges, method, path)
-        return self._send(method, path, body, hdrs)
+        return self._send(method, path, body if chunks is None else iter(chunks), hdrs)
 
     def authorization(self, challenges: list[str], method: str, uri: str) -> str:
         chosen = None
