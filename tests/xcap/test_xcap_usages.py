@@ -13,7 +13,7 @@ from ngnpro.models.changes import TOPIC_XCAP, ChangeFeed
 from ngnpro.models.xcap import XcapDocument
 from tests.helpers import count_rows
 from tests.xcap.conftest import client_for
-from tests.xcap.documents import RESOURCE_LISTS, RL_NS, RLS_NS, RLS_SERVICES, USAGE_DOCUMENTS
+from tests.xcap.documents import RESOURCE_LISTS, RL_NS, RLS_SERVICES, USAGE_DOCUMENTS
 
 RL = "application/resource-lists+xml"
 
