@@ -33,7 +33,7 @@ _STEP = re.compile(
     rf"(?:\[@(?P<attr>{_QNAME})=(?P<value>\"[^\"<]*\"|'[^'<]*')\])?\Z"
 )
 _ATTRIBUTE = re.compile(rf"@(?P<name>{_QNAME})\Z")
-_BINDING = re.compile(rf"\s*xmlns\(\s*(?P<prefix>{_NCNAME})\s*=\s*(?P<ns>[^)\s]+)\s*\)")
+_BINDING = re.compile(rf"\s*xmlns\(\s*(?P<prefix>{_NCNAME})\s*=\s*(?P<ns>[^)\s{{}}\x00-\x1f\x7f]+)\s*\)")
 _REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6}|amp|lt|gt|quot|apos);")
 _PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
@@ -163,10 +163,16 @@ def _split(text: str) -> list[str]:
 def _resolve(qname: str, default_ns: str | None, bindings: dict[str, str]) -> Name:
     prefix, colon, local = qname.partition(":")
     if not colon:
-        return (default_ns, qname)
-    if prefix not in bindings:
+        ns, local = default_ns, qname
+    elif prefix not in bindings:
         raise SelectorError(f"prefix {prefix!r} is not bound by an xmlns() in the query")
-    return (bindings[prefix], local)
+    else:
+        ns = bindings[prefix]
+    try:  # what \w lets through but XML names do not take
+        etree.QName(ns, local)
+    except ValueError:
+        raise SelectorError(f"{qname!r} is not an XML name") from None
+    return (ns, local)
 
 
 def _att_value(raw: str) -> str:
