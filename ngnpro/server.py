@@ -334,6 +334,9 @@ def _handler_class() -> Any:
 
         def get_environ(self) -> dict:
             environ = super().get_environ()
+            # the request target as sent, still percent-encoded: XCAP URIs may hold an
+            # encoded "/" that PATH_INFO's decoding would turn into a separator
+            environ["RAW_URI"] = self.path
             if time.monotonic() > self.reuse_until:
                 environ[LAST_REQUEST] = True
             return environ

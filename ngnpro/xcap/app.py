@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 from sqlalchemy.exc import SQLAlchemyError
 
 from ngnpro.models.config import Config
-from ngnpro.models.digest import MALFORMED, STALE, DigestAuth
+from ngnpro.models.digest import MALFORMED, STALE, DigestAuth, parse_credentials
 
 from . import generated
 from .errors import ERROR_TYPE, HttpError, XcapError
@@ -145,6 +145,12 @@ class XcapApp:
             return self.store.ha1(user if at else username, domain, algorithm)
 
         header = environ.get("HTTP_AUTHORIZATION")
+        creds = parse_credentials(header) if header else None
+        target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if creds is not None and target and creds.uri != target:
+            # the response covers the uri parameter: credentials for another resource
+            # must not reach this one (RFC 7616 section 3.4.6)
+            raise HttpError(400, "the credentials' uri is not the request's")
         result = self.auth.verify([header] if header else [], method=method, realm=domain, lookup=lookup)
         if result.status == MALFORMED:
             raise HttpError(400, "malformed credentials")

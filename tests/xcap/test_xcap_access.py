@@ -89,6 +89,11 @@ def test_unknown_user_and_malformed_credentials(xcap_server) -> None:
     bad = alice.get(alice.user_path("resource-lists"), auth=False,
                     headers={"Authorization": 'Digest realm="example.com", username="alice", nonce'})
     assert bad.status == 400
+    # credentials computed for another URI are not taken for this one
+    first = alice.request("GET", alice.user_path("pres-rules"), auth=False)
+    other = alice.authorization(first.challenges, "GET", alice.user_path("pres-rules"))
+    moved = alice.get(alice.user_path("resource-lists"), auth=False, headers={"Authorization": other})
+    assert moved.status == 400
 
 
 def test_users_reach_only_their_own_tree(lists, xcap_server, bob) -> None:

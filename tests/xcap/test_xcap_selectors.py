@@ -226,3 +226,16 @@ def test_namespace_selector_is_read_only(lists) -> None:
                                   "resource-lists/list[a]", "resource-lists/1list"])
 def test_bad_selector_is_400(lists, node) -> None:
     assert lists.get(lists.user_path("resource-lists", node=node)).status == 400
+
+
+def test_slashes_inside_attribute_values(lists) -> None:
+    """A ``/`` in a predicate's value, sent as is or as ``%2F``, is not a step separator."""
+    anchor = "http://xcap.example.com/xcap-root/resource-lists/users/sip:bob@example.com/index"
+    node = f'resource-lists/list[2]/external[@anchor="{anchor}"]'
+    created = lists.put(lists.user_path("resource-lists", node=node), f'<external anchor="{anchor}"/>', EL)
+    assert created.status == 201, created.body
+    plain = lists.get(lists.user_path("resource-lists", node=node))
+    assert plain.status == 200 and plain.xml().get("anchor") == anchor
+    encoded = lists.user_path("resource-lists") + "/~~/" + node.replace("/", "%2F").replace('"', "%22") \
+        .replace("[", "%5B").replace("]", "%5D")
+    assert lists.get(encoded).body == plain.body
