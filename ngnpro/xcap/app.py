@@ -124,7 +124,7 @@ class XcapApp:
 
     def _uri(self, environ: dict) -> XcapUri:
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or quote(environ.get("PATH_INFO", "/"))
-        if "://" in raw.split("?", 1)[0]:  # absolute-form request target
+        if raw[:8].lower().startswith(("http://", "https://")):  # absolute-form request target
             raw = "/" + raw.split("://", 1)[1].partition("/")[2]
         path = raw.partition("?")[0]
         try:
