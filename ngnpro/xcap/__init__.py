@@ -9,7 +9,7 @@ One module per idea, the pure ones apart from the I/O:
 
 * ``uri``: the request URI (document selector, node selector, namespace bindings);
 * ``selector``: parsing node selectors and applying them to an lxml tree;
-* ``xml``: the hardened XML parser (no DTD, no entities, no network);
+* ``xmlsafe``: the hardened XML parser (no DTD, no entities, no network);
 * ``errors``: the ``application/xcap-error+xml`` documents of RFC 4825 section 11;
 * ``usages`` and ``constraints``: the application usages, their schemas and rules;
 * ``operations``: GET, PUT and DELETE on a document, without I/O;
