@@ -5,7 +5,7 @@ pure operation compute the new document, store it with a fresh entity tag and ap
 change-log row (topic ``xcap``, key ``auid/xui/filename``) in the same transaction, so that
 the presence agent and xcap-diff subscribers polling the change feed see the change exactly
 when it commits.  Two clients creating the same document at once meet the unique key: the
-loser's transaction is retried once, and then sees the winner's document.
+loser's transaction is tried again (as after a deadlock), and then sees the winner's document.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from lxml import etree
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ngnpro.models.changes import TOPIC_XCAP, record_change
@@ -67,7 +67,7 @@ class XcapStore:
               operation: Callable[[Stored | None, Callable[[], list[str]]], Result]) -> tuple[Result, str | None]:
         """Run ``operation(current, other_service_uris)`` in a transaction and store what it
         returns; returns the result and the document's entity tag afterwards."""
-        for attempt in (1, 2):
+        for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self._local_lock:
                     # the SOAP calls' lock: taken (and given back) only if no call of this
@@ -80,8 +80,8 @@ class XcapStore:
                     finally:
                         if mine:
                             self.write_lock.release()
-            except IntegrityError:
-                if attempt == 2:
+            except (IntegrityError, OperationalError) as exc:
+                if attempt == ATTEMPTS or not (isinstance(exc, IntegrityError) or _conflict(exc)):
                     raise
         raise AssertionError("unreachable")
 
@@ -125,6 +125,18 @@ class XcapStore:
         if row is None:
             return None
         return (row.ha1_sha256 if algorithm.upper() == "SHA-256" else row.ha1) or None
+
+
+#: a write meeting another worker's (unique key, deadlock, serialization) is tried again
+ATTEMPTS = 3
+
+
+def _conflict(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure (MariaDB 1213/1205, PostgreSQL 40P01/40001):
+    the other transaction has won; ours can run again on what it wrote."""
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code in (1213, 1205) or getattr(orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _by_name(auid: str, xui: str | None, filename: str) -> Any:

@@ -3,8 +3,8 @@ from RFC 7616 (MD5 and SHA-256, qop=auth), independent of the server's code.
 
 ``XcapClient(base, user, domain, password, algorithm)``; ``request(method, path, body,
 content_type, headers)`` returns a :class:`Reply` (status, headers, body, and ``xml`` /
-``error`` for lxml views).  A 401 is answered once with credentials for the challenge of the
-client's algorithm.
+``error`` for lxml views).  A 401 is answered with credentials for the challenge of the client's
+algorithm (again after a stale one).
 """
 
 from __future__ import annotations
@@ -91,8 +91,12 @@ class XcapClient:
         reply = self._send(method, path, body if chunks is None else iter(chunks), hdrs)
         if reply.status != 401 or not auth or self.user is None:
             return reply
-        hdrs["Authorization"] = self.authorization(reply.challenges, method, path)
-        return self._send(method, path, body if chunks is None else iter(chunks), hdrs)
+        for _ in range(4):  # a nonce of another server worker is stale there: answer the new challenge
+            hdrs["Authorization"] = self.authorization(reply.challenges, method, path)
+            reply = self._send(method, path, body if chunks is None else iter(chunks), hdrs)
+            if reply.status != 401 or not any("stale=true" in c for c in reply.challenges):
+                break
+        return reply
 
     def authorization(self, challenges: list[str], method: str, uri: str) -> str:
         chosen = None

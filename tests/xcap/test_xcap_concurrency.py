@@ -55,3 +55,31 @@ def test_one_creation_wins(xcap_server) -> None:
 
     statuses = _together(create)
     assert sorted(statuses) == [201] + [412] * (N - 1)
+
+
+def test_two_workers_share_the_documents(tmp_path, db_url) -> None:
+    """With ``workers = 2`` the writers are two processes: creations still race to one
+    winner, element PUTs all land, on each database."""
+    from tests.ngnpro.conftest import start_ngnpro
+    from tests.xcap.conftest import MAX_DOCUMENT, ROOT, provision
+
+    server = start_ngnpro(tmp_path, db_url, xcap_root=ROOT + "/", xcap_max_document=MAX_DOCUMENT, workers=2)
+    try:
+        provision(server)
+        test_one_creation_wins(server)
+        _element_puts_all_land(server)
+    finally:
+        server.service.stop()
+        server.close()
+
+
+def _element_puts_all_land(server) -> None:
+    clients = [client_for(server, "alice@example.com") for _ in range(N)]
+
+    def add(i: int) -> int:
+        node = f'resource-lists/list[@name="friends"]/entry[@uri="sip:w{i}@example.com"]'
+        c = clients[i]
+        return c.put(c.user_path("resource-lists", node=node), f'<entry uri="sip:w{i}@example.com"/>',
+                     "application/xcap-el+xml").status
+
+    assert _together(add) == [201] * N
