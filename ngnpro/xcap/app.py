@@ -203,7 +203,7 @@ class XcapApp:
             headers.append(("Content-Type", ctype))
         if etag:
             headers.append(("ETag", f'"{etag}"'))
-        if not self.keep_alive(environ):
+        if status == 413 or not self.keep_alive(environ):  # 413: the rest of the body is unread
             headers.append(("Connection", "close"))
         start_response(f"{status} {_REASONS.get(status, 'Error')}", headers + (extra or []))
         return [] if head or status == 304 else [body]

@@ -3,8 +3,8 @@ from RFC 7616 (MD5 and SHA-256, qop=auth), independent of the server's code.
 
 ``XcapClient(base, user, domain, password, algorithm)``; ``request(method, path, body,
 content_type, headers)`` returns a :class:`Reply` (status, headers, body, and ``xml`` /
-``error`` for lxml views).  A 401 is answered with credentials for the challenge of the client's
-algorithm (again after a stale one).
+``error`` for lxml views).  A 401 is answered, on the same connection, with credentials for the challenge of
+the client's algorithm.
 """
 
 from __future__ import annotations
@@ -70,17 +70,14 @@ class XcapClient:
             path += "/~~/" + quote(node, safe="/@:=*'!$()+,;~-._")
         return path
 
-    def _send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Reply:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            challenges = [v for k, v in resp.getheaders() if k.lower() == "www-authenticate"]
-            return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data, challenges)
-        finally:
-            conn.close()
-            self.requests += 1
+    def _send(self, conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
+              headers: dict[str, str]) -> Reply:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        challenges = [v for k, v in resp.getheaders() if k.lower() == "www-authenticate"]
+        self.requests += 1
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data, challenges)
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
                 headers: dict[str, str] | None = None, auth: bool = True) -> Reply:
@@ -88,15 +85,19 @@ class XcapClient:
         if content_type:
             hdrs["Content-Type"] = content_type
         chunks = None if body is None or isinstance(body, bytes) else list(body)  # sent chunked, twice
-        reply = self._send(method, path, body if chunks is None else iter(chunks), hdrs)
-        if reply.status != 401 or not auth or self.user is None:
-            return reply
-        for _ in range(4):  # a nonce of another server worker is stale there: answer the new challenge
+        # one connection for the challenge and the answer, as clients do: it stays with one
+        # server worker, whose nonce it answers (another worker would call it stale)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            reply = self._send(conn, method, path, body if chunks is None else iter(chunks), hdrs)
+            if reply.status != 401 or not auth or self.user is None:
+                return reply
+            if reply.headers.get("connection", "").lower() == "close":
+                conn.close()
             hdrs["Authorization"] = self.authorization(reply.challenges, method, path)
-            reply = self._send(method, path, body if chunks is None else iter(chunks), hdrs)
-            if reply.status != 401 or not any("stale=true" in c for c in reply.challenges):
-                break
-        return reply
+            return self._send(conn, method, path, body if chunks is None else iter(chunks), hdrs)
+        finally:
+            conn.close()
 
     def authorization(self, challenges: list[str], method: str, uri: str) -> str:
         chosen = None

@@ -79,3 +79,15 @@ def test_operations_on_documents(text: str, seed: bytes, body: bytes) -> None:
     doc = seed.partition(b"\n")[2].partition(b"\x00")[0]
     query = "xmlns(r=urn:ietf:params:xml:ns:resource-lists)xmlns(x=urn:x)"
     harness.TestOneInput(f"{text}?{query}\n".encode() + doc + (b"\x00" + body if body else b""))
+
+
+def test_names_lxml_refuses_are_selector_errors() -> None:
+    """fuzz xcap: a control character in an ``xmlns()`` namespace reached lxml, whose
+    ``ValueError`` would have been a 500 instead of a 400."""
+    import pytest
+
+    with pytest.raises(selector.SelectorError):
+        selector.parse_bindings("xmlns(p=urn:\x01x)")
+    for text in ("a/b[@p:c=\"d\"]", "p:a"):
+        with pytest.raises(selector.SelectorError):
+            selector.parse(text, harness.RL_NS, {"p": "urn:\x01x"})

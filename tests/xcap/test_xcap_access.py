@@ -150,7 +150,8 @@ def test_oversize_body_is_413(lists) -> None:
     entries = "".join(f'<entry uri="sip:u{i}@example.com"/>' for i in range(MAX_DOCUMENT // 30))
     big = RESOURCE_LISTS.replace("<list name=\"work\">", f"<list name=\"work\">{entries}")
     assert len(big) > MAX_DOCUMENT
-    assert lists.put(lists.user_path("resource-lists"), big, RL).status == 413
+    too_big = lists.put(lists.user_path("resource-lists"), big, RL)
+    assert too_big.status == 413 and too_big.headers["connection"] == "close"
     _unchanged(lists, before)
     # a body without Content-Length (chunked) is bounded the same way
     chunked = lists.request("PUT", lists.user_path("resource-lists"), iter([big.encode()]), RL)
