@@ -75,6 +75,9 @@ class XcapApp:
             log.error("database error: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return self._reply(environ, start_response, 503, b"database unavailable\n", "text/plain", None,
                                [("Retry-After", "5")], head=head)
+        except Exception:  # a bug of ours: logged here, never a traceback to the client
+            log.exception("XCAP request %s %s failed", environ.get("REQUEST_METHOD"), environ.get("RAW_URI"))
+            return self._reply(environ, start_response, 500, b"internal error\n", "text/plain", None, head=head)
 
     # -- the request --------------------------------------------------------------------------
 
@@ -212,4 +215,4 @@ class XcapApp:
 _REASONS = {200: "OK", 201: "Created", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
             403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
             412: "Precondition Failed", 413: "Content Too Large", 415: "Unsupported Media Type",
-            503: "Service Unavailable"}
+            500: "Internal Server Error", 503: "Service Unavailable"}

@@ -22,7 +22,8 @@ RLS = "urn:ietf:params:xml:ns:rls-services"
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S")
 _HTTP = re.compile(r"https?://[^\s/?#]+", re.I)
 
-Check = Callable[[etree._Element, str], None]
+#: a usage's rules: (root element, default namespace, values other documents hold)
+Check = Callable[[etree._Element, str, Iterable[str]], None]
 
 
 def alternative(value: str, taken: Iterable[str]) -> str:
@@ -64,7 +65,7 @@ def _require(condition: bool, phrase: str) -> None:
 # -- common policy: pres-rules and the OMA variant ------------------------------------------------
 
 
-def common_policy(root: etree._Element, default_ns: str) -> None:
+def common_policy(root: etree._Element, default_ns: str, taken: Iterable[str] = ()) -> None:
     """Rule ids unique in the ruleset (RFC 4745 section 7); identities are URIs
     (RFC 5025 section 3.1); OMA external lists are HTTP URIs of the XCAP server."""
     unique([r for r in element_children(root) if r.tag == f"{{{CP}}}rule"], "id", default_ns)
@@ -103,7 +104,7 @@ def _list_rules(lst: etree._Element, default_ns: str) -> None:
             _list_rules(k, default_ns)
 
 
-def resource_lists(root: etree._Element, default_ns: str) -> None:
+def resource_lists(root: etree._Element, default_ns: str, taken: Iterable[str] = ()) -> None:
     """Names of sibling lists, URIs of a list's entries, refs and anchors are unique."""
     _list_rules(root, default_ns)
 

@@ -9,7 +9,7 @@ document after a write: schema first, then the usage's own rules.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class Usage:
     mime: str
     namespace: str
     schema: str | None = None
-    rules: Callable[..., None] | None = None
+    rules: constraints.Check | None = None
     writable: bool = True
     users: bool = True
     global_: bool = True
@@ -52,10 +52,8 @@ class Usage:
                 where = f"line {err.line}: " if err is not None and err.line else ""
                 message = err.message if err is not None else "does not match the schema"
                 raise XcapError("schema-validation-error", f"{where}{message}"[:300])
-        if self.rules is constraints.rls_services:
-            constraints.rls_services(root, self.namespace, taken)
-        elif self.rules is not None:
-            self.rules(root, self.namespace)
+        if self.rules is not None:
+            self.rules(root, self.namespace, taken)
 
 
 @functools.cache
