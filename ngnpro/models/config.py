@@ -244,6 +244,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "store_clear_text_passwords": (True, _bool),
         "max_body_bytes": (1048576, _int(1024)),
         "workers": (1, _int(1, 64)),
+        "xcap_root": ("/xcap-root/", lambda k, v: _xcap_root(k, v)),
+        "xcap_max_document": (1048576, _int(1024, 64 * 1048576)),
     },
     "enumdns": {
         "listen": ("127.0.0.1:5353", _hostport),
@@ -316,6 +318,21 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "queue": ("var/radius-queue.sqlite", _str),
     },
 }
+
+
+_XCAP_ROOT = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+/)+")
+
+
+def _xcap_root(key: str, v: Any) -> str:
+    """The XCAP root path (RFC 4825 section 6.1): ``/seg/.../``, beside the SOAP paths."""
+    v = _str(key, v)
+    if not v.endswith("/"):
+        v += "/"
+    if not _XCAP_ROOT.fullmatch(v):
+        raise ConfigError(f"{key}: expected an absolute path such as /xcap-root/, got {v!r}")
+    if v.split("/")[1] in ("ngnpro", "wsdl") or "~~" in v.split("/"):
+        raise ConfigError(f"{key}: {v!r} is taken by the SOAP server's paths")
+    return v
 
 
 def _float_pos(key: str, v: Any) -> float:
