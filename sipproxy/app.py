@@ -108,7 +108,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     router.rating = prepaid.rate
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
-                  events=_accounting(config, sessions, worker))
+                  events=_accounting(config, sessions, worker, core.transports.listeners))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
 
@@ -121,9 +121,10 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     return core, proxy, (directory, location, dialogs, routing)
 
 
-def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
+def _accounting(config: Config, sessions, worker: int, listeners=()):  # noqa: ANN001, ANN202 - Accounting | None
     """The accounting at the proxy's seam when ``[radius] server`` is set (else None: the
-    proxy does no accounting work at all).  Worker 0 sends the queued records."""
+    proxy does no accounting work at all).  Worker 0 sends the queued records, and its
+    Accounting-On/-Off name the first IPv4 address the proxy listens on (``listeners``)."""
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
@@ -137,7 +138,22 @@ def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 
     client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"], retries=radius["retries"])
     return Accounting(RecordQueue(radius["queue"]), client, AccountingStore(sessions),
                       interim_interval=radius["interim_interval"],
-                      nas_identifier=radius["nas_identifier"], drain=worker == 0)
+                      nas_identifier=radius["nas_identifier"], nas_ip=_nas_ip(listeners), drain=worker == 0)
+
+
+def _nas_ip(listeners) -> str:  # noqa: ANN001 - sipproxy.sip.addressing.Listener
+    """The first listener address that is a specific IPv4 address (RADIUS's NAS-IP-Address
+    is IPv4; a wildcard names no NAS), else "" (NAS-Identifier alone names it)."""
+    import ipaddress
+
+    for lst in listeners:
+        try:
+            ip = ipaddress.ip_address(str(lst.host).strip("[]"))
+        except ValueError:
+            continue
+        if ip.version == 4 and not ip.is_unspecified:
+            return str(ip)
+    return ""
 
 
 def _check_radius_queue(config: Config) -> None:
