@@ -140,7 +140,7 @@ def test_call_start_and_stop_and_a_missed_call_reach_freeradius(db_url, tmp_path
         assert on["NAS-Identifier"] == "msp-e2e" and on["NAS-IP-Address"] == "127.0.0.1"
         assert on["Acct-Session-Id"].startswith("msp-e2e-") and on["MSP-Record-Id"]
         proxy.stop()
-        recs = radius.wait_for(lambda r: r[-1]["Acct-Status-Type"] == "Accounting-Off", timeout=5)
+        recs = radius.wait_for(lambda r: bool(r) and r[-1]["Acct-Status-Type"] == "Accounting-Off", timeout=5)
         assert [r["Acct-Status-Type"] for r in recs] == [
             "Accounting-On", "Start", "Stop", "Failed", "Failed", "Accounting-Off"]
         off = recs[-1]
