@@ -109,7 +109,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
                   session_expires=section["session_expires"], session_min_se=section["session_min_se"],
-                  events=_accounting(config, sessions, worker))
+                  events=_accounting(config, sessions, worker, core.transports.listeners))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
 
@@ -122,11 +122,12 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     return core, proxy, (directory, location, dialogs, routing)
 
 
-def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
+def _accounting(config: Config, sessions, worker: int, listeners=()):  # noqa: ANN001, ANN202 - Accounting | None
     """The accounting at the proxy's seam: the ``accounting`` table's rows (``[sipproxy]
     accounting``, on by default: the monthly quota and SipPort's getCalls read them) and,
     when ``[radius] server`` is set, the RADIUS records; None when neither (the proxy then
-    does no accounting work at all).  Worker 0 sends the queued records and rows."""
+    does no accounting work at all).  Worker 0 sends the queued records and rows, and its
+    Accounting-On/-Off name the first IPv4 address the proxy listens on (``listeners``)."""
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
@@ -141,7 +142,22 @@ def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 
                           retries=radius["retries"]) if servers else None
     return Accounting(RecordQueue(radius["queue"]), client, AccountingStore(sessions),
                       interim_interval=radius["interim_interval"],
-                      nas_identifier=radius["nas_identifier"], drain=worker == 0)
+                      nas_identifier=radius["nas_identifier"], nas_ip=_nas_ip(listeners), drain=worker == 0)
+
+
+def _nas_ip(listeners) -> str:  # noqa: ANN001 - sipproxy.sip.addressing.Listener
+    """The first listener address that is a specific IPv4 address (RADIUS's NAS-IP-Address
+    is IPv4; a wildcard names no NAS), else "" (NAS-Identifier alone names it)."""
+    import ipaddress
+
+    for lst in listeners:
+        try:
+            ip = ipaddress.ip_address(str(lst.host).strip("[]"))
+        except ValueError:
+            continue
+        if ip.version == 4 and not ip.is_unspecified:
+            return str(ip)
+    return ""
 
 
 def _check_radius_queue(config: Config) -> None:
