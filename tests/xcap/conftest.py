@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
+from tests.conftest import DB_IDS, DB_PARAMS, module_database
 from tests.ngnpro.conftest import NGNProServer, start_ngnpro
 from tests.xcap.client import XcapClient
 
@@ -27,15 +27,7 @@ def _start(tmp: Path, url: str) -> NGNProServer:
 @pytest.fixture(scope="session", params=DB_PARAMS, ids=DB_IDS)
 def xcap_module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NGNProServer]:
     tmp = tmp_path_factory.mktemp("xcap")
-    if request.param == "sqlite":
-        server = _start(tmp, f"sqlite:///{tmp / 'msp.sqlite'}")
-        try:
-            yield server
-        finally:
-            server.service.stop()
-            server.close()
-        return
-    with scratch_database(request.param) as url:
+    with module_database(request.param, tmp) as url:
         server = _start(tmp, url)
         try:
             yield server
