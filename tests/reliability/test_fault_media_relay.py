@@ -163,6 +163,8 @@ def test_a_relay_that_stops_answering_is_passed_over_within_its_timeout(tmp_path
             assert alice.bye(d).status == 200
         assert max(took) < 4.0, took  # one call waited out the 2 s timeout, no more
         assert f"media relay 127.0.0.1:{c1} unavailable (no answer)" in proxy.output()
+        time.sleep(6)  # past a probe (retry_interval 5 s): connected, but it does not answer the ping
+        assert f"media relay 127.0.0.1:{c1} is back" not in proxy.output()
         relays[1].proc.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 15
         while f"media relay 127.0.0.1:{c1} is back" not in proxy.output() and time.monotonic() < deadline:
