@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     and_,
     bindparam,
     delete,
@@ -43,6 +42,7 @@ from ngnpro.models import Compiled, Dialog, datetime_bind
 from ngnpro.models.base import utcnow
 from sipproxy.dialog.prepaid import PrepaidCalls
 from sipproxy.dialog.state import DialogInfo
+from sipproxy.directory.feed import engine_of
 
 log = logging.getLogger("sipproxy.dialog")
 
@@ -108,16 +108,6 @@ def _clip(value: str, n: int) -> str:
     return value[:n]
 
 
-def _engine_of(session_factory: Any) -> Engine:
-    if isinstance(session_factory, Engine):
-        return session_factory
-    bind = getattr(session_factory, "kw", {}).get("bind")
-    if isinstance(bind, Engine):
-        return bind
-    with session_factory() as s:
-        return s.get_bind()
-
-
 class DialogStore:
     """Writes and removes rows of ``dialogs``; database errors are logged, never raised
     (a call must not fail because its bookkeeping did).
@@ -136,7 +126,7 @@ class DialogStore:
         self.prepaid = prepaid
         #: the longest call allowed, seconds (0: no limit): every call's deadline
         self.max_duration = max_duration
-        self._engine = _engine_of(session_factory)
+        self._engine = engine_of(session_factory)
         dialect = self._engine.dialect
         self._replace = Compiled(_REPLACE, dialect, process=False)
         self._insert = Compiled(_INSERT, dialect, _INSERT_KEYS, process=False)
