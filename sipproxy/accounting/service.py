@@ -122,6 +122,9 @@ class Accounting:
                 tariff=getattr(ctx, "tariff", "") or "")
         except ParseError:
             return
+        if self.client is None:  # the accounting table only: the call is kept for its Stop's row
+            self._submit(lambda db: self.queue.add_in(db, [], call=call))
+            return
         nxt = now + self.interim_interval if self.interim_interval > 0 else None
         record = (ev.record_id(call.call_id, call.from_tag, ev.START), now, ev.start_attributes(call, self.nas))
         self._submit(lambda db: self.queue.add_in(db, [record], call=call, next_interim=nxt))
@@ -146,7 +149,8 @@ class Accounting:
             who = party or ("caller" if tag_a == call.from_tag else "callee")
             end = ev.CallEnd(now, who, reason, totals)
             rid = ev.record_id(call.call_id, call.from_tag, ev.STOP)
-            return [(rid, now, ev.stop_attributes(call, end, self.nas))], [(rid, ev.stop_row(call, end, _price(call)))]
+            row = [(rid, ev.stop_row(call, end, _price(call)))]
+            return ([] if self.client is None else [(rid, now, ev.stop_attributes(call, end, self.nas))]), row
 
         self._submit(lambda db: self.queue.end_call_in(db, call_id, tag_a, tag_b, make), end=True)
 
@@ -168,8 +172,8 @@ class Accounting:
         except ParseError:
             return
         rid = ev.record_id(call.call_id, call.from_tag, ev.FAILED, call.status)
-        self._submit(lambda db: self.queue.add_in(db, [(rid, now, ev.failed_attributes(call, self.nas))],
-                                                  [(rid, ev.failed_row(call))]))
+        records = [] if self.client is None else [(rid, now, ev.failed_attributes(call, self.nas))]
+        self._submit(lambda db: self.queue.add_in(db, records, [(rid, ev.failed_row(call))]))
 
     def announce(self, kind: str) -> None:
         """Queue an ``Accounting-On`` or ``-Off`` record (``kind``) -- by the worker that

@@ -52,7 +52,7 @@ def queue(tmp_path):
 
 
 def test_answer_bye_and_failure_give_start_stop_failed(queue):
-    acct = Accounting(queue, None)  # not started: every event committed at once
+    acct = Accounting(queue, _Client())  # not started: every event committed at once, none sent
     _answer(acct)
     start = dict(queue.pending()[0][2])
     assert (start["Source-IP"], start["Source-Port"], start["User-Agent"]) == ("192.0.2.7", "5062", "phone/1")
@@ -73,7 +73,7 @@ def test_answer_bye_and_failure_give_start_stop_failed(queue):
 
 
 def test_events_are_committed_in_groups_and_at_stop(queue, monkeypatch):
-    acct = Accounting(queue, None, drain=False)
+    acct = Accounting(queue, _Client(), drain=False)
     acct.start()
     _answer(acct)
     assert queue.counts()["records"] == 0  # not committed yet
@@ -87,7 +87,8 @@ def test_events_are_committed_in_groups_and_at_stop(queue, monkeypatch):
 def test_an_end_waits_for_the_start_another_worker_commits_later(tmp_path, monkeypatch):
     monkeypatch.setattr(service, "END_RETRY", 0.05)
     path = str(tmp_path / "q.sqlite")
-    worker0, worker1 = Accounting(RecordQueue(path), None, drain=False), Accounting(RecordQueue(path), None)
+    worker0, worker1 = Accounting(RecordQueue(path), _Client(), drain=False), \
+        Accounting(RecordQueue(path), _Client(), drain=False)
     worker1.start()
     worker1.ended(parse_message(BYE))  # the BYE reaches worker 1 before worker 0 committed the 2xx
     gevent.sleep(0.15)
@@ -207,3 +208,15 @@ def test_an_off_no_server_takes_stays_queued_for_the_next_start(queue, monkeypat
     assert [r["Acct-Status-Type"] for r in client.got] == ["Accounting-On", "Accounting-Off", "Accounting-On"]
     assert client.got[0]["Acct-Session-Id"] == client.got[1]["Acct-Session-Id"] != client.got[2]["Acct-Session-Id"]
     up.stop()
+
+
+def test_without_radius_only_the_table_rows_are_queued(queue):
+    """``[radius] server`` unset, ``[sipproxy] accounting`` on: the rows of the accounting
+    table, and no RADIUS record that nobody would ever send (the queue would only grow)."""
+    acct = Accounting(queue, None)
+    _answer(acct)
+    acct.ended(parse_message(BYE))
+    acct.failed(parse_message(INVITE.replace(b"call-1", b"call-2")), INBOUND,
+                parse_message(BUSY.replace(b"call-1", b"call-2")), "alice@example.com", "bob@example.com")
+    assert queue.pending() == []
+    assert [r["status"] for _, r in queue.pending_rows()] == [200, 486]
