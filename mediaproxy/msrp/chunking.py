@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .message import FLAG_ABORTED, FLAG_COMPLETE, FLAG_CONTINUES, ByteRange, Message, new_transaction_id
+from .message import (
+    FLAG_ABORTED,
+    FLAG_COMPLETE,
+    FLAG_CONTINUES,
+    ByteRange,
+    Message,
+    new_transaction_id,
+)
 
 __all__ = ["chunks", "abort_chunk", "DEFAULT_CHUNK_SIZE"]
 

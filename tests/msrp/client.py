@@ -16,7 +16,13 @@ import time
 from dataclasses import dataclass, field
 
 from mediaproxy.msrp.chunking import chunks
-from mediaproxy.msrp.message import Message, make_report, make_response, new_message_id, new_transaction_id
+from mediaproxy.msrp.message import (
+    Message,
+    make_report,
+    make_response,
+    new_message_id,
+    new_transaction_id,
+)
 from mediaproxy.msrp.parser import MSRPParseError, Parser, read_messages
 from mediaproxy.msrp.uri import MsrpUri, parse_path
 from ngnpro.models.digest import compute_response, parse_auth_params
@@ -40,7 +46,7 @@ class MsrpClient:
     """One connection to a relay or peer.  ``uri`` is the client's own MSRP URI."""
 
     def __init__(self, host: str, port: int, *, tls: bool = False, cafile: str | None = None,
-                 server_hostname: str | None = None, keep_bodies: bool = True, read_delay: float = 0.0,
+                 server_hostname: str | None = None, keep_bodies: bool = True,
                  sock: socket.socket | None = None) -> None:
         if sock is None:
             sock = socket.create_connection((host, port), timeout=10)
@@ -52,7 +58,10 @@ class MsrpClient:
         scheme = "msrps" if tls else "msrp"
         self.uri = MsrpUri(scheme, "client.invalid", 2855 + secrets.randbelow(1000), secrets.token_hex(6), "tcp")
         self.keep_bodies = keep_bodies
-        self.read_delay = read_delay
+        #: cleared: the reader stops reading (a slow receiver), set again: it goes on
+        self.reading = threading.Event()
+        self.reading.set()
+        self.sent_bytes = 0
         self.responses: dict[str, queue.Queue] = {}
         self.requests: queue.Queue[Message] = queue.Queue()
         self.reports: queue.Queue[Message] = queue.Queue()
@@ -73,9 +82,8 @@ class MsrpClient:
     def _read(self) -> None:
         parser, pending = Parser(max_head_bytes=65536), {}
         try:
-            if self.read_delay:
-                time.sleep(self.read_delay)
             while True:
+                self.reading.wait()
                 data = self.sock.recv(65536)
                 if not data:
                     break
@@ -123,6 +131,10 @@ class MsrpClient:
             self.done.notify_all()
 
     def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # (close alone waits for the reader's recv)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -204,6 +216,7 @@ class MsrpClient:
         for chunk in chunks(headers, body, chunk_size, start=start, total=total):
             self.responses.setdefault(chunk.transaction_id, queue.Queue())
             self.send_raw(chunk.encode())
+            self.sent_bytes += len(chunk.body)
             out.append(chunk.transaction_id)
             if wait and len(out) - len(responses) >= window:
                 responses.append(self.response(out[len(responses)], 30))

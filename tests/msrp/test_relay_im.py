@@ -86,7 +86,7 @@ def test_im_between_two_clients_of_the_relay(relay: Relay) -> None:
         # the SDP a=path of each side: its relay URI, then itself
         alice_path = [*alice.use_path, alice.uri]
         bob_path = [*bob.use_path, bob.uri]
-        mid, responses = alice.send([alice.use_path[0], *bob_path], "Hello Bob".encode(),
+        mid, responses = alice.send([alice.use_path[0], *bob_path], b"Hello Bob",
                                     Success_Report="yes")
         assert [r.code for r in responses] == [200]
         got = bob.wait_message(mid)
@@ -100,7 +100,7 @@ def test_im_between_two_clients_of_the_relay(relay: Relay) -> None:
         assert report.get("Message-ID") == mid and report.get("Status").startswith("000 200")
         assert report.get("Byte-Range") == "1-9/9"
         # and bob answers along his own path
-        mid2, responses = bob.send([bob.use_path[0], *alice_path], "Hi Alice".encode())
+        mid2, responses = bob.send([bob.use_path[0], *alice_path], b"Hi Alice")
         assert [r.code for r in responses] == [200]
         assert bytes(alice.wait_message(mid2).body) == b"Hi Alice"
     finally:
