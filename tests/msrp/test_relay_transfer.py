@@ -60,7 +60,7 @@ def test_slow_receiver_stops_the_sender_not_the_relay_memory(relay: Relay) -> No
     try:
         bob.reading.clear()
         sender = threading.Thread(target=lambda: result.update(zip(("mid", "responses"), alice.send(
-            [alice.use_path[0], *bob.use_path, bob.uri], data, chunk_size=512 * 1024, window=80))))
+            [alice.use_path[0], *bob.use_path, bob.uri], data, chunk_size=512 * 1024, window=80), strict=True)))
         sender.start()
         time.sleep(2.0)
         # held back: what is in flight is bounded by the socket buffers, not by the relay
