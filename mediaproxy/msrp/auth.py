@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 
 from ngnpro.models.digest import MALFORMED, OK, STALE, DigestAuth
 
@@ -46,8 +47,10 @@ class Authenticator:
         the configured default realm."""
         return self.realm_for(host.strip("[]").lower()) or self.default_realm or None
 
-    def handle(self, request: Message, conn: Hashable, secure: bool) -> Message:
-        """The response to an AUTH that arrived on ``conn``."""
+    def handle(self, request: Message, conn: Hashable, secure: bool, kind: str = "tls") -> Message:
+        """The response to an AUTH that arrived on ``conn``, a connection of the listener
+        ``kind`` (tls, tcp, ws, wss): the reserved URI says how to reach the relay there --
+        ``msrps`` over TLS and WSS, transport ``ws`` on WebSocket (RFC 7977 section 5)."""
         if not secure:
             return make_response(request, 403, "AUTH needs TLS")
         to, frm = request.to_path, request.from_path
@@ -72,6 +75,8 @@ class Authenticator:
             if result.username:
                 log.info("AUTH for %s@%s refused: %s", result.username, realm, result.reason)
             return make_response(request, 401, extra=self.digest.challenge(realm, stale=result.status == STALE))
-        res = self.reservations.reserve(conn, to[0], frm[0], f"{result.username}@{realm}", expires)
+        base = replace(to[0], scheme="msrps" if kind in ("tls", "wss") else "msrp",
+                       transport="ws" if kind in ("ws", "wss") else "tcp", params="")
+        res = self.reservations.reserve(conn, base, frm[0], f"{result.username}@{realm}", expires)
         log.info("AUTH %s@%s (%s): reserved %s for %ss", result.username, realm, result.algorithm, res.uri, expires)
         return make_response(request, 200, extra=[("Use-Path", str(res.uri)), ("Expires", str(expires))])

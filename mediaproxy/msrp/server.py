@@ -196,7 +196,7 @@ class Connection:
         if not req.is_request:
             return
         if req.method == "AUTH":
-            self.send_message(self.server.authenticator.handle(req, self, self.secure))
+            self.send_message(self.server.authenticator.handle(req, self, self.secure, self.label))
             return
         fr = req.report_wanted("Failure-Report")
         if cur.target is not None:

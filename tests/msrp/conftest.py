@@ -78,6 +78,7 @@ class Relay:
     tcp: int
     tls: int
     ws: int
+    wss: int
     ca: Path
     db_url: str
 
@@ -97,11 +98,12 @@ def start_relay(folder: Path, **settings: object) -> Relay:
     provision(db_url)
     ca, cert, key = make_certificate(folder)
     for _ in range(3):
-        tcp, tls, ws = free_port(), free_port(), free_port()
+        tcp, tls, ws, wss = free_port(), free_port(), free_port(), free_port()
         config = write_config(folder / "msp.toml", {
             "database": {"url": db_url},
             "logging": {"level": "debug"},
-            "msrprelay": {"listen": [f"tcp:127.0.0.1:{tcp}", f"tls:127.0.0.1:{tls}", f"ws:127.0.0.1:{ws}"],
+            "msrprelay": {"listen": [f"tcp:127.0.0.1:{tcp}", f"tls:127.0.0.1:{tls}", f"ws:127.0.0.1:{ws}",
+                                     f"wss:127.0.0.1:{wss}"],
                           "tls_cert": str(cert), "tls_key": str(key), "allow_loopback_tcp": True,
                           **settings},
         })
@@ -109,7 +111,8 @@ def start_relay(folder: Path, **settings: object) -> Relay:
         try:
             service.wait_tcp("127.0.0.1", tcp)
             service.wait_tcp("127.0.0.1", ws)
-            return Relay(service, tcp, tls, ws, ca, db_url)
+            service.wait_tcp("127.0.0.1", wss)
+            return Relay(service, tcp, tls, ws, wss, ca, db_url)
         except RuntimeError:
             service.stop()
             if service.proc.returncode not in (None, 1):
