@@ -21,4 +21,5 @@ TARGETS = (
     "enumdns_query",
     "ngnpro_soap",
     "mediaproxy_control",
+    "msrp_message",
 )

@@ -126,10 +126,10 @@ class Parser:
         return self._body(events)
 
     def _start(self) -> bool:
+        if not b"MSRP ".startswith(bytes(self._buf[:5])):
+            raise MSRPParseError("not an MSRP start line")
         line = self._line()
         if line is None:
-            if len(self._buf) >= 5 and not self._buf.startswith(b"MSRP "):
-                raise MSRPParseError("not an MSRP start line")
             return False
         m = _START.fullmatch(line)
         if not m:
