@@ -83,16 +83,37 @@ def main(argv: list[str] | None = None) -> int:
 
     def authenticator(reservations):
         return Authenticator(digest, reservations, accounts.ha1, accounts.domain_of, section["realm"],
-                             section["min_expires"], section["max_expires"])
+                             section["min_expires"], section["max_expires"], section["advertised_host"])
 
+    acm = None
+    if section["control"]:
+        from .acm import AcmSessions
+
+        endpoints = {}
+        for lst in listeners:
+            scheme = {"tls": "msrps", "tcp": "msrp"}.get(lst.kind)
+            if scheme and scheme not in endpoints:
+                endpoints[scheme] = (section["advertised_host"] or lst.host, lst.port)
+        if not endpoints:
+            print("mediaproxy.msrp: configuration error: msrprelay.control: the ACM needs a tls: or tcp: listener",
+                  file=sys.stderr)
+            return 2
+        acm = AcmSessions(endpoints)
     relay = RelayServer(listeners, authenticator, tls_context=server_ctx, client_context=client_ctx,
                         idle_timeout=section["idle_timeout"], transaction_timeout=section["transaction_timeout"],
                         max_connections=section["max_connections"],
                         max_connections_per_ip=section["max_connections_per_ip"],
                         max_head_bytes=section["max_head_bytes"], max_headers=section["max_headers"],
-                        allow_loopback_tcp=section["allow_loopback_tcp"])
+                        allow_loopback_tcp=section["allow_loopback_tcp"], acm=acm,
+                        own_hosts=tuple(h.lower() for h in (section["advertised_host"],) if h))
     try:
         relay.start()
+        if acm is not None:
+            from .control import serve_control
+
+            host, port = parse_hostport(section["control"], "msrprelay.control")
+            control = serve_control(acm, host, port)
+            logging.getLogger("mediaproxy.msrp").info("ACM control on %s:%d", host, control.server_port)
     except OSError as exc:
         print(f"mediaproxy.msrp: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -33,7 +33,7 @@ class Authenticator:
 
     def __init__(self, digest: DigestAuth, reservations: Reservations, credentials: CredentialLookup,
                  realm_for: RealmLookup, default_realm: str = "", min_expires: int = 60,
-                 max_expires: int = 3600) -> None:
+                 max_expires: int = 3600, advertised_host: str = "") -> None:
         self.digest = digest
         self.reservations = reservations
         self.credentials = credentials
@@ -41,6 +41,8 @@ class Authenticator:
         self.default_realm = default_realm
         self.min_expires = min_expires
         self.max_expires = max_expires
+        #: the host written into Use-Path (empty: the name the client addressed)
+        self.advertised_host = advertised_host
 
     def realm(self, host: str) -> str | None:
         """The realm of a relay host name: the provisioned domain it is (or is under), else
@@ -75,7 +77,7 @@ class Authenticator:
             if result.username:
                 log.info("AUTH for %s@%s refused: %s", result.username, realm, result.reason)
             return make_response(request, 401, extra=self.digest.challenge(realm, stale=result.status == STALE))
-        base = replace(to[0], scheme="msrps" if kind in ("tls", "wss") else "msrp",
+        base = replace(to[0], host=self.advertised_host or to[0].host, user="", scheme="msrps" if kind in ("tls", "wss") else "msrp",
                        transport="ws" if kind in ("ws", "wss") else "tcp", params="")
         res = self.reservations.reserve(conn, base, frm[0], f"{result.username}@{realm}", expires)
         log.info("AUTH %s@%s (%s): reserved %s for %ss", result.username, realm, result.algorithm, res.uri, expires)

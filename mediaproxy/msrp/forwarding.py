@@ -52,8 +52,13 @@ class Forward:
 
 @dataclass
 class Refuse:
+    """Do not forward: answer ``code``.  ``binding`` marks the one refusal that a body-less
+    SEND turns into ``200``: the ACM's other party has not connected yet, and an empty SEND
+    only binds the sender's connection (RFC 4975 section 5.4)."""
+
     code: int
     reason: str
+    binding: bool = False
 
 
 def forwarded_copy(head: Message, to_path: list[MsrpUri], from_path: list[MsrpUri]) -> Message:
@@ -75,6 +80,9 @@ class Reservations:
     this one."""
 
     ports: set[int]
+    #: the names and addresses of this relay (its listeners' and the advertised host): a
+    #: next hop there is this relay, reserved here or nowhere
+    hosts: set[str] = field(default_factory=set)
     clock: Callable[[], float] = time.time
     by_session: dict[str, Reservation] = field(default_factory=dict)
 
@@ -127,6 +135,8 @@ class Reservations:
                 if isinstance(inner, Forward):
                     inner.via = first
                 return inner
+            if nxt.port in self.ports and nxt.host.strip("[]").lower() in self.hosts:
+                return Refuse(481, "no such reservation at this relay")
             return Forward(forwarded_copy(head, rest, back), None, nxt, first)
         if len(rest) != 1 or rest[0].host.strip("[]").lower() != res.client_host:
             return Refuse(403, "this relay URI leads only to the client that reserved it")

@@ -25,6 +25,7 @@ import gevent.socket
 from gevent.lock import Semaphore
 from gevent.server import StreamServer
 
+from .acm import AcmSessions
 from .auth import Authenticator
 from .forwarding import Forward, Refuse, Reservations
 from .message import FLAG_ABORTED, Message, end_line, make_response
@@ -61,6 +62,7 @@ class _Current:
     forward: Forward | None = None
     refuse: tuple[int, str] | None = None
     failed: bool = False                 # the target broke off mid-chunk
+    binding: bool = False                # refused only because the ACM's other side is not there
 
 
 class Connection:
@@ -159,10 +161,11 @@ class Connection:
         if msg.method not in ("SEND", "REPORT"):
             cur.refuse = (501, f"{msg.method} not implemented")
             return
-        route = self.server.reservations.route(self, msg)
+        route = self.server.route(self, msg)
         if isinstance(route, Refuse):
             log.info("%r: %s %s refused: %d %s", self, msg.method, msg.transaction_id, route.code, route.reason)
             cur.refuse = (route.code, route.reason)
+            cur.binding = route.binding
             return
         target = route.connection if route.connection is not None else self.server.connect(route.next_hop)
         if target is None or target.closed:
@@ -218,6 +221,8 @@ class Connection:
                 if answers_ok(req):
                     self.send_message(make_response(req, 200))
                 return
+        if cur.binding and not cur.has_body and req.method == "SEND":
+            cur.refuse = (200, "OK")  # an empty SEND that only binds its connection to the ACM
         if cur.refuse is not None and req.method != "REPORT" and fr != "no":
             code, reason = cur.refuse
             self.send_message(make_response(req, code, reason))
@@ -255,7 +260,8 @@ class RelayServer:
                  client_context: ssl.SSLContext | None, idle_timeout: float = 300.0,
                  transaction_timeout: float = 30.0, max_connections: int = 1000,
                  max_connections_per_ip: int = 64, max_head_bytes: int = 16384, max_headers: int = 40,
-                 allow_loopback_tcp: bool = False) -> None:
+                 allow_loopback_tcp: bool = False, acm: AcmSessions | None = None,
+                 own_hosts: tuple[str, ...] = ()) -> None:
         self.listeners = listeners
         self.tls_context = tls_context
         self.client_context = client_context
@@ -265,9 +271,11 @@ class RelayServer:
         self.max_head_bytes = max_head_bytes
         self.max_headers = max_headers
         self.allow_loopback_tcp = allow_loopback_tcp
-        self.reservations = Reservations({lst.port for lst in listeners})
+        self.reservations = Reservations({lst.port for lst in listeners},
+                                         {lst.host.lower() for lst in listeners} | set(own_hosts))
         self.transactions = TransactionTable(transaction_timeout)
         self.authenticator: Authenticator = authenticator_factory(self.reservations)
+        self.acm = acm
         self.connections: set[Connection] = set()
         self.per_ip: Counter[str] = Counter()
         self.outbound: dict[tuple[str, int, bool], Connection] = {}
@@ -348,6 +356,12 @@ class RelayServer:
         return conn
 
     # -- events ----------------------------------------------------------------------
+    def route(self, conn: Connection, head: Message) -> Forward | Refuse:
+        """An ACM session's URI goes to the ACM, anything else to the relay's reservations."""
+        if self.acm is not None and self.acm.owns(head.to_path[0]):
+            return self.acm.route(conn, head)
+        return self.reservations.route(conn, head)
+
     def on_response(self, conn: Connection, response: Message) -> None:
         """A next hop answered a request the relay passed on; a failure becomes a REPORT."""
         pending = self.transactions.answer(conn, response)
@@ -374,6 +388,8 @@ class RelayServer:
         for key, c in list(self.outbound.items()):
             if c is conn:
                 del self.outbound[key]
+        if self.acm is not None:
+            self.acm.drop_connection(conn)
         dropped = self.reservations.drop_owner(conn)
         if dropped:
             log.info("%r gone: %d reservation(s) ended", conn, dropped)

@@ -105,7 +105,7 @@ def start_relay(folder: Path, **settings: object) -> Relay:
             "msrprelay": {"listen": [f"tcp:127.0.0.1:{tcp}", f"tls:127.0.0.1:{tls}", f"ws:127.0.0.1:{ws}",
                                      f"wss:127.0.0.1:{wss}"],
                           "tls_cert": str(cert), "tls_key": str(key), "allow_loopback_tcp": True,
-                          **settings},
+                          "advertised_host": "127.0.0.1", **settings},
         })
         service = Service("mediaproxy.msrp", config)
         try:

@@ -30,7 +30,7 @@ def test_auth_reserves_a_path(relay: Relay, algorithm: str) -> None:
         assert final.code == 200
         assert len(c.use_path) == 1
         use = c.use_path[0]
-        assert use.port == relay.tcp and use.session_id and use.host == "example.com"
+        assert use.port == relay.tcp and use.session_id and use.host == "127.0.0.1"  # advertised_host
         assert int(final.get("Expires")) == 3600
     finally:
         c.close()

@@ -1,0 +1,136 @@
+"""The MSRP session manager of an ACM (RFC 6135, the 3GPP "MSRP ACM" model): the platform
+stays in the MSRP path of a call whose SDP it rewrote.
+
+sipproxy reserves a session over the control protocol (:mod:`.control`) with the caller's
+``a=path`` from the offer, and gets the URI to put in the offer toward the callee; with the
+callee's ``a=path`` from the answer it gets the URI to put in the answer toward the caller.
+Both end-points are made active (the proxy writes ``a=setup:passive`` for the ACM), so each
+connects out to the ACM -- through its NAT -- and the ACM relays between the two
+connections.  Toward an end-point that uses an MSRP relay (its path holds the relay's URI
+first), the ACM connects to that relay itself: ACM and relay work together.
+
+Each side of a session is a *leg*: the URI the ACM gave that side, that side's path, and the
+connection it was last heard on.  A request is accepted only on a leg whose path is known
+and only from the end-point that path names (its From-Path ends with it), and it goes only
+to the other leg's path: the ACM is no open relay either.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+from .forwarding import Forward, Refuse, forwarded_copy
+from .message import Message
+from .uri import MsrpUri
+
+__all__ = ["AcmLeg", "AcmSession", "AcmSessions"]
+
+
+@dataclass
+class AcmLeg:
+    """One side: ``uri`` is the ACM's URI given to it, ``path`` its own SDP path."""
+
+    uri: MsrpUri
+    path: list[MsrpUri] = field(default_factory=list)
+    connection: Hashable | None = None
+
+
+@dataclass
+class AcmSession:
+    call_id: str
+    from_tag: str
+    caller: AcmLeg
+    callee: AcmLeg
+    created: float
+    messages: int = 0
+    bytes: int = 0
+
+    def summary(self) -> dict[str, object]:
+        return {"messages": self.messages, "bytes": self.bytes,
+                "duration": round(time.time() - self.created, 3)}
+
+
+@dataclass
+class AcmSessions:
+    """The ACM's sessions.  ``endpoints`` maps a scheme (``msrp``/``msrps``) to the
+    (host, port) on which end-points reach the ACM with it."""
+
+    endpoints: dict[str, tuple[str, int]]
+    clock: Callable[[], float] = time.time
+    sessions: dict[tuple[str, str], AcmSession] = field(default_factory=dict)
+    by_uri: dict[str, tuple[AcmSession, str]] = field(default_factory=dict)
+
+    def _uri(self, scheme: str) -> MsrpUri:
+        if scheme not in self.endpoints:
+            scheme = next(iter(self.endpoints))
+        host, port = self.endpoints[scheme]
+        return MsrpUri(scheme, host, port, secrets.token_hex(12), "tcp")
+
+    def offer(self, call_id: str, from_tag: str, path: list[MsrpUri]) -> MsrpUri:
+        """The caller's path (from the offer); the URI to write into the offer toward the
+        callee.  A new offer of the same call (re-INVITE) updates the caller's path."""
+        sess = self.sessions.get((call_id, from_tag))
+        if sess is None:
+            scheme = path[-1].scheme
+            sess = AcmSession(call_id, from_tag, AcmLeg(self._uri(scheme)), AcmLeg(self._uri(scheme)), self.clock())
+            self.sessions[(call_id, from_tag)] = sess
+            self.by_uri[sess.caller.uri.session_id] = (sess, "caller")
+            self.by_uri[sess.callee.uri.session_id] = (sess, "callee")
+        sess.caller.path = list(path)
+        return sess.callee.uri
+
+    def answer(self, call_id: str, from_tag: str, path: list[MsrpUri]) -> MsrpUri | None:
+        """The callee's path (from the answer); the URI to write into the answer toward
+        the caller (None: no such session)."""
+        sess = self.sessions.get((call_id, from_tag))
+        if sess is None:
+            return None
+        sess.callee.path = list(path)
+        return sess.caller.uri
+
+    def remove(self, call_id: str, from_tag: str) -> AcmSession | None:
+        sess = self.sessions.pop((call_id, from_tag), None)
+        if sess is not None:
+            self.by_uri.pop(sess.caller.uri.session_id, None)
+            self.by_uri.pop(sess.callee.uri.session_id, None)
+        return sess
+
+    def owns(self, uri: MsrpUri) -> bool:
+        return uri.session_id in self.by_uri
+
+    def drop_connection(self, conn: Hashable) -> None:
+        for sess in self.sessions.values():
+            for leg in (sess.caller, sess.callee):
+                if leg.connection == conn:
+                    leg.connection = None
+
+    def route(self, arrived_on: Hashable, head: Message) -> Forward | Refuse:
+        to, frm = head.to_path, head.from_path
+        found = self.by_uri.get(to[0].session_id)
+        if found is None:
+            return Refuse(481, "no such ACM session")
+        sess, side = found
+        leg, other = (sess.caller, sess.callee) if side == "caller" else (sess.callee, sess.caller)
+        if len(to) != 1:
+            return Refuse(403, "the ACM is the end of this path")
+        if not leg.path or frm[-1] != leg.path[-1]:
+            return Refuse(403, "not the end-point this ACM URI was given to")
+        leg.connection = arrived_on
+        if not other.path:
+            return Refuse(481, "the other party has not answered yet", binding=True)
+        out = forwarded_copy(head, other.path, [other.uri])
+        if other.connection is not None:
+            fwd = Forward(out, other.connection, None, leg.uri)
+        elif len(other.path) > 1:
+            fwd = Forward(out, None, other.path[0], leg.uri)  # its relay: the ACM connects to it
+        else:
+            return Refuse(481, "the other party has not connected yet", binding=True)
+        rng = head.byte_range if head.method == "SEND" else None
+        if rng is not None and rng.end is not None:
+            sess.bytes += max(0, rng.end - rng.start + 1)
+            if rng.total and rng.end == rng.total:
+                sess.messages += 1  # the last chunk of a message
+        return fwd
