@@ -283,6 +283,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "dns_cache_size": (10000, _int(100, 10000000)),
         "media_relay": ("nat", _choice("always", "nat", "never")),
         "media_relays": ([], _list(_hostport)),
+        "msrp_acm": ("", lambda k, v: v if v == "" else _hostport(k, v)),
         "workers": (1, _int(1, 64)),
         "min_expires": (60, _int(1, 86400)),
         "max_expires": (3600, _int(1, 604800)),
