@@ -36,6 +36,8 @@ class Reservation:
     client_host: str
     username: str
     expires_at: float
+    messages: int = 0          # whole messages (last chunks of SENDs) relayed through it
+    bytes: int = 0             # body bytes relayed through it
 
 
 @dataclass
@@ -108,12 +110,10 @@ class Reservations:
             return None
         return res
 
-    def drop_owner(self, owner: Hashable) -> int:
-        """Forget the reservations of a connection that went away; how many there were."""
+    def drop_owner(self, owner: Hashable) -> list[Reservation]:
+        """Forget the reservations of a connection that went away (and answer them)."""
         gone = [k for k, r in self.by_session.items() if r.owner == owner]
-        for k in gone:
-            del self.by_session[k]
-        return len(gone)
+        return [self.by_session.pop(k) for k in gone]
 
     def route(self, arrived_on: Hashable | None, head: Message) -> Forward | Refuse:
         """Where the request ``head`` that arrived on ``arrived_on`` goes next."""

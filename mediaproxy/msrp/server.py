@@ -62,6 +62,7 @@ class _Current:
     forward: Forward | None = None
     refuse: tuple[int, str] | None = None
     failed: bool = False                 # the target broke off mid-chunk
+    body_bytes: int = 0                  # of the chunk, passed on
     binding: bool = False                # refused only because the ACM's other side is not there
 
 
@@ -189,6 +190,7 @@ class Connection:
             return  # a refused chunk, or one the target broke off: its body is dropped
         try:
             cur.target.write(data, False)
+            cur.body_bytes += len(data)
         except OSError:
             cur.failed = True
 
@@ -215,7 +217,7 @@ class Connection:
             if cur.failed:
                 cur.refuse = (481, "the next hop went away")
             else:
-                self.server.count(req, cur)
+                self.server.count(req, cur, ev.flag)
                 if req.method == "SEND" and fr == "yes":
                     self.server.transactions.add(target, fwd.message.transaction_id, req, self, str(fwd.via))
                 if answers_ok(req):
@@ -287,10 +289,7 @@ class RelayServer:
     # -- listening -------------------------------------------------------------------
     def start(self) -> None:
         for lst in self.listeners:
-            ctx = self.tls_context if lst.secure else None
-            server = StreamServer((lst.host, lst.port), lambda s, a, lst=lst: self._accepted(s, a, lst),
-                                  ssl_context=ctx) if ctx else \
-                StreamServer((lst.host, lst.port), lambda s, a, lst=lst: self._accepted(s, a, lst))
+            server = StreamServer((lst.host, lst.port), lambda s, a, lst=lst: self._accepted(s, a, lst))
             server.start()
             self.servers.append(server)
             log.info("MSRP relay listening on %s:%s:%d", lst.kind, lst.host, server.server_port)
@@ -310,6 +309,14 @@ class RelayServer:
             sock.close()
             return
         sock.settimeout(self.idle_timeout)
+        if lst.secure:
+            assert self.tls_context is not None
+            try:  # (here, not in the listener: a failed handshake is one log line, not a traceback)
+                sock = self.tls_context.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.info("TLS handshake with %s failed: %s", ip, exc)
+                sock.close()
+                return
         stream: ByteStream
         if lst.kind in ("ws", "wss"):
             from .websocket import WebSocketStream, handshake
@@ -375,8 +382,17 @@ class RelayServer:
             log.info("failure REPORT %d for message %s to %r", code, pending.request.message_id, pending.back)
             pending.back.send_message(report)
 
-    def count(self, request: Message, cur: _Current) -> None:
-        self.messages += 1
+    def count(self, request: Message, cur: _Current, flag: str) -> None:
+        """A chunk passed on: counted for the relay and for the reservation it went through
+        (the per-session counts logged when the reservation ends)."""
+        whole = request.method == "SEND" and flag == "$"
+        self.messages += whole
+        self.bytes += cur.body_bytes
+        via = cur.forward.via if cur.forward is not None else None
+        res = self.reservations.by_session.get(via.session_id) if via is not None else None
+        if res is not None:
+            res.messages += whole
+            res.bytes += cur.body_bytes
 
     def gone(self, conn: Connection) -> None:
         """A connection closed: its reservations end, and what was sent over it and not
@@ -390,9 +406,9 @@ class RelayServer:
                 del self.outbound[key]
         if self.acm is not None:
             self.acm.drop_connection(conn)
-        dropped = self.reservations.drop_owner(conn)
-        if dropped:
-            log.info("%r gone: %d reservation(s) ended", conn, dropped)
+        for res in self.reservations.drop_owner(conn):
+            log.info("%s (%s) ended with its connection: %d message(s), %d byte(s) relayed",
+                     res.uri, res.username, res.messages, res.bytes)
         for pending in self.transactions.drop(conn):
             gevent.spawn(self._report, pending, 481, "the receiving leg went away")
 
