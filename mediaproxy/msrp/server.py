@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import ssl
 from collections import Counter
 from dataclasses import dataclass
@@ -309,6 +310,7 @@ class RelayServer:
             sock.close()
             return
         sock.settimeout(self.idle_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # chunks are forwarded as they come
         if lst.secure:
             assert self.tls_context is not None
             try:  # (here, not in the listener: a failed handshake is one log line, not a traceback)
@@ -349,6 +351,7 @@ class RelayServer:
             return conn
         try:
             sock = gevent.socket.create_connection((host, port), timeout=5)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if uri.secure:
                 ctx = self.client_context or ssl.create_default_context()
                 sock = ctx.wrap_socket(sock, server_hostname=host)

@@ -55,6 +55,10 @@ class MsrpClient:
                 sock = ctx.wrap_socket(sock, server_hostname=server_hostname or host)
         self.sock = sock
         self.sock.settimeout(None)
+        try:  # small chunks and responses go out at once (no Nagle delay against delayed ACKs)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
         scheme = "msrps" if tls else "msrp"
         self.uri = MsrpUri(scheme, "client.invalid", 2855 + secrets.randbelow(1000), secrets.token_hex(6), "tcp")
         self.keep_bodies = keep_bodies
