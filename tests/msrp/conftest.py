@@ -1,12 +1,11 @@
-"""The MSRP relay as the tests run it: ``python -m mediaproxy.msrp`` on loopback with a TCP
-(allowed by ``allow_loopback_tcp``), a TLS and a WebSocket listener, a test certificate,
-and accounts in two domains on SQLite."""
+"""The MSRP relay as the tests run it: ``python -m mediaproxy.msrp`` on loopback with TCP
+(allowed by ``allow_loopback_tcp``), TLS, WebSocket and secure WebSocket listeners, a test
+certificate made with openssl, and accounts in two domains on SQLite."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 from mediaproxy.msrp.uri import MsrpUri
 from ngnpro.models import SipAccount, SipDomain
 from ngnpro.models.database import open_database
-from tests.helpers import Service, free_port, write_config
+from tests.helpers import Service, free_port, require_tool, write_config
 
 #: domain -> {user: password}
 ACCOUNTS = {"example.com": {"alice": "alice-pw", "bob": "bob-pw"}, "example.org": {"carol": "carol-pw"}}
@@ -39,37 +38,24 @@ def provision(url: str) -> None:
 
 def make_certificate(folder: Path) -> tuple[Path, Path, Path]:
     """A test CA and a server certificate for relay.example.com and 127.0.0.1 signed by
-    it: (ca.pem, cert.pem, key.pem)."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    it, made with the openssl command: (ca.pem, cert.pem, key.pem)."""
+    openssl = require_tool("openssl")
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, csr, ext = folder / "cert.pem", folder / "key.pem", folder / "cert.csr", folder / "cert.ext"
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
 
-    now = datetime.datetime.now(datetime.UTC)
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=folder)
 
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("MSP test CA")).issuer_name(name("MSP test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(name("relay.example.com")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("relay.example.com"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
+    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=MSP test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=relay.example.com")
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                   "subjectAltName=DNS:relay.example.com,IP:127.0.0.1\nsubjectKeyIdentifier=hash\n"
+                   "authorityKeyIdentifier=keyid\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
 
 
 @dataclass
