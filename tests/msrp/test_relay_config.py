@@ -45,3 +45,32 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, section: dict, messag
     result = run_relay(tmp_path, section)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_idle_connections_time_out(tmp_path: Path) -> None:
+    """``idle_timeout``: a connection that sends nothing is closed; one that keeps sending
+    is not (here empty SENDs to the relay's own URI, answered 481: traffic all the same)."""
+    import socket
+    import time
+
+    from .client import MsrpClient
+    from .conftest import start_relay
+
+    relay = start_relay(tmp_path, idle_timeout=1)
+    try:
+        quiet = socket.create_connection(("127.0.0.1", relay.tcp))
+        busy = MsrpClient("127.0.0.1", relay.tcp)
+        assert busy.auth(relay.uri(), "alice", "alice-pw").code == 200
+        t0 = time.monotonic()
+        quiet.settimeout(5)
+        while time.monotonic() - t0 < 1.8:
+            _, responses = busy.send([relay.uri(), busy.uri], b"")
+            assert responses[0].code == 481
+            time.sleep(0.3)
+        assert quiet.recv(1) == b""  # closed by the relay (it sent nothing)
+        assert 0.9 <= time.monotonic() - t0 <= 3
+        assert not busy.closed.is_set()
+        quiet.close()
+        busy.close()
+    finally:
+        relay.service.stop()
