@@ -9,7 +9,13 @@ from mediaproxy.msrp.acm import AcmSessions
 from mediaproxy.msrp.auth import Authenticator
 from mediaproxy.msrp.forwarding import Forward, Refuse, Reservations
 from mediaproxy.msrp.message import Message, make_response
-from mediaproxy.msrp.transactions import Pending, RecentIds, TransactionTable, answers_ok, failure_report
+from mediaproxy.msrp.transactions import (
+    Pending,
+    RecentIds,
+    TransactionTable,
+    answers_ok,
+    failure_report,
+)
 from mediaproxy.msrp.uri import MsrpUri, parse_uri
 from ngnpro.models.digest import DigestAuth, compute_response, parse_auth_params
 
