@@ -137,11 +137,15 @@ class Connection:
                     else:
                         self._end(ev)
         finally:
+            # (here, in the reader: only the reader writes the chunk it is forwarding)
+            cur, self.current = self.current, None
+            if cur is not None and cur.target is not None:
+                self._abort_forward(cur)
             self.close("done")
 
     def _parse_error(self, exc: MSRPParseError) -> None:
         log.info("%r: %s; closing", self, exc.reason)
-        cur = self.current
+        cur, self.current = self.current, None
         if cur is not None and cur.target is not None:
             self._abort_forward(cur)
         if exc.transaction_id is not None and (cur is None or cur.request.is_request):
@@ -249,10 +253,7 @@ class Connection:
             return
         self.closed = True
         log.debug("%r closed: %s (%d bytes in, %d out)", self, why, self.bytes_in, self.bytes_out)
-        cur, self.current = self.current, None
-        if cur is not None and cur.target is not None:
-            self._abort_forward(cur)
-        self.stream.close()
+        self.stream.close()  # (a chunk being forwarded from here is ended by the reader, on its way out)
         self.server.gone(self)
 
 
