@@ -45,12 +45,25 @@ class AcmSession:
     caller: AcmLeg
     callee: AcmLeg
     created: float
-    messages: int = 0
-    bytes: int = 0
+    #: side -> [body bytes, messages] it sent
+    sent: dict[str, list[int]] = field(default_factory=lambda: {"caller": [0, 0], "callee": [0, 0]})
 
-    def summary(self) -> dict[str, object]:
-        return {"messages": self.messages, "bytes": self.bytes,
-                "duration": round(time.time() - self.created, 3)}
+    @property
+    def messages(self) -> int:
+        return self.sent["caller"][1] + self.sent["callee"][1]
+
+    @property
+    def bytes(self) -> int:
+        return self.sent["caller"][0] + self.sent["callee"][0]
+
+    def summary(self, now: float) -> dict[str, object]:
+        """The counts, also in the shape of the RTP relay's summary (one ``message`` stream,
+        messages as packets) so the proxy's accounting records them the same way."""
+        (ab, am), (bb, bm) = self.sent["caller"], self.sent["callee"]
+        return {"messages": am + bm, "bytes": ab + bb, "duration": round(now - self.created, 3),
+                "streams": [{"media_type": "message", "codec": "MSRP",
+                             "bytes_caller_to_callee": ab, "packets_caller_to_callee": am,
+                             "bytes_callee_to_caller": bb, "packets_callee_to_caller": bm}]}
 
 
 @dataclass
@@ -130,7 +143,8 @@ class AcmSessions:
             return Refuse(481, "the other party has not connected yet", binding=True)
         rng = head.byte_range if head.method == "SEND" else None
         if rng is not None and rng.end is not None:
-            sess.bytes += max(0, rng.end - rng.start + 1)
+            counts = sess.sent[side]
+            counts[0] += max(0, rng.end - rng.start + 1)
             if rng.total and rng.end == rng.total:
-                sess.messages += 1  # the last chunk of a message
+                counts[1] += 1  # the last chunk of a message
         return fwd

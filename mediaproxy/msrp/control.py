@@ -88,8 +88,10 @@ def handle_line(acm: AcmSessions, line: bytes) -> dict[str, Any]:
             sess = acm.remove(call_id, from_tag)
             if sess is None:
                 raise ControlError("no such session")
-            log.info("ACM session %s removed: %s", call_id, sess.summary())
-            return {"id": rid, "ok": True, "summary": sess.summary()}
+            summary = sess.summary(acm.clock())
+            log.info("ACM session %s removed: %d message(s), %d byte(s) in %.1f s", call_id,
+                     summary["messages"], summary["bytes"], summary["duration"])
+            return {"id": rid, "ok": True, "summary": summary}
         raise ControlError(f"unknown command {command!r}")
     except ControlError as exc:
         return {"id": rid, "ok": False, "error": str(exc)}

@@ -18,6 +18,7 @@ from mediaproxy.msrp.transactions import (
 )
 from mediaproxy.msrp.uri import MsrpUri, parse_uri
 from ngnpro.models.digest import DigestAuth, compute_response, parse_auth_params
+from sipproxy.accounting.events import media_totals
 
 ALICE = parse_uri("msrps://alice.invalid:7000/a1;tcp")
 BOB = parse_uri("msrps://bob.invalid:7001/b1;tcp")
@@ -172,5 +173,10 @@ def test_acm_routes() -> None:
     assert isinstance(route, Forward) and route.connection == "conn-a"
     assert acm.route("conn-x", send([to_alice], [BOB])).code == 403
     assert acm.route("conn-a", send([to_alice, BOB], [ALICE])).code == 403
-    assert acm.remove("call", "tag").messages == 2
+    sess = acm.remove("call", "tag")
+    assert sess.messages == 2 and sess.bytes == 6
+    # the summary reads as a media summary for the call's accounting record
+    totals = media_totals(sess.summary(sess.created + 5))
+    assert (totals.applications, totals.codecs) == ("message", "MSRP")
+    assert (totals.caller_bytes, totals.caller_packets, totals.callee_bytes, totals.callee_packets) == (3, 1, 3, 1)
     assert acm.route("conn-a", send([to_alice], [ALICE])).code == 481
