@@ -153,3 +153,24 @@ def test_relay_client_to_acm_caller(acm: Acm, relay: Relay) -> None:
     finally:
         carol.close()
         dave.close()
+
+
+def test_acm_over_tls(acm: Acm) -> None:
+    """``msrps`` paths get ACM URIs on the TLS listener; the end-points verify its
+    certificate and talk through it."""
+    alice = MsrpClient("127.0.0.1", acm.relay.tls, tls=True, cafile=str(acm.relay.ca))
+    bob = MsrpClient("127.0.0.1", acm.relay.tls, tls=True, cafile=str(acm.relay.ca))
+    try:
+        call = {"call_id": os.urandom(6).hex(), "from_tag": "t1"}
+        to_bob = parse_path(acm.call(command="offer", path=[str(alice.uri)], **call)["path"][0])
+        to_alice = parse_path(acm.call(command="answer", path=[str(bob.uri)], **call)["path"][0])
+        assert {(u.scheme, u.port) for u in to_bob + to_alice} == {("msrps", acm.relay.tls)}
+        active(acm, bob, to_bob)
+        active(acm, alice, to_alice)
+        mid, responses = alice.send(to_alice, "geheim über TLS".encode())
+        assert [r.code for r in responses] == [200]
+        assert bytes(bob.wait_message(mid).body) == "geheim über TLS".encode()
+        acm.call(command="remove", **call)
+    finally:
+        alice.close()
+        bob.close()
