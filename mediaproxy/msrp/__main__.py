@@ -15,11 +15,11 @@ import sys  # noqa: E402
 
 from ngnpro.models.config import Config, ConfigError, load_config, parse_hostport  # noqa: E402
 
+from .server import Listener  # noqa: E402
 
-def listeners_of(config: Config) -> list:
+
+def listeners_of(config: Config) -> list[Listener]:
     """The ``[msrprelay] listen`` entries, checked against the TLS and loopback settings."""
-    from .server import Listener
-
     section = config["msrprelay"]
     out = []
     for i, entry in enumerate(section["listen"]):
@@ -76,12 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .accounts import Accounts
     from .auth import Authenticator
+    from .forwarding import Reservations
     from .server import RelayServer
 
     accounts = Accounts(config.database_url)
     digest = DigestAuth(nonce_lifetime=section["nonce_lifetime"], algorithms=section["digest_algorithms"])
 
-    def authenticator(reservations):
+    def authenticator(reservations: Reservations) -> Authenticator:
         return Authenticator(digest, reservations, accounts.ha1, accounts.domain_of, section["realm"],
                              section["min_expires"], section["max_expires"], section["advertised_host"])
 

@@ -28,7 +28,7 @@ import logging
 from typing import Any
 
 from .acm import AcmSessions
-from .uri import URIError, parse_path
+from .uri import MsrpUri, URIError, parse_path
 
 __all__ = ["ControlError", "handle_line", "serve_control", "MAX_LINE"]
 
@@ -49,7 +49,7 @@ def _text(req: dict[str, Any], key: str) -> str:
     return value
 
 
-def _path(req: dict[str, Any]):  # noqa: ANN202 - list[MsrpUri]
+def _path(req: dict[str, Any]) -> list[MsrpUri]:
     value = req.get("path")
     if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
         raise ControlError("path: expected a list of MSRP URIs")
@@ -97,13 +97,14 @@ def handle_line(acm: AcmSessions, line: bytes) -> dict[str, Any]:
         return {"id": rid, "ok": False, "error": str(exc)}
 
 
-def serve_control(acm: AcmSessions, host: str, port: int):  # noqa: ANN201 - a started StreamServer
-    """Serve the control protocol on ``host:port`` (TCP) with gevent."""
+def serve_control(acm: AcmSessions, host: str, port: int) -> Any:
+    """Serve the control protocol on ``host:port`` (TCP) with gevent; the started
+    ``gevent.server.StreamServer``."""
     from gevent.server import StreamServer
 
-    clients = set()
+    clients: set[Any] = set()
 
-    def handle(sock, addr) -> None:
+    def handle(sock: Any, addr: tuple[str, int]) -> None:
         if len(clients) >= MAX_CONNECTIONS:
             sock.close()
             return

@@ -18,6 +18,7 @@ import logging
 import socket
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
@@ -32,7 +33,7 @@ from .forwarding import Forward, Refuse, Reservations
 from .message import FLAG_ABORTED, Message, end_line, make_response
 from .parser import BodyData, End, Head, MSRPParseError, Parser
 from .streams import ByteStream, ClosedError, SocketStream
-from .transactions import RecentIds, TransactionTable, answers_ok, failure_report
+from .transactions import Pending, RecentIds, TransactionTable, answers_ok, failure_report
 from .uri import MsrpUri
 
 __all__ = ["Listener", "RelayServer", "Connection"]
@@ -260,7 +261,8 @@ class Connection:
 class RelayServer:
     """The relay: listeners, the connections, the reservations and open transactions."""
 
-    def __init__(self, listeners: list[Listener], authenticator_factory, *, tls_context: ssl.SSLContext | None,
+    def __init__(self, listeners: list[Listener], authenticator_factory: Callable[[Reservations], Authenticator], *,
+                 tls_context: ssl.SSLContext | None,
                  client_context: ssl.SSLContext | None, idle_timeout: float = 300.0,
                  transaction_timeout: float = 30.0, max_connections: int = 1000,
                  max_connections_per_ip: int = 64, max_head_bytes: int = 16384, max_headers: int = 40,
@@ -304,7 +306,7 @@ class RelayServer:
             return True
         return self.allow_loopback_tcp and ipaddress.ip_address(peer).is_loopback
 
-    def _accepted(self, sock, addr, lst: Listener) -> None:
+    def _accepted(self, sock: gevent.socket.socket, addr: tuple[str, int], lst: Listener) -> None:
         ip = addr[0]
         if len(self.connections) >= self.max_connections or self.per_ip[ip] >= self.max_connections_per_ip:
             log.warning("refusing a connection from %s: too many connections", ip)
@@ -380,7 +382,7 @@ class RelayServer:
             return
         self._report(pending, response.code, response.comment)
 
-    def _report(self, pending, code: int, comment: str | None = None) -> None:
+    def _report(self, pending: Pending, code: int, comment: str | None = None) -> None:
         report = failure_report(pending, code, comment)
         if report is not None and not pending.back.closed:
             log.info("failure REPORT %d for message %s to %r", code, pending.request.message_id, pending.back)
