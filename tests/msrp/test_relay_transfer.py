@@ -64,7 +64,8 @@ def test_slow_receiver_stops_the_sender_not_the_relay_memory(relay: Relay) -> No
         sender.start()
         time.sleep(2.0)
         # held back: what is in flight is bounded by the socket buffers, not by the relay
-        assert sender.is_alive() and alice.sent_bytes < 20 * (1 << 20), alice.sent_bytes
+        # (about 8 MB sit in the four sockets' buffers on loopback; the rest waits in alice)
+        assert sender.is_alive() and alice.sent_bytes < 30 * (1 << 20), alice.sent_bytes
         _, hwm = relay.rss_kib()
         assert hwm - hwm_before < 16 * 1024
         bob.reading.set()
