@@ -111,7 +111,7 @@ class ProxyAcm:
     def __init__(self, client: AcmClient, policy: str = "nat") -> None:
         self.client = client
         self.policy = policy
-        self.engaged: dict[str, str] = {}  # call-id -> from-tag of the session at the ACM
+        self.engaged: dict[str, str] = {}  # call-id -> the caller's tag (the session's key at the ACM)
 
     def _rewrite(self, msg: Any, command: str, call_id: str, from_tag: str) -> bool:
         try:
@@ -129,17 +129,24 @@ class ProxyAcm:
         call_id, from_tag = req.call_id or "", req.from_.tag or ""
         if not has_message_stream(req):
             return
-        if call_id not in self.engaged and (req.to.tag or not should_relay(self.policy, sender_behind_nat(req), False)):
+        caller_tag = self.engaged.get(call_id)
+        if caller_tag is None:
+            if req.to.tag or not should_relay(self.policy, sender_behind_nat(req), False):
+                return
+            if self._rewrite(req, "offer", call_id, from_tag):
+                self.engaged[call_id] = from_tag
             return
-        if self._rewrite(req, "offer", call_id, from_tag):
-            self.engaged[call_id] = from_tag
+        # a re-INVITE: the caller's SDP updates the caller's side, the callee's the callee's
+        self._rewrite(req, "offer" if from_tag == caller_tag else "answer", call_id, caller_tag)
 
     def answer(self, proxy: Any, req: Any, response: Any) -> None:
         call_id = req.call_id or ""
-        from_tag = self.engaged.get(call_id)
-        if from_tag is None or not has_message_stream(response):
+        caller_tag = self.engaged.get(call_id)
+        if caller_tag is None or not has_message_stream(response):
             return
-        self._rewrite(response, "answer", call_id, from_tag)
+        # the answer comes from the other party than the offer's sender
+        sender_is_callee = (req.from_.tag or "") == caller_tag
+        self._rewrite(response, "answer" if sender_is_callee else "offer", call_id, caller_tag)
 
     def ack(self, proxy: Any, req: Any) -> None:
         """(A late offer -- INVITE without SDP -- is not taken through the ACM.)"""
