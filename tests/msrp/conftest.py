@@ -79,10 +79,12 @@ class Relay:
         return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
-def start_relay(folder: Path, **settings: object) -> Relay:
+def start_relay(folder: Path, certs: tuple[Path, Path, Path] | None = None, **settings: object) -> Relay:
+    """A relay process on fresh ports and a fresh database; ``certs`` (ca, cert, key)
+    shares a certificate with another relay (default: a new test CA)."""
     db_url = f"sqlite:///{folder / 'msp.sqlite'}"
     provision(db_url)
-    ca, cert, key = make_certificate(folder)
+    ca, cert, key = certs or make_certificate(folder)
     for _ in range(3):
         tcp, tls, ws, wss = free_port(), free_port(), free_port(), free_port()
         config = write_config(folder / "msp.toml", {
