@@ -45,6 +45,7 @@ class AcmSession:
     caller: AcmLeg
     callee: AcmLeg
     created: float
+    last_used: float = 0.0
     #: side -> [body bytes, messages] it sent
     sent: dict[str, list[int]] = field(default_factory=lambda: {"caller": [0, 0], "callee": [0, 0]})
 
@@ -72,6 +73,8 @@ class AcmSessions:
     (host, port) on which end-points reach the ACM with it."""
 
     endpoints: dict[str, tuple[str, int]]
+    #: a session neither used nor updated this long is ended (a proxy that never removed it)
+    idle_timeout: float = 3600.0
     clock: Callable[[], float] = time.time
     sessions: dict[tuple[str, str], AcmSession] = field(default_factory=dict)
     by_uri: dict[str, tuple[AcmSession, str]] = field(default_factory=dict)
@@ -93,6 +96,7 @@ class AcmSessions:
             self.by_uri[sess.caller.uri.session_id] = (sess, "caller")
             self.by_uri[sess.callee.uri.session_id] = (sess, "callee")
         sess.caller.path = list(path)
+        sess.last_used = self.clock()
         return sess.callee.uri
 
     def answer(self, call_id: str, from_tag: str, path: list[MsrpUri]) -> MsrpUri | None:
@@ -102,6 +106,7 @@ class AcmSessions:
         if sess is None:
             return None
         sess.callee.path = list(path)
+        sess.last_used = self.clock()
         return sess.caller.uri
 
     def remove(self, call_id: str, from_tag: str) -> AcmSession | None:
@@ -110,6 +115,14 @@ class AcmSessions:
             self.by_uri.pop(sess.caller.uri.session_id, None)
             self.by_uri.pop(sess.callee.uri.session_id, None)
         return sess
+
+    def expire(self) -> list[AcmSession]:
+        """End the sessions idle for ``idle_timeout`` (and answer them)."""
+        limit = self.clock() - self.idle_timeout
+        old = [s for s in self.sessions.values() if s.last_used < limit]
+        for s in old:
+            self.remove(s.call_id, s.from_tag)
+        return old
 
     def owns(self, uri: MsrpUri) -> bool:
         return uri.session_id in self.by_uri
@@ -132,6 +145,7 @@ class AcmSessions:
         if not leg.path or frm[-1] != leg.path[-1]:
             return Refuse(403, "not the end-point this ACM URI was given to")
         leg.connection = arrived_on
+        sess.last_used = self.clock()
         if not other.path:
             return Refuse(481, "the other party has not answered yet", binding=True)
         out = forwarded_copy(head, other.path, [other.uri])

@@ -33,7 +33,7 @@ class Authenticator:
 
     def __init__(self, digest: DigestAuth, reservations: Reservations, credentials: CredentialLookup,
                  realm_for: RealmLookup, default_realm: str = "", min_expires: int = 60,
-                 max_expires: int = 3600, advertised_host: str = "") -> None:
+                 max_expires: int = 3600, advertised_host: str = "", max_per_connection: int = 16) -> None:
         self.digest = digest
         self.reservations = reservations
         self.credentials = credentials
@@ -43,6 +43,8 @@ class Authenticator:
         self.max_expires = max_expires
         #: the host written into Use-Path (empty: the name the client addressed)
         self.advertised_host = advertised_host
+        #: reservations one connection may hold (each AUTH makes one: bounded memory)
+        self.max_per_connection = max_per_connection
 
     def realm(self, host: str) -> str | None:
         """The realm of a relay host name: the provisioned domain it is (or is under), else
@@ -73,6 +75,8 @@ class Authenticator:
                                     lookup=lambda user, alg: self.credentials(user, realm, alg))
         if result.status == MALFORMED:
             return make_response(request, 400, "malformed Authorization")
+        if result.status == OK and self.reservations.owned_by(conn) >= self.max_per_connection:
+            return make_response(request, 403, "too many reservations on this connection")
         if result.status != OK:
             if result.username:
                 log.info("AUTH for %s@%s refused: %s", result.username, realm, result.reason)

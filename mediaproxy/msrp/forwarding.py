@@ -101,6 +101,15 @@ class Reservations:
         self.by_session[session] = res
         return res
 
+    def owned_by(self, owner: Hashable) -> int:
+        return sum(1 for r in self.by_session.values() if r.owner == owner)
+
+    def purge(self) -> list[Reservation]:
+        """Forget the reservations whose Expires has passed (and answer them)."""
+        now = self.clock()
+        gone = [k for k, r in self.by_session.items() if r.expires_at < now]
+        return [self.by_session.pop(k) for k in gone]
+
     def lookup(self, uri: MsrpUri) -> Reservation | None:
         res = self.by_session.get(uri.session_id)
         if res is None or uri.port != res.uri.port:

@@ -332,6 +332,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "max_head_bytes": (16384, _int(1024, 1048576)),
         "max_headers": (40, _int(8, 1000)),
         "control": ("", lambda k, v: v if v == "" else _hostport(k, v)),
+        "acm_idle_timeout": (3600.0, _seconds(10, 604800)),
     },
     "radius": {
         "server": ("", _radius_server),

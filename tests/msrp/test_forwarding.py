@@ -180,3 +180,36 @@ def test_acm_routes() -> None:
     assert (totals.applications, totals.codecs) == ("message", "MSRP")
     assert (totals.caller_bytes, totals.caller_packets, totals.callee_bytes, totals.callee_packets) == (3, 1, 3, 1)
     assert acm.route("conn-a", send([to_alice], [ALICE])).code == 481
+
+
+def test_expiry_and_bounds() -> None:
+    clock = Clock()
+    res = Reservations({2855}, clock=clock)
+    res.reserve("c", RELAY, ALICE, "alice@example.com", 60)
+    res.reserve("c", RELAY, ALICE, "alice@example.com", 600)
+    clock.now += 100
+    assert len(res.purge()) == 1 and res.owned_by("c") == 1
+    acm = AcmSessions({"msrp": ("192.0.2.1", 2855)}, idle_timeout=60, clock=clock)
+    to_bob = acm.offer("c1", "t", [ALICE])
+    acm.answer("c1", "t", [BOB])
+    acm.offer("c2", "t", [ALICE])
+    clock.now += 50
+    assert isinstance(acm.route("conn-b", send([to_bob], [BOB])), Refuse)  # used: c1 stays
+    clock.now += 20
+    assert [s.call_id for s in acm.expire()] == ["c2"] and list(acm.sessions) == [("c1", "t")]
+
+
+def test_reservations_per_connection_are_bounded() -> None:
+    auth, res = _authenticator()
+    auth.max_per_connection = 2
+    for i in range(3):
+        first = auth.handle(_auth(), "conn", secure=True)
+        params = parse_auth_params(first.get("WWW-Authenticate"))[1]
+        ha1 = hashlib.sha256(b"alice:example.com:pw").hexdigest()
+        resp = compute_response("SHA-256", ha1, nonce=params["nonce"], method="AUTH", uri=str(RELAY), qop="auth",
+                                nc="00000001", cnonce="c")
+        cred = (f'Digest username="alice", realm="example.com", nonce="{params["nonce"]}", uri="{RELAY}", '
+                f'response="{resp}", algorithm=SHA-256, qop=auth, nc=00000001, cnonce="c"')
+        answer = auth.handle(_auth(extra=[("Authorization", cred)]), "conn", secure=True)
+        assert answer.code == (200 if i < 2 else 403)
+    assert res.owned_by("conn") == 2
