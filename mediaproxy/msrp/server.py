@@ -213,19 +213,21 @@ class Connection:
         if cur.target is not None:
             target, fwd = cur.target, cur.forward
             assert fwd is not None
+            tid = fwd.message.transaction_id
             if not cur.failed:
-                tail = (b"\r\n" if cur.has_body else b"") + end_line(fwd.message.transaction_id, ev.flag)
+                # expected before the end-line goes: the answer may come while the write yields
+                if req.method == "SEND" and fr == "yes":
+                    self.server.transactions.add(target, tid, req, self, str(fwd.via))
                 try:
-                    target.write(tail, True)
+                    target.write((b"\r\n" if cur.has_body else b"") + end_line(tid, ev.flag), True)
                 except OSError:
                     cur.failed = True
             target.wlock.release()
             if cur.failed:
+                self.server.transactions.table.pop((target, tid), None)
                 cur.refuse = (481, "the next hop went away")
             else:
                 self.server.count(req, cur, ev.flag)
-                if req.method == "SEND" and fr == "yes":
-                    self.server.transactions.add(target, fwd.message.transaction_id, req, self, str(fwd.via))
                 if answers_ok(req):
                     self.send_message(make_response(req, 200))
                 return
