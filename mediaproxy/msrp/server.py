@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,6 +289,8 @@ class RelayServer:
         self.per_ip: Counter[str] = Counter()
         self.outbound: dict[tuple[str, int, bool], Connection] = {}
         self.servers: list[StreamServer] = []
+        self.handshaking = 0
+        self._last_refusal_log = 0.0
         self.messages = 0
         self.bytes = 0
         self._stopped = gevent.event.Event()
@@ -310,10 +313,32 @@ class RelayServer:
 
     def _accepted(self, sock: gevent.socket.socket, addr: tuple[str, int], lst: Listener) -> None:
         ip = addr[0]
-        if len(self.connections) >= self.max_connections or self.per_ip[ip] >= self.max_connections_per_ip:
-            log.warning("refusing a connection from %s: too many connections", ip)
+        if (len(self.connections) + self.handshaking >= self.max_connections
+                or self.per_ip[ip] >= self.max_connections_per_ip):
+            now = time.monotonic()
+            if now - self._last_refusal_log > 10:  # a flood is one line every 10 s, not one per connection
+                self._last_refusal_log = now
+                log.warning("refusing connections from %s: too many connections (%d, %d from it)", ip,
+                            len(self.connections) + self.handshaking, self.per_ip[ip])
             sock.close()
             return
+        # counted from the accept on: a connection that never finishes its TLS or WebSocket
+        # handshake holds its place until idle_timeout, like any other
+        self.per_ip[ip] += 1
+        self.handshaking += 1
+        try:
+            stream = self._handshake(sock, ip, lst)
+        finally:
+            self.handshaking -= 1
+        if stream is None:
+            self._forget_ip(ip)
+            return
+        conn = Connection(self, stream, addr[:2], self._secure(lst, ip), lst.kind)
+        self.connections.add(conn)
+        conn.serve()
+
+    def _handshake(self, sock: gevent.socket.socket, ip: str, lst: Listener) -> ByteStream | None:
+        """The connection's byte stream after its TLS and WebSocket handshakes (None: failed)."""
         sock.settimeout(self.idle_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # chunks are forwarded as they come
         if lst.secure:
@@ -323,27 +348,22 @@ class RelayServer:
             except (OSError, ssl.SSLError) as exc:
                 log.info("TLS handshake with %s failed: %s", ip, exc)
                 sock.close()
-                return
-        stream: ByteStream
-        if lst.kind in ("ws", "wss"):
-            from .websocket import WebSocketStream, handshake
+                return None
+        if lst.kind not in ("ws", "wss"):
+            return SocketStream(sock)
+        from .websocket import handshake
 
-            try:
-                stream = handshake(sock)
-            except (OSError, ClosedError, ValueError) as exc:
-                log.info("WebSocket handshake from %s failed: %s", ip, exc)
-                sock.close()
-                return
-            assert isinstance(stream, WebSocketStream)
-        else:
-            stream = SocketStream(sock)
-        conn = Connection(self, stream, addr[:2], self._secure(lst, ip), lst.kind)
-        self._add(conn)
-        conn.serve()
+        try:
+            return handshake(sock)
+        except (OSError, ClosedError, ValueError) as exc:
+            log.info("WebSocket handshake from %s failed: %s", ip, exc)
+            sock.close()
+            return None
 
-    def _add(self, conn: Connection) -> None:
-        self.connections.add(conn)
-        self.per_ip[conn.peer[0]] += 1
+    def _forget_ip(self, ip: str) -> None:
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
 
     def connect(self, uri: MsrpUri | None) -> Connection | None:
         """The connection to a next hop, opened (TCP, or TLS for ``msrps``) when needed."""
@@ -365,7 +385,8 @@ class RelayServer:
             return None
         sock.settimeout(self.idle_timeout)
         conn = Connection(self, SocketStream(sock), (host, port), uri.secure, "out")
-        self._add(conn)
+        self.connections.add(conn)
+        self.per_ip[host] += 1
         self.outbound[key] = conn
         gevent.spawn(conn.serve)
         return conn
@@ -406,9 +427,7 @@ class RelayServer:
         """A connection closed: its reservations end, and what was sent over it and not
         answered is reported failed to its senders (481: the session's leg is gone)."""
         self.connections.discard(conn)
-        self.per_ip[conn.peer[0]] -= 1
-        if self.per_ip[conn.peer[0]] <= 0:
-            del self.per_ip[conn.peer[0]]
+        self._forget_ip(conn.peer[0])
         for key, c in list(self.outbound.items()):
             if c is conn:
                 del self.outbound[key]

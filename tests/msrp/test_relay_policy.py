@@ -171,6 +171,31 @@ def test_connection_flood_from_one_address(relay: Relay) -> None:
             s.close()
 
 
+def test_tls_handshake_flood_counts_against_the_limit(relay: Relay) -> None:
+    """Connections to the TLS port that never start their handshake hold their places: the
+    per-address limit applies to them too (a flood cannot get round it by staying silent)."""
+    flood = []
+    try:
+        for _ in range(80):
+            s = socket.socket()
+            s.bind(("127.0.0.3", 0))
+            s.connect(("127.0.0.1", relay.tls))
+            flood.append(s)
+        time.sleep(0.5)
+        closed = 0
+        for s in flood:
+            s.settimeout(0.01)
+            try:
+                closed += s.recv(1) == b""
+            except (TimeoutError, OSError):
+                pass
+        assert closed >= 80 - 40
+        still_serving(relay)
+    finally:
+        for s in flood:
+            s.close()
+
+
 def test_unknown_method_gets_501(relay: Relay) -> None:
     c = connect(relay)
     try:
