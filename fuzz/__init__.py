@@ -21,5 +21,6 @@ TARGETS = (
     "enumdns_query",
     "ngnpro_soap",
     "mediaproxy_control",
+    "xcap",
     "msrp_message",
 )

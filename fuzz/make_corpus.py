@@ -14,6 +14,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from fuzz.xcap import SEEDS as XCAP_SEEDS
+
 ROOT = Path(__file__).resolve().parent
 RFC4475 = ROOT.parent / "tests" / "data" / "rfc4475"
 CORPUS = ROOT / "corpus"
@@ -209,6 +211,7 @@ def main() -> None:
         "enumdns_query": _queries(),
         "ngnpro_soap": SOAP,
         "mediaproxy_control": CONTROL,
+        "xcap": XCAP_SEEDS,
         "msrp_message": MSRP,
     }
     for target, items in sets.items():

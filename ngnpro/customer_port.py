@@ -25,6 +25,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from ngnpro.models.changes import TOPIC_CUSTOMER, record_change
 from ngnpro.models.customer import Customer
 from ngnpro.models.customer import CustomerProperty as CustomerPropertyRow
+from ngnpro.models.rating import forget_entities
 from ngnpro.soap import NS_CUSTOMER, NS_TYPES, PortService, call_context
 from ngnpro.soap.context import Scope
 from ngnpro.soap.faults import (
@@ -377,6 +378,7 @@ class CustomerPort(PortService):
             raise NGNProError(INVALID_VALUE, f"Customer {row.id} still has {subs} customers; delete them first")
         c.session.delete(row)
         record_change(c.session, TOPIC_CUSTOMER, str(row.id))
+        forget_entities(c.session, customer=row.id)
 
     @rpc(Integer, _returns=CustomerAccount)
     def getAccount(ctx, id):  # noqa: N805, A002

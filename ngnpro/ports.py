@@ -8,8 +8,10 @@ from __future__ import annotations
 from ngnpro.customer_port import CustomerPort
 from ngnpro.dns_port import DnsPort
 from ngnpro.enum_port import EnumPort
+from ngnpro.rating_port import RatingPort
 from ngnpro.sip_accounts import SipAccountPort
 from ngnpro.sip_aliases import SipAliasPort
+from ngnpro.sip_calls import SipCallsPort
 from ngnpro.sip_domains import SipDomainPort
 from ngnpro.sip_prepaid import SipPrepaidPort
 from ngnpro.sip_pstn import SipPstnService
@@ -18,7 +20,8 @@ from ngnpro.unimplemented import SERVICES as NOT_IMPLEMENTED_YET
 
 SERVICES: list[type] = [
     CustomerPort,
-    SipDomainPort, SipAccountPort, SipAliasPort, SipSettingsPort, SipPrepaidPort,
+    SipDomainPort, SipAccountPort, SipAliasPort, SipSettingsPort, SipPrepaidPort, SipCallsPort,
+    RatingPort,
     EnumPort,
     DnsPort,
     SipPstnService,

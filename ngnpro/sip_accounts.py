@@ -32,6 +32,7 @@ from ngnpro.models.changes import (
     record_change,
 )
 from ngnpro.models.customer import Customer
+from ngnpro.models.rating import forget_entities
 from ngnpro.soap import NS_SIP, PortService, call_context
 from ngnpro.soap.context import CallContext, Scope
 from ngnpro.soap.faults import (
@@ -374,6 +375,7 @@ def delete_account(session: Session, scope: Scope, sip_id: t.SipId | None) -> No
     aor = row.aor
     session.delete(row)
     record_change(session, TOPIC_SIP_ACCOUNT, aor)
+    forget_entities(session, subscriber=aor)
 
 
 #: an account's three lists in one round trip: (kind, account, order, a, b, c, d)

@@ -19,6 +19,7 @@ from ngnpro.models.changes import (
     TOPIC_SIP_DOMAIN,
     record_change,
 )
+from ngnpro.models.rating import forget_entities
 from ngnpro.sip_accounts import flush_unique, get_domain, resolve_owner
 from ngnpro.soap import NS_SIP, PortService, call_context
 from ngnpro.soap.context import Scope
@@ -77,6 +78,7 @@ def delete_domain(session: Session, scope: Scope, name: str | None) -> None:
     session.execute(m.SipAccount.__table__.delete().where(m.SipAccount.domain == row.domain))
     session.delete(row)
     record_change(session, TOPIC_SIP_DOMAIN, row.domain)
+    forget_entities(session, domain=row.domain)
     for user in users[:200]:
         record_change(session, TOPIC_SIP_ACCOUNT, f"{user}@{row.domain}")
     if len(users) > 200:

@@ -1,6 +1,6 @@
 """Ports and methods that answer fault 9999 "not implemented yet" until their issue comes:
-RatingPort, VoicemailPort, NetworkPort, PresencePort, and SipPort's call lists, call
-statistics, SIP/media traces and media sessions.
+VoicemailPort, NetworkPort, PresencePort, and SipPort's SIP/media traces and media sessions
+(RatingPort is :mod:`ngnpro.rating_port`, the call lists and statistics :mod:`ngnpro.sip_calls`).
 
 They are declared with their real parameter and return types (API.md 3.1, 3.5-3.8, 4) so
 the WSDL already publishes the final contract and a client gets a clean, coded fault
@@ -16,38 +16,23 @@ from ngnpro.soap import (
     NS_NETWORK,
     NS_PRESENCE,
     NS_PRESENCE_TYPES,
-    NS_RATING,
     NS_SIP,
     NS_TYPES,
     NS_VOICEMAIL,
 )
 from ngnpro.soap.faults import not_implemented
 from ngnpro.soap.service import PortService
-from ngnpro.soap.types import Array, ComplexModel, Double, Integer, StringArray, Unicode
+from ngnpro.soap.types import ComplexModel, Integer, StringArray, Unicode
 
 
 def _struct(name: str, members: list[tuple[str, object]], ns: str = NS_TYPES) -> type:
     return type(name, (ComplexModel,), {"__namespace__": ns, "__type_name__": name, "_type_info": members})
 
 
-CallQuery = _struct("CallQuery", [("fromDate", Integer), ("toDate", Integer), ("limit", Integer)])
-CallsQuery = _struct("CallsQuery", [("placed", CallQuery), ("received", CallQuery)])
-CallRecord = _struct("CallRecord", [
-    ("fromURI", Unicode), ("toURI", Unicode), ("fromHeader", Unicode), ("sessionId", Unicode),
-    ("fromTag", Unicode), ("toTag", Unicode), ("applicationTypes", StringArray), ("startTime", Integer),
-    ("stopTime", Integer), ("duration", Integer), ("status", Integer), ("price", Double), ("proxyIP", Unicode),
-])
-CallRecords = _struct("CallRecords", [("placed", Array(CallRecord)), ("received", Array(CallRecord))])
-CallStatistic = _struct("CallStatistic", [("calls", Integer), ("price", Double)])
-CallStatistics = _struct("CallStatistics", [("placed", CallStatistic), ("received", CallStatistic)])
 SipTraceFilter = _struct("SipTraceFilter", [("nodeIp", Unicode), ("callId", Unicode), ("fromTag", Unicode),
                                             ("toTag", Unicode)])
 MediaTraceFilter = _struct("MediaTraceFilter", [("nodeIp", Unicode), ("callId", Unicode), ("fromTag", Unicode),
                                                 ("toTag", Unicode)])
-RatingEntityProfiles = _struct("RatingEntityProfiles", [
-    ("entity", Unicode), ("profileWeekday", Unicode), ("profileWeekdayAlt", Unicode),
-    ("profileWeekend", Unicode), ("profileWeekendAlt", Unicode), ("timezone", Unicode),
-])
 VoicemailOptions = _struct("VoicemailOptions", [("delete", Integer)])
 VoicemailAccount = _struct("VoicemailAccount", [
     ("sipId", SipId), ("mailbox", Unicode), ("name", Unicode), ("password", Unicode), ("email", Unicode),
@@ -60,14 +45,6 @@ PresencePolicy = _struct("PresencePolicy", [("allow", StringArray), ("block", St
 
 class SipPortNotImplemented(PortService):
     __port_namespace__ = NS_SIP
-
-    @rpc(SipId, CallsQuery, _returns=CallRecords)
-    def getCalls(ctx, sipId, query):  # noqa: N805
-        raise not_implemented("SipPort.getCalls")
-
-    @rpc(SipId, CallsQuery, _returns=CallStatistics)
-    def getCallStatistics(ctx, sipId, query):  # noqa: N805
-        raise not_implemented("SipPort.getCallStatistics")
 
     @rpc(SipTraceFilter, _returns=Unicode)
     def getSipTrace(ctx, filter):  # noqa: N805, A002
@@ -84,22 +61,6 @@ class SipPortNotImplemented(PortService):
     @rpc(_returns=Unicode)
     def getMediaSessions(ctx):  # noqa: N805
         raise not_implemented("SipPort.getMediaSessions")
-
-
-class RatingPort(PortService):
-    __port_namespace__ = NS_RATING
-
-    @rpc(RatingEntityProfiles)
-    def setEntityProfiles(ctx, profiles):  # noqa: N805
-        raise not_implemented("RatingPort.setEntityProfiles")
-
-    @rpc(Unicode)
-    def deleteEntityProfiles(ctx, entity):  # noqa: N805
-        raise not_implemented("RatingPort.deleteEntityProfiles")
-
-    @rpc(Unicode, _returns=RatingEntityProfiles)
-    def getEntityProfiles(ctx, entity):  # noqa: N805
-        raise not_implemented("RatingPort.getEntityProfiles")
 
 
 class VoicemailPort(PortService):
@@ -169,4 +130,4 @@ class PresencePort(PortService):
         raise not_implemented("PresencePort.setPolicy")
 
 
-SERVICES = [SipPortNotImplemented, RatingPort, VoicemailPort, NetworkPort, PresencePort]
+SERVICES = [SipPortNotImplemented, VoicemailPort, NetworkPort, PresencePort]

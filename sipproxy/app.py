@@ -50,6 +50,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
           mailboxes: list | None = None, counters: ChangeCounters | None = None):
     """Assemble one proxy process from the configuration (sockets not bound yet)."""
     from ngnpro.models.database import open_database
+    from sipproxy.dialog.prepaid import PrepaidCalls
     from sipproxy.dialog.store import DialogStore
     from sipproxy.directory.routing import RoutingData
     from sipproxy.directory.store import Directory
@@ -92,7 +93,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
         from sipproxy.runtime.overload import Overload
 
         core.overload = Overload(section["overload_delay"] / 1000.0, section["overload_retry_after"])
-    dialogs = DialogStore(sessions)
+    prepaid = PrepaidCalls(_engine, max_duration=section["max_call_duration"])
+    dialogs = DialogStore(sessions, prepaid=prepaid, max_duration=section["max_call_duration"])
     routing = RoutingData(sessions, refresh_interval=config["database"]["poll_interval"])
     dns = DnsResolver.from_config(config, transports={lst.transport for lst in core.transports.listeners})
     core.dns = dns
@@ -103,9 +105,11 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     outgoing_timeout=section["outgoing_timeout"],
                     caller_id_header=section["caller_id_header"],
                     max_diversions=section["max_diversions"])
+    router.rating = prepaid.rate
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
-                  events=_accounting(config, sessions, worker))
+                  session_expires=section["session_expires"], session_min_se=section["session_min_se"],
+                  events=_accounting(config, sessions, worker, core.transports.listeners))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
 
@@ -113,27 +117,47 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
         core.enable_pike(Pike(section["pike_requests"], section["pike_window"], section["pike_block"],
                               exempt=section["pike_exempt"],
                               trusted=lambda ip: router.trusted_source(ip)[0] is not None))
+    dialogs.on_deadline = proxy.calls.on_deadline
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
 
 
-def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
-    """The accounting at the proxy's seam when ``[radius] server`` is set (else None: the
-    proxy does no accounting work at all).  Worker 0 sends the queued records."""
+def _accounting(config: Config, sessions, worker: int, listeners=()):  # noqa: ANN001, ANN202 - Accounting | None
+    """The accounting at the proxy's seam: the ``accounting`` table's rows (``[sipproxy]
+    accounting``, on by default: the monthly quota and SipPort's getCalls read them) and,
+    when ``[radius] server`` is set, the RADIUS records; None when neither (the proxy then
+    does no accounting work at all).  Worker 0 sends the queued records and rows, and its
+    Accounting-On/-Off name the first IPv4 address the proxy listens on (``listeners``)."""
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
     servers = radius_servers(radius)
-    if not servers:
+    if not servers and not config["sipproxy"]["accounting"]:
         return None
     from sipproxy.accounting.radius import RadiusClient, RecordQueue
     from sipproxy.accounting.service import Accounting
     from sipproxy.accounting.store import AccountingStore
 
-    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"], retries=radius["retries"])
+    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"],
+                          retries=radius["retries"]) if servers else None
     return Accounting(RecordQueue(radius["queue"]), client, AccountingStore(sessions),
                       interim_interval=radius["interim_interval"],
-                      nas_identifier=radius["nas_identifier"], drain=worker == 0)
+                      nas_identifier=radius["nas_identifier"], nas_ip=_nas_ip(listeners), drain=worker == 0)
+
+
+def _nas_ip(listeners) -> str:  # noqa: ANN001 - sipproxy.sip.addressing.Listener
+    """The first listener address that is a specific IPv4 address (RADIUS's NAS-IP-Address
+    is IPv4; a wildcard names no NAS), else "" (NAS-Identifier alone names it)."""
+    import ipaddress
+
+    for lst in listeners:
+        try:
+            ip = ipaddress.ip_address(str(lst.host).strip("[]"))
+        except ValueError:
+            continue
+        if ip.version == 4 and not ip.is_unspecified:
+            return str(ip)
+    return ""
 
 
 def _check_radius_queue(config: Config) -> None:
@@ -141,7 +165,7 @@ def _check_radius_queue(config: Config) -> None:
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
-    if not radius_servers(radius):
+    if not radius_servers(radius) and not config["sipproxy"]["accounting"]:
         return
     import sqlite3
 

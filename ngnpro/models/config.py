@@ -254,6 +254,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "store_clear_text_passwords": (True, _bool),
         "max_body_bytes": (1048576, _int(1024)),
         "workers": (1, _int(1, 64)),
+        "xcap_root": ("/xcap-root/", lambda k, v: _xcap_root(k, v)),
+        "xcap_max_document": (1048576, _int(1024, 64 * 1048576)),
     },
     "enumdns": {
         "listen": ("127.0.0.1:5353", _hostport),
@@ -304,6 +306,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "pike_window": (2.0, _seconds(0.1, 3600)),
         "pike_block": (120.0, _seconds(1, 86400)),
         "pike_exempt": ([], _list(_network)),
+        "max_call_duration": (0, _int(0, 604800)),
+        "accounting": (True, _bool),
+        "session_expires": (0, _int(0, 86400)),
+        "session_min_se": (90, _int(1, 86400)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),
@@ -344,6 +350,21 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "queue": ("var/radius-queue.sqlite", _str),
     },
 }
+
+
+_XCAP_ROOT = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+/)+")
+
+
+def _xcap_root(key: str, v: Any) -> str:
+    """The XCAP root path (RFC 4825 section 6.1): ``/seg/.../``, beside the SOAP paths."""
+    v = _str(key, v)
+    if not v.endswith("/"):
+        v += "/"
+    if not _XCAP_ROOT.fullmatch(v):
+        raise ConfigError(f"{key}: expected an absolute path such as /xcap-root/, got {v!r}")
+    if v.split("/")[1] in ("ngnpro", "wsdl") or "~~" in v.split("/"):
+        raise ConfigError(f"{key}: {v!r} is taken by the SOAP server's paths")
+    return v
 
 
 def _float_pos(key: str, v: Any) -> float:

@@ -79,7 +79,17 @@ class Dialog(Base):
     start_time: Mapped[_dt.datetime] = mapped_column(default=utcnow)
     connect_time: Mapped[_dt.datetime | None] = mapped_column(default=None)
     #: Prepaid/call control: when the call must be cut off (None: no limit).
-    deadline: Mapped[_dt.datetime | None] = mapped_column(default=None)
+    deadline: Mapped[_dt.datetime | None] = mapped_column(default=None, index=True)
+    #: A prepaid call's tariff (JSON: the rate and the number rated, see
+    #: sipproxy.dialog.prepaid); empty: no balance is debited for this call.
+    tariff: Mapped[str] = mapped_column(Text, default="")
+    #: When the call ended (its BYE, or the proxy's cut-off); the row stays, ``terminated``,
+    #: until the BYE is answered.
+    end_time: Mapped[_dt.datetime | None] = mapped_column(default=None)
+    #: RFC 4028 session timer: the negotiated interval (seconds; 0: none) and when the
+    #: session expires unless it is refreshed (a re-INVITE or UPDATE answered 2xx)
+    session_interval: Mapped[int] = mapped_column(default=0)
+    expires: Mapped[_dt.datetime | None] = mapped_column(default=None, index=True)
 
 
 class AccountingRecord(Base):

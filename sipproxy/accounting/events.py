@@ -14,7 +14,9 @@ Which record when (OpenSIPS acc conventions: the ``Acct-Status-Type`` says what 
 * ``Interim-Update`` -- every ``interim_interval`` seconds of an established call;
 * ``Stop`` -- the call ended: a BYE from either party, or the proxy ending it (media
   timeout): who, why, how long, and the media relay's summary (:class:`CallEnd`);
-* ``Failed`` -- an initial INVITE answered with a final failure (>= 300): a missed call.
+* ``Failed`` -- an initial INVITE answered with a final failure (>= 300): a missed call;
+* ``Accounting-On`` / ``Accounting-Off`` (RFC 2866 5.1: 7 and 8) -- the proxy's accounting
+  started / stopped (:func:`nas_attributes`): no call, the NAS itself.
 
 Every record has a :func:`record_id` (``MSP-Record-Id``): the same call event always gives
 the same id, so a record queued twice is kept once, and a record sent twice (a server that
@@ -28,13 +30,14 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sipproxy.dialog.state import DialogInfo
 
 __all__ = [
-    "START", "STOP", "INTERIM", "FAILED", "Call", "CallEnd", "MediaTotals", "answered",
+    "START", "STOP", "INTERIM", "FAILED", "ACCOUNTING_ON", "ACCOUNTING_OFF", "nas_attributes", "Call", "CallEnd", "MediaTotals", "answered",
     "failed", "media_totals", "record_id", "start_attributes", "interim_attributes",
     "stop_attributes", "failed_attributes", "stop_row", "failed_row", "SIP_METHODS",
     "TERMINATE_CAUSES",
@@ -42,6 +45,8 @@ __all__ = [
 
 #: ``Acct-Status-Type`` values (RFC 2866; ``Failed`` = 15 as OpenSIPS acc sends it)
 START, STOP, INTERIM, FAILED = "Start", "Stop", "Interim-Update", "Failed"
+#: ``Acct-Status-Type`` 7 and 8 (RFC 2866 5.1): the NAS's accounting starts / stops
+ACCOUNTING_ON, ACCOUNTING_OFF = "Accounting-On", "Accounting-Off"
 
 #: ``Sip-Method`` values (OpenSIPS acc: a bit per method)
 SIP_METHODS = {
@@ -82,6 +87,8 @@ class Call:
     answer_time: float = 0.0       # seconds since the epoch
     status: int = 200
     reason: str = "OK"
+    #: the rating of a PSTN call (sipproxy.dialog.prepaid.encode_tariff): its price at the end
+    tariff: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -121,7 +128,8 @@ def _sip_uri(value: str) -> str:
 def answered(dialog: DialogInfo, *, when: float, billing_party: str = "", source_ip: str = "",
              source_port: int = 0, user_agent: str = "", from_uri: str = "", to_uri: str = "",
              translated_uri: str = "", callee_user_agent: str = "", from_header: str = "",
-             proxy_ip: str = "", proxy_port: int = 0, status: int = 200, reason: str = "OK") -> Call:
+             proxy_ip: str = "", proxy_port: int = 0, status: int = 200, reason: str = "OK",
+             tariff: str = "") -> Call:
     """The call a 2xx established, from its dialog and what the INVITE said."""
     return Call(
         call_id=dialog.call_id, from_tag=dialog.from_tag, to_tag=dialog.to_tag,
@@ -130,7 +138,7 @@ def answered(dialog: DialogInfo, *, when: float, billing_party: str = "", source
         billing_party=billing_party or dialog.caller, source_ip=source_ip, source_port=source_port,
         user_agent=user_agent, callee_user_agent=callee_user_agent, from_header=from_header,
         proxy_ip=proxy_ip, proxy_port=proxy_port, cseq=dialog.caller_cseq, answer_time=when,
-        status=status, reason=reason)
+        status=status, reason=reason, tariff=tariff)
 
 
 def failed(call: Call, *, when: float, status: int, reason: str) -> Call:
@@ -222,6 +230,39 @@ def _common(call: Call, kind: str, when: float, nas: dict[str, Any], seq: int = 
     return [(k, _text(v) if isinstance(v, str) else v) for k, v in attrs if v != ""]
 
 
+def _nas(nas: dict[str, Any]) -> Attributes:
+    """What names the NAS, as in every call record: ``NAS-IP-Address`` (IPv4 only: the
+    attribute has no IPv6 form, RFC 3162's NAS-IPv6-Address is not in the dictionary) and
+    ``NAS-Identifier``."""
+    attrs: Attributes = []
+    ip = nas.get("nas_ip") or ""
+    try:
+        if ip and ipaddress.ip_address(ip).version == 4 and not ipaddress.ip_address(ip).is_unspecified:
+            attrs.append(("NAS-IP-Address", ip))
+    except ValueError:
+        pass
+    if nas.get("nas_identifier"):
+        attrs.append(("NAS-Identifier", _text(nas["nas_identifier"])))
+    return attrs
+
+
+def nas_attributes(kind: str, session_id: str, when: float, nas: dict[str, Any]) -> Attributes:
+    """An ``Accounting-On`` or ``Accounting-Off`` record (``kind``): the proxy's accounting
+    started or stopped.  A RADIUS server (FreeRADIUS's ``accounting-on`` queries, CDRTool)
+    takes it to close the sessions it still holds open for this NAS, which is why it names
+    the NAS exactly as the call records do.  ``session_id`` (RFC 2866 5.5: every
+    Accounting-Request has an ``Acct-Session-Id``) is the same for an On and the Off of
+    the same run, so the pair can be matched; ``nas`` also holds ``nas_ip``, the
+    address the proxy listens on."""
+    return [
+        ("Acct-Status-Type", kind),
+        ("Acct-Session-Id", _text(session_id)),
+        ("Event-Timestamp", int(when)),
+        *_nas(nas),
+        ("MSP-Record-Id", record_id(session_id, "", kind)),
+    ]
+
+
 def _seconds(call: Call, when: float) -> int:
     return min(_MAX_INT, max(0, int(when - call.answer_time + 0.5)))
 
@@ -298,11 +339,15 @@ def _row(call: Call) -> dict[str, Any]:
     }
 
 
-def stop_row(call: Call, end: CallEnd) -> dict[str, Any]:
-    """The ``accounting`` row of an ended call (column values; datetimes naive UTC)."""
-    return {**_row(call), "reason": f"{end.party}: {end.reason}"[:255] if end.reason else end.party,
-            "start_time": _utc(call.answer_time), "stop_time": _utc(end.time),
-            "duration": _seconds(call, end.time)}
+def stop_row(call: Call, end: CallEnd, price: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """The ``accounting`` row of an ended call (column values; datetimes naive UTC);
+    ``price(seconds)``: what the call costs (the rating's), else nothing."""
+    seconds = _seconds(call, end.time)
+    row = {**_row(call), "reason": f"{end.party}: {end.reason}"[:255] if end.reason else end.party,
+           "start_time": _utc(call.answer_time), "stop_time": _utc(end.time), "duration": seconds}
+    if price is not None:
+        row["price"] = str(price(seconds))  # (rows wait in the JSON queue: a Decimal as text)
+    return row
 
 
 def failed_row(call: Call) -> dict[str, Any]:

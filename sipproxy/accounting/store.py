@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_
@@ -28,6 +29,8 @@ _COLUMNS = {c.key for c in _T.c if c.key != "id"}
 def _value(key: str, value: Any) -> Any:
     if key in ("start_time", "stop_time") and isinstance(value, str):
         return _dt.datetime.fromisoformat(value)
+    if key == "price":
+        return Decimal(value)
     return value
 
 

@@ -21,11 +21,14 @@ rule  refused when                           answer
       group)
 4     prepaid, and the balance does not      402 Insufficient Credit
       cover the first increment (PSTN)
+4b    prepaid, and no rate for the           403 Destination Not Rated
+      destination (PSTN)
 5     ``call_limit`` calls already going     403 Call Limit Reached
 6     a barring prefix matches the number    403 Destination Barred
 ====  =====================================  ==========================================
 
-Rule 7 (a site hook's refusal) is the hooks' own answer.  Emergency calls pass all of
+Rule 7 (a site hook's refusal) is the hook's own answer, with a ``Warning: 399`` like
+these (:meth:`sipproxy.routing.hookapi.HookAPI.reply`).  Emergency calls pass all of
 these; calls from trusted peers carry no account and are not checked (3 to 6 do not apply
 to them, the guide's "PBX to PSTN" flow).
 
@@ -38,6 +41,8 @@ Incoming calls to a local subscriber (the callee's account):
 4     outside the accept rules' windows      480 Temporarily Unavailable (Do Not Disturb)
 5     the caller is in the reject list       603 Decline (Rejected By Callee)
 ====  =====================================  ==========================================
+
+Rule 6 (a site hook's refusal) is again the hook's own answer, as for outgoing rule 7.
 
 May import :mod:`sipproxy.directory.account` (values only); no I/O.
 """
@@ -55,7 +60,7 @@ from sipproxy.directory.account import GROUP_QUOTA, AcceptWindow, Account
 __all__ = [
     "Refusal", "warning_header", "outgoing", "pstn", "incoming", "barred_prefix", "acl_allows",
     "accept_decision", "caller_keys",
-    "NO_PSTN", "BLOCKED", "BLOCKED_BY_CUSTOMER", "QUOTA", "CREDIT", "CALL_LIMIT", "BARRED",
+    "NO_PSTN", "BLOCKED", "BLOCKED_BY_CUSTOMER", "QUOTA", "CREDIT", "NOT_RATED", "CALL_LIMIT", "BARRED",
     "ACL", "CALLEE_BLOCKED", "NOT_ACCEPTED", "DND", "REJECTED",
 ]
 
@@ -83,6 +88,7 @@ BLOCKED = Refusal(403, "Account Blocked", "The account is blocked by the adminis
 BLOCKED_BY_CUSTOMER = Refusal(403, "Account Blocked By Customer", "The account is blocked by its customer")
 QUOTA = Refusal(403, "Quota Exceeded", "The monthly quota of the account is used up")
 CREDIT = Refusal(402, "Insufficient Credit", "The prepaid balance does not cover the call")
+NOT_RATED = Refusal(403, "Destination Not Rated", "No rate for this destination: a prepaid account cannot pay for it")
 CALL_LIMIT = Refusal(403, "Call Limit Reached", "The account has reached its maximum number of concurrent calls")
 BARRED = Refusal(403, "Destination Barred", "The destination is barred for the account")
 
@@ -126,13 +132,14 @@ def outgoing(account: Account, *, e164: str | None, call: bool,
 
 
 def pstn(account: Account, *, month_cost: Callable[[], Decimal],
-         first_increment_cost: Decimal | None = None) -> Refusal | None:
+         first_increment_cost: Decimal | None = None, credit: bool = True) -> Refusal | None:
     """Rules 1, 3 and 4 for a call to the PSTN: PSTN access (``free-pstn`` group or
     prepaid; not blocked), the ``quota`` group or the monthly ``quota`` against
     this month's cost so far (``month_cost`` is only asked when there is a quota), and a
     prepaid balance against the cost of the first rating increment at the destination's
     rate (``first_increment_cost``; None: no rating table yet -- the balance must then
-    be above zero)."""
+    be above zero).  ``credit`` False: rule 4 is checked elsewhere, against the balance
+    read at call start (sipproxy.routing.outbound's prepaid rating)."""
     refused = blocked(account)
     if refused is not None:
         return refused
@@ -144,7 +151,7 @@ def pstn(account: Account, *, month_cost: Callable[[], Decimal],
     if quota > 0 and not account.prepaid and month_cost() >= quota:
         return QUOTA
     balance = getattr(account, "balance", Decimal(0))
-    if account.prepaid:
+    if account.prepaid and credit:
         needed = first_increment_cost
         if needed is None:
             if balance <= 0:

@@ -32,6 +32,7 @@ the accounting (``proxy.events``, the call's Stop) and logs one line.  Usage::
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from sipproxy.sip.uri import URI, ParseError, parse_name_addr
 
 log = logging.getLogger("sipproxy.calls")
 
-__all__ = ["EndReason", "MEDIA_TIMEOUT", "RELAY_LOST", "DialogState", "end_call_requests",
+__all__ = ["EndReason", "MEDIA_TIMEOUT", "RELAY_LOST", "CREDIT_EXHAUSTED", "MAX_DURATION", "SESSION_EXPIRED", "DialogState", "end_call_requests",
            "CallControl"]
 
 #: how many dialogs' in-dialog CSeq numbers are remembered (oldest forgotten first)
@@ -68,6 +69,12 @@ class EndReason:
 MEDIA_TIMEOUT = EndReason(200, "Media timeout")
 #: the call's media relay ended (its process died): the media path is gone
 RELAY_LOST = EndReason(503, "Media relay failed")
+#: the prepaid balance paid for no more of the call (RFC 3326 cause: 402 Payment Required)
+CREDIT_EXHAUSTED = EndReason(402, "Credit exhausted")
+#: no session refresh within the session interval (RFC 4028): a party is gone
+SESSION_EXPIRED = EndReason(408, "Session expired")
+#: the call lasted the longest any call may (the ``max_call_duration`` setting)
+MAX_DURATION = EndReason(200, "Maximum call duration")
 
 
 class DialogState(Protocol):
@@ -92,9 +99,13 @@ def _target(contact: str) -> URI:
     return parse_name_addr(values[0]).uri
 
 
-def _party(party: str) -> str:
-    """A From/To value for a party known by its SipId (``user@host``)."""
-    return f"<sip:{party}>" if party else "<sip:anonymous@anonymous.invalid>"
+def _party(party: str, target: URI) -> str:
+    """A From/To value for a party known by its SipId (``user@host``), or by a number (a
+    PSTN party: its gateway's host completes the SIP URI; the phones match the dialog by
+    Call-ID and tags, the URI only has to be valid)."""
+    if not party:
+        return "<sip:anonymous@anonymous.invalid>"
+    return f"<sip:{party}>" if "@" in party else f"<sip:{party}@{target.host or 'anonymous.invalid'}>"
 
 
 def _split_routes(route_set: str, is_mine: Any) -> tuple[list[str], list[str]]:
@@ -136,13 +147,14 @@ def end_call_requests(dialog: DialogState, reason: EndReason, is_mine: Any, *,
     or Route values cannot be read (nothing can be sent then).
     """
     to_callee, to_caller = _split_routes(dialog.route_set, is_mine)
-    caller, callee = _party(dialog.caller), _party(dialog.callee)
+    caller_target, callee_target = _target(dialog.caller_contact), _target(dialog.callee_contact)
+    caller, callee = _party(dialog.caller, caller_target), _party(dialog.callee, callee_target)
     from_caller = max(int(dialog.caller_cseq or 0), caller_cseq) + 1
     from_callee = max(int(getattr(dialog, "callee_cseq", 0) or 0), callee_cseq) + 1
     return [
-        ("callee", _bye(_target(dialog.callee_contact), to_callee, caller, dialog.from_tag,
+        ("callee", _bye(callee_target, to_callee, caller, dialog.from_tag,
                         callee, dialog.to_tag, dialog.call_id, from_caller, reason, max_forwards)),
-        ("caller", _bye(_target(dialog.caller_contact), to_caller, callee, dialog.to_tag,
+        ("caller", _bye(caller_target, to_caller, callee, dialog.to_tag,
                         caller, dialog.from_tag, dialog.call_id, from_callee, reason, max_forwards)),
     ]
 
@@ -178,6 +190,20 @@ class CallControl:
         """The media relay carrying the call ended: its media path is gone."""
         self.end_call(call_id, "", RELAY_LOST, media_reason="relay lost")
 
+    def on_deadline(self, row: Any) -> None:
+        """A call's deadline passed (the dialog store's cut-off loop claimed its row): its
+        session expired unrefreshed (RFC 4028), the longest call allowed is over, or else the
+        prepaid balance ran out."""
+        now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+        if getattr(row, "expires", None) is not None and row.expires <= now:
+            self.end_call(row.call_id, row.from_tag, SESSION_EXPIRED, media_reason="session expired")
+            return
+        limit = getattr(self.proxy.dialogs, "max_duration", 0) or 0
+        over = bool(limit) and row.connect_time is not None and \
+            now >= row.connect_time + _dt.timedelta(seconds=limit - 1)
+        reason = CREDIT_EXHAUSTED if row.tariff and not over else MAX_DURATION
+        self.end_call(row.call_id, row.from_tag, reason, media_reason=reason.text.lower())
+
     def end_call(self, call_id: str, from_tag: str = "", reason: EndReason = MEDIA_TIMEOUT,
                  media_reason: str = "") -> int:
         """End the established call(s) of ``call_id`` (the one with tag ``from_tag`` when given):
@@ -202,7 +228,7 @@ class CallControl:
                 log.warning("call %s: cannot build BYE (%s)", call_id, exc.reason)
                 requests = []
             sent = [side for side, bye in requests if self._send(bye, row, side)]
-            proxy.dialogs.ended(row.call_id, row.from_tag, row.to_tag)
+            proxy.dialogs.ended(row.call_id, row.from_tag, row.to_tag, remove=True)
             ended += 1
             log.info("call %s -> %s ended by the proxy: %s (BYE to %s, call-id %s)",
                      row.caller, row.callee, reason.text, " and ".join(sent) or "nobody", call_id)

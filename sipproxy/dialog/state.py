@@ -31,3 +31,7 @@ class DialogInfo:
     media_relay: str = ""
     #: who pays (routing's decision: a diverting account, a trusted peer); empty: the caller
     billing_party: str = ""
+    #: a prepaid call's rating (sipproxy.dialog.prepaid.encode_tariff); empty: not debited
+    tariff: str = ""
+    #: the RFC 4028 session interval the 2xx settled (seconds; 0: no session timer)
+    session_interval: int = 0

@@ -88,7 +88,8 @@ _AR, _D = AccountingRecord.__table__, Dialog.__table__
 _SELECT_MONTH_COST = select(func.coalesce(func.sum(_AR.c.price), 0)).where(
     _AR.c.billing_party == bindparam("who"), _AR.c.start_time >= bindparam("since"))
 #: the calls an account has going as the caller (dialog rows are written at the answer)
-_COUNT_DIALOGS = select(func.count()).select_from(_D).where(_D.c.caller == bindparam("who"))
+_COUNT_DIALOGS = select(func.count()).select_from(_D).where(_D.c.caller == bindparam("who"),
+                                                            _D.c.state != "terminated")
 
 
 class _LRU:

@@ -46,7 +46,7 @@ class Context:
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
                  "server_done", "pending", "record_route", "headers", "strip_caller_id", "after",
-                 "billing_party", "fork_start", "__weakref__")
+                 "billing_party", "tariff", "prepaid", "session_interval", "fork_start", "__weakref__")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -78,6 +78,12 @@ class Context:
         self.after: Any = None
         #: who pays for the call (routing's decision; empty: the caller), for accounting
         self.billing_party = ""
+        #: a PSTN call's rating (routing's, sipproxy.dialog.prepaid.encode_tariff): its
+        #: price; a prepaid one's dialog is also debited and cut off by it
+        self.tariff = ""
+        self.prepaid = False
+        #: the RFC 4028 session interval the answer settled (0: no session timer)
+        self.session_interval = 0
         #: the first branch of the current target set: after a call diversion, the answers
         #: of the fork it diverted from were acted on and no longer compete (like a 3xx
         #: recursed on, 16.7 step 4)

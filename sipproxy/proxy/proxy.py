@@ -40,6 +40,7 @@ from typing import Any
 
 from sipproxy.auth.authentication import Authenticator
 from sipproxy.dialog.control import CallControl
+from sipproxy.dialog.sessiontimer import MIN_SE, on_invite
 from sipproxy.proxy.callcount import CallsInProgress
 from sipproxy.proxy.context import Branch, Context
 from sipproxy.proxy.interface import Edge
@@ -68,7 +69,8 @@ class Proxy:
     """The proxy's request side; I/O goes through ``edge``, routing through ``router``."""
 
     def __init__(self, edge: Edge, directory: Any, registrar: Any, dialogs: Any, router: Router,
-                 *, media: Any = None, failover_timeout: float = 0.0, events: Any = None) -> None:
+                 *, media: Any = None, failover_timeout: float = 0.0, events: Any = None,
+                 session_expires: int = 0, session_min_se: int = MIN_SE) -> None:
         self.edge = edge
         self.directory = directory
         self.registrar = registrar
@@ -78,6 +80,10 @@ class Proxy:
         #: seconds a serial fork's target may stay silent before the next is tried (0: until
         #: its transaction times out)
         self.failover_timeout = failover_timeout
+        #: RFC 4028: the session interval asked for when a caller did not (0: none) and the
+        #: smallest accepted (sipproxy.dialog.sessiontimer)
+        self.session_expires = session_expires
+        self.session_min_se = session_min_se
         self.media = media  # the media relay seam: see _media_* below
         #: the accounting seam (sipproxy.accounting.service.Accounting), None: no accounting;
         #: told of answered, ended and failed calls (here, in Responses and in CallControl)
@@ -310,8 +316,13 @@ class Proxy:
                caller: str, consumed_credentials: bool = False,
                strip_caller_id: bool = False, billing_party: str = "") -> Response | None:
         """Forward ``req`` to the targets routing ``decided`` on (see :meth:`forward`)."""
+        if req.method == "INVITE":
+            refused = self._session_timer(req)
+            if refused is not None:
+                return refused
         ctx = Context(req, txn, inbound, caller, decided.callee)
         ctx.billing_party = billing_party
+        ctx.tariff, ctx.prepaid = decided.tariff, decided.prepaid
         ctx.consumed_credentials = consumed_credentials
         ctx.record_route = req.method in DIALOG_METHODS
         ctx.strip_caller_id = strip_caller_id
@@ -323,6 +334,19 @@ class Proxy:
             self._media_offer(req)
         if not self.forward(ctx, decided):
             self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
+        return None
+
+    def _session_timer(self, req: Request) -> Response | None:
+        """RFC 4028 section 8.1 on an initial INVITE: 422 below our Min-SE, else our
+        Session-Expires / Min-SE set on it (sipproxy.dialog.sessiontimer)."""
+        headers = req.headers
+        offer = on_invite(headers.get("session-expires"), headers.get("min-se"),
+                          ours=self.session_expires, our_min_se=self.session_min_se)
+        if offer.refuse_min_se:
+            return make_response(req, 422, "Session Interval Too Small", to_tag=new_tag(),
+                                 headers=[("Min-SE", str(offer.refuse_min_se))])
+        for name, value in offer.headers:
+            headers.set(name, value)
         return None
 
     def forward(self, ctx: Context, decided: Targets) -> bool:

@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sipproxy.dialog.sessiontimer import on_answer, parse_session_expires
 from sipproxy.dialog.state import DialogInfo
 from sipproxy.proxy.context import Branch, Context, best_response
 from sipproxy.proxy.nat import fix_nated_contact
 from sipproxy.sip.addressing import reply_address
 from sipproxy.sip.ids import new_tag
-from sipproxy.sip.parser import Response, make_response
+from sipproxy.sip.parser import Request, Response, make_response
 from sipproxy.sip.transaction import ICT, Transaction, make_cancel
 from sipproxy.sip.uri import ParseError
 
@@ -99,6 +100,8 @@ class Responses:
             if method == "INVITE":
                 self._media_answer(ctx, response)
                 self.cancel_branches(ctx, keep=branch)
+                if first and ctx.request.to.tag is None:
+                    ctx.session_interval = self._session_answer(ctx.request, response)
             if ctx.txn.state in ("Proceeding", "Trying", "Accepted"):
                 self._respond(ctx.txn, response)
             else:  # a 2xx after our final answer (16.7 step 10): it must still reach the caller
@@ -110,6 +113,8 @@ class Responses:
             if first and method == "INVITE" and ctx.request.to.tag is None \
                     and not any(b.answered for b in ctx.branches if b is not branch):
                 self._dialog_confirmed(ctx, branch, response)
+            elif first and ctx.request.to.tag is not None:
+                self._in_dialog_answered(ctx, response)
             self.release(ctx)
             return
         if branch.final is None:
@@ -193,6 +198,8 @@ class Responses:
             self._media_release(ctx.request)
         self._respond(ctx.txn, response)
         self._call_log(ctx, response)
+        if ctx.request.method == "BYE":
+            self._in_dialog_answered(ctx, response)
         if self.events is not None and response.status >= 300 and ctx.request.method == "INVITE" \
                 and ctx.request.to.tag is None:
             self.events.failed(ctx.request, ctx.inbound, response, ctx.caller, ctx.callee, ctx.billing_party,
@@ -261,12 +268,42 @@ class Responses:
                 caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
                 callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
                 media_relay=self._relay_of(req.call_id or ""), billing_party=ctx.billing_party,
+                tariff=ctx.tariff if ctx.prepaid else "", session_interval=ctx.session_interval,
             )
         except ParseError:
             return
         self.dialogs.confirmed(info)
         if self.events is not None:
             self.events.answered(info, ctx, branch, response)
+
+    @staticmethod
+    def _session_answer(request: Request, response: Response) -> int:
+        """RFC 4028 section 8.2 on the 2xx to an initial INVITE: the session interval (0:
+        none), and Session-Expires / Require added for a caller that refreshes when the
+        callee does not do session timers."""
+        if request.headers.get("session-expires") is None and response.headers.get("session-expires") is None:
+            return 0  # the common case: no session timer asked for
+        interval, add = on_answer(request.headers.get("session-expires"), request.headers.getall("supported"),
+                                  response.headers.get("session-expires"))
+        for name, value in add:
+            response.headers.add(name, value)
+        return interval
+
+    def _in_dialog_answered(self, ctx: Context, response: Response) -> None:
+        """A final answer to an in-dialog request: a BYE's ends the dialog for good (any
+        answer: RFC 3261 15.1.1, the session is over whatever the answer), a 2xx to a
+        re-INVITE or UPDATE refreshes the targets (12.2.1.2, 12.2.2)."""
+        req = ctx.request
+        method = req.method
+        try:
+            if method == "BYE":
+                self.dialogs.removed(req.call_id or "", req.from_.tag or "", req.to.tag or "")
+            elif method in ("INVITE", "UPDATE") and response.status < 300:
+                se = parse_session_expires(response.headers.get("session-expires"))
+                self.dialogs.refreshed(req.call_id or "", req.from_.tag or "", req.headers.get("contact") or "",
+                                       response.headers.get("contact") or "", se.interval if se else 0)
+        except ParseError:
+            pass
 
     # -- media relay seam (the answer side; the offer side is the proxy's) --------------
 

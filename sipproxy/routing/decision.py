@@ -44,6 +44,10 @@ class Targets(NamedTuple):
     after: Callable[[list[int], bool], Any] | None = None
     #: who pays, when routing changed it on the way (a call diversion's diverting account)
     billing_party: str = ""
+    #: a call to the PSTN: its rating (sipproxy.dialog.prepaid.encode_tariff), its price
+    tariff: str = ""
+    #: ... paid from a prepaid balance: cut off and debited by that rating
+    prepaid: bool = False
 
 
 @dataclass(slots=True)
@@ -70,6 +74,9 @@ class RouteRequest:
     destination: str = ""
     #: an emergency number was dialled: no authorization rule refuses it
     emergency: bool = False
+    #: a call to the PSTN: its rating and whether a prepaid balance pays (see Targets)
+    tariff: str = ""
+    prepaid: bool = False
 
     @property
     def flow(self) -> str:

@@ -144,6 +144,10 @@ def pstn(router: Router, call: RouteRequest, e164: str | None = None, *,
         e164 = router.plan.normalise_uri(req.uri)
     if e164 is None or router.data is None:
         return _refuse(call, 404, "No Route To Destination")
+    if not checked:
+        refused = _rating(router, call, e164)
+        if refused is not None:
+            return refused
     peer = call.trusted
     originator = getattr(peer, "originator", "") if peer is not None else ""
     targets = []
@@ -163,7 +167,7 @@ def pstn(router: Router, call: RouteRequest, e164: str | None = None, *,
     log.info("%s %s to the PSTN as %s: %d gateway(s) (call-id %s)", req.method, e164,
              targets[0].uri, len(targets), req.call_id)
     return Targets(targets, e164, router.outgoing_timeout, serial=True,
-                   headers=router.caller_id(call))
+                   headers=router.caller_id(call), tariff=call.tariff, prepaid=call.prepaid)
 
 
 def _pstn_refusal(router: Router, call: RouteRequest) -> Response | None:
@@ -176,12 +180,34 @@ def _pstn_refusal(router: Router, call: RouteRequest) -> Response | None:
         month_cost = getattr(directory, "month_cost", None)
         refusal = policy.pstn(
             account, month_cost=(lambda: month_cost(call.billing_party or account.sip_id))
-            if month_cost is not None else (lambda: 0))
+            if month_cost is not None else (lambda: 0), credit=router.rating is None)
         return refuse(router, call, refusal) if refusal is not None else None
     if peer is not None and not call.gateway and getattr(peer, "transit", False):
         return None
     return _refuse(call, 403 if peer is not None else 404,
                    "PSTN Transit Not Allowed" if peer is not None else "User Not Found")
+
+
+def _rating(router: Router, call: RouteRequest, e164: str) -> Response | None:
+    """Rate a subscriber's call to ``e164`` (``router.rating``: the paying account's rating
+    profiles) and carry the rating with it (``call.tariff``: the accounting row's price).
+    A prepaid payer must have a rate there, and its balance must pay the first increment
+    at that rate (rule 4 of :mod:`sipproxy.auth.policy`); its call is cut off and debited
+    by the rating (``call.prepaid``)."""
+    account = call.account
+    if account is None or router.rating is None:
+        return None
+    payer = call.billing_party or account.sip_id
+    rated = router.rating(payer, e164)
+    if rated is None:
+        return None
+    if rated.prepaid:
+        if rated.tariff is None:
+            return refuse(router, call, policy.NOT_RATED, payer)
+        if rated.balance < rated.first_increment or rated.balance <= 0:
+            return refuse(router, call, policy.CREDIT, payer)
+    call.tariff, call.prepaid = rated.tariff or "", rated.prepaid
+    return None
 
 
 def other_domain(router: Router, call: RouteRequest, *, hooked: bool = True,

@@ -85,6 +85,10 @@ class Router:
         #: answered yet (the proxy's count, see sipproxy.proxy.callcount); the answered ones
         #: are the directory's ``active_calls`` (the dialogs table, every worker and proxy)
         self.in_progress: Callable[[str], int] = lambda caller: 0
+        #: ``rating(payer, e164)``: a prepaid payer's rating for a PSTN number (an object
+        #: with ``prepaid``, ``balance``, ``tariff``, ``first_increment``:
+        #: sipproxy.dialog.prepaid.Rated), read from SQL by the app; None: no prepaid rating
+        self.rating: Callable[[str, str], Any] | None = None
         #: the time (UTC) the accept rules are checked at
         self.now: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.UTC)
         self.steps: list[Step] = [
@@ -109,7 +113,7 @@ class Router:
         raised leaves the Request-URI as it found it."""
         if point not in self.hooks:
             return None
-        api = HookAPI(self, call)
+        api = HookAPI(self, call, point)
         uri = call.request.uri
         if not self.hooks.run(point, call.request, api):
             call.request.uri = uri

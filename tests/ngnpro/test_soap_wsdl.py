@@ -130,5 +130,6 @@ def test_not_implemented_methods_fault_9999_through_zeep(ngnpro_server) -> None:
         zeep_port(client, "Network").getStatus(_soapheaders=auth)
     assert zeep_fault(exc.value) == 9999
     with pytest.raises(Fault) as exc:
-        zeep_port(client, "Rating").getEntityProfiles(entity="subscriber://a@example.com", _soapheaders=auth)
+        zeep_port(client, "Voicemail").getAccount(sipId={"username": "a", "domain": "example.com"},
+                                                  _soapheaders=auth)
     assert zeep_fault(exc.value) == 9999

@@ -89,7 +89,7 @@ class Sipp:
     def __init__(self, tmp: Path, name: str, scenario: str, proxy_port: int, *,
                  rows: list[str] | None = None, transport: str = "u1", port: int | None = None,
                  server: bool = False, timeout: int = 15, extra: tuple[str, ...] = (),
-                 ip: str = "127.0.0.1") -> None:
+                 ip: str = "127.0.0.1", calls: int = 1) -> None:
         sipp = require_tool("sipp")
         self.port = port or free_port(host=ip)
         self.name = name
@@ -98,7 +98,7 @@ class Sipp:
         if not server:
             args.append(f"127.0.0.1:{proxy_port}")
         args += ["-sf", str(SCENARIOS / scenario), "-i", ip, "-p", str(self.port),
-                 "-t", transport, "-m", "1", "-nostdin", "-timeout", f"{timeout}s",
+                 "-t", transport, "-m", str(calls), "-nostdin", "-timeout", f"{timeout}s",
                  "-timeout_error", "-trace_err", "-trace_msg", "-message_file",
                  str(tmp / f"{name}.msg"), "-error_file", str(tmp / f"{name}.err"), *extra]
         if rows is not None:

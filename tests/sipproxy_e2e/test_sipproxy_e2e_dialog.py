@@ -26,8 +26,42 @@ def test_confirmed_then_ended_either_side(db_url):
     store.ended("c1", "tt", "ft")  # BYE from the callee: its From tag is our To tag
     store.ended("c2", "ft")
     store.ended("nope", "x")
+    with sessions() as s:  # the BYEs are not answered yet: the rows stay, terminated
+        assert {(r.call_id, r.state, r.end_time is not None) for r in s.query(Dialog)} == {
+            ("c1", "terminated", True), ("c2", "terminated", True)}
+    assert store.find("c1") == []  # nothing left to end
+    store.removed("c1", "tt", "ft")  # the BYE was answered
+    with sessions() as s:
+        assert [r.call_id for r in s.query(Dialog)] == ["c2"]
+    store.removed("c2", "ft")
     with sessions() as s:
         assert s.query(Dialog).count() == 0
+    engine.dispose()
+
+
+def test_a_dialog_is_removed_only_once_ended():
+    """A BYE's answer handled before the BYE itself was written (another worker) removes
+    nothing: the confirmed row is not lost before its end is known."""
+    engine, sessions = open_database("sqlite://")
+    store = DialogStore(sessions)
+    store.confirmed(_info("c1"))
+    store.removed("c1", "ft", "tt")
+    assert [r.state for r in store.find("c1")] == ["confirmed"]
+    engine.dispose()
+
+
+def test_target_refresh_updates_the_remote_targets(db_url):
+    engine, sessions = open_database(db_url)
+    store = DialogStore(sessions)
+    store.confirmed(_info("c1"))
+    # the caller's re-INVITE (its From tag) moved it; the callee answered from a new address
+    store.refreshed("c1", "ft", "<sip:alice@192.0.2.7:5070>", "<sip:bob@192.0.2.8:5080>")
+    row = store.find("c1")[0]
+    assert (row.caller_contact, row.callee_contact) == ("<sip:alice@192.0.2.7:5070>", "<sip:bob@192.0.2.8:5080>")
+    # the callee's UPDATE (its tag is the dialog's To tag); a 2xx without Contact keeps the caller's
+    store.refreshed("c1", "tt", "<sip:bob@192.0.2.9>", "")
+    row = store.find("c1")[0]
+    assert (row.caller_contact, row.callee_contact) == ("<sip:alice@192.0.2.7:5070>", "<sip:bob@192.0.2.9>")
     engine.dispose()
 
 
@@ -40,6 +74,7 @@ def test_queued_writes_are_applied_in_order(db_url):
             store.confirmed(_info(f"call{n}"))
         for n in range(0, 20, 2):
             store.ended(f"call{n}", "ft", "tt")
+            store.removed(f"call{n}", "ft", "tt")
         gevent.sleep(0.3)
         with sessions() as s:
             left = sorted(r.call_id for r in s.query(Dialog))

@@ -168,7 +168,8 @@ class _Dialogs:
     def find(self, call_id):
         return [r for r in self.rows if r.call_id == call_id]
 
-    def ended(self, call_id, a, b=""):
+    def ended(self, call_id, a, b="", remove=False):
+        assert remove  # the proxy ended the call itself: nobody answers a BYE of the phones'
         self.ended_calls.append((call_id, a, b))
 
 

@@ -103,7 +103,7 @@ def test_finished_transactions_unlink_context_and_branches():
     core = Core(["udp:127.0.0.1:5070"], timers=Timers(t1=0.01, t2=0.04, t4=0.05, d=0.05))
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
-    p = _wire(core, SimpleNamespace(ended=lambda *args: None))
+    p = _wire(core, SimpleNamespace(ended=lambda *args, **kw: None, removed=lambda *args: None, refreshed=lambda *args: None))
     lst = core.transports.listeners[0]
     try:
         core.on_inbound(Inbound(_req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;lr>"]).to_bytes(),
@@ -142,7 +142,7 @@ def test_2xx_retransmission_after_the_context_is_let_go_still_reaches_the_caller
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
-    p = _wire(core, SimpleNamespace(ended=lambda *args: None))
+    p = _wire(core, SimpleNamespace(ended=lambda *args, **kw: None, removed=lambda *args: None, refreshed=lambda *args: None))
     lst = core.transports.listeners[0]
     reinvite = _req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;lr>"]).to_bytes()
     reinvite = reinvite.replace(b"BYE sip:", b"INVITE sip:").replace(b"2 BYE", b"2 INVITE")
@@ -257,7 +257,7 @@ def test_a_busy_callee_diverts_after_the_fork_and_the_call_completes_there():
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
     router = Router(Accounts(), Location(), core, data=Data())
-    dialogs = SimpleNamespace(confirmed=lambda info: None, ended=lambda *args: None)
+    dialogs = SimpleNamespace(confirmed=lambda info: None, ended=lambda *args, **kw: None, removed=lambda *args: None, refreshed=lambda *args: None)
     core.tu = Proxy(core, Accounts(), SimpleNamespace(authenticator=None), dialogs, router)
     lst = core.transports.listeners[0]
     caller, phone = Peer("udp", "192.0.2.1", 5060), Peer("udp", "192.0.2.50", 5062)
