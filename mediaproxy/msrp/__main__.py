@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             print("mediaproxy.msrp: configuration error: msrprelay.control: the ACM needs a tls: or tcp: listener",
                   file=sys.stderr)
             return 2
-        acm = AcmSessions(endpoints, section["acm_idle_timeout"])
+        from ..store import SummaryStore
+
+        store = SummaryStore(config.database_url)
+        acm = AcmSessions(endpoints, section["acm_idle_timeout"], on_end=store.put,
+                          name=f"msrp-acm {section['control']}"[:128])
     relay = RelayServer(listeners, authenticator, tls_context=server_ctx, client_context=client_ctx,
                         idle_timeout=section["idle_timeout"], transaction_timeout=section["transaction_timeout"],
                         max_connections=section["max_connections"],

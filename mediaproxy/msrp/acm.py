@@ -17,6 +17,7 @@ to the other leg's path: the ACM is no open relay either.
 
 from __future__ import annotations
 
+import datetime as _dt
 import secrets
 import time
 from collections.abc import Callable, Hashable
@@ -57,14 +58,22 @@ class AcmSession:
     def bytes(self) -> int:
         return self.sent["caller"][0] + self.sent["callee"][0]
 
-    def summary(self, now: float) -> dict[str, object]:
-        """The counts, also in the shape of the RTP relay's summary (one ``message`` stream,
-        messages as packets) so the proxy's accounting records them the same way."""
+    def summary(self, now: float, reason: str = "removed", relay: str = "msrp-acm") -> dict[str, object]:
+        """The counts in the shape of the RTP relay's summary (one ``message`` stream,
+        messages as packets): the proxy's accounting reads them from the ``remove`` answer,
+        and ``mediaproxy.store`` writes them into ``media_sessions`` like the RTP relay's."""
         (ab, am), (bb, bm) = self.sent["caller"], self.sent["callee"]
-        return {"messages": am + bm, "bytes": ab + bb, "duration": round(now - self.created, 3),
+        return {"call_id": self.call_id, "from_tag": self.from_tag, "to_tag": "", "relay": relay,
+                "start": _stamp(self.created), "end": _stamp(now), "reason": reason,
+                "messages": am + bm, "bytes": ab + bb, "duration": round(now - self.created, 3),
                 "streams": [{"media_type": "message", "codec": "MSRP",
                              "bytes_caller_to_callee": ab, "packets_caller_to_callee": am,
                              "bytes_callee_to_caller": bb, "packets_callee_to_caller": bm}]}
+
+
+def _stamp(t: float) -> str:
+    """The summary's time format (mediaproxy.store reads it back)."""
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -76,6 +85,10 @@ class AcmSessions:
     #: a session neither used nor updated this long is ended (a proxy that never removed it)
     idle_timeout: float = 3600.0
     clock: Callable[[], float] = time.time
+    #: called with the summary of each session that ends (mediaproxy.store: media_sessions)
+    on_end: Callable[[dict[str, object]], object] | None = None
+    #: the ``relay`` of the summaries: which ACM it was
+    name: str = "msrp-acm"
     sessions: dict[tuple[str, str], AcmSession] = field(default_factory=dict)
     by_uri: dict[str, tuple[AcmSession, str]] = field(default_factory=dict)
 
@@ -109,20 +122,23 @@ class AcmSessions:
         sess.last_used = self.clock()
         return sess.caller.uri
 
-    def remove(self, call_id: str, from_tag: str) -> AcmSession | None:
+    def remove(self, call_id: str, from_tag: str, reason: str = "removed") -> dict[str, object] | None:
+        """End a session; its summary (None: no such session)."""
         sess = self.sessions.pop((call_id, from_tag), None)
-        if sess is not None:
-            self.by_uri.pop(sess.caller.uri.session_id, None)
-            self.by_uri.pop(sess.callee.uri.session_id, None)
-        return sess
+        if sess is None:
+            return None
+        self.by_uri.pop(sess.caller.uri.session_id, None)
+        self.by_uri.pop(sess.callee.uri.session_id, None)
+        summary = sess.summary(self.clock(), reason, self.name)
+        if self.on_end is not None:
+            self.on_end(summary)
+        return summary
 
-    def expire(self) -> list[AcmSession]:
-        """End the sessions idle for ``idle_timeout`` (and answer them)."""
+    def expire(self) -> list[dict[str, object]]:
+        """End the sessions idle for ``idle_timeout``; their summaries."""
         limit = self.clock() - self.idle_timeout
         old = [s for s in self.sessions.values() if s.last_used < limit]
-        for s in old:
-            self.remove(s.call_id, s.from_tag)
-        return old
+        return [self.remove(s.call_id, s.from_tag, "idle") for s in old]  # type: ignore[misc]
 
     def owns(self, uri: MsrpUri) -> bool:
         return uri.session_id in self.by_uri

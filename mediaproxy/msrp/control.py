@@ -85,10 +85,9 @@ def handle_line(acm: AcmSessions, line: bytes) -> dict[str, Any]:
             log.info("ACM session %s: callee path %s, caller gets %s", call_id, " ".join(req["path"]), uri)
             return {"id": rid, "ok": True, "path": [str(uri)]}
         if command == "remove":
-            sess = acm.remove(call_id, from_tag)
-            if sess is None:
+            summary = acm.remove(call_id, from_tag, str(req.get("reason") or "removed")[:64])
+            if summary is None:
                 raise ControlError("no such session")
-            summary = sess.summary(acm.clock())
             log.info("ACM session %s removed: %d message(s), %d byte(s) in %.1f s", call_id,
                      summary["messages"], summary["bytes"], summary["duration"])
             return {"id": rid, "ok": True, "summary": summary}

@@ -447,8 +447,8 @@ class RelayServer:
             for res in self.reservations.purge():
                 log.info("%s (%s) expired: %d message(s), %d byte(s) relayed", res.uri, res.username,
                          res.messages, res.bytes)
-            for sess in self.acm.expire() if self.acm is not None else ():
-                log.info("ACM session %s idle for %.0f s: ended", sess.call_id, self.acm.idle_timeout)
+            for summary in self.acm.expire() if self.acm is not None else ():
+                log.info("ACM session %s idle for %.0f s: ended", summary["call_id"], self.acm.idle_timeout)
 
     def serve_forever(self) -> None:
         self._stopped.wait()

@@ -155,14 +155,14 @@ class ProxyAcm:
         call_id = req.call_id or ""
         if call_id not in self.engaged or (req.method == "INVITE" and req.to.tag):
             return None
-        return self.end(call_id, reason)
+        return self.end(call_id, reason or ("bye" if req.method == "BYE" else "failed"))
 
     def end(self, call_id: str, reason: str) -> dict[str, Any] | None:
         from_tag = self.engaged.pop(call_id, None)
         if from_tag is None:
             return None
         try:
-            return self.client.call("remove", call_id=call_id, from_tag=from_tag).get("summary")
+            return self.client.call("remove", call_id=call_id, from_tag=from_tag, reason=reason).get("summary")
         except AcmError as exc:
             log.warning("call %s: ACM session not removed (%s)", call_id, exc)
             return None

@@ -4,6 +4,7 @@ answers (section 5), transactions and failure REPORTs, the ACM's routes (RFC 613
 from __future__ import annotations
 
 import hashlib
+import json
 
 from mediaproxy.msrp.acm import AcmSessions
 from mediaproxy.msrp.auth import Authenticator
@@ -17,6 +18,7 @@ from mediaproxy.msrp.transactions import (
     failure_report,
 )
 from mediaproxy.msrp.uri import MsrpUri, parse_uri
+from mediaproxy.store import summary_row
 from ngnpro.models.digest import DigestAuth, compute_response, parse_auth_params
 from sipproxy.accounting.events import media_totals
 
@@ -173,13 +175,19 @@ def test_acm_routes() -> None:
     assert isinstance(route, Forward) and route.connection == "conn-a"
     assert acm.route("conn-x", send([to_alice], [BOB])).code == 403
     assert acm.route("conn-a", send([to_alice, BOB], [ALICE])).code == 403
-    sess = acm.remove("call", "tag")
-    assert sess.messages == 2 and sess.bytes == 6
-    # the summary reads as a media summary for the call's accounting record
-    totals = media_totals(sess.summary(sess.created + 5))
+    ended: list[dict] = []
+    acm.on_end = ended.append
+    summary = acm.remove("call", "tag", "bye")
+    assert summary["messages"] == 2 and summary["bytes"] == 6 and ended == [summary]
+    # the summary reads as a media summary for the call's accounting record, and as a
+    # media_sessions row
+    totals = media_totals(summary)
     assert (totals.applications, totals.codecs) == ("message", "MSRP")
     assert (totals.caller_bytes, totals.caller_packets, totals.callee_bytes, totals.callee_packets) == (3, 1, 3, 1)
     assert acm.route("conn-a", send([to_alice], [ALICE])).code == 481
+    row = summary_row(summary)
+    assert (row.call_id, row.from_tag, row.reason, row.relay) == ("call", "tag", "bye", "msrp-acm")
+    assert json.loads(row.streams)[0]["media_type"] == "message"
 
 
 def test_expiry_and_bounds() -> None:
@@ -196,7 +204,7 @@ def test_expiry_and_bounds() -> None:
     clock.now += 50
     assert isinstance(acm.route("conn-b", send([to_bob], [BOB])), Refuse)  # used: c1 stays
     clock.now += 20
-    assert [s.call_id for s in acm.expire()] == ["c2"] and list(acm.sessions) == [("c1", "t")]
+    assert [s["call_id"] for s in acm.expire()] == ["c2"] and list(acm.sessions) == [("c1", "t")]
 
 
 def test_reservations_per_connection_are_bounded() -> None:

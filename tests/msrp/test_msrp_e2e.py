@@ -8,15 +8,20 @@ address, so the proxy's NAT test (``media_relay = "nat"``) engages the ACM."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session as DbSession
 
 from mediaproxy.msrp.uri import MsrpUri, parse_path
+from ngnpro.models import MediaSession
 from tests.helpers import free_port
 from tests.reliability.sipua import UA, Dialog
 
@@ -108,6 +113,21 @@ def call(platform: Platform, caller_path_of: MsrpClient, callee_path: list[MsrpU
     return alice, bob, dialog, offer_at_bob, r.body
 
 
+def stored_summary(db_url: str, call_id: str) -> MediaSession:
+    engine = create_engine(db_url)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with DbSession(engine) as db:
+                row = db.scalars(select(MediaSession).where(MediaSession.call_id == call_id)).first()
+            if row is not None:
+                return row
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"no media_sessions row for {call_id}")
+
+
 def test_im_through_the_acm(platform: Platform) -> None:
     acm = platform.acm
     alice_msrp = MsrpClient("127.0.0.1", acm.relay.tcp)
@@ -130,8 +150,13 @@ def test_im_through_the_acm(platform: Platform) -> None:
         assert [r.code for r in responses] == [200]
         assert bytes(alice_msrp.wait_message(mid).body) == b"Hello back"
         assert alice.bye(dialog).status == 200
-        # the BYE released the ACM session
+        # the BYE released the ACM session, whose summary is stored like the RTP relay's
         assert acm.call(command="ping")["sessions"] == 0
+        row = stored_summary(acm.relay.db_url, dialog.call_id)
+        assert row.reason == "bye" and row.relay.startswith("msrp-acm")
+        stream = json.loads(row.streams)[0]
+        assert (stream["media_type"], stream["packets_caller_to_callee"], stream["bytes_callee_to_caller"]) == \
+            ("message", 1, len(b"Hello back"))
         _, responses = alice_msrp.send(to_alice, b"after BYE")
         assert responses[0].code == 481
     finally:

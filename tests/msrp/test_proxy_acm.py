@@ -65,7 +65,7 @@ def test_offer_answer_reinvite_and_bye() -> None:
     assert fake.calls[-1][0] == "offer" and path_of(ok2) == [TO_B]
     bye = sip("BYE sip:bob@127.0.0.1 SIP/2.0", "ta", "tb", method="BYE")
     assert acm.release(None, bye) == {"messages": 1}
-    assert fake.calls[-1] == ("remove", {"call_id": "call-1", "from_tag": "ta"})
+    assert fake.calls[-1] == ("remove", {"call_id": "call-1", "from_tag": "ta", "reason": "bye"})
     assert acm.release(None, bye) is None and not acm.engaged
 
 
