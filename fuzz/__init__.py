@@ -22,4 +22,5 @@ TARGETS = (
     "ngnpro_soap",
     "mediaproxy_control",
     "xcap",
+    "msrp_message",
 )

@@ -177,14 +177,22 @@ def _check_radius_queue(config: Config) -> None:
         raise ConfigError(f"radius.queue: cannot open {radius['queue']!r}: {exc}") from None
 
 
-def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
-    """The media relay client at the proxy's seam, unless ``media_relay = "never"``."""
+def _media(config: Config):  # noqa: ANN202 - ProxyMedia | CombinedMedia | None
+    """The media relay client at the proxy's seam, unless ``media_relay = "never"``; with
+    the MSRP ACM beside it when one is configured (``msrp_acm``, or the ``[msrprelay]
+    control`` address)."""
     policy = config["sipproxy"]["media_relay"]
     if policy == "never":
         return None
     from sipproxy.media.relay import MediaRelays, ProxyMedia
 
-    return ProxyMedia(MediaRelays.from_config(config), policy)
+    rtp = ProxyMedia(MediaRelays.from_config(config), policy)
+    acm_address = config["sipproxy"]["msrp_acm"] or config["msrprelay"]["control"]
+    if not acm_address:
+        return rtp
+    from sipproxy.media.acm import AcmClient, CombinedMedia, ProxyAcm
+
+    return CombinedMedia(rtp, ProxyAcm(AcmClient(acm_address), policy))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,6 +93,16 @@ def _hostport(key: str, v: Any) -> str:
     return v
 
 
+def _msrp_listen(key: str, v: Any) -> str:
+    """``[msrprelay] listen`` entries: tls:, tcp:, ws: or wss: HOST:PORT."""
+    v = _str(key, v)
+    proto, sep, rest = v.partition(":")
+    if not sep or proto.lower() not in ("tls", "tcp", "ws", "wss"):
+        raise ConfigError(f"{key}: expected tls:HOST:PORT, tcp:HOST:PORT, ws:HOST:PORT or wss:HOST:PORT, got {v!r}")
+    parse_hostport(rest, key)
+    return v
+
+
 def _sip_listen(key: str, v: Any) -> str:
     v = _str(key, v)
     proto, sep, rest = v.partition(":")
@@ -275,6 +285,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "dns_cache_size": (10000, _int(100, 10000000)),
         "media_relay": ("nat", _choice("always", "nat", "never")),
         "media_relays": ([], _list(_hostport)),
+        "msrp_acm": ("", lambda k, v: v if v == "" else _hostport(k, v)),
         "workers": (1, _int(1, 64)),
         "min_expires": (60, _int(1, 86400)),
         "max_expires": (3600, _int(1, 604800)),
@@ -307,6 +318,27 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "port_range": ([50000, 60000], _port_range),
         "media_timeout": (30, _int(1, 86400)),
         "kernel_forwarding": (False, _bool),
+    },
+    "msrprelay": {
+        "listen": (["tls:0.0.0.0:2855"], _list(_msrp_listen)),
+        "tls_cert": ("", _str),
+        "tls_key": ("", _str),
+        "tls_ca_file": ("", _str),
+        "allow_loopback_tcp": (False, _bool),
+        "advertised_host": ("", _str),
+        "realm": ("", lambda k, v: v if v == "" else _domain(k, v)),
+        "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
+        "nonce_lifetime": (300, _int(10, 86400)),
+        "min_expires": (60, _int(1, 86400)),
+        "max_expires": (3600, _int(1, 604800)),
+        "idle_timeout": (300.0, _seconds(1, 86400)),
+        "transaction_timeout": (30.0, _seconds(1, 600)),
+        "max_connections": (1000, _int(1, 1000000)),
+        "max_connections_per_ip": (64, _int(1, 1000000)),
+        "max_head_bytes": (16384, _int(1024, 1048576)),
+        "max_headers": (40, _int(8, 1000)),
+        "control": ("", lambda k, v: v if v == "" else _hostport(k, v)),
+        "acm_idle_timeout": (3600.0, _seconds(10, 604800)),
     },
     "radius": {
         "server": ("", _radius_server),
