@@ -9,6 +9,7 @@ from .customer import Customer, CustomerProperty
 from .database import make_engine, open_database, session_factory, upgrade
 from .e164 import EnumMapping, EnumNumber, EnumRange
 from .lcr import Carrier, Gateway, GatewayRule, Route
+from .presence import PresencePublication, PresenceSubscription
 from .prepared import Compiled, Prepared, datetime_bind, supports_returning
 from .runtime import AccountingRecord, Dialog, Location, MediaSession, contact_key
 from .sip import (
@@ -36,7 +37,7 @@ __all__ = [
     "ChangeFeed", "ChangeLogEntry", "Compiled", "Config", "ConfigError", "CreditEntry", "Customer",
     "CustomerProperty", "Dialog", "DnsRecord", "DnsZone", "EmergencyMapping", "EnumMapping",
     "EnumNumber", "EnumRange", "Gateway", "GatewayRule", "Location", "MediaSession",
-    "PhonebookEntry", "PrepaidCard", "Prepared", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
+    "PhonebookEntry", "PrepaidCard", "PresencePublication", "PresenceSubscription", "Prepared", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
     "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer", "XcapDocument",
     "contact_key", "datetime_bind", "load_config", "make_engine", "open_database", "record_change",
     "session_factory", "supports_returning", "upgrade", "utcnow",
