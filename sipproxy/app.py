@@ -105,7 +105,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                     max_diversions=section["max_diversions"])
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
-                  events=_accounting(config, sessions, worker))
+                  events=_accounting(config, sessions, worker),
+                  presence=_presence(config, core, sessions, directory))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
 
@@ -115,6 +116,25 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                               trusted=lambda ip: router.trusted_source(ip)[0] is not None))
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
+
+
+def _presence(config: Config, core, sessions, directory):  # noqa: ANN001, ANN202 - PresenceAgent | None
+    """The presence agent at the proxy's seam unless ``[sipproxy] presence = false``."""
+    section = config["sipproxy"]
+    if not section["presence"]:
+        return None
+    from sipproxy.presence.agent import PresenceAgent
+    from sipproxy.presence.store import PresenceStore
+    from sipproxy.presence.subscription import Settings
+
+    settings = Settings(min_expires=section["presence_min_expires"],
+                        max_expires=section["presence_max_expires"],
+                        default_expires=section["presence_default_expires"],
+                        max_per_watcher=section["presence_max_subscriptions_per_watcher"],
+                        max_per_presentity=section["presence_max_subscriptions_per_publisher"],
+                        max_body=section["presence_max_pidf_bytes"])
+    return PresenceAgent(core, PresenceStore(sessions), directory, settings,
+                         xcap_root=f"http://{config['ngnpro']['listen']}/xcap-root/")
 
 
 def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None

@@ -9,8 +9,8 @@ from .customer import Customer, CustomerProperty
 from .database import make_engine, open_database, session_factory, upgrade
 from .e164 import EnumMapping, EnumNumber, EnumRange
 from .lcr import Carrier, Gateway, GatewayRule, Route
-from .presence import PresencePublication, PresenceSubscription
 from .prepared import Compiled, Prepared, datetime_bind, supports_returning
+from .presence import PresencePublication, PresenceSubscription
 from .runtime import AccountingRecord, Dialog, Location, MediaSession, contact_key
 from .sip import (
     AcceptRule,

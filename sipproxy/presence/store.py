@@ -1,0 +1,170 @@
+"""The presence agent's state in SQL: ``presence_subscriptions``, ``presence_publications``,
+and the XCAP documents it reads (``xcap_documents``).
+
+Why SQL: a restarted proxy, or a second proxy on the same database, finds the
+subscriptions to notify and the publications to compose (DESIGN.md, Data).  Changes that
+several proxies could make at once are conditional updates (the row still holds what the
+caller saw), so exactly one of them notifies: an expiry is taken by the one whose DELETE
+removed the row, a re-authorization by the one whose UPDATE matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument
+from sipproxy.presence.publication import Outcome, Publication
+from sipproxy.presence.subscription import Subscription
+
+__all__ = ["PresenceStore", "PRES_RULES_AUIDS"]
+
+#: where a presentity's rules are looked for, in order (IETF, then the OMA usage)
+PRES_RULES_AUIDS = ("pres-rules", "org.openmobilealliance.pres-rules")
+
+_FIELDS = ("call_id", "from_tag", "to_tag", "event", "event_id", "presentity", "watcher", "watcher_uri",
+           "presentity_uri", "remote_target", "route_set", "contact", "source", "local_cseq",
+           "remote_cseq", "state", "reason", "action", "transformations", "version", "expires_at")
+_MUTABLE = ("remote_target", "local_cseq", "remote_cseq", "state", "reason", "action", "transformations",
+            "version", "expires_at")
+
+
+def _sub(row: PresenceSubscription) -> Subscription:
+    return Subscription(**{f: getattr(row, f) for f in _FIELDS})
+
+
+def _pub(row: PresencePublication) -> Publication:
+    return Publication(row.presentity, row.etag, row.document, row.content_type, row.expires_at)
+
+
+def _key(sub: Subscription) -> Any:
+    t = PresenceSubscription
+    return (t.call_id == sub.call_id) & (t.to_tag == sub.to_tag) & (t.event_id == sub.event_id)
+
+
+class PresenceStore:
+    """Reads and writes of the agent, each in a short transaction of its own."""
+
+    def __init__(self, sessions: Callable[[], Any]) -> None:
+        self.sessions = sessions
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def subscription(self, call_id: str, to_tag: str, event_id: str = "") -> Subscription | None:
+        with self.sessions() as s:
+            row = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.call_id == call_id, PresenceSubscription.to_tag == to_tag,
+                PresenceSubscription.event_id == event_id)).first()
+            return _sub(row) if row is not None else None
+
+    def subscriptions(self, presentity: str, event: str) -> list[Subscription]:
+        with self.sessions() as s:
+            rows = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.presentity == presentity, PresenceSubscription.event == event)
+                .order_by(PresenceSubscription.id)).all()
+            return [_sub(r) for r in rows]
+
+    def add(self, sub: Subscription) -> None:
+        with self.sessions() as s, s.begin():
+            s.add(PresenceSubscription(**{f: getattr(sub, f) for f in _FIELDS}))
+
+    def save(self, sub: Subscription, *, expect_action: str | None = None,
+             expect_state: str | None = None) -> bool:
+        """Write ``sub``'s changing fields; with ``expect_*``, only when the row still holds
+        those (False: another proxy changed it first, or it is gone)."""
+        cond = _key(sub)
+        if expect_action is not None:
+            cond = cond & (PresenceSubscription.action == expect_action)
+        if expect_state is not None:
+            cond = cond & (PresenceSubscription.state == expect_state)
+        with self.sessions() as s, s.begin():
+            result = s.execute(update(PresenceSubscription).where(cond)
+                               .values(**{f: getattr(sub, f) for f in _MUTABLE}))
+            return (result.rowcount or 0) > 0
+
+    def remove(self, sub: Subscription) -> bool:
+        """Delete ``sub``; False when it was already gone."""
+        with self.sessions() as s, s.begin():
+            return (s.execute(delete(PresenceSubscription).where(_key(sub))).rowcount or 0) > 0
+
+    def count_watcher(self, watcher: str) -> int:
+        with self.sessions() as s:
+            return s.scalar(select(func.count()).select_from(PresenceSubscription)
+                            .where(PresenceSubscription.watcher == watcher)) or 0
+
+    def count_presentity(self, presentity: str) -> int:
+        with self.sessions() as s:
+            return s.scalar(select(func.count()).select_from(PresenceSubscription)
+                            .where(PresenceSubscription.presentity == presentity)) or 0
+
+    def take_expired_subscriptions(self, now: float) -> list[Subscription]:
+        """Remove the subscriptions that have lapsed; those this call removed."""
+        with self.sessions() as s:
+            rows = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.expires_at < int(now)).limit(500)).all()
+            found = [_sub(r) for r in rows]
+        return [sub for sub in found if self.remove(sub)]
+
+    # -- publications --------------------------------------------------------------------
+
+    def publications(self, presentity: str, now: float) -> dict[str, Publication]:
+        """The live publications of ``presentity`` by entity tag, oldest change first."""
+        with self.sessions() as s:
+            rows = s.scalars(select(PresencePublication).where(
+                PresencePublication.presentity == presentity, PresencePublication.expires_at >= int(now))
+                .order_by(PresencePublication.updated, PresencePublication.id)).all()
+            return {r.etag: _pub(r) for r in rows}
+
+    def apply(self, outcome: Outcome) -> bool:
+        """Store what a PUBLISH decided; False when the entity tag it changed was changed
+        or removed meanwhile (the PUBLISH then gets a 412)."""
+        pub = outcome.publication
+        with self.sessions() as s, s.begin():
+            if outcome.action == "insert" and pub is not None:
+                s.add(PresencePublication(presentity=pub.presentity, event="presence", etag=pub.etag,
+                                          document=pub.document, content_type=pub.content_type,
+                                          expires_at=pub.expires_at))
+                return True
+            if outcome.action == "update" and pub is not None:
+                return (s.execute(update(PresencePublication).where(
+                    PresencePublication.etag == outcome.old_etag).values(
+                    etag=pub.etag, document=pub.document, expires_at=pub.expires_at)).rowcount or 0) > 0
+            if outcome.action == "remove":
+                return (s.execute(delete(PresencePublication).where(
+                    PresencePublication.etag == outcome.old_etag)).rowcount or 0) > 0
+        return True
+
+    def take_expired_publications(self, now: float) -> set[str]:
+        """Remove lapsed publications; the presentities whose state this call changed."""
+        with self.sessions() as s:
+            rows = s.execute(select(PresencePublication.etag, PresencePublication.presentity).where(
+                PresencePublication.expires_at < int(now)).limit(500)).all()
+        changed = set()
+        for etag, presentity in rows:
+            with self.sessions() as s, s.begin():
+                if s.execute(delete(PresencePublication).where(PresencePublication.etag == etag)).rowcount:
+                    changed.add(presentity)
+        return changed
+
+    # -- XCAP documents ------------------------------------------------------------------
+
+    def rules(self, presentity: str) -> str | None:
+        """The presentity's pres-rules document (IETF usage first, then OMA), or None."""
+        with self.sessions() as s:
+            rows = s.execute(select(XcapDocument.auid, XcapDocument.document).where(
+                XcapDocument.xui == presentity, XcapDocument.auid.in_(PRES_RULES_AUIDS),
+                XcapDocument.filename == "index")).all()
+        found = dict(rows)
+        for auid in PRES_RULES_AUIDS:
+            if auid in found:
+                return found[auid]
+        return None
+
+    def documents(self, xui: str) -> dict[str, str]:
+        """``auid/filename`` -> entity tag of every document in ``xui``'s tree (xcap-diff)."""
+        with self.sessions() as s:
+            rows = s.execute(select(XcapDocument.auid, XcapDocument.filename, XcapDocument.etag)
+                             .where(XcapDocument.xui == xui)).all()
+        return {f"{auid}/{filename}": etag for auid, filename, etag in rows}
