@@ -1,0 +1,292 @@
+"""The presence agent with its SQL store and a recording edge: SUBSCRIBE -> 200 + NOTIFY,
+PUBLISH -> NOTIFYs, pres-rules changes, winfo, expiry, 481, flood bounds, xcap-diff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument, open_database
+from sipproxy.presence.agent import PresenceAgent
+from sipproxy.presence.store import PresenceStore
+from sipproxy.presence.subscription import Settings
+from sipproxy.sip.addressing import Inbound, Listener, Peer
+from sipproxy.sip.parser import Response
+
+from .messages import request
+from .test_presence_pidf import doc
+from .test_presence_policy import ALL, rule, rules
+
+LISTENER = Listener("udp", "127.0.0.1", 5060)
+
+
+@dataclass
+class Account:
+    username: str
+    domain: str = "example.com"
+    blocked: bool = False
+
+    @property
+    def sip_id(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+
+class Directory:
+    accounts = {"bob", "carol", "dave", "eve"}
+
+    def account(self, user, domain):  # noqa: ANN001, ANN201
+        return Account(user, domain) if user in self.accounts and domain == "example.com" else None
+
+    def alias(self, user, domain):  # noqa: ANN001, ANN201
+        return ("bob", "example.com") if user == "robert" else None
+
+
+class Txn:
+    def __init__(self, request) -> None:  # noqa: ANN001
+        self.request, self.user_data = request, None
+
+
+class Edge:
+    def __init__(self) -> None:
+        self.responses: list[Response] = []
+        self.sent: list[Txn] = []
+
+    def respond(self, txn, response):  # noqa: ANN001, ANN201
+        self.responses.append(response)
+
+    def send_request(self, request, dest, branch=None):  # noqa: ANN001, ANN201
+        txn = Txn(request)
+        self.sent.append(txn)
+        return txn
+
+    def resolve(self, uri):  # noqa: ANN001, ANN201
+        return Peer("udp", uri.host, uri.port or 5060)
+
+    def connected(self, peer):  # noqa: ANN001, ANN201
+        return False
+
+    def listener_for(self, transport, host=None):  # noqa: ANN001, ANN201
+        return LISTENER
+
+    def via_for(self, listener, branch):  # noqa: ANN001, ANN201
+        return f"SIP/2.0/UDP 127.0.0.1:5060;branch={branch}"
+
+    def branch_suffix(self) -> str:
+        return str(len(self.sent))
+
+    def call_later(self, delay, fn, *args):  # noqa: ANN001, ANN201
+        fn(*args)
+
+    def notifies(self) -> list:
+        out = [t.request for t in self.sent]
+        self.sent.clear()
+        return out
+
+
+class Clock:
+    now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(db_url):
+    engine, sessions = open_database(db_url)
+    edge, clock = Edge(), Clock()
+    agent = PresenceAgent(edge, PresenceStore(sessions), Directory(),
+                          Settings(min_expires=60, max_expires=3600, default_expires=600,
+                                   max_per_watcher=3, max_per_presentity=5),
+                          xcap_root="http://xcap.example.com/xcap-root/", clock=clock)
+    yield agent, edge, sessions, clock
+    engine.dispose()
+
+
+def inbound() -> Inbound:
+    return Inbound(b"", Peer("udp", "192.0.2.5", 5062), LISTENER)
+
+
+def subscribe(agent, watcher="carol", target="bob@example.com", event="presence", **kw):  # noqa: ANN001, ANN201
+    req = request("SUBSCRIBE", target, from_=f"{watcher}@example.com", event=event, **kw)
+    out = agent.on_request(req, Txn(req), inbound(), Account(watcher))
+    return req, out
+
+
+def write_rules(sessions, owner: str, document: str, etag: str = "r1") -> None:  # noqa: ANN001
+    with sessions() as s, s.begin():
+        row = s.scalars(select(XcapDocument).where(XcapDocument.xui == owner)).first()
+        if row is None:
+            s.add(XcapDocument(auid="pres-rules", xui=owner, filename="index", document=document, etag=etag))
+        else:
+            row.document, row.etag = document, etag
+
+
+def test_pending_watcher_confirmed_by_rules_then_sees_published_state(world):
+    agent, edge, sessions, clock = world
+    req = request("PUBLISH", "bob@example.com", from_="bob@example.com", expires=600,
+                  body=doc("phone", "open", "Busy coding"))
+    published = agent.on_request(req, Txn(req), inbound(), Account("bob"))
+    assert published.status == 200 and published.headers.get("sip-etag")
+    # bob watches his own watchers
+    _, out = subscribe(agent, "bob", event="presence.winfo")
+    assert out is None and edge.responses[-1].status == 200
+    (winfo_first,) = edge.notifies()
+    assert b'state="full"' in winfo_first.body and winfo_first.headers.get("event") == "presence.winfo"
+    # carol subscribes: no rules yet -> pending, a NOTIFY without state
+    _, out = subscribe(agent, "carol")
+    assert out is None and edge.responses[-1].status == 200
+    pending, winfo_partial = edge.notifies()
+    assert pending.headers.get("subscription-state").startswith("pending;expires=")
+    assert pending.body == b"" and pending.cseq == (1, "NOTIFY")
+    assert b'status="pending"' in winfo_partial.body and b'state="partial"' in winfo_partial.body
+    assert b"sip:carol@example.com" in winfo_partial.body and b'version="1"' in winfo_partial.body
+    # bob allows carol: the pending subscription becomes active with bob's state
+    write_rules(sessions, "bob@example.com",
+                rules(rule("c", '<identity><one id="sip:carol@example.com"/></identity>', "allow", ALL)))
+    agent.documents_changed("bob@example.com")
+    active, winfo_active = edge.notifies()
+    assert active.headers.get("subscription-state").startswith("active;expires=")
+    assert active.cseq == (2, "NOTIFY") and b"Busy coding" in active.body
+    assert b'status="active"' in winfo_active.body and b'version="2"' in winfo_active.body
+    # a new PUBLISH (modification) reaches carol
+    etag = published.headers.get("sip-etag")
+    req = request("PUBLISH", "bob@example.com", from_="bob@example.com", expires=600,
+                  body=doc("phone", "closed", "Gone home"), extra=(f"SIP-If-Match: {etag}",))
+    assert agent.on_request(req, Txn(req), inbound(), Account("bob")).status == 200
+    (update,) = edge.notifies()
+    assert b"Gone home" in update.body and update.cseq == (3, "NOTIFY")
+    # bob blocks carol: terminated;reason=rejected, the row is gone
+    write_rules(sessions, "bob@example.com",
+                rules(rule("c", '<identity><one id="sip:carol@example.com"/></identity>', "block")), "r2")
+    agent.documents_changed("bob@example.com")
+    rejected, winfo_gone = edge.notifies()
+    assert rejected.headers.get("subscription-state") == "terminated;reason=rejected"
+    assert b'event="rejected"' in winfo_gone.body
+    with sessions() as s:
+        assert s.scalars(select(PresenceSubscription.watcher).where(
+            PresenceSubscription.event == "presence")).all() == []
+
+
+def test_polite_block_is_active_with_a_neutral_document(world):
+    agent, edge, sessions, _ = world
+    write_rules(sessions, "bob@example.com",
+                rules(rule("d", '<identity><one id="sip:dave@example.com"/></identity>', "polite-block")))
+    req = request("PUBLISH", "bob@example.com", from_="bob@example.com", body=doc("phone", "open", "Secret"))
+    agent.on_request(req, Txn(req), inbound(), Account("bob"))
+    subscribe(agent, "dave")
+    (notify,) = edge.notifies()
+    assert notify.headers.get("subscription-state").startswith("active;")
+    assert b"<basic>closed</basic>" in notify.body and b"Secret" not in notify.body
+
+
+def test_block_refresh_unsubscribe_and_alias(world):
+    agent, edge, sessions, clock = world
+    write_rules(sessions, "bob@example.com", rules(rule("e", '<identity><one id="sip:eve@example.com"/></identity>',
+                                                        "block")))
+    _, refused = subscribe(agent, "eve")
+    assert refused.status == 403
+    req, _ = subscribe(agent, "carol", target="robert@example.com")  # an alias of bob
+    ok = edge.responses[-1]
+    assert ok.status == 200 and ok.headers.get("expires") == "600"
+    edge.notifies()
+    with sessions() as s:
+        assert s.scalars(select(PresenceSubscription.presentity)).all() == ["bob@example.com"]
+    to_tag = ok.to.tag
+    clock.now += 100
+    refresh = request("SUBSCRIBE", "127.0.0.1:5060", from_="carol@example.com", to="robert@example.com",
+                      call_id=req.call_id, cseq=2, to_tag=to_tag, expires=300)
+    assert agent.owns(refresh)
+    assert agent.in_dialog(refresh, Txn(refresh), inbound()) is None
+    assert edge.responses[-1].status == 200 and edge.responses[-1].headers.get("expires") == "300"
+    (again,) = edge.notifies()
+    assert again.headers.get("subscription-state") == "pending;expires=300" and again.cseq == (2, "NOTIFY")
+    old = request("SUBSCRIBE", "127.0.0.1:5060", from_="carol@example.com", call_id=req.call_id, cseq=2,
+                  to_tag=to_tag, expires=300)
+    assert agent.in_dialog(old, Txn(old), inbound()).status == 500  # CSeq not above the last
+    end = request("SUBSCRIBE", "127.0.0.1:5060", from_="carol@example.com", call_id=req.call_id, cseq=3,
+                  to_tag=to_tag, expires=0)
+    agent.in_dialog(end, Txn(end), inbound())
+    (final,) = edge.notifies()
+    assert final.headers.get("subscription-state") == "terminated;reason=timeout"
+    unknown = request("SUBSCRIBE", "127.0.0.1:5060", from_="carol@example.com", call_id=req.call_id, cseq=4,
+                      to_tag=to_tag, expires=300)
+    assert agent.in_dialog(unknown, Txn(unknown), inbound()).status == 481
+
+
+def test_bad_requests(world):
+    agent, edge, _, _ = world
+    assert subscribe(agent, "carol", event="dialog")[1].status == 489
+    assert subscribe(agent, "carol", expires=5)[1].status == 423
+    assert subscribe(agent, "carol", target="nobody@example.com")[1].status == 404
+    assert subscribe(agent, "carol", event="presence.winfo")[1].status == 403  # not carol's winfo
+    req = request("PUBLISH", "bob@example.com", from_="carol@example.com", body=doc("a", "open"))
+    assert agent.on_request(req, Txn(req), inbound(), Account("carol")).status == 403
+    assert edge.sent == []
+
+
+def test_subscription_flood_is_bounded(world):
+    agent, edge, sessions, _ = world
+    statuses = []
+    for _ in range(5):
+        _, out = subscribe(agent, "carol")
+        statuses.append(out.status if out is not None else edge.responses[-1].status)
+    assert statuses == [200, 200, 200, 503, 503]
+    with sessions() as s:
+        assert len(s.scalars(select(PresenceSubscription.id)).all()) == 3
+
+
+def test_481_or_timeout_to_notify_ends_and_expiry_sweeps(world):
+    agent, edge, sessions, clock = world
+    subscribe(agent, "carol")
+    subscribe(agent, "dave")
+    carol_txn, dave_txn = edge.sent
+    edge.sent.clear()
+    # what the proxy's response handling calls with the NOTIFY transaction's user data
+    dave_txn.user_data.answered(Response(200))
+    carol_txn.user_data.answered(Response(481))
+    with sessions() as s:
+        assert s.scalars(select(PresenceSubscription.watcher)).all() == ["dave@example.com"]
+    clock.now += 601
+    agent.sweep()
+    (final,) = edge.notifies()
+    assert final.headers.get("subscription-state") == "terminated;reason=timeout"
+    assert str(final.to.uri) == "sip:dave@example.com"
+    with sessions() as s:
+        assert s.scalars(select(PresenceSubscription.id)).all() == []
+    subscribe(agent, "eve")
+    (eve_txn,) = edge.sent
+    edge.sent.clear()
+    eve_txn.user_data.failed(408)  # no answer at all
+    with sessions() as s:
+        assert s.scalars(select(PresenceSubscription.id)).all() == []
+
+
+def test_publication_expiry_renotifies(world):
+    agent, edge, sessions, clock = world
+    write_rules(sessions, "bob@example.com", rules(rule("all", "", "allow", ALL)))
+    req = request("PUBLISH", "bob@example.com", from_="bob@example.com", expires=120, body=doc("p", "open", "Here"))
+    agent.on_request(req, Txn(req), inbound(), Account("bob"))
+    subscribe(agent, "carol")
+    (first,) = edge.notifies()
+    assert b"Here" in first.body
+    clock.now += 121
+    agent.sweep()
+    (after,) = edge.notifies()
+    assert b"Here" not in after.body and b"closed" in after.body
+    with sessions() as s:
+        assert s.scalars(select(PresencePublication.id)).all() == []
+
+
+def test_xcap_diff_lists_old_and_new_etags(world):
+    agent, edge, sessions, _ = world
+    write_rules(sessions, "carol@example.com", rules(), "e1")
+    subscribe(agent, "carol", target="carol@example.com", event="xcap-diff")
+    (first,) = edge.notifies()
+    assert b'sel="pres-rules/users/sip:carol@example.com/index"' in first.body and b'new-etag="e1"' in first.body
+    write_rules(sessions, "carol@example.com", rules(rule("x", "", "allow")), "e2")
+    agent.documents_changed("carol@example.com")
+    (change,) = edge.notifies()
+    assert b'previous-etag="e1"' in change.body and b'new-etag="e2"' in change.body
+    assert change.headers.get("content-type") == "application/xcap-diff+xml"
