@@ -1,0 +1,181 @@
+"""End to end: the presence agent of ``python -m sipproxy`` with sipp as phones.
+
+* bob PUBLISHes his state; bob watches his watchers (presence.winfo); carol subscribes to
+  bob and waits (pending) until bob's pres-rules -- written to the XCAP documents table
+  and recorded in the change feed, as the XCAP server does -- allow her; she is then
+  active and sees bob's published note; winfo showed her pending, then active;
+* polite-block: dave is active but sees a neutral (closed) document;
+* a PUBLISH carrying an XXE PIDF gets 400 and changes nothing;
+* a SUBSCRIBE flood is bounded by ``presence_max_subscriptions_per_watcher`` (503).
+
+Runs on SQLite and on each server of ``MSP_TEST_DATABASE_URLS``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument, open_database, record_change
+from tests.conftest import DB_IDS, DB_PARAMS, module_database
+
+from .sipp_support import SCENARIOS, ProxyProcess, Sipp, auth_row, call_row, provision
+
+USERS = {"bob": "pw-b", "carol": "pw-c", "dave": "pw-d", "eve": "pw-e", "frank": "pw-f"}
+PIDF_NS = 'xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" ' \
+          'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid"'
+PIDF = (f'<?xml version="1.0" encoding="UTF-8"?><presence {PIDF_NS} entity="sip:bob@example.com">'
+        '<tuple id="phone"><status><basic>open</basic></status><contact>sip:bob@127.0.0.1</contact></tuple>'
+        '<note>Busy coding</note><dm:person id="p1"><rpid:activities><rpid:meeting/></rpid:activities>'
+        '</dm:person></presence>')
+RULES = ('<?xml version="1.0" encoding="UTF-8"?><cr:ruleset xmlns:cr="urn:ietf:params:xml:ns:common-policy" '
+         'xmlns:pr="urn:ietf:params:xml:ns:pres-rules">'
+         '<cr:rule id="friends"><cr:conditions><cr:identity>IDENTITIES</cr:identity></cr:conditions>'
+         '<cr:actions><pr:sub-handling>allow</pr:sub-handling></cr:actions><cr:transformations>'
+         '<pr:provide-services><pr:all-services/></pr:provide-services>'
+         '<pr:provide-persons><pr:all-persons/></pr:provide-persons><pr:provide-all-attributes/>'
+         '</cr:transformations></cr:rule>'
+         '<cr:rule id="polite"><cr:conditions><cr:identity><cr:one id="sip:dave@example.com"/></cr:identity>'
+         '</cr:conditions><cr:actions><pr:sub-handling>polite-block</pr:sub-handling></cr:actions></cr:rule>'
+         '</cr:ruleset>')
+
+
+@pytest.fixture(scope="module", params=DB_PARAMS, ids=DB_IDS)
+def proxy(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("presence")
+    with module_database(request.param, tmp) as url:
+        provision(url, users=USERS)
+        p = ProxyProcess(tmp, url, presence_max_subscriptions_per_watcher=3)
+        p.url = url
+        yield p
+        p.stop()
+
+
+def _notify(state: str, body: str | None = None) -> str:
+    """A sipp step: receive a NOTIFY whose Subscription-State starts with ``state`` (and
+    whose body matches the POSIX regexp ``body``: no quotes or angle brackets, ``.`` stands in), answer 200."""
+    checks = f'<ereg regexp="^ *{state}" search_in="hdr" header="Subscription-State:" check_it="true" assign_to="s"/>'
+    if body is not None:
+        checks += f'<ereg regexp="{body}" search_in="body" check_it="true" assign_to="b"/>'
+    return (f'  <recv request="NOTIFY"><action>{checks}</action></recv>\n'
+            '  <send><![CDATA[\n\n      SIP/2.0 200 OK\n      [last_Via:]\n      [last_From:]\n'
+            '      [last_To:]\n      [last_Call-ID:]\n      [last_CSeq:]\n      Content-Length: 0\n\n    ]]></send>\n')
+
+
+def _subscriber(tmp: Path, name: str, event: str, accept: str, notifies: list[str], pause_ms: int = 300) -> str:
+    text = (SCENARIOS / "pres_subscriber.xml").read_text()
+    text = text.replace("EVENT_PACKAGE", event).replace("ACCEPT_TYPE", accept)
+    text = text.replace("PAUSE_MS", str(pause_ms)).replace("  <!--NOTIFIES-->\n", "".join(notifies))
+    used = [v for v in ("s", "b") if f'assign_to="{v}"' in text]  # sipp refuses unused variables
+    text = text.replace('<Reference variables="s3"/>', f'<Reference variables="{",".join(["s3", *used])}"/>')
+    path = tmp / f"{name}.xml"
+    path.write_text(text)
+    return str(path)
+
+
+def _publish(tmp: Path, proxy, name: str, body: str, status: int = 200) -> Sipp:
+    path = tmp / f"{name}.xml"
+    (tmp / f"{name}.pidf").write_text(body)  # sipp's [file] keyword: brackets in a body are keywords
+    text = (SCENARIOS / "pres_publish.xml").read_text().replace("PIDF_BODY", f"[file name={tmp / name}.pidf]")
+    path.write_text(text.replace('<recv response="200"/>', f'<recv response="{status}"/>'))
+    sipp = Sipp(tmp, name, str(path), proxy.port, rows=[auth_row("bob", "pw-b")])
+    assert sipp.wait() == 0, f"{sipp.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+    return sipp
+
+
+def _wait_for(path: Path, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in {path.name}:\n" + (path.read_text(errors="replace")[-3000:]
+                                                                if path.exists() else "(none)"))
+
+
+def _write_rules(url: str, document: str, etag: str) -> None:
+    """What the XCAP server does on a PUT: the document row and a change-feed entry."""
+    engine, sessions = open_database(url, migrate=False)
+    with sessions() as s, s.begin():
+        row = s.scalars(select(XcapDocument).where(XcapDocument.xui == "bob@example.com",
+                                                   XcapDocument.auid == "pres-rules")).first()
+        if row is None:
+            s.add(XcapDocument(auid="pres-rules", xui="bob@example.com", filename="index",
+                               document=document, etag=etag))
+        else:
+            row.document, row.etag = document, etag
+        record_change(s, "xcap", "pres-rules/bob@example.com/index")
+    engine.dispose()
+
+
+def _rows(url: str, model, *columns):  # noqa: ANN001, ANN202
+    engine, sessions = open_database(url, migrate=False)
+    with sessions() as s:
+        out = s.execute(select(*[getattr(model, c) for c in columns])).all()
+    engine.dispose()
+    return [tuple(r) for r in out]
+
+
+def test_watcher_confirmed_through_winfo_and_rules_then_sees_state_and_polite_block(proxy, tmp_path):
+    _publish(tmp_path, proxy, "publish", PIDF)
+    assert len(_rows(proxy.url, PresencePublication, "presentity")) == 1
+    winfo = Sipp(tmp_path, "winfo", _subscriber(tmp_path, "winfo_sc", "presence.winfo",
+                                                "application/watcherinfo+xml", [
+        _notify("active", "state=.full."),
+        _notify("active", "status=.pending..sip:carol@example.com"),
+        _notify("active", "status=.active..sip:carol@example.com"),
+    ]), proxy.port, rows=[call_row("bob", "pw-b", "bob")])
+    _wait_for(tmp_path / "winfo.msg", 'state="full"')
+    carol = Sipp(tmp_path, "carol", _subscriber(tmp_path, "carol_sc", "presence", "application/pidf+xml", [
+        _notify("pending"),
+        _notify("active", "Busy coding"),
+    ], pause_ms=1500), proxy.port, rows=[call_row("carol", "pw-c", "bob")])
+    _wait_for(tmp_path / "winfo.msg", 'status="pending"')
+    assert ("carol@example.com", "pending") in _rows(proxy.url, PresenceSubscription, "watcher", "state")
+    started = time.monotonic()
+    _write_rules(proxy.url, RULES.replace("IDENTITIES", '<cr:one id="sip:carol@example.com"/>'), "r1")
+    _wait_for(tmp_path / "carol.msg", "Busy coding", timeout=5)
+    assert time.monotonic() - started < 1.5  # the rules' change is seen within the feed's second
+    for sipp in (winfo, carol):
+        assert sipp.wait() == 0, f"{sipp.report()}\n--- proxy\n{proxy.output()[-6000:]}"
+    carol_trace = (tmp_path / "carol.msg").read_text(errors="replace")
+    assert "<rpid:meeting/>" in carol_trace  # RPID passed through
+    assert "Subscription-State: terminated;reason=timeout" in carol_trace
+    # polite-block: dave is active, but sees a neutral document
+    dave = Sipp(tmp_path, "dave", _subscriber(tmp_path, "dave_sc", "presence", "application/pidf+xml", [
+        _notify("active", "<basic>closed</basic>"),
+    ]), proxy.port, rows=[call_row("dave", "pw-d", "bob")])
+    assert dave.wait() == 0, f"{dave.report()}\n--- proxy\n{proxy.output()[-6000:]}"
+    dave_trace = (tmp_path / "dave.msg").read_text(errors="replace")
+    assert "Busy coding" not in dave_trace and "meeting" not in dave_trace
+    assert [w for (w,) in _rows(proxy.url, PresenceSubscription, "watcher") if w != "bob@example.com"] == []
+
+
+def test_xxe_pidf_is_refused_and_changes_nothing(proxy, tmp_path):
+    before = _rows(proxy.url, PresencePublication, "etag", "document")
+    xxe = ('<?xml version="1.0"?><!DOCTYPE presence [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           f'<presence {PIDF_NS} entity="sip:bob@example.com"><note>&x;</note></presence>')
+    sipp = _publish(tmp_path, proxy, "xxe", xxe, status=400)
+    trace = (tmp_path / "xxe.msg").read_text(errors="replace")
+    assert '<!DOCTYPE presence [<!ENTITY x SYSTEM "file:///etc/passwd">]>' in trace  # really sent
+    assert "SIP/2.0 400 Bad PIDF" in trace
+    assert sipp.finals() >= {("2 PUBLISH", 400)}
+    assert _rows(proxy.url, PresencePublication, "etag", "document") == before
+    assert "root:" not in (tmp_path / "xxe.msg").read_text(errors="replace")
+
+
+def test_subscription_flood_is_bounded(proxy, tmp_path):
+    flood = Sipp(tmp_path, "flood", "pres_subscribe_once.xml", proxy.port,
+                 rows=[call_row("eve", "pw-e", "frank")], extra=("-m", "3", "-l", "1"))
+    assert flood.wait() == 0, f"{flood.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+    refused = tmp_path / "refused.xml"
+    text = (SCENARIOS / "pres_subscribe_once.xml").read_text()
+    refused.write_text(text[:text.index("  <!--ANSWER-->")] + '  <recv response="503"/>\n</scenario>\n')
+    more = Sipp(tmp_path, "more", str(refused), proxy.port, rows=[call_row("eve", "pw-e", "frank")])
+    assert more.wait() == 0, f"{more.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+    assert "SIP/2.0 503 Too Many Subscriptions" in (tmp_path / "more.msg").read_text(errors="replace")
+    watchers = [w for (w,) in _rows(proxy.url, PresenceSubscription, "watcher")]
+    assert watchers.count("eve@example.com") == 3
