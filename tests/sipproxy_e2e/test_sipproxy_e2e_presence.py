@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument, open_database, record_change
+from ngnpro.models import (
+    PresencePublication,
+    PresenceSubscription,
+    XcapDocument,
+    open_database,
+    record_change,
+)
 from tests.conftest import DB_IDS, DB_PARAMS, module_database
 
 from .sipp_support import SCENARIOS, ProxyProcess, Sipp, auth_row, call_row, provision
