@@ -75,8 +75,11 @@ class PresenceSubscription(Base):
     #: the authorization's action (allow, confirm, polite-block, block) and transformations
     action: Mapped[str] = mapped_column(String(16), default="")
     transformations: Mapped[str] = mapped_column(String(255), default="")
-    #: watcherinfo / body version counter
+    #: watcherinfo / RLMI version counter
     version: Mapped[int] = mapped_column(default=0)
+    #: a list subscription's (RFC 4662) resources, one ``user@domain`` a line, each line
+    #: framed by newlines so a resource is found with LIKE '%\nuser@domain\n%'; empty otherwise
+    resources: Mapped[str] = mapped_column(Text, default="")
     #: epoch seconds when the subscription lapses
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     created: Mapped[_dt.datetime] = mapped_column(default=utcnow)

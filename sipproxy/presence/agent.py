@@ -29,6 +29,7 @@ from typing import Any
 from lxml import etree
 
 from sipproxy.presence import pidf, policy, winfo, xcapdiff
+from sipproxy.presence.listserver import RLS, ListServer
 from sipproxy.presence.publication import handle_publish
 from sipproxy.presence.subscription import (
     TAG_PREFIX,
@@ -88,6 +89,8 @@ class PresenceAgent:
         self.clock = clock
         #: xcap-diff subscription key -> the entity tags last told (this proxy's memory)
         self._told: dict[tuple[str, str, str], dict[str, str]] = {}
+        #: the resource list server (RFC 4662): SUBSCRIBEs to a list URI
+        self.lists = ListServer(self)
 
     # ================================================================ proxy's side ===
 
@@ -106,6 +109,9 @@ class PresenceAgent:
         """An out-of-dialog SUBSCRIBE or PUBLISH; ``account`` is the authenticated sender
         (None: a watcher of another domain, known by its From)."""
         presentity = self._presentity(req)
+        if presentity is None and req.method == "SUBSCRIBE" and account is not None \
+                and parse_event(req.headers.get("event"))[0] == PRESENCE:
+            return self._subscribe_list(req, txn, inbound, account)
         if presentity is None:
             return make_response(req, 404, "User Not Found", to_tag=new_tag())
         if req.method == "PUBLISH":
@@ -132,7 +138,7 @@ class PresenceAgent:
         ok = make_response(req, 200, headers=[("Expires", str(expires)), ("Contact", sub.contact)])
         if expires == 0:
             self.edge.respond(txn, ok)
-            self._terminate(sub, "timeout")
+            self.terminate(sub, "timeout")
             return None
         self.store.save(sub)
         self.edge.respond(txn, ok)
@@ -155,6 +161,35 @@ class PresenceAgent:
             user, domain = target
         return None
 
+    def _contact(self, inbound: Inbound) -> str:
+        """Our Contact in a subscription dialog: the listener the SUBSCRIBE came in on."""
+        listener = inbound.listener
+        host = f"[{listener.host}]" if ":" in listener.host else listener.host
+        transport = "" if listener.transport == "udp" else f";transport={listener.transport}"
+        return f"<sip:{host}:{listener.port}{transport}>"
+
+    def _bounded(self, req: Request, watcher: str, presentity: str) -> Response | None:
+        """503 when the watcher or the presentity holds the most subscriptions allowed."""
+        if self.store.count_watcher(watcher) >= self.settings.max_per_watcher:
+            log.info("SUBSCRIBE from %s refused: %d subscriptions already", watcher, self.settings.max_per_watcher)
+            return make_response(req, 503, "Too Many Subscriptions", to_tag=new_tag(),
+                                 headers=[("Retry-After", "300")])
+        if self.store.count_presentity(presentity) >= self.settings.max_per_presentity:
+            return make_response(req, 503, "Too Many Watchers", to_tag=new_tag(),
+                                 headers=[("Retry-After", "300")])
+        return None
+
+    def _subscribe_list(self, req: Request, txn: Transaction, inbound: Inbound, account: Any) -> Response | None:
+        """A local subscriber's SUBSCRIBE to a URI that is no account: one of its lists?"""
+        expires = granted_expires(req, self.settings)
+        if isinstance(expires, Response):
+            return expires
+        uri = req.uri
+        bounded = self._bounded(req, account.sip_id, f"{uri.user}@{(uri.host or '').lower()}")
+        if bounded is not None:
+            return bounded
+        return self.lists.subscribe(req, txn, inbound, account.sip_id, expires, self._contact(inbound))
+
     def _subscribe(self, req: Request, txn: Transaction, inbound: Inbound, presentity: str,
                    account: Any) -> Response | None:
         package, event_id = parse_event(req.headers.get("event"))
@@ -166,17 +201,10 @@ class PresenceAgent:
         watcher = account.sip_id if account is not None else sip_id(req.from_.uri)
         if package != PRESENCE and watcher != presentity:  # one's own watchers, one's own documents
             return make_response(req, 403, "Not Your Resource", to_tag=new_tag())
-        if self.store.count_watcher(watcher) >= self.settings.max_per_watcher:
-            log.info("SUBSCRIBE from %s refused: %d subscriptions already", watcher, self.settings.max_per_watcher)
-            return make_response(req, 503, "Too Many Subscriptions", to_tag=new_tag(),
-                                 headers=[("Retry-After", "300")])
-        if self.store.count_presentity(presentity) >= self.settings.max_per_presentity:
-            return make_response(req, 503, "Too Many Watchers", to_tag=new_tag(),
-                                 headers=[("Retry-After", "300")])
-        listener = inbound.listener
-        host = f"[{listener.host}]" if ":" in listener.host else listener.host
-        transport = "" if listener.transport == "udp" else f";transport={listener.transport}"
-        contact = f"<sip:{host}:{listener.port}{transport}>"
+        bounded = self._bounded(req, watcher, presentity)
+        if bounded is not None:
+            return bounded
+        contact = self._contact(inbound)
         now = self.clock()
         sub = new_subscription(req, package, event_id, presentity, watcher, contact,
                                str(inbound.source), expires, now)
@@ -221,12 +249,13 @@ class PresenceAgent:
     def state_changed(self, presentity: str) -> None:
         """The composed state of ``presentity`` changed: a NOTIFY to each active watcher."""
         rules = self.store.rules(presentity)
-        document = self._composed(presentity)
+        document = self.composed(presentity)
         for sub in self.store.subscriptions(presentity, PRESENCE):
             if sub.state == "active":
-                self._send(sub, *self._presence_body(sub, document, rules))
+                self.send(sub, *self._presence_body(sub, document, rules))
+        self.lists.resource_changed(presentity)
 
-    def _composed(self, presentity: str) -> etree._Element:
+    def composed(self, presentity: str) -> etree._Element:
         docs = []
         for pub in self.store.publications(presentity, self.clock()).values():
             try:
@@ -239,7 +268,7 @@ class PresenceAgent:
     def _presence_body(self, sub: Subscription, document: etree._Element | None,
                        rules: str | None) -> tuple[bytes, str]:
         if document is None:
-            document = self._composed(sub.presentity)
+            document = self.composed(sub.presentity)
         if sub.action == policy.POLITE_BLOCK:
             return pidf.serialise(pidf.neutral(f"sip:{sub.presentity}")), pidf.CONTENT_TYPE
         decision = policy.decide(rules, sub.watcher, owner=sub.presentity)
@@ -249,23 +278,25 @@ class PresenceAgent:
 
     def _notify_state(self, sub: Subscription, fetch: bool = False) -> None:
         """The NOTIFY that tells ``sub`` its current state (after a SUBSCRIBE)."""
-        if sub.event == PRESENCE:
+        if sub.action == RLS:
+            self.lists.notify(sub, None)
+        elif sub.event == PRESENCE:
             if sub.state == "pending" or (sub.state == "terminated" and sub.action == policy.CONFIRM):
-                self._send(sub)
+                self.send(sub)
             else:
-                self._send(sub, *self._presence_body(sub, None, self.store.rules(sub.presentity)))
+                self.send(sub, *self._presence_body(sub, None, self.store.rules(sub.presentity)))
         elif sub.event == WINFO:
             sub.version = 0
             watchers = self.store.subscriptions(sub.presentity, PRESENCE)
             body = winfo.watcherinfo(f"sip:{sub.presentity}", watchers, sub.version, True, self.clock())
             if not fetch:
                 self.store.save(sub)
-            self._send(sub, body, winfo.CONTENT_TYPE)
+            self.send(sub, body, winfo.CONTENT_TYPE)
         else:
             documents = self.store.documents(sub.presentity)
             self._told[sub.key] = documents
             changes = [(name, None, etag) for name, etag in sorted(documents.items())]
-            self._send(sub, xcapdiff.xcap_diff(self.xcap_root, sub.presentity, changes), xcapdiff.CONTENT_TYPE)
+            self.send(sub, xcapdiff.xcap_diff(self.xcap_root, sub.presentity, changes), xcapdiff.CONTENT_TYPE)
 
     def _winfo_changed(self, presentity: str, changed: list[Subscription]) -> None:
         """A partial watcherinfo with the ``changed`` watchers to each winfo subscriber."""
@@ -274,16 +305,16 @@ class PresenceAgent:
                 continue
             sub.version += 1
             body = winfo.watcherinfo(f"sip:{presentity}", changed, sub.version, False, self.clock())
-            self._send(sub, body, winfo.CONTENT_TYPE)
+            self.send(sub, body, winfo.CONTENT_TYPE)
 
-    def _terminate(self, sub: Subscription, reason: str) -> None:
+    def terminate(self, sub: Subscription, reason: str) -> None:
         """End ``sub``: the final NOTIFY (``terminated;reason=``), the row removed."""
         sub.state, sub.reason = "terminated", reason
         if self.store.remove(sub):
-            self._send(sub, save=False)
+            self.send(sub, save=False)
             log.info("subscription %s -> %s (%s) terminated: %s", sub.watcher, sub.presentity, sub.event, reason)
             self._told.pop(sub.key, None)
-            if sub.event == PRESENCE:
+            if sub.event == PRESENCE and sub.action != RLS:
                 self._winfo_changed(sub.presentity, [sub])
 
     def notify_answered(self, sub: Subscription, status: int) -> None:
@@ -291,10 +322,10 @@ class PresenceAgent:
         if ends_subscription(status) and sub.state != "terminated":
             log.info("NOTIFY to %s answered %d: subscription to %s ended", sub.watcher, status, sub.presentity)
             sub.state, sub.reason = "terminated", "timeout" if status == 408 else "noresource"
-            if self.store.remove(sub) and sub.event == PRESENCE:
+            if self.store.remove(sub) and sub.event == PRESENCE and sub.action != RLS:
                 self._winfo_changed(sub.presentity, [sub])
 
-    def _send(self, sub: Subscription, body: bytes = b"", content_type: str = "", save: bool = True) -> bool:
+    def send(self, sub: Subscription, body: bytes = b"", content_type: str = "", save: bool = True) -> bool:
         """Send the next NOTIFY of ``sub`` as a non-INVITE client transaction."""
         now = self.clock()
         notify = build_notify(sub, now, body, content_type)
@@ -341,10 +372,10 @@ class PresenceAgent:
             if decision.action == old_action and decision.transformations.text() == sub.transformations:
                 continue
             if decision.action == policy.BLOCK:
-                self._terminate(sub, "rejected")
+                self.terminate(sub, "rejected")
                 continue
             if decision.action == policy.CONFIRM and old_state == "active":
-                self._terminate(sub, "deactivated")  # RFC 6665: re-subscribe, it waits then
+                self.terminate(sub, "deactivated")  # RFC 6665: re-subscribe, it waits then
                 continue
             sub.action = decision.action
             sub.transformations = decision.transformations.text()
@@ -354,12 +385,13 @@ class PresenceAgent:
             log.info("subscription %s -> %s: %s (pres-rules changed)", sub.watcher, presentity, sub.state)
             if sub.state == "active":
                 if document is None:
-                    document = self._composed(presentity)
-                self._send(sub, *self._presence_body(sub, document, rules))
+                    document = self.composed(presentity)
+                self.send(sub, *self._presence_body(sub, document, rules))
             if sub.state != old_state:
                 changed.append(sub)
         if changed:
             self._winfo_changed(presentity, changed)
+        self.lists.resource_changed(presentity)  # the lists holding it: its rules decide there too
 
     def documents_changed(self, xui: str) -> None:
         """A document of ``xui``'s XCAP tree changed (any auid): xcap-diff subscribers are
@@ -371,8 +403,9 @@ class PresenceAgent:
                 changes = xcapdiff.diff(self._told.get(sub.key, {}), documents)
                 self._told[sub.key] = documents
                 if changes:
-                    self._send(sub, xcapdiff.xcap_diff(self.xcap_root, xui, changes), xcapdiff.CONTENT_TYPE)
+                    self.send(sub, xcapdiff.xcap_diff(self.xcap_root, xui, changes), xcapdiff.CONTENT_TYPE)
         self.rules_changed(xui)
+        self.lists.documents_changed(xui)
 
     def sweep(self) -> None:
         """Expiry: lapsed subscriptions get their final NOTIFY (``timeout``); presentities
@@ -380,9 +413,9 @@ class PresenceAgent:
         now = self.clock()
         for sub in self.store.take_expired_subscriptions(now):
             sub.state, sub.reason = "terminated", "timeout"
-            self._send(sub, save=False)
+            self.send(sub, save=False)
             self._told.pop(sub.key, None)
-            if sub.event == PRESENCE:
+            if sub.event == PRESENCE and sub.action != RLS:
                 self._winfo_changed(sub.presentity, [sub])
         for presentity in self.store.take_expired_publications(now):
             self.state_changed(presentity)

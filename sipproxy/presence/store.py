@@ -32,7 +32,14 @@ _MUTABLE = ("remote_target", "local_cseq", "remote_cseq", "state", "reason", "ac
 
 
 def _sub(row: PresenceSubscription) -> Subscription:
-    return Subscription(**{f: getattr(row, f) for f in _FIELDS})
+    return Subscription(**{f: getattr(row, f) for f in _FIELDS},
+                        resources=tuple(r for r in (row.resources or "").split("\n") if r))
+
+
+def _values(sub: Subscription, fields: tuple[str, ...]) -> dict[str, Any]:
+    values = {f: getattr(sub, f) for f in fields}
+    values["resources"] = "\n" + "\n".join(sub.resources) + "\n" if sub.resources else ""
+    return values
 
 
 def _pub(row: PresencePublication) -> Publication:
@@ -68,7 +75,7 @@ class PresenceStore:
 
     def add(self, sub: Subscription) -> None:
         with self.sessions() as s, s.begin():
-            s.add(PresenceSubscription(**{f: getattr(sub, f) for f in _FIELDS}))
+            s.add(PresenceSubscription(**_values(sub, _FIELDS)))
 
     def save(self, sub: Subscription, *, expect_action: str | None = None,
              expect_state: str | None = None) -> bool:
@@ -81,13 +88,28 @@ class PresenceStore:
             cond = cond & (PresenceSubscription.state == expect_state)
         with self.sessions() as s, s.begin():
             result = s.execute(update(PresenceSubscription).where(cond)
-                               .values(**{f: getattr(sub, f) for f in _MUTABLE}))
+                               .values(**_values(sub, _MUTABLE)))
             return (result.rowcount or 0) > 0
 
     def remove(self, sub: Subscription) -> bool:
         """Delete ``sub``; False when it was already gone."""
         with self.sessions() as s, s.begin():
             return (s.execute(delete(PresenceSubscription).where(_key(sub))).rowcount or 0) > 0
+
+    def list_subscriptions(self, resource: str) -> list[Subscription]:
+        """The list subscriptions (RFC 4662) that hold ``resource`` (``user@domain``)."""
+        with self.sessions() as s:
+            rows = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.action == "rls",
+                PresenceSubscription.resources.like(f"%\n{resource}\n%"))).all()
+            return [_sub(r) for r in rows]
+
+    def subscriptions_of(self, watcher: str, action: str) -> list[Subscription]:
+        """``watcher``'s subscriptions decided ``action`` (``rls``: its list subscriptions)."""
+        with self.sessions() as s:
+            rows = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.watcher == watcher, PresenceSubscription.action == action)).all()
+            return [_sub(r) for r in rows]
 
     def count_watcher(self, watcher: str) -> int:
         with self.sessions() as s:
@@ -161,6 +183,11 @@ class PresenceStore:
             if auid in found:
                 return found[auid]
         return None
+
+    def document(self, auid: str, xui: str, filename: str = "index") -> str | None:
+        with self.sessions() as s:
+            return s.scalar(select(XcapDocument.document).where(
+                XcapDocument.auid == auid, XcapDocument.xui == xui, XcapDocument.filename == filename))
 
     def documents(self, xui: str) -> dict[str, str]:
         """``auid/filename`` -> entity tag of every document in ``xui``'s tree (xcap-diff)."""

@@ -72,6 +72,8 @@ class Subscription:
     transformations: str = ""
     version: int = 0
     expires_at: int = 0
+    #: a list subscription's resources (RFC 4662), ``user@domain`` each
+    resources: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -249,6 +249,7 @@ def _sample_rows():
                                contact="<sip:alice@127.0.0.1:5060>", source="udp:192.0.2.5:5062",
                                local_cseq=3, remote_cseq=2, state="active", reason="", action="allow",
                                transformations="provide-all-attributes", version=4,
+                               resources="\nbob@example.com\ncarol@example.net\n",
                                expires_at=1_900_000_000, created=now),
     ]
 

@@ -1,0 +1,151 @@
+"""RFC 4662 / RFC 4826: finding a list, the RLMI document and the multipart body; the list
+server in the agent (full state, then partial on a PUBLISH or a rules change)."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+from sqlalchemy import select
+
+from ngnpro.models import PresenceSubscription, XcapDocument
+from sipproxy.presence import rls
+from sipproxy.presence.pidf import XmlError
+
+from .messages import request
+from .test_presence_agent import Account, Txn, inbound, world  # noqa: F401 - the fixture
+from .test_presence_pidf import doc
+from .test_presence_policy import ALL, rule, rules
+
+RLS_DOC = """<?xml version="1.0"?>
+<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" xmlns:rl="urn:ietf:params:xml:ns:resource-lists">
+ <service uri="sip:carol-inline@example.com">
+  <list name="inline"><rl:entry uri="sip:bob@example.com"><rl:display-name>Bob</rl:display-name></rl:entry>
+   <rl:list name="nested"><rl:entry uri="sip:dave@example.com"/></rl:list></list>
+  <packages><package>presence</package></packages>
+ </service>
+ <service uri="sip:carol-friends@example.com">
+  <resource-list>http://xcap.example.com/xcap-root/resource-lists/users/sip:carol@example.com/index/~~/resource-lists/list%5b@name=%22friends%22%5d</resource-list>
+  <packages><package>presence</package></packages>
+ </service>
+</rls-services>"""
+LISTS_DOC = """<?xml version="1.0"?>
+<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">
+ <list name="friends"><entry uri="sip:bob@example.com"/><entry uri="sip:dave@example.com"/>
+  <list name="far"><entry uri="sip:zed@elsewhere.example"/></list></list>
+ <list name="work"><entry uri="sip:eve@example.com"/></list>
+</resource-lists>"""
+
+
+def test_find_service_inline_and_by_reference():
+    inline = rls.find_service(RLS_DOC, "sip:carol-inline@example.com")
+    assert inline.entries == (("sip:bob@example.com", "Bob"), ("sip:dave@example.com", ""))
+    ref = rls.find_service(RLS_DOC, "sip:carol-friends@example.com")
+    assert ref.entries == () and ref.packages == ("presence",)
+    assert rls.parse_list_reference(ref.reference) == ("carol@example.com", "index", ["friends"])
+    assert rls.list_entries(LISTS_DOC, ["friends"]) == [
+        ("sip:bob@example.com", ""), ("sip:dave@example.com", ""), ("sip:zed@elsewhere.example", "")]
+    assert rls.find_service(RLS_DOC, "sip:nothing@example.com") is None
+
+
+def test_hostile_lists_are_refused():
+    deep = "<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'>" + "<list>" * 20 + "</list>" * 20 + \
+           "</resource-lists>"
+    with pytest.raises(XmlError, match="too deep"):
+        rls.list_entries(deep, [])
+    many = "<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'><list>" + "".join(
+        f"<entry uri='sip:u{i}@example.com'/>" for i in range(rls.MAX_RESOURCES + 1)) + "</list></resource-lists>"
+    with pytest.raises(XmlError, match="over"):
+        rls.list_entries(many, [])
+    with pytest.raises(XmlError):
+        rls.find_service('<!DOCTYPE x [<!ENTITY a "b">]><rls-services/>', "sip:x@y")
+
+
+def test_multipart_body_with_rlmi_first():
+    body, ctype = rls.multipart("sip:l@example.com", 3, False, [
+        rls.Resource("sip:bob@example.com", "Bob", "active", body=b"<presence/>"),
+        rls.Resource("sip:eve@example.com", state="terminated", reason="rejected")], "example.com")
+    assert ctype.startswith('multipart/related;type="application/rlmi+xml";start="<rlmi-')
+    boundary = ctype.split('boundary="')[1].rstrip('"')
+    parts = body.split(f"--{boundary}".encode())
+    assert parts[-1].strip() == b"--" and len(parts) == 4  # preamble, rlmi, pidf, end
+    rlmi_head, rlmi_xml = parts[1].split(b"\r\n\r\n", 1)
+    assert b"application/rlmi+xml" in rlmi_head and ctype.split("start=\"")[1].split('"')[0].encode() in rlmi_head
+    root = etree.fromstring(rlmi_xml.strip())
+    assert root.get("version") == "3" and root.get("fullState") == "false"
+    bob, eve = root
+    bob_instance = bob.find(f"{{{rls.RLMI_NS}}}instance")
+    assert bob_instance.get("state") == "active"
+    assert f"Content-ID: <{bob_instance.get('cid')}>".encode() in parts[2]
+    eve_instance = eve.find(f"{{{rls.RLMI_NS}}}instance")
+    assert eve_instance.get("reason") == "rejected" and eve_instance.get("cid") is None
+
+
+def _rlmi(notify):  # noqa: ANN001, ANN202
+    boundary = notify.headers.get("content-type").split('boundary="')[1].rstrip('"')
+    parts = notify.body.split(f"--{boundary}".encode())
+    root = etree.fromstring(parts[1].split(b"\r\n\r\n", 1)[1].strip())
+    states = {r.get("uri"): r.find(f"{{{rls.RLMI_NS}}}instance").get("state") for r in root}
+    return root, states, notify.body
+
+
+def test_list_subscription_full_then_partial(world):  # noqa: F811
+    agent, edge, sessions, _ = world
+    with sessions() as s, s.begin():
+        s.add(XcapDocument(auid="rls-services", xui="carol@example.com", filename="index", document=RLS_DOC,
+                           etag="a"))
+        s.add(XcapDocument(auid="resource-lists", xui="carol@example.com", filename="index", document=LISTS_DOC,
+                           etag="b"))
+        s.add(XcapDocument(auid="pres-rules", xui="bob@example.com", filename="index",
+                           document=rules(rule("c", '<identity><one id="sip:carol@example.com"/></identity>',
+                                               "allow", ALL)), etag="c"))
+    pub = request("PUBLISH", "bob@example.com", from_="bob@example.com", body=doc("p", "open", "At lunch"))
+    agent.on_request(pub, Txn(pub), inbound(), Account("bob"))
+    # without Supported: eventlist -> 421
+    req = request("SUBSCRIBE", "carol-friends@example.com", from_="carol@example.com")
+    assert agent.on_request(req, Txn(req), inbound(), Account("carol")).status == 421
+    req = request("SUBSCRIBE", "carol-friends@example.com", from_="carol@example.com",
+                  extra=("Supported: eventlist",))
+    assert agent.on_request(req, Txn(req), inbound(), Account("carol")) is None
+    ok = edge.responses[-1]
+    assert ok.status == 200 and ok.headers.get("require") == "eventlist"
+    (first,) = edge.notifies()
+    root, states, body = _rlmi(first)
+    assert root.get("fullState") == "true" and root.get("version") == "0"
+    assert states == {"sip:bob@example.com": "active", "sip:dave@example.com": "pending",
+                      "sip:zed@elsewhere.example": "pending"}
+    assert b"At lunch" in body
+    # bob publishes again: one NOTIFY for the list, with bob alone
+    etag = agent.store.publications("bob@example.com", agent.clock()).popitem()[0]
+    pub = request("PUBLISH", "bob@example.com", from_="bob@example.com", body=doc("p", "closed", "Back soon"),
+                  extra=(f"SIP-If-Match: {etag}",))
+    agent.on_request(pub, Txn(pub), inbound(), Account("bob"))
+    (partial,) = edge.notifies()
+    root, states, body = _rlmi(partial)
+    assert root.get("fullState") == "false" and root.get("version") == "1"
+    assert states == {"sip:bob@example.com": "active"} and b"Back soon" in body
+    # dave allows carol: the list hears of it
+    with sessions() as s, s.begin():
+        s.add(XcapDocument(auid="pres-rules", xui="dave@example.com", filename="index",
+                           document=rules(rule("all", "", "allow", ALL)), etag="d"))
+    agent.documents_changed("dave@example.com")
+    (dave,) = edge.notifies()
+    root, states, _ = _rlmi(dave)
+    assert states == {"sip:dave@example.com": "active"} and root.get("version") == "2"
+    # the list changes: a full-state NOTIFY with the new members
+    with sessions() as s, s.begin():
+        row = s.scalars(select(XcapDocument).where(XcapDocument.auid == "resource-lists")).one()
+        row.document = LISTS_DOC.replace('<entry uri="sip:dave@example.com"/>', "")
+    agent.documents_changed("carol@example.com")
+    (relisted,) = edge.notifies()
+    root, states, _ = _rlmi(relisted)
+    assert root.get("fullState") == "true" and root.get("version") == "3"
+    assert set(states) == {"sip:bob@example.com", "sip:zed@elsewhere.example"}
+    with sessions() as s:
+        row = s.scalars(select(PresenceSubscription).where(PresenceSubscription.action == "rls")).one()
+        assert row.resources == "\nbob@example.com\nzed@elsewhere.example\n" and row.version == 3
+
+
+def test_unknown_list_is_404(world):  # noqa: F811
+    agent, edge, _, _ = world
+    req = request("SUBSCRIBE", "nolist@example.com", from_="carol@example.com", extra=("Supported: eventlist",))
+    assert agent.on_request(req, Txn(req), inbound(), Account("carol")).status == 404
