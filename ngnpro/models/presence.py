@@ -80,6 +80,9 @@ class PresenceSubscription(Base):
     #: a list subscription's (RFC 4662) resources, one ``user@domain`` a line, each line
     #: framed by newlines so a resource is found with LIKE '%\nuser@domain\n%'; empty otherwise
     resources: Mapped[str] = mapped_column(Text, default="")
+    #: a back-end subscription's (the list server subscribing to another domain's resource)
+    #: last state document received in a NOTIFY
+    document: Mapped[str] = mapped_column(DocumentText, default="")
     #: epoch seconds when the subscription lapses
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     created: Mapped[_dt.datetime] = mapped_column(default=utcnow)

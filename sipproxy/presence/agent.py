@@ -29,6 +29,7 @@ from typing import Any
 from lxml import etree
 
 from sipproxy.presence import pidf, policy, winfo, xcapdiff
+from sipproxy.presence.backend import BACKEND, BACKEND_TAG
 from sipproxy.presence.listserver import RLS, ListServer
 from sipproxy.presence.publication import handle_publish
 from sipproxy.presence.subscription import (
@@ -102,8 +103,12 @@ class PresenceAgent:
         return req.method == "SUBSCRIBE" and parse_event(req.headers.get("event"))[0] in PACKAGES
 
     def owns(self, req: Request) -> bool:
-        """Whether an in-dialog request is in one of our subscription dialogs (our tag)."""
-        return req.method == "SUBSCRIBE" and (req.to.tag or "").startswith(TAG_PREFIX)
+        """Whether an in-dialog request is in one of our dialogs (by our tag): a SUBSCRIBE
+        where we notify, a NOTIFY where the list server subscribed."""
+        method = req.method
+        if method == "SUBSCRIBE":
+            return (req.to.tag or "").startswith(TAG_PREFIX)
+        return method == "NOTIFY" and (req.to.tag or "").startswith(BACKEND_TAG)
 
     def on_request(self, req: Request, txn: Transaction, inbound: Inbound, account: Any) -> Response | None:
         """An out-of-dialog SUBSCRIBE or PUBLISH; ``account`` is the authenticated sender
@@ -119,7 +124,10 @@ class PresenceAgent:
         return self._subscribe(req, txn, inbound, presentity, account)
 
     def in_dialog(self, req: Request, txn: Transaction, inbound: Inbound) -> Response | None:
-        """A SUBSCRIBE within one of our dialogs: refresh, or end with Expires 0."""
+        """A SUBSCRIBE within one of our dialogs: refresh, or end with Expires 0 (a NOTIFY:
+        the list server's back-end dialog)."""
+        if req.method == "NOTIFY":
+            return self.lists.backends.notify(req, txn)
         package, event_id = parse_event(req.headers.get("event"))
         sub = self.store.subscription(req.call_id or "", req.to.tag or "", event_id)
         if sub is None or sub.event != package or sub.from_tag != (req.from_.tag or ""):
@@ -313,17 +321,24 @@ class PresenceAgent:
         if self.store.remove(sub):
             self.send(sub, save=False)
             log.info("subscription %s -> %s (%s) terminated: %s", sub.watcher, sub.presentity, sub.event, reason)
-            self._told.pop(sub.key, None)
-            if sub.event == PRESENCE and sub.action != RLS:
-                self._winfo_changed(sub.presentity, [sub])
+            self._ended(sub)
+
+    def _ended(self, sub: Subscription) -> None:
+        """What else ends with ``sub``: the watcher shown terminated in winfo, a list's
+        back-end subscriptions, xcap-diff's memory."""
+        self._told.pop(sub.key, None)
+        if sub.action == RLS:
+            self.lists.ended(sub)
+        elif sub.event == PRESENCE:
+            self._winfo_changed(sub.presentity, [sub])
 
     def notify_answered(self, sub: Subscription, status: int) -> None:
         """A NOTIFY's final answer: a 481 or a timeout ends the subscription (RFC 6665 4.2.2)."""
         if ends_subscription(status) and sub.state != "terminated":
             log.info("NOTIFY to %s answered %d: subscription to %s ended", sub.watcher, status, sub.presentity)
             sub.state, sub.reason = "terminated", "timeout" if status == 408 else "noresource"
-            if self.store.remove(sub) and sub.event == PRESENCE and sub.action != RLS:
-                self._winfo_changed(sub.presentity, [sub])
+            if self.store.remove(sub):
+                self._ended(sub)
 
     def send(self, sub: Subscription, body: bytes = b"", content_type: str = "", save: bool = True) -> bool:
         """Send the next NOTIFY of ``sub`` as a non-INVITE client transaction."""
@@ -331,31 +346,37 @@ class PresenceAgent:
         notify = build_notify(sub, now, body, content_type)
         if save and sub.state != "terminated":
             self.store.save(sub)  # the CSeq used, for whichever proxy sends the next one
+        return self.dispatch(notify, sub.source, _NotifyTransaction(self, sub))
+
+    def dispatch(self, request: Request, source: str, user_data: Any) -> bool:
+        """Send a request the agent originates (no Via yet): along its Route set, to the
+        phone's own connection when it has one (``source``), else where the Request-URI
+        resolves to (RFC 3263); ``user_data`` hears the answer (``answered``/``failed``)."""
         edge = self.edge
         dest: Peer | None = None
-        routed = bool(notify.headers.get("route"))
-        if not routed and sub.source:  # a phone's own connection, when it still has one
+        routed = bool(request.headers.get("route"))
+        if not routed and source:
             try:
-                peer = Peer.parse(sub.source)
+                peer = Peer.parse(source)
             except ValueError:
                 peer = None
             if peer is not None and peer.transport != "udp" and edge.connected(peer):
                 dest = peer
         try:
             if dest is None:
-                dest = edge.resolve(apply_route_set(notify) if routed else notify.uri)
+                dest = edge.resolve(apply_route_set(request) if routed else request.uri)
         except ParseError:
             dest = None
         out = edge.listener_for(dest.transport, dest.host) if dest is not None else None
         if dest is None or out is None:
-            log.warning("NOTIFY to %s (call-id %s): no way to send it", sub.watcher, sub.call_id)
+            log.warning("%s to %s (call-id %s): no way to send it", request.method, request.uri, request.call_id)
             return False
         via = edge.via_for(out, MAGIC_COOKIE + "pa." + edge.branch_suffix())
-        notify = Request("NOTIFY", notify.uri, [("Via", via), *notify.headers.items()], notify.body)
-        txn = edge.send_request(notify, dest)
+        request = Request(request.method, request.uri, [("Via", via), *request.headers.items()], request.body)
+        txn = edge.send_request(request, dest)
         if txn is None:
             return False
-        txn.user_data = _NotifyTransaction(self, sub)
+        txn.user_data = user_data
         return True
 
     # =================================================== changes from elsewhere ===
@@ -412,10 +433,11 @@ class PresenceAgent:
         whose publication lapsed are notified of their new state."""
         now = self.clock()
         for sub in self.store.take_expired_subscriptions(now):
+            if sub.action == BACKEND:  # our own, lapsed: no NOTIFY is ours to send
+                continue
             sub.state, sub.reason = "terminated", "timeout"
             self.send(sub, save=False)
-            self._told.pop(sub.key, None)
-            if sub.event == PRESENCE and sub.action != RLS:
-                self._winfo_changed(sub.presentity, [sub])
+            self._ended(sub)
+        self.lists.backends.refresh(now)
         for presentity in self.store.take_expired_publications(now):
             self.state_changed(presentity)

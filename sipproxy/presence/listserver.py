@@ -11,8 +11,8 @@ whose ``resources`` are the list's members; the first NOTIFY carries the full st
 Local resources are subscribed to internally: the list server composes their published
 state and applies *their* pres-rules with the list's subscriber as the watcher (so a list
 never shows more than a direct subscription would).  A resource of another domain is
-reported ``pending`` -- this server does not yet send SUBSCRIBEs of its own to other
-domains (docs/presence.md says so).
+subscribed to by SIP (:mod:`.backend`): it is ``pending`` until that domain's NOTIFY says
+otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from sipproxy.presence import pidf, policy, rls
+from sipproxy.presence.backend import Backends
 from sipproxy.presence.subscription import Subscription, new_subscription
 from sipproxy.sip.addressing import Inbound
 from sipproxy.sip.ids import new_tag
@@ -49,8 +50,12 @@ def _id(uri: str) -> str:
 class ListServer:
     """List subscriptions of the agent (``agent.lists``)."""
 
+    #: the ``action`` of list subscriptions' rows
+    action = RLS
+
     def __init__(self, agent: Any) -> None:
         self.agent = agent
+        self.backends = Backends(agent, self)
 
     # -- the list --------------------------------------------------------------------
 
@@ -105,6 +110,7 @@ class ListServer:
         agent.edge.respond(txn, ok)
         log.info("list subscription %s -> %s: %d resources", watcher, list_id, len(members))
         self.notify(sub, None, names=dict(members), first=True)
+        self.backends.ensure(sub)
         return None
 
     # -- NOTIFY ----------------------------------------------------------------------
@@ -114,8 +120,8 @@ class ListServer:
         agent = self.agent
         res = rls.Resource(f"sip:{member}")
         user, _, domain = member.partition("@")
-        if not agent.directory.is_local_domain(domain):
-            return res  # another domain's: pending (no back-end SUBSCRIBE yet)
+        if self.backends.is_foreign(member):
+            return self.backends.resource(sub.watcher, member)
         if agent.directory.account(user, domain) is None:
             res.state, res.reason = "terminated", "noresource"
             return res
@@ -155,6 +161,16 @@ class ListServer:
 
     # -- changes ---------------------------------------------------------------------
 
+    def member_changed(self, watcher: str, member: str) -> None:
+        """A back-end subscription of ``watcher``'s heard news of ``member``."""
+        for sub in self.agent.store.list_subscriptions(member):
+            if sub.watcher == watcher:
+                self.notify(sub, [member])
+
+    def ended(self, sub: Subscription) -> None:
+        """List subscription ``sub`` ended: its back-end subscriptions no other list needs end."""
+        self.backends.release(sub)
+
     def resource_changed(self, member: str) -> None:
         """``member``'s state or rules changed: a partial NOTIFY to each list holding it."""
         cache: dict = {}
@@ -173,3 +189,5 @@ class ListServer:
             if ids != sub.resources:
                 sub.resources = ids
                 self.notify(sub, None, names=dict(members))
+                self.backends.release(sub)  # members gone: their back-ends, unless another list has them
+                self.backends.ensure(sub)

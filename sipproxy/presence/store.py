@@ -26,9 +26,9 @@ PRES_RULES_AUIDS = ("pres-rules", "org.openmobilealliance.pres-rules")
 
 _FIELDS = ("call_id", "from_tag", "to_tag", "event", "event_id", "presentity", "watcher", "watcher_uri",
            "presentity_uri", "remote_target", "route_set", "contact", "source", "local_cseq",
-           "remote_cseq", "state", "reason", "action", "transformations", "version", "expires_at")
-_MUTABLE = ("remote_target", "local_cseq", "remote_cseq", "state", "reason", "action", "transformations",
-            "version", "expires_at")
+           "remote_cseq", "state", "reason", "action", "transformations", "version", "expires_at", "document")
+_MUTABLE = ("from_tag", "remote_target", "route_set", "local_cseq", "remote_cseq", "state", "reason", "action",
+            "transformations", "version", "expires_at", "document")
 
 
 def _sub(row: PresenceSubscription) -> Subscription:
@@ -104,6 +104,22 @@ class PresenceStore:
                 PresenceSubscription.resources.like(f"%\n{resource}\n%"))).all()
             return [_sub(r) for r in rows]
 
+    def backend(self, watcher: str, resource: str, action: str) -> Subscription | None:
+        """The list server's own subscription to ``resource`` for ``watcher``, if any."""
+        with self.sessions() as s:
+            row = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.watcher == watcher, PresenceSubscription.presentity == resource,
+                PresenceSubscription.action == action)).first()
+            return _sub(row) if row is not None else None
+
+    def expiring(self, action: str, before: float) -> list[Subscription]:
+        """Subscriptions decided ``action`` that lapse before ``before`` (to refresh them)."""
+        with self.sessions() as s:
+            rows = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.action == action, PresenceSubscription.state != "terminated",
+                PresenceSubscription.expires_at < int(before)).limit(500)).all()
+            return [_sub(r) for r in rows]
+
     def subscriptions_of(self, watcher: str, action: str) -> list[Subscription]:
         """``watcher``'s subscriptions decided ``action`` (``rls``: its list subscriptions)."""
         with self.sessions() as s:
@@ -113,8 +129,9 @@ class PresenceStore:
 
     def count_watcher(self, watcher: str) -> int:
         with self.sessions() as s:
-            return s.scalar(select(func.count()).select_from(PresenceSubscription)
-                            .where(PresenceSubscription.watcher == watcher)) or 0
+            # (the list server's own back-end subscriptions are bounded by the lists' sizes)
+            return s.scalar(select(func.count()).select_from(PresenceSubscription).where(
+                PresenceSubscription.watcher == watcher, PresenceSubscription.action != "rls-backend")) or 0
 
     def count_presentity(self, presentity: str) -> int:
         with self.sessions() as s:

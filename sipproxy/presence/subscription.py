@@ -74,6 +74,8 @@ class Subscription:
     expires_at: int = 0
     #: a list subscription's resources (RFC 4662), ``user@domain`` each
     resources: tuple[str, ...] = ()
+    #: a back-end subscription's last state document (the list server as subscriber)
+    document: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -250,6 +250,7 @@ def _sample_rows():
                                local_cseq=3, remote_cseq=2, state="active", reason="", action="allow",
                                transformations="provide-all-attributes", version=4,
                                resources="\nbob@example.com\ncarol@example.net\n",
+                               document="<presence/>\u00e9" * 2000,
                                expires_at=1_900_000_000, created=now),
     ]
 

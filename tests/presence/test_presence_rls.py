@@ -10,6 +10,7 @@ from sqlalchemy import select
 from ngnpro.models import PresenceSubscription, XcapDocument
 from sipproxy.presence import rls
 from sipproxy.presence.pidf import XmlError
+from sipproxy.sip.parser import make_response, parse_message
 
 from .messages import request
 from .test_presence_agent import Account, Txn, inbound, world  # noqa: F401 - the fixture
@@ -34,6 +35,10 @@ LISTS_DOC = """<?xml version="1.0"?>
   <list name="far"><entry uri="sip:zed@elsewhere.example"/></list></list>
  <list name="work"><entry uri="sip:eve@example.com"/></list>
 </resource-lists>"""
+
+
+FAR = (b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:zed@elsewhere.example">'
+       b'<tuple id="z"><status><basic>open</basic></status></tuple><note>Far away</note></presence>')
 
 
 def test_find_service_inline_and_by_reference():
@@ -108,12 +113,36 @@ def test_list_subscription_full_then_partial(world):  # noqa: F811
     assert agent.on_request(req, Txn(req), inbound(), Account("carol")) is None
     ok = edge.responses[-1]
     assert ok.status == 200 and ok.headers.get("require") == "eventlist"
-    (first,) = edge.notifies()
+    (first_txn, backend_txn) = edge.sent
+    first = first_txn.request
+    edge.sent.clear()
     root, states, body = _rlmi(first)
     assert root.get("fullState") == "true" and root.get("version") == "0"
     assert states == {"sip:bob@example.com": "active", "sip:dave@example.com": "pending",
                       "sip:zed@elsewhere.example": "pending"}
     assert b"At lunch" in body
+    # the foreign resource: a SUBSCRIBE of the list server's own, on carol's behalf
+    backend = backend_txn.request
+    assert backend.method == "SUBSCRIBE" and str(backend.uri) == "sip:zed@elsewhere.example"
+    assert str(backend.from_.uri) == "sip:carol@example.com" and backend.from_.tag.startswith("rl-")
+    assert backend.headers.get("event") == "presence" and backend.to.tag is None
+    backend_txn.user_data.answered(make_response(backend, 200, to_tag="far1", headers=[
+        ("Contact", "<sip:zed@192.0.2.9:5070>"), ("Expires", "3600")]))
+    far_notify = parse_message((
+        "NOTIFY sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5070;branch=z9hG4bK-far1\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:zed@elsewhere.example>;tag=far1\r\nTo: {backend.headers.get('from')}\r\n"
+        f"Call-ID: {backend.call_id}\r\nCSeq: 1 NOTIFY\r\nContact: <sip:zed@192.0.2.9:5070>\r\n"
+        "Event: presence\r\nSubscription-State: active;expires=3600\r\n"
+        f"Content-Type: application/pidf+xml\r\nContent-Length: {len(FAR)}\r\n\r\n").encode() + FAR)
+    assert agent.owns(far_notify)
+    assert agent.in_dialog(far_notify, Txn(far_notify), inbound()) is None
+    assert edge.responses[-1].status == 200
+    (far,) = edge.notifies()
+    root, states, body = _rlmi(far)
+    assert states == {"sip:zed@elsewhere.example": "active"} and root.get("version") == "1"
+    assert b"Far away" in body
+    stray = parse_message(far_notify.to_bytes().replace(b"tag=far1", b"tag=other"))
+    assert agent.in_dialog(stray, Txn(stray), inbound()).status == 481  # a fork's NOTIFY
     # bob publishes again: one NOTIFY for the list, with bob alone
     etag = agent.store.publications("bob@example.com", agent.clock()).popitem()[0]
     pub = request("PUBLISH", "bob@example.com", from_="bob@example.com", body=doc("p", "closed", "Back soon"),
@@ -121,7 +150,7 @@ def test_list_subscription_full_then_partial(world):  # noqa: F811
     agent.on_request(pub, Txn(pub), inbound(), Account("bob"))
     (partial,) = edge.notifies()
     root, states, body = _rlmi(partial)
-    assert root.get("fullState") == "false" and root.get("version") == "1"
+    assert root.get("fullState") == "false" and root.get("version") == "2"
     assert states == {"sip:bob@example.com": "active"} and b"Back soon" in body
     # dave allows carol: the list hears of it
     with sessions() as s, s.begin():
@@ -130,7 +159,7 @@ def test_list_subscription_full_then_partial(world):  # noqa: F811
     agent.documents_changed("dave@example.com")
     (dave,) = edge.notifies()
     root, states, _ = _rlmi(dave)
-    assert states == {"sip:dave@example.com": "active"} and root.get("version") == "2"
+    assert states == {"sip:dave@example.com": "active"} and root.get("version") == "3"
     # the list changes: a full-state NOTIFY with the new members
     with sessions() as s, s.begin():
         row = s.scalars(select(XcapDocument).where(XcapDocument.auid == "resource-lists")).one()
@@ -138,11 +167,22 @@ def test_list_subscription_full_then_partial(world):  # noqa: F811
     agent.documents_changed("carol@example.com")
     (relisted,) = edge.notifies()
     root, states, _ = _rlmi(relisted)
-    assert root.get("fullState") == "true" and root.get("version") == "3"
-    assert set(states) == {"sip:bob@example.com", "sip:zed@elsewhere.example"}
+    assert root.get("fullState") == "true" and root.get("version") == "4"
+    assert states == {"sip:bob@example.com": "active", "sip:zed@elsewhere.example": "active"}
     with sessions() as s:
         row = s.scalars(select(PresenceSubscription).where(PresenceSubscription.action == "rls")).one()
-        assert row.resources == "\nbob@example.com\nzed@elsewhere.example\n" and row.version == 3
+        assert row.resources == "\nbob@example.com\nzed@elsewhere.example\n" and row.version == 4
+    # carol ends the list subscription: the back-end one ends too (SUBSCRIBE, Expires 0)
+    end = request("SUBSCRIBE", "127.0.0.1:5060", from_="carol@example.com", call_id=req.call_id, cseq=2,
+                  to_tag=ok.to.tag, expires=0)
+    agent.in_dialog(end, Txn(end), inbound())
+    final, unsubscribe = edge.notifies()
+    assert final.headers.get("subscription-state") == "terminated;reason=timeout"
+    assert unsubscribe.method == "SUBSCRIBE" and unsubscribe.headers.get("expires") == "0"
+    assert unsubscribe.to.tag == "far1" and str(unsubscribe.uri) == "sip:zed@192.0.2.9:5070"
+    assert unsubscribe.cseq[0] == backend.cseq[0] + 1
+    with sessions() as s:
+        assert s.scalars(select(PresenceSubscription.id)).all() == []
 
 
 def test_unknown_list_is_404(world):  # noqa: F811

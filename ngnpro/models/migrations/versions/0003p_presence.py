@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column('transformations', sa.String(length=255), nullable=False),
         sa.Column('version', sa.Integer(), nullable=False),
         sa.Column('resources', sa.Text(), nullable=False),
+        sa.Column('document', _DOC, nullable=False),
         sa.Column('expires_at', sa.BigInteger(), nullable=False),
         sa.Column('created', _TS, nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_presence_subscriptions')),
