@@ -71,8 +71,11 @@ def _notify(state: str, body: str | None = None) -> str:
             '      [last_To:]\n      [last_Call-ID:]\n      [last_CSeq:]\n      Content-Length: 0\n\n    ]]></send>\n')
 
 
-def _subscriber(tmp: Path, name: str, event: str, accept: str, notifies: list[str], pause_ms: int = 300) -> str:
+def _subscriber(tmp: Path, name: str, event: str, accept: str, notifies: list[str], pause_ms: int = 300,
+                supported: str = "") -> str:
     text = (SCENARIOS / "pres_subscriber.xml").read_text()
+    if supported:  # on the initial SUBSCRIBE (both of its copies)
+        text = text.replace("Accept: ACCEPT_TYPE", f"Accept: ACCEPT_TYPE\n      Supported: {supported}")
     text = text.replace("EVENT_PACKAGE", event).replace("ACCEPT_TYPE", accept)
     text = text.replace("PAUSE_MS", str(pause_ms)).replace("  <!--NOTIFIES-->\n", "".join(notifies))
     used = [v for v in ("s", "b") if f'assign_to="{v}"' in text]  # sipp refuses unused variables
