@@ -65,7 +65,7 @@ def _subscriptions(url: str) -> list[tuple[str, str, str]]:
 def test_list_of_three_with_a_foreign_resource(proxies, tmp_path):
     near, far = proxies
     zed = f"zed@127.0.0.1:{far.port}"
-    _document(near.url, "rls-services", "carol@example.com", f"""<?xml version="1.0"?>
+    _document(near.url, "rls-services", "carol@example.com", """<?xml version="1.0"?>
 <rls-services xmlns="urn:ietf:params:xml:ns:rls-services">
  <service uri="sip:carol-buddies@example.com">
   <resource-list>http://127.0.0.1:9200/xcap-root/resource-lists/users/sip:carol@example.com/index/~~/resource-lists/list%5b@name=%22buddies%22%5d</resource-list>
