@@ -188,3 +188,42 @@ def test_subscription_flood_is_bounded(proxy, tmp_path):
     assert "SIP/2.0 503 Too Many Subscriptions" in (tmp_path / "more.msg").read_text(errors="replace")
     watchers = [w for (w,) in _rows(proxy.url, PresenceSubscription, "watcher")]
     assert watchers.count("eve@example.com") == 3
+
+
+def test_message_summary_is_routed_and_authorized_like_any_request(proxy, tmp_path):
+    """RFC 3842: the agent does not intercept message-summary; the SUBSCRIBE is challenged,
+    then forked to the user's registered device, whose NOTIFY comes back along the
+    Record-Route."""
+    reg = Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port, rows=[auth_row("bob", "pw-b")])
+    assert reg.wait() == 0, reg.report()
+    mailbox = Sipp(tmp_path, "mailbox", "mwi_uas.xml", proxy.port, port=reg.port, server=True)
+    phone = Sipp(tmp_path, "phone", "mwi_uac.xml", proxy.port, rows=[call_row("carol", "pw-c", "bob")])
+    assert phone.wait() == 0, f"{phone.report()}\n{mailbox.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+    assert mailbox.wait() == 0, mailbox.report()
+    relayed = (tmp_path / "mailbox.msg").read_text(errors="replace")
+    assert "Record-Route: <sip:127.0.0.1:" in relayed and "Proxy-Authorization" not in relayed
+    assert ("1 SUBSCRIBE", 407) in phone.finals() and ("2 SUBSCRIBE", 200) in phone.finals()
+    assert [r for r in _rows(proxy.url, PresenceSubscription, "event") if r[0] == "message-summary"] == []
+
+
+def test_xcap_diff_after_a_document_change(proxy, tmp_path):
+    """RFC 5875: carol subscribes to xcap-diff; a change of one of her documents (written
+    by the XCAP server: a row and a change-feed entry) is told with both entity tags."""
+    engine, sessions = open_database(proxy.url, migrate=False)
+    with sessions() as s, s.begin():
+        s.add(XcapDocument(auid="resource-lists", xui="carol@example.com", filename="index",
+                           document="<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'/>",
+                           etag="rl-1"))
+    carol = Sipp(tmp_path, "diff", _subscriber(tmp_path, "diff_sc", "xcap-diff", "application/xcap-diff+xml", [
+        _notify("active", "sel=.resource-lists/users/sip:carol@example.com/index. new-etag=.rl-1."),
+        _notify("active", "previous-etag=.rl-1. new-etag=.rl-2."),
+    ]), proxy.port, rows=[call_row("carol", "pw-c", "carol")])
+    _wait_for(tmp_path / "diff.msg", 'new-etag="rl-1"')
+    with sessions() as s, s.begin():
+        row = s.scalars(select(XcapDocument).where(XcapDocument.xui == "carol@example.com")).one()
+        row.document, row.etag = "<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'><list/>" \
+                                 "</resource-lists>", "rl-2"
+        record_change(s, "xcap", "resource-lists/carol@example.com/index")
+    engine.dispose()
+    assert carol.wait() == 0, f"{carol.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+    assert "Content-Type: application/xcap-diff+xml" in (tmp_path / "diff.msg").read_text(errors="replace")
