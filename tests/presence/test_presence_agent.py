@@ -3,112 +3,15 @@ PUBLISH -> NOTIFYs, pres-rules changes, winfo, expiry, 481, flood bounds, xcap-d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import pytest
 from sqlalchemy import select
 
-from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument, open_database
-from sipproxy.presence.agent import PresenceAgent
-from sipproxy.presence.store import PresenceStore
-from sipproxy.presence.subscription import Settings
-from sipproxy.sip.addressing import Inbound, Listener, Peer
+from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument
 from sipproxy.sip.parser import Response
 
 from .messages import request
+from .support import Account, Txn, inbound
 from .test_presence_pidf import doc
 from .test_presence_policy import ALL, rule, rules
-
-LISTENER = Listener("udp", "127.0.0.1", 5060)
-
-
-@dataclass
-class Account:
-    username: str
-    domain: str = "example.com"
-    blocked: bool = False
-
-    @property
-    def sip_id(self) -> str:
-        return f"{self.username}@{self.domain}"
-
-
-class Directory:
-    accounts = {"bob", "carol", "dave", "eve"}
-
-    def is_local_domain(self, domain):  # noqa: ANN001, ANN201
-        return domain == "example.com"
-
-    def account(self, user, domain):  # noqa: ANN001, ANN201
-        return Account(user, domain) if user in self.accounts and domain == "example.com" else None
-
-    def alias(self, user, domain):  # noqa: ANN001, ANN201
-        return ("bob", "example.com") if user == "robert" else None
-
-
-class Txn:
-    def __init__(self, request) -> None:  # noqa: ANN001
-        self.request, self.user_data = request, None
-
-
-class Edge:
-    def __init__(self) -> None:
-        self.responses: list[Response] = []
-        self.sent: list[Txn] = []
-
-    def respond(self, txn, response):  # noqa: ANN001, ANN201
-        self.responses.append(response)
-
-    def send_request(self, request, dest, branch=None):  # noqa: ANN001, ANN201
-        txn = Txn(request)
-        self.sent.append(txn)
-        return txn
-
-    def resolve(self, uri):  # noqa: ANN001, ANN201
-        return Peer("udp", uri.host, uri.port or 5060)
-
-    def connected(self, peer):  # noqa: ANN001, ANN201
-        return False
-
-    def listener_for(self, transport, host=None):  # noqa: ANN001, ANN201
-        return LISTENER
-
-    def via_for(self, listener, branch):  # noqa: ANN001, ANN201
-        return f"SIP/2.0/UDP 127.0.0.1:5060;branch={branch}"
-
-    def branch_suffix(self) -> str:
-        return str(len(self.sent))
-
-    def call_later(self, delay, fn, *args):  # noqa: ANN001, ANN201
-        fn(*args)
-
-    def notifies(self) -> list:
-        out = [t.request for t in self.sent]
-        self.sent.clear()
-        return out
-
-
-class Clock:
-    now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def world(db_url):
-    engine, sessions = open_database(db_url)
-    edge, clock = Edge(), Clock()
-    agent = PresenceAgent(edge, PresenceStore(sessions), Directory(),
-                          Settings(min_expires=60, max_expires=3600, default_expires=600,
-                                   max_per_watcher=3, max_per_presentity=5),
-                          xcap_root="http://xcap.example.com/xcap-root/", clock=clock)
-    yield agent, edge, sessions, clock
-    engine.dispose()
-
-
-def inbound() -> Inbound:
-    return Inbound(b"", Peer("udp", "192.0.2.5", 5062), LISTENER)
 
 
 def subscribe(agent, watcher="carol", target="bob@example.com", event="presence", **kw):  # noqa: ANN001, ANN201

@@ -82,3 +82,13 @@ def test_publish_refusals():
     assert bad.response.status == 400 and bad.action == ""
     big = publication.handle_publish(publish(body=doc("a", "open", "x" * 5000)), "b", {}, now, SETTINGS)
     assert big.response.status == 413
+
+
+def test_change_feed_names_the_trees_whose_documents_changed():
+    from ngnpro.models.changes import Change
+    from sipproxy.presence.service import changed_trees
+
+    changes = [Change(1, "xcap", "pres-rules/bob@example.com/index"), Change(2, "sip_account", "bob@example.com"),
+               Change(3, "xcap", "resource-lists/sip:carol@example.com/index"),
+               Change(4, "xcap", "pres-rules/bob@example.com/index"), Change(5, "xcap", "malformed")]
+    assert changed_trees(changes) == ["bob@example.com", "carol@example.com"]

@@ -13,7 +13,7 @@ from sipproxy.presence.pidf import XmlError
 from sipproxy.sip.parser import make_response, parse_message
 
 from .messages import request
-from .test_presence_agent import Account, Txn, inbound, world  # noqa: F401 - the fixture
+from .support import Account, Txn, inbound
 from .test_presence_pidf import doc
 from .test_presence_policy import ALL, rule, rules
 
@@ -93,7 +93,7 @@ def _rlmi(notify):  # noqa: ANN001, ANN202
     return root, states, notify.body
 
 
-def test_list_subscription_full_then_partial(world):  # noqa: F811
+def test_list_subscription_full_then_partial(world):
     agent, edge, sessions, _ = world
     with sessions() as s, s.begin():
         s.add(XcapDocument(auid="rls-services", xui="carol@example.com", filename="index", document=RLS_DOC,
@@ -185,7 +185,7 @@ def test_list_subscription_full_then_partial(world):  # noqa: F811
         assert s.scalars(select(PresenceSubscription.id)).all() == []
 
 
-def test_unknown_list_is_404(world):  # noqa: F811
+def test_unknown_list_is_404(world):
     agent, edge, _, _ = world
     req = request("SUBSCRIBE", "nolist@example.com", from_="carol@example.com", extra=("Supported: eventlist",))
     assert agent.on_request(req, Txn(req), inbound(), Account("carol")).status == 404
