@@ -120,7 +120,7 @@ class PresenceAgent:
         if presentity is None:
             return make_response(req, 404, "User Not Found", to_tag=new_tag())
         if req.method == "PUBLISH":
-            return self._publish(req, presentity, account)
+            return self._publish(req, txn, presentity, account)
         return self._subscribe(req, txn, inbound, presentity, account)
 
     def in_dialog(self, req: Request, txn: Transaction, inbound: Inbound) -> Response | None:
@@ -202,7 +202,7 @@ class PresenceAgent:
                    account: Any) -> Response | None:
         package, event_id = parse_event(req.headers.get("event"))
         if package not in PACKAGES:
-            return make_response(req, 489, to_tag=new_tag(), headers=[("Allow-Events", ALLOW_EVENTS)])
+            return make_response(req, 489, "Bad Event", to_tag=new_tag(), headers=[("Allow-Events", ALLOW_EVENTS)])
         expires = granted_expires(req, self.settings)
         if isinstance(expires, Response):
             return expires
@@ -243,16 +243,18 @@ class PresenceAgent:
 
     # ==================================================================== PUBLISH ===
 
-    def _publish(self, req: Request, presentity: str, account: Any) -> Response:
+    def _publish(self, req: Request, txn: Transaction, presentity: str, account: Any) -> Response | None:
         if account is None or account.sip_id != presentity:
             return make_response(req, 403, "Not Your Presentity", to_tag=new_tag())
         now = self.clock()
         outcome = handle_publish(req, presentity, self.store.publications(presentity, now), now, self.settings)
         if outcome.action and not self.store.apply(outcome):
-            return make_response(req, 412, to_tag=new_tag())
-        if outcome.changed:
-            self.edge.call_later(0, self.state_changed, presentity)  # after the 200 has gone
-        return outcome.response
+            return make_response(req, 412, "Conditional Request Failed", to_tag=new_tag())
+        if not outcome.changed:
+            return outcome.response
+        self.edge.respond(txn, outcome.response)  # the 200 first, then the watchers' NOTIFYs
+        self.state_changed(presentity)
+        return None
 
     def state_changed(self, presentity: str) -> None:
         """The composed state of ``presentity`` changed: a NOTIFY to each active watcher."""

@@ -64,7 +64,7 @@ def handle_publish(req: Request, presentity: str, current: dict[str, Publication
     """Decide a PUBLISH for ``presentity`` whose live publications are ``current`` (by tag)."""
     package, _ = parse_event(req.headers.get("event"))
     if package != "presence":
-        return _refuse(req, 489, headers=[("Allow-Events", "presence")])
+        return _refuse(req, 489, "Bad Event", headers=[("Allow-Events", "presence")])
     expires = granted_expires(req, settings)
     if isinstance(expires, Response):
         return Outcome(expires)
@@ -90,7 +90,7 @@ def handle_publish(req: Request, presentity: str, current: dict[str, Publication
         return Outcome(_ok(req, pub.etag, expires), "insert", pub, changed=True)
     old = current.get(match)
     if old is None or old.expires_at <= now:
-        return _refuse(req, 412)
+        return _refuse(req, 412, "Conditional Request Failed")
     if expires == 0:
         return Outcome(_ok(req, old.etag, 0), "remove", None, old_etag=old.etag, changed=True)
     document = body.decode("utf-8", "replace") if body else old.document

@@ -105,7 +105,7 @@ def granted_expires(req: Request, settings: Settings) -> int | Response:
     always allowed: it ends or fetches); a 400 when the Expires is malformed."""
     raw = req.headers.get("expires")
     if raw is None:
-        return settings.default_expires
+        return min(settings.default_expires, settings.max_expires)
     expires = req.expires
     if expires is None:
         return make_response(req, 400, "Bad Expires", to_tag=new_tag())

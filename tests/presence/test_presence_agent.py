@@ -33,7 +33,8 @@ def test_pending_watcher_confirmed_by_rules_then_sees_published_state(world):
     agent, edge, sessions, clock = world
     req = request("PUBLISH", "bob@example.com", from_="bob@example.com", expires=600,
                   body=doc("phone", "open", "Busy coding"))
-    published = agent.on_request(req, Txn(req), inbound(), Account("bob"))
+    assert agent.on_request(req, Txn(req), inbound(), Account("bob")) is None  # answered by the agent
+    published = edge.responses[-1]
     assert published.status == 200 and published.headers.get("sip-etag")
     # bob watches his own watchers
     _, out = subscribe(agent, "bob", event="presence.winfo")
@@ -60,7 +61,8 @@ def test_pending_watcher_confirmed_by_rules_then_sees_published_state(world):
     etag = published.headers.get("sip-etag")
     req = request("PUBLISH", "bob@example.com", from_="bob@example.com", expires=600,
                   body=doc("phone", "closed", "Gone home"), extra=(f"SIP-If-Match: {etag}",))
-    assert agent.on_request(req, Txn(req), inbound(), Account("bob")).status == 200
+    assert agent.on_request(req, Txn(req), inbound(), Account("bob")) is None
+    assert edge.responses[-1].status == 200
     (update,) = edge.notifies()
     assert b"Gone home" in update.body and update.cseq == (3, "NOTIFY")
     # bob blocks carol: terminated;reason=rejected, the row is gone

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ngnpro.models import (
     PresencePublication,
@@ -227,3 +227,41 @@ def test_xcap_diff_after_a_document_change(proxy, tmp_path):
     engine.dispose()
     assert carol.wait() == 0, f"{carol.report()}\n--- proxy\n{proxy.output()[-4000:]}"
     assert "Content-Type: application/xcap-diff+xml" in (tmp_path / "diff.msg").read_text(errors="replace")
+
+
+def test_publication_life_cycle_and_what_a_watcher_sees(proxy, tmp_path):
+    """RFC 3903 with sipp: publish, modify (the watcher is notified), refresh (not notified),
+    remove (notified: closed), and a stale SIP-If-Match: 412."""
+    _write_rules(proxy.url, RULES.replace("IDENTITIES", '<cr:one id="sip:frank@example.com"/>'), "r9")
+    engine, sessions = open_database(proxy.url, migrate=False)
+    with sessions() as s, s.begin():  # bob starts with no publication: closed
+        s.execute(delete(PresencePublication))
+    engine.dispose()
+    frank = Sipp(tmp_path, "frank", _subscriber(tmp_path, "frank_sc", "presence", "application/pidf+xml", [
+        _notify("active", "basic.closed..basic"),
+        _notify("active", "At the desk"),
+        _notify("active", "Out for lunch"),
+        _notify("active", "basic.closed..basic"),
+    ], pause_ms=300), proxy.port, rows=[call_row("frank", "pw-f", "bob")])
+    _wait_for(tmp_path / "frank.msg", "Subscription-State: active")
+    (tmp_path / "first.pidf").write_text(PIDF.replace("Busy coding", "At the desk"))
+    (tmp_path / "second.pidf").write_text(PIDF.replace("Busy coding", "Out for lunch"))
+    text = (SCENARIOS / "pres_publish_cycle.xml").read_text()
+    text = text.replace("FIRST_BODY", f"[file name={tmp_path / 'first.pidf'}]")
+    text = text.replace("SECOND_BODY", f"[file name={tmp_path / 'second.pidf'}]").replace("PAUSE_MS", "300")
+    (tmp_path / "cycle.xml").write_text(text)
+    cycle = Sipp(tmp_path, "cycle", str(tmp_path / "cycle.xml"), proxy.port, rows=[auth_row("bob", "pw-b")])
+    assert cycle.wait() == 0, f"{cycle.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+    assert frank.wait() == 0, f"{frank.report()}\n--- proxy\n{proxy.output()[-4000:]}"
+    assert cycle.finals() >= {("2 PUBLISH", 200), ("3 PUBLISH", 200), ("4 PUBLISH", 200),
+                              ("5 PUBLISH", 200), ("6 PUBLISH", 412)}
+    etags = [ln.split(":", 1)[1].strip() for ln in (tmp_path / "cycle.msg").read_text().splitlines()
+             if ln.lower().startswith("sip-etag:")]
+    # a new tag on every change, refresh included; the removal's 200 names the tag removed
+    assert len(etags) == 4 and len(set(etags[:3])) == 3 and etags[3] == etags[2]
+    assert "SIP/2.0 412 Conditional Request Failed" in (tmp_path / "cycle.msg").read_text()
+    frank_trace = (tmp_path / "frank.msg").read_text(errors="replace")
+    # four NOTIFYs with state, the refresh made none; the last (after the removal) is closed
+    notifies = [b for b in frank_trace.split("NOTIFY sip:")[1:] if "Content-Type: application/pidf+xml" in b]
+    assert len(notifies) == 4 and "Out for lunch" not in notifies[3] and "At the desk" not in notifies[3]
+    assert _rows(proxy.url, PresencePublication, "etag") == []
