@@ -54,7 +54,7 @@ def proxy(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("presence")
     with module_database(request.param, tmp) as url:
         provision(url, users=USERS)
-        p = ProxyProcess(tmp, url, presence_max_subscriptions_per_watcher=3)
+        p = ProxyProcess(tmp, url, presence_max_subscriptions_per_watcher=3, presence_max_pidf_bytes=4096)
         p.url = url
         yield p
         p.stop()
@@ -163,17 +163,27 @@ def test_watcher_confirmed_through_winfo_and_rules_then_sees_state_and_polite_bl
     assert [w for (w,) in _rows(proxy.url, PresenceSubscription, "watcher") if w != "bob@example.com"] == []
 
 
-def test_xxe_pidf_is_refused_and_changes_nothing(proxy, tmp_path):
+XXE = ('<?xml version="1.0"?><!DOCTYPE presence [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+       f'<presence {PIDF_NS} entity="sip:bob@example.com"><note>&x;</note></presence>')
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE presence [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+          '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>'
+          f'<presence {PIDF_NS} entity="sip:bob@example.com"><note>&d;</note></presence>')
+HUGE = PIDF.replace("Busy coding", "x" * 5000)
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    (XXE, 400, "Bad PIDF"), (LAUGHS, 400, "Bad PIDF"), (HUGE, 413, "PIDF Document Too Large"),
+    (PIDF.replace("urn:ietf:params:xml:ns:pidf", "urn:example:not-pidf"), 400, "Bad PIDF"),
+], ids=["xxe", "billion-laughs", "oversize", "not-pidf"])
+def test_bad_pidf_is_refused_and_changes_nothing(proxy, tmp_path, body, status, reason):
     before = _rows(proxy.url, PresencePublication, "etag", "document")
-    xxe = ('<?xml version="1.0"?><!DOCTYPE presence [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-           f'<presence {PIDF_NS} entity="sip:bob@example.com"><note>&x;</note></presence>')
-    sipp = _publish(tmp_path, proxy, "xxe", xxe, status=400)
-    trace = (tmp_path / "xxe.msg").read_text(errors="replace")
-    assert '<!DOCTYPE presence [<!ENTITY x SYSTEM "file:///etc/passwd">]>' in trace  # really sent
-    assert "SIP/2.0 400 Bad PIDF" in trace
-    assert sipp.finals() >= {("2 PUBLISH", 400)}
+    sipp = _publish(tmp_path, proxy, "bad", body, status=status)
+    trace = (tmp_path / "bad.msg").read_text(errors="replace")
+    assert body[:60] in trace  # really sent
+    assert f"SIP/2.0 {status} {reason}" in trace
+    assert sipp.finals() >= {("2 PUBLISH", status)}
     assert _rows(proxy.url, PresencePublication, "etag", "document") == before
-    assert "root:" not in (tmp_path / "xxe.msg").read_text(errors="replace")
+    assert "root:" not in trace
 
 
 def test_subscription_flood_is_bounded(proxy, tmp_path):
@@ -265,3 +275,39 @@ def test_publication_life_cycle_and_what_a_watcher_sees(proxy, tmp_path):
     notifies = [b for b in frank_trace.split("NOTIFY sip:")[1:] if "Content-Type: application/pidf+xml" in b]
     assert len(notifies) == 4 and "Out for lunch" not in notifies[3] and "At the desk" not in notifies[3]
     assert _rows(proxy.url, PresencePublication, "etag") == []
+
+
+def test_a_481_to_a_notify_ends_the_subscription(proxy, tmp_path):
+    """RFC 6665 4.2.2: the subscriber says it knows no such dialog; the agent forgets it."""
+    scenario = tmp_path / "forgetful.xml"
+    text = (SCENARIOS / "pres_subscribe_once.xml").read_text()
+    scenario.write_text(text.replace("SIP/2.0 200 OK", "SIP/2.0 481 Call/Transaction Does Not Exist"))
+    sipp = Sipp(tmp_path, "forgetful", str(scenario), proxy.port, rows=[call_row("frank", "pw-f", "bob")])
+    assert sipp.wait() == 0, sipp.report()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and ("frank@example.com",) in _rows(proxy.url, PresenceSubscription, "watcher"):
+        time.sleep(0.05)
+    assert ("frank@example.com",) not in _rows(proxy.url, PresenceSubscription, "watcher")
+    assert "NOTIFY to frank@example.com answered 481: subscription to bob@example.com ended" in proxy.output()
+
+
+def test_a_second_proxy_on_the_same_database_notifies_the_same_subscription(proxy, tmp_path):
+    """Subscriptions live in SQL: carol subscribes through this proxy, bob publishes through
+    another one sharing the database, and that one sends carol the NOTIFY, in her dialog,
+    with the next CSeq."""
+    _write_rules(proxy.url, RULES.replace("IDENTITIES", '<cr:one id="sip:carol@example.com"/>'), "r-shared")
+    (tmp_path / "other").mkdir()
+    other = ProxyProcess(tmp_path / "other", proxy.url)
+    try:
+        carol = Sipp(tmp_path, "carol", _subscriber(tmp_path, "carol_sc", "presence", "application/pidf+xml", [
+            _notify("active"),
+            _notify("active", "Written through the other proxy"),
+        ]), proxy.port, rows=[call_row("carol", "pw-c", "bob")])
+        _wait_for(tmp_path / "carol.msg", "Subscription-State: active")
+        _publish(tmp_path, other, "publish", PIDF.replace("Busy coding", "Written through the other proxy"))
+        assert carol.wait() == 0, f"{carol.report()}\n--- other\n{other.output()[-3000:]}"
+    finally:
+        other.stop()
+    notifies = (tmp_path / "carol.msg").read_text(errors="replace").split("NOTIFY sip:")[1:]
+    assert f"Via: SIP/2.0/UDP 127.0.0.1:{other.port};" in notifies[1] and "CSeq: 2 NOTIFY" in notifies[1]
+    assert f"Via: SIP/2.0/UDP 127.0.0.1:{proxy.port};" in notifies[0]
