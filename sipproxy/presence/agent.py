@@ -217,7 +217,7 @@ class PresenceAgent:
         sub = new_subscription(req, package, event_id, presentity, watcher, contact,
                                str(inbound.source), expires, now)
         if package == PRESENCE:
-            decision = policy.decide(self.store.rules(presentity), watcher, owner=presentity)
+            decision = self.decide(self.store.rules(presentity), watcher, presentity)
             if decision.action == policy.BLOCK:
                 log.info("SUBSCRIBE %s -> %s: blocked by the pres-rules", watcher, presentity)
                 return make_response(req, 403, "Blocked", to_tag=new_tag())
@@ -275,13 +275,19 @@ class PresenceAgent:
         entity = f"sip:{presentity}"
         return pidf.compose(entity, docs) if docs else pidf.neutral(entity)
 
+    def decide(self, rules: str | None, watcher: str, presentity: str) -> policy.Decision:
+        """The pres-rules' decision for ``watcher``, who is also known by its aliases (a
+        rule may name a local watcher by any address of its account)."""
+        aliases = self.store.aliases(watcher) if self.directory.is_local_domain(watcher.rpartition("@")[2]) else ()
+        return policy.decide(rules, watcher, owner=presentity, aliases=tuple(aliases))
+
     def _presence_body(self, sub: Subscription, document: etree._Element | None,
                        rules: str | None) -> tuple[bytes, str]:
         if document is None:
             document = self.composed(sub.presentity)
         if sub.action == policy.POLITE_BLOCK:
             return pidf.serialise(pidf.neutral(f"sip:{sub.presentity}")), pidf.CONTENT_TYPE
-        decision = policy.decide(rules, sub.watcher, owner=sub.presentity)
+        decision = self.decide(rules, sub.watcher, sub.presentity)
         return pidf.serialise(pidf.transform(document, decision.transformations)), pidf.CONTENT_TYPE
 
     # ============================================================ NOTIFY and state ===
@@ -390,7 +396,7 @@ class PresenceAgent:
         changed = []
         document = None
         for sub in self.store.subscriptions(presentity, PRESENCE):
-            decision = policy.decide(rules, sub.watcher, owner=presentity)
+            decision = self.decide(rules, sub.watcher, presentity)
             old_action, old_state = sub.action, sub.state
             if decision.action == old_action and decision.transformations.text() == sub.transformations:
                 continue
@@ -429,6 +435,21 @@ class PresenceAgent:
                     self.send(sub, xcapdiff.xcap_diff(self.xcap_root, xui, changes), xcapdiff.CONTENT_TYPE)
         self.rules_changed(xui)
         self.lists.documents_changed(xui)
+
+    def account_changed(self, account: str) -> None:
+        """An account changed; when it is gone, every subscription to it ends
+        (``terminated;reason=noresource``) and its publications go."""
+        if self.store.account_exists(account):
+            return
+        ended = 0
+        for event in (WINFO, XCAP_DIFF, PRESENCE):  # its own winfo first: it hears no more
+            for sub in self.store.subscriptions(account, event):
+                if sub.action not in (RLS, BACKEND):
+                    self.terminate(sub, "noresource")
+                    ended += 1
+        if self.store.remove_publications(account) or ended:
+            log.info("account %s removed: %d subscriptions to it ended", account, ended)
+        self.lists.resource_changed(account)
 
     def sweep(self) -> None:
         """Expiry: lapsed subscriptions get their final NOTIFY (``timeout``); presentities

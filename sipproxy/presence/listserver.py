@@ -122,13 +122,13 @@ class ListServer:
         user, _, domain = member.partition("@")
         if self.backends.is_foreign(member):
             return self.backends.resource(sub.watcher, member)
-        if agent.directory.account(user, domain) is None:
+        if agent.directory.account(user, domain) is None or not agent.store.account_exists(member):
             res.state, res.reason = "terminated", "noresource"
             return res
         if member not in cache:
             cache[member] = (agent.store.rules(member), agent.composed(member))
         rules, document = cache[member]
-        decision = policy.decide(rules, sub.watcher, owner=member)
+        decision = agent.decide(rules, sub.watcher, member)
         if decision.action == policy.BLOCK:
             res.state, res.reason = "terminated", "rejected"
         elif decision.action == policy.CONFIRM:

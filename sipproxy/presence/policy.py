@@ -140,10 +140,12 @@ def parse_rules(document: bytes | str, max_bytes: int = 1 << 20) -> list[Rule]:
     return rules
 
 
-def evaluate(rules: list[Rule], watcher: str, anonymous: bool = False) -> Decision:
-    """The decision for ``watcher`` (``user@domain``) under ``rules``."""
-    watcher = _identity(watcher)
-    identified = [r for r in rules if r.has_identity and not anonymous and r.matches_identity(watcher)]
+def evaluate(rules: list[Rule], watcher: str, anonymous: bool = False, aliases: tuple[str, ...] = ()) -> Decision:
+    """The decision for ``watcher`` (``user@domain``) under ``rules``; a rule naming one of
+    the watcher's ``aliases`` names the watcher (the same account)."""
+    names = [_identity(watcher), *(_identity(a) for a in aliases)]
+    identified = [r for r in rules if r.has_identity and not anonymous
+                  and any(r.matches_identity(n) for n in names)]
     matched = []
     for rule in rules:
         if rule.has_identity:
@@ -167,7 +169,8 @@ def evaluate(rules: list[Rule], watcher: str, anonymous: bool = False) -> Decisi
     return Decision(action or CONFIRM, t, tuple(r.id for r in matched))
 
 
-def decide(document: bytes | str | None, watcher: str, *, owner: str = "") -> Decision:
+def decide(document: bytes | str | None, watcher: str, *, owner: str = "",
+           aliases: tuple[str, ...] = ()) -> Decision:
     """The decision from a whole document (None: the presentity has none).
 
     The presentity itself is always allowed everything (a user sees its own state); an
@@ -181,4 +184,4 @@ def decide(document: bytes | str | None, watcher: str, *, owner: str = "") -> De
         rules = parse_rules(document)
     except XmlError:
         return Decision(CONFIRM, Transformations())
-    return evaluate(rules, watcher)
+    return evaluate(rules, watcher, aliases=aliases)

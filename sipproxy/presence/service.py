@@ -24,6 +24,8 @@ log = logging.getLogger("sipproxy.presence")
 
 #: the change feed's topic for XCAP documents (key ``auid/xui/filename``)
 TOPIC_XCAP = "xcap"
+#: ngnpro's topic for accounts (key ``user@domain``): a removed account's subscriptions end
+TOPIC_SIP_ACCOUNT = "sip_account"
 
 
 def changed_trees(changes: list[Change]) -> list[str]:
@@ -54,6 +56,12 @@ class PresenceService(FeedFollower):
         self._last_sweep = clock()
 
     def apply(self, changes: list[Change]) -> None:
+        accounts = {c.key for c in changes if c.topic == TOPIC_SIP_ACCOUNT and "@" in c.key}
+        for account in sorted(accounts):
+            try:
+                self.agent.account_changed(account)
+            except Exception:  # noqa: BLE001 - one account's failure must not stop the others
+                log.exception("presence: cannot apply the change of account %s", account)
         for xui in changed_trees(changes):
             try:
                 self.agent.documents_changed(xui)

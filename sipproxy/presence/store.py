@@ -15,7 +15,13 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument
+from ngnpro.models import (
+    PresencePublication,
+    PresenceSubscription,
+    SipAccount,
+    SipAlias,
+    XcapDocument,
+)
 from sipproxy.presence.publication import Outcome, Publication
 from sipproxy.presence.subscription import Subscription
 
@@ -175,6 +181,11 @@ class PresenceStore:
                     PresencePublication.etag == outcome.old_etag)).rowcount or 0) > 0
         return True
 
+    def remove_publications(self, presentity: str) -> int:
+        with self.sessions() as s, s.begin():
+            return s.execute(delete(PresencePublication).where(
+                PresencePublication.presentity == presentity)).rowcount or 0
+
     def take_expired_publications(self, now: float) -> set[str]:
         """Remove lapsed publications; the presentities whose state this call changed."""
         with self.sessions() as s:
@@ -186,6 +197,31 @@ class PresenceStore:
                 if s.execute(delete(PresencePublication).where(PresencePublication.etag == etag)).rowcount:
                     changed.add(presentity)
         return changed
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def aliases(self, account: str) -> list[str]:
+        """The aliases (``user@domain``) that lead to ``account`` (two levels of chains)."""
+        found: list[str] = []
+        targets = [account]
+        with self.sessions() as s:
+            for _ in range(2):
+                rows = []
+                for target in targets:
+                    user, _, domain = target.rpartition("@")
+                    rows += s.execute(select(SipAlias.username, SipAlias.domain).where(
+                        SipAlias.target_username == user, SipAlias.target_domain == domain)).all()
+                targets = [f"{u}@{d}" for u, d in rows if f"{u}@{d}" not in found]
+                found += targets
+                if not targets:
+                    break
+        return found
+
+    def account_exists(self, account: str) -> bool:
+        user, _, domain = account.rpartition("@")
+        with self.sessions() as s:
+            return s.scalar(select(SipAccount.id).where(SipAccount.username == user,
+                                                        SipAccount.domain == domain)) is not None
 
     # -- XCAP documents ------------------------------------------------------------------
 

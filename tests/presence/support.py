@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ngnpro.models import open_database
+from ngnpro.models import SipAccount, SipAlias, SipDomain, open_database
 from sipproxy.presence.agent import PresenceAgent
 from sipproxy.presence.store import PresenceStore
 from sipproxy.presence.subscription import Settings
@@ -27,7 +27,9 @@ class Account:
 
 
 class Directory:
-    accounts = {"bob", "carol", "dave", "eve"}
+    """bob, carol, dave, eve and u0..u99 of example.com (the rows are in the database too)."""
+
+    accounts = {"bob", "carol", "dave", "eve", *(f"u{i}" for i in range(100))}
 
     def is_local_domain(self, domain):  # noqa: ANN001, ANN201
         return domain == "example.com"
@@ -90,6 +92,12 @@ class Clock:
 
 def make_world(db_url):  # noqa: ANN001, ANN201
     engine, sessions = open_database(db_url)
+    with sessions() as s, s.begin():  # the accounts Directory knows, and an alias of bob's
+        s.add(SipDomain(domain="example.com"))
+        s.flush()
+        for user in sorted(Directory.accounts):
+            s.add(SipAccount(username=user, domain="example.com", ha1="", ha1b="", ha1_sha256=""))
+        s.add(SipAlias(username="robert", domain="example.com", target_username="bob", target_domain="example.com"))
     edge, clock = Edge(), Clock()
     agent = PresenceAgent(edge, PresenceStore(sessions), Directory(),
                           Settings(min_expires=60, max_expires=3600, default_expires=600,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ngnpro.models import PresencePublication, PresenceSubscription, XcapDocument
+from ngnpro.models import PresencePublication, PresenceSubscription, SipAccount, XcapDocument
 from sipproxy.sip.parser import Response
 
 from .messages import request
@@ -198,3 +198,31 @@ def test_xcap_diff_lists_old_and_new_etags(world):
     (change,) = edge.notifies()
     assert b'previous-etag="e1"' in change.body and b'new-etag="e2"' in change.body
     assert change.headers.get("content-type") == "application/xcap-diff+xml"
+
+
+def test_a_rule_naming_an_alias_names_the_watcher(world):
+    agent, edge, sessions, _ = world
+    write_rules(sessions, "carol@example.com",
+                rules(rule("r", '<identity><one id="sip:robert@example.com"/></identity>', "allow", ALL)))
+    subscribe(agent, "bob", target="carol@example.com")  # bob is also robert@example.com
+    (notify,) = edge.notifies()
+    assert notify.headers.get("subscription-state").startswith("active;")
+    subscribe(agent, "eve", target="carol@example.com")
+    (other,) = edge.notifies()
+    assert other.headers.get("subscription-state").startswith("pending;")
+
+
+def test_a_removed_account_ends_its_subscriptions_with_noresource(world):
+    agent, edge, sessions, _ = world
+    subscribe(agent, "carol", target="dave@example.com")
+    subscribe(agent, "dave", target="dave@example.com", event="presence.winfo")
+    edge.notifies()
+    agent.account_changed("dave@example.com")  # still there: nothing happens
+    assert edge.notifies() == []
+    with sessions() as s, s.begin():
+        s.delete(s.scalars(select(SipAccount).where(SipAccount.username == "dave")).one())
+    agent.account_changed("dave@example.com")
+    states = sorted(n.headers.get("subscription-state") for n in edge.notifies())
+    assert states == ["terminated;reason=noresource", "terminated;reason=noresource"]
+    with sessions() as s:
+        assert s.scalars(select(PresenceSubscription.id)).all() == []

@@ -189,3 +189,22 @@ def test_unknown_list_is_404(world):
     agent, edge, _, _ = world
     req = request("SUBSCRIBE", "nolist@example.com", from_="carol@example.com", extra=("Supported: eventlist",))
     assert agent.on_request(req, Txn(req), inbound(), Account("carol")).status == 404
+
+
+def test_a_list_of_100_gets_one_notify_per_change(world):
+    agent, edge, sessions, _ = world
+    entries = "".join(f'<rl:entry uri="sip:u{i}@example.com"/>' for i in range(100))
+    with sessions() as s, s.begin():
+        s.add(XcapDocument(auid="rls-services", xui="carol@example.com", filename="index", etag="a", document=(
+            '<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" '
+            'xmlns:rl="urn:ietf:params:xml:ns:resource-lists"><service uri="sip:carol-all@example.com">'
+            f'<list name="all">{entries}</list></service></rls-services>')))
+    req = request("SUBSCRIBE", "carol-all@example.com", from_="carol@example.com", extra=("Supported: eventlist",))
+    agent.on_request(req, Txn(req), inbound(), Account("carol"))
+    (full,) = edge.notifies()
+    assert len(_rlmi(full)[1]) == 100
+    for i in (7, 42, 99):
+        pub = request("PUBLISH", f"u{i}@example.com", from_=f"u{i}@example.com", body=doc("p", "open"))
+        agent.on_request(pub, Txn(pub), inbound(), Account(f"u{i}"))
+        (one,) = edge.notifies()  # one NOTIFY per change, naming that resource alone
+        assert list(_rlmi(one)[1]) == [f"sip:u{i}@example.com"]
