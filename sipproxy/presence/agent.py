@@ -38,6 +38,7 @@ from sipproxy.presence.subscription import (
     Subscription,
     build_notify,
     ends_subscription,
+    dialog_headers,
     granted_expires,
     new_subscription,
     parse_event,
@@ -226,8 +227,7 @@ class PresenceAgent:
             sub.state = "pending" if decision.action == policy.CONFIRM else "active"
         else:
             sub.action, sub.state = policy.ALLOW, "active"
-        ok = make_response(req, 200, to_tag=sub.to_tag,
-                           headers=[("Expires", str(expires)), ("Contact", contact)])
+        ok = make_response(req, 200, to_tag=sub.to_tag, headers=dialog_headers(req, expires, contact))
         if expires == 0:  # a fetch (RFC 6665 4.4.3): the state once, no subscription kept
             self.edge.respond(txn, ok)
             sub.state, sub.reason = "terminated", "timeout"

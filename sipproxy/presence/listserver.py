@@ -22,7 +22,7 @@ from typing import Any
 
 from sipproxy.presence import pidf, policy, rls
 from sipproxy.presence.backend import Backends
-from sipproxy.presence.subscription import Subscription, new_subscription
+from sipproxy.presence.subscription import Subscription, dialog_headers, new_subscription
 from sipproxy.sip.addressing import Inbound
 from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import Request, Response, make_response
@@ -99,8 +99,8 @@ class ListServer:
                                expires, agent.clock())
         sub.action, sub.state = RLS, "active"
         sub.resources = tuple(m for m, _ in members)
-        ok = make_response(req, 200, to_tag=sub.to_tag, headers=[
-            ("Expires", str(expires)), ("Contact", contact), ("Require", "eventlist")])
+        ok = make_response(req, 200, to_tag=sub.to_tag,
+                           headers=[*dialog_headers(req, expires, contact), ("Require", "eventlist")])
         if expires == 0:
             agent.edge.respond(txn, ok)
             sub.state, sub.reason = "terminated", "timeout"

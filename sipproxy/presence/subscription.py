@@ -24,7 +24,7 @@ from sipproxy.sip.parser import Request, Response, make_response
 from sipproxy.sip.uri import ParseError, parse_name_addr
 
 __all__ = ["TAG_PREFIX", "REASONS", "Settings", "Subscription", "parse_event", "granted_expires",
-           "new_subscription", "subscription_state", "build_notify", "ends_subscription",
+           "new_subscription", "dialog_headers", "subscription_state", "build_notify", "ends_subscription",
            "notifier_tag"]
 
 #: our To tags in subscription dialogs
@@ -127,6 +127,14 @@ def new_subscription(req: Request, package: str, event_id: str, presentity: str,
         watcher_uri=f"<{req.from_.uri}>", presentity_uri=f"<{req.to.uri}>",
         remote_target=str(contacts[0].uri), route_set=", ".join(req.headers.getall("record-route")),
         contact=contact, source=source, remote_cseq=req.cseq[0], expires_at=int(now) + expires)
+
+
+def dialog_headers(req: Request, expires: int, contact: str) -> list[tuple[str, str]]:
+    """The headers of the 200 that creates a subscription dialog: ``Expires`` granted, our
+    ``Contact``, and the SUBSCRIBE's ``Record-Route`` copied (RFC 3261 12.1.1), so the
+    subscriber's in-dialog requests go back through the proxies that asked to stay."""
+    return [*(("Record-Route", v) for v in req.headers.getall("record-route")),
+            ("Expires", str(expires)), ("Contact", contact)]
 
 
 def subscription_state(sub: Subscription, now: float) -> str:

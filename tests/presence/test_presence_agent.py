@@ -95,9 +95,11 @@ def test_block_refresh_unsubscribe_and_alias(world):
                                                         "block")))
     _, refused = subscribe(agent, "eve")
     assert refused.status == 403
-    req, _ = subscribe(agent, "carol", target="robert@example.com")  # an alias of bob
+    req, _ = subscribe(agent, "carol", target="robert@example.com",  # an alias of bob
+                       extra=("Record-Route: <sip:192.0.2.2;lr>",))
     ok = edge.responses[-1]
     assert ok.status == 200 and ok.headers.get("expires") == "600"
+    assert ok.headers.get("record-route") == "<sip:192.0.2.2;lr>"  # RFC 3261 12.1.1
     edge.notifies()
     with sessions() as s:
         assert s.scalars(select(PresenceSubscription.presentity)).all() == ["bob@example.com"]

@@ -103,3 +103,30 @@ def test_list_of_three_with_a_foreign_resource(proxies, tmp_path):
     assert [r for r in _subscriptions(near.url) if r[2] in ("rls", "rls-backend")] == []
     assert "list server: subscribing to " + zed in near.output()
     assert "subscription carol@example.com -> zed@127.0.0.1 (presence): active" in far.output()
+
+
+def test_a_subscribe_to_another_domain_is_routed_out(proxies, tmp_path):
+    """A subscriber's SUBSCRIBE to a user of another domain is not the agent's: it is
+    challenged and routed out like any request, Record-Routed, and the far side's agent
+    answers; the NOTIFYs and the in-dialog SUBSCRIBE follow the route set."""
+    near, far = proxies
+    zed = f"zed@127.0.0.1:{far.port}"
+    engine, sessions = open_database(far.url, migrate=False)
+    with sessions() as s, s.begin():  # (the list test may have written zed's rules already)
+        if s.scalars(select(XcapDocument).where(XcapDocument.xui == "zed@127.0.0.1")).first() is None:
+            s.add(XcapDocument(auid="pres-rules", xui="zed@127.0.0.1", filename="index", etag="z",
+                               document=RULES.replace("IDENTITIES", '<cr:one id="sip:carol@example.com"/>')))
+    engine.dispose()
+    carol = Sipp(tmp_path, "carol", _subscriber(tmp_path, "carol_far", "presence", "application/pidf+xml", [
+        _notify("active", "basic.closed..basic"),
+    ]), near.port, rows=[f"carol;example.com;[authentication username=carol password=pw-c];zed;127.0.0.1:{far.port}"])
+    assert carol.wait() == 0, f"{carol.report()}\n--- near\n{near.output()[-3000:]}\n--- far\n{far.output()[-3000:]}"
+    trace = (tmp_path / "carol.msg").read_text(errors="replace")
+    assert f"Record-Route: <sip:127.0.0.1:{near.port};lr>" in trace
+    assert f"Route: <sip:127.0.0.1:{near.port};lr>" in trace  # the in-dialog SUBSCRIBE's
+    assert f"subscription carol@example.com -> {zed}" not in near.output()  # not the near agent's
+    assert far.output().count("subscription carol@example.com -> zed@127.0.0.1 (presence) terminated") >= 1
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and _subscriptions(far.url):
+        time.sleep(0.1)
+    assert _subscriptions(far.url) == []
