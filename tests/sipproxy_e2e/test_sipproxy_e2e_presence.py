@@ -311,3 +311,15 @@ def test_a_second_proxy_on_the_same_database_notifies_the_same_subscription(prox
     notifies = (tmp_path / "carol.msg").read_text(errors="replace").split("NOTIFY sip:")[1:]
     assert f"Via: SIP/2.0/UDP 127.0.0.1:{other.port};" in notifies[1] and "CSeq: 2 NOTIFY" in notifies[1]
     assert f"Via: SIP/2.0/UDP 127.0.0.1:{proxy.port};" in notifies[0]
+
+
+def test_notifies_reach_a_tcp_watcher_over_its_own_connection(proxy, tmp_path):
+    """A watcher over TCP gets its NOTIFYs over the connection it subscribed on (its
+    Contact names no transport: without the connection they would go by UDP, unanswered)."""
+    _write_rules(proxy.url, RULES.replace("IDENTITIES", '<cr:one id="sip:carol@example.com"/>'), "r-tcp")
+    dave = Sipp(tmp_path, "dave_tcp", _subscriber(tmp_path, "dave_tcp_sc", "presence", "application/pidf+xml", [
+        _notify("active", "basic.closed..basic"),
+    ]), proxy.port, rows=[call_row("dave", "pw-d", "bob")], transport="t1")
+    assert dave.wait() == 0, f"{dave.report()}\n--- proxy\n{proxy.output()[-3000:]}"
+    trace = (tmp_path / "dave_tcp.msg").read_text(errors="replace")
+    assert f"Via: SIP/2.0/TCP 127.0.0.1:{proxy.port};branch=z9hG4bKpa." in trace  # the NOTIFY, by TCP
