@@ -160,7 +160,7 @@ def build_notify(sub: Subscription, now: float, body: bytes = b"", content_type:
     headers += [("Route", r) for r in routes]
     headers += [
         ("From", f"{sub.presentity_uri};tag={sub.to_tag}"),
-        ("To", f"{sub.watcher_uri};tag={sub.from_tag}"),
+        ("To", sub.watcher_uri + (f";tag={sub.from_tag}" if sub.from_tag else "")),
         ("Call-ID", sub.call_id), ("CSeq", f"{sub.local_cseq} NOTIFY"),
         ("Contact", sub.contact), ("Event", event),
         ("Subscription-State", subscription_state(sub, now)),
