@@ -21,6 +21,7 @@ Events that lead to NOTIFYs:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -89,8 +90,6 @@ class PresenceAgent:
         self.settings = settings
         self.xcap_root = xcap_root
         self.clock = clock
-        #: xcap-diff subscription key -> the entity tags last told (this proxy's memory)
-        self._told: dict[tuple[str, str, str], dict[str, str]] = {}
         #: the resource list server (RFC 4662): SUBSCRIBEs to a list URI
         self.lists = ListServer(self)
 
@@ -310,7 +309,7 @@ class PresenceAgent:
             self.send(sub, body, winfo.CONTENT_TYPE)
         else:
             documents = self.store.documents(sub.presentity)
-            self._told[sub.key] = documents
+            sub.document = json.dumps(documents, sort_keys=True)  # what it was told (the row's)
             changes = [(name, None, etag) for name, etag in sorted(documents.items())]
             self.send(sub, xcapdiff.xcap_diff(self.xcap_root, sub.presentity, changes), xcapdiff.CONTENT_TYPE)
 
@@ -334,7 +333,6 @@ class PresenceAgent:
     def _ended(self, sub: Subscription) -> None:
         """What else ends with ``sub``: the watcher shown terminated in winfo, a list's
         back-end subscriptions, xcap-diff's memory."""
-        self._told.pop(sub.key, None)
         if sub.action == RLS:
             self.lists.ended(sub)
         elif sub.event == PRESENCE:
@@ -428,10 +426,13 @@ class PresenceAgent:
         subs = self.store.subscriptions(xui, XCAP_DIFF)
         if subs:
             documents = self.store.documents(xui)
+            told_now = json.dumps(documents, sort_keys=True)
             for sub in subs:
-                changes = xcapdiff.diff(self._told.get(sub.key, {}), documents)
-                self._told[sub.key] = documents
-                if changes:
+                told = sub.document
+                changes = xcapdiff.diff(json.loads(told) if told else {}, documents)
+                sub.document = told_now
+                # one proxy tells it: the one whose update still found what was told before
+                if changes and self.store.save(sub, expect={"document": told}):
                     self.send(sub, xcapdiff.xcap_diff(self.xcap_root, xui, changes), xcapdiff.CONTENT_TYPE)
         self.rules_changed(xui)
         self.lists.documents_changed(xui)

@@ -139,9 +139,13 @@ class Backends:
 
     def refresh(self, now: float) -> None:
         """Refresh the back-end subscriptions that lapse soon."""
+        expires = self.agent.settings.max_expires
         for b in self.agent.store.expiring(BACKEND, now + REFRESH_AHEAD):
-            if b.from_tag:
-                self.subscribe(b, self.agent.settings.max_expires)
+            if not b.from_tag:
+                continue
+            lapses, b.expires_at = b.expires_at, int(now) + expires  # claimed: the 200 sets it
+            if self.agent.store.save(b, expect={"expires_at": lapses}):  # one proxy refreshes
+                self.subscribe(b, expires)
 
     # -- what the other side says ------------------------------------------------------
 

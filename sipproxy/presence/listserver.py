@@ -187,7 +187,9 @@ class ListServer:
                 continue
             ids = tuple(m for m, _ in members)
             if ids != sub.resources:
-                sub.resources = ids
+                before, sub.resources = sub.resources, ids
+                if not self.agent.store.save(sub, expect={"resources": before}):
+                    continue  # another proxy re-read the list first: it notifies
                 self.notify(sub, None, names=dict(members))
                 self.backends.release(sub)  # members gone: their back-ends, unless another list has them
                 self.backends.ensure(sub)

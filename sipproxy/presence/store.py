@@ -84,14 +84,19 @@ class PresenceStore:
             s.add(PresenceSubscription(**_values(sub, _FIELDS)))
 
     def save(self, sub: Subscription, *, expect_action: str | None = None,
-             expect_state: str | None = None) -> bool:
-        """Write ``sub``'s changing fields; with ``expect_*``, only when the row still holds
-        those (False: another proxy changed it first, or it is gone)."""
+             expect_state: str | None = None, expect: dict[str, Any] | None = None) -> bool:
+        """Write ``sub``'s changing fields; with ``expect_*`` (or ``expect``: column -> value,
+        ``resources`` as the tuple), only when the row still holds those (False: another
+        proxy changed it first, or it is gone)."""
         cond = _key(sub)
         if expect_action is not None:
             cond = cond & (PresenceSubscription.action == expect_action)
         if expect_state is not None:
             cond = cond & (PresenceSubscription.state == expect_state)
+        for column, value in (expect or {}).items():
+            if column == "resources":
+                value = "\n" + "\n".join(value) + "\n" if value else ""
+            cond = cond & (getattr(PresenceSubscription, column) == value)
         with self.sessions() as s, s.begin():
             result = s.execute(update(PresenceSubscription).where(cond)
                                .values(**_values(sub, _MUTABLE)))

@@ -132,7 +132,9 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
         accounting.start()
     presence = getattr(_proxy, "presence", None)  # sipproxy.presence.agent.PresenceAgent
     follower = None
-    if presence is not None:
+    if presence is not None and not worker:  # one follower per proxy: its changes are claimed in SQL
+        # (what it does -- re-deciding, xcap-diff, expiry -- is claimed by conditional updates,
+        # so several proxies on one database notify once; the workers of one need not all poll)
         from sipproxy.presence.service import PresenceService
 
         follower = PresenceService(presence, presence.store.sessions,

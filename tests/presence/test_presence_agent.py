@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ngnpro.models import PresencePublication, PresenceSubscription, SipAccount, XcapDocument
+from sipproxy.presence.agent import PresenceAgent
 from sipproxy.sip.parser import Response
 
 from .messages import request
@@ -228,3 +229,24 @@ def test_a_removed_account_ends_its_subscriptions_with_noresource(world):
     assert states == ["terminated;reason=noresource", "terminated;reason=noresource"]
     with sessions() as s:
         assert s.scalars(select(PresenceSubscription.id)).all() == []
+
+
+def test_two_proxies_following_the_same_change_notify_once(world):
+    """Both proxies on one database see the same XCAP change: the re-decision and the
+    xcap-diff are claimed by a conditional update, so the watcher hears of it once."""
+    from .support import Directory, Edge
+
+    agent, edge, sessions, clock = world
+    other_edge = Edge()
+    other = PresenceAgent(other_edge, agent.store.__class__(sessions), Directory(), agent.settings,
+                          xcap_root=agent.xcap_root, clock=clock)
+    subscribe(agent, "carol")
+    subscribe(agent, "bob", target="bob@example.com", event="xcap-diff")
+    edge.notifies()
+    write_rules(sessions, "bob@example.com",
+                rules(rule("c", '<identity><one id="sip:carol@example.com"/></identity>', "allow", ALL)), "r7")
+    other.documents_changed("bob@example.com")
+    agent.documents_changed("bob@example.com")
+    sent = other_edge.notifies() + edge.notifies()
+    events = sorted(n.headers.get("event") for n in sent)
+    assert events == ["presence", "xcap-diff"]
