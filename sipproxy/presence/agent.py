@@ -59,6 +59,8 @@ PRESENCE, WINFO, XCAP_DIFF = "presence", "presence.winfo", "xcap-diff"
 #: the event packages this agent is the notifier of
 PACKAGES = (PRESENCE, WINFO, XCAP_DIFF)
 ALLOW_EVENTS = ", ".join(PACKAGES)
+#: the auid of the presentity's state set through XCAP (RFC 4827)
+PIDF_MANIPULATION = "pidf-manipulation"
 MAX_ALIAS_DEPTH = 5
 
 
@@ -265,7 +267,15 @@ class PresenceAgent:
         self.lists.resource_changed(presentity)
 
     def composed(self, presentity: str) -> etree._Element:
+        """The presentity's state: its pidf-manipulation document (RFC 4827, the state set
+        through XCAP, oldest), then its live publications (oldest change first)."""
         docs = []
+        manipulated = self.store.document(PIDF_MANIPULATION, presentity)
+        if manipulated:
+            try:
+                docs.append(pidf.parse_pidf(manipulated, 1 << 20))
+            except pidf.XmlError:
+                log.info("pidf-manipulation document of %s ignored: not a PIDF", presentity)
         for pub in self.store.publications(presentity, self.clock()).values():
             try:
                 docs.append(pidf.parse_pidf(pub.document, 1 << 20))
@@ -420,9 +430,14 @@ class PresenceAgent:
             self._winfo_changed(presentity, changed)
         self.lists.resource_changed(presentity)  # the lists holding it: its rules decide there too
 
-    def documents_changed(self, xui: str) -> None:
-        """A document of ``xui``'s XCAP tree changed (any auid): xcap-diff subscribers are
-        told; a pres-rules change re-decides the subscriptions to ``xui``."""
+    def documents_changed(self, xui: str, auids: frozenset[str] = frozenset()) -> None:
+        """Documents of ``xui``'s XCAP tree changed (of the usages ``auids``; empty: any):
+        xcap-diff subscribers are told; a pres-rules change re-decides the subscriptions to
+        ``xui``, a pidf-manipulation change (named) is new state for its watchers, an
+        rls-services or resource-lists change re-reads its lists."""
+        def touched(*names: str) -> bool:
+            return not auids or any(a in auids for a in names)
+
         subs = self.store.subscriptions(xui, XCAP_DIFF)
         if subs:
             documents = self.store.documents(xui)
@@ -434,8 +449,12 @@ class PresenceAgent:
                 # one proxy tells it: the one whose update still found what was told before
                 if changes and self.store.save(sub, expect={"document": told}):
                     self.send(sub, xcapdiff.xcap_diff(self.xcap_root, xui, changes), xcapdiff.CONTENT_TYPE)
-        self.rules_changed(xui)
-        self.lists.documents_changed(xui)
+        if touched(*policy.PRES_RULES_AUIDS):
+            self.rules_changed(xui)
+        if PIDF_MANIPULATION in auids:
+            self.state_changed(xui)
+        if touched("rls-services", "resource-lists"):
+            self.lists.documents_changed(xui)
 
     def account_changed(self, account: str) -> None:
         """An account changed; when it is gone, every subscription to it ends

@@ -20,12 +20,15 @@ from lxml import etree
 
 from sipproxy.presence.pidf import Transformations, XmlError, parse_xml
 
-__all__ = ["CP_NS", "PR_NS", "OMA_CP_NS", "ALLOW", "BLOCK", "CONFIRM", "POLITE_BLOCK",
+__all__ = ["PRES_RULES_AUIDS", "CP_NS", "PR_NS", "OMA_CP_NS", "ALLOW", "BLOCK", "CONFIRM", "POLITE_BLOCK",
            "Decision", "Rule", "parse_rules", "evaluate", "decide"]
 
 CP_NS = "urn:ietf:params:xml:ns:common-policy"
 PR_NS = "urn:ietf:params:xml:ns:pres-rules"
 OMA_CP_NS = "urn:oma:xml:xdm:common-policy"
+
+#: the XCAP usages a presentity's rules are read from, in order (IETF, then OMA)
+PRES_RULES_AUIDS = ("pres-rules", "org.openmobilealliance.pres-rules")
 
 BLOCK, CONFIRM, POLITE_BLOCK, ALLOW = "block", "confirm", "polite-block", "allow"
 _RANK = {BLOCK: 0, CONFIRM: 10, POLITE_BLOCK: 20, ALLOW: 30}

@@ -18,19 +18,22 @@ from ngnpro.models import ChangeFeed
 from ngnpro.models.changes import Change
 from sipproxy.directory.feed import FeedFollower
 
-__all__ = ["PresenceService", "TOPIC_XCAP", "changed_trees"]
+__all__ = ["PresenceService", "TOPIC_PRESENCE", "TOPIC_XCAP", "changed_trees"]
 
 log = logging.getLogger("sipproxy.presence")
 
 #: the change feed's topic for XCAP documents (key ``auid/xui/filename``)
 TOPIC_XCAP = "xcap"
+#: a presentity's publications changed by another writer than this agent (key ``user@domain``)
+TOPIC_PRESENCE = "presence"
 #: ngnpro's topic for accounts (key ``user@domain``): a removed account's subscriptions end
 TOPIC_SIP_ACCOUNT = "sip_account"
 
 
-def changed_trees(changes: list[Change]) -> list[str]:
-    """The XCAP users (``user@domain``) whose documents ``changes`` name, in order."""
-    out: list[str] = []
+def changed_trees(changes: list[Change]) -> dict[str, set[str]]:
+    """The XCAP users (``user@domain``) whose documents ``changes`` name, each with the
+    application usages (auids) that changed, in order of first change."""
+    out: dict[str, set[str]] = {}
     for change in changes:
         if change.topic != TOPIC_XCAP:
             continue
@@ -38,8 +41,8 @@ def changed_trees(changes: list[Change]) -> list[str]:
         xui = parts[1] if len(parts) >= 3 else ""
         if xui.startswith("sip:"):
             xui = xui[4:]
-        if xui and xui not in out:
-            out.append(xui)
+        if xui:
+            out.setdefault(xui, set()).add(parts[0])
     return out
 
 
@@ -62,9 +65,14 @@ class PresenceService(FeedFollower):
                 self.agent.account_changed(account)
             except Exception:  # noqa: BLE001 - one account's failure must not stop the others
                 log.exception("presence: cannot apply the change of account %s", account)
-        for xui in changed_trees(changes):
+        for presentity in dict.fromkeys(c.key for c in changes if c.topic == TOPIC_PRESENCE and "@" in c.key):
+            try:  # a publication written by another writer (ngnpro's PresencePort)
+                self.agent.state_changed(presentity)
+            except Exception:  # noqa: BLE001
+                log.exception("presence: cannot notify the state of %s", presentity)
+        for xui, auids in changed_trees(changes).items():
             try:
-                self.agent.documents_changed(xui)
+                self.agent.documents_changed(xui, frozenset(auids))
             except Exception:  # noqa: BLE001 - one tree's failure must not stop the others
                 log.exception("presence: cannot apply the XCAP change of %s", xui)
 

@@ -22,13 +22,12 @@ from ngnpro.models import (
     SipAlias,
     XcapDocument,
 )
+from sipproxy.presence.policy import PRES_RULES_AUIDS
 from sipproxy.presence.publication import Outcome, Publication
 from sipproxy.presence.subscription import Subscription
 
 __all__ = ["PresenceStore", "PRES_RULES_AUIDS"]
 
-#: where a presentity's rules are looked for, in order (IETF, then the OMA usage)
-PRES_RULES_AUIDS = ("pres-rules", "org.openmobilealliance.pres-rules")
 
 _FIELDS = ("call_id", "from_tag", "to_tag", "event", "event_id", "presentity", "watcher", "watcher_uri",
            "presentity_uri", "remote_target", "route_set", "contact", "source", "local_cseq",

@@ -250,3 +250,22 @@ def test_two_proxies_following_the_same_change_notify_once(world):
     sent = other_edge.notifies() + edge.notifies()
     events = sorted(n.headers.get("event") for n in sent)
     assert events == ["presence", "xcap-diff"]
+
+
+def test_pidf_manipulation_state_is_composed_and_notified(world):
+    """RFC 4827: the state a user sets through XCAP joins its published state."""
+    agent, edge, sessions, _ = world
+    write_rules(sessions, "bob@example.com", rules(rule("all", "", "allow", ALL)))
+    subscribe(agent, "carol")
+    (first,) = edge.notifies()
+    assert b"On holiday" not in first.body
+    with sessions() as s, s.begin():
+        s.add(XcapDocument(auid="pidf-manipulation", xui="bob@example.com", filename="index", etag="m1",
+                           document=doc("xcap", "closed", "On holiday").decode()))
+    agent.documents_changed("bob@example.com", frozenset({"pidf-manipulation"}))
+    (second,) = edge.notifies()
+    assert b"On holiday" in second.body
+    req = request("PUBLISH", "bob@example.com", from_="bob@example.com", body=doc("phone", "open", "Back early"))
+    agent.on_request(req, Txn(req), inbound(), Account("bob"))
+    (third,) = edge.notifies()  # both: the XCAP tuple and the phone's, the newest note
+    assert b'id="xcap"' in third.body and b'id="phone"' in third.body and b"Back early" in third.body

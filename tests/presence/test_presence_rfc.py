@@ -91,4 +91,29 @@ def test_change_feed_names_the_trees_whose_documents_changed():
     changes = [Change(1, "xcap", "pres-rules/bob@example.com/index"), Change(2, "sip_account", "bob@example.com"),
                Change(3, "xcap", "resource-lists/sip:carol@example.com/index"),
                Change(4, "xcap", "pres-rules/bob@example.com/index"), Change(5, "xcap", "malformed")]
-    assert changed_trees(changes) == ["bob@example.com", "carol@example.com"]
+    assert changed_trees(changes) == {"bob@example.com": {"pres-rules"}, "carol@example.com": {"resource-lists"}}
+
+
+def test_the_service_hands_each_change_to_the_agent():
+    from ngnpro.models.changes import Change
+    from sipproxy.presence.service import PresenceService
+
+    calls = []
+
+    class Agent:
+        def state_changed(self, presentity):  # noqa: ANN001, ANN202
+            calls.append(("state", presentity))
+
+        def account_changed(self, account):  # noqa: ANN001, ANN202
+            calls.append(("account", account))
+
+        def documents_changed(self, xui, auids):  # noqa: ANN001, ANN202
+            calls.append(("documents", xui, sorted(auids)))
+
+    service = object.__new__(PresenceService)  # (no change feed: apply() alone)
+    service.agent = Agent()
+    service.apply([Change(1, "presence", "bob@example.com"), Change(2, "sip_account", "eve@example.com"),
+                   Change(3, "xcap", "pidf-manipulation/bob@example.com/index"),
+                   Change(4, "xcap", "pres-rules/bob@example.com/index"), Change(5, "presence", "bob@example.com")])
+    assert calls == [("account", "eve@example.com"), ("state", "bob@example.com"),
+                     ("documents", "bob@example.com", ["pidf-manipulation", "pres-rules"])]
