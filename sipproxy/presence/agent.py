@@ -37,6 +37,7 @@ from sipproxy.presence.subscription import (
     TAG_PREFIX,
     Settings,
     Subscription,
+    accepts,
     build_notify,
     dialog_headers,
     ends_subscription,
@@ -208,6 +209,10 @@ class PresenceAgent:
         expires = granted_expires(req, self.settings)
         if isinstance(expires, Response):
             return expires
+        body_type = {PRESENCE: pidf.CONTENT_TYPE, WINFO: winfo.CONTENT_TYPE,
+                     XCAP_DIFF: xcapdiff.CONTENT_TYPE}[package]
+        if not accepts(req, body_type):
+            return make_response(req, 406, to_tag=new_tag(), headers=[("Accept", body_type)])
         watcher = account.sip_id if account is not None else sip_id(req.from_.uri)
         if package != PRESENCE and watcher != presentity:  # one's own watchers, one's own documents
             return make_response(req, 403, "Not Your Resource", to_tag=new_tag())

@@ -22,7 +22,7 @@ from typing import Any
 
 from sipproxy.presence import pidf, policy, rls
 from sipproxy.presence.backend import Backends
-from sipproxy.presence.subscription import Subscription, dialog_headers, new_subscription
+from sipproxy.presence.subscription import Subscription, accepts, dialog_headers, new_subscription
 from sipproxy.sip.addressing import Inbound
 from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import Request, Response, make_response
@@ -94,6 +94,9 @@ class ListServer:
         supported = ",".join(req.headers.getall("supported")).replace(" ", "").lower().split(",")
         if "eventlist" not in supported:  # RFC 4662 4.1: a list only for who can read one
             return make_response(req, 421, to_tag=new_tag(), headers=[("Require", "eventlist")])
+        if not accepts(req, "multipart/related", rls.RLMI_TYPE, pidf.CONTENT_TYPE):
+            return make_response(req, 406, to_tag=new_tag(), headers=[
+                ("Accept", f"multipart/related, {rls.RLMI_TYPE}, {pidf.CONTENT_TYPE}")])
         agent = self.agent
         sub = new_subscription(req, "presence", "", list_id, watcher, contact, str(inbound.source),
                                expires, agent.clock())

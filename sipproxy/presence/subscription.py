@@ -23,7 +23,7 @@ from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import Request, Response, make_response
 from sipproxy.sip.uri import ParseError, parse_name_addr
 
-__all__ = ["TAG_PREFIX", "REASONS", "Settings", "Subscription", "parse_event", "granted_expires",
+__all__ = ["TAG_PREFIX", "REASONS", "Settings", "Subscription", "parse_event", "accepts", "granted_expires",
            "new_subscription", "dialog_headers", "subscription_state", "build_notify", "ends_subscription",
            "notifier_tag"]
 
@@ -97,6 +97,18 @@ def parse_event(value: str | None) -> tuple[str, str]:
         if name.strip().lower() == "id":
             event_id = v.strip()
     return package.lower(), event_id
+
+
+def accepts(req: Request, *types: str) -> bool:
+    """Whether the subscriber accepts all of ``types`` (RFC 6665 4.1.2: no ``Accept``
+    means the package's default type; ``*/*`` and ``type/*`` match)."""
+    values = req.headers.getall("accept")
+    if not values:
+        return True
+    listed = {v.split(";")[0].strip().lower() for value in values for v in value.split(",") if v.strip()}
+    if "*/*" in listed:
+        return True
+    return all(t in listed or t.split("/")[0] + "/*" in listed for t in types)
 
 
 def granted_expires(req: Request, settings: Settings) -> int | Response:

@@ -269,3 +269,10 @@ def test_pidf_manipulation_state_is_composed_and_notified(world):
     agent.on_request(req, Txn(req), inbound(), Account("bob"))
     (third,) = edge.notifies()  # both: the XCAP tuple and the phone's, the newest note
     assert b'id="xcap"' in third.body and b'id="phone"' in third.body and b"Back early" in third.body
+
+
+def test_a_subscriber_that_cannot_read_pidf_gets_406(world):
+    agent, edge, _, _ = world
+    _, out = subscribe(agent, "carol", extra=("Accept: application/xpidf+xml",))
+    assert out.status == 406 and out.headers.get("accept") == "application/pidf+xml"
+    assert edge.sent == []

@@ -117,3 +117,15 @@ def test_the_service_hands_each_change_to_the_agent():
                    Change(4, "xcap", "pres-rules/bob@example.com/index"), Change(5, "presence", "bob@example.com")])
     assert calls == [("account", "eve@example.com"), ("state", "bob@example.com"),
                      ("documents", "bob@example.com", ["pidf-manipulation", "pres-rules"])]
+
+
+def test_accept():
+    def req(*accept: str):  # noqa: ANN202
+        return request("SUBSCRIBE", "bob@example.com", extra=tuple(f"Accept: {a}" for a in accept))
+
+    assert subscription.accepts(req(), "application/pidf+xml")  # no Accept: the default type
+    assert subscription.accepts(req("application/pidf+xml;q=1, text/plain"), "application/pidf+xml")
+    assert subscription.accepts(req("application/*"), "application/pidf+xml")
+    assert not subscription.accepts(req("application/xpidf+xml"), "application/pidf+xml")
+    assert subscription.accepts(req("multipart/related", "application/rlmi+xml, application/pidf+xml"),
+                                "multipart/related", "application/rlmi+xml", "application/pidf+xml")
