@@ -133,8 +133,17 @@ def _presence(config: Config, core, sessions, directory):  # noqa: ANN001, ANN20
                         max_per_watcher=section["presence_max_subscriptions_per_watcher"],
                         max_per_presentity=section["presence_max_subscriptions_per_publisher"],
                         max_body=section["presence_max_pidf_bytes"])
-    return PresenceAgent(core, PresenceStore(sessions), directory, settings,
-                         xcap_root=f"http://{config['ngnpro']['listen']}/xcap-root/")
+    return PresenceAgent(core, PresenceStore(sessions), directory, settings, xcap_root=_xcap_root(config))
+
+
+def _xcap_root(config: Config) -> str:
+    """The XCAP root URI xcap-diff documents name: ngnpro's listen address and its
+    ``xcap_root`` path (``/xcap-root/`` where the key is absent), https with TLS."""
+    ngnpro = config["ngnpro"]
+    path = str(ngnpro.get("xcap_root", "/xcap-root/") or "/xcap-root/")
+    path = ("/" + path.lstrip("/")).rstrip("/") + "/"
+    scheme = "https" if ngnpro.get("tls_cert") and ngnpro.get("tls_key") else "http"
+    return f"{scheme}://{ngnpro['listen']}{path}"
 
 
 def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
