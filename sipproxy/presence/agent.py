@@ -75,10 +75,13 @@ class _NotifyTransaction:
 
     def answered(self, response: Response) -> None:
         if response.status >= 200:
-            self.agent.notify_answered(self.sub, response.status)
+            self.failed(response.status)
 
     def failed(self, status: int) -> None:
-        self.agent.notify_answered(self.sub, status)
+        try:  # (called from the edge's response handling: a database error stays here)
+            self.agent.notify_answered(self.sub, status)
+        except Exception:  # noqa: BLE001
+            log.exception("NOTIFY to %s answered %d: cannot update the subscription", self.sub.watcher, status)
 
 
 class PresenceAgent:

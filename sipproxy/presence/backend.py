@@ -67,10 +67,16 @@ class _SubscribeTransaction:
 
     def answered(self, response: Response) -> None:
         if response.status >= 200:
-            self.backends.answered(self.sub, response.status, response, self.expires)
+            self._answered(response.status, response)
 
     def failed(self, status: int) -> None:
-        self.backends.answered(self.sub, status, None, self.expires)
+        self._answered(status, None)
+
+    def _answered(self, status: int, response: Response | None) -> None:
+        try:  # (called from the edge's response handling: a database error stays here)
+            self.backends.answered(self.sub, status, response, self.expires)
+        except Exception:  # noqa: BLE001
+            log.exception("list server: SUBSCRIBE to %s answered %d: cannot record it", self.sub.presentity, status)
 
 
 class Backends:
