@@ -367,9 +367,9 @@ class PresenceAgent:
     def send(self, sub: Subscription, body: bytes = b"", content_type: str = "", save: bool = True) -> bool:
         """Send the next NOTIFY of ``sub`` as a non-INVITE client transaction."""
         now = self.clock()
-        notify = build_notify(sub, now, body, content_type)
+        notify = build_notify(sub, now, body, content_type, cseq=self.store.next_cseq(sub))
         if save and sub.state != "terminated":
-            self.store.save(sub)  # the CSeq used, for whichever proxy sends the next one
+            self.store.save(sub)
         return self.dispatch(notify, sub.source, _NotifyTransaction(self, sub))
 
     def dispatch(self, request: Request, source: str, user_data: Any) -> bool:

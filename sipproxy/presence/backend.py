@@ -117,7 +117,7 @@ class Backends:
 
     def subscribe(self, sub: Subscription, expires: int) -> bool:
         """Send ``sub``'s next SUBSCRIBE (initial, refresh, or ``expires`` 0 to end it)."""
-        sub.local_cseq += 1
+        sub.local_cseq = self.agent.store.next_cseq(sub)
         routes = [v.strip() for v in sub.route_set.split(",") if v.strip()] if sub.route_set else []
         to = sub.presentity_uri + (f";tag={sub.from_tag}" if sub.from_tag else "")
         headers = [("Max-Forwards", "70"), *[("Route", r) for r in routes],

@@ -32,7 +32,8 @@ __all__ = ["PresenceStore", "PRES_RULES_AUIDS"]
 _FIELDS = ("call_id", "from_tag", "to_tag", "event", "event_id", "presentity", "watcher", "watcher_uri",
            "presentity_uri", "remote_target", "route_set", "contact", "source", "local_cseq",
            "remote_cseq", "state", "reason", "action", "transformations", "version", "expires_at", "document")
-_MUTABLE = ("from_tag", "remote_target", "route_set", "local_cseq", "remote_cseq", "state", "reason", "action",
+#: (``local_cseq`` is not among them: only :meth:`PresenceStore.next_cseq` moves it, atomically)
+_MUTABLE = ("from_tag", "remote_target", "route_set", "remote_cseq", "state", "reason", "action",
             "transformations", "version", "expires_at", "document")
 
 
@@ -100,6 +101,16 @@ class PresenceStore:
             result = s.execute(update(PresenceSubscription).where(cond)
                                .values(**_values(sub, _MUTABLE)))
             return (result.rowcount or 0) > 0
+
+    def next_cseq(self, sub: Subscription) -> int:
+        """The next CSeq number of our requests in ``sub``'s dialog, taken in one transaction
+        (the UPDATE's row lock): two senders -- two greenlets, two proxies -- never use the
+        same.  A dialog whose row is gone goes on from what ``sub`` holds."""
+        with self.sessions() as s, s.begin():
+            s.execute(update(PresenceSubscription).where(_key(sub))
+                      .values(local_cseq=PresenceSubscription.local_cseq + 1))
+            number = s.scalar(select(PresenceSubscription.local_cseq).where(_key(sub)))
+        return number if number is not None else sub.local_cseq + 1
 
     def remove(self, sub: Subscription) -> bool:
         """Delete ``sub``; False when it was already gone."""

@@ -162,10 +162,10 @@ def subscription_state(sub: Subscription, now: float) -> str:
 
 
 def build_notify(sub: Subscription, now: float, body: bytes = b"", content_type: str = "",
-                 max_forwards: int = 70) -> Request:
-    """The next NOTIFY of ``sub`` (no Via yet); its CSeq is one above the last used, and
-    ``sub.local_cseq`` is advanced."""
-    sub.local_cseq += 1
+                 max_forwards: int = 70, cseq: int | None = None) -> Request:
+    """The next NOTIFY of ``sub`` (no Via yet): CSeq ``cseq`` when given (the store hands
+    out the numbers), else one above the last used; ``sub.local_cseq`` becomes it."""
+    sub.local_cseq = sub.local_cseq + 1 if cseq is None else cseq
     routes = [v.strip() for v in sub.route_set.split(",") if v.strip()] if sub.route_set else []
     event = sub.event + (f";id={sub.event_id}" if sub.event_id else "")
     headers = [("Max-Forwards", str(max_forwards))]
