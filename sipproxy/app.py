@@ -109,7 +109,8 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
                   session_expires=section["session_expires"], session_min_se=section["session_min_se"],
-                  events=_accounting(config, sessions, worker, core.transports.listeners))
+                  events=_accounting(config, sessions, worker, core.transports.listeners),
+                  presence=_presence(config, core, sessions, directory))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
 
@@ -120,6 +121,34 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     dialogs.on_deadline = proxy.calls.on_deadline
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)
+
+
+def _presence(config: Config, core, sessions, directory):  # noqa: ANN001, ANN202 - PresenceAgent | None
+    """The presence agent at the proxy's seam unless ``[sipproxy] presence = false``."""
+    section = config["sipproxy"]
+    if not section["presence"]:
+        return None
+    from sipproxy.presence.agent import PresenceAgent
+    from sipproxy.presence.store import PresenceStore
+    from sipproxy.presence.subscription import Settings
+
+    settings = Settings(min_expires=section["presence_min_expires"],
+                        max_expires=section["presence_max_expires"],
+                        default_expires=section["presence_default_expires"],
+                        max_per_watcher=section["presence_max_subscriptions_per_watcher"],
+                        max_per_presentity=section["presence_max_subscriptions_per_publisher"],
+                        max_body=section["presence_max_pidf_bytes"])
+    return PresenceAgent(core, PresenceStore(sessions), directory, settings, xcap_root=_xcap_root(config))
+
+
+def _xcap_root(config: Config) -> str:
+    """The XCAP root URI xcap-diff documents name: ngnpro's listen address and its
+    ``xcap_root`` path (``/xcap-root/`` where the key is absent), https with TLS."""
+    ngnpro = config["ngnpro"]
+    path = str(ngnpro.get("xcap_root", "/xcap-root/") or "/xcap-root/")
+    path = ("/" + path.lstrip("/")).rstrip("/") + "/"
+    scheme = "https" if ngnpro.get("tls_cert") and ngnpro.get("tls_key") else "http"
+    return f"{scheme}://{ngnpro['listen']}{path}"
 
 
 def _accounting(config: Config, sessions, worker: int, listeners=()):  # noqa: ANN001, ANN202 - Accounting | None

@@ -10,6 +10,7 @@ from .database import make_engine, open_database, session_factory, upgrade
 from .e164 import EnumMapping, EnumNumber, EnumRange
 from .lcr import Carrier, Gateway, GatewayRule, Route
 from .prepared import Compiled, Prepared, datetime_bind, supports_returning
+from .presence import PresencePublication, PresenceSubscription
 from .rating import RatingEntityProfile, RatingRate
 from .runtime import AccountingRecord, Dialog, Location, MediaSession, contact_key
 from .sip import (
@@ -37,9 +38,9 @@ __all__ = [
     "ChangeFeed", "ChangeLogEntry", "Compiled", "Config", "ConfigError", "CreditEntry", "Customer",
     "CustomerProperty", "Dialog", "DnsRecord", "DnsZone", "EmergencyMapping", "EnumMapping",
     "EnumNumber", "EnumRange", "Gateway", "GatewayRule", "Location", "MediaSession",
-    "PhonebookEntry", "PrepaidCard", "Prepared", "RatingEntityProfile", "RatingRate", "RejectMember", "Route",
-    "SipAccount", "SipAccountAcl", "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer",
-    "XcapDocument",
+    "PhonebookEntry", "PrepaidCard", "Prepared", "PresencePublication", "PresenceSubscription",
+    "RatingEntityProfile", "RatingRate", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
+    "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer", "XcapDocument",
     "contact_key", "datetime_bind", "load_config", "make_engine", "open_database", "record_change",
     "session_factory", "supports_returning", "upgrade", "utcnow",
 ]

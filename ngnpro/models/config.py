@@ -310,6 +310,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "accounting": (True, _bool),
         "session_expires": (0, _int(0, 86400)),
         "session_min_se": (90, _int(1, 86400)),
+        # presence agent (docs/presence.md "Presence agent")
+        "presence": (True, _bool),
+        "presence_min_expires": (60, _int(1, 86400)),
+        "presence_max_expires": (3600, _int(1, 604800)),
+        "presence_default_expires": (3600, _int(1, 604800)),
+        "presence_max_subscriptions_per_watcher": (100, _int(1, 1000000)),
+        "presence_max_subscriptions_per_publisher": (1000, _int(1, 1000000)),
+        "presence_max_pidf_bytes": (65536, _int(512, 1048576)),
     },
     "mediaproxy": {
         "control": ("127.0.0.1:25060", _hostport),

@@ -61,7 +61,8 @@ log = logging.getLogger("sipproxy.proxy")
 
 __all__ = ["Proxy", "TIMER_C"]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, SUBSCRIBE, NOTIFY, REFER, PRACK"
+ALLOW = ("INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, SUBSCRIBE, NOTIFY, REFER, PRACK, "
+         "PUBLISH")
 TIMER_C = 180.0
 
 
@@ -70,7 +71,7 @@ class Proxy:
 
     def __init__(self, edge: Edge, directory: Any, registrar: Any, dialogs: Any, router: Router,
                  *, media: Any = None, failover_timeout: float = 0.0, events: Any = None,
-                 session_expires: int = 0, session_min_se: int = MIN_SE) -> None:
+                 session_expires: int = 0, session_min_se: int = MIN_SE, presence: Any = None) -> None:
         self.edge = edge
         self.directory = directory
         self.registrar = registrar
@@ -89,6 +90,9 @@ class Proxy:
         #: told of answered, ended and failed calls (here, in Responses and in CallControl)
         self.events = events
         self.calls = CallControl(self)  # the proxy ending calls itself (media timeout, ...)
+        #: the presence agent (sipproxy.presence.agent.PresenceAgent), None when presence is
+        #: off: it answers SUBSCRIBE/PUBLISH for its event packages to local users
+        self.presence = presence
         #: the database outage state (503 + Retry-After), shared with the registrar
         self.unavailable: Unavailable = getattr(registrar, "unavailable", None) or Unavailable()
         #: unanswered INVITEs per caller, for the call limit (routing's authorize step)
@@ -155,6 +159,10 @@ class Proxy:
         if method == "REGISTER":  # answered here, never relayed (whatever its Route says)
             return self.registrar.handle(req, received=str(inbound.source), socket=str(inbound.listener))
         if req.to.tag is not None:
+            presence = self.presence
+            if presence is not None and not popped and not routes and presence.owns(req) \
+                    and self._is_my_uri(req.uri):  # in one of the agent's subscription dialogs
+                return presence.in_dialog(req, txn, inbound)
             return self._in_dialog(req, txn, inbound, popped, routes)
         return self._initial(req, txn, inbound, routes)
 
@@ -279,6 +287,14 @@ class Proxy:
             # the credentials were for us: they are left out of what is forwarded (on the
             # copies, in _start_branches: changing ``req`` would void its parsed views)
         caller = account.sip_id if account else sip_id(from_uri)
+        presence = self.presence
+        if presence is not None and to_local and not routes and req.method in ("SUBSCRIBE", "PUBLISH") \
+                and presence.handles(req):
+            if account is not None and account.blocked:
+                return make_response(req, 403, "Account Blocked", to_tag=new_tag())
+            if req.method == "SUBSCRIBE" and inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
+                fix_nated_contact(req, inbound.source)  # NOTIFYs reach a NATed watcher
+            return presence.on_request(req, txn, inbound, account)
         if routes:  # a pre-loaded route set: only for our authenticated subscribers
             if account is None:
                 return make_response(req, 403, "Relaying Denied", to_tag=new_tag())

@@ -79,6 +79,10 @@ class Responses:
             return
         branch = txn.user_data
         if not isinstance(branch, Branch):
+            answered = getattr(branch, "answered", None)
+            if answered is not None:  # a request the proxy originated (a presence NOTIFY)
+                answered(response)
+                return
             # the answer to one of our CANCELs, or a 2xx retransmission reaching an INVITE
             # branch whose call was settled (see `release`): relayed as 16.7 step 10 says
             if txn.machine == ICT and 200 <= response.status < 300:
@@ -130,12 +134,20 @@ class Responses:
 
     def on_timeout(self, txn: Transaction) -> None:
         branch = txn.user_data
+        failed = getattr(branch, "failed", None)
+        if failed is not None:  # a request the proxy originated: no answer (408)
+            failed(408)
+            return
         if isinstance(branch, Branch) and branch.final is None:
             branch.final = make_response(branch.request, 408)
             self.check_done(branch.ctx)
 
     def on_transport_error(self, txn: Transaction) -> None:
         branch = txn.user_data
+        failed = getattr(branch, "failed", None)
+        if failed is not None:  # a request the proxy originated could not be sent: as no answer
+            failed(408)
+            return
         if isinstance(branch, Branch) and branch.final is None:
             branch.final = make_response(branch.request, 503, "Unreachable")
             self.check_done(branch.ctx)

@@ -130,6 +130,16 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
     accounting = getattr(_proxy, "events", None)  # sipproxy.accounting.service.Accounting
     if accounting is not None:
         accounting.start()
+    presence = getattr(_proxy, "presence", None)  # sipproxy.presence.agent.PresenceAgent
+    follower = None
+    if presence is not None and not worker:  # one follower per proxy: its changes are claimed in SQL
+        # (what it does -- re-deciding, xcap-diff, expiry -- is claimed by conditional updates,
+        # so several proxies on one database notify once; the workers of one need not all poll)
+        from sipproxy.presence.service import PresenceService
+
+        follower = PresenceService(presence, presence.store.sessions,
+                                   refresh_interval=config["database"]["poll_interval"])
+        follower.start()
     core.start()
     log.info("listening on %s", ", ".join(str(lst) for lst in core.transports.listeners))
     done = gevent.event.Event()
@@ -144,6 +154,8 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
     dialogs.stop()
     if accounting is not None:
         accounting.stop()  # what is not sent yet stays in the queue file for the next start
+    if follower is not None:
+        follower.stop()
     directory.stop()
     routing.stop()
     location.stop()

@@ -244,6 +244,19 @@ def _sample_rows():
         m.RatingEntityProfile(entity="subscriber://alice@example.com", profile_weekday="wd", profile_weekday_alt="wda",
                               profile_weekend="we", profile_weekend_alt="wea", timezone="Europe/Amsterdam",
                               customer=7, reseller=3),
+        m.PresencePublication(presentity="alice@example.com", event="presence", etag="pe1",
+                              document="<presence/>\u00e9" * 2000, content_type="application/pidf+xml",
+                              expires_at=1_900_000_000, updated=now),
+        m.PresenceSubscription(call_id="sub-1", from_tag="ft", to_tag="pa-tt", event="presence", event_id="",
+                               presentity="alice@example.com", watcher="bob@example.com",
+                               watcher_uri="<sip:bob@example.com>", presentity_uri="<sip:alice@example.com>",
+                               remote_target="sip:bob@192.0.2.5:5062", route_set="<sip:192.0.2.2;lr>",
+                               contact="<sip:alice@127.0.0.1:5060>", source="udp:192.0.2.5:5062",
+                               local_cseq=3, remote_cseq=2, state="active", reason="", action="allow",
+                               transformations="provide-all-attributes", version=4,
+                               resources="\nbob@example.com\ncarol@example.net\n",
+                               document="<presence/>\u00e9" * 2000,
+                               expires_at=1_900_000_000, created=now),
     ]
 
 
