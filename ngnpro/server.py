@@ -15,8 +15,8 @@ import logging
 import re
 from typing import Any
 
+from ngnpro.models import prefork
 from ngnpro.models.config import Config, parse_hostport
-from ngnpro.models.prefork import RETIRED, announce_retirement, supervise, supervised
 from ngnpro.recycle import Recycler, rss_bytes
 
 log = logging.getLogger("ngnpro.server")
@@ -197,7 +197,7 @@ def serve(config: Config) -> int:
              scheme, bracket, sock.getsockname()[1], workers, "s" if workers > 1 else "", url)
     # supervised even with one worker: a worker that retires (ngnpro.recycle) is replaced by
     # a fresh fork while the listening socket stays open here, so no connection is refused
-    return supervise(workers, lambda i: _worker(config, sock, ssl_args, f"worker {i}"), log)
+    return prefork.supervise(workers, lambda i: _worker(config, sock, ssl_args, f"worker {i}"), log)
 
 
 #: Connections served at once by one worker; more wait in the listen backlog.
@@ -382,7 +382,7 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
     section = config["ngnpro"]
     engine, sessionmaker = open_database(config.database_url, migrate=False)
     app = build_app(config, sessionmaker)
-    recycling = supervised()  # a worker retires only where a supervisor replaces it
+    recycling = prefork.supervised()  # a worker retires only where a supervisor replaces it
     recycler = Recycler(section["worker_max_rss"], section["worker_max_requests"], gevent.event.Event())
 
     class Server(WSGIServer):
@@ -396,7 +396,10 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
     server = Server(sock, app, spawn=Pool(MAX_CONNECTIONS), log=None,
                     handler_class=_handler_class(recycler if recycling else None),
                     error_log=logging.getLogger("ngnpro.http"), **ssl_args)
+    handed_over = gevent.event.Event()
+    gevent.signal_handler(prefork.HANDED_OVER, handed_over.set)
     server.start()
+    prefork.announce_serving()  # the hand-over, if this worker replaces one that retires
     rest = rss_bytes() / 1048576
     log.info("%sserving, pid %d, resident memory %.0f MB", f"{name} " if name else "", os.getpid(), rest)
     if recycler.max_rss and rest * 1.25 > recycler.max_rss / 1048576:
@@ -411,30 +414,43 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
         log.info("stopping%s", f" {name}" if name else "")
         server.stop(timeout=5)
     else:
-        code = _retire(server, recycler, stop, name)
+        code = _retire(server, recycler, stop, handed_over, name)
     app.dispatcher.runtime.connections.close()
     engine.dispose()
     return code
 
 
-def _retire(server: Any, recycler: Recycler, stop: Any, name: str) -> int:
-    """Stop accepting (the listening socket stays open in the supervisor and the other
-    workers: new connections wait in the backlog for them), have the supervisor start the
-    replacement now, then finish every request in progress -- a kept-alive connection is
-    answered once more, with ``Connection: close`` -- and return ``RETIRED``.  A connection
-    left idle ends after ``IDLE_TIMEOUT``, one that trickles at ``CONNECTION_DEADLINE``."""
+#: seconds a retiring worker goes on accepting while it waits for its replacement to serve
+#: (a worker starts in about 0.5 s); then it stops accepting anyway
+HANDOVER_WAIT = 10.0
+
+
+def _retire(server: Any, recycler: Recycler, stop: Any, handed_over: Any, name: str) -> int:
+    """Have the supervisor start the replacement and go on serving until it serves; then
+    stop accepting (the listening socket stays open in the supervisor and the replacement,
+    which takes the new connections), finish every request in progress -- a kept-alive
+    connection is answered once more, with ``Connection: close`` -- and return ``RETIRED``.
+    A connection left idle ends after ``IDLE_TIMEOUT``, one that trickles at
+    ``CONNECTION_DEADLINE``."""
     import os
     import time
 
+    import gevent
+
     log.info("%sretiring, pid %d: %s", f"{name} " if name else "", os.getpid(), recycler.reason)
+    if prefork.announce_retirement():
+        gevent.wait([stop, handed_over], count=1, timeout=HANDOVER_WAIT)
     recycler.closing = True
     server.stop_accepting()
-    announce_retirement()
     deadline = time.monotonic() + CONNECTION_DEADLINE + 5
     while len(server.pool) and not stop.is_set() and time.monotonic() < deadline:
         stop.wait(0.05)
+    if stop.is_set():  # told to stop meanwhile: a stop like any other
+        log.info("stopping%s", f" {name}" if name else "")
+        server.stop(timeout=5)
+        return 0
     left = len(server.pool)
-    server.stop(timeout=1 if stop.is_set() else 0.1)
+    server.stop(timeout=0.1)
     log.info("%sretired, pid %d, after %d requests%s", f"{name} " if name else "", os.getpid(), recycler.requests,
-             f"; {left} connections cut" if left else "")
-    return RETIRED
+             f"; {left} connections cut at the deadline" if left else "")
+    return prefork.RETIRED

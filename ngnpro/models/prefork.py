@@ -4,10 +4,13 @@ only ``ngnpro.models``; it imports nothing but the standard library.
 
 A worker may also *retire*: a process whose memory has grown for good (libxml2's name
 dictionary never shrinks, see docs/reliability.md finding 5) cannot give it back, so it
-is replaced by a fresh fork.  The retiring worker stops accepting, calls
-:func:`announce_retirement` (the supervisor forks its replacement at once, while the old
-one still finishes its requests on the shared listening socket, which never closes), then
-exits with status :data:`RETIRED`, which the supervisor takes as planned.
+is replaced by a fresh fork.  The retiring worker calls :func:`announce_retirement` and
+goes on serving; the supervisor forks its replacement at once, and once that one calls
+:func:`announce_serving` the supervisor sends the old one ``SIGUSR2`` (the hand-over).
+The old worker then stops accepting, finishes its requests and exits with status
+:data:`RETIRED`, which the supervisor takes as planned.  The listening socket, open in the
+supervisor, never closes, and someone accepts on it all along: even with one worker, no
+connection waits for a new process to start.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ STOP_GRACE = 15
 #: the exit status of a worker that retired as planned (EX_TEMPFAIL): replaced at once,
 #: logged at info -- not a failure
 RETIRED = 75
-#: the supervisor's end of the retirement notices, inherited by each worker (None when the
+#: the supervisor's end of the workers' notices, inherited by each worker (None when the
 #: process is not a supervised worker)
 _notices: int | None = None
+#: the notices a worker sends (after its pid, 8 bytes in all: one atomic pipe write)
+_RETIRING, _SERVING = 1, 2
+#: the signal that tells a retiring worker its replacement is serving
+HANDED_OVER = signal.SIGUSR2
 
 
 def _die_with_parent() -> None:
@@ -46,19 +53,29 @@ def supervised() -> bool:
     return _notices is not None
 
 
-def announce_retirement() -> bool:
-    """Tell the supervisor that this worker has stopped accepting and will exit with
-    :data:`RETIRED` once its requests are done, so that the replacement starts now rather
-    than after the drain (connections meanwhile wait in the listen backlog).  False when
-    there is no supervisor to tell."""
+def _notify(kind: int) -> bool:
     if _notices is None:
         return False
     try:
-        os.write(_notices, os.getpid().to_bytes(4, "little"))  # < PIPE_BUF: one atomic write
+        os.write(_notices, os.getpid().to_bytes(4, "little") + kind.to_bytes(4, "little"))
         os.kill(os.getppid(), signal.SIGUSR1)
     except OSError:
         return False
     return True
+
+
+def announce_retirement() -> bool:
+    """Tell the supervisor that this worker will retire: it forks the replacement now and
+    sends this worker :data:`HANDED_OVER` once the replacement serves (handle that signal
+    before calling this).  The worker then stops accepting, finishes its requests and
+    exits with :data:`RETIRED`.  False when there is no supervisor to tell."""
+    return _notify(_RETIRING)
+
+
+def announce_serving() -> bool:
+    """Tell the supervisor that this worker accepts connections now (the hand-over of a
+    retiring predecessor); False when there is no supervisor."""
+    return _notify(_SERVING)
 
 
 def supervise(count: int, run: Callable[[int], int | None], log: logging.Logger) -> int:
@@ -69,13 +86,14 @@ def supervise(count: int, run: Callable[[int], int | None], log: logging.Logger)
     global _notices
     children: dict[int, int] = {}
     retiring: set[int] = set()  # announced, still finishing their requests
+    predecessor: dict[int, int] = {}  # replacement pid -> the retiring worker it replaces
     stopping = False
     parent = os.getpid()
     held_signals = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}
     notices_r, notices_w = os.pipe()
     os.set_blocking(notices_r, False)
 
-    def spawn(index: int) -> None:
+    def spawn(index: int) -> int:
         global _notices
         # signals held across the fork: a stop must not land between the fork and the new
         # pid being known (it would never reach that worker), nor run the supervisor's
@@ -101,21 +119,30 @@ def supervise(count: int, run: Callable[[int], int | None], log: logging.Logger)
                 os._exit(code)
         children[pid] = index
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return pid
 
-    def retired(_signum: int, _frame: object) -> None:
-        """A worker has stopped accepting: start its replacement now."""
+    def notice(_signum: int, _frame: object) -> None:
+        """A worker will retire: start its replacement now; a replacement serves: hand
+        over (the predecessor stops accepting and drains)."""
         try:
             data = os.read(notices_r, 4096)
         except BlockingIOError:
             return
-        for at in range(0, len(data) - 3, 4):
+        for at in range(0, len(data) - 7, 8):
             pid = int.from_bytes(data[at:at + 4], "little")
+            kind = int.from_bytes(data[at + 4:at + 8], "little")
             index = children.get(pid)
-            if index is None or pid in retiring or stopping:
+            if index is None or stopping:
                 continue
-            retiring.add(pid)
-            log.info("worker %d (pid %d) is retiring; starting its replacement", index, pid)
-            spawn(index)
+            if kind == _SERVING:
+                old = predecessor.pop(pid, None)
+                if old in children:
+                    log.info("worker %d (pid %d) serves; pid %d stops accepting", index, pid, old)
+                    os.kill(old, HANDED_OVER)
+            elif kind == _RETIRING and pid not in retiring:
+                retiring.add(pid)
+                log.info("worker %d (pid %d) is retiring; starting its replacement", index, pid)
+                predecessor[spawn(index)] = pid
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -138,7 +165,7 @@ def supervise(count: int, run: Callable[[int], int | None], log: logging.Logger)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGALRM, kill)
-    signal.signal(signal.SIGUSR1, retired)
+    signal.signal(signal.SIGUSR1, notice)
     for i in range(count):
         spawn(i)
     while children:
@@ -149,6 +176,7 @@ def supervise(count: int, run: Callable[[int], int | None], log: logging.Logger)
         except InterruptedError:
             continue
         index = children.pop(pid, None)
+        predecessor.pop(pid, None)  # a replacement that died before serving: its restart is none
         planned = os.WIFEXITED(status) and os.WEXITSTATUS(status) == RETIRED
         if pid in retiring:
             retiring.discard(pid)  # its replacement runs already

@@ -1,0 +1,223 @@
+"""A worker of ``python -m ngnpro`` retires and is replaced by a fresh fork (``[ngnpro]
+worker_max_requests``, ``worker_max_rss``, libxml2 out of memory) without a request refused
+or cut short, and the name flood of docs/reliability.md finding 5 no longer leaves a
+server refusing requests with names it has not seen.
+
+Each test runs its own server (one worker: the hardest case, no sibling takes the
+connections while the worker is replaced) and reads the workers' pids from its log
+(``worker 0 serving, pid N``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.ngnpro.conftest import NGNProServer, start_ngnpro
+from tests.ngnpro.harness import (
+    ADMIN,
+    envelope,
+    fault_code,
+    http_post,
+    raw_call,
+    zeep_auth,
+    zeep_client,
+    zeep_port,
+)
+
+_SERVING = re.compile(r"worker 0 serving, pid (\d+)")
+#: a request whose method element has a name given by {0}: unknown to the server (fault 9003
+#: "unknown method"), but well-formed, so it is parsed -- every name in it is interned
+FLOOD_ENVELOPE = ('<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body>'
+                  '<m xmlns="urn:x">{0}</m></SOAP-ENV:Body></SOAP-ENV:Envelope>')
+
+
+def _pids(server: NGNProServer) -> list[int]:
+    return [int(p) for p in _SERVING.findall(server.output())]
+
+
+def _wait_for(what: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _stop(server: NGNProServer) -> None:
+    server.service.stop()
+    server.close()
+
+
+def _names_body(count: int, size: int) -> bytes:
+    """``count`` empty elements, each named by ``2 * size`` random hex digits: names never
+    seen before, about ``count * 2 * size`` bytes of them."""
+    return FLOOD_ENVELOPE.format("".join(f"<n{os.urandom(size).hex()}/>" for _ in range(count))).encode()
+
+
+def _unseen_name_answered(server: NGNProServer) -> None:
+    """A request with a name never seen is parsed: its answer is "unknown method", not
+    "malformed XML"; and an ordinary call works."""
+    name = f"never-seen-{os.urandom(4).hex()}"
+    status, _, data = http_post(server.url, FLOOD_ENVELOPE.format(f"<{name}/>").replace(
+        "<m ", f"<{name}-m ").replace("</m>", f"</{name}-m>").encode())
+    assert status == 500 and b"unknown method {urn:x}" + name.encode() + b"-m" in data, data[-300:]
+    status, root = raw_call(server.url, envelope("Customer", "getCustomers", "<query/>", auth=ADMIN))
+    assert status == 200 and fault_code(root) is None
+
+
+def test_steady_stream_survives_worker_replacement(tmp_path: Path, sqlite_url: str) -> None:
+    """Three clients at once -- zeep (kept-alive HTTP/1.1), a kept-alive raw HTTP/1.1 client
+    and a PEAR-style client (a connection per request) adding accounts -- call without a
+    pause while the only worker retires every 10 requests, until five workers have retired:
+    every call is answered, right.  (A retiring worker serves on until its replacement
+    does, some 0.5 s, so it answers more than 10.)"""
+    server = start_ngnpro(tmp_path, sqlite_url, worker_max_requests=10)
+    failures: list[str] = []
+    calls = {"zeep": 0, "keep-alive": 0, "pear": 0}
+    closes = [0]
+    added: list[str] = []
+    done = threading.Event()
+
+    def zeep_calls() -> None:
+        port = zeep_port(zeep_client(server.url), "Customer")
+        hdr = zeep_auth()
+        while not done.is_set():
+            try:
+                port.getCustomers(query={}, _soapheaders=hdr)
+                calls["zeep"] += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is reported
+                failures.append(f"zeep: {exc!r}")
+
+    def keep_alive_calls() -> None:
+        body = envelope("Customer", "getCustomers", "<query/>", auth=ADMIN).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+        while not done.is_set():
+            try:
+                conn.request("POST", "/ngnpro/", body=body, headers={"Content-Type": "text/xml", "SOAPAction": '""'})
+                resp = conn.getresponse()
+                data = resp.read()
+                calls["keep-alive"] += 1
+                if resp.status != 200 or b"getCustomersResponse" not in data:
+                    failures.append(f"keep-alive: {resp.status} {data[-200:]!r}")
+                if (resp.getheader("Connection") or "").lower() == "close":
+                    closes[0] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"keep-alive: {exc!r}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+        conn.close()
+
+    def pear_calls() -> None:
+        while not done.is_set():
+            username = f"r{calls['pear']}"
+            body = envelope("Customer", "addAccount", f'<account><username xsi:type="xsd:string">{username}'
+                                                      '</username></account>', auth=ADMIN).encode()
+            try:
+                status, _, data = http_post(server.url, body)
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"pear: {exc!r}")
+                continue
+            calls["pear"] += 1
+            if status != 200:
+                failures.append(f"pear: {status} {data[-200:]!r}")
+            else:
+                added.append(username)
+
+    try:
+        first = _wait_for(lambda: _pids(server))[0]
+        clients = [threading.Thread(target=f) for f in (zeep_calls, keep_alive_calls, pear_calls)]
+        for t in clients:
+            t.start()
+        try:
+            _wait_for(lambda: server.output().count(" retired, pid ") >= 5, timeout=90)
+        finally:
+            done.set()
+            for t in clients:
+                t.join(30)
+        assert failures == []
+        assert min(calls.values()) >= 10, calls
+        pids = _pids(server)
+        assert len(set(pids)) >= 6 and pids[0] == first, pids
+        assert closes[0] >= 1  # a kept-alive connection was told to close, not dropped
+        status, root = raw_call(server.url, envelope("Customer", "getCustomers", "<query/>", auth=ADMIN))
+        assert root.findtext(".//total") == str(len(added)) and len(added) == calls["pear"]
+        log = server.output()
+        assert "requests answered (worker_max_requests)" in log and "is retiring; starting its replacement" in log
+        assert " ERROR " not in log and "Traceback" not in log and "connections cut" not in log
+    finally:
+        _stop(server)
+
+
+def test_name_flood_past_a_low_rss_mark_replaces_the_worker(tmp_path: Path, sqlite_url: str) -> None:
+    """The fast variant of the name flood: with ``worker_max_rss`` some 25 MB over the
+    worker's memory at rest (about 75 MB here), 40 requests of 1 MB of new names each (every
+    one answered, "unknown method") make the worker retire; the flood goes on against its
+    replacement, and a name never seen is still answered normally."""
+    server = start_ngnpro(tmp_path, sqlite_url, worker_max_rss=100)
+    try:
+        first = _wait_for(lambda: _pids(server))[0]
+        for _ in range(40):
+            status, _, data = http_post(server.url, _names_body(500, 1000))
+            assert status == 500 and b"unknown method" in data, data[-300:]
+        pids = _wait_for(lambda: len(_pids(server)) >= 2 and _pids(server))
+        assert pids[0] == first and len(set(pids)) >= 2
+        assert re.search(r"resident memory \d+ MB is over worker_max_rss 100 MB", server.output())
+        _unseen_name_answered(server)
+    finally:
+        _stop(server)
+
+
+def test_full_name_dictionary_retires_the_worker(tmp_path: Path, sqlite_url: str) -> None:
+    """With no memory mark (``worker_max_rss = 0``) the flood fills libxml2's dictionary
+    (after some 170 requests of 1 MB of new names): that request is answered as before,
+    "malformed XML" (fault 9003) -- and the worker retires after answering it, so the next
+    request with a new name is parsed by a fresh worker."""
+    server = start_ngnpro(tmp_path, sqlite_url, worker_max_rss=0)
+    try:
+        first = _wait_for(lambda: _pids(server))[0]
+        refused = None
+        for i in range(400):
+            status, root = raw_call(server.url, _names_body(500, 1000))
+            assert status == 500 and fault_code(root) == 9003
+            if b"malformed XML" in (root.findtext(".//errorstring") or "").encode():
+                refused = i
+                break
+        assert refused is not None and refused > 100, refused  # ~170 MB of names first
+        pids = _wait_for(lambda: len(_pids(server)) >= 2 and _pids(server))
+        assert pids[0] == first and len(set(pids)) == 2
+        log = server.output()
+        assert "the SOAP decoder ran out of memory" in log and "this worker retires after the request" in log
+        _unseen_name_answered(server)
+    finally:
+        _stop(server)
+
+
+def test_name_flood_with_the_default_settings(tmp_path: Path, sqlite_url: str) -> None:
+    """The flood of ``NAME_FLOOD`` (tests/reliability/test_fuzz_regressions.py), 2 kB names
+    then short ones, sent to a server with the default ``worker_max_rss`` (160 MB): the
+    worker retires past the mark well before the dictionary is full, so no request of the
+    flood is refused as malformed, and names never seen are answered afterwards."""
+    server = start_ngnpro(tmp_path, sqlite_url)
+    try:
+        _wait_for(lambda: _pids(server))
+        for i in range(260):  # 260 MB of 2 kB names: more than a dictionary holds (~170 MB)
+            status, _, data = http_post(server.url, _names_body(500, 1000))
+            assert status == 500 and b"unknown method" in data, (i, data[-300:])
+        for i in range(40):  # and 10,000 short ones
+            status, _, data = http_post(server.url, _names_body(250, 5))
+            assert status == 500 and b"unknown method" in data, (i, data[-300:])
+        assert len(set(_pids(server))) >= 2
+        assert "worker_max_rss 160 MB" in server.output()
+        _unseen_name_answered(server)
+    finally:
+        _stop(server)
