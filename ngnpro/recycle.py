@@ -10,8 +10,10 @@ so the process goes: the worker retires (:func:`ngnpro.server._retire`) when
   every :data:`RSS_CHECK_EVERY` requests (a few microseconds: one small read);
 * it has answered ``[ngnpro] worker_max_requests`` requests (0: never);
 * a request failed because libxml2 ran out of memory (:func:`note_failure`, called where
-  the SOAP and XCAP decoders catch their errors): that request is answered as before, and
-  the worker retires after it.
+  the SOAP and XCAP decoders catch their errors): that request is answered as before (with
+  ``Connection: close``), and the worker stops accepting before it goes out (the new
+  connections wait in the backlog for the replacement, rather than meet a parser that
+  refuses new names) and retires after it.
 
 This module is imported by the decoders, so it imports nothing of gevent at module level.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("ngnpro.server")
@@ -90,6 +93,21 @@ class Recycler:
         self.requests = 0
         #: set when the worker has stopped accepting: every response says Connection: close
         self.closing = False
+        #: the worker retires without waiting for its replacement to serve (its parser fails)
+        self.at_once = False
+        #: stops the server accepting (set by the worker)
+        self.stop_accepting: Callable[[], None] = lambda: None
+
+    def before_response(self) -> bool:
+        """Called before each response goes out; True when its connection must close
+        because the worker's parser is out of memory (it then stops accepting at once)."""
+        if _exhausted is None:
+            return False
+        if not self.at_once:
+            self.at_once = self.closing = True
+            self.stop_accepting()
+            self._retire(_exhausted)
+        return True
 
     def after_request(self) -> None:
         """Once per answered request: retire when a limit is passed."""
@@ -97,7 +115,7 @@ class Recycler:
         if self.retire.is_set():
             return
         if _exhausted is not None:
-            self._retire(_exhausted)
+            self.before_response()
         elif self.max_requests and self.requests >= self.max_requests:
             self._retire(f"{self.requests} requests answered (worker_max_requests)")
         elif self.max_rss and self.requests % RSS_CHECK_EVERY == 0:

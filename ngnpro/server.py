@@ -312,6 +312,13 @@ def _handler_class(recycler: Recycler | None = None) -> Any:
         def MessageClass(self, fp: Any, *args: Any) -> Any:  # noqa: N802 - gevent's name
             return read_headers(fp)
 
+        def process_result(self) -> None:
+            if recycler is not None and recycler.before_response() and not self.headers_sent:
+                self.close_connection = True
+                self.response_headers = [(k, v) for k, v in self.response_headers if k.lower() != b"connection"]
+                self.response_headers.append((b"Connection", b"close"))
+            super().process_result()
+
         def handle_one_response(self) -> None:
             super().handle_one_response()
             if recycler is not None:
@@ -398,6 +405,7 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
                     error_log=logging.getLogger("ngnpro.http"), **ssl_args)
     handed_over = gevent.event.Event()
     gevent.signal_handler(prefork.HANDED_OVER, handed_over.set)
+    recycler.stop_accepting = server.stop_accepting
     server.start()
     prefork.announce_serving()  # the hand-over, if this worker replaces one that retires
     rest = rss_bytes() / 1048576
@@ -438,7 +446,9 @@ def _retire(server: Any, recycler: Recycler, stop: Any, handed_over: Any, name: 
     import gevent
 
     log.info("%sretiring, pid %d: %s", f"{name} " if name else "", os.getpid(), recycler.reason)
-    if prefork.announce_retirement():
+    # a worker whose parser is out of memory stops accepting at once (it has already):
+    # new connections had better wait for the replacement than meet that parser
+    if prefork.announce_retirement() and not recycler.at_once:
         gevent.wait([stop, handed_over], count=1, timeout=HANDOVER_WAIT)
     recycler.closing = True
     server.stop_accepting()

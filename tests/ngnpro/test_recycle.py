@@ -178,27 +178,34 @@ def test_name_flood_past_a_low_rss_mark_replaces_the_worker(tmp_path: Path, sqli
 
 
 def test_full_name_dictionary_retires_the_worker(tmp_path: Path, sqlite_url: str) -> None:
-    """With no memory mark (``worker_max_rss = 0``) the flood fills libxml2's dictionary
-    (after some 170 requests of 1 MB of new names): that request is answered as before,
-    "malformed XML" (fault 9003) -- and the worker retires after answering it, so the next
-    request with a new name is parsed by a fresh worker."""
+    """With no memory mark (``worker_max_rss = 0``) the flood, on one kept-alive
+    connection, fills libxml2's dictionary (after some 170 requests of 1 MB of new names):
+    that request is answered as before, "malformed XML" (fault 9003), with ``Connection:
+    close`` -- and the worker has stopped accepting before it answered, so the request with
+    a new name sent right after it is parsed by the fresh worker that replaces it."""
     server = start_ngnpro(tmp_path, sqlite_url, worker_max_rss=0)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
     try:
         first = _wait_for(lambda: _pids(server))[0]
         refused = None
         for i in range(400):
-            status, root = raw_call(server.url, _names_body(500, 1000))
-            assert status == 500 and fault_code(root) == 9003
-            if b"malformed XML" in (root.findtext(".//errorstring") or "").encode():
+            conn.request("POST", "/ngnpro/", body=_names_body(500, 1000), headers={"Content-Type": "text/xml"})
+            resp = conn.getresponse()
+            data = resp.read()
+            assert resp.status == 500 and b"<errorcode xsi:type=\"xsd:int\">9003<" in data, data[-300:]
+            if b"malformed XML" in data:
+                assert resp.getheader("Connection") == "close"
                 refused = i
                 break
+            assert resp.getheader("Connection") is None  # kept alive until then
         assert refused is not None and refused > 100, refused  # ~170 MB of names first
-        pids = _wait_for(lambda: len(_pids(server)) >= 2 and _pids(server))
+        _unseen_name_answered(server)  # at once: no waiting for the replacement here
+        pids = _pids(server)
         assert pids[0] == first and len(set(pids)) == 2
         log = server.output()
         assert "the SOAP decoder ran out of memory" in log and "this worker retires after the request" in log
-        _unseen_name_answered(server)
     finally:
+        conn.close()
         _stop(server)
 
 
