@@ -228,3 +228,77 @@ def test_name_flood_with_the_default_settings(tmp_path: Path, sqlite_url: str) -
         _unseen_name_answered(server)
     finally:
         _stop(server)
+
+
+_HANDOVER = r"""
+import logging, os, signal, sys, time
+sys.path.insert(0, ROOT)
+from ngnpro.models import prefork
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+
+def run(index):
+    if not os.path.exists(os.path.join(TMP, "first")):
+        open(os.path.join(TMP, "first"), "w").write(str(os.getpid()))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {prefork.HANDED_OVER})
+        assert prefork.announce_retirement()
+        got = signal.sigtimedwait({prefork.HANDED_OVER}, 10)
+        # the replacement announced itself serving before this worker was told to stop
+        print("handed over", got is not None, os.path.exists(os.path.join(TMP, "second")), flush=True)
+        return prefork.RETIRED
+    open(os.path.join(TMP, "second"), "w").write(str(os.getpid()))
+    assert prefork.announce_serving()
+    time.sleep(60)
+
+sys.exit(prefork.supervise(1, run, logging.getLogger("test")))
+"""
+
+
+def test_supervisor_hands_over_to_the_replacement(tmp_path: Path) -> None:
+    """``supervise`` itself: a worker announcing its retirement gets its replacement forked
+    at once and is told to stop (``HANDED_OVER``) only once the replacement serves; its
+    planned exit is logged at info, not as a failure, and nothing is restarted twice."""
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    script = f"ROOT = {str(root)!r}\nTMP = {str(tmp_path)!r}\n" + _HANDOVER
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        _wait_for(lambda: (tmp_path / "second").exists() and (tmp_path / "second").read_text(), timeout=20)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    first, second = (tmp_path / "first").read_text(), (tmp_path / "second").read_text()
+    assert proc.returncode == 0, out
+    assert "handed over True True" in out, out
+    assert f"INFO worker 0 (pid {first}) is retiring; starting its replacement" in out
+    assert f"INFO worker 0 (pid {second}) serves; pid {first} stops accepting" in out
+    assert f"INFO worker 0 (pid {first}) retired" in out
+    assert "ERROR" not in out and "restarting" not in out, out
+
+
+def test_only_memory_failures_retire_a_worker() -> None:
+    """A malformed, too deep or DOCTYPE-carrying request is refused as ever and does not
+    make the worker retire (else any client could have workers replaced at will); a
+    ``MemoryError`` or libxml2's XML_ERR_NO_MEMORY does."""
+    from lxml import etree
+
+    from ngnpro import recycle
+    from ngnpro.soap.envelope import parse_request
+    from ngnpro.soap.faults import NGNProError
+
+    for body in (b"<a><b></a>", b"<a>" * 300, b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>', b"\xff\xfe<a/>"):
+        try:
+            etree.fromstring(body, etree.XMLParser(resolve_entities=False, load_dtd=False))
+        except etree.XMLSyntaxError as exc:
+            assert not recycle.out_of_memory(exc), exc
+        try:
+            parse_request(body)
+        except NGNProError:
+            pass
+    assert recycle.exhausted() is None
+    assert recycle.out_of_memory(MemoryError())
+    assert recycle.out_of_memory(etree.XMLSyntaxError("Memory allocation failed", 2, 0, 0))
