@@ -134,15 +134,23 @@ def supervise(count: int, run: Callable[[int], int | None], log: logging.Logger)
             index = children.get(pid)
             if index is None or stopping:
                 continue
+            # this runs in the middle of the main loop: nothing may raise out of it
             if kind == _SERVING:
                 old = predecessor.pop(pid, None)
                 if old in children:
                     log.info("worker %d (pid %d) serves; pid %d stops accepting", index, pid, old)
-                    os.kill(old, HANDED_OVER)
+                    try:
+                        os.kill(old, HANDED_OVER)
+                    except ProcessLookupError:
+                        pass
             elif kind == _RETIRING and pid not in retiring:
-                retiring.add(pid)
                 log.info("worker %d (pid %d) is retiring; starting its replacement", index, pid)
-                predecessor[spawn(index)] = pid
+                try:
+                    predecessor[spawn(index)] = pid
+                except OSError as exc:  # replaced when it exits; it stops waiting after a while
+                    log.error("cannot fork the replacement of worker %d: %s", index, exc)
+                    continue
+                retiring.add(pid)
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
