@@ -63,9 +63,10 @@ def _names_body(count: int, size: int) -> bytes:
 
 
 def _unseen_name_answered(server: NGNProServer) -> None:
-    """A request with a name never seen is parsed: its answer is "unknown method", not
-    "malformed XML"; and an ordinary call works."""
-    name = f"never-seen-{os.urandom(4).hex()}"
+    """A request with a name never seen (2 kB long, like the flood's: a worker whose
+    dictionary was filled by them refuses it) is parsed: its answer is "unknown method",
+    not "malformed XML"; and an ordinary call works."""
+    name = f"never-seen-{os.urandom(1000).hex()}"
     status, _, data = http_post(server.url, FLOOD_ENVELOPE.format(f"<{name}/>").replace(
         "<m ", f"<{name}-m ").replace("</m>", f"</{name}-m>").encode())
     assert status == 500 and b"unknown method {urn:x}" + name.encode() + b"-m" in data, data[-300:]
@@ -302,3 +303,39 @@ def test_only_memory_failures_retire_a_worker() -> None:
     assert recycle.exhausted() is None
     assert recycle.out_of_memory(MemoryError())
     assert recycle.out_of_memory(etree.XMLSyntaxError("Memory allocation failed", 2, 0, 0))
+
+
+_XCAP_EXHAUSTED = r"""
+import os, sys
+sys.path.insert(0, ROOT)
+from lxml import etree
+from ngnpro import recycle
+from ngnpro.xcap.errors import XcapError
+from ngnpro.xcap.xmlsafe import parse_document
+for size, count in ((1000, 500), (5, 500)):  # fill this thread's name dictionary as the flood does
+    for i in range(2000):
+        try:
+            etree.fromstring(("<m>" + "".join(f"<n{os.urandom(size).hex()}/>" for _ in range(count)) + "</m>").encode())
+        except etree.XMLSyntaxError as exc:
+            assert recycle.out_of_memory(exc), exc
+            break
+assert recycle.exhausted() is None
+try:
+    parse_document(b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><never-seen-name/></resource-lists>')
+except XcapError as exc:
+    print("refused", exc.kind, "|", recycle.exhausted())
+"""
+
+
+def test_xcap_parser_out_of_memory_retires_the_worker(tmp_path: Path) -> None:
+    """The XCAP parser reports a full name dictionary as the SOAP decoder does: the
+    document is refused as before (409 ``not-well-formed``), and the worker is marked to
+    retire after answering (in a subprocess: filling the dictionary takes some 3 s)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", f"ROOT = {str(root)!r}\n" + _XCAP_EXHAUSTED], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "refused not-well-formed | the XCAP parser ran out of memory" in done.stdout, done.stdout
