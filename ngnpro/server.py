@@ -15,8 +15,9 @@ import logging
 import re
 from typing import Any
 
+from ngnpro.models import prefork
 from ngnpro.models.config import Config, parse_hostport
-from ngnpro.models.prefork import supervise
+from ngnpro.recycle import Recycler, rss_bytes
 
 log = logging.getLogger("ngnpro.server")
 
@@ -194,9 +195,9 @@ def serve(config: Config) -> int:
     bracket = f"[{host}]" if ":" in host else host
     log.info("NGNPro SOAP server listening on %s://%s:%d/ngnpro/ (WSDL at /ngnpro/wsdl), %d worker%s, database %s",
              scheme, bracket, sock.getsockname()[1], workers, "s" if workers > 1 else "", url)
-    if workers == 1:
-        return _worker(config, sock, ssl_args)
-    return supervise(workers, lambda i: _worker(config, sock, ssl_args, f"worker {i}"), log)
+    # supervised even with one worker: a worker that retires (ngnpro.recycle) is replaced by
+    # a fresh fork while the listening socket stays open here, so no connection is refused
+    return prefork.supervise(workers, lambda i: _worker(config, sock, ssl_args, f"worker {i}"), log)
 
 
 #: Connections served at once by one worker; more wait in the listen backlog.
@@ -282,10 +283,11 @@ def read_headers(fp: Any) -> Any:
     return RequestHeaders(fields)
 
 
-def _handler_class() -> Any:
+def _handler_class(recycler: Recycler | None = None) -> Any:
     """gevent's WSGI handler with per-read and per-connection time limits, so that clients
     sending slowly cannot pin every greenlet of the pool; a kept-alive connection is closed
-    after a response once it is ``KEEP_ALIVE_FOR`` old."""
+    after a response once it is ``KEEP_ALIVE_FOR`` old, or once the worker retires.  Every
+    response counts for ``recycler`` (which decides when the worker retires)."""
     import contextlib
     import socket
     import time
@@ -309,6 +311,18 @@ def _handler_class() -> Any:
 
         def MessageClass(self, fp: Any, *args: Any) -> Any:  # noqa: N802 - gevent's name
             return read_headers(fp)
+
+        def process_result(self) -> None:
+            if recycler is not None and recycler.before_response() and not self.headers_sent:
+                self.close_connection = True
+                self.response_headers = [(k, v) for k, v in self.response_headers if k.lower() != b"connection"]
+                self.response_headers.append((b"Connection", b"close"))
+            super().process_result()
+
+        def handle_one_response(self) -> None:
+            super().handle_one_response()
+            if recycler is not None:
+                recycler.after_request()
 
         def _write_with_headers(self, data: bytes) -> None:
             """gevent's, but the status line, headers and body leave in one send: two
@@ -337,7 +351,7 @@ def _handler_class() -> Any:
             # the request target as sent, still percent-encoded: XCAP URIs may hold an
             # encoded "/" that PATH_INFO's decoding would turn into a separator
             environ["RAW_URI"] = self.path
-            if time.monotonic() > self.reuse_until:
+            if time.monotonic() > self.reuse_until or (recycler is not None and recycler.closing):
                 environ[LAST_REQUEST] = True
             return environ
 
@@ -360,7 +374,9 @@ def _bind(host: str, port: int) -> Any:
 
 
 def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "") -> int:
-    """One serving process: its own engine, the WSGI app on the shared listening socket."""
+    """One serving process: its own engine, the WSGI app on the shared listening socket,
+    until SIGTERM/SIGINT (status 0) or until it retires (status ``RETIRED``)."""
+    import os
     import signal
 
     import gevent
@@ -370,19 +386,81 @@ def _worker(config: Config, sock: Any, ssl_args: dict[str, str], name: str = "")
 
     from ngnpro.models.database import open_database
 
+    section = config["ngnpro"]
     engine, sessionmaker = open_database(config.database_url, migrate=False)
     app = build_app(config, sessionmaker)
-    server = WSGIServer(sock, app, spawn=Pool(MAX_CONNECTIONS), log=None, handler_class=_handler_class(),
-                        error_log=logging.getLogger("ngnpro.http"), **ssl_args)
+    recycling = prefork.supervised()  # a worker retires only where a supervisor replaces it
+    recycler = Recycler(section["worker_max_rss"], section["worker_max_requests"], gevent.event.Event())
+
+    class Server(WSGIServer):
+        """gevent's server, which also resumes accepting when a pool slot frees up: not
+        once the worker retires."""
+
+        def start_accepting(self) -> None:
+            if not recycler.closing:
+                super().start_accepting()
+
+    server = Server(sock, app, spawn=Pool(MAX_CONNECTIONS), log=None,
+                    handler_class=_handler_class(recycler if recycling else None),
+                    error_log=logging.getLogger("ngnpro.http"), **ssl_args)
+    handed_over = gevent.event.Event()
+    gevent.signal_handler(prefork.HANDED_OVER, handed_over.set)
+    recycler.stop_accepting = server.stop_accepting
     server.start()
+    prefork.announce_serving()  # the hand-over, if this worker replaces one that retires
+    rest = rss_bytes() / 1048576
+    log.info("%sserving, pid %d, resident memory %.0f MB", f"{name} " if name else "", os.getpid(), rest)
+    if recycler.max_rss and rest * 1.25 > recycler.max_rss / 1048576:
+        log.warning("worker_max_rss = %d MB leaves little room over this worker's %.0f MB at rest: "
+                    "it will be replaced every few requests", section["worker_max_rss"], rest)
     stop = gevent.event.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, stop.set)
-    stop.wait()
-    log.info("stopping%s", f" {name}" if name else "")
-    server.stop(timeout=5)
+    gevent.wait([stop, recycler.retire], count=1)
+    code = 0
+    if stop.is_set():
+        log.info("stopping%s", f" {name}" if name else "")
+        server.stop(timeout=5)
+    else:
+        code = _retire(server, recycler, stop, handed_over, name)
     app.dispatcher.runtime.connections.close()
     engine.dispose()
-    return 0
+    return code
 
 
+#: seconds a retiring worker goes on accepting while it waits for its replacement to serve
+#: (a worker starts in about 0.5 s); then it stops accepting anyway
+HANDOVER_WAIT = 10.0
+
+
+def _retire(server: Any, recycler: Recycler, stop: Any, handed_over: Any, name: str) -> int:
+    """Have the supervisor start the replacement and go on serving until it serves; then
+    stop accepting (the listening socket stays open in the supervisor and the replacement,
+    which takes the new connections), finish every request in progress -- a kept-alive
+    connection is answered once more, with ``Connection: close`` -- and return ``RETIRED``.
+    A connection left idle ends after ``IDLE_TIMEOUT``, one that trickles at
+    ``CONNECTION_DEADLINE``."""
+    import os
+    import time
+
+    import gevent
+
+    log.info("%sretiring, pid %d: %s", f"{name} " if name else "", os.getpid(), recycler.reason)
+    # a worker whose parser is out of memory stops accepting at once (it has already):
+    # new connections had better wait for the replacement than meet that parser
+    if prefork.announce_retirement() and not recycler.at_once:
+        gevent.wait([stop, handed_over], count=1, timeout=HANDOVER_WAIT)
+    recycler.closing = True
+    server.stop_accepting()
+    deadline = time.monotonic() + CONNECTION_DEADLINE + 5
+    while len(server.pool) and not stop.is_set() and time.monotonic() < deadline:
+        stop.wait(0.05)
+    if stop.is_set():  # told to stop meanwhile: a stop like any other
+        log.info("stopping%s", f" {name}" if name else "")
+        server.stop(timeout=5)
+        return 0
+    left = len(server.pool)
+    server.stop(timeout=0.1)
+    log.info("%sretired, pid %d, after %d requests%s", f"{name} " if name else "", os.getpid(), recycler.requests,
+             f"; {left} connections cut at the deadline" if left else "")
+    return prefork.RETIRED

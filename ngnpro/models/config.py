@@ -254,6 +254,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "store_clear_text_passwords": (True, _bool),
         "max_body_bytes": (1048576, _int(1024)),
         "workers": (1, _int(1, 64)),
+        # a worker past this resident memory (MB) is replaced by a fresh fork; 0: never
+        # (docs/reliability.md finding 5: libxml2's name dictionary never shrinks)
+        "worker_max_rss": (160, _int(0, 1048576)),
+        # a worker that has answered this many requests is replaced; 0: never
+        "worker_max_requests": (0, _int(0, 10**9)),
         "xcap_root": ("/xcap-root/", lambda k, v: _xcap_root(k, v)),
         "xcap_max_document": (1048576, _int(1024, 64 * 1048576)),
     },

@@ -21,6 +21,8 @@ from spyne.context import MethodContext
 from spyne.evmgr import EventManager
 from spyne.server import ServerBase
 
+from ngnpro.recycle import note_failure
+
 from .connections import ConnectionCache
 from .const import PORT_NAMES
 from .context import RequestState
@@ -163,11 +165,14 @@ class Dispatcher:
                 server.get_out_object(p_ctx)
             server.get_out_string(p_ctx)
             out = b"".join(p_ctx.out_string)
-        except Exception:
-            log.exception("%s: cannot build the response", name)
+        except Exception as exc:
+            if not note_failure(exc, f"{name}'s decoding"):
+                log.exception("%s: cannot build the response", name)
             return 500, fault_bytes()
         finally:
             ctx.udc = None
+        if p_ctx.in_error is not None:
+            note_failure(p_ctx.in_error, f"{name}'s decoding")
         status = 500 if p_ctx.out_error is not None else 200
         if log.isEnabledFor(logging.DEBUG):
             outcome = "ok" if status == 200 else f"fault {getattr(p_ctx.out_error, 'code', 9000)}"

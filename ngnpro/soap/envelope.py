@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from ngnpro.recycle import note_failure
+
 from .const import NS_SOAP_ENV
 from .faults import INVALID_REQUEST, SERVER_ERROR, NGNProError
 from .writer import fault
@@ -68,7 +70,13 @@ def parse_request(body: bytes, max_depth: int = MAX_DEPTH) -> ParsedRequest:
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as exc:
+        # libxml2's name dictionary full (or memory short): answered as before, and the
+        # worker retires after the answer (ngnpro.recycle)
+        note_failure(exc, "the SOAP decoder")
         raise _refuse(f"malformed XML ({str(exc)[:120]})") from None
+    except MemoryError as exc:
+        note_failure(exc, "the SOAP decoder")
+        raise NGNProError(SERVER_ERROR, "Internal server error (out of memory)") from None
     if root is None:
         raise _refuse("empty document")
     if root.getroottree().docinfo.doctype:

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from spyne.service import ServiceBase
 from sqlalchemy.exc import SQLAlchemyError
 
+from ngnpro.recycle import note_failure
+
 from .auth import authenticate
 from .context import CallContext, RequestState, Scope
 from .faults import SERVER_ERROR, NGNProError
@@ -59,9 +61,10 @@ class PortService(ServiceBase):
             _rollback(conn)
             log.exception("%s: database error", method)
             raise NGNProError(SERVER_ERROR, "Internal server error (database)") from None
-        except Exception:
+        except Exception as exc:
             _rollback(conn)
-            log.exception("%s: unexpected error", method)
+            if not note_failure(exc, method):
+                log.exception("%s: unexpected error", method)
             raise NGNProError(SERVER_ERROR, "Internal server error") from None
         finally:
             runtime.write_lock.release()  # after the commit or rollback

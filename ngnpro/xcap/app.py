@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ngnpro.models.config import Config
 from ngnpro.models.digest import MALFORMED, STALE, DigestAuth, parse_credentials
+from ngnpro.recycle import note_failure
 
 from . import generated
 from .errors import ERROR_TYPE, HttpError, XcapError
@@ -75,8 +76,9 @@ class XcapApp:
             log.error("database error: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return self._reply(environ, start_response, 503, b"database unavailable\n", "text/plain", None,
                                [("Retry-After", "5")], head=head)
-        except Exception:  # a bug of ours: logged here, never a traceback to the client
-            log.exception("XCAP request %s %s failed", environ.get("REQUEST_METHOD"), environ.get("RAW_URI"))
+        except Exception as exc:  # a bug of ours (or memory out): never a traceback to the client
+            if not note_failure(exc, "XCAP request"):  # out of memory: the worker retires after this answer
+                log.exception("XCAP request %s %s failed", environ.get("REQUEST_METHOD"), environ.get("RAW_URI"))
             return self._reply(environ, start_response, 500, b"internal error\n", "text/plain", None, head=head)
 
     # -- the request --------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 from lxml import etree
 
+from ngnpro.recycle import note_failure
+
 from .errors import XcapError
 
 #: a DTD, internal subset included, or an entity declaration anywhere: refused unparsed
@@ -60,6 +62,7 @@ def parse_document(body: bytes) -> etree._ElementTree:
     try:
         tree = etree.ElementTree(etree.fromstring(body, parser()))
     except etree.XMLSyntaxError as exc:
+        note_failure(exc, "the XCAP parser")  # libxml2 out of memory: retire after answering
         raise XcapError("not-well-formed", _first_line(exc)) from None
     if tree.docinfo.doctype:
         raise XcapError("not-well-formed", "a document type declaration is not allowed")
@@ -82,6 +85,7 @@ def parse_fragment(body: bytes, nsmap: Mapping[str | None, str]) -> etree._Eleme
     try:
         wrapper = etree.fromstring(wrapped.encode("utf-8"), parser())
     except etree.XMLSyntaxError as exc:
+        note_failure(exc, "the XCAP parser")
         raise XcapError("not-xml-frag", _first_line(exc)) from None
     elements = [c for c in wrapper if isinstance(c.tag, str)]
     others = [c for c in wrapper if not isinstance(c.tag, str)]

@@ -103,8 +103,9 @@ except NGNProError as exc:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known, not fixed: lxml interns every element and attribute name "
-                   "in one dictionary per thread that never shrinks (docs/reliability.md)")
+@pytest.mark.xfail(strict=True, reason="known, not fixed in the decoder: lxml interns every element and attribute name "
+                   "in one dictionary per thread that never shrinks; the server replaces a worker before "
+                   "(tests/ngnpro/test_recycle.py, docs/reliability.md)")
 def test_element_names_do_not_exhaust_the_parser() -> None:
     """fuzz ngnpro_soap (mutation engine, after ~500,000 inputs): requests with new element
     names grow libxml2's name dictionary for good; once it is full, any request with a name
