@@ -66,7 +66,7 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, lines_of: li
         f"Measured {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}, loopback, load from "
         f"{args.sipp_procs} sipp 3.6 processes.  Load average (1/5/15 min) {load_before} before the "
         f"run, {uptime_load()} at its end.  Every set-up's rate climbs from the same start "
-        f"({args.start['register']:,} registrations/s, {args.start['call']:,} calls/s) x1.5 until a "
+        f"({args.start['register']:,.0f} registrations/s, {args.start['call']:,.0f} calls/s) x1.5 until a "
         f"point fails, then {args.refine} bisection steps between the last clean and the failed rate; "
         f"points of {args.seconds:g} s.  The climb's caps: {args.max_register:,.0f} registrations/s, "
         f"{args.max_call:,.0f} calls/s; "
@@ -164,9 +164,11 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, lines_of: li
         "the server's CPU (100 % = one core): a failure with the server far from busy is the load "
         "generator's limit rather than the server's.  Kamailio configuration: "
         "`scripts/bench/kamailio.cfg` (the set-up chosen with defines).  Kamailio's db_sqlite "
-        "sets no busy timeout: with 4 workers, a write that meets another worker's gets \"database "
-        "is locked\" and is dropped (logged as ERROR); such points count as clean when every call "
-        "succeeded, and the table gives the failed writes at the best point."
+        "sets no busy timeout: with 4 workers a write that meets another worker's lock fails at "
+        "once (\"database is locked\") and the write is lost, so its SQLite set-ups run with "
+        "`scripts/bench/sipbench/sqlite_busy.c` preloaded, giving its connections the 30 s busy "
+        "timeout our proxy's have; should writes still fail, the table gives their number at "
+        "the best point (such a point counts as clean when every call succeeded)."
         + ("  FreeRADIUS's own CPU per call at the best point: "
            + ", ".join(f"{n} {v:.3f} ms" for n, v in radius) + "." if radius else ""),
     ]

@@ -169,6 +169,25 @@ def radcli_config(work: Path, port: int) -> Path:
     return conf
 
 
+def sqlite_busy_shim(work: Path) -> Path | None:
+    """sqlite_busy.c built into ``work`` (once): the LD_PRELOAD shim giving Kamailio's
+    SQLite connections our proxy's busy timeout.  None when it cannot be built (no gcc):
+    Kamailio then runs without it, and its failed writes show in the report."""
+    out = work / "sqlite_busy.so"
+    if out.exists():
+        return out
+    lib = next(iter(glob.glob("/usr/lib/*/libsqlite3.so.0") + glob.glob("/lib/*/libsqlite3.so.0")), None)
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if not lib or not cc:
+        return None
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(Path(__file__).with_name("sqlite_busy.c")),
+                           lib, "-ldl"], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"sqlite_busy.c did not build: {done.stderr[-500:]}", file=sys.stderr)
+        return None
+    return out
+
+
 class Kamailio(Server):
     """Kamailio 5.6 with scripts/bench/kamailio.cfg in set-up ``mode`` (KAMAILIO_MODES),
     4 UDP workers as in ANCHORS.md.  ``radius_port``: FreeRADIUS for ``accounting``."""
@@ -189,13 +208,17 @@ class Kamailio(Server):
             if radius_port is None:
                 raise ValueError("Kamailio's accounting set-up needs FreeRADIUS")
             defines += ["-A", "WITH_ACC", "-A", f'RADCFG="{radcli_config(work, radius_port)}"']
+        env = dict(os.environ)
+        self.busy_shim = sqlite_busy_shim(work.parent) if db_mode is not None else None
+        if self.busy_shim:
+            env["LD_PRELOAD"] = str(self.busy_shim)
         self.log = open(work / "kamailio.log", "wb")
         self.logfile = work / "kamailio.log"
         self.proc = subprocess.Popen(
             [binary, "-f", str(KAMAILIO_CFG), "-DD", "-E", "-n", "4", "-m", "256", "-M", "16",
              "-l", f"udp:127.0.0.1:{self.port}", "-Y", str(rundir), "-P", str(rundir / "k.pid"),
              *defines],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
         try:
             wait_sip(("127.0.0.1", self.port))
