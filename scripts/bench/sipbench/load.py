@@ -112,12 +112,16 @@ class Load:
                 "-error_file", str(err), "-max_recv_loops", "10000",
                 *extra, f"{server[0]}:{server[1]}",
             ]
-            proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(self.work / f"sipp-{n}.out", "wb") as out:
+                proc = subprocess.Popen(cmd, cwd=self.work, stdout=subprocess.DEVNULL, stderr=out)
             running.append((proc, stf, err))
         started = time.monotonic()
         ok = failed = refused = 0
-        for proc, stf, err in running:
-            proc.wait()
+        broken = []
+        for n, (proc, stf, err) in enumerate(running):
+            if proc.wait() not in (0, 1):  # 255, 254: sipp's own fatal error (a socket it could not bind)
+                broken.append(f"sipp {n} exit {proc.returncode}: "
+                              + (self.work / f"sipp-{n}.out").read_text(errors="replace")[-300:].strip())
             if stf.exists():
                 rows = list(csv.reader(stf.open(), delimiter=";"))
                 if len(rows) >= 2:
@@ -129,7 +133,11 @@ class Load:
                 if not self.keep:
                     err.unlink()
         return {"rate": per * procs, "total": total * procs, "ok": ok, "failed": failed,
-                "refused": refused, "elapsed": time.monotonic() - started}
+                "refused": refused, "elapsed": time.monotonic() - started, "broken": broken}
+
+    def new_ports(self) -> None:
+        """Fresh local ports for the sipp processes (after one could not bind its own)."""
+        self.ports = [free_port() for _ in self.ports]
 
 
 #: ``check(result) -> problem or None``, run after a point (e.g. the accounting records)
@@ -204,6 +212,20 @@ def _point(label: str, load: Load, scenario: str, server: tuple[str, int], pid: 
     cpu0 = cpu_seconds(pid)
     side0 = cpu_seconds(side_pid) if side_pid else 0.0
     res = load.run(scenario, server, rate, seconds, extra)
+    if res["broken"]:
+        # the load generator failed, not the server: say so, and measure the point again
+        print(f"  {label}: the load generator failed ({'; '.join(res['broken'])}); again on new ports",
+              flush=True)
+        load.new_ports()
+        time.sleep(1.0)
+        settle(pid)
+        if start is not None:
+            start()
+        cpu0 = cpu_seconds(pid)
+        side0 = cpu_seconds(side_pid) if side_pid else 0.0
+        res = load.run(scenario, server, rate, seconds, extra)
+        if res["broken"]:
+            raise RuntimeError(f"the load generator failed twice: {'; '.join(res['broken'])}")
     used = cpu_seconds(pid) - cpu0
     res["cpu_per_call_ms"] = used * 1000 / max(res["ok"], 1)
     if side_pid:
