@@ -122,12 +122,13 @@ class Load:
             if proc.wait() not in (0, 1):  # 255, 254: sipp's own fatal error (a socket it could not bind)
                 broken.append(f"sipp {n} exit {proc.returncode}: "
                               + (self.work / f"sipp-{n}.out").read_text(errors="replace")[-300:].strip())
-            if stf.exists():
-                rows = list(csv.reader(stf.open(), delimiter=";"))
-                if len(rows) >= 2:
-                    col = {name: i for i, name in enumerate(rows[0])}
-                    ok += int(rows[-1][col["SuccessfulCall(C)"]])
-                    failed += int(rows[-1][col["FailedCall(C)"]])
+            rows = list(csv.reader(stf.open(), delimiter=";")) if stf.exists() else []
+            if len(rows) >= 2:
+                col = {name: i for i, name in enumerate(rows[0])}
+                ok += int(rows[-1][col["SuccessfulCall(C)"]])
+                failed += int(rows[-1][col["FailedCall(C)"]])
+            elif not broken or not broken[-1].startswith(f"sipp {n} "):
+                broken.append(f"sipp {n} exit {proc.returncode}: wrote no statistics")
             if err.exists():
                 refused += err.read_bytes().count(_REFUSED)
                 if not self.keep:
