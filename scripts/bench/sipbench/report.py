@@ -167,7 +167,7 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, lines_of: li
         "sets no busy timeout: with 4 workers a write that meets another worker's lock fails at "
         "once (\"database is locked\") and the write is lost, so its SQLite set-ups run with "
         "`scripts/bench/sipbench/sqlite_busy.c` preloaded, giving its connections the 30 s busy "
-        "timeout our proxy's have; should writes still fail, the table gives their number at "
+        "timeout and synchronous=NORMAL our proxy's have; should writes still fail, the table gives their number at "
         "the best point (such a point counts as clean when every call succeeded)."
         + ("  FreeRADIUS's own CPU per call at the best point: "
            + ", ".join(f"{n} {v:.3f} ms" for n, v in radius) + "." if radius else ""),

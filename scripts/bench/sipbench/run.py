@@ -59,7 +59,7 @@ def setups(workers: int) -> list[Setup]:
         Setup("sipproxy", "sipproxy", "plain", ("register", "call"), ours, f"{persist}; {plain_acc}"),
         Setup("kamailio-write-back", "kamailio", "write-back", ("register", "call"),
               "Kamailio 5.6, write-back",
-              "SQLite (WAL, 30 s busy timeout as ours): usrloc `db_mode` 2 and dialog `db_mode` 2 "
+              "SQLite (WAL, synchronous=NORMAL and a 30 s busy timeout, as ours): usrloc `db_mode` 2 and dialog `db_mode` 2 "
               "(delayed), both flushed every 1 s; no overload control (no pike/ratelimit); no accounting"),
         Setup("sipproxy-acc", "sipproxy", "accounting", ("call",), f"{ours}, accounting on",
               "as the plain line, plus accounting: every call's Start and Stop to FreeRADIUS "
@@ -69,7 +69,7 @@ def setups(workers: int) -> list[Setup]:
               "`acc` table (SQLite) and sent to the same FreeRADIUS (acc_radius)"),
         Setup("kamailio-write-through", "kamailio", "write-through", ("register", "call"),
               "Kamailio 5.6, write-through",
-              "SQLite (WAL, 30 s busy timeout as ours): usrloc `db_mode` 1 (write-through) and "
+              "SQLite (WAL, synchronous=NORMAL and a 30 s busy timeout, as ours): usrloc `db_mode` 1 (write-through) and "
               "dialog `db_mode` 1 (realtime); "
               "no overload control; no accounting"),
         Setup("kamailio-memory", "kamailio", "memory", ("register", "call"),
