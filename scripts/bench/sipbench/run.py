@@ -55,12 +55,13 @@ def setups(workers: int) -> list[Setup]:
                "(`location_write_back`); every call's dialog row written in batches every 50 ms; "
                "overload control on as shipped (`overload_delay` 250 ms); an info log line per "
                "registration and per call, as shipped (Kamailio's set-ups log nothing)")
+    sqlite = "SQLite (WAL, synchronous=NORMAL and a 30 s busy timeout, as ours)"
     return [
         Setup("sipproxy", "sipproxy", "plain", ("register", "call"), ours, f"{persist}; {plain_acc}"),
         Setup("kamailio-write-back", "kamailio", "write-back", ("register", "call"),
               "Kamailio 5.6, write-back",
-              "SQLite (WAL, synchronous=NORMAL and a 30 s busy timeout, as ours): usrloc `db_mode` 2 and dialog `db_mode` 2 "
-              "(delayed), both flushed every 1 s; no overload control (no pike/ratelimit); no accounting"),
+              f"{sqlite}: usrloc `db_mode` 2 and dialog `db_mode` 2 (delayed), both flushed every "
+              "1 s; no overload control (no pike/ratelimit); no accounting"),
         Setup("sipproxy-acc", "sipproxy", "accounting", ("call",), f"{ours}, accounting on",
               "as the plain line, plus accounting: every call's Start and Stop to FreeRADIUS "
               "(`[radius] server`) and its row in the `accounting` table"),
@@ -69,8 +70,7 @@ def setups(workers: int) -> list[Setup]:
               "`acc` table (SQLite) and sent to the same FreeRADIUS (acc_radius)"),
         Setup("kamailio-write-through", "kamailio", "write-through", ("register", "call"),
               "Kamailio 5.6, write-through",
-              "SQLite (WAL, synchronous=NORMAL and a 30 s busy timeout, as ours): usrloc `db_mode` 1 (write-through) and "
-              "dialog `db_mode` 1 (realtime); "
+              f"{sqlite}: usrloc `db_mode` 1 (write-through) and dialog `db_mode` 1 (realtime); "
               "no overload control; no accounting"),
         Setup("kamailio-memory", "kamailio", "memory", ("register", "call"),
               "Kamailio 5.6, in memory",
