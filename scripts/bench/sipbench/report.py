@@ -108,7 +108,9 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, lines_of: li
                 f"| {_rate(_fig(results, s.key, 'call', 'achieved'), _capped(results, s.key, 'call'))} "
                 f"| {_ms(_fig(results, s.key, 'register', 'cpu_per_call_ms'))} "
                 f"| {_ms(_fig(results, s.key, 'call', 'cpu_per_call_ms'))} "
-                f"| {reg.get('refused_total', '–')} / {call.get('refused_total', '–')} "
+                f"| {reg.get('refused_total', '–')} / {call.get('refused_total', '–')}"
+                + (f" (the proxy's own count, whole run: {r['refused_logged']})"
+                   if r.get("refused_logged") is not None else "") + " "
                 f"| {_failure(reg)} | {_failure(call)}{note} |")
 
     def med(key: str, test: str, field: str) -> float:

@@ -182,9 +182,11 @@ def bench_setup(setup: Setup, work: Path, args: argparse.Namespace, round_no: in
     finally:
         for helper in helpers:
             helper.stop()
+        server.stop()
         if isinstance(server, Kamailio):
             out["log_errors"] = server.errors()
-        server.stop()
+        if isinstance(server, OurProxy):
+            out["refused_logged"] = server.refused_logged()
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -356,7 +357,8 @@ class OurProxy(Server):
             + (f'\n[radius]\nserver = "127.0.0.1:{radius_port}"\nsecret = "{RADIUS_SECRET}"\n'
                f'queue = "{work / "radius-queue.sqlite"}"\n' if radius_port is not None else "")
         )
-        self.log = open(work / "sipproxy.log", "wb")
+        self.logfile = work / "sipproxy.log"
+        self.log = open(self.logfile, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sipproxy", "--config", str(cfg)], cwd=work,
             stdout=self.log, stderr=subprocess.STDOUT, env=service_env(),
@@ -366,3 +368,10 @@ class OurProxy(Server):
         except Exception:
             self.stop()
             raise
+
+    def refused_logged(self) -> int | None:
+        """The 503s the proxy's overload control says it sent (each worker's stop line), to
+        set beside sipp's count; None when no worker logged its line."""
+        found = re.findall(r"overload control: .*?(\d+) new requests refused with 503",
+                           self.logfile.read_text(errors="replace"))
+        return sum(int(n) for n in found) if found else None
