@@ -21,4 +21,6 @@ TARGETS = (
     "enumdns_query",
     "ngnpro_soap",
     "mediaproxy_control",
+    "xcap",
+    "msrp_message",
 )

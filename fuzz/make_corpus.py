@@ -14,6 +14,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from fuzz.xcap import SEEDS as XCAP_SEEDS
+
 ROOT = Path(__file__).resolve().parent
 RFC4475 = ROOT.parent / "tests" / "data" / "rfc4475"
 CORPUS = ROOT / "corpus"
@@ -172,6 +174,28 @@ def _grammar(messages: dict[str, bytes]) -> list[bytes]:
     return sorted(set(out))
 
 
+#: MSRP streams (the first byte picks the piece size the harness feeds them in)
+MSRP = [
+    b"\x00MSRP a786hjs2 SEND\r\nTo-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n"
+    b"From-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\nMessage-ID: 87652491\r\n"
+    b"Byte-Range: 1-25/25\r\nContent-Type: text/plain\r\n\r\nHey Bob, are you there?\r\n-------a786hjs2$\r\n",
+    b"\x05MSRP a786hjs2 200 OK\r\nTo-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\n"
+    b"From-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n-------a786hjs2$\r\n",
+    b"\x02MSRP dkei38sd REPORT\r\nTo-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n"
+    b"From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nMessage-ID: 12339sdqwer\r\n"
+    b"Byte-Range: 1-106/106\r\nStatus: 000 200 OK\r\n-------dkei38sd$\r\n",
+    b"\x01MSRP 49fh AUTH\r\nTo-Path: msrps://alice@intra.example.com;tcp\r\n"
+    b"From-Path: msrps://alice.example.com:9892/98cjs;tcp\r\nAuthorization: Digest username=\"alice\", "
+    b"realm=\"intra.example.com\", nonce=\"dcd98b\", uri=\"msrps://alice@intra.example.com;tcp\", "
+    b"response=\"6629fae4\", qop=auth, nc=00000001, cnonce=\"0a4f113b\"\r\n-------49fh$\r\n",
+    b"\x10MSRP 7a9d1b3c SEND\r\nTo-Path: msrps://relay.example.com:2855/abc;tcp msrp://bob.invalid:1/x;ws\r\n"
+    b"From-Path: msrp://a.invalid:2/y;tcp\r\nMessage-ID: m2\r\nByte-Range: 1-*/8\r\n"
+    b"Content-Type: application/octet-stream\r\n\r\nabcd\r\n-------7a9d1b3c+\r\n"
+    b"MSRP 7a9d1b3d SEND\r\nTo-Path: msrp://b.invalid:1/x;tcp\r\nFrom-Path: msrp://a.invalid:2/y;tcp\r\n"
+    b"Message-ID: m2\r\nByte-Range: 5-4/8\r\n-------7a9d1b3d#\r\n",
+]
+
+
 def main() -> None:
     rfc = _rfc4475()
     suite = {"register": _register(), "register_auth": _register(f"Digest {CREDENTIALS[0][7:]}"),
@@ -187,6 +211,8 @@ def main() -> None:
         "enumdns_query": _queries(),
         "ngnpro_soap": SOAP,
         "mediaproxy_control": CONTROL,
+        "xcap": XCAP_SEEDS,
+        "msrp_message": MSRP,
     }
     for target, items in sets.items():
         folder = CORPUS / target

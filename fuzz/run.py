@@ -46,7 +46,9 @@ TOKENS = [b"\r\n", b"\n", b" ", b"\t", b";", b",", b":", b"<", b">", b'"', b"\\"
           b"v:", b"l:", b"To:", b"tag=", b"sip:", b"sips:", b"tel:", b"m=", b"c=IN IP4 ", b"a=rtcp:",
           b"Digest ", b"{", b"}", b'":', b"null", b"true", b"[]", b"{}", b"<SOAP-ENV:Body>",
           b'href="#', b' id="', b'xsi:type="SOAP-ENC:Array"', b'SOAP-ENC:arrayType="xsd:string[',
-          b"<item>", b"</item>", b"\xc0\x0c", b"\x00\x29\x10\x00", b"\x00\x01\x00\x01", b"\x00\x23"]
+          b"<item>", b"</item>", b"\xc0\x0c", b"\x00\x29\x10\x00", b"\x00\x01\x00\x01", b"\x00\x23",
+          b"MSRP ", b"-------", b"$\r\n", b"+\r\n", b"#\r\n", b"To-Path: ", b"From-Path: ", b"Byte-Range: ",
+          b"msrp://", b"msrps://", b";tcp", b"1-*/", b"Message-ID: "]
 
 
 def _harness(target: str):

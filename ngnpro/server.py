@@ -32,8 +32,9 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\]
 class NGNProWsgi:
     """The WSGI application: size limit, routing of paths, and the dispatcher."""
 
-    def __init__(self, dispatcher: Any, max_body: int, wsdl: Any, ports: set[str]) -> None:
+    def __init__(self, dispatcher: Any, max_body: int, wsdl: Any, ports: set[str], xcap: Any = None) -> None:
         self.dispatcher = dispatcher
+        self.xcap = xcap  # ngnpro.xcap.app.XcapApp: the paths under [ngnpro] xcap_root
         self.max_body = max_body
         self.wsdl = wsdl  # callable(base_url, port name or None) -> bytes
         self.ports = ports
@@ -43,6 +44,8 @@ class NGNProWsgi:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/") or "/"
         query = environ.get("QUERY_STRING", "")
+        if self.xcap is not None and self.xcap.owns(path):
+            return self.xcap(environ, start_response)
         if method in ("GET", "HEAD") and (path in WSDL_PATHS or query.lower().startswith("wsdl")):
             return self._send_wsdl(environ, start_response, method == "HEAD", None)
         if method in ("GET", "HEAD") and path.rstrip("/").rpartition("/")[0] in ("/wsdl", "/ngnpro/wsdl"):
@@ -149,7 +152,10 @@ def build_app(config: Config, sessionmaker: Any) -> NGNProWsgi:
     def wsdl(base: str, port: str | None) -> bytes:
         return generate_wsdl(dispatcher.apps, base, names[port] if port else None)
 
-    return NGNProWsgi(dispatcher, config["ngnpro"]["max_body_bytes"], wsdl, set(names))
+    from ngnpro.xcap.app import XcapApp
+
+    xcap = XcapApp(config, sessionmaker, dispatcher.runtime.write_lock, _keep_alive)
+    return NGNProWsgi(dispatcher, config["ngnpro"]["max_body_bytes"], wsdl, set(names), xcap)
 
 
 def serve(config: Config) -> int:
@@ -161,6 +167,7 @@ def serve(config: Config) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from ngnpro.models.database import open_database
+    from ngnpro.xcap import app as _xcap_app  # noqa: F401 - its nonce key, made once for every worker
 
     section = config["ngnpro"]
     host, port = parse_hostport(section["listen"], "ngnpro.listen")
@@ -327,6 +334,9 @@ def _handler_class() -> Any:
 
         def get_environ(self) -> dict:
             environ = super().get_environ()
+            # the request target as sent, still percent-encoded: XCAP URIs may hold an
+            # encoded "/" that PATH_INFO's decoding would turn into a separator
+            environ["RAW_URI"] = self.path
             if time.monotonic() > self.reuse_until:
                 environ[LAST_REQUEST] = True
             return environ

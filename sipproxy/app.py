@@ -109,7 +109,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     proxy = Proxy(core, directory, registrar, dialogs, router, media=_media(config),
                   failover_timeout=section["failover_timeout"],
                   session_expires=section["session_expires"], session_min_se=section["session_min_se"],
-                  events=_accounting(config, sessions, worker))
+                  events=_accounting(config, sessions, worker, core.transports.listeners))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
 
@@ -122,23 +122,42 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     return core, proxy, (directory, location, dialogs, routing)
 
 
-def _accounting(config: Config, sessions, worker: int):  # noqa: ANN001, ANN202 - Accounting | None
-    """The accounting at the proxy's seam when ``[radius] server`` is set (else None: the
-    proxy does no accounting work at all).  Worker 0 sends the queued records."""
+def _accounting(config: Config, sessions, worker: int, listeners=()):  # noqa: ANN001, ANN202 - Accounting | None
+    """The accounting at the proxy's seam: the ``accounting`` table's rows (``[sipproxy]
+    accounting``, on by default: the monthly quota and SipPort's getCalls read them) and,
+    when ``[radius] server`` is set, the RADIUS records; None when neither (the proxy then
+    does no accounting work at all).  Worker 0 sends the queued records and rows, and its
+    Accounting-On/-Off name the first IPv4 address the proxy listens on (``listeners``)."""
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
     servers = radius_servers(radius)
-    if not servers:
+    if not servers and not config["sipproxy"]["accounting"]:
         return None
     from sipproxy.accounting.radius import RadiusClient, RecordQueue
     from sipproxy.accounting.service import Accounting
     from sipproxy.accounting.store import AccountingStore
 
-    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"], retries=radius["retries"])
+    client = RadiusClient(servers, radius["secret"], timeout=radius["timeout"],
+                          retries=radius["retries"]) if servers else None
     return Accounting(RecordQueue(radius["queue"]), client, AccountingStore(sessions),
                       interim_interval=radius["interim_interval"],
-                      nas_identifier=radius["nas_identifier"], drain=worker == 0)
+                      nas_identifier=radius["nas_identifier"], nas_ip=_nas_ip(listeners), drain=worker == 0)
+
+
+def _nas_ip(listeners) -> str:  # noqa: ANN001 - sipproxy.sip.addressing.Listener
+    """The first listener address that is a specific IPv4 address (RADIUS's NAS-IP-Address
+    is IPv4; a wildcard names no NAS), else "" (NAS-Identifier alone names it)."""
+    import ipaddress
+
+    for lst in listeners:
+        try:
+            ip = ipaddress.ip_address(str(lst.host).strip("[]"))
+        except ValueError:
+            continue
+        if ip.version == 4 and not ip.is_unspecified:
+            return str(ip)
+    return ""
 
 
 def _check_radius_queue(config: Config) -> None:
@@ -146,7 +165,7 @@ def _check_radius_queue(config: Config) -> None:
     from ngnpro.models.config import radius_servers
 
     radius = config["radius"]
-    if not radius_servers(radius):
+    if not radius_servers(radius) and not config["sipproxy"]["accounting"]:
         return
     import sqlite3
 
@@ -158,14 +177,22 @@ def _check_radius_queue(config: Config) -> None:
         raise ConfigError(f"radius.queue: cannot open {radius['queue']!r}: {exc}") from None
 
 
-def _media(config: Config):  # noqa: ANN202 - ProxyMedia | None
-    """The media relay client at the proxy's seam, unless ``media_relay = "never"``."""
+def _media(config: Config):  # noqa: ANN202 - ProxyMedia | CombinedMedia | None
+    """The media relay client at the proxy's seam, unless ``media_relay = "never"``; with
+    the MSRP ACM beside it when one is configured (``msrp_acm``, or the ``[msrprelay]
+    control`` address)."""
     policy = config["sipproxy"]["media_relay"]
     if policy == "never":
         return None
     from sipproxy.media.relay import MediaRelays, ProxyMedia
 
-    return ProxyMedia(MediaRelays.from_config(config), policy)
+    rtp = ProxyMedia(MediaRelays.from_config(config), policy)
+    acm_address = config["sipproxy"]["msrp_acm"] or config["msrprelay"]["control"]
+    if not acm_address:
+        return rtp
+    from sipproxy.media.acm import AcmClient, CombinedMedia, ProxyAcm
+
+    return CombinedMedia(rtp, ProxyAcm(AcmClient(acm_address), policy))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,8 @@ TOPIC_ENUM_NUMBER = "enum_number"
 TOPIC_DNS_ZONE = "dns_zone"
 TOPIC_CUSTOMER = "customer"
 TOPIC_EMERGENCY = "emergency"
+#: XCAP documents (ngnpro.xcap); key ``auid/xui/filename``, xui empty for the global tree
+TOPIC_XCAP = "xcap"
 
 
 class ChangeLogEntry(Base):

@@ -93,6 +93,16 @@ def _hostport(key: str, v: Any) -> str:
     return v
 
 
+def _msrp_listen(key: str, v: Any) -> str:
+    """``[msrprelay] listen`` entries: tls:, tcp:, ws: or wss: HOST:PORT."""
+    v = _str(key, v)
+    proto, sep, rest = v.partition(":")
+    if not sep or proto.lower() not in ("tls", "tcp", "ws", "wss"):
+        raise ConfigError(f"{key}: expected tls:HOST:PORT, tcp:HOST:PORT, ws:HOST:PORT or wss:HOST:PORT, got {v!r}")
+    parse_hostport(rest, key)
+    return v
+
+
 def _sip_listen(key: str, v: Any) -> str:
     v = _str(key, v)
     proto, sep, rest = v.partition(":")
@@ -244,6 +254,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "store_clear_text_passwords": (True, _bool),
         "max_body_bytes": (1048576, _int(1024)),
         "workers": (1, _int(1, 64)),
+        "xcap_root": ("/xcap-root/", lambda k, v: _xcap_root(k, v)),
+        "xcap_max_document": (1048576, _int(1024, 64 * 1048576)),
     },
     "enumdns": {
         "listen": ("127.0.0.1:5353", _hostport),
@@ -273,6 +285,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "dns_cache_size": (10000, _int(100, 10000000)),
         "media_relay": ("nat", _choice("always", "nat", "never")),
         "media_relays": ([], _list(_hostport)),
+        "msrp_acm": ("", lambda k, v: v if v == "" else _hostport(k, v)),
         "workers": (1, _int(1, 64)),
         "min_expires": (60, _int(1, 86400)),
         "max_expires": (3600, _int(1, 604800)),
@@ -294,6 +307,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "pike_block": (120.0, _seconds(1, 86400)),
         "pike_exempt": ([], _list(_network)),
         "max_call_duration": (0, _int(0, 604800)),
+        "accounting": (True, _bool),
         "session_expires": (0, _int(0, 86400)),
         "session_min_se": (90, _int(1, 86400)),
     },
@@ -305,6 +319,27 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "media_timeout": (30, _int(1, 86400)),
         "kernel_forwarding": (False, _bool),
     },
+    "msrprelay": {
+        "listen": (["tls:0.0.0.0:2855"], _list(_msrp_listen)),
+        "tls_cert": ("", _str),
+        "tls_key": ("", _str),
+        "tls_ca_file": ("", _str),
+        "allow_loopback_tcp": (False, _bool),
+        "advertised_host": ("", _str),
+        "realm": ("", lambda k, v: v if v == "" else _domain(k, v)),
+        "digest_algorithms": (["SHA-256", "MD5"], _list(_choice("SHA-256", "MD5"))),
+        "nonce_lifetime": (300, _int(10, 86400)),
+        "min_expires": (60, _int(1, 86400)),
+        "max_expires": (3600, _int(1, 604800)),
+        "idle_timeout": (300.0, _seconds(1, 86400)),
+        "transaction_timeout": (30.0, _seconds(1, 600)),
+        "max_connections": (1000, _int(1, 1000000)),
+        "max_connections_per_ip": (64, _int(1, 1000000)),
+        "max_head_bytes": (16384, _int(1024, 1048576)),
+        "max_headers": (40, _int(8, 1000)),
+        "control": ("", lambda k, v: v if v == "" else _hostport(k, v)),
+        "acm_idle_timeout": (3600.0, _seconds(10, 604800)),
+    },
     "radius": {
         "server": ("", _radius_server),
         "secret": ("", _str),
@@ -315,6 +350,21 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "queue": ("var/radius-queue.sqlite", _str),
     },
 }
+
+
+_XCAP_ROOT = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+/)+")
+
+
+def _xcap_root(key: str, v: Any) -> str:
+    """The XCAP root path (RFC 4825 section 6.1): ``/seg/.../``, beside the SOAP paths."""
+    v = _str(key, v)
+    if not v.endswith("/"):
+        v += "/"
+    if not _XCAP_ROOT.fullmatch(v):
+        raise ConfigError(f"{key}: expected an absolute path such as /xcap-root/, got {v!r}")
+    if v.split("/")[1] in ("ngnpro", "wsdl") or "~~" in v.split("/"):
+        raise ConfigError(f"{key}: {v!r} is taken by the SOAP server's paths")
+    return v
 
 
 def _float_pos(key: str, v: Any) -> float:

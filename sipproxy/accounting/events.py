@@ -14,7 +14,9 @@ Which record when (OpenSIPS acc conventions: the ``Acct-Status-Type`` says what 
 * ``Interim-Update`` -- every ``interim_interval`` seconds of an established call;
 * ``Stop`` -- the call ended: a BYE from either party, or the proxy ending it (media
   timeout): who, why, how long, and the media relay's summary (:class:`CallEnd`);
-* ``Failed`` -- an initial INVITE answered with a final failure (>= 300): a missed call.
+* ``Failed`` -- an initial INVITE answered with a final failure (>= 300): a missed call;
+* ``Accounting-On`` / ``Accounting-Off`` (RFC 2866 5.1: 7 and 8) -- the proxy's accounting
+  started / stopped (:func:`nas_attributes`): no call, the NAS itself.
 
 Every record has a :func:`record_id` (``MSP-Record-Id``): the same call event always gives
 the same id, so a record queued twice is kept once, and a record sent twice (a server that
@@ -35,7 +37,7 @@ from typing import Any
 from sipproxy.dialog.state import DialogInfo
 
 __all__ = [
-    "START", "STOP", "INTERIM", "FAILED", "Call", "CallEnd", "MediaTotals", "answered",
+    "START", "STOP", "INTERIM", "FAILED", "ACCOUNTING_ON", "ACCOUNTING_OFF", "nas_attributes", "Call", "CallEnd", "MediaTotals", "answered",
     "failed", "media_totals", "record_id", "start_attributes", "interim_attributes",
     "stop_attributes", "failed_attributes", "stop_row", "failed_row", "SIP_METHODS",
     "TERMINATE_CAUSES",
@@ -43,6 +45,8 @@ __all__ = [
 
 #: ``Acct-Status-Type`` values (RFC 2866; ``Failed`` = 15 as OpenSIPS acc sends it)
 START, STOP, INTERIM, FAILED = "Start", "Stop", "Interim-Update", "Failed"
+#: ``Acct-Status-Type`` 7 and 8 (RFC 2866 5.1): the NAS's accounting starts / stops
+ACCOUNTING_ON, ACCOUNTING_OFF = "Accounting-On", "Accounting-Off"
 
 #: ``Sip-Method`` values (OpenSIPS acc: a bit per method)
 SIP_METHODS = {
@@ -224,6 +228,39 @@ def _common(call: Call, kind: str, when: float, nas: dict[str, Any], seq: int = 
         attrs.append(("NAS-Identifier", nas["nas_identifier"]))
     # empty strings are left out: RADIUS has no empty attribute (RFC 2865 5: length >= 3)
     return [(k, _text(v) if isinstance(v, str) else v) for k, v in attrs if v != ""]
+
+
+def _nas(nas: dict[str, Any]) -> Attributes:
+    """What names the NAS, as in every call record: ``NAS-IP-Address`` (IPv4 only: the
+    attribute has no IPv6 form, RFC 3162's NAS-IPv6-Address is not in the dictionary) and
+    ``NAS-Identifier``."""
+    attrs: Attributes = []
+    ip = nas.get("nas_ip") or ""
+    try:
+        if ip and ipaddress.ip_address(ip).version == 4 and not ipaddress.ip_address(ip).is_unspecified:
+            attrs.append(("NAS-IP-Address", ip))
+    except ValueError:
+        pass
+    if nas.get("nas_identifier"):
+        attrs.append(("NAS-Identifier", _text(nas["nas_identifier"])))
+    return attrs
+
+
+def nas_attributes(kind: str, session_id: str, when: float, nas: dict[str, Any]) -> Attributes:
+    """An ``Accounting-On`` or ``Accounting-Off`` record (``kind``): the proxy's accounting
+    started or stopped.  A RADIUS server (FreeRADIUS's ``accounting-on`` queries, CDRTool)
+    takes it to close the sessions it still holds open for this NAS, which is why it names
+    the NAS exactly as the call records do.  ``session_id`` (RFC 2866 5.5: every
+    Accounting-Request has an ``Acct-Session-Id``) is the same for an On and the Off of
+    the same run, so the pair can be matched; ``nas`` also holds ``nas_ip``, the
+    address the proxy listens on."""
+    return [
+        ("Acct-Status-Type", kind),
+        ("Acct-Session-Id", _text(session_id)),
+        ("Event-Timestamp", int(when)),
+        *_nas(nas),
+        ("MSP-Record-Id", record_id(session_id, "", kind)),
+    ]
 
 
 def _seconds(call: Call, when: float) -> int:

@@ -10,6 +10,13 @@ a call changes (see :mod:`sipproxy.proxy.proxy` and :mod:`sipproxy.proxy.respons
 * ``failed(request, inbound, response, caller, callee, billing_party, target)`` -- a final
   failure (>= 300) of an initial INVITE: a missed call (Failed).
 
+Worker 0 (the one that sends) also announces the proxy's accounting itself: an
+``Accounting-On`` record at :meth:`Accounting.start` and an ``Accounting-Off`` at
+:meth:`Accounting.stop` (RFC 2866 7 and 8), through the same queue -- an Off given while no
+server answers goes out after the next start, before that start's On -- and at a stop the
+queue is given :data:`STOP_SEND` seconds to drain, so the Off and the last calls' Stops
+usually leave with the process rather than at its next start.
+
 Each event becomes an operation on the local queue (:mod:`.radius`); a greenlet of each
 worker commits the operations of ``FLUSH_INTERVAL`` seconds in one SQLite transaction (a
 commit per event cost more than the proxy's own work on the call), and the sending happens
@@ -22,6 +29,7 @@ committed at once.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -35,7 +43,7 @@ from sipproxy.sip.uri import ParseError
 
 log = logging.getLogger("sipproxy.accounting")
 
-__all__ = ["Accounting", "FLUSH_INTERVAL", "END_WAIT"]
+__all__ = ["Accounting", "FLUSH_INTERVAL", "END_WAIT", "STOP_SEND"]
 
 #: seconds of call events committed together
 FLUSH_INTERVAL = 0.02
@@ -44,6 +52,9 @@ FLUSH_INTERVAL = 0.02
 END_WAIT = 2.0
 #: seconds between those retries
 END_RETRY = 0.25
+#: seconds a stopping worker 0 keeps sending what is queued (the Accounting-Off among it);
+#: what is left waits for the next start (the worker's stop has STOP_GRACE in all)
+STOP_SEND = 2.0
 
 
 def _reason_text(request: Any) -> str:
@@ -70,13 +81,17 @@ class Accounting:
     """Call events -> queued records -> RADIUS and the ``accounting`` table."""
 
     def __init__(self, queue: RecordQueue, client: RadiusClient | None, store: Any = None, *,
-                 interim_interval: float = 0.0, nas_identifier: str = "", drain: bool = True,
-                 poll_interval: float = 0.5, retry_wait: float = 1.0) -> None:
+                 interim_interval: float = 0.0, nas_identifier: str = "", nas_ip: str = "",
+                 drain: bool = True, poll_interval: float = 0.5, retry_wait: float = 1.0) -> None:
         self.queue = queue
         self.client = client
         self.store = store
         self.interim_interval = interim_interval
-        self.nas = {"nas_identifier": nas_identifier}
+        #: how the records name the NAS (``nas_ip``: Accounting-On/Off's NAS-IP-Address; a
+        #: call's records carry the address of the listener the call came in on)
+        self.nas = {"nas_identifier": nas_identifier, "nas_ip": nas_ip}
+        #: the Acct-Session-Id of this run's Accounting-On and -Off
+        self.run_id = ""
         self.drain = drain
         self.poll_interval = poll_interval
         self.retry_wait = retry_wait
@@ -107,6 +122,9 @@ class Accounting:
                 tariff=getattr(ctx, "tariff", "") or "")
         except ParseError:
             return
+        if self.client is None:  # the accounting table only: the call is kept for its Stop's row
+            self._submit(lambda db: self.queue.add_in(db, [], call=call))
+            return
         nxt = now + self.interim_interval if self.interim_interval > 0 else None
         record = (ev.record_id(call.call_id, call.from_tag, ev.START), now, ev.start_attributes(call, self.nas))
         self._submit(lambda db: self.queue.add_in(db, [record], call=call, next_interim=nxt))
@@ -131,7 +149,8 @@ class Accounting:
             who = party or ("caller" if tag_a == call.from_tag else "callee")
             end = ev.CallEnd(now, who, reason, totals)
             rid = ev.record_id(call.call_id, call.from_tag, ev.STOP)
-            return [(rid, now, ev.stop_attributes(call, end, self.nas))], [(rid, ev.stop_row(call, end, _price(call)))]
+            row = [(rid, ev.stop_row(call, end, _price(call)))]
+            return ([] if self.client is None else [(rid, now, ev.stop_attributes(call, end, self.nas))]), row
 
         self._submit(lambda db: self.queue.end_call_in(db, call_id, tag_a, tag_b, make), end=True)
 
@@ -153,8 +172,23 @@ class Accounting:
         except ParseError:
             return
         rid = ev.record_id(call.call_id, call.from_tag, ev.FAILED, call.status)
-        self._submit(lambda db: self.queue.add_in(db, [(rid, now, ev.failed_attributes(call, self.nas))],
-                                                  [(rid, ev.failed_row(call))]))
+        records = [] if self.client is None else [(rid, now, ev.failed_attributes(call, self.nas))]
+        self._submit(lambda db: self.queue.add_in(db, records, [(rid, ev.failed_row(call))]))
+
+    def announce(self, kind: str) -> None:
+        """Queue an ``Accounting-On`` or ``-Off`` record (``kind``) -- by the worker that
+        sends (one per proxy, not one per worker) and only to RADIUS servers: the
+        ``accounting`` table has no row for it.  An On names a new run (its
+        ``Acct-Session-Id``), the Off after it the same one."""
+        if self.client is None or not self.drain:
+            return
+        now = time.time()
+        if kind == ev.ACCOUNTING_ON or not self.run_id:
+            self.run_id = f"{self.nas['nas_identifier'] or 'sipproxy'}-{int(now * 1000):x}-{os.getpid():x}"
+        run = self.run_id
+        record = (ev.record_id(run, "", kind), now, ev.nas_attributes(kind, run, now, self.nas))
+        self._submit(lambda db: self.queue.add_in(db, [record]))
+        log.info("accounting: %s (%s) queued", kind, run)
 
     # -- committing the events ----------------------------------------------------------------
 
@@ -248,6 +282,7 @@ class Accounting:
         self._flusher = gevent.spawn(flusher)
         if not self.drain:
             return
+        self.announce(ev.ACCOUNTING_ON)
         self._wakeup = Event()
 
         def loop() -> None:
@@ -266,9 +301,11 @@ class Accounting:
         self._greenlet = gevent.spawn(loop)
 
     def stop(self) -> None:
-        """Commit the pending events and stop sending; what is not sent yet stays queued
-        for the next start.  The queue stays open: an event still coming in while the
-        process stops is committed at once."""
+        """Commit the pending events, queue the Accounting-Off after them (worker 0), send
+        what the queue holds for up to :data:`STOP_SEND` seconds, and stop sending; what is
+        not sent yet stays queued for the next start.  The queue stays open: an event
+        still coming in while the process stops is committed at once."""
+        sending = self._greenlet is not None
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
@@ -276,3 +313,15 @@ class Accounting:
             self._flusher.kill()
             self._flusher = None
         self.flush(final=True)
+        if not sending:
+            return
+        self.announce(ev.ACCOUNTING_OFF)
+        import gevent
+
+        # a record cut off mid-exchange stays queued (deleted only once acknowledged): at
+        # worst it is sent again, identical, after the next start
+        with gevent.Timeout(STOP_SEND, False):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("accounting: sending at stop failed; the records wait for the next start")

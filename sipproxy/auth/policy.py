@@ -27,7 +27,8 @@ rule  refused when                           answer
 6     a barring prefix matches the number    403 Destination Barred
 ====  =====================================  ==========================================
 
-Rule 7 (a site hook's refusal) is the hooks' own answer.  Emergency calls pass all of
+Rule 7 (a site hook's refusal) is the hook's own answer, with a ``Warning: 399`` like
+these (:meth:`sipproxy.routing.hookapi.HookAPI.reply`).  Emergency calls pass all of
 these; calls from trusted peers carry no account and are not checked (3 to 6 do not apply
 to them, the guide's "PBX to PSTN" flow).
 
@@ -40,6 +41,8 @@ Incoming calls to a local subscriber (the callee's account):
 4     outside the accept rules' windows      480 Temporarily Unavailable (Do Not Disturb)
 5     the caller is in the reject list       603 Decline (Rejected By Callee)
 ====  =====================================  ==========================================
+
+Rule 6 (a site hook's refusal) is again the hook's own answer, as for outgoing rule 7.
 
 May import :mod:`sipproxy.directory.account` (values only); no I/O.
 """

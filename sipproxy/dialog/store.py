@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     and_,
     bindparam,
     delete,
@@ -43,6 +42,7 @@ from ngnpro.models import Compiled, Dialog, datetime_bind
 from ngnpro.models.base import utcnow
 from sipproxy.dialog.prepaid import PrepaidCalls
 from sipproxy.dialog.state import DialogInfo
+from sipproxy.directory.feed import engine_of
 
 log = logging.getLogger("sipproxy.dialog")
 
@@ -108,16 +108,6 @@ def _clip(value: str, n: int) -> str:
     return value[:n]
 
 
-def _engine_of(session_factory: Any) -> Engine:
-    if isinstance(session_factory, Engine):
-        return session_factory
-    bind = getattr(session_factory, "kw", {}).get("bind")
-    if isinstance(bind, Engine):
-        return bind
-    with session_factory() as s:
-        return s.get_bind()
-
-
 class DialogStore:
     """Writes and removes rows of ``dialogs``; database errors are logged, never raised
     (a call must not fail because its bookkeeping did).
@@ -136,7 +126,7 @@ class DialogStore:
         self.prepaid = prepaid
         #: the longest call allowed, seconds (0: no limit): every call's deadline
         self.max_duration = max_duration
-        self._engine = _engine_of(session_factory)
+        self._engine = engine_of(session_factory)
         dialect = self._engine.dialect
         self._replace = Compiled(_REPLACE, dialect, process=False)
         self._insert = Compiled(_INSERT, dialect, _INSERT_KEYS, process=False)
@@ -161,6 +151,7 @@ class DialogStore:
         #: None: no cut-off loop
         self.on_deadline: Callable[[Any], Any] | None = None
         self._cutoff = None
+        self._next_sweep = 0.0  # when stale terminated rows are dropped next (monotonic)
 
     # -- the events ---------------------------------------------------------------------
 
@@ -313,10 +304,9 @@ class DialogStore:
     def _apply(self, conn: Connection, items: list[tuple[str, object]], optimistic: bool) -> None:
         """``optimistic``: insert the established dialogs without first deleting a row of
         the same call (there almost never is one: the IntegrityError says when there was).
-        The statements run in the order the kinds of events come: each kind is one bulk
-        statement, and an event never precedes the one it follows (an end after its call's
-        answer, a removal after its end) because the batches keep the arrival order of
-        kinds: a new group starts whenever the kind goes back to an earlier one."""
+        Consecutive events of one kind are one bulk statement, and the statements run in
+        the order the events came, so an event never overtakes the one it follows (an end
+        its call's answer, a removal its end)."""
         now = utcnow()
         stamp = self._dt_in(now) if self._dt_in is not None else now
         for kind, group in _groups(items):
@@ -410,12 +400,16 @@ class DialogStore:
         """Established calls whose deadline has passed, each claimed for this process (its
         deadline cleared by a conditional update), so of all the workers and proxies
         sharing the database exactly one ends each call.  Also drops ``terminated`` rows
-        whose BYE was never answered (``STALE_TERMINATED`` seconds after their end)."""
+        whose BYE was never answered (``STALE_TERMINATED`` seconds after their end), once
+        per ``STALE_TERMINATED`` seconds (a write: not at every look)."""
         now = utcnow()
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + STALE_TERMINATED
+            with self._engine.begin() as conn:
+                conn.execute(delete(_T).where(_T.c.state == "terminated",
+                                              _T.c.end_time < now - _dt.timedelta(seconds=STALE_TERMINATED)))
         passed = or_(_T.c.deadline <= now, _T.c.expires <= now)  # (NULL compares to nothing)
-        with self._engine.begin() as conn:
-            conn.execute(delete(_T).where(_T.c.state == "terminated",
-                                          _T.c.end_time < now - _dt.timedelta(seconds=STALE_TERMINATED)))
+        with self._engine.connect() as conn:
             rows = conn.execute(select(_T).where(_T.c.state == "confirmed", passed).limit(limit)).all()
         claimed = []
         for row in rows:

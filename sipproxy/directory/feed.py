@@ -26,8 +26,11 @@ __all__ = ["FeedFollower", "engine_of"]
 log = logging.getLogger("sipproxy.directory")
 
 
-def engine_of(session_factory: Callable[[], Any]) -> Engine:
-    """The engine a session factory is bound to (the stores run Core statements on it)."""
+def engine_of(session_factory: Callable[[], Any] | Engine) -> Engine:
+    """The engine a session factory is bound to (the stores run Core statements on it); an
+    engine is its own."""
+    if isinstance(session_factory, Engine):
+        return session_factory
     if isinstance(session_factory, sessionmaker) and session_factory.kw.get("bind") is not None:
         return session_factory.kw["bind"]
     with session_factory() as s:

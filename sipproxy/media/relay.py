@@ -156,7 +156,8 @@ class RelayLink:
             self.prober = gevent.spawn(self._probe)
 
     def _probe(self) -> None:
-        """Reconnect every ``retry_interval`` until the relay takes the connection again."""
+        """Reconnect every ``retry_interval`` until the relay takes the connection again and
+        answers a ping."""
         try:
             while self.sock is None:
                 gevent.sleep(max(0.0, self.down_until - time.monotonic()) or self.owner.retry_interval)
@@ -164,6 +165,8 @@ class RelayLink:
                     break
                 try:
                     self._connect()
+                    # a frozen relay's kernel still accepts connections: back only when it answers
+                    self.request({"command": "ping"})
                 except MediaRelayError:
                     continue
                 log.info("media relay %s is back", self.address)

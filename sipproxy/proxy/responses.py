@@ -46,10 +46,15 @@ def _current(ctx: Context) -> list[Branch]:
     return ctx.branches[ctx.fork_start:] or ctx.branches
 
 
+#: final responses after which a serial fork (LCR's gateways, RFC 3263's servers) tries its
+#: next target: 408 (also a local timeout) and the 5xx of a failed server or network (a
+#: transport error counts as 503) -- not 4xx/6xx about the call itself (busy, number unknown,
+#: declined), which the next target would answer the same, nor 501 or 505 (the request itself)
+FAIL_OVER = frozenset({408, 500, 502, 503, 504})
+
+
 def _fails_over(response: Response | None) -> bool:
-    """A serial fork tries its next target after a 408 (a timeout too) or a 5xx (a
-    transport error counts as 503)."""
-    return response is not None and (response.status == 408 or 500 <= response.status < 600)
+    return response is not None and response.status in FAIL_OVER
 
 
 class Responses:

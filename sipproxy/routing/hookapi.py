@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sipproxy.auth import policy
 from sipproxy.sip.ids import new_tag
 from sipproxy.sip.parser import make_response
-from sipproxy.sip.uri import parse_uri
+from sipproxy.sip.uri import parse_uri, sip_id
 
 __all__ = ["HookAPI"]
 
@@ -35,9 +36,11 @@ log = logging.getLogger("sipproxy.siteconfig")
 class HookAPI:
     """The request's routing as a hook sees it (see the module's text)."""
 
-    def __init__(self, router: Any, call: Any) -> None:
+    def __init__(self, router: Any, call: Any, point: str = "") -> None:
         self._router = router
         self._call = call
+        #: the hook point this call is for (named in a refusal's default Warning)
+        self.point = point
         #: what the hook decided: a Response, the router's Targets, or None (go on)
         self.outcome: Any = None
 
@@ -123,9 +126,27 @@ class HookAPI:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def reply(self, status: int, reason: str = "") -> None:
-        """Answer the request with ``status`` (routing ends)."""
-        self.outcome = make_response(self._call.request, status, reason or None, to_tag=new_tag())
+    def reply(self, status: int, reason: str = "", warning: str = "") -> None:
+        """Answer the request with ``status`` (routing ends).
+
+        A refusal (4xx to 6xx) is rule 7 of the outgoing and rule 6 of the incoming
+        authorization, and like the others it says why in a ``Warning: 399`` header: the
+        hook's ``warning`` text, else that this site hook refused it -- a caller's support
+        desk must tell a site policy from a provisioning rule.  It is logged like them, with
+        the account (or the caller's From), the source and the destination."""
+        call = self._call
+        req = call.request
+        if status < 400:
+            self.outcome = make_response(req, status, reason or None, to_tag=new_tag())
+            return
+        text = warning or f"Refused by the site hook {self.point or 'siteconfig'}"
+        who = call.account.sip_id if call.account is not None else sip_id(req.from_.uri)
+        log.warning("authorization: %s from %s (source %s) to %s refused by the site hook %s: %d %s (%s; call-id %s)",
+                    req.method, who, call.inbound.source.host, req.uri, self.point, status, reason, text,
+                    req.call_id)
+        host = self._router.server_domain or call.inbound.listener.host
+        self.outcome = make_response(req, status, reason or None, to_tag=new_tag(),
+                                     headers=[policy.warning_header(host, text)])
 
     def send_out(self) -> None:
         """Forward the request to its Request-URI (RFC 3263 for a domain; routing ends)."""

@@ -22,7 +22,7 @@ The decision, for an E.164 number and an originator (a trusted peer's ``originat
    ``prepend``.  No matching rule: the 00+E.164 form unchanged.
 
 The result is a list of :class:`Attempt` to try one after the other; the proxy goes on to
-the next on a failure worth retrying (:func:`retry_next`).
+the next on a failure worth retrying (the proxy's serial fork, ``sipproxy.proxy.responses.FAIL_OVER``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from sipproxy.directory.routingdata import Carrier, Gateway, LcrTable, Route, Rule, TrustedPeer
 
-__all__ = ["Attempt", "e164_digits", "select_routes", "apply_rules", "attempts", "retry_next", "peer_number"]
+__all__ = ["Attempt", "e164_digits", "select_routes", "apply_rules", "attempts", "peer_number"]
 
 #: E.164: at most 15 digits (ITU-T E.164 section 6)
 MAX_E164_DIGITS = 15
@@ -127,17 +127,6 @@ def attempts(table: LcrTable, number: str, originator: str = "", *, fallback: bo
     return out
 
 
-#: final responses after which the next gateway is tried (RFC 3261: 408 is also what the
-#: transaction layer reports for a timeout; 5xx: the gateway or its network failed)
-RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
-
-
-def retry_next(status: int) -> bool:
-    """Whether a gateway's final ``status`` (408 also for a local timeout) means "try the
-    next attempt": 408, 500, 502, 503, 504 -- not 4xx/6xx about the call itself (busy,
-    number unknown, declined), which the next carrier would answer the same, and not 501 or
-    505 (the request itself)."""
-    return status in RETRY_STATUSES
 
 
 def peer_number(peer: TrustedPeer, user: str) -> str:

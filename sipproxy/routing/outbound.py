@@ -144,10 +144,9 @@ def pstn(router: Router, call: RouteRequest, e164: str | None = None, *,
         e164 = router.plan.normalise_uri(req.uri)
     if e164 is None or router.data is None:
         return _refuse(call, 404, "No Route To Destination")
-    if not checked:
-        refused = _rating(router, call, e164)
-        if refused is not None:
-            return refused
+    refused = _rating(router, call, e164)  # (``checked`` too: a diverted call is paid for)
+    if refused is not None:
+        return refused
     peer = call.trusted
     originator = getattr(peer, "originator", "") if peer is not None else ""
     targets = []
@@ -193,11 +192,13 @@ def _rating(router: Router, call: RouteRequest, e164: str) -> Response | None:
     profiles) and carry the rating with it (``call.tariff``: the accounting row's price).
     A prepaid payer must have a rate there, and its balance must pay the first increment
     at that rate (rule 4 of :mod:`sipproxy.auth.policy`); its call is cut off and debited
-    by the rating (``call.prepaid``)."""
-    account = call.account
-    if account is None or router.rating is None:
+    by the rating (``call.prepaid``).  The payer is the billing party (a diverting account
+    pays for the diverted call) or the caller; an emergency call is not rated."""
+    if router.rating is None or call.emergency:
         return None
-    payer = call.billing_party or account.sip_id
+    payer = call.billing_party or (call.account.sip_id if call.account is not None else "")
+    if "@" not in payer:  # no local account pays (a trusted peer's billing id, nobody)
+        return None
     rated = router.rating(payer, e164)
     if rated is None:
         return None

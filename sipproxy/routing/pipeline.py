@@ -113,7 +113,7 @@ class Router:
         raised leaves the Request-URI as it found it."""
         if point not in self.hooks:
             return None
-        api = HookAPI(self, call)
+        api = HookAPI(self, call, point)
         uri = call.request.uri
         if not self.hooks.run(point, call.request, api):
             call.request.uri = uri

@@ -21,6 +21,8 @@ from tests.helpers import ROOT, free_port, require_tool
 
 SYSTEM_DICTIONARIES = Path("/usr/share/freeradius")
 DICTIONARY_MSP = ROOT / "sipproxy" / "accounting" / "dictionary.msp"
+#: the records of the NAS itself, not of a call (RFC 2866 Acct-Status-Type 7 and 8)
+NAS_KINDS = ("Accounting-On", "Accounting-Off")
 
 _CONF = """\
 prefix = /usr
@@ -133,8 +135,9 @@ class FreeRadius:
                 self.proc.wait()
         self.proc = None
 
-    def records(self) -> list[dict[str, str]]:
-        """The detail file's records: attribute name -> value (quotes removed)."""
+    def records(self, calls_only: bool = False) -> list[dict[str, str]]:
+        """The detail file's records: attribute name -> value (quotes removed).
+        ``calls_only``: without the proxy's Accounting-On/-Off (the calls' records)."""
         if not self.detail.exists():
             return []
         out = []
@@ -150,14 +153,16 @@ class FreeRadius:
                     if len(value) >= 2 and value[0] == value[-1] == '"':
                         value = value[1:-1]
                     rec[name] = value
-            out.append(rec)
+            if not (calls_only and rec.get("Acct-Status-Type") in NAS_KINDS):
+                out.append(rec)
         return out
 
-    def wait_for(self, predicate, timeout: float = 15.0) -> list[dict[str, str]]:  # noqa: ANN001
+    def wait_for(self, predicate, timeout: float = 15.0,  # noqa: ANN001
+                 calls_only: bool = False) -> list[dict[str, str]]:
         """The records once ``predicate(records)`` holds (AssertionError after ``timeout``)."""
         deadline = time.monotonic() + timeout
         while True:
-            recs = self.records()
+            recs = self.records(calls_only)
             if predicate(recs):
                 return recs
             if time.monotonic() > deadline:

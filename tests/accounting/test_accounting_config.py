@@ -49,3 +49,15 @@ def test_unusable_queue_file_is_a_configuration_error(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sipproxy: configuration error: radius.queue: cannot open")
+
+
+def test_accounting_on_off_name_the_first_specific_ipv4_listener():
+    """NAS-IP-Address of Accounting-On/-Off: a wildcard or an IPv6 listener names no NAS;
+    the first specific IPv4 one does; none at all: NAS-Identifier alone."""
+    from sipproxy.app import _nas_ip
+    from sipproxy.sip.addressing import Listener
+
+    assert _nas_ip([Listener("udp", "0.0.0.0", 5060), Listener("tls", "[2001:db8::1]", 5061),
+                    Listener("tcp", "192.0.2.10", 5060), Listener("udp", "192.0.2.11", 5060)]) == "192.0.2.10"
+    assert _nas_ip([Listener("udp", "::", 5060), Listener("udp", "0.0.0.0", 5060)]) == ""
+    assert _nas_ip([]) == ""

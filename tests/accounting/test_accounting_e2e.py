@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, select
 from ngnpro.models import AccountingRecord
 from tests.sipproxy_e2e.sipp_support import USERS, ProxyProcess, Sipp, auth_row, call_row, provision
 
-from .freeradius import FreeRadius
+from .freeradius import NAS_KINDS, FreeRadius
 
 
 def _proxy(tmp_path, db_url, radius: FreeRadius) -> ProxyProcess:
@@ -79,7 +79,7 @@ def test_call_start_and_stop_and_a_missed_call_reach_freeradius(db_url, tmp_path
         uac, uas = _call(tmp_path, proxy, "c1", pause_ms=1200)
         _ok(uac, proxy)
         _ok(uas, proxy)
-        recs = radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start", "Stop"])
+        recs = radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start", "Stop"], calls_only=True)
         start, stop = recs
         call_id = start["Acct-Session-Id"]
         assert call_id and stop["Acct-Session-Id"] == call_id
@@ -106,7 +106,7 @@ def test_call_start_and_stop_and_a_missed_call_reach_freeradius(db_url, tmp_path
         assert start["MSP-Record-Id"] != stop["MSP-Record-Id"]
 
         _busy_call(tmp_path, proxy, "c2", "carol")
-        recs = radius.wait_for(lambda r: len(r) >= 3)
+        recs = radius.wait_for(lambda r: len(r) >= 3, calls_only=True)
         failed = recs[2]
         assert failed["Acct-Status-Type"] == "Failed"
         assert failed["Sip-Method"] == "Invite" and failed["Sip-Response-Code"] == "486"
@@ -117,7 +117,7 @@ def test_call_start_and_stop_and_a_missed_call_reach_freeradius(db_url, tmp_path
         # dave has no registration: routing answers 480 itself -- a missed call too
         uac = Sipp(tmp_path, "uac-c3", "acct_uac_480.xml", proxy.port, rows=[call_row("alice", "secret-a", "dave")])
         _ok(uac, proxy)
-        recs = radius.wait_for(lambda r: len(r) >= 4)
+        recs = radius.wait_for(lambda r: len(r) >= 4, calls_only=True)
         unreachable = recs[3]
         assert unreachable["Acct-Status-Type"] == "Failed" and unreachable["Sip-Response-Code"] == "480"
         assert unreachable["Called-Station-Id"] == unreachable["Canonical-URI"] == "sip:dave@example.com"
@@ -132,7 +132,20 @@ def test_call_start_and_stop_and_a_missed_call_reach_freeradius(db_url, tmp_path
         assert ended.user_agent == "acct-test-phone/1.0" and ended.source_ip == "127.0.0.1"
         assert (missed.status, missed.duration, missed.reason) == (486, 0, "Busy Here")
         time.sleep(0.5)
-        assert len(radius.records()) == 4  # nothing sent twice
+        assert len(radius.records(calls_only=True)) == 4  # nothing sent twice
+
+        # the proxy's accounting announced itself as it started, and does as it stops
+        on = radius.records()[0]
+        assert on["Acct-Status-Type"] == "Accounting-On"
+        assert on["NAS-Identifier"] == "msp-e2e" and on["NAS-IP-Address"] == "127.0.0.1"
+        assert on["Acct-Session-Id"].startswith("msp-e2e-") and on["MSP-Record-Id"]
+        proxy.stop()
+        recs = radius.wait_for(lambda r: bool(r) and r[-1]["Acct-Status-Type"] == "Accounting-Off", timeout=5)
+        assert [r["Acct-Status-Type"] for r in recs] == [
+            "Accounting-On", "Start", "Stop", "Failed", "Failed", "Accounting-Off"]
+        off = recs[-1]
+        assert off["Acct-Session-Id"] == on["Acct-Session-Id"] and off["MSP-Record-Id"] != on["MSP-Record-Id"]
+        assert off["NAS-Identifier"] == "msp-e2e" and off["NAS-IP-Address"] == "127.0.0.1"
     finally:
         proxy.stop()
 
@@ -142,22 +155,22 @@ def test_freeradius_down_during_calls_records_arrive_once_after_restart(db_url, 
     proxy = _proxy(tmp_path, db_url, radius)
     try:
         uac, uas = _call(tmp_path, proxy, "long", pause_ms=4000)
-        radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start"])
+        radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start"], calls_only=True)
         radius.stop()  # FreeRADIUS goes away while the call is up
         _ok(uac, proxy)  # the call ends: its Stop cannot be delivered
         _ok(uas, proxy)
         _busy_call(tmp_path, proxy, "missed", "carol")  # and a missed call while it is away
         time.sleep(1.5)  # the proxy tries, times out, keeps them queued
         assert "no RADIUS server answered" in proxy.output()
-        assert [x["Acct-Status-Type"] for x in radius.records()] == ["Start"]
+        assert [x["Acct-Status-Type"] for x in radius.records(calls_only=True)] == ["Start"]
 
         # the proxy itself restarts too: the queue file keeps what was not sent
         proxy.stop()
         proxy = _proxy(tmp_path, db_url, radius)
         radius.start()  # same port, same detail file
-        recs = radius.wait_for(lambda r: len(r) >= 3, timeout=20)
+        recs = radius.wait_for(lambda r: len(r) >= 3, timeout=20, calls_only=True)
         time.sleep(1.5)  # anything sent twice would show up by now
-        recs = radius.records()
+        recs = radius.records(calls_only=True)
         kinds = Counter((r["Acct-Session-Id"], r["Acct-Status-Type"]) for r in recs)
         assert sorted(kinds.values()) == [1, 1, 1], kinds  # none twice
         assert [r["Acct-Status-Type"] for r in recs] == ["Start", "Stop", "Failed"]  # none lost, in order
@@ -165,6 +178,21 @@ def test_freeradius_down_during_calls_records_arrive_once_after_restart(db_url, 
         assert stop["Acct-Session-Id"] == recs[0]["Acct-Session-Id"]
         assert 3 <= int(stop["Acct-Session-Time"]) <= 6
         assert int(stop.get("Acct-Delay-Time", "0")) >= 1  # it waited in the queue
+
+        # Accounting-Off of the stop while FreeRADIUS was away waited in the queue too, and
+        # went out before the restarted proxy's Accounting-On
+        every = radius.records()
+        assert [r["Acct-Status-Type"] for r in every] == [
+            "Accounting-On", "Start", "Stop", "Failed", "Accounting-Off", "Accounting-On"]
+        first_on, off, second_on = every[0], every[4], every[5]
+        assert first_on["Acct-Session-Id"] == off["Acct-Session-Id"] != second_on["Acct-Session-Id"]
+        assert int(off.get("Acct-Delay-Time", "0")) >= 1
+        proxy.stop()  # FreeRADIUS is up: this Off leaves with the process
+        every = radius.wait_for(lambda r: len(r) >= 7, timeout=5)
+        assert every[6]["Acct-Status-Type"] == "Accounting-Off"
+        assert every[6]["Acct-Session-Id"] == second_on["Acct-Session-Id"]
+        time.sleep(0.5)
+        assert len(radius.records()) == 7  # none twice
     finally:
         proxy.stop()
 
@@ -197,7 +225,8 @@ def test_media_timeout_stop_carries_the_relay_summary(db_url, tmp_path, radius):
         uac = Sipp(tmp_path, "uac", str(uac_xml), proxy.port, timeout=30,
                    rows=[call_row("alice", "secret-a", "bob")], extra=("-mi", "127.0.0.1"))
         assert uac.wait(40) == 0 and uas.wait(40) == 0, f"{uac.report()}\n{proxy.output()[-4000:]}"
-        start, stop = radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start", "Stop"])
+        start, stop = radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start", "Stop"],
+                                      calls_only=True)
         assert stop["Acct-Session-Id"] == start["Acct-Session-Id"]
         assert stop["MSP-Disconnect-Party"] == "proxy" and stop["MSP-Disconnect-Reason"] == "Media timeout"
         assert stop["Acct-Terminate-Cause"] == "Idle-Timeout" and stop["Media-Info"] == "timeout"
@@ -230,11 +259,16 @@ def test_worker_processes_share_the_queue(db_url, tmp_path, radius):
                        rows=[call_row("alice", "secret-a", callee)], extra=("-d", "200"))
             _ok(uac, proxy)
             _ok(uas, proxy)
-        recs = radius.wait_for(lambda r: len(r) >= 6)
+        recs = radius.wait_for(lambda r: len(r) >= 6, calls_only=True)
         time.sleep(1.0)
-        kinds = Counter((r["Acct-Session-Id"], r["Acct-Status-Type"]) for r in radius.records())
+        kinds = Counter((r["Acct-Session-Id"], r["Acct-Status-Type"]) for r in radius.records(calls_only=True))
         assert len(kinds) == 6 and set(kinds.values()) == {1}, kinds
         assert {r["Canonical-URI"] for r in recs} == {"sip:bob@example.com", "sip:carol@example.com",
                                                       "sip:dave@example.com"}
+        proxy.stop()
+        # one Accounting-On and one -Off for the proxy: worker 0's, not one per worker
+        nas = radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r if x["Acct-Status-Type"] in NAS_KINDS]
+                              == ["Accounting-On", "Accounting-Off"], timeout=5)
+        assert len(nas) == 8
     finally:
         proxy.stop()

@@ -165,3 +165,31 @@ def test_every_attribute_of_the_dictionary_is_documented():
     for name in Dictionary(DICTIONARY).attributes.keys():
         assert f"`{name}`" in doc, f"{name} is not in docs/accounting.md"
         assert f"`{name}`" in readme, f"{name} is not in README.md"
+
+
+@pytest.mark.parametrize("kind, code", [(ev.ACCOUNTING_ON, 7), (ev.ACCOUNTING_OFF, 8)])
+def test_accounting_on_and_off_name_the_nas_and_encode_as_rfc_2866_says(kind, code):
+    """Acct-Status-Type 7 / 8 on the wire, the NAS named as in the call records, the run's
+    session id, and an id of its own for each of On and Off."""
+    nas = {"nas_identifier": "msp-1", "nas_ip": "198.51.100.1"}
+    attrs = ev.nas_attributes(kind, "msp-1-run", T0, nas)
+    named = dict(attrs)
+    assert named["Acct-Status-Type"] == kind and named["Acct-Session-Id"] == "msp-1-run"
+    assert named["NAS-IP-Address"] == "198.51.100.1" and named["NAS-Identifier"] == "msp-1"
+    assert named["Event-Timestamp"] == int(T0)
+    assert named["MSP-Record-Id"] == ev.record_id("msp-1-run", "", kind)
+    assert "User-Name" not in named and "Acct-Session-Time" not in named  # no call, no user
+    dictionary = Dictionary(DICTIONARY)
+    pkt = AcctPacket(id=1, secret=b"s", dict=dictionary)
+    for name, value in attrs:
+        pkt.AddAttribute(name, value)
+    raw = pkt.RequestPacket()
+    decoded = AcctPacket(secret=b"s", dict=dictionary, packet=raw)
+    assert decoded["Acct-Status-Type"] == [kind]
+    assert bytes([40, 6, 0, 0, 0, code]) in raw  # attribute 40, length 6, the integer
+
+
+def test_a_wildcard_or_ipv6_listener_is_no_nas_ip_address():
+    for ip in ("0.0.0.0", "2001:db8::1", "", "not-an-address"):
+        named = dict(ev.nas_attributes(ev.ACCOUNTING_ON, "run", T0, {"nas_identifier": "msp", "nas_ip": ip}))
+        assert "NAS-IP-Address" not in named and named["NAS-Identifier"] == "msp"

@@ -52,7 +52,7 @@ def queue(tmp_path):
 
 
 def test_answer_bye_and_failure_give_start_stop_failed(queue):
-    acct = Accounting(queue, None)  # not started: every event committed at once
+    acct = Accounting(queue, _Client())  # not started: every event committed at once, none sent
     _answer(acct)
     start = dict(queue.pending()[0][2])
     assert (start["Source-IP"], start["Source-Port"], start["User-Agent"]) == ("192.0.2.7", "5062", "phone/1")
@@ -73,7 +73,7 @@ def test_answer_bye_and_failure_give_start_stop_failed(queue):
 
 
 def test_events_are_committed_in_groups_and_at_stop(queue, monkeypatch):
-    acct = Accounting(queue, None, drain=False)
+    acct = Accounting(queue, _Client(), drain=False)
     acct.start()
     _answer(acct)
     assert queue.counts()["records"] == 0  # not committed yet
@@ -87,7 +87,8 @@ def test_events_are_committed_in_groups_and_at_stop(queue, monkeypatch):
 def test_an_end_waits_for_the_start_another_worker_commits_later(tmp_path, monkeypatch):
     monkeypatch.setattr(service, "END_RETRY", 0.05)
     path = str(tmp_path / "q.sqlite")
-    worker0, worker1 = Accounting(RecordQueue(path), None, drain=False), Accounting(RecordQueue(path), None)
+    worker0, worker1 = Accounting(RecordQueue(path), _Client(), drain=False), \
+        Accounting(RecordQueue(path), _Client(), drain=False)
     worker1.start()
     worker1.ended(parse_message(BYE))  # the BYE reaches worker 1 before worker 0 committed the 2xx
     gevent.sleep(0.15)
@@ -129,3 +130,93 @@ def test_a_rated_call_has_its_price_in_the_accounting_row(queue, monkeypatch):
     acct.ended(parse_message(BYE))
     (_, row), = queue.pending_rows()
     assert row["duration"] == 61 and Decimal(row["price"]) == Decimal("2.50")
+
+
+class _Client:
+    """A RADIUS client that acknowledges every record (what it was given, in order)."""
+
+    def __init__(self) -> None:
+        self.got: list[dict] = []
+
+    def send(self, attributes, created=None):  # noqa: ANN001, ANN201
+        self.got.append(dict(attributes))
+        return "127.0.0.1:1813"
+
+
+def test_worker_0_announces_accounting_on_at_start_and_off_at_stop(queue):
+    """Worker 0 (the one sending) queues Accounting-On as it starts and Accounting-Off
+    after the last call's Stop as it stops, and sends them; the On and the Off of a run
+    share their Acct-Session-Id, a later run has another."""
+    client = _Client()
+    acct = Accounting(queue, client, nas_identifier="msp-1", nas_ip="198.51.100.1", poll_interval=0.05)
+    acct.start()
+    gevent.sleep(0.2)
+    _answer(acct)
+    acct.ended(parse_message(BYE))
+    gevent.sleep(0.2)
+    acct.stop()
+    kinds = [r["Acct-Status-Type"] for r in client.got]
+    assert kinds == ["Accounting-On", "Start", "Stop", "Accounting-Off"]
+    on, off = client.got[0], client.got[-1]
+    assert on["Acct-Session-Id"] == off["Acct-Session-Id"] == acct.run_id
+    assert on["NAS-Identifier"] == "msp-1" and on["NAS-IP-Address"] == "198.51.100.1"
+    assert queue.counts()["records"] == 0
+    again = Accounting(queue, client, nas_identifier="msp-1")
+    again.start()
+    gevent.sleep(0.1)
+    again.stop()
+    assert client.got[-2]["Acct-Status-Type"] == "Accounting-On"
+    assert client.got[-2]["Acct-Session-Id"] != on["Acct-Session-Id"]
+
+
+def test_the_other_workers_and_accounting_without_radius_announce_nothing(queue):
+    other = Accounting(queue, _Client(), drain=False)  # worker 1
+    other.start()
+    gevent.sleep(0.1)
+    other.stop()
+    no_radius = Accounting(queue, None)  # the accounting table only
+    no_radius.start()
+    gevent.sleep(0.1)
+    no_radius.stop()
+    assert queue.counts()["records"] == 0
+
+
+def test_an_off_no_server_takes_stays_queued_for_the_next_start(queue, monkeypatch):
+    """No server answers at stop: the Off waits in the queue file (the stop gives up
+    after STOP_SEND, however long the client would wait) and leaves first after the next
+    start, before that run's On."""
+    import time
+
+    monkeypatch.setattr(service, "STOP_SEND", 0.2)
+
+    class _Down(_Client):
+        def send(self, attributes, created=None):  # noqa: ANN001, ANN201
+            gevent.sleep(5)  # servers that time out one after the other
+            return None
+
+    down = Accounting(queue, _Down())
+    down.start()
+    gevent.sleep(0.1)
+    t0 = time.monotonic()
+    down.stop()
+    assert time.monotonic() - t0 < 1.0
+    assert _kinds(queue) == ["Accounting-On", "Accounting-Off"]
+    client = _Client()
+    up = Accounting(RecordQueue(queue.path), client, poll_interval=0.05)
+    up.start()
+    gevent.sleep(0.2)
+    assert [r["Acct-Status-Type"] for r in client.got] == ["Accounting-On", "Accounting-Off", "Accounting-On"]
+    assert client.got[0]["Acct-Session-Id"] == client.got[1]["Acct-Session-Id"] != client.got[2]["Acct-Session-Id"]
+    up.stop()
+
+
+def test_without_radius_only_the_table_rows_are_queued(queue):
+    """``[radius] server`` unset, ``[sipproxy] accounting`` on: the rows of the accounting
+    table, and no RADIUS record that nobody would ever send (the queue would only grow)."""
+    acct = Accounting(queue, None)
+    _answer(acct)
+    acct.ended(parse_message(BYE))
+    acct.failed(parse_message(INVITE.replace(b"call-1", b"call-2")), INBOUND,
+                parse_message(BUSY.replace(b"call-1", b"call-2")), "alice@example.com", "bob@example.com")
+    assert queue.pending() == []
+    assert [r["status"] for _, r in queue.pending_rows()] == [200, 486]

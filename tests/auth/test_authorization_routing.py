@@ -150,3 +150,46 @@ def test_refusals_are_logged_with_account_source_and_destination(caplog):
         r.route(_call(r, PSTN_NUMBER, account=_acct("bob")))
     line = caplog.records[-1].getMessage()
     assert "bob@example.com" in line and "198.51.100.7" in line and "0209999999" in line and "403" in line
+
+
+class Rating:
+    """The app's PrepaidCalls.rate, as routing asks it: (payer, number) -> Rated or None."""
+
+    def __init__(self, rated: dict) -> None:
+        self.rated, self.asked = rated, []
+
+    def __call__(self, payer: str, number: str):  # noqa: ANN204
+        self.asked.append((payer, number))
+        return self.rated.get(payer)
+
+
+def test_pstn_calls_are_rated_on_whoever_pays():
+    from sipproxy.dialog.prepaid import Rated
+
+    r = _router(Directory(callees={"offline": _acct("offline", prepaid=True, balance=Decimal(5))}))
+    r.rating = Rating({"bob@example.com": Rated(True, Decimal(1), "T-bob", Decimal("0.01")),
+                       "carol@example.com": Rated(False, Decimal(0), "T-carol", Decimal("0.01")),
+                       "dave@example.com": Rated(True, Decimal(1), None, Decimal(0)),
+                       "erin@example.com": Rated(True, Decimal("0.005"), "T-erin", Decimal("0.01")),
+                       "offline@example.com": Rated(True, Decimal(5), "T-off", Decimal("0.01"))})
+    out = r.route(_call(r, PSTN_NUMBER, account=_acct("bob", prepaid=True)))
+    assert isinstance(out, Targets) and (out.tariff, out.prepaid) == ("T-bob", True)
+    # postpaid: rated for its price, neither cut off nor debited
+    out = r.route(_call(r, PSTN_NUMBER, account=_acct("carol", groups={GROUP_PSTN})))
+    assert isinstance(out, Targets) and (out.tariff, out.prepaid) == ("T-carol", False)
+    # prepaid without a rate there, or with less than the first increment
+    assert _refused(r.route(_call(r, PSTN_NUMBER, account=_acct("dave", prepaid=True))))[:2] == (
+        403, "Destination Not Rated")
+    assert _refused(r.route(_call(r, PSTN_NUMBER, account=_acct("erin", prepaid=True))))[:2] == (
+        402, "Insufficient Credit")
+    # an outside caller to a subscriber diverting to a number (not online): the diverting
+    # prepaid account pays, so its rating goes with the call
+    call = _call(r, "sip:offline@example.com")
+    out = r.route(call)
+    assert isinstance(out, Targets) and (out.tariff, out.prepaid) == ("T-off", True)
+    assert call.billing_party == "offline@example.com"
+    # an emergency call is never rated (nor refused for credit)
+    asked = len(r.rating.asked)
+    assert isinstance(r.route(_call(r, "sip:112@example.com", account=_acct("dave", prepaid=True, region="south"))),
+                      Targets)
+    assert len(r.rating.asked) == asked

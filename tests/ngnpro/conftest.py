@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DB_IDS, DB_PARAMS, scratch_database
+from tests.conftest import DB_IDS, DB_PARAMS, module_database
 from tests.helpers import Service, free_port, write_config
 from tests.ngnpro.harness import ADMIN
 
@@ -82,15 +82,7 @@ def start_ngnpro(tmp: Path, db_url: str, **ngnpro_keys: Any) -> NGNProServer:
 def ngnpro_module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NGNProServer]:
     """One server per test session and backend (use ``ngnpro_server`` in tests)."""
     tmp = tmp_path_factory.mktemp("ngnpro")
-    if request.param == "sqlite":
-        server = start_ngnpro(tmp, f"sqlite:///{tmp / 'msp.sqlite'}")
-        try:
-            yield server
-        finally:
-            server.service.stop()
-            server.close()
-        return
-    with scratch_database(request.param) as url:
+    with module_database(request.param, tmp) as url:
         server = start_ngnpro(tmp, url)
         try:
             yield server

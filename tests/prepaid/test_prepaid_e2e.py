@@ -7,9 +7,11 @@ any call."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -187,23 +189,32 @@ def test_a_proxy_killed_during_a_call_debits_it_once_after_restart(platform, tmp
     assert Decimal("-0.05") <= history[0][1] <= Decimal("-0.03") and balance == Decimal("1.00") + history[0][1]
 
 
-def test_max_call_duration_ends_any_call(tmp_path):
-    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
+@contextlib.contextmanager
+def _alice_and_bob(tmp: Path, **settings: object) -> Iterator[tuple[ProxyProcess, int]]:
+    """A proxy of its own with ``settings``, alice and bob provisioned and bob registered:
+    (the proxy, bob's port)."""
+    url = f"sqlite:///{tmp / 'msp.sqlite'}"
     provision(url, users={"alice": "pw-a", "bob": "pw-b"})
-    proxy = ProxyProcess(tmp_path, url, max_call_duration=2)
+    proxy = ProxyProcess(tmp, url, **settings)
     try:
-        reason = "SIP ;cause=200;text=.Maximum call duration."
-        reg = Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port, rows=["bob;example.com;[authentication username=bob password=pw-b]"])
+        reg = Sipp(tmp, "reg", "e2e_register.xml", proxy.port,
+                   rows=["bob;example.com;[authentication username=bob password=pw-b]"])
         assert reg.wait() == 0, reg.report()
-        uas = Sipp(tmp_path, "max-b", _scenario(tmp_path, "e2e_timeout_uas.xml", reason), proxy.port, port=reg.port,
+        yield proxy, reg.port
+    finally:
+        proxy.stop()
+
+
+def test_max_call_duration_ends_any_call(tmp_path):
+    reason = "SIP ;cause=200;text=.Maximum call duration."
+    with _alice_and_bob(tmp_path, max_call_duration=2) as (proxy, bob_port):
+        uas = Sipp(tmp_path, "max-b", _scenario(tmp_path, "e2e_timeout_uas.xml", reason), proxy.port, port=bob_port,
                    server=True, timeout=20)
         uac = Sipp(tmp_path, "max", _scenario(tmp_path, "e2e_timeout_uac.xml", reason), proxy.port,
                    rows=[call_row("alice", "pw-a", "bob")], timeout=20)
         assert uac.wait(30) == 0, f"{uac.report()}\n--- proxy\n{proxy.output()[-4000:]}"
         assert uas.wait(10) == 0, uas.report()
         assert 2.0 <= _answered_to_bye(tmp_path / "max-b.msg") < 3.0
-    finally:
-        proxy.stop()
 
 
 def _with_session_timer(tmp: Path, scenario: str, name: str, interval: int) -> str:
@@ -223,14 +234,8 @@ def test_a_session_not_refreshed_is_ended_when_it_expires(tmp_path):
     does not do them: the proxy puts ``Session-Expires: 2;refresher=uac`` and ``Require: timer``
     in the 2xx; no refresh comes (the caller vanished), so the proxy ends the call when the
     interval passes, BYE both ways."""
-    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
-    provision(url, users={"alice": "pw-a", "bob": "pw-b"})
-    proxy = ProxyProcess(tmp_path, url, session_min_se=1)
-    try:
-        reg = Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port,
-                   rows=["bob;example.com;[authentication username=bob password=pw-b]"])
-        assert reg.wait() == 0, reg.report()
-        uas = Sipp(tmp_path, "se-b", _scenario(tmp_path, "e2e_timeout_uas.xml", EXPIRED), proxy.port, port=reg.port,
+    with _alice_and_bob(tmp_path, session_min_se=1) as (proxy, bob_port):
+        uas = Sipp(tmp_path, "se-b", _scenario(tmp_path, "e2e_timeout_uas.xml", EXPIRED), proxy.port, port=bob_port,
                    server=True, timeout=20)
         uac_xml = _with_session_timer(tmp_path, _scenario(tmp_path, "e2e_timeout_uac.xml", EXPIRED), "se_uac.xml", 2)
         uac = Sipp(tmp_path, "se", uac_xml, proxy.port, rows=[call_row("alice", "pw-a", "bob")], timeout=20)
@@ -239,18 +244,11 @@ def test_a_session_not_refreshed_is_ended_when_it_expires(tmp_path):
         caller_trace = (tmp_path / "se.msg").read_text(errors="replace")
         assert "Session-Expires: 2;refresher=uac" in caller_trace and "Require: timer" in caller_trace
         assert 2.0 <= _answered_to_bye(tmp_path / "se-b.msg") < 3.0
-    finally:
-        proxy.stop()
 
 
 def test_an_invite_below_min_se_gets_422(tmp_path):
-    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
-    provision(url, users={"alice": "pw-a", "bob": "pw-b"})
-    proxy = ProxyProcess(tmp_path, url, session_min_se=300)
-    try:
-        reg = Sipp(tmp_path, "reg", "e2e_register.xml", proxy.port,
-                   rows=["bob;example.com;[authentication username=bob password=pw-b]"])
-        assert reg.wait() == 0, reg.report()  # bob is online: the call is routed, then refused
+    # bob is online: the call is routed, then refused
+    with _alice_and_bob(tmp_path, session_min_se=300) as (proxy, _):
         scenario = tmp_path / "uac422.xml"
         scenario.write_text((SCENARIOS / "e2e_uac_reject.xml").read_text().replace(
             '<recv response="403"/>', '<recv response="422"/>'))
@@ -259,5 +257,3 @@ def test_an_invite_below_min_se_gets_422(tmp_path):
         assert uac.wait() == 0, f"{uac.report()}\n--- proxy\n{proxy.output()[-3000:]}"
         trace = (tmp_path / "se422.msg").read_text(errors="replace")
         assert "SIP/2.0 422 Session Interval Too Small" in trace and "Min-SE: 300" in trace
-    finally:
-        proxy.stop()

@@ -123,3 +123,63 @@ def test_call_control_finds_a_dialog_whose_row_is_still_queued(sqlite_url):
     finally:
         store.stop()
         engine.dispose()
+
+
+def test_a_relay_that_stops_answering_is_passed_over_within_its_timeout(tmp_path):
+    """A relay frozen with its control connection open (SIGSTOP: the kernel still accepts and
+    buffers, nobody answers): a new call waits at most the control timeout (2 s) for it, is
+    put on the other relay, and connects; while frozen it gets no calls; once it answers
+    again (SIGCONT) the proxy notices and uses it again."""
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
+    provision(url, users=USERS)
+    c1, c2 = free_port(), free_port()
+    low1 = free_port(socket.SOCK_DGRAM) & ~1
+    low2 = low1 + 200 if low1 < 60000 else low1 - 200
+    relays = {1: _relay(tmp_path, url, "relay1", c1, low1), 2: _relay(tmp_path, url, "relay2", c2, low2)}
+    lows = {1: low1, 2: low2}
+    proxy = ProxyProcess(tmp_path, url, media_relay="always",
+                         media_relays=[f"127.0.0.1:{c1}", f"127.0.0.1:{c2}"],
+                         sections={"mediaproxy": {"control": f"127.0.0.1:{c1}"}})
+    alice, bob = UA("alice", USERS["alice"], proxy.port), UA("bob", USERS["bob"], proxy.port)
+
+    def relay_of(answer) -> int:
+        _ip, port = media_of(answer.body)
+        return next(n for n, low in lows.items() if _range(port, low))
+
+    try:
+        assert bob.register().status == 200
+        warm = [alice.call("bob") for _ in range(2)]  # both relays connected and used
+        assert sorted(relay_of(r) for r, _ in warm) == [1, 2]
+        relays[1].proc.send_signal(signal.SIGSTOP)
+        took = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            r, d = alice.call("bob", timeout=8)
+            took.append(time.monotonic() - t0)
+            assert r is not None and r.status == 200, proxy.output()[-3000:]
+            assert relay_of(r) == 2
+            assert alice.bye(d).status == 200
+        assert max(took) < 4.0, took  # one call waited out the 2 s timeout, no more
+        assert f"media relay 127.0.0.1:{c1} unavailable (no answer)" in proxy.output()
+        time.sleep(6)  # past a probe (retry_interval 5 s): connected, but it does not answer the ping
+        assert f"media relay 127.0.0.1:{c1} is back" not in proxy.output()
+        relays[1].proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while f"media relay 127.0.0.1:{c1} is back" not in proxy.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"media relay 127.0.0.1:{c1} is back" in proxy.output()
+        # one warm call on each: two new calls go one to each (the fewest calls first)
+        again = [alice.call("bob") for _ in range(2)]
+        assert sorted(relay_of(r) for r, _ in again) == [1, 2]
+        for _, d in warm + again:
+            assert alice.bye(d).status == 200
+        assert "Traceback" not in proxy.output()
+    finally:
+        relays[1].proc.send_signal(signal.SIGCONT)
+        alice.close()
+        bob.close()
+        proxy.stop()
+        for relay in relays.values():
+            relay.stop()

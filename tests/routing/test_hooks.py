@@ -65,6 +65,31 @@ def test_reply_ends_routing(tmp_path: Path) -> None:
     assert isinstance(router.route(_call()), Targets)  # the hook let this one go on
 
 
+def test_a_hooks_refusal_says_why_in_a_warning(tmp_path: Path, caplog) -> None:
+    """Rule 7 (outgoing) and 6 (incoming): a refusal carries ``Warning: 399`` like the
+    other rules' -- the hook's text, else the hook point that refused -- and is logged as
+    an authorization attempt; a provisional or success reply carries none."""
+    router = _router(_folder(tmp_path, preprocess_uri=(
+        "def hook(request, api):\n"
+        "    if request.uri.user == 'premium':\n"
+        "        api.reply(403, 'Premium Refused', warning='No \"premium\" numbers here')\n"
+        "    elif request.uri.user == 'blocked':\n"
+        "        api.reply(603, 'Decline')\n"
+        "    elif request.uri.user == 'fine':\n"
+        "        api.reply(200, 'OK')\n")))
+    with caplog.at_level(logging.WARNING, "sipproxy.siteconfig"):
+        told = router.route(_call("sip:premium@example.com"))
+    assert isinstance(told, Response) and (told.status, told.reason) == (403, "Premium Refused")
+    assert told.headers.getall("warning") == ['399 example.com "No \\"premium\\" numbers here"']
+    assert any("authorization: INVITE from gw@carrier.example (source 198.51.100.7) to sip:premium@example.com "
+               "refused by the site hook preprocess_uri: 403" in r.getMessage() for r in caplog.records)
+    default = router.route(_call("sip:blocked@example.com"))
+    assert isinstance(default, Response) and default.status == 603
+    assert default.headers.getall("warning") == ['399 example.com "Refused by the site hook preprocess_uri"']
+    ok = router.route(_call("sip:fine@example.com"))
+    assert isinstance(ok, Response) and ok.status == 200 and ok.headers.getall("warning") == []
+
+
 def test_the_guides_incoming_pstn_rewrite_reaches_the_local_user(tmp_path: Path) -> None:
     """A carrier sends +-less numbers to our address; the hook puts the request into the
     server domain and strips the carrier's prefix -- the local user step then finds alice."""

@@ -19,7 +19,6 @@ from sipproxy.routing.lcr import (
     attempts,
     e164_digits,
     peer_number,
-    retry_next,
     select_routes,
 )
 
@@ -145,11 +144,6 @@ def test_rule_prefix_in_plus_form_is_compared_as_00():
 
 def test_strip_longer_than_number():
     assert apply_rules((Rule(1, "", 40, "112"),), "0031") == "112"
-
-
-def test_retry_next_on_gateway_failures_only():
-    assert all(retry_next(s) for s in (408, 500, 502, 503, 504))
-    assert not any(retry_next(s) for s in (404, 480, 484, 486, 487, 501, 505, 600, 603, 200, 183))
 
 
 def test_ipv6_gateway_uri_and_tls():

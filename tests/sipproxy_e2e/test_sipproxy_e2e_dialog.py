@@ -103,3 +103,24 @@ def test_a_dialog_written_again_is_replaced_within_a_batch(db_url):
     finally:
         store.stop()
         engine.dispose()
+
+
+def test_a_terminated_row_whose_bye_is_never_answered_goes_after_32_s(db_url):
+    """Its proxy stopped between the BYE and its answer: the cut-off sweep drops the row
+    64*T1 after its end, and leaves a row that ended a moment ago."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    engine, sessions = open_database(db_url)
+    store = DialogStore(sessions)
+    for call_id in ("old", "new"):
+        store.confirmed(_info(call_id))
+        store.ended(call_id, "ft", "tt")
+    with sessions.begin() as s:
+        s.execute(update(Dialog).where(Dialog.call_id == "old").values(
+            end_time=dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=40)))
+    assert store.due() == []
+    with sessions() as s:
+        assert [r.call_id for r in s.query(Dialog)] == ["new"]
+    engine.dispose()

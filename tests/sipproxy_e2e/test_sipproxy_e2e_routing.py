@@ -332,3 +332,26 @@ def test_a_silent_serial_target_is_given_up_after_the_failover_timeout():
         assert any(d.startswith(b"CANCEL ") and to == gw1 for d, to in sent)  # too late: cancelled
     finally:
         core.stop()
+
+
+def test_serial_fork_does_not_fail_over_on_a_5xx_about_the_request_itself():
+    """501 Not Implemented and 505 say the request is what failed: the next gateway would
+    answer the same, so it is not tried (only 408, 500, 502, 503, 504 fail over)."""
+    from sipproxy.routing.pipeline import Target
+    from sipproxy.sip.addressing import Inbound, Peer
+    from sipproxy.sip.uri import parse_uri
+
+    gw1, gw2 = Peer("udp", "192.0.2.11", 5060), Peer("udp", "192.0.2.12", 5060)
+    core, sent = _serial_proxy([Target(parse_uri(f"sip:1@{gw.host}"), gw, ()) for gw in (gw1, gw2)])
+    lst = core.transports.listeners[0]
+    caller = Peer("udp", "192.0.2.1", 5060)
+    try:
+        core.on_inbound(Inbound(_invite_from_outside(), caller, lst))
+        first = [d for d, to in sent if d.startswith(b"INVITE ")][0]
+        core.on_inbound(Inbound(_answer(first, 501, "Not Implemented"), gw1, lst))
+        assert [to for d, to in sent if d.startswith(b"INVITE ")] == [gw1]
+        finals = [parse_message(d).status for d, to in sent if to == caller and d.startswith(b"SIP/")
+                  and parse_message(d).status >= 200]
+        assert finals == [501]
+    finally:
+        core.stop()
