@@ -75,21 +75,24 @@ def _refused() -> NGNProError:
     return NGNProError(AUTH_FAILED, "Authentication failed: wrong SIP account or password")
 
 
-def authenticate(session: Session, sip_id: Any, password: Any) -> str:
+def authenticate(session: Session, sip_id: Any, password: Any, for_update: bool = False) -> str:
     """The account ``user@domain`` named by ``sip_id`` when ``password`` is its SIP password.
 
     The HA1 (``md5(user:domain:password)``, realm = domain, as the proxy checks a phone)
     is compared when stored, else the clear-text ``password`` column; an account with
     neither cannot log in.  Every refusal is the same fault, and a missing account costs
-    the same comparison as a wrong password."""
+    the same comparison as a wrong password.  ``for_update`` locks the account's row (on
+    the server databases): two writes for one account then run one after the other, so
+    two first ``setPresenceInformation`` calls cannot both insert a publication."""
     try:
         user, domain = t.sip_id(sip_id)
     except NGNProError:
         raise _refused() from None
     if not isinstance(password, str) or not password:
         raise _refused()
-    row = session.execute(select(SipAccount.id, SipAccount.ha1, SipAccount.password)
-                          .where(SipAccount.username == user, SipAccount.domain == domain)).first()
+    stmt = select(SipAccount.id, SipAccount.ha1, SipAccount.password).where(
+        SipAccount.username == user, SipAccount.domain == domain)
+    row = session.execute(stmt.with_for_update() if for_update else stmt).first()
     ha1 = hashlib.md5(f"{user}:{domain}:{password}".encode()).hexdigest()  # noqa: S324 - the SIP digest
     if row is None:
         _same(ha1, "0" * 32)
@@ -123,7 +126,6 @@ def set_presence(c: CallContext, presentity: str, information: Any) -> None:
     expires = int(now) + int(c.config["ngnpro"]["presence_port_expires"])
     document = docs.pidf_document(presentity, activity, note, now)
     etag = ETAG_PREFIX + secrets.token_hex(10)
-    c.writing()
     session = c.session
     row = session.execute(_own_publication(presentity).with_for_update()).scalars().first()
     if row is None:
@@ -153,7 +155,6 @@ def get_presence(session: Session, presentity: str) -> Any:
 
 def delete_presence(c: CallContext, presentity: str) -> None:
     """Remove the port's publication (not the devices'); the watchers are told."""
-    c.writing()
     removed = c.session.execute(delete(PresencePublication).where(
         PresencePublication.presentity == presentity, PresencePublication.etag.like(ETAG_PREFIX + "%")))
     if removed.rowcount:
@@ -216,7 +217,6 @@ def set_policy(c: CallContext, presentity: str, policy: Any) -> None:
         rules_usage.validate(etree.fromstring(document, parser()))
     except XcapError as exc:
         raise t.invalid("policy", exc.phrase or exc.kind) from None
-    c.writing()
     session = c.session
     row = _rules(session, presentity, lock=True)
     text, etag = document.decode("utf-8"), new_xcap_etag()
@@ -229,7 +229,12 @@ def set_policy(c: CallContext, presentity: str, policy: Any) -> None:
 
 
 class PresencePort(PortService):
-    """API.md 3.8; authenticated by ``sipId`` + ``password`` parameters, not the header."""
+    """API.md 3.8; authenticated by ``sipId`` + ``password`` parameters, not the header.
+
+    The write methods call ``c.writing()`` before they authenticate: on SQLite a
+    transaction that has read and then writes fails at once when another worker wrote in
+    between, so the writers' lock is taken before the first read (on the server databases
+    the account's row lock orders them instead)."""
 
     __port_namespace__ = NS_PRESENCE
     __requires_auth__ = False
@@ -237,7 +242,8 @@ class PresencePort(PortService):
     @rpc(PresenceSipId, Unicode, PresenceInformation)
     def setPresenceInformation(ctx, sipId, password, information):  # noqa: N802, N803, N805 - wire names
         c = call_context(ctx)
-        set_presence(c, authenticate(c.session, sipId, password), information)
+        c.writing()  # before the first read (class docstring)
+        set_presence(c, authenticate(c.session, sipId, password, for_update=True), information)
 
     @rpc(PresenceSipId, Unicode, _returns=PresenceInformation)
     def getPresenceInformation(ctx, sipId, password):  # noqa: N802, N803, N805
@@ -247,7 +253,8 @@ class PresencePort(PortService):
     @rpc(PresenceSipId, Unicode)
     def deletePresenceInformation(ctx, sipId, password):  # noqa: N802, N803, N805
         c = call_context(ctx)
-        delete_presence(c, authenticate(c.session, sipId, password))
+        c.writing()  # before the first read (class docstring)
+        delete_presence(c, authenticate(c.session, sipId, password, for_update=True))
 
     @rpc(PresenceSipId, Unicode, _returns=StringArray)
     def getWatchers(ctx, sipId, password):  # noqa: N802, N803, N805
@@ -262,4 +269,5 @@ class PresencePort(PortService):
     @rpc(PresenceSipId, Unicode, PresencePolicy)
     def setPolicy(ctx, sipId, password, policy):  # noqa: N802, N803, N805
         c = call_context(ctx)
-        set_policy(c, authenticate(c.session, sipId, password), policy)
+        c.writing()  # before the first read (class docstring)
+        set_policy(c, authenticate(c.session, sipId, password, for_update=True), policy)

@@ -210,6 +210,17 @@ def test_a_document_written_through_xcap_reads_back(server):
     assert presence(server.url, "getPolicy", bob()) == {"allow": ["sip:carol@example.com"], "block": ["sip:x@y.org"]}
 
 
+def test_php_wsdl_mode(server):
+    url = server.url
+    presence(url, "setPresenceInformation", bob(information={"activity": "away", "note": "Back soon"}), wsdl=True)
+    assert presence(url, "getPresenceInformation", bob(), wsdl=True) == {"activity": "away", "note": "Back soon"}
+    presence(url, "deletePresenceInformation", bob(), wsdl=True)
+    assert presence(url, "getWatchers", bob(), wsdl=True) == []
+    with pytest.raises(SoapFaultError) as info:
+        presence(url, "getPresenceInformation", bob("wrong"), wsdl=True)
+    assert info.value.code == 9001
+
+
 def test_zeep_set_and_get_presence(server):
     port = zeep_port(zeep_client(server.url), "Presence")
     port.setPresenceInformation(sipId=BOB, password="pw-b", information={"activity": "open", "note": "Hello"})
