@@ -8,6 +8,7 @@ from __future__ import annotations
 from ngnpro.customer_port import CustomerPort
 from ngnpro.dns_port import DnsPort
 from ngnpro.enum_port import EnumPort
+from ngnpro.presence_port import PresencePort
 from ngnpro.rating_port import RatingPort
 from ngnpro.sip_accounts import SipAccountPort
 from ngnpro.sip_aliases import SipAliasPort
@@ -25,5 +26,6 @@ SERVICES: list[type] = [
     EnumPort,
     DnsPort,
     SipPstnService,
+    PresencePort,
     *NOT_IMPLEMENTED_YET,
 ]

@@ -1,8 +1,9 @@
 """Ports and methods that answer fault 9999 "not implemented yet" until their issue comes:
-VoicemailPort, NetworkPort, PresencePort, and SipPort's SIP/media traces and media sessions
-(RatingPort is :mod:`ngnpro.rating_port`, the call lists and statistics :mod:`ngnpro.sip_calls`).
+VoicemailPort, NetworkPort, and SipPort's SIP/media traces and media sessions
+(RatingPort is :mod:`ngnpro.rating_port`, the call lists and statistics :mod:`ngnpro.sip_calls`,
+PresencePort :mod:`ngnpro.presence_port`).
 
-They are declared with their real parameter and return types (API.md 3.1, 3.5-3.8, 4) so
+They are declared with their real parameter and return types (API.md 3.1, 3.5-3.7, 4) so
 the WSDL already publishes the final contract and a client gets a clean, coded fault
 instead of "unknown method".
 """
@@ -14,15 +15,13 @@ from spyne import rpc
 from ngnpro.sip_types import SipId
 from ngnpro.soap import (
     NS_NETWORK,
-    NS_PRESENCE,
-    NS_PRESENCE_TYPES,
     NS_SIP,
     NS_TYPES,
     NS_VOICEMAIL,
 )
 from ngnpro.soap.faults import not_implemented
 from ngnpro.soap.service import PortService
-from ngnpro.soap.types import ComplexModel, Integer, StringArray, Unicode
+from ngnpro.soap.types import ComplexModel, Integer, Unicode
 
 
 def _struct(name: str, members: list[tuple[str, object]], ns: str = NS_TYPES) -> type:
@@ -38,9 +37,6 @@ VoicemailAccount = _struct("VoicemailAccount", [
     ("sipId", SipId), ("mailbox", Unicode), ("name", Unicode), ("password", Unicode), ("email", Unicode),
     ("info", Unicode), ("options", VoicemailOptions),
 ])
-PresenceSipId = _struct("SipId", [("username", Unicode), ("domain", Unicode)], NS_PRESENCE_TYPES)
-PresenceInformation = _struct("PresenceInformation", [("activity", Unicode), ("note", Unicode)], NS_PRESENCE_TYPES)
-PresencePolicy = _struct("PresencePolicy", [("allow", StringArray), ("block", StringArray)], NS_PRESENCE_TYPES)
 
 
 class SipPortNotImplemented(PortService):
@@ -99,35 +95,4 @@ class NetworkPort(PortService):
         raise not_implemented("NetworkPort.getStatistics")
 
 
-class PresencePort(PortService):
-    """Authenticates with ``sipId`` + ``password`` parameters, not the ``auth`` header."""
-
-    __port_namespace__ = NS_PRESENCE
-    __requires_auth__ = False
-
-    @rpc(PresenceSipId, Unicode, PresenceInformation)
-    def setPresenceInformation(ctx, sipId, password, information):  # noqa: N805
-        raise not_implemented("PresencePort.setPresenceInformation")
-
-    @rpc(PresenceSipId, Unicode, _returns=PresenceInformation)
-    def getPresenceInformation(ctx, sipId, password):  # noqa: N805
-        raise not_implemented("PresencePort.getPresenceInformation")
-
-    @rpc(PresenceSipId, Unicode)
-    def deletePresenceInformation(ctx, sipId, password):  # noqa: N805
-        raise not_implemented("PresencePort.deletePresenceInformation")
-
-    @rpc(PresenceSipId, Unicode, _returns=StringArray)
-    def getWatchers(ctx, sipId, password):  # noqa: N805
-        raise not_implemented("PresencePort.getWatchers")
-
-    @rpc(PresenceSipId, Unicode, _returns=PresencePolicy)
-    def getPolicy(ctx, sipId, password):  # noqa: N805
-        raise not_implemented("PresencePort.getPolicy")
-
-    @rpc(PresenceSipId, Unicode, PresencePolicy)
-    def setPolicy(ctx, sipId, password, policy):  # noqa: N805
-        raise not_implemented("PresencePort.setPolicy")
-
-
-SERVICES = [SipPortNotImplemented, VoicemailPort, NetworkPort, PresencePort]
+SERVICES = [SipPortNotImplemented, VoicemailPort, NetworkPort]

@@ -37,6 +37,9 @@ TOPIC_CUSTOMER = "customer"
 TOPIC_EMERGENCY = "emergency"
 #: XCAP documents (ngnpro.xcap); key ``auid/xui/filename``, xui empty for the global tree
 TOPIC_XCAP = "xcap"
+#: presence publications written by another writer than the presence agent (ngnpro's
+#: PresencePort); key ``user@domain``: the agent notifies that presentity's watchers
+TOPIC_PRESENCE = "presence"
 
 
 class ChangeLogEntry(Base):

@@ -261,6 +261,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "worker_max_requests": (0, _int(0, 10**9)),
         "xcap_root": ("/xcap-root/", lambda k, v: _xcap_root(k, v)),
         "xcap_max_document": (1048576, _int(1024, 64 * 1048576)),
+        # lifetime (s) of a PresencePort publication (docs/presence.md "PresencePort")
+        "presence_port_expires": (604800, _int(60, 31536000)),
     },
     "enumdns": {
         "listen": ("127.0.0.1:5353", _hostport),

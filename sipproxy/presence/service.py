@@ -15,15 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ngnpro.models import ChangeFeed
-from ngnpro.models.changes import TOPIC_XCAP, Change
+from ngnpro.models.changes import TOPIC_PRESENCE, TOPIC_XCAP, Change
 from sipproxy.directory.feed import FeedFollower
 
 __all__ = ["PresenceService", "TOPIC_PRESENCE", "TOPIC_XCAP", "changed_trees"]
 
 log = logging.getLogger("sipproxy.presence")
 
-#: a presentity's publications changed by another writer than this agent (key ``user@domain``)
-TOPIC_PRESENCE = "presence"
 #: ngnpro's topic for accounts (key ``user@domain``): a removed account's subscriptions end
 TOPIC_SIP_ACCOUNT = "sip_account"
 
