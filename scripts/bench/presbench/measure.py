@@ -119,12 +119,15 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
     await asyncio.gather(*tasks)
     published = time.monotonic()
     ok = {n for n, s in statuses.items() if s == 200}
-    owed = {(c, n) for n in ok for c, (_, p) in gen.subscriptions.items() if p == sent[n][0]}
+    calls_of: dict[int, list[str]] = {}
+    for c, (_, p) in gen.subscriptions.items():
+        calls_of.setdefault(p, []).append(c)
+    owed = {(c, n) for n in ok for c in calls_of.get(sent[n][0], [])}
     deadline = published + drain
     while time.monotonic() < deadline:
         if len(gen.notifies) >= len(owed) and owed <= {(x.call_id, x.note) for x in gen.notifies}:
             break
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
     end = time.monotonic()
     cpu = cpu_seconds(pid) - cpu0
     loop_cpu = time.process_time() - loop_cpu0
@@ -134,8 +137,11 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
     seen: set[tuple[str, str]] = set()
     for n in gen.notifies:
         sub = gen.subscriptions.get(n.call_id)
-        if sub is None or n.note is None or not n.note.startswith(f"{tag}-"):
-            continue  # a late NOTIFY of an earlier point, or one without our note
+        if sub is None or (n.note is not None and not n.note.startswith(f"{tag}-")):
+            continue  # a late NOTIFY of an earlier point
+        if n.note is None:
+            wrong += 1  # a NOTIFY without the publisher's note: it withheld or lost it
+            continue
         if n.note not in sent or sent[n.note][0] != sub[1]:
             wrong += 1
             continue
@@ -187,7 +193,7 @@ async def climb(gen: LoadGen, plan: Plan, name: str, pid: int, start: float, sec
         points.append(res)
         print(f"  {name}: {rate:.0f} PUBLISH/s -> {res['notify_per_s']:.0f} NOTIFY/s, p50 "
               f"{res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, lost {res['lost']}, wrong "
-              f"{res['wrong']}, server CPU {res['server_cpu'] * 100:.0f} %, "
+              f"{res['wrong']}, retransmits {res['retransmits']}, server CPU {res['server_cpu'] * 100:.0f} %, "
               f"{res['problem'] or 'clean'}", flush=True)
         if res["problem"]:
             break

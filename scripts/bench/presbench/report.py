@@ -71,15 +71,18 @@ def report(results: dict[str, dict], args: argparse.Namespace, load_before: str,
         "CPU ms per NOTIFY |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key, res in results.items():
+    for res in results.values():
         label = res["label"]
         first = res["points"][0] if res["points"] else None
         out.append(_row(label, "first", first if first and not first["problem"] else None))
         out.append(_row(label, "best clean", res["best"]))
     out.append("```")
     out.append("")
-    for key, res in results.items():
-        out.append(f"- {res['label']}: climb stopped at {_failure(res)}; set-up: {res['work']}.")
+    for res in results.values():
+        errors = (f"; {res['log_errors']} ERROR lines in its log" if res.get("log_errors") is not None else "")
+        retrans = sum(p["retransmits"] for p in res["points"] if not p["problem"])
+        out.append(f"- {res['label']}: climb stopped at {_failure(res)}; {retrans} UDP retransmissions "
+                   f"by the load generator over the clean points{errors}; set-up: {res['work']}.")
     ours, kam = results.get("sipproxy", {}).get("best"), results.get("kamailio", {}).get("best")
     if ours and kam:
         out.append(f"- Ratios (ours / Kamailio) at the best clean points: NOTIFY/s "

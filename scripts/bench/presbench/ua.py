@@ -221,7 +221,7 @@ class LoadGen:
                     try:
                         status, hdrs, _ = await asyncio.wait_for(asyncio.shield(fut), wait)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         if time.monotonic() >= deadline:
                             return 0, {}, first
                         self.retransmits += 1
