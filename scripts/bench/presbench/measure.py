@@ -51,9 +51,23 @@ async def set_up(gen: LoadGen, plan: Plan, concurrency: int = 50, wait: float = 
     sem = asyncio.Semaphore(concurrency)
 
     async def one(w: int) -> int:
-        async with sem:
-            status, _ = await gen.subscribe(w, plan.publisher_of(w))
-            return status
+        # overload control may refuse part of the burst (503): the set-up is not measured,
+        # so it backs off and tries again as a client told to retry would
+        for attempt in range(8):
+            async with sem:
+                status, _ = await gen.subscribe(w, plan.publisher_of(w))
+            if status != 503:
+                break
+            await asyncio.sleep(0.5 * (attempt + 1))
+        return status
+
+    async def first_publish(p: int, note: str) -> int:
+        for attempt in range(8):
+            status, _ = await gen.publish(p, note)
+            if status != 503:
+                break
+            await asyncio.sleep(0.5 * (attempt + 1))
+        return status
 
     t0 = time.monotonic()
     statuses = await asyncio.gather(*(one(w) for w in range(plan.watchers)))
@@ -63,9 +77,9 @@ async def set_up(gen: LoadGen, plan: Plan, concurrency: int = 50, wait: float = 
         raise RuntimeError(f"{len(bad)} SUBSCRIBEs failed (statuses {sorted(set(bad))})")
     gen.notifies.clear()
     notes = {p: f"init-{p}" for p in range(plan.publishers)}
-    pubs = await asyncio.gather(*(gen.publish(p, n) for p, n in notes.items()))
-    if any(s != 200 for s, _ in pubs):
-        raise RuntimeError(f"first PUBLISHes: statuses {sorted({s for s, _ in pubs})}")
+    pubs = await asyncio.gather(*(first_publish(p, n) for p, n in notes.items()))
+    if any(s != 200 for s in pubs):
+        raise RuntimeError(f"first PUBLISHes: statuses {sorted(set(pubs))}")
     want = {(c, notes[p]) for c, (_, p) in gen.subscriptions.items()}
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -165,9 +179,10 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
     }
 
 
-def verdict(res: dict, max_p99_ms: float) -> str | None:
-    """Why a point failed, or None: any loss, wrong note, failed or skipped PUBLISH, or a
-    p99 latency above ``max_p99_ms``."""
+def verdict(res: dict, max_p99_ms: float, max_lag_ms: float = 50.0) -> str | None:
+    """Why a point failed, or None: any loss, wrong note, failed or skipped PUBLISH, a p99
+    latency above ``max_p99_ms``, or the load generator behind its schedule (then the
+    point says nothing about the server, and the report shows it as the generator's)."""
     problems = []
     for key in ("lost", "wrong", "failed", "terminated"):
         if res[key]:
@@ -176,17 +191,21 @@ def verdict(res: dict, max_p99_ms: float) -> str | None:
         problems.append(f"{res['skipped']} PUBLISHes skipped (publisher still waiting)")
     if not res["p99_ms"] <= max_p99_ms:
         problems.append(f"p99 {res['p99_ms']:.0f} ms > {max_p99_ms:.0f} ms")
+    if res["lag_p99_ms"] > max_lag_ms:
+        problems.append(f"load generator behind schedule (lag p99 {res['lag_p99_ms']:.0f} ms)")
     return "; ".join(problems) or None
 
 
 async def climb(gen: LoadGen, plan: Plan, name: str, pid: int, start: float, seconds: float,
-                max_p99_ms: float, cap: float, factor: float = 1.5) -> dict:
-    """Points at ``start``, x``factor``... until one fails (or ``cap``): every point, the
-    best clean one and the first failure."""
+                max_p99_ms: float, cap: float, refine: int = 2, factor: float = 1.5) -> dict:
+    """Points at ``start``, x``factor``... until one fails (or ``cap``), then ``refine``
+    bisection steps between the last clean and the lowest failed rate: every point, the
+    best clean one and the lowest failure."""
     points: list[dict] = []
-    rate = start
     n = 0
-    while rate <= cap:
+
+    async def run(rate: float) -> dict:
+        nonlocal n
         n += 1
         res = await point(gen, plan, rate, seconds, f"{name}{n}", pid)
         res["problem"] = verdict(res, max_p99_ms)
@@ -194,12 +213,28 @@ async def climb(gen: LoadGen, plan: Plan, name: str, pid: int, start: float, sec
         print(f"  {name}: {rate:.0f} PUBLISH/s -> {res['notify_per_s']:.0f} NOTIFY/s, p50 "
               f"{res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, lost {res['lost']}, wrong "
               f"{res['wrong']}, retransmits {res['retransmits']}, server CPU {res['server_cpu'] * 100:.0f} %, "
-              f"{res['problem'] or 'clean'}", flush=True)
+              f"load generator CPU {res['loadgen_cpu'] * 100:.0f} %, {res['problem'] or 'clean'}", flush=True)
+        await asyncio.sleep(1.0)  # let the last point's stragglers arrive before the next
+        return res
+
+    rate, good, bad = start, None, None
+    while rate <= cap:
+        res = await run(rate)
         if res["problem"]:
+            bad = rate
             break
-        await asyncio.sleep(1.0)
+        good = rate
         rate = round(rate * factor, 1)
+    for _ in range(refine if bad is not None and good is not None else 0):
+        mid = round((good + bad) / 2, 1)
+        if mid in (good, bad):
+            break
+        if (await run(mid))["problem"]:
+            bad = mid
+        else:
+            good = mid
     clean = [p for p in points if not p["problem"]]
-    return {"points": points, "best": clean[-1] if clean else None,
-            "failed": points[-1] if points and points[-1]["problem"] else None,
-            "capped": bool(points) and not points[-1]["problem"]}
+    failed = [p for p in points if p["problem"]]
+    return {"points": points, "best": max(clean, key=lambda p: p["rate"]) if clean else None,
+            "failed": min(failed, key=lambda p: p["rate"]) if failed else None,
+            "capped": not failed}

@@ -59,7 +59,8 @@ def report(results: dict[str, dict], args: argparse.Namespace, load_before: str,
         f"nonce-count).  A point publishes at a fixed rate for {args.seconds:g} s, the publishers in "
         f"turn, each PUBLISH a modify (SIP-If-Match) with a note of its own; the climb starts at "
         f"{args.start:,.0f} PUBLISH/s and goes x1.5 until a point loses a NOTIFY, delivers a wrong "
-        f"note, fails a PUBLISH or has p99 above {args.max_p99:,.0f} ms.  Latency: from the first "
+        f"note, fails a PUBLISH or has p99 above {args.max_p99:,.0f} ms, then {args.refine} bisection "
+        f"steps; a point where the load generator fell behind its schedule fails as the generator's.  Latency: from the first "
         f"send of the PUBLISH to each watcher's NOTIFY carrying its note; every NOTIFY body is "
         f"checked (lost / wrong: a (note, watcher) pair never delivered / a note of another "
         f"publisher).  CPU per NOTIFY is all the server's processes over the point, PUBLISH "
@@ -73,7 +74,7 @@ def report(results: dict[str, dict], args: argparse.Namespace, load_before: str,
     ]
     for res in results.values():
         label = res["label"]
-        first = res["points"][0] if res["points"] else None
+        first = min(res["points"], key=lambda p: p["rate"]) if res["points"] else None
         out.append(_row(label, "first", first if first and not first["problem"] else None))
         out.append(_row(label, "best clean", res["best"]))
     out.append("```")
