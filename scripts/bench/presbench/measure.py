@@ -165,7 +165,9 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
             latencies.append(n.at - sent[n.note][1])
     lost = len(owed - seen)
     failed = total - skipped - len(ok)
-    span = max(published - start, seconds)
+    # NOTIFYs per second: from the first PUBLISH to the last NOTIFY owed that arrived
+    last = max((n.at for n in gen.notifies if (n.call_id, n.note) in seen), default=published)
+    span = max(last - start, seconds)
     return {
         "rate": rate, "seconds": seconds, "publishes": total, "accepted": len(ok), "failed": failed,
         "skipped": skipped, "owed": len(owed), "delivered": delivered, "lost": lost, "wrong": wrong,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 
-from sipbench.common import ROOT, machine, uptime_load
+from sipbench.common import ROOT, machine, median, uptime_load
 
 HEADING = "## Presence (PUBLISH to NOTIFY, `scripts/bench/presence`) vs Kamailio"
 
@@ -25,12 +25,20 @@ def _f(value: float, digits: int = 1) -> str:
     return "–" if value != value else f"{value:,.{digits}f}"
 
 
-def _row(label: str, which: str, p: dict | None) -> str:
+def _row(label: str, which: str, p: dict | None, floor: bool = False) -> str:
     if not p:
         return f"| {label} | {which} | – | – | – | – | – | – | – |"
-    return (f"| {label} | {which} | {p['rate']:,.0f} | {p['notify_per_s']:,.0f} | {_f(p['p50_ms'])} | "
+    ge = "≥ " if floor else ""
+    return (f"| {label} | {which} | {ge}{p['rate']:,.0f} | {ge}{p['notify_per_s']:,.0f} | {_f(p['p50_ms'])} | "
             f"{_f(p['p99_ms'])} | {p['lost']} / {p['wrong']} | {p['server_cpu'] * 100:.0f} % | "
             f"{_f(p['cpu_ms_per_notify'], 3)} |")
+
+
+def floor(res: dict) -> bool:
+    """Whether the best clean point is a floor, not the system's ceiling: the climb reached
+    its cap, or stopped only because the load generator fell behind its schedule."""
+    f = res.get("failed")
+    return res.get("capped", False) or bool(f and f["problem"].startswith("load generator"))
 
 
 def _failure(res: dict) -> str:
@@ -39,14 +47,19 @@ def _failure(res: dict) -> str:
     f = res.get("failed")
     if not f:
         return "–"
-    return (f"{f['rate']:,.0f} PUBLISH/s: {f['problem']} (NOTIFY/s {f['notify_per_s']:,.0f}, "
-            f"server CPU {f['server_cpu'] * 100:.0f} %)")
+    return (f"{f['rate']:,.0f} PUBLISH/s: {f['problem']} (NOTIFY/s {f['notify_per_s']:,.0f}, server CPU "
+            f"{f['server_cpu'] * 100:.0f} %, load generator CPU {f['loadgen_cpu'] * 100:.0f} %)")
 
 
-def report(results: dict[str, dict], args: argparse.Namespace, load_before: str,
+def _median(values: list[float]) -> float:
+    return median([v for v in values if v == v])
+
+
+def report(rounds: list[dict[str, dict]], args: argparse.Namespace, load_before: str,
            kamailio_note: str | None) -> str:
-    """The section's text: what was measured, the table, where each climb stopped, the
-    ratios, and Kamailio's absence explained when it did not run."""
+    """The section's text: what was measured, the table (per round: the lowest point and
+    the best clean point of each system), where each climb stopped, the ratios of the
+    medians, and Kamailio's absence explained when it did not run."""
     wpp = args.watchers // args.publishers
     out = [
         f"Measured {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}, loopback, the load "
@@ -60,41 +73,56 @@ def report(results: dict[str, dict], args: argparse.Namespace, load_before: str,
         f"turn, each PUBLISH a modify (SIP-If-Match) with a note of its own; the climb starts at "
         f"{args.start:,.0f} PUBLISH/s and goes x1.5 until a point loses a NOTIFY, delivers a wrong "
         f"note, fails a PUBLISH or has p99 above {args.max_p99:,.0f} ms, then {args.refine} bisection "
-        f"steps; a point where the load generator fell behind its schedule fails as the generator's.  Latency: from the first "
+        f"steps; a point where the load generator fell behind its schedule fails as the generator's "
+        f"(the best clean figure is then a floor, marked ≥).  Latency: from the first "
         f"send of the PUBLISH to each watcher's NOTIFY carrying its note; every NOTIFY body is "
-        f"checked (lost / wrong: a (note, watcher) pair never delivered / a note of another "
-        f"publisher).  CPU per NOTIFY is all the server's processes over the point, PUBLISH "
-        f"handling included.",
+        f"checked (lost / wrong: a (note, watcher) pair never delivered / a NOTIFY without its "
+        f"publisher's note).  NOTIFY/s: the NOTIFYs owed that arrived, over the time from the "
+        f"first PUBLISH to the last of them.  CPU per NOTIFY is all the server's processes over "
+        f"the point, PUBLISH handling included.  {len(rounds)} round(s), every other one in the reverse order.",
         "",
         "```",
         f"# {command(args)}",
-        "| system | point | PUBLISH/s | NOTIFY/s | p50 ms | p99 ms | lost / wrong | server CPU | "
+        "| system | round, point | PUBLISH/s | NOTIFY/s | p50 ms | p99 ms | lost / wrong | server CPU | "
         "CPU ms per NOTIFY |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for res in results.values():
-        label = res["label"]
-        first = min(res["points"], key=lambda p: p["rate"]) if res["points"] else None
-        out.append(_row(label, "first", first if first and not first["problem"] else None))
-        out.append(_row(label, "best clean", res["best"]))
+    for n, results in enumerate(rounds, 1):
+        for res in results.values():
+            first = min(res["points"], key=lambda p: p["rate"]) if res["points"] else None
+            out.append(_row(res["label"], f"{n}, first", first if first and not first["problem"] else None))
+            out.append(_row(res["label"], f"{n}, best clean", res["best"], floor(res)))
     out.append("```")
     out.append("")
-    for res in results.values():
-        errors = (f"; {res['log_errors']} ERROR lines in its log" if res.get("log_errors") is not None else "")
-        retrans = sum(p["retransmits"] for p in res["points"] if not p["problem"])
-        out.append(f"- {res['label']}: climb stopped at {_failure(res)}; {retrans} UDP retransmissions "
-                   f"by the load generator over the clean points{errors}; set-up: {res['work']}.")
-    ours, kam = results.get("sipproxy", {}).get("best"), results.get("kamailio", {}).get("best")
-    if ours and kam:
-        out.append(f"- Ratios (ours / Kamailio) at the best clean points: NOTIFY/s "
-                   f"{ours['notify_per_s'] / kam['notify_per_s']:.2f}x, CPU per NOTIFY "
-                   f"{ours['cpu_ms_per_notify'] / kam['cpu_ms_per_notify']:.2f}x.")
+    for n, results in enumerate(rounds, 1):
+        for res in results.values():
+            errors = (f"; {res['log_errors']} ERROR lines in its log" if res.get("log_errors") is not None else "")
+            retrans = sum(p["retransmits"] for p in res["points"] if not p["problem"])
+            out.append(f"- Round {n}, {res['label']}: climb stopped at {_failure(res)}; {retrans} UDP "
+                       f"retransmissions by the load generator over the clean points{errors}.")
+    for key in ("sipproxy", "kamailio"):
+        res = next((r[key] for r in rounds if key in r), None)
+        if res:
+            out.append(f"- {res['label']}: {res['work']}.")
+    bests = {key: [r[key]["best"] for r in rounds if key in r and r[key]["best"]] for key in ("sipproxy", "kamailio")}
+    if bests["sipproxy"] and bests["kamailio"]:
+        rate = {k: _median([p["notify_per_s"] for p in v]) for k, v in bests.items()}
+        cpu = {k: _median([p["cpu_ms_per_notify"] for p in v]) for k, v in bests.items()}
+        kam_floor = any(floor(r["kamailio"]) for r in rounds if "kamailio" in r)
+        our_floor = any(floor(r["sipproxy"]) for r in rounds if "sipproxy" in r)
+        sign = "≤ " if kam_floor and not our_floor else "≥ " if our_floor and not kam_floor else ""
+        if kam_floor and our_floor:
+            sign = "~ (both floors) "
+        out.append(f"- Ratios of the medians (ours / Kamailio) at the best clean points: NOTIFY/s "
+                   f"{sign}{rate['sipproxy'] / rate['kamailio']:.2f}x, CPU per NOTIFY "
+                   f"{cpu['sipproxy'] / cpu['kamailio']:.2f}x (lower is better for ours).")
     if kamailio_note:
         out.append(f"- Kamailio not measured: {kamailio_note}.")
-    gen = [p for r in results.values() for p in r["points"]]
+    gen = [p for r in rounds for res in r.values() for p in res["points"] if not p["problem"]]
     if gen:
-        out.append(f"- Load generator: schedule lag p99 at most {max(p['lag_p99_ms'] for p in gen):.1f} ms, "
-                   f"its CPU at most {max(p['loadgen_cpu'] for p in gen) * 100:.0f} % of a core.")
+        out.append(f"- Load generator on the clean points: schedule lag p99 at most "
+                   f"{max(p['lag_p99_ms'] for p in gen):.1f} ms, its CPU at most "
+                   f"{max(p['loadgen_cpu'] for p in gen) * 100:.0f} % of a core.")
     return "\n".join(out)
 
 

@@ -242,6 +242,8 @@ class LoadGen:
         status, _, _ = await self.request(
             acc, "SUBSCRIBE", pub.uri, pub.uri, call_id=call_id,
             extra="Event: presence\r\nAccept: application/pidf+xml\r\nExpires: 3600\r\n")
+        if status not in (200, 202):
+            self.subscriptions.pop(call_id, None)  # no dialog: nothing will be owed to it
         return status, call_id
 
     async def publish(self, p: int, note: str) -> tuple[int, float]:
