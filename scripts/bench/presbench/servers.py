@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from sipbench.common import BENCH_DIR, DOMAIN, free_port, wait_sip
@@ -43,7 +45,8 @@ def rules(watchers: list[str]) -> str:
     return RULES.format(ones="".join(f'<cr:one id="sip:{w}@{DOMAIN}"/>' for w in watchers))
 
 
-def documents(pubs: list[tuple[str, str]], subs: list[tuple[str, str]], watchers_of) -> list[tuple[str, str]]:  # noqa: ANN001
+def documents(pubs: list[tuple[str, str]], subs: list[tuple[str, str]],
+              watchers_of: Callable[[int], list[int]]) -> list[tuple[str, str]]:
     """(publisher, its pres-rules document) for every publisher."""
     return [(u, rules([subs[w][0] for w in watchers_of(i)])) for i, (u, _) in enumerate(pubs)]
 
@@ -62,8 +65,7 @@ def kamailio_missing() -> str | None:
 
 
 def _install_presence_modules() -> list[str]:
-    import os
-
+    """apt-get the presence modules when root (Debian starts no service for them)."""
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing kamailio-presence-modules", flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -119,8 +121,6 @@ class KamailioPresence(Server):
         con.close()
         rundir = work / "kamailio-run"
         rundir.mkdir()
-        import os
-
         env = dict(os.environ)
         shim = sqlite_busy_shim(work)
         if shim:
