@@ -101,7 +101,7 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
     """Publish at ``rate`` per second for ``seconds``; the figures of that point."""
     loop_cpu0, cpu0 = time.process_time(), cpu_seconds(pid)
     gen.notifies.clear()
-    retrans0 = gen.retransmits
+    retrans0, challenges0 = gen.retransmits, gen.challenges
     sent: dict[str, tuple[int, float]] = {}
     statuses: dict[str, int] = {}
     tasks: list[asyncio.Task] = []
@@ -177,7 +177,7 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
         "notify_per_s": len(seen) / span, "server_cpu": cpu / (end - start),
         "cpu_ms_per_notify": cpu * 1000 / len(seen) if seen else math.nan,
         "lag_p99_ms": percentile(lags, 0.99) * 1000, "loadgen_cpu": loop_cpu / (end - start),
-        "retransmits": gen.retransmits - retrans0,
+        "retransmits": gen.retransmits - retrans0, "challenges": gen.challenges - challenges0,
     }
 
 

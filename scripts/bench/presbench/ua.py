@@ -140,6 +140,8 @@ class LoadGen:
         self.notifies: list[Notify] = []
         self._seen: set[tuple[str, str]] = set()
         self.retransmits = 0
+        #: 401/407 answered: first requests, and nonces the server no longer takes
+        self.challenges = 0
         self._ids = itertools.count(1)
 
     async def open(self) -> None:
@@ -230,6 +232,7 @@ class LoadGen:
             finally:
                 self.pending.pop((call_id, cseq), None)
             if status in (401, 407) and attempt < 2 and acc.take_challenge(status, hdrs):
+                self.challenges += 1
                 continue
             break
         return status, hdrs, first
