@@ -2,7 +2,11 @@
 and a real FreeRADIUS (started by the test on loopback with the shipped dictionary): the
 Start and Stop of a call, the Failed record of a busy callee, in FreeRADIUS's detail file
 and in the ``accounting`` table -- and a FreeRADIUS stopped during calls gets every record
-once it is back, none lost and none twice."""
+once it is back, none lost and none twice.
+
+The first test runs on every database backend (the ``accounting`` table's rows); the others
+are about the proxy's local queue, FreeRADIUS and the relay's summary, which no backend
+changes, and run on SQLite only."""
 
 from __future__ import annotations
 
@@ -150,9 +154,9 @@ def test_call_start_and_stop_and_a_missed_call_reach_freeradius(db_url, tmp_path
         proxy.stop()
 
 
-def test_freeradius_down_during_calls_records_arrive_once_after_restart(db_url, tmp_path, radius):
-    provision(db_url, users=ACCOUNTS)
-    proxy = _proxy(tmp_path, db_url, radius)
+def test_freeradius_down_during_calls_records_arrive_once_after_restart(sqlite_url, tmp_path, radius):
+    provision(sqlite_url, users=ACCOUNTS)
+    proxy = _proxy(tmp_path, sqlite_url, radius)
     try:
         uac, uas = _call(tmp_path, proxy, "long", pause_ms=4000)
         radius.wait_for(lambda r: [x["Acct-Status-Type"] for x in r] == ["Start"], calls_only=True)
@@ -166,7 +170,7 @@ def test_freeradius_down_during_calls_records_arrive_once_after_restart(db_url, 
 
         # the proxy itself restarts too: the queue file keeps what was not sent
         proxy.stop()
-        proxy = _proxy(tmp_path, db_url, radius)
+        proxy = _proxy(tmp_path, sqlite_url, radius)
         radius.start()  # same port, same detail file
         recs = radius.wait_for(lambda r: len(r) >= 3, timeout=20, calls_only=True)
         time.sleep(1.5)  # anything sent twice would show up by now
@@ -197,7 +201,7 @@ def test_freeradius_down_during_calls_records_arrive_once_after_restart(db_url, 
         proxy.stop()
 
 
-def test_media_timeout_stop_carries_the_relay_summary(db_url, tmp_path, radius):
+def test_media_timeout_stop_carries_the_relay_summary(sqlite_url, tmp_path, radius):
     """A call relayed by a real ``python -m mediaproxy`` whose media stops: the proxy ends
     it (BYE both ways) and its Stop says so, with the relay's codecs and counts."""
     import socket
@@ -206,11 +210,11 @@ def test_media_timeout_stop_carries_the_relay_summary(db_url, tmp_path, radius):
     from tests.mediaproxy.rtp import start_relay
     from tests.sipproxy_e2e.sipp_support import SCENARIOS
 
-    provision(db_url, users=ACCOUNTS)
-    relay, control, _ports = start_relay(tmp_path, db_url, media_timeout=2)
+    provision(sqlite_url, users=ACCOUNTS)
+    relay, control, _ports = start_relay(tmp_path, sqlite_url, media_timeout=2)
     proxy = None
     try:
-        proxy = ProxyProcess(tmp_path, db_url, media_relay="always", sections={
+        proxy = ProxyProcess(tmp_path, sqlite_url, media_relay="always", sections={
             "mediaproxy": {"control": f"127.0.0.1:{control}", "media_timeout": 2},
             "radius": {"server": f"127.0.0.1:{radius.port}", "secret": radius.secret, "timeout": 0.3,
                        "queue": str(tmp_path / "radius-queue.sqlite")}})
@@ -241,11 +245,11 @@ def test_media_timeout_stop_carries_the_relay_summary(db_url, tmp_path, radius):
         relay.stop()
 
 
-def test_worker_processes_share_the_queue(db_url, tmp_path, radius):
+def test_worker_processes_share_the_queue(sqlite_url, tmp_path, radius):
     """``workers = 2``: a call's BYE may reach the other worker than its 2xx did; each call
     still gets its Start and its Stop, once, sent by worker 0."""
-    provision(db_url, users=ACCOUNTS)
-    proxy = ProxyProcess(tmp_path, db_url, workers=2, sections={"radius": {
+    provision(sqlite_url, users=ACCOUNTS)
+    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, sections={"radius": {
         "server": f"127.0.0.1:{radius.port}", "secret": radius.secret, "timeout": 0.3,
         "queue": str(tmp_path / "radius-queue.sqlite")}})
     try:

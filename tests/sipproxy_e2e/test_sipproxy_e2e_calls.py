@@ -323,12 +323,12 @@ def test_loop_is_detected(proxy):
     assert _udp(proxy.port, msg).startswith(b"SIP/2.0 482 ")
 
 
-def test_worker_processes_share_the_port(db_url, tmp_path):
+def test_worker_processes_share_the_port(sqlite_url, tmp_path):  # SQLite: the kernel's port sharing, no backend's
     """``workers = 2``: both workers serve the same address; responses that the kernel hands
     to the other worker still reach the transaction that waits for them."""
     users = {"alice": "secret-a", **{f"user{n}": f"pw{n}" for n in range(4)}}
-    provision(db_url, users=users)
-    proxy = ProxyProcess(tmp_path, db_url, workers=2)
+    provision(sqlite_url, users=users)
+    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2)
     try:
         for n in range(4):
             port = _register(tmp_path, proxy, name=f"reg{n}", user=f"user{n}", password=f"pw{n}")
@@ -343,18 +343,18 @@ def test_worker_processes_share_the_port(db_url, tmp_path):
         proxy.stop()
 
 
-def test_media_relay_engaged_for_the_call(db_url, tmp_path):
+def test_media_relay_engaged_for_the_call(sqlite_url, tmp_path):  # SQLite: the SDP rewrite, no backend's
     """``media_relay = "always"``: both SDPs are rewritten to the relay (a real
     ``python -m mediaproxy``), and the relay session ends with the BYE."""
     from tests.helpers import Service, write_config
 
-    provision(db_url)
+    provision(sqlite_url)
     control = free_port()
     low = free_port(socket.SOCK_DGRAM) & ~1
     media = {"control": f"127.0.0.1:{control}", "relay_ip": "127.0.0.1", "port_range": [low, low + 40]}
-    relay_cfg = write_config(tmp_path / "relay.toml", {"database": {"url": db_url}, "mediaproxy": media})
+    relay_cfg = write_config(tmp_path / "relay.toml", {"database": {"url": sqlite_url}, "mediaproxy": media})
     relay = Service("mediaproxy", relay_cfg).wait_tcp("127.0.0.1", control)
-    proxy = ProxyProcess(tmp_path, db_url, sections={"mediaproxy": media}, media_relay="always")
+    proxy = ProxyProcess(tmp_path, sqlite_url, sections={"mediaproxy": media}, media_relay="always")
     try:
         uac, uas = _call(tmp_path, proxy)
         _ok(uac, proxy)

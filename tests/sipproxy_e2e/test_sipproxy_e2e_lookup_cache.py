@@ -217,9 +217,9 @@ def busy_call(caller: Caller, phones: list[Phone], expected: int) -> set[Phone]:
     return set(got)
 
 
-def test_contacts_added_and_removed_through_one_worker_are_seen_by_the_other(db_url, tmp_path):
-    provision(db_url)
-    proxy = ProxyProcess(tmp_path, db_url, workers=2, location_cache=60.0,
+def test_contacts_added_and_removed_through_one_worker_are_seen_by_the_other(sqlite_url, tmp_path):  # SQLite: the workers' shared counters
+    provision(sqlite_url)
+    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, location_cache=60.0,
                          sections={"logging": {"level": "info"}})
     deadline = time.monotonic() + 20
     while proxy.output().count("listening on") < 2:
@@ -228,7 +228,7 @@ def test_contacts_added_and_removed_through_one_worker_are_seen_by_the_other(db_
     caller = Caller(proxy.port)
     c1, c2, c3 = phone_on_worker(proxy, 1), phone_on_worker(proxy, 1), Phone(proxy.port)
     phones = [c1, c2, c3]
-    engine, sessions = open_database(db_url)
+    engine, sessions = open_database(sqlite_url)
     try:
         reg1, reg2 = f"reg1-{time.time_ns()}", f"reg2-{time.time_ns()}"
         assert register(c1, reg1, 1, 600) == [f"sip:bob@127.0.0.1:{c1.port}"]
