@@ -40,9 +40,9 @@ def _until(cond, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_killed_worker_is_restarted_and_calls_are_served(db_url, tmp_path):
-    provision(db_url, users=USERS)
-    proxy = ProxyProcess(tmp_path, db_url, workers=2, sections={"logging": {"level": "info"}})
+def test_killed_worker_is_restarted_and_calls_are_served(sqlite_url, tmp_path):  # SQLite: the supervisor's restart, no backend's
+    provision(sqlite_url, users=USERS)
+    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, sections={"logging": {"level": "info"}})
     try:
         main = proxy.service.proc.pid
         _until(lambda: len(_children(main)) == 2 and proxy.output().count("listening on") == 2)
