@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["Charge", "NO_LIMIT", "time_left", "deadline"]
+__all__ = ["Charge", "NO_LIMIT", "time_left"]
 
 #: the longest any call may be given, seconds (a day): the search's upper end
 NO_LIMIT = 86_400
@@ -58,16 +58,3 @@ def time_left(balance: Decimal, calls: Sequence[Charge], cap: int = NO_LIMIT) ->
         else:
             high = mid
     return low
-
-
-def deadline(now: float, *, answered: float, prepaid_left: int | None, max_duration: float) -> float | None:
-    """The moment (same clock as ``now``) the proxy ends a call answered at ``answered``:
-    the earlier of the prepaid time left (``prepaid_left`` seconds from ``now``; None: not
-    prepaid) and the longest call allowed (``max_duration`` seconds from the answer; 0: no
-    limit).  None when neither applies."""
-    ends = []
-    if prepaid_left is not None:
-        ends.append(now + prepaid_left)
-    if max_duration > 0:
-        ends.append(answered + max_duration)
-    return min(ends) if ends else None

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ngnpro.models.tariff import Rate, call_price, max_duration
-from sipproxy.dialog.cutoff import NO_LIMIT, Charge, deadline, time_left
+from sipproxy.dialog.cutoff import NO_LIMIT, Charge, time_left
 
 CENT_A_SECOND = Rate(prefix="31", price_per_minute=Decimal("0.60"), increment=1)
 PER_MINUTE = Rate(prefix="31", price_per_minute=Decimal("1.20"), connect_fee=Decimal("0.10"), increment=60)
@@ -41,12 +41,6 @@ def test_nothing_left_and_no_limit():
     assert time_left(Decimal("0.03"), [_charge(CENT_A_SECOND, 3.0)]) == 0
     free = Rate(prefix="", price_per_minute=Decimal(0))
     assert time_left(Decimal("1"), [_charge(free)]) == NO_LIMIT
-
-
-def test_deadline_is_the_earlier_limit():
-    assert deadline(100.0, answered=90.0, prepaid_left=30, max_duration=0) == 130.0
-    assert deadline(100.0, answered=90.0, prepaid_left=30, max_duration=20) == 110.0
-    assert deadline(100.0, answered=90.0, prepaid_left=None, max_duration=0) is None
 
 
 rates = st.builds(
