@@ -26,7 +26,7 @@ from gevent import socket
 from gevent.lock import Semaphore
 
 from sipproxy.media.msrp_sdp import MsrpSdpError, message_streams, rewrite_paths
-from sipproxy.media.relay import should_relay
+from sipproxy.media.relay import _is_sdp, should_relay
 from sipproxy.proxy.nat import sender_behind_nat
 
 log = logging.getLogger("sipproxy.msrpacm")
@@ -90,11 +90,6 @@ class AcmClient:
             except OSError:
                 pass
         self.sock = None
-
-
-def _is_sdp(message: Any) -> bool:
-    ctype = (message.headers.get("content-type") or "").split(";")[0].strip().lower()
-    return bool(message.body) and ctype == "application/sdp"
 
 
 def has_message_stream(message: Any) -> bool:

@@ -359,6 +359,7 @@ class MediaRelays:
 # -- the proxy's media seam ------------------------------------------------------------------
 
 def _is_sdp(message: Any) -> bool:
+    """The message carries an SDP body (the relay's and the MSRP ACM's test)."""
     ctype = (message.headers.get("content-type") or "").split(";")[0].strip().lower()
     return bool(message.body) and ctype == "application/sdp"
 
