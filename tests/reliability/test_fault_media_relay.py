@@ -31,23 +31,40 @@ def _range(port: int, low: int) -> bool:
     return low <= port <= low + 40
 
 
-def test_relay_death_ends_its_calls_and_new_calls_use_the_other(tmp_path):
-    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
-    provision(url, users=USERS)
-    c1, c2 = free_port(), free_port()
-    low1 = free_port(socket.SOCK_DGRAM) & ~1
-    low2 = low1 + 200 if low1 < 60000 else low1 - 200
-    relays = {1: _relay(tmp_path, url, "relay1", c1, low1), 2: _relay(tmp_path, url, "relay2", c2, low2)}
-    lows = {1: low1, 2: low2}
-    proxy = ProxyProcess(tmp_path, url, media_relay="always",
-                         media_relays=[f"127.0.0.1:{c1}", f"127.0.0.1:{c2}"],
-                         sections={"mediaproxy": {"control": f"127.0.0.1:{c1}"}})
-    alice, bob = UA("alice", USERS["alice"], proxy.port), UA("bob", USERS["bob"], proxy.port)
+class _TwoRelays:
+    """Two relays (``media_relays``, ``media_relay = "always"``), a proxy and alice and bob."""
 
-    def relay_of(answer) -> int:
+    def __init__(self, tmp) -> None:  # noqa: ANN001
+        self.url = url = f"sqlite:///{tmp / 'msp.sqlite'}"
+        provision(url, users=USERS)
+        self.c1, c2 = free_port(), free_port()
+        self.low1 = low1 = free_port(socket.SOCK_DGRAM) & ~1
+        low2 = low1 + 200 if low1 < 60000 else low1 - 200
+        self.relays = {1: _relay(tmp, url, "relay1", self.c1, low1), 2: _relay(tmp, url, "relay2", c2, low2)}
+        self.lows = {1: low1, 2: low2}
+        self.proxy = ProxyProcess(tmp, url, media_relay="always",
+                                  media_relays=[f"127.0.0.1:{self.c1}", f"127.0.0.1:{c2}"],
+                                  sections={"mediaproxy": {"control": f"127.0.0.1:{self.c1}"}})
+        self.alice = UA("alice", USERS["alice"], self.proxy.port)
+        self.bob = UA("bob", USERS["bob"], self.proxy.port)
+
+    def relay_of(self, answer) -> int:  # noqa: ANN001
+        """Which relay (1 or 2) an answer's SDP names, by its port range."""
         _ip, port = media_of(answer.body)
-        return next(n for n, low in lows.items() if _range(port, low))
+        return next(n for n, low in self.lows.items() if _range(port, low))
 
+    def stop(self) -> None:
+        self.alice.close()
+        self.bob.close()
+        self.proxy.stop()
+        for relay in self.relays.values():
+            relay.stop()
+
+
+def test_relay_death_ends_its_calls_and_new_calls_use_the_other(tmp_path):
+    two = _TwoRelays(tmp_path)
+    url, c1, low1, relays, proxy, alice, bob, relay_of = (
+        two.url, two.c1, two.low1, two.relays, two.proxy, two.alice, two.bob, two.relay_of)
     try:
         assert bob.register().status == 200
         calls = []
@@ -95,11 +112,7 @@ def test_relay_death_ends_its_calls_and_new_calls_use_the_other(tmp_path):
             assert bye is not None and bye.status == 200
         assert "Traceback" not in proxy.output()
     finally:
-        alice.close()
-        bob.close()
-        proxy.stop()
-        for relay in relays.values():
-            relay.stop()
+        two.stop()
 
 
 def test_call_control_finds_a_dialog_whose_row_is_still_queued(sqlite_url):
@@ -132,22 +145,8 @@ def test_a_relay_that_stops_answering_is_passed_over_within_its_timeout(tmp_path
     again (SIGCONT) the proxy notices and uses it again."""
     import signal
 
-    url = f"sqlite:///{tmp_path / 'msp.sqlite'}"
-    provision(url, users=USERS)
-    c1, c2 = free_port(), free_port()
-    low1 = free_port(socket.SOCK_DGRAM) & ~1
-    low2 = low1 + 200 if low1 < 60000 else low1 - 200
-    relays = {1: _relay(tmp_path, url, "relay1", c1, low1), 2: _relay(tmp_path, url, "relay2", c2, low2)}
-    lows = {1: low1, 2: low2}
-    proxy = ProxyProcess(tmp_path, url, media_relay="always",
-                         media_relays=[f"127.0.0.1:{c1}", f"127.0.0.1:{c2}"],
-                         sections={"mediaproxy": {"control": f"127.0.0.1:{c1}"}})
-    alice, bob = UA("alice", USERS["alice"], proxy.port), UA("bob", USERS["bob"], proxy.port)
-
-    def relay_of(answer) -> int:
-        _ip, port = media_of(answer.body)
-        return next(n for n, low in lows.items() if _range(port, low))
-
+    two = _TwoRelays(tmp_path)
+    c1, relays, proxy, alice, bob, relay_of = two.c1, two.relays, two.proxy, two.alice, two.bob, two.relay_of
     try:
         assert bob.register().status == 200
         warm = [alice.call("bob") for _ in range(2)]  # both relays connected and used
@@ -178,8 +177,4 @@ def test_a_relay_that_stops_answering_is_passed_over_within_its_timeout(tmp_path
         assert "Traceback" not in proxy.output()
     finally:
         relays[1].proc.send_signal(signal.SIGCONT)
-        alice.close()
-        bob.close()
-        proxy.stop()
-        for relay in relays.values():
-            relay.stop()
+        two.stop()
