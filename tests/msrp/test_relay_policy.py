@@ -149,37 +149,24 @@ def test_reused_transaction_id_is_refused(relay: Relay) -> None:
 def test_connection_flood_from_one_address(relay: Relay) -> None:
     """One source opening far more connections than max_connections_per_ip (40 here): the
     surplus is closed at once, and clients from other addresses are served meanwhile."""
-    flood = []
-    try:
-        for _ in range(120):
-            s = socket.socket()
-            s.bind(("127.0.0.2", 0))
-            s.connect(("127.0.0.1", relay.tcp))
-            flood.append(s)
-        time.sleep(0.5)
-        closed = 0
-        for s in flood:
-            s.settimeout(0.01)
-            try:
-                closed += s.recv(1) == b""
-            except (TimeoutError, OSError):
-                pass
-        assert closed >= 120 - 40
-        still_serving(relay)
-    finally:
-        for s in flood:
-            s.close()
+    _flood(relay, relay.tcp, "127.0.0.2", 120)
 
 
 def test_tls_handshake_flood_counts_against_the_limit(relay: Relay) -> None:
     """Connections to the TLS port that never start their handshake hold their places: the
     per-address limit applies to them too (a flood cannot get round it by staying silent)."""
+    _flood(relay, relay.tls, "127.0.0.3", 80)
+
+
+def _flood(relay: Relay, port: int, source: str, count: int) -> None:
+    """``count`` connections from ``source``: all but the per-address limit (40) are closed
+    at once, and the relay still serves another client meanwhile."""
     flood = []
     try:
-        for _ in range(80):
+        for _ in range(count):
             s = socket.socket()
-            s.bind(("127.0.0.3", 0))
-            s.connect(("127.0.0.1", relay.tls))
+            s.bind((source, 0))
+            s.connect(("127.0.0.1", port))
             flood.append(s)
         time.sleep(0.5)
         closed = 0
@@ -189,7 +176,7 @@ def test_tls_handshake_flood_counts_against_the_limit(relay: Relay) -> None:
                 closed += s.recv(1) == b""
             except (TimeoutError, OSError):
                 pass
-        assert closed >= 80 - 40
+        assert closed >= count - 40
         still_serving(relay)
     finally:
         for s in flood:
