@@ -50,8 +50,37 @@ from sipproxy.sip.uri import URI
 log = logging.getLogger("sipproxy.core")
 
 _CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+#: a response's top Via (its first Via line) up to the end of the line
+_TOP_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE)
+#: the worker number in one of our branches: ``z9hG4bK<mark>.<worker>.<random hex>``
+#: (:meth:`Core.branch_suffix`)
+_BRANCH_WORKER = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*z9hG4bK[^;,\s]*?\.(\d{1,3})\.[0-9a-f]{12}(?![^;,\s])",
+                            re.IGNORECASE)
 
-__all__ = ["Core", "TransactionUser"]
+__all__ = ["Core", "TransactionUser", "owner_of"]
+
+
+def owner_of(data: bytes, workers: int) -> int | None:
+    """The worker that handles every UDP message of a call: chosen by Call-ID, so that
+    requests, retransmissions, CANCEL, ACK and the callee's responses meet the transactions
+    they belong to whichever worker the kernel woke.  None: no Call-ID.
+
+    A response to one of our requests goes to the worker that sent the request, named in
+    the branch of its top Via: that is where its client transaction is (RFC 3261 17.1.3
+    matches by branch).  For a relayed request it is the Call-ID's owner anyway; a request
+    a worker originates in a dialog another worker owns -- a NOTIFY after a PUBLISH, the
+    cut-off's BYE -- would otherwise have every answer handed to a worker that cannot
+    match it, and time out."""
+    if data.startswith(b"SIP/2.0 "):
+        via = _TOP_VIA.search(data)
+        if via is not None:
+            mark = _BRANCH_WORKER.search(via.group(1))
+            if mark is not None and int(mark.group(1)) < workers:
+                return int(mark.group(1))
+    m = _CALL_ID.search(data)
+    if m is None:
+        return None
+    return zlib.crc32(m.group(1).strip()) % workers
 
 #: timers that keep their exact RFC 3261 durations (retransmissions: T1 doubling); the
 #: others are seconds long and go to the coarse timer wheel when at least WHEEL_MIN
@@ -220,13 +249,10 @@ class Core:
         return f"{self.worker}.{random_hex(6)}"
 
     def owner_of(self, data: bytes) -> int:
-        """The worker that handles every UDP message of a call: chosen by Call-ID, so that
-        requests, retransmissions, CANCEL, ACK and the callee's responses meet the
-        transactions they belong to whichever worker the kernel woke."""
-        m = _CALL_ID.search(data)
-        if m is None:
-            return self.worker
-        return zlib.crc32(m.group(1).strip()) % self.workers
+        """The worker that handles a UDP message (:func:`owner_of`); this one when the
+        message names none."""
+        owner = owner_of(data, self.workers)
+        return self.worker if owner is None else owner
 
     def _route_to_owner(self, inbound: Inbound) -> bool:
         """Transport prefilter (runs in the UDP receive loop, in arrival order): True when

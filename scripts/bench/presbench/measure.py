@@ -101,7 +101,7 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
     """Publish at ``rate`` per second for ``seconds``; the figures of that point."""
     loop_cpu0, cpu0 = time.process_time(), cpu_seconds(pid)
     gen.notifies.clear()
-    retrans0, challenges0 = gen.retransmits, gen.challenges
+    retrans0, challenges0, repeats0 = gen.retransmits, gen.challenges, gen.notify_repeats
     sent: dict[str, tuple[int, float]] = {}
     statuses: dict[str, int] = {}
     tasks: list[asyncio.Task] = []
@@ -178,6 +178,7 @@ async def point(gen: LoadGen, plan: Plan, rate: float, seconds: float, tag: str,
         "cpu_ms_per_notify": cpu * 1000 / len(seen) if seen else math.nan,
         "lag_p99_ms": percentile(lags, 0.99) * 1000, "loadgen_cpu": loop_cpu / (end - start),
         "retransmits": gen.retransmits - retrans0, "challenges": gen.challenges - challenges0,
+        "notify_repeats": gen.notify_repeats - repeats0,
     }
 
 
@@ -214,7 +215,7 @@ async def climb(gen: LoadGen, plan: Plan, name: str, pid: int, start: float, sec
         points.append(res)
         print(f"  {name}: {rate:.0f} PUBLISH/s -> {res['notify_per_s']:.0f} NOTIFY/s, p50 "
               f"{res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, lost {res['lost']}, wrong "
-              f"{res['wrong']}, retransmits {res['retransmits']}, server CPU {res['server_cpu'] * 100:.0f} %, "
+              f"{res['wrong']}, retransmits {res['retransmits']}, NOTIFY repeats {res['notify_repeats']}, server CPU {res['server_cpu'] * 100:.0f} %, "
               f"load generator CPU {res['loadgen_cpu'] * 100:.0f} %, {res['problem'] or 'clean'}", flush=True)
         await asyncio.sleep(1.0)  # let the last point's stragglers arrive before the next
         return res

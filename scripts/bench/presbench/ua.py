@@ -140,6 +140,8 @@ class LoadGen:
         self.notifies: list[Notify] = []
         self._seen: set[tuple[str, str]] = set()
         self.retransmits = 0
+        #: NOTIFYs received again (the server did not get our 200 in time: its retransmission)
+        self.notify_repeats = 0
         #: 401/407 answered: first requests, and nonces the server no longer takes
         self.challenges = 0
         self._ids = itertools.count(1)
@@ -184,6 +186,7 @@ class LoadGen:
             return
         key = (_one(hdrs, "call-id"), _one(hdrs, "cseq"))
         if key in self._seen:  # a retransmission: our 200 was late or lost
+            self.notify_repeats += 1
             return
         self._seen.add(key)
         m = NOTE_RE.search(body)
