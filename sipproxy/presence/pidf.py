@@ -151,6 +151,12 @@ class Transformations:
         self.attributes |= other.attributes
         self.all_attributes = self.all_attributes or other.all_attributes
 
+    def key(self) -> tuple:
+        """A hashable value equal for equal transformations (watchers granted the same see
+        the same document: it is transformed once per state change)."""
+        return (frozenset(self.services), frozenset(self.persons), frozenset(self.devices),
+                frozenset(self.attributes), self.all_attributes)
+
     def text(self) -> str:
         """A short form for the subscription row (what the watcher was granted)."""
         parts = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from ngnpro.models import (
     PresencePublication,
@@ -52,9 +52,14 @@ def _pub(row: PresencePublication) -> Publication:
     return Publication(row.presentity, row.etag, row.document, row.content_type, row.expires_at)
 
 
-def _key(sub: Subscription) -> Any:
-    t = PresenceSubscription
-    return (t.call_id == sub.call_id) & (t.to_tag == sub.to_tag) & (t.event_id == sub.event_id)
+#: the table itself: plain statements, without the ORM's bookkeeping of bulk updates
+_TABLE = PresenceSubscription.__table__
+
+
+def _key(sub: Subscription, t: Any = PresenceSubscription) -> Any:
+    """The row of ``sub`` (``t``: the mapped class, or :data:`_TABLE`'s columns)."""
+    c = t if t is PresenceSubscription else t.c
+    return (c.call_id == sub.call_id) & (c.to_tag == sub.to_tag) & (c.event_id == sub.event_id)
 
 
 class PresenceStore:
@@ -102,15 +107,36 @@ class PresenceStore:
                                .values(**_values(sub, _MUTABLE)))
             return (result.rowcount or 0) > 0
 
-    def next_cseq(self, sub: Subscription) -> int:
+    def next_cseq(self, sub: Subscription, save: bool = False) -> int:
         """The next CSeq number of our requests in ``sub``'s dialog, taken in one transaction
         (the UPDATE's row lock): two senders -- two greenlets, two proxies -- never use the
-        same.  A dialog whose row is gone goes on from what ``sub`` holds."""
+        same.  ``save``: ``sub``'s changing fields are written by the same UPDATE.  A dialog
+        whose row is gone goes on from what ``sub`` holds."""
+        t = _TABLE
+        values: dict[str, Any] = _values(sub, _MUTABLE) if save else {}
         with self.sessions() as s, s.begin():
-            s.execute(update(PresenceSubscription).where(_key(sub))
-                      .values(local_cseq=PresenceSubscription.local_cseq + 1))
-            number = s.scalar(select(PresenceSubscription.local_cseq).where(_key(sub)))
+            s.execute(update(t).where(_key(sub, t)).values(local_cseq=t.c.local_cseq + 1, **values))
+            number = s.scalar(select(t.c.local_cseq).where(_key(sub, t)))
         return number if number is not None else sub.local_cseq + 1
+
+    def next_cseqs(self, subs: list[Subscription]) -> list[int]:
+        """:meth:`next_cseq` for many dialogs at once (a state change's NOTIFYs): one
+        transaction, one statement run for every dialog, one read of the numbers."""
+        if not subs:
+            return []
+        t = _TABLE
+        key = (t.c.call_id == bindparam("k_call_id")) & (t.c.to_tag == bindparam("k_to_tag")) \
+            & (t.c.event_id == bindparam("k_event_id"))
+        params = [{"k_call_id": sub.call_id, "k_to_tag": sub.to_tag, "k_event_id": sub.event_id} for sub in subs]
+        found: dict[tuple[str, str, str], int] = {}
+        with self.sessions() as s, s.begin():
+            s.execute(update(t).where(key).values(local_cseq=t.c.local_cseq + 1), params)
+            call_ids = sorted({sub.call_id for sub in subs})
+            for start in range(0, len(call_ids), 500):
+                rows = s.execute(select(t.c.call_id, t.c.to_tag, t.c.event_id, t.c.local_cseq)
+                                 .where(t.c.call_id.in_(call_ids[start:start + 500]))).all()
+                found.update({(c, tag, e): n for c, tag, e, n in rows})
+        return [found.get((sub.call_id, sub.to_tag, sub.event_id), sub.local_cseq + 1) for sub in subs]
 
     def remove(self, sub: Subscription) -> bool:
         """Delete ``sub``; False when it was already gone."""
@@ -217,19 +243,33 @@ class PresenceStore:
 
     def aliases(self, account: str) -> list[str]:
         """The aliases (``user@domain``) that lead to ``account`` (two levels of chains)."""
-        found: list[str] = []
-        targets = [account]
+        return self.aliases_of([account])[account]
+
+    def aliases_of(self, accounts: list[str]) -> dict[str, list[str]]:
+        """:meth:`aliases` of each of ``accounts``, in two reads (one per level) for all."""
+        found: dict[str, list[str]] = {a: [] for a in accounts}
+        if not accounts:
+            return found
+        level = {a: [a] for a in found}  # account -> the addresses whose aliases to read next
+        a = SipAlias
         with self.sessions() as s:
             for _ in range(2):
-                rows = []
-                for target in targets:
-                    user, _, domain = target.rpartition("@")
-                    rows += s.execute(select(SipAlias.username, SipAlias.domain).where(
-                        SipAlias.target_username == user, SipAlias.target_domain == domain)).all()
-                targets = [f"{u}@{d}" for u, d in rows if f"{u}@{d}" not in found]
-                found += targets
+                targets = {t for ts in level.values() for t in ts}
                 if not targets:
                     break
+                users = sorted({t.rpartition("@")[0] for t in targets})
+                domains = sorted({t.rpartition("@")[2] for t in targets})
+                leads: dict[str, list[str]] = {}
+                for start in range(0, len(users), 500):
+                    rows = s.execute(select(a.username, a.domain, a.target_username, a.target_domain).where(
+                        a.target_username.in_(users[start:start + 500]), a.target_domain.in_(domains))
+                        .order_by(a.id)).all()
+                    for user, domain, t_user, t_domain in rows:
+                        leads.setdefault(f"{t_user}@{t_domain}", []).append(f"{user}@{domain}")
+                for account, ts in level.items():
+                    new = [alias for t in ts for alias in leads.get(t, ()) if alias not in found[account]]
+                    found[account] += new
+                    level[account] = new
         return found
 
     def account_exists(self, account: str) -> bool:
