@@ -3,13 +3,18 @@
 Deleting a domain deletes its accounts (the database cascades their settings) and the
 aliases living in it; every write logs a change so the proxy's caches follow within a
 second.
+
+A domain may carry an IP access list (``acl``, the shape and rules of SipAccount.acl): an
+extension beyond CDRTool's SipDomain.  CDRTool never sets it, but its domain page sends
+back what getDomains returned, so the list is returned in full and an update without the
+member leaves it as it is.
 """
 
 from __future__ import annotations
 
 from spyne import Unicode, rpc
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from ngnpro import sip_types as t
 from ngnpro.models import sip as m
@@ -27,7 +32,17 @@ from ngnpro.soap.faults import SIP_DOMAIN_EXISTS, NGNProError
 from ngnpro.soap.query import run_query
 
 
+def _acl(d: t.SipDomain) -> list[m.SipDomainAcl] | None:
+    """The ACL rows ``d.acl`` asks for, checked as the account ACL is (fault 1040 naming
+    ``acl[i].ip`` / ``acl[i].mask``); None when the member is absent (keep the list)."""
+    if d.acl is None:
+        return None
+    entries = [t.acl_entry(e, f"acl[{i}]") for i, e in enumerate(d.acl) if e is not None]
+    return [m.SipDomainAcl(ip=ip, mask=mask, tag=tag, position=i) for i, (ip, mask, tag) in enumerate(entries)]
+
+
 def _apply_domain(row: m.SipDomain, d: t.SipDomain) -> None:
+    acl = _acl(d)  # every member is checked before the row changes
     for attr, value in (
         ("certificate", t.pem(d.certificate, "certificate", "CERTIFICATE")),
         ("private_key", t.pem(d.private_key, "private_key", "PRIVATE KEY")),
@@ -38,6 +53,8 @@ def _apply_domain(row: m.SipDomain, d: t.SipDomain) -> None:
     ):
         if value is not None:
             setattr(row, attr, value)
+    if acl is not None:
+        row.acl = acl
 
 
 def add_domain(session: Session, scope: Scope, d: t.SipDomain | None) -> None:
@@ -89,7 +106,7 @@ def delete_domain(session: Session, scope: Scope, name: str | None) -> None:
 
 def get_domains(session: Session, scope: Scope, query: t.SipDomainQuery | None) -> t.SipDomainList:
     total, rows = run_query(
-        session, select(m.SipDomain), query,
+        session, select(m.SipDomain).options(selectinload(m.SipDomain.acl)), query,
         filters={"domain": m.SipDomain.domain, "customer": m.SipDomain.customer, "reseller": m.SipDomain.reseller},
         orders={"changeDate": m.SipDomain.change_date, "domain": m.SipDomain.domain},
         scope=scope, model=m.SipDomain,

@@ -28,6 +28,7 @@ from .sip import (
     SipAccountProperty,
     SipAlias,
     SipDomain,
+    SipDomainAcl,
     TrustedPeer,
 )
 from .xcap import XcapDocument
@@ -40,7 +41,8 @@ __all__ = [
     "EnumNumber", "EnumRange", "Gateway", "GatewayRule", "Location", "MediaSession",
     "PhonebookEntry", "PrepaidCard", "Prepared", "PresencePublication", "PresenceSubscription",
     "RatingEntityProfile", "RatingRate", "RejectMember", "Route", "SipAccount", "SipAccountAcl",
-    "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "TrustedPeer", "XcapDocument",
+    "SipAccountGroup", "SipAccountProperty", "SipAlias", "SipDomain", "SipDomainAcl",
+    "TrustedPeer", "XcapDocument",
     "contact_key", "datetime_bind", "load_config", "make_engine", "open_database", "record_change",
     "session_factory", "supports_returning", "upgrade", "utcnow",
 ]

@@ -35,7 +35,9 @@ to them, the guide's "PBX to PSTN" flow).
 Incoming calls to a local subscriber (the callee's account):
 
 ====  =====================================  ==========================================
-1     source IP not in the account's ACL     403 Source Address Not Allowed
+1     source IP not in the ACL of the        403 Source Address Not Allowed
+      callee's domain or of the account
+      (each: empty allows all)
 2     the callee's account is blocked        403 Account Blocked
 3     accept rules active, caller not in     603 Decline (Not Accepted By Callee)
 4     outside the accept rules' windows      480 Temporarily Unavailable (Do Not Disturb)

@@ -12,7 +12,9 @@ same transaction as the change.  :meth:`Directory.refresh` polls that feed
 look-ups themselves when no greenlet runs), so a change is seen well within a second.
 
 Memory is bounded: accounts and aliases live in LRU tables of ``capacity`` entries; the
-domain set is loaded whole (domains are few) and reloaded when a domain changes.
+domain set is loaded whole (domains are few), with each domain's ACL (fraud control: who may
+call the domain's subscribers), and reloaded when a domain changes -- ngnpro logs a
+``sip_domain`` change for an ACL change like for any other domain member.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ngnpro.models import (
     SipAccountProperty,
     SipAlias,
     SipDomain,
+    SipDomainAcl,
 )
 from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_ALIAS, TOPIC_SIP_DOMAIN, Change
 from sipproxy.directory.account import AcceptWindow, Account
@@ -66,6 +69,11 @@ _SELECT_ALL_GROUPS = select(_G.c.account_id, _G.c.name).where(_G.c.account_id <=
 _SELECT_ALIAS = select(SipAlias.target_username, SipAlias.target_domain).where(
     SipAlias.username == bindparam("u"), SipAlias.domain == bindparam("d"))
 _SELECT_DOMAINS = select(SipDomain.domain)
+_DOM, _DACL = SipDomain.__table__, SipDomainAcl.__table__
+#: every domain's ACL, each in its provisioned order (read with the domain set)
+_SELECT_DOMAIN_ACLS = (select(_DOM.c.domain, _DACL.c.ip, _DACL.c.mask)
+                       .join_from(_DACL, _DOM, _DACL.c.domain_id == _DOM.c.id)
+                       .order_by(_DACL.c.domain_id, _DACL.c.position, _DACL.c.id))
 
 # What authorization needs of an account (sipproxy.auth.policy), read with it: for one
 # account (``id``) on a miss, for a range (``<= top``) when warming up.
@@ -208,6 +216,10 @@ class Directory(FeedFollower):
         self._accounts = _LRU(capacity)
         self._aliases = _LRU(capacity)
         self._domains: frozenset[str] | None = None
+        #: ``(ip, mask)`` networks per domain with an ACL, loaded with ``_domains``
+        self._domain_acls: dict[str, tuple[tuple[str, int], ...]] = {}
+        #: bumped by every domain change, so a load that a change overtook is not kept
+        self._domains_generation = 0
         self.hits = 0
         self.misses = 0
         #: this month's cost per billing party, read again after ``quota_refresh`` seconds
@@ -222,10 +234,31 @@ class Directory(FeedFollower):
         domain = domain.lower()
         if domain in self._config_domains:
             return True
-        if self._domains is None:
-            with self._engine.connect() as conn:
-                self._domains = frozenset(d.lower() for d in conn.scalars(_SELECT_DOMAINS))
-        return domain in self._domains
+        domains = self._domains if self._domains is not None else self._load_domains()[0]
+        return domain in domains
+
+    def domain_acl(self, domain: str) -> tuple[tuple[str, int], ...]:
+        """The ``(ip, mask)`` networks calls to ``domain``'s subscribers may come from; empty
+        when the domain has no ACL (or is only a ``[sipproxy] domains`` entry)."""
+        self._maybe_refresh()
+        acls = self._domain_acls if self._domains is not None else self._load_domains()[1]
+        return acls.get(domain.lower(), ())
+
+    def _load_domains(self) -> tuple[frozenset[str], dict[str, tuple[tuple[str, int], ...]]]:
+        """Read the domain set and every domain's ACL (both are small) in one go.  When a
+        domain change is applied while the reads wait on the database (another greenlet
+        polls the feed), the result may predate it: it answers this look-up but is not
+        kept, so the next look-up reads again."""
+        generation = self._domains_generation
+        acls: dict[str, list[tuple[str, int]]] = {}
+        with self._engine.connect() as conn:
+            domains = frozenset(d.lower() for d in conn.scalars(_SELECT_DOMAINS))
+            for name, ip, mask in conn.execute(_SELECT_DOMAIN_ACLS):
+                acls.setdefault(name.lower(), []).append((ip, int(mask if mask is not None else 32)))
+        domain_acls = {name: tuple(entries) for name, entries in acls.items()}
+        if generation == self._domains_generation:
+            self._domains, self._domain_acls = domains, domain_acls
+        return domains, domain_acls
 
     def account(self, username: str, domain: str) -> Account | None:
         """The account ``username@domain`` (user part case-sensitive, domain not), or None."""
@@ -315,6 +348,7 @@ class Directory(FeedFollower):
         for change in changes:
             if change.topic == TOPIC_SIP_DOMAIN:
                 self._domains = None
+                self._domains_generation += 1
                 # A renamed or deleted domain takes its accounts along (ON UPDATE CASCADE).
                 self._accounts.clear()
                 self._aliases.clear()

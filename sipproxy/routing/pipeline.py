@@ -263,12 +263,16 @@ class Router:
 
     def incoming_refusal(self, call: RouteRequest, account: Any) -> Response | None:
         """The incoming authorization of a call to local ``account``
-        (:func:`sipproxy.auth.policy.incoming`); a trusted peer's calls skip the ACL."""
+        (:func:`sipproxy.auth.policy.incoming`): the ACL of the account's domain and the
+        account's own, then the callee's rules; a trusted peer's calls skip both ACLs."""
         req = call.request
         if req.method != "INVITE":
             return None
+        check_acl = call.trusted is None
+        domain_acl = getattr(self.directory, "domain_acl", None)  # test doubles may have none
         refusal = policy.incoming(account, source_ip=call.inbound.source.host, caller=str(req.from_.uri),
-                                  now=self.now(), check_acl=call.trusted is None)
+                                  now=self.now(), check_acl=check_acl,
+                                  domain_acl=domain_acl(account.domain) if check_acl and domain_acl else ())
         if refusal is None:
             return None
         return outbound.refuse(self, call, refusal, who=str(req.from_.uri))

@@ -21,10 +21,16 @@ def _acct(username: str, **kw) -> Account:  # noqa: ANN003
 
 
 class Directory(BaseDirectory):
-    def __init__(self, callees: dict | None = None, cost: Decimal = Decimal(0), dialogs: int = 0) -> None:
+    def __init__(self, callees: dict | None = None, cost: Decimal = Decimal(0), dialogs: int = 0,
+                 domain_acls: dict | None = None) -> None:
         self.callees = callees or {}
         self.cost, self.dialogs = cost, dialogs
+        self.domain_acls = domain_acls or {}
         self.asked: list[str] = []
+
+    def domain_acl(self, domain: str) -> tuple:
+        self.asked.append(f"acl {domain}")
+        return self.domain_acls.get(domain, ())
 
     def account(self, user, domain):  # noqa: ANN001, ANN201
         if user in self.callees:
@@ -142,6 +148,27 @@ def test_incoming_rules_at_the_callee():
     assert _refused(r.route(_call(r, "sip:office@example.com")))[0] == 480
     r.now = lambda: _dt.datetime(2026, 12, 7, 10, 0, tzinfo=_dt.UTC)
     assert isinstance(r.route(_call(r, "sip:office@example.com")), Targets)
+
+
+def test_the_callees_domain_acl_applies_to_incoming_calls():
+    """The ACL of the domain the callee's account lives in (after aliases), with the
+    account's own; a trusted peer's call does not even read it."""
+    d = Directory({"fenced": _acct("fenced", acl=(("192.0.2.0", 28),))},
+                  domain_acls={DOMAIN: (("192.0.2.0", 24), ("198.18.0.0", 15))})
+    r = _router(d)
+    out = r.route(_call(r, "sip:bob@example.com"))  # from 198.51.100.7: outside the domain's ACL
+    assert _refused(out) == (403, "Source Address Not Allowed",
+                             '399 proxy.example.com "The source address may not call this account"')
+    assert d.asked == [f"acl {DOMAIN}"]
+    assert isinstance(r.route(_call(r, "sip:bob@example.com", source="198.19.0.9")), Targets)
+    assert isinstance(r.route(_call(r, "sip:sales@example.com", source="198.19.0.9")), Targets)  # alias
+    assert _refused(r.route(_call(r, "sip:sales@example.com")))[0] == 403
+    # the account's ACL as well: inside the domain's but outside the account's is refused
+    assert _refused(r.route(_call(r, "sip:fenced@example.com", source="198.19.0.9")))[0] == 403
+    assert isinstance(r.route(_call(r, "sip:fenced@example.com", source="192.0.2.9")), Targets)
+    d.asked.clear()
+    assert isinstance(r.route(_call(r, "sip:bob@example.com", source="192.0.2.200")), Targets)  # trusted
+    assert d.asked == []
 
 
 def test_refusals_are_logged_with_account_source_and_destination(caplog):

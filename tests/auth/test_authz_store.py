@@ -19,9 +19,11 @@ from ngnpro.models import (
     SipAccountAcl,
     SipAccountGroup,
     SipAccountProperty,
+    SipDomain,
+    SipDomainAcl,
     record_change,
 )
-from ngnpro.models.changes import TOPIC_SIP_ACCOUNT
+from ngnpro.models.changes import TOPIC_SIP_ACCOUNT, TOPIC_SIP_DOMAIN, Change
 from sipproxy.directory.store import Directory
 from tests.sipproxy_registrar.support import DOMAIN, provision
 
@@ -121,4 +123,59 @@ def test_active_calls_counts_the_callers_dialogs(db_url: str) -> None:
                    for i in range(3)])
         s.add(Dialog(call_id="other", from_tag="f", caller="bob@example.com", callee="alice@example.com"))
     assert d.active_calls("alice@example.com") == 3
+    engine.dispose()
+
+
+def _domain_id(s, name: str) -> int:  # noqa: ANN001
+    return s.scalar(select(SipDomain.id).where(SipDomain.domain == name))
+
+
+def test_domain_acls_are_read_with_the_domain_set_and_follow_the_feed(db_url: str) -> None:
+    """Each domain's ACL in its provisioned order (``position``, not insertion order); a
+    ``sip_domain`` change (what ngnpro logs for an ACL change) is seen by the next look-up."""
+    engine, factory = provision(db_url, {"alice": "a"})
+    with factory() as s, s.begin():
+        s.add(SipDomain(domain="other.example"))
+        d_id = _domain_id(s, DOMAIN)
+        s.add_all([SipDomainAcl(domain_id=d_id, ip="2001:db8::", mask=32, position=1),
+                   SipDomainAcl(domain_id=d_id, ip="192.0.2.0", mask=24, tag="office", position=0)])
+    d = Directory(factory, config_domains=["static.example"], refresh_interval=0)
+    assert d.domain_acl(DOMAIN.upper()) == (("192.0.2.0", 24), ("2001:db8::", 32))
+    assert d.domain_acl("other.example") == ()
+    assert d.domain_acl("static.example") == () and d.is_local_domain("static.example")
+    assert d.domain_acl("nowhere.example") == ()
+    with factory() as s, s.begin():
+        s.execute(SipDomainAcl.__table__.delete())
+        s.add(SipDomainAcl(domain_id=_domain_id(s, "other.example"), ip="198.51.100.7", mask=32))
+        record_change(s, TOPIC_SIP_DOMAIN, "other.example")
+    assert d.domain_acl(DOMAIN) == ()
+    assert d.domain_acl("other.example") == (("198.51.100.7", 32),)
+    assert d.is_local_domain("other.example")
+    engine.dispose()
+
+
+def test_a_domain_load_overtaken_by_a_change_is_not_kept(sqlite_url: str) -> None:
+    """A change applied while the domain set is read (another greenlet polls the feed during
+    the read's database wait) may postdate what was read: that answer is not cached."""
+    engine, factory = provision(sqlite_url, {"alice": "a"})
+    d = Directory(factory)
+    real = d._engine
+
+    class Overtaking:
+        """The directory's engine, with a domain change applied during the first read."""
+
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def connect(self):  # noqa: ANN201
+            self.reads += 1
+            if self.reads == 1:
+                d.apply([Change(1, TOPIC_SIP_DOMAIN, DOMAIN)])
+            return real.connect()
+
+    d._engine = engine_wrapper = Overtaking()
+    assert d.is_local_domain(DOMAIN) and d.domain_acl(DOMAIN) == ()
+    assert engine_wrapper.reads == 2  # the first read was not kept: the second look-up read again
+    assert d.is_local_domain(DOMAIN)
+    assert engine_wrapper.reads == 2  # the second one was
     engine.dispose()

@@ -112,6 +112,28 @@ def test_incoming_1_acl():
     assert _in(_account(), ip="198.51.100.1", domain_acl=[("192.0.2.0", 24)]) == policy.ACL
 
 
+def test_incoming_1_the_domains_acl_and_the_accounts_must_both_allow():
+    office, home = ("192.0.2.0", 24), ("198.51.100.7", 32)
+    plain, fenced = _account(), _account(acl=(home,))
+    # the domain's ACL alone: inside passes, outside is refused, empty allows all
+    assert _in(plain, ip="192.0.2.10", domain_acl=[office]) is None
+    assert _in(plain, ip="203.0.113.5", domain_acl=[office]) == policy.ACL
+    assert _in(plain, ip="203.0.113.5", domain_acl=[]) is None
+    # any of the domain's networks will do
+    assert _in(plain, ip="198.51.100.7", domain_acl=[office, home]) is None
+    # both lists: the source must be in each of them
+    assert _in(fenced, ip="198.51.100.7", domain_acl=[office, home]) is None
+    assert _in(fenced, ip="192.0.2.10", domain_acl=[office, home]) == policy.ACL  # the account's refuses
+    assert _in(fenced, ip="198.51.100.7", domain_acl=[office]) == policy.ACL  # the domain's refuses
+    # IPv6 networks; an address of the other family is never inside
+    assert _in(plain, ip="2001:db8::5", domain_acl=[("2001:db8::", 64)]) is None
+    assert _in(plain, ip="[2001:db8:1::5]", domain_acl=[("2001:db8::", 64)]) == policy.ACL
+    assert _in(plain, ip="192.0.2.10", domain_acl=[("2001:db8::", 64)]) == policy.ACL
+    # a trusted peer skips both lists; the ACL refusal comes before the callee's other rules
+    assert _in(fenced, ip="203.0.113.5", domain_acl=[office], check_acl=False) is None
+    assert _in(_account(groups={GROUP_BLOCKED}), ip="203.0.113.5", domain_acl=[office]) == policy.ACL
+
+
 def test_incoming_2_blocked():
     assert _in(_account(groups={GROUP_BLOCKED})) == policy.CALLEE_BLOCKED
 

@@ -126,14 +126,16 @@ def test_deleting_an_account_cascades_to_everything_it_owns(db):
             assert s.scalar(select(func.count()).select_from(model)) == 0, model.__name__
 
 
-def test_deleting_a_domain_deletes_its_accounts(db):
+def test_deleting_a_domain_deletes_its_accounts_and_acl(db):
     with db() as s:
         d, _ = _domain_with_account(s)
+        d.acl.append(m.SipDomainAcl(ip="192.0.2.0", mask=24))
         s.commit()
     with db() as s:
         s.execute(m.SipDomain.__table__.delete().where(m.SipDomain.domain == "example.com"))
         s.commit()
         assert s.scalar(select(func.count()).select_from(m.SipAccount)) == 0
+        assert s.scalar(select(func.count()).select_from(m.SipDomainAcl)) == 0
 
 
 def test_range_zone_and_carrier_cascades(db):
@@ -193,7 +195,8 @@ def _sample_rows():
         m.Customer(id=7, username="cust", password="pw", reseller=3, reseller_active=True, balance=Decimal("12.5"),
                    credit=Decimal("1.2500"), first_name="C", country="NL"),
         m.CustomerProperty(customer_id=7, name="pstn_access", value="1", category="sip", permission="admin"),
-        m.SipDomain(domain="example.com", customer=7, reseller=3, verify_cert=True),
+        m.SipDomain(id=6, domain="example.com", customer=7, reseller=3, verify_cert=True),
+        m.SipDomainAcl(domain_id=6, ip="198.51.100.0", mask=24, tag="edge", position=1),
         m.SipAccount(id=11, username="alice", domain="example.com", password="s3cret", ha1="a" * 32, ha1b="b" * 32,
                      ha1_sha256="c" * 64, rpid="+31201234567", quickdial_prefix="3120123", region="ams",
                      prepaid=True, balance=Decimal("3.1415"), quota=50, call_limit=2, timeout=60, owner=7,
