@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from ngnpro.models.config import Config, ConfigError, load_config
 from sipproxy.registrar.cache import ChangeCounters
@@ -47,8 +48,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa: ANN201
-          mailboxes: list | None = None, counters: ChangeCounters | None = None):
-    """Assemble one proxy process from the configuration (sockets not bound yet)."""
+          mailboxes: list | None = None, counters: ChangeCounters | None = None, nonces: Any = None):
+    """Assemble one proxy process from the configuration (sockets not bound yet);
+    ``nonces``: the digest nonce-counts the workers share (sipproxy.auth.nonces)."""
     from ngnpro.models.database import open_database
     from sipproxy.dialog.prepaid import PrepaidCalls
     from sipproxy.dialog.store import DialogStore
@@ -80,7 +82,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     # SHA-256 (digest_adaptive, see sipproxy.auth.ordering): baresip 1.0 gives up on any
     # challenge naming SHA-256, sipp answers the first challenge and knows only MD5
     auth = DigestAuth(secret, nonce_lifetime=section["nonce_lifetime"],
-                      algorithms=tuple(section["digest_algorithms"]) or ("SHA-256", "MD5"))
+                      algorithms=tuple(section["digest_algorithms"]) or ("SHA-256", "MD5"), counts=nonces)
     registrar = Registrar.from_config(section, directory, location, auth)
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],

@@ -80,6 +80,11 @@ def run(config: Config, build: Callable[..., Any]) -> int:
     # what each worker changed of the location table, in memory they all map (see
     # sipproxy.registrar.cache.ChangeCounters): made here, before they fork
     counters = ChangeCounters(workers) if config["sipproxy"]["location_cache"] > 0 else None
+    # the digest nonce-counts, in memory they all map: any worker accepts any nonce the
+    # proxy issued, none accepts a count another one used (sipproxy.auth.nonces)
+    from sipproxy.auth.nonces import SharedNonceCounts
+
+    nonces = SharedNonceCounts(lifetime=config["sipproxy"]["nonce_lifetime"])
     from sqlalchemy.orm import configure_mappers
 
     from ngnpro.models.prefork import supervise
@@ -87,7 +92,7 @@ def run(config: Config, build: Callable[..., Any]) -> int:
     # once, before the fork: otherwise each worker's first request waits ~50 ms for it
     configure_mappers()
     log.info("starting %d workers", workers)
-    return supervise(workers, lambda n: serve(config, build, secret, n, mailboxes, counters), log)
+    return supervise(workers, lambda n: serve(config, build, secret, n, mailboxes, counters, nonces), log)
 
 
 def tune_gc() -> None:
@@ -104,7 +109,7 @@ def tune_gc() -> None:
 
 
 def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int | None, mailboxes: list | None = None,
-           counters: ChangeCounters | None = None) -> int:
+           counters: ChangeCounters | None = None, nonces: Any = None) -> int:
     import gevent
     import gevent.event
     from sqlalchemy.exc import SQLAlchemyError
@@ -113,7 +118,7 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
         setup_logging(config, worker)
     log = logging.getLogger("sipproxy")
     try:
-        core, _proxy, services = build(config, secret, worker or 0, mailboxes, counters)
+        core, _proxy, services = build(config, secret, worker or 0, mailboxes, counters, nonces)
         core.bind()
     except SQLAlchemyError as exc:
         print(f"sipproxy: database error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -6,14 +6,16 @@ SHA-256 twin), so the proxy never needs a clear-text password.
 
 Nonces are *stateless*: ``<timestamp>.<issuer>.<random>.<hmac>`` signed with a secret, so
 an expired nonce is recognised by its own timestamp (answered ``stale=true`` so the phone
-retries silently with the fresh nonce).  The nonce-count table lives in one process, so a
-nonce is only accepted by the worker process that issued it (``issuer``, the pid by default):
-another worker sharing the secret answers it ``stale=true`` instead of accepting a replay it
-cannot see.  (With SO_REUSEPORT a UDP client's packets all land on the same worker anyway.)  Replay protection keeps, per nonce in use, the highest nonce-count
-seen and a 64-bit window below it (like IPsec's anti-replay window), in a bounded LRU table.
-A nonce pushed out of that table is never accepted again: everything issued at or before the
-newest evicted nonce's timestamp is answered stale, so bounded memory never opens a replay.
-Credentials without ``qop`` have no nonce-count; they are accepted once per nonce.
+retries silently with the fresh nonce).  Replay protection keeps, per nonce in use, the
+highest nonce-count seen and a 64-bit window below it (like IPsec's anti-replay window), in
+a bounded table (:class:`NonceCounts`).  A nonce pushed out of that table is never accepted
+again: everything issued at or before the newest evicted nonce's timestamp is answered
+stale, so bounded memory never opens a replay.  Credentials without ``qop`` have no
+nonce-count; they are accepted once per nonce.  The default table lives in one process, so a
+nonce is then only accepted by the worker process that issued it (``issuer``, the pid by
+default): another worker sharing the secret answers it ``stale=true`` instead of accepting a
+replay it cannot see.  Worker processes given one shared table (``counts``, ``shared``
+True) accept each other's nonces.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 #: Algorithms we verify, strongest first (RFC 8760: the order a UAC should prefer).
 ALGORITHMS = ("SHA-256", "MD5")
@@ -240,28 +242,94 @@ _NO_CREDENTIALS = AuthResult(MISSING, reason="no credentials")  # every first re
 HA1Lookup = Callable[[str, str], "str | None"]
 
 
+def advance_window(top: int, bits: int, nc: int) -> tuple[bool, int, int]:
+    """One nonce-count against a replay window: (accepted, new top, new bits).  ``top`` is
+    the highest count seen, ``bits`` a bitmap of the 64 counts below and at it (bit 0:
+    ``top``), like IPsec's anti-replay window."""
+    if nc <= 0:
+        return False, top, bits
+    if nc > top:
+        shift = nc - top
+        bits = ((bits << shift) | 1) & 0xFFFFFFFFFFFFFFFF if shift < 64 else 1
+        return True, nc, bits
+    offset = top - nc
+    if offset >= 64 or bits & (1 << offset):
+        return False, top, bits
+    return True, top, bits | (1 << offset)
+
+
 class _ReplayWindow:
-    """Highest nonce-count seen plus a bitmap of the 64 counts below it."""
+    """Highest nonce-count seen plus a bitmap of the 64 counts below it; when the nonce was
+    issued."""
 
-    __slots__ = ("top", "bits")
+    __slots__ = ("top", "bits", "issued")
 
-    def __init__(self) -> None:
+    def __init__(self, issued: int) -> None:
         self.top = 0
         self.bits = 0
+        self.issued = issued
 
     def accept(self, nc: int) -> bool:
+        accepted, self.top, self.bits = advance_window(self.top, self.bits, nc)
+        return accepted
+
+
+class NonceCounts:
+    """The nonce-counts seen, per nonce in use, in this process: a bounded LRU table of
+    replay windows.  A nonce pushed out of it is never accepted again: everything issued at
+    or before the newest evicted nonce's time is refused, so bounded memory never opens a
+    replay.  ``shared`` False: only the process that issued a nonce may accept it (another
+    cannot see its counts).  Worker processes may instead share one table that has the same
+    ``consume`` (``shared`` True; sipproxy.auth.nonces)."""
+
+    shared = False
+
+    def __init__(self, max_nonces: int = 100_000, lifetime: float = 300.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.max_nonces = max_nonces
+        self.lifetime = lifetime
+        self._clock = clock
+        self._windows: OrderedDict[str, _ReplayWindow] = OrderedDict()
+        self._floor = -1  # nonces issued at or before this second were evicted: stale
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def consume(self, nonce: str, issued: int, nc: int) -> bool:
+        """Whether ``nc`` is new for ``nonce`` (issued at ``issued``), recording it."""
         if nc <= 0:
             return False
-        if nc > self.top:
-            shift = nc - self.top
-            self.bits = ((self.bits << shift) | 1) & 0xFFFFFFFFFFFFFFFF if shift < 64 else 1
-            self.top = nc
-            return True
-        offset = self.top - nc
-        if offset >= 64 or self.bits & (1 << offset):
-            return False
-        self.bits |= 1 << offset
-        return True
+        window = self._windows.get(nonce)
+        if window is None:
+            if issued <= self._floor:
+                return False
+            self._purge()
+            window = self._windows[nonce] = _ReplayWindow(issued)
+        else:
+            self._windows.move_to_end(nonce)
+        return window.accept(nc)
+
+    def _purge(self) -> None:
+        """Drop expired nonces, then the least recently used ones beyond ``max_nonces``."""
+        limit = self._clock() - self.lifetime
+        while self._windows:
+            nonce, window = next(iter(self._windows.items()))
+            t = window.issued
+            if t >= limit and len(self._windows) < self.max_nonces:
+                break
+            del self._windows[nonce]
+            if t >= limit:  # evicted while still valid: never accept it (or older) again
+                self._floor = max(self._floor, t)
+
+
+class CountsTable(Protocol):
+    """What :class:`DigestAuth` needs of a nonce-count table (:class:`NonceCounts`)."""
+
+    shared: bool
+
+    def consume(self, nonce: str, issued: int, nc: int) -> bool: ...
+
+    def __len__(self) -> int: ...
 
 
 class DigestAuth:
@@ -277,6 +345,7 @@ class DigestAuth:
         clock: Callable[[], float] = time.time,
         algorithms: Iterable[str] = ALGORITHMS,
         issuer: str | None = None,
+        counts: CountsTable | None = None,
     ) -> None:
         # (bytes or bytearray: any key hmac takes; compiled code checks the declared type)
         self.secret: bytes | bytearray = secret if secret is not None else os.urandom(32)
@@ -289,8 +358,8 @@ class DigestAuth:
         self.nonce_lifetime = nonce_lifetime
         self.max_nonces = max_nonces
         self._clock = clock
-        self._windows: OrderedDict[str, _ReplayWindow] = OrderedDict()
-        self._floor = -1  # nonces issued at or before this second were evicted: stale
+        #: the nonce-counts seen (``counts``: a table the worker processes share)
+        self.counts: CountsTable = counts if counts is not None else NonceCounts(max_nonces, nonce_lifetime, clock)
         self._mac = (self.secret, hmac.new(self.secret, digestmod=hashlib.sha256))
 
     # -- nonces ---------------------------------------------------------------------------
@@ -387,7 +456,7 @@ class DigestAuth:
         now = self._clock()
         if now - issued > self.nonce_lifetime or issued > now + 5:
             return AuthResult(STALE, creds.username, creds.algorithm, "nonce expired")
-        if issuer != self.issuer:
+        if issuer != self.issuer and not self.counts.shared:
             return AuthResult(STALE, creds.username, creds.algorithm, "nonce of another worker")
         stored = lookup(creds.username, creds.algorithm.removesuffix("-SESS"))
         if not stored:
@@ -398,37 +467,10 @@ class DigestAuth:
         )
         if not hmac.compare_digest(expected, creds.response):
             return AuthResult(WRONG, creds.username, creds.algorithm, BAD_RESPONSE)
-        if not self._consume(creds.nonce, issued, int(creds.nc, 16) if creds.qop else 1):
+        if not self.counts.consume(creds.nonce, issued, int(creds.nc, 16) if creds.qop else 1):
             return AuthResult(STALE, creds.username, creds.algorithm, "nonce-count replayed")
         return AuthResult(OK, creds.username, creds.algorithm)
 
-    def _consume(self, nonce: str, issued: int, nc: int) -> bool:
-        window = self._windows.get(nonce)
-        if window is None:
-            if issued <= self._floor:
-                return False
-            self._purge()
-            window = self._windows[nonce] = _ReplayWindow()
-        else:
-            self._windows.move_to_end(nonce)
-        return window.accept(nc)
-
-    def _purge(self) -> None:
-        """Drop expired nonces, then the least recently used ones beyond ``max_nonces``."""
-        limit = self._clock() - self.nonce_lifetime
-        while self._windows:
-            nonce = next(iter(self._windows))
-            t = self._nonce_time_fast(nonce)
-            if t >= limit and len(self._windows) < self.max_nonces:
-                break
-            del self._windows[nonce]
-            if t >= limit:  # evicted while still valid: never accept it (or older) again
-                self._floor = max(self._floor, t)
-
-    @staticmethod
-    def _nonce_time_fast(nonce: str) -> int:
-        return int(nonce.split(".", 1)[0], 16)
-
     @property
     def tracked_nonces(self) -> int:
-        return len(self._windows)
+        return len(self.counts)

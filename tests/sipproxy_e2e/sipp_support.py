@@ -68,8 +68,7 @@ class ProxyProcess:
     def _wait_workers(self, workers: int, timeout: float = 30.0) -> None:
         """Until every worker listens: a client whose first packet reached a worker while
         its siblings were still starting would land on another one once they all bind
-        (SO_REUSEPORT spreads by the sender's address over the sockets bound), and a nonce
-        is only its issuer's (stale=true elsewhere, which sipp does not answer)."""
+        (SO_REUSEPORT spreads by the sender's address over the sockets bound)."""
         deadline = time.monotonic() + timeout
         while self.output().count("INFO listening on ") < workers:
             if time.monotonic() > deadline:

@@ -72,3 +72,58 @@ def test_killed_worker_is_restarted_and_calls_are_served(sqlite_url, tmp_path): 
         assert served_by_new, proxy.output()[-4000:]
     finally:
         proxy.stop()
+
+
+def _request(sock, port: int, method: str, call_id: str, cseq: int, extra: str = "") -> str:
+    uri = "sip:example.com" if method == "REGISTER" else "sip:bob@example.com"
+    to = "sip:alice@example.com" if method == "REGISTER" else "sip:bob@example.com"
+    me = sock.getsockname()[1]
+    sock.sendto((f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{call_id}{cseq};rport\r\n"
+                 f"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{cseq}\r\nTo: <{to}>\r\n"
+                 f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:alice@127.0.0.1:{me}>\r\n"
+                 f"{extra}Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi").encode(), ("127.0.0.1", port))
+    while True:
+        text = sock.recv(65535).decode()
+        if not text.startswith("SIP/2.0 1"):
+            return text
+
+
+def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: the workers' shared memory
+    """A phone reuses the nonce of its last challenge for new requests (nonce-count + 1);
+    their Call-IDs spread them over both workers, and each must accept it -- once per
+    count: the same count again is refused whichever worker sees it."""
+    import socket
+    import uuid
+
+    from sipproxy.sip.digest import compute_response, ha1
+
+    provision(sqlite_url, users=USERS)
+    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, sections={"logging": {"level": "info"}})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    h = ha1("alice", "example.com", "secret-a", "MD5")
+
+    def credentials(nonce: str, method: str, uri: str, nc: int, header: str) -> str:
+        resp = compute_response("MD5", h, nonce=nonce, method=method, uri=uri, qop="auth", nc=f"{nc:08x}", cnonce="c1")
+        return (f'{header}: Digest username="alice", realm="example.com", nonce="{nonce}", uri="{uri}", '
+                f'response="{resp}", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce="c1"\r\n')
+
+    try:
+        reply = _request(sock, proxy.port, "REGISTER", "reg1", 1)
+        assert reply.startswith("SIP/2.0 401"), reply
+        nonce = re.search(r'nonce="([^"]+)"', reply).group(1)
+        reply = _request(sock, proxy.port, "REGISTER", "reg1", 2,
+                         credentials(nonce, "REGISTER", "sip:example.com", 1, "Authorization"))
+        assert reply.startswith("SIP/2.0 200"), reply
+        answers = []
+        for nc in range(2, 14):  # twelve MESSAGEs, twelve Call-IDs: both workers have some
+            extra = credentials(nonce, "MESSAGE", "sip:bob@example.com", nc, "Proxy-Authorization")
+            answers.append(_request(sock, proxy.port, "MESSAGE", uuid.uuid4().hex, 1, extra).split("\r\n", 1)[0])
+        assert not [a for a in answers if " 407 " in a], answers  # (bob has no device: 480)
+        replayed = _request(sock, proxy.port, "MESSAGE", uuid.uuid4().hex, 1,
+                            credentials(nonce, "MESSAGE", "sip:bob@example.com", 5, "Proxy-Authorization"))
+        assert replayed.startswith("SIP/2.0 407") and "stale=true" in replayed, replayed
+    finally:
+        sock.close()
+        proxy.stop()
