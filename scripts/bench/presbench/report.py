@@ -99,10 +99,12 @@ def report(rounds: list[dict[str, dict]], args: argparse.Namespace, load_before:
             errors = (f"; {res['log_errors']} ERROR lines in its log" if res.get("log_errors") is not None else "")
             retrans = sum(p["retransmits"] for p in res["points"] if not p["problem"])
             challenged = sum(p["challenges"] for p in res["points"] if not p["problem"])
+            repeats = sum(p.get("notify_repeats", 0) for p in res["points"] if not p["problem"])
             idle = f"; server CPU idle (subscribed, nothing published) {res['idle_cpu'] * 100:.1f} %"
             out.append(f"- Round {n}, {res['label']}: climb stopped at {_failure(res)}; {retrans} UDP "
-                       f"retransmissions and {challenged} digest challenges of a reused nonce (each one "
-                       f"round trip more, in the latency) over the clean points{idle}{errors}.")
+                       f"retransmissions, {challenged} digest challenges of a reused nonce (each one "
+                       f"round trip more, in the latency) and {repeats} NOTIFYs received again (the "
+                       f"server missed the 200) over the clean points{idle}{errors}.")
     for key in ("sipproxy", "kamailio"):
         res = next((r[key] for r in rounds if key in r), None)
         if res:
