@@ -17,6 +17,7 @@ otherwise.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -37,16 +38,6 @@ log = logging.getLogger("sipproxy.presence")
 RLS = "rls"
 
 
-def _id(uri: str) -> str:
-    """``sip:Bob@Example.com`` -> ``Bob@example.com``."""
-    for scheme in ("sip:", "sips:", "pres:"):
-        if uri.lower().startswith(scheme):
-            uri = uri[len(scheme):]
-            break
-    user, at, host = uri.partition("@")
-    return f"{user}@{host.lower()}" if at else uri.lower()
-
-
 class ListServer:
     """List subscriptions of the agent (``agent.lists``)."""
 
@@ -59,27 +50,40 @@ class ListServer:
 
     # -- the list --------------------------------------------------------------------
 
-    def members(self, list_id: str, watcher: str) -> list[tuple[str, str]] | None:
-        """``(user@domain, display name)`` of the members of ``watcher``'s list ``list_id``;
-        None when ``watcher`` has no such list (for presence)."""
+    def read(self, list_id: str, watcher: str) -> tuple[rls.ListNode, set[str]] | None:
+        """``watcher``'s list ``list_id`` (for presence) as a tree, with the XCAP documents
+        read to build it; None when ``watcher`` has no such list or it cannot be read."""
         store = self.agent.store
-        document = store.document("rls-services", watcher)
-        if document is None:
-            return None
+        expander = rls.Expander(store.document, watcher, self.agent.xcap_root)
         try:
-            service = rls.find_service(document, f"sip:{list_id}")
-            if service is None or (service.packages and "presence" not in service.packages):
-                return None
-            entries = list(service.entries)
-            if service.reference:
-                xui, filename, names = rls.parse_list_reference(service.reference)
-                # one's own lists only: another user's buddy list is not the subscriber's to read
-                lists = store.document("resource-lists", xui, filename) if xui == watcher.lower() else None
-                entries = rls.list_entries(lists, names) if lists is not None else []
+            tree = expander.service(f"sip:{list_id}")
         except pidf.XmlError as exc:
             log.info("list %s of %s cannot be read: %s", list_id, watcher, exc)
             return None
-        return [(_id(uri), name) for uri, name in entries]
+        return (tree, expander.read) if tree is not None else None
+
+    @staticmethod
+    def _state(sub: Subscription) -> dict[str, Any]:
+        """What a list subscription's row keeps in ``document``: the list's ``tree``, the
+        XCAP documents it was read from (``docs``) and each nested list's RLMI ``versions``."""
+        try:
+            state = json.loads(sub.document) if sub.document else {}
+        except ValueError:
+            state = {}
+        return state if isinstance(state, dict) else {}
+
+    @staticmethod
+    def _tree(sub: Subscription, state: dict[str, Any]) -> rls.ListNode:
+        if isinstance(state.get("tree"), dict):
+            return rls.ListNode.from_json(state["tree"])
+        # (a row written before lists were kept as trees: its resources, flat)
+        return rls.ListNode(f"sip:{sub.presentity}", members=[rls.Entry(f"sip:{r}") for r in sub.resources])
+
+    @staticmethod
+    def _keep(sub: Subscription, tree: rls.ListNode, docs: set[str], versions: dict[str, int]) -> None:
+        sub.resources = tree.resources()
+        sub.document = json.dumps({"tree": tree.to_json(), "docs": sorted(docs), "versions": versions},
+                                  ensure_ascii=False, sort_keys=True)
 
     # -- SUBSCRIBE -------------------------------------------------------------------
 
@@ -88,8 +92,8 @@ class ListServer:
         """A SUBSCRIBE to a URI that is no account: a list of the subscriber's, or 404."""
         uri: URI = req.uri
         list_id = f"{uri.user}@{(uri.host or '').lower()}"
-        members = self.members(list_id, watcher)
-        if members is None:
+        found = self.read(list_id, watcher)
+        if found is None:
             return make_response(req, 404, "User Not Found", to_tag=new_tag())
         supported = ",".join(req.headers.getall("supported")).replace(" ", "").lower().split(",")
         if "eventlist" not in supported:  # RFC 4662 4.1: a list only for who can read one
@@ -101,18 +105,19 @@ class ListServer:
         sub = new_subscription(req, "presence", "", list_id, watcher, contact, str(inbound.source),
                                expires, agent.clock())
         sub.action, sub.state = RLS, "active"
-        sub.resources = tuple(m for m, _ in members)
+        tree, docs = found
+        self._keep(sub, tree, docs, {})
         ok = make_response(req, 200, to_tag=sub.to_tag,
                            headers=[*dialog_headers(req, expires, contact), ("Require", "eventlist")])
         if expires == 0:
             agent.edge.respond(txn, ok)
             sub.state, sub.reason = "terminated", "timeout"
-            self.notify(sub, None, names=dict(members), save=False, first=True)
+            self.notify(sub, None, save=False, first=True)
             return None
         agent.store.add(sub)
         agent.edge.respond(txn, ok)
-        log.info("list subscription %s -> %s: %d resources", watcher, list_id, len(members))
-        self.notify(sub, None, names=dict(members), first=True)
+        log.info("list subscription %s -> %s: %d resources", watcher, list_id, len(sub.resources))
+        self.notify(sub, None, first=True)
         self.backends.ensure(sub)
         return None
 
@@ -143,23 +148,48 @@ class ListServer:
             res.body = pidf.serialise(pidf.transform(document, decision.transformations))
         return res
 
-    def notify(self, sub: Subscription, changed: list[str] | None, names: dict | None = None,
-               save: bool = True, cache: dict | None = None, first: bool = False) -> None:
+    def _members(self, node: rls.ListNode, sub: Subscription, changed: set[str] | None,
+                 versions: dict[str, int], first: bool, cache: dict) -> list[rls.Resource | rls.NestedList]:
+        """What a NOTIFY reports of ``node``: every member (``changed`` None: full state), or
+        the ``changed`` resources and the nested lists holding one.  Each nested list
+        reported gets its own next RLMI version (0 in the first NOTIFY, or when new) in
+        ``versions`` (RFC 4662 5.2: one counter per list)."""
+        out: list[rls.Resource | rls.NestedList] = []
+        for member in node.members:
+            if isinstance(member, rls.ListNode):
+                inner = self._members(member, sub, changed, versions, first, cache)
+                if changed is not None and not inner:
+                    continue
+                version = 0 if first or member.uri not in versions else versions[member.uri] + 1
+                versions[member.uri] = version
+                out.append(rls.NestedList(member.uri, member.name, version, changed is None, inner))
+            else:
+                ident = rls.member_id(member.uri)
+                if changed is not None and ident not in changed:
+                    continue
+                res = self.resource(sub, ident, cache)
+                res.name = member.name
+                out.append(res)
+        return out
+
+    def notify(self, sub: Subscription, changed: list[str] | None, save: bool = True,
+               cache: dict | None = None, first: bool = False) -> None:
         """A NOTIFY of ``sub``: full state (``changed`` None) or the ``changed`` members;
-        the RLMI version is 0 in the ``first``, one up in each later one."""
+        the RLMI version is 0 in the ``first``, one up in each later one.  Nested lists are
+        nested RLMI documents (RFC 4662 section 5), full in a full-state NOTIFY, partial
+        (only the changed members, ``fullState="false"``) otherwise."""
         cache = {} if cache is None else cache
-        full = changed is None
-        members = list(sub.resources) if full else [m for m in changed or () if m in sub.resources]
-        if not members and not full:
+        state = self._state(sub)
+        tree = self._tree(sub, state)
+        versions = {k: v for k, v in (state.get("versions") or {}).items() if isinstance(v, int)}
+        wanted = None if changed is None else {m for m in changed if m in sub.resources}
+        members = self._members(tree, sub, wanted, versions, first, cache)
+        if not members and wanted is not None:
             return
-        resources = []
-        for member in members:
-            res = self.resource(sub, member, cache)
-            res.name = (names or {}).get(member, "")
-            resources.append(res)
         sub.version = 0 if first else sub.version + 1
+        self._keep(sub, tree, set(state.get("docs") or ()), versions)
         host = sub.presentity.rpartition("@")[2] or "rls.invalid"
-        body, ctype = rls.multipart(f"sip:{sub.presentity}", sub.version, full, resources, host)
+        body, ctype = rls.multipart(f"sip:{sub.presentity}", sub.version, changed is None, members, host)
         self.agent.send(sub, body, ctype, save=save)
 
     # -- changes ---------------------------------------------------------------------
@@ -181,18 +211,37 @@ class ListServer:
             self.notify(sub, [member], cache=cache)
 
     def documents_changed(self, xui: str) -> None:
-        """``xui``'s rls-services or resource-lists changed: its lists are read again; a
-        list whose members changed gets a full-state NOTIFY."""
+        """Documents of ``xui``'s tree changed: its lists are read again (:meth:`reread`)."""
         for sub in self.agent.store.subscriptions_of(xui, RLS):
-            members = self.members(sub.presentity, xui)
-            if members is None:
-                self.agent.terminate(sub, "noresource")
-                continue
-            ids = tuple(m for m, _ in members)
-            if ids != sub.resources:
-                before, sub.resources = sub.resources, ids
-                if not self.agent.store.save(sub, expect={"resources": before}):
-                    continue  # another proxy re-read the list first: it notifies
-                self.notify(sub, None, names=dict(members))
-                self.backends.release(sub)  # members gone: their back-ends, unless another list has them
-                self.backends.ensure(sub)
+            self.reread(sub)
+
+    def shared_documents_changed(self, keys: list[str]) -> None:
+        """Global XCAP documents (``auid//filename``) changed: the lists read from them (an
+        ``external`` or ``entry-ref`` into the global tree) are read again."""
+        done: set[tuple[str, str, str]] = set()
+        for key in keys:
+            for sub in self.agent.store.lists_reading(key):
+                if sub.key not in done:
+                    done.add(sub.key)
+                    self.reread(sub)
+
+    def reread(self, sub: Subscription) -> None:
+        """Read ``sub``'s list again: when its members or its shape (nested lists, names)
+        changed, a full-state NOTIFY, and its back-end subscriptions follow the members."""
+        found = self.read(sub.presentity, sub.watcher)
+        if found is None:
+            self.agent.terminate(sub, "noresource")
+            return
+        tree, docs = found
+        state = self._state(sub)
+        before_resources, before_document = sub.resources, sub.document
+        self._keep(sub, tree, docs, state.get("versions") or {})
+        if sub.resources == before_resources and tree.to_json() == state.get("tree"):
+            if sorted(docs) != state.get("docs"):  # (the same list from other documents: remember them)
+                self.agent.store.save(sub, expect={"document": before_document})
+            return
+        if not self.agent.store.save(sub, expect={"resources": before_resources, "document": before_document}):
+            return  # another proxy re-read the list first: it notifies
+        self.notify(sub, None)
+        self.backends.release(sub)  # members gone: their back-ends, unless another list has them
+        self.backends.ensure(sub)

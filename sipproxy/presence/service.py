@@ -66,6 +66,12 @@ class PresenceService(FeedFollower):
                 self.agent.state_changed(presentity)
             except Exception:  # noqa: BLE001
                 log.exception("presence: cannot notify the state of %s", presentity)
+        shared = sorted({c.key.lower() for c in changes if c.topic == TOPIC_XCAP and c.key.split("/")[1:2] == [""]})
+        if shared:
+            try:  # global documents: the lists that reference them (RFC 4826 external, entry-ref)
+                self.agent.lists.shared_documents_changed(shared)
+            except Exception:  # noqa: BLE001
+                log.exception("presence: cannot apply the change of global XCAP documents")
         for xui, auids in changed_trees(changes).items():
             try:
                 self.agent.documents_changed(xui, frozenset(auids))

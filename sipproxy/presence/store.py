@@ -151,6 +151,15 @@ class PresenceStore:
                 PresenceSubscription.resources.like(f"%\n{resource}\n%"))).all()
             return [_sub(r) for r in rows]
 
+    def lists_reading(self, key: str) -> list[Subscription]:
+        """The list subscriptions whose list was read from the XCAP document ``key``
+        (``auid/xui/filename``, lowercased; kept in the row's ``document``)."""
+        with self.sessions() as s:
+            rows = s.scalars(select(PresenceSubscription).where(
+                PresenceSubscription.action == "rls",
+                PresenceSubscription.document.contains(f'"{key.lower()}"', autoescape=True))).all()
+            return [_sub(r) for r in rows]
+
     def backend(self, watcher: str, resource: str, action: str) -> Subscription | None:
         """The list server's own subscription to ``resource`` for ``watcher``, if any."""
         with self.sessions() as s:

@@ -41,28 +41,57 @@ FAR = (b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" enti
        b'<tuple id="z"><status><basic>open</basic></status></tuple><note>Far away</note></presence>')
 
 
+def expand(docs: dict, list_uri: str, owner: str = "carol@example.com",
+           root: str = "http://xcap.example.com/xcap-root/") -> tuple:
+    """The tree of ``owner``'s list ``list_uri`` with ``docs`` ((auid, xui, filename) -> text)
+    as the XCAP store, and the documents read."""
+    expander = rls.Expander(lambda a, x, f: docs.get((a, x, f)), owner, root)
+    return expander.service(list_uri), expander.read
+
+
+def flat(node) -> list:  # noqa: ANN001
+    return [(m.uri, m.name) if isinstance(m, rls.Entry) else (m.name or m.uri, flat(m)) for m in node.members]
+
+
 def test_find_service_inline_and_by_reference():
-    inline = rls.find_service(RLS_DOC, "sip:carol-inline@example.com")
-    assert inline.entries == (("sip:bob@example.com", "Bob"), ("sip:dave@example.com", ""))
-    ref = rls.find_service(RLS_DOC, "sip:carol-friends@example.com")
-    assert ref.entries == () and ref.packages == ("presence",)
-    assert rls.parse_list_reference(ref.reference) == ("carol@example.com", "index", ["friends"])
-    assert rls.list_entries(LISTS_DOC, ["friends"]) == [
-        ("sip:bob@example.com", ""), ("sip:dave@example.com", ""), ("sip:zed@elsewhere.example", "")]
-    assert rls.find_service(RLS_DOC, "sip:nothing@example.com") is None
+    docs = {("rls-services", "carol@example.com", "index"): RLS_DOC,
+            ("resource-lists", "carol@example.com", "index"): LISTS_DOC}
+    inline, read = expand(docs, "sip:carol-inline@example.com")
+    assert read == {"rls-services/carol@example.com/index"}
+    (bob, nested) = inline.members
+    assert bob == rls.Entry("sip:bob@example.com", "Bob")
+    assert nested.members == [rls.Entry("sip:dave@example.com")]
+    assert nested.uri == ("http://xcap.example.com/xcap-root/rls-services/users/sip:carol@example.com/index/~~/"
+                          "rls-services/service%5B@uri=%22sip:carol-inline@example.com%22%5D/list%5B@name=%22inline%22%5D/"
+                          "list%5B@name=%22nested%22%5D")
+    assert inline.resources() == ("bob@example.com", "dave@example.com")
+    ref, read = expand(docs, "sip:carol-friends@example.com")
+    assert "resource-lists/carol@example.com/index" in read
+    assert flat(ref) == [("sip:bob@example.com", ""), ("sip:dave@example.com", ""),
+                         (ref.members[2].uri, [("sip:zed@elsewhere.example", "")])]
+    assert ref.members[2].uri.endswith("/~~/resource-lists/list%5B@name=%22friends%22%5D/list%5B@name=%22far%22%5D")
+    assert expand(docs, "sip:nothing@example.com")[0] is None
+    # another user's resource-lists is not the subscriber's to read: an empty list
+    other = {**docs, ("rls-services", "carol@example.com", "index"): RLS_DOC.replace(
+        "sip:carol@example.com/index", "sip:bob@example.com/index")}
+    assert expand(other, "sip:carol-friends@example.com")[0].members == []
 
 
 def test_hostile_lists_are_refused():
-    deep = "<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'>" + "<list>" * 20 + "</list>" * 20 + \
-           "</resource-lists>"
+    def lists(body: str) -> dict:
+        return {("rls-services", "carol@example.com", "index"): (
+            "<rls-services xmlns='urn:ietf:params:xml:ns:rls-services' "
+            "xmlns:rl='urn:ietf:params:xml:ns:resource-lists'>"
+            f"<service uri='sip:l@example.com'><list>{body}</list></service></rls-services>")}
+    deep = "<rl:list>" * 20 + "</rl:list>" * 20
     with pytest.raises(XmlError, match="too deep"):
-        rls.list_entries(deep, [])
-    many = "<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'><list>" + "".join(
-        f"<entry uri='sip:u{i}@example.com'/>" for i in range(rls.MAX_RESOURCES + 1)) + "</list></resource-lists>"
+        expand(lists(deep), "sip:l@example.com")
+    many = "".join(f"<rl:entry uri='sip:u{i}@example.com'/>" for i in range(rls.MAX_RESOURCES + 1))
     with pytest.raises(XmlError, match="over"):
-        rls.list_entries(many, [])
+        expand(lists(many), "sip:l@example.com")
     with pytest.raises(XmlError):
-        rls.find_service('<!DOCTYPE x [<!ENTITY a "b">]><rls-services/>', "sip:x@y")
+        expand({("rls-services", "carol@example.com", "index"): '<!DOCTYPE x [<!ENTITY a "b">]><rls-services/>'},
+               "sip:x@y")
 
 
 def test_multipart_body_with_rlmi_first():
@@ -85,12 +114,42 @@ def test_multipart_body_with_rlmi_first():
     assert eve_instance.get("reason") == "rejected" and eve_instance.get("cid") is None
 
 
+def related(body: bytes, ctype: str) -> tuple:
+    """A multipart/related body: its RLMI root (the ``start`` part, checked to be first) and
+    its other parts by Content-ID -> (Content-Type, data)."""
+    params = dict(p.strip().split("=", 1) for p in ctype.split(";")[1:])
+    boundary, start = params["boundary"].strip('"'), params["start"].strip('"').strip("<>")
+    assert ctype.startswith("multipart/related;") and params["type"].strip('"') == rls.RLMI_TYPE
+    chunks = body.split(f"--{boundary}".encode())
+    assert chunks[0] == b"" and chunks[-1].strip() == b"--"
+    parts = {}
+    for chunk in chunks[1:-1]:
+        head, data = chunk[2:].split(b"\r\n\r\n", 1)
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+        parts[headers["Content-ID"].strip("<>")] = (headers["Content-Type"], data[:-2])
+    assert next(iter(parts)) == start and parts[start][0].startswith(rls.RLMI_TYPE)
+    return etree.fromstring(parts.pop(start)[1]), parts
+
+
+def states_of(root, parts: dict, out: dict | None = None) -> dict:  # noqa: ANN001
+    """Resource URI -> state of an RLMI document and the nested lists it carries, flattened
+    (a nested list's own resource left out); every cid must name a part."""
+    out = {} if out is None else out
+    for resource in root:
+        instance = resource.find(f"{{{rls.RLMI_NS}}}instance")
+        cid = instance.get("cid")
+        if cid is not None:
+            ctype, data = parts[cid]
+            if ctype.startswith("multipart/related"):
+                states_of(*related(data, ctype), out)
+                continue
+        out[resource.get("uri")] = instance.get("state")
+    return out
+
+
 def _rlmi(notify):  # noqa: ANN001, ANN202
-    boundary = notify.headers.get("content-type").split('boundary="')[1].rstrip('"')
-    parts = notify.body.split(f"--{boundary}".encode())
-    root = etree.fromstring(parts[1].split(b"\r\n\r\n", 1)[1].strip())
-    states = {r.get("uri"): r.find(f"{{{rls.RLMI_NS}}}instance").get("state") for r in root}
-    return root, states, notify.body
+    root, parts = related(notify.body, notify.headers.get("content-type"))
+    return root, states_of(root, parts), notify.body
 
 
 def test_list_subscription_full_then_partial(world):

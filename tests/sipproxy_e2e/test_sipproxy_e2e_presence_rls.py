@@ -3,9 +3,10 @@ them served by a second proxy instance (another domain, its own database).
 
 carol's ``rls-services`` names ``sip:carol-buddies@example.com``, whose members are in her
 ``resource-lists`` document (by reference): bob (local, allows carol, has published), dave
-(local, no rules: pending) and zed of the other proxy (allows carol).  carol (sipp)
-subscribes once with ``Supported: eventlist`` and gets the full state (RLMI version 0: bob
-active with his PIDF, dave and zed pending), then -- once the list server's own SUBSCRIBE
+(local, no rules: pending) and, in the nested list ``far``, zed of the other proxy (allows
+carol).  carol (sipp) subscribes once with ``Supported: eventlist`` and gets the full
+state (RLMI version 0: bob active with his PIDF, dave pending, the nested list's own RLMI
+document with zed pending), then -- once the list server's own SUBSCRIBE
 to zed is answered by the other proxy's NOTIFY -- a partial NOTIFY with zed active.  When
 she unsubscribes, the list server ends its subscription on the other proxy too.
 """
@@ -95,6 +96,8 @@ def test_list_of_three_with_a_foreign_resource(proxies, tmp_path):
     assert 'uri="sip:bob@example.com"><name>Bob</name>' in first
     assert 'uri="sip:dave@example.com"><instance' in first and 'state="pending"' in first
     assert "Busy coding" in first  # bob's PIDF, a part of the multipart body
+    # the nested list "far": a resource of the outer list, its own RLMI document (RFC 4662 5)
+    assert first.count('list%5B@name=%22far%22%5D" version="0" fullState="true"') == 1
     assert 'fullState="false"' in trace  # the partial one, zed's
     deadline = time.monotonic() + 5  # the list server's own subscription on the far side ends
     while time.monotonic() < deadline and _subscriptions(far.url):
