@@ -8,9 +8,9 @@ shared database, so every worker and every proxy sharing it agrees:
   account (``ngnpro.models.rating``: its entity profiles, longest prefix); routing refuses
   the call when there is none, or when the balance does not cover its first increment;
 * **answer** (:meth:`PrepaidCalls.answered`): the dialog row is written at once (not in the
-  dialog store's next batch), with the account's row locked, and the deadline of every
-  prepaid call of the account is worked out again (:func:`sipproxy.dialog.cutoff.time_left`:
-  parallel calls share the balance);
+  dialog store's next batch; it replaces the call's ``early`` row), with the account's row
+  locked, and the deadline of every prepaid call of the account is worked out again
+  (:func:`sipproxy.dialog.cutoff.time_left`: parallel calls share the balance);
 * **end** (:meth:`PrepaidCalls.debit_in`, inside the dialog store's transaction that marks
   the dialog terminated): the price of the call (``ngnpro.models.tariff.call_price``) is
   taken from the balance, never below zero, with a credit-history line.  The row changes
@@ -125,19 +125,34 @@ class PrepaidCalls:
         """Write the established prepaid call's dialog ``row`` (the dialog store's column
         values, ``tariff`` set) and work out the deadlines of the payer's prepaid calls;
         answers this call's deadline (None: the payer is not prepaid any more, or the call
-        costs nothing per minute and has no other limit)."""
+        costs nothing per minute and has no other limit).  The row replaces the call's
+        early row; it is written also when the payer's account is gone (the call is up:
+        it counts and can be ended, just not cut off by a balance)."""
         now = self._now()
         payer = row["billing_party"]
         with self.engine.begin() as conn:
-            if not self._lock(conn, payer):
-                return None
+            locked = self._lock(conn, payer)
             conn.execute(_D.delete().where(_D.c.call_id == row["call_id"], _D.c.from_tag == row["from_tag"]))
             conn.execute(insert(_D), [{**row, "connect_time": now, "start_time": now}])
+            if not locked:
+                return None
             deadlines = self._reschedule(conn, payer, now)
         deadline = deadlines.get((row["call_id"], row["from_tag"]))
         log.info("prepaid call %s of %s answered: cut off at %s", row["call_id"], payer,
                  deadline.isoformat(timespec="seconds") if deadline else "no limit")
         return deadline
+
+    def confirmed_in(self, conn: Connection, call_id: str, from_tag: str, payer: str) -> None:
+        """In the caller's transaction: the prepaid call ``call_id`` / ``from_tag`` of
+        ``payer`` was confirmed there (its early row, by a proxy restarted while it rang):
+        answered now, and the deadlines of all the payer's prepaid calls worked out again,
+        the payer's row locked first -- what :meth:`answered` does for a call it writes."""
+        locked = self._lock(conn, payer)
+        now = self._now()
+        conn.execute(update(_D).where(_D.c.call_id == call_id, _D.c.from_tag == from_tag,
+                                      _D.c.state == "confirmed").values(connect_time=now))
+        if locked:
+            self._reschedule(conn, payer, now)
 
     def _lock(self, conn: Connection, payer: str) -> bool:
         """Lock the payer's row for this transaction; False when there is no such account."""

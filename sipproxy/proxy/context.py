@@ -46,7 +46,7 @@ class Context:
     __slots__ = ("request", "txn", "inbound", "branches", "final_sent", "cancelled", "timer",
                  "timed_out", "caller", "callee", "dialog_info", "consumed_credentials",
                  "server_done", "pending", "record_route", "headers", "strip_caller_id", "after",
-                 "billing_party", "tariff", "prepaid", "session_interval", "fork_start", "__weakref__")
+                 "billing_party", "tariff", "prepaid", "session_interval", "fork_start", "early")
 
     def __init__(self, request: Request, txn: Transaction, inbound: Inbound, caller: str,
                  callee: str) -> None:
@@ -88,6 +88,9 @@ class Context:
         #: of the fork it diverted from were acted on and no longer compete (like a 3xx
         #: recursed on, 16.7 step 4)
         self.fork_start = 0
+        #: an initial INVITE whose ``early`` dialog row was written (queued): its final
+        #: answer confirms it (2xx) or removes it
+        self.early = False
 
 
 def best_response(responses: list[Response]) -> Response:

@@ -41,7 +41,7 @@ from typing import Any
 from sipproxy.auth.authentication import Authenticator
 from sipproxy.dialog.control import CallControl
 from sipproxy.dialog.sessiontimer import MIN_SE, on_invite
-from sipproxy.proxy.callcount import CallsInProgress
+from sipproxy.dialog.state import DialogInfo, early_bound
 from sipproxy.proxy.context import Branch, Context
 from sipproxy.proxy.interface import Edge
 from sipproxy.proxy.nat import fix_nated_contact, via_shows_nat
@@ -95,9 +95,11 @@ class Proxy:
         self.presence = presence
         #: the database outage state (503 + Retry-After), shared with the registrar
         self.unavailable: Unavailable = getattr(registrar, "unavailable", None) or Unavailable()
-        #: unanswered INVITEs per caller, for the call limit (routing's authorize step)
-        self.in_progress = CallsInProgress()
-        router.in_progress = self.in_progress.count
+        #: the call limit (routing's authorize step) counts a caller's early and confirmed
+        #: rows, and the writes of them still queued here (see sipproxy.dialog.pending)
+        unflushed = getattr(dialogs, "unflushed", None)
+        if unflushed is not None:
+            router.in_progress = unflushed
         self._mine: dict[str, bool] = {}  # Route value -> names us (see _route_is_mine)
         #: response processing (16.7): the edge hands the branches' answers straight to it
         #: (its methods bound here once, no hop through the proxy per response)
@@ -346,7 +348,6 @@ class Proxy:
         if inbound.source.transport == "udp" and via_shows_nat(req, inbound.via):
             fix_nated_contact(req, inbound.source)
         if req.method == "INVITE":
-            self.in_progress.add(caller, ctx)
             self._media_offer(req)
         if not self.forward(ctx, decided):
             self._final(ctx, make_response(req, 480, "No Usable Contact", to_tag=new_tag()))
@@ -383,8 +384,29 @@ class Proxy:
         if started and ctx.request.method == "INVITE" and not ctx.final_sent:
             if ctx.timer is not None:
                 ctx.timer.cancel()
-            ctx.timer = self.edge.call_later(decided.ring_timeout or TIMER_C, self._timer_c, ctx)
+            ring = decided.ring_timeout or TIMER_C
+            ctx.timer = self.edge.call_later(ring, self._timer_c, ctx)
+            if self.dialogs is not None:
+                self._ringing(ctx, ring)
         return started
+
+    def _ringing(self, ctx: Context, ring: float) -> None:
+        """The call rings for at most ``ring`` seconds (Timer C): its ``early`` dialog row,
+        one queued write (the INVITE does not wait for SQL), so the call limit counts it
+        on every worker and proxy; forwarded again (a call diversion), the row's bound
+        moves.  One row per call (Call-ID and From tag), whatever the branches."""
+        req = ctx.request
+        if ctx.early:
+            self.dialogs.ringing(req.call_id or "", req.from_.tag or "", early_bound(ring))
+            return
+        inbound = ctx.inbound
+        self.dialogs.early(DialogInfo(
+            call_id=req.call_id or "", from_tag=req.from_.tag or "", to_tag="", caller=ctx.caller,
+            callee=ctx.callee, caller_contact=req.headers.get("contact") or "", caller_cseq=req.cseq[0],
+            caller_source=str(inbound.source), proxy=str(inbound.listener),
+            media_relay=self.responses.relay_of(req.call_id or "") if self.media is not None else "",
+            billing_party=ctx.billing_party, tariff=ctx.tariff if ctx.prepaid else ""), early_bound(ring))
+        ctx.early = True
 
     def next_target(self, ctx: Context) -> bool:
         """Start the next of a serial fork's targets that can be sent to; False when none

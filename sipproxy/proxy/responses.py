@@ -75,6 +75,8 @@ class Responses:
 
     def on_response(self, response: Response, txn: Transaction | None, source: Any) -> None:
         if txn is None:
+            if response.status >= 200 and self.dialogs is not None:
+                self._final_unknown(response, source)
             self.forward_retransmission(response)
             return
         branch = txn.user_data
@@ -213,6 +215,8 @@ class Responses:
         self._stop_timer(ctx)
         if ctx.request.method == "INVITE":
             self._media_release(ctx.request)
+            if ctx.early and response.status >= 300:  # the call that rang is over
+                self._early_failed(ctx)
         self._respond(ctx.txn, response)
         self._call_log(ctx, response)
         if ctx.request.method == "BYE":
@@ -273,7 +277,14 @@ class Responses:
                  response.status, response.reason, len(ctx.branches),
                  "" if len(ctx.branches) == 1 else "es", ctx.request.call_id)
 
+    def _early_failed(self, ctx: Context) -> None:
+        req = ctx.request
+        ctx.early = False
+        self.dialogs.failed(req.call_id or "", req.from_.tag or "", req.cseq[0], ctx.caller)
+
     def _dialog_confirmed(self, ctx: Context, branch: Branch, response: Response) -> None:
+        """The first 2xx to an initial INVITE: the call's row becomes ``confirmed``
+        (replacing its early row) with both parties' sides."""
         req = ctx.request
         try:
             rr = ", ".join(response.headers.getall("record-route"))
@@ -284,14 +295,47 @@ class Responses:
                 callee_contact=response.headers.get("contact") or "",
                 caller_cseq=req.cseq[0], route_set=rr, caller_source=str(ctx.inbound.source),
                 callee_source=str(branch.dest), proxy=str(ctx.inbound.listener),
-                media_relay=self._relay_of(req.call_id or ""), billing_party=ctx.billing_party,
+                media_relay=self.relay_of(req.call_id or ""), billing_party=ctx.billing_party,
                 tariff=ctx.tariff if ctx.prepaid else "", session_interval=ctx.session_interval,
             )
         except ParseError:
+            if ctx.early:  # nothing to confirm it with: the call is not tracked
+                self._early_failed(ctx)
             return
+        ctx.early = False
         self.dialogs.confirmed(info)
         if self.events is not None:
             self.events.answered(info, ctx, branch, response)
+
+    def _final_unknown(self, response: Response, source: Any) -> None:
+        """A final answer to an INVITE that matched no transaction here: a late
+        retransmission of a call settled long ago, or the answer to a call that rang
+        through this proxy before it restarted (the callee answers to the Via, which names
+        the proxy's address, not its process).  That call's early row, still in SQL, is
+        confirmed from a 2xx (relayed along its Via like any stray 2xx, so the caller gets
+        it) and removed on a failure (which has no transaction to go back through).  The
+        store matches the early row by Call-ID, From tag and the INVITE's CSeq, so
+        anything else changes nothing."""
+        try:
+            number, method = response.cseq
+            if method != "INVITE":
+                return
+            call_id, from_tag = response.call_id or "", response.from_.tag or ""
+            log.debug("%d to INVITE without a transaction (call-id %s): %s", response.status, call_id,
+                      "its early dialog, if any, removed" if response.status >= 300 else "relayed; its early dialog, "
+                      "if any, confirmed")
+            if response.status >= 300:
+                self.dialogs.failed(call_id, from_tag, number)
+                return
+            if response.to.tag is None:
+                return
+            se = parse_session_expires(response.headers.get("session-expires"))
+            self.dialogs.answered(
+                call_id, from_tag, number, response.to.tag, response.headers.get("contact") or "",
+                ", ".join(response.headers.getall("record-route")),
+                str(source.source) if source is not None else "", se.interval if se else 0)
+        except ParseError:
+            pass
 
     @staticmethod
     def _session_answer(request: Request, response: Response) -> int:
@@ -324,7 +368,8 @@ class Responses:
 
     # -- media relay seam (the answer side; the offer side is the proxy's) --------------
 
-    def _relay_of(self, call_id: str) -> str:
+    def relay_of(self, call_id: str) -> str:
+        """The media relay carrying ``call_id`` (empty: none)."""
         relays = getattr(self.media, "relays", None)
         return (relays.relay_of(call_id) or "") if relays is not None else ""
 

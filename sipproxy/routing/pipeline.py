@@ -81,9 +81,10 @@ class Router:
         self._gateways: tuple[Any, frozenset[str]] | None = None  # (LCR table, its addresses)
         #: at most this many diversions of one call (RFC 5806 counters)
         self.max_diversions = max_diversions
-        #: the INVITEs of a caller (a SipId) this process is forwarding and that are not
-        #: answered yet (the proxy's count, see sipproxy.proxy.callcount); the answered ones
-        #: are the directory's ``active_calls`` (the dialogs table, every worker and proxy)
+        #: the calls of a caller (a SipId) this process has queued an early dialog row for
+        #: that is not written yet, minus those whose removal is queued (the dialog store's
+        #: ``unflushed``, see sipproxy.dialog.pending); the written ones are the directory's
+        #: ``active_calls`` (the dialogs table, every worker and proxy)
         self.in_progress: Callable[[str], int] = lambda caller: 0
         #: ``rating(payer, e164)``: a prepaid payer's rating for a PSTN number (an object
         #: with ``prepaid``, ``balance``, ``tariff``, ``first_increment``:
@@ -256,10 +257,12 @@ class Router:
         return outbound.refuse(self, call, refusal) if refusal is not None else None
 
     def active_calls(self, caller: str) -> int:
-        """The calls ``caller`` has going: answered (the dialogs table, shared by every
-        worker and proxy) plus those this process forwards and that are not answered yet."""
+        """The calls ``caller`` has going: ringing or answered (the ``early`` and
+        ``confirmed`` rows of the dialogs table, shared by every worker and proxy),
+        corrected by this process's writes of them not applied yet -- each call counted
+        once, by its row or, before the row is written, by this process's tally."""
         counted = getattr(self.directory, "active_calls", None)
-        return (counted(caller) if counted is not None else 0) + self.in_progress(caller)
+        return max(0, (counted(caller) if counted is not None else 0) + self.in_progress(caller))
 
     def incoming_refusal(self, call: RouteRequest, account: Any) -> Response | None:
         """The incoming authorization of a call to local ``account``

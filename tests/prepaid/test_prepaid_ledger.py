@@ -134,3 +134,49 @@ def test_a_due_call_is_claimed_by_one_process(ledger, db_url):
         engine2.dispose()
     assert [r.call_id for r in first] == ["c1"] and second == []
     assert store.due() == []
+
+
+def _early(prepaid, call_id, payer="pp@example.com", number="+31101234567", cseq=1) -> DialogInfo:
+    return DialogInfo(call_id=call_id, from_tag="f" + call_id, to_tag="", caller=payer, callee=number,
+                      billing_party=payer, caller_cseq=cseq, tariff=prepaid.rate(payer, number).tariff)
+
+
+def test_a_prepaid_answer_replaces_the_early_row_queued_or_written(ledger):
+    """Written at once at answer (with the payer's deadline): an early row still queued is
+    not written after all (nor counted), one written already is replaced."""
+    store, prepaid, sessions, clock = ledger
+    store._greenlet = object()  # queue the writes as the started writer does; flushed by hand
+    try:
+        store.early(_early(prepaid, "queued"), 62.0)
+        store.early(_early(prepaid, "written"), 62.0)
+        store.flush()
+        store.early(_early(prepaid, "queued2"), 62.0)
+        assert store.unflushed("pp@example.com") == 1
+        _answer(store, prepaid, "written")
+        _answer(store, prepaid, "queued2")
+        assert store.unflushed("pp@example.com") == 0 and store._queue == []
+        store.flush()
+        with sessions() as s:
+            rows = {r.call_id: (r.state, r.to_tag) for r in s.scalars(select(m.Dialog))}
+        assert rows == {"queued": ("early", ""), "written": ("confirmed", "twritten"),
+                        "queued2": ("confirmed", "tqueued2")}
+        # two calls share 0.10 at 0.01/s each: 5 s
+        deadlines = _deadlines(sessions)
+        assert deadlines["written"] == deadlines["queued2"] == clock.now + dt.timedelta(seconds=5)
+    finally:
+        store._greenlet = None
+
+
+def test_a_prepaid_call_answered_through_a_restarted_proxy_gets_its_deadline_and_is_debited_once(ledger, db_url):
+    store, prepaid, sessions, clock = ledger
+    store.early(_early(prepaid, "c1", cseq=3), 62.0)  # by the process that died
+    engine2, sessions2 = open_database(db_url)
+    try:
+        restarted = DialogStore(sessions2, prepaid=PrepaidCalls(engine2, clock=clock))
+        restarted.answered("c1", "fc1", 3, "tc1", "<sip:gw>", "", "udp:192.0.2.9:5060")
+        assert _deadlines(sessions)["c1"] == clock.now + dt.timedelta(seconds=10)
+        clock.now += dt.timedelta(seconds=2)
+        restarted.ended("c1", "fc1", "tc1")
+    finally:
+        engine2.dispose()
+    assert _balance(sessions) == Decimal("0.08")

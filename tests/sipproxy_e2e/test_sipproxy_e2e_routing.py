@@ -257,7 +257,9 @@ def test_a_busy_callee_diverts_after_the_fork_and_the_call_completes_there():
     sent = []
     core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
     router = Router(Accounts(), Location(), core, data=Data())
-    dialogs = SimpleNamespace(confirmed=lambda info: None, ended=lambda *args, **kw: None, removed=lambda *args: None, refreshed=lambda *args: None)
+    dialogs = SimpleNamespace(confirmed=lambda info: None, ended=lambda *args, **kw: None, removed=lambda *args: None,
+                              refreshed=lambda *args: None, early=lambda *args: None, ringing=lambda *args: None,
+                              failed=lambda *args: None, answered=lambda *args: None)
     core.tu = Proxy(core, Accounts(), SimpleNamespace(authenticator=None), dialogs, router)
     lst = core.transports.listeners[0]
     caller, phone = Peer("udp", "192.0.2.1", 5060), Peer("udp", "192.0.2.50", 5062)
