@@ -316,9 +316,9 @@ class Directory(FeedFollower):
         return cost
 
     def active_calls(self, caller: str) -> int:
-        """How many ``dialogs`` rows name ``caller`` (a SipId) as the caller: its answered
-        calls on every worker and proxy sharing the database (not cached: the call limit
-        must see the call answered a moment ago)."""
+        """How many ``dialogs`` rows not yet terminated name ``caller`` (a SipId) as the
+        caller: its ringing (``early``) and answered calls on every worker and proxy sharing
+        the database (not cached: the call limit must see the call started a moment ago)."""
         with self._engine.connect() as conn:
             return int(conn.execute(_COUNT_DIALOGS, {"who": caller}).scalar() or 0)
 
