@@ -48,9 +48,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa: ANN201
-          mailboxes: list | None = None, counters: ChangeCounters | None = None, nonces: Any = None):
+          mailboxes: list | None = None, counters: ChangeCounters | None = None, nonces: Any = None,
+          pike: Any = None):
     """Assemble one proxy process from the configuration (sockets not bound yet);
-    ``nonces``: the digest nonce-counts the workers share (sipproxy.auth.nonces)."""
+    ``nonces``: the digest nonce-counts the workers share (sipproxy.auth.nonces); ``pike``:
+    their PIKE table (sipproxy.auth.pikeshare)."""
     from ngnpro.models.database import open_database
     from sipproxy.dialog.prepaid import PrepaidCalls
     from sipproxy.dialog.store import DialogStore
@@ -115,11 +117,14 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
                   presence=_presence(config, core, sessions, directory))
     if section["pike_requests"] > 0:
         from sipproxy.auth.pike import Pike
+        from sipproxy.auth.pikeshare import SharedPike
 
         # trusted peers and PSTN gateways (by source address) are never counted
-        core.enable_pike(Pike(section["pike_requests"], section["pike_window"], section["pike_block"],
-                              exempt=section["pike_exempt"],
-                              trusted=lambda ip: router.trusted_source(ip)[0] is not None))
+        limits = (section["pike_requests"], section["pike_window"], section["pike_block"])
+        exempt = {"exempt": section["pike_exempt"],
+                  "trusted": lambda ip: router.trusted_source(ip)[0] is not None}
+        core.enable_pike(Pike(*limits, **exempt) if pike is None
+                         else SharedPike(*limits, table=pike, worker=worker, **exempt))
     dialogs.on_deadline = proxy.calls.on_deadline
     core.tu = proxy
     return core, proxy, (directory, location, dialogs, routing)

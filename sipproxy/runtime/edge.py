@@ -152,8 +152,8 @@ class Core:
 
     def enable_pike(self, pike: Any) -> None:
         """Drop the requests of a flooding source as they arrive, before parsing them
-        (``pike``: a :class:`sipproxy.auth.pike.Pike`, the decision); each worker counts
-        what the kernel gives it (SO_REUSEPORT hashes the sender's address)."""
+        (``pike``: a :class:`sipproxy.auth.pike.Pike`, the decision; with several workers a
+        :class:`sipproxy.auth.pikeshare.SharedPike`, counts and blocks shared by all)."""
         self.pike = pike
         self.transports.gate = self._pike_gate
 

@@ -85,6 +85,12 @@ def run(config: Config, build: Callable[..., Any]) -> int:
     from sipproxy.auth.nonces import SharedNonceCounts
 
     nonces = SharedNonceCounts(lifetime=config["sipproxy"]["nonce_lifetime"])
+    # PIKE's counts and blocks, likewise (sipproxy.auth.pikeshare)
+    pike = None
+    if config["sipproxy"]["pike_requests"] > 0:
+        from sipproxy.auth.pikeshare import PikeTable
+
+        pike = PikeTable(workers)
     from sqlalchemy.orm import configure_mappers
 
     from ngnpro.models.prefork import supervise
@@ -92,7 +98,7 @@ def run(config: Config, build: Callable[..., Any]) -> int:
     # once, before the fork: otherwise each worker's first request waits ~50 ms for it
     configure_mappers()
     log.info("starting %d workers", workers)
-    return supervise(workers, lambda n: serve(config, build, secret, n, mailboxes, counters, nonces), log)
+    return supervise(workers, lambda n: serve(config, build, secret, n, mailboxes, counters, nonces, pike), log)
 
 
 def tune_gc() -> None:
@@ -109,7 +115,7 @@ def tune_gc() -> None:
 
 
 def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int | None, mailboxes: list | None = None,
-           counters: ChangeCounters | None = None, nonces: Any = None) -> int:
+           counters: ChangeCounters | None = None, nonces: Any = None, pike: Any = None) -> int:
     import gevent
     import gevent.event
     from sqlalchemy.exc import SQLAlchemyError
@@ -118,7 +124,7 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
         setup_logging(config, worker)
     log = logging.getLogger("sipproxy")
     try:
-        core, _proxy, services = build(config, secret, worker or 0, mailboxes, counters, nonces)
+        core, _proxy, services = build(config, secret, worker or 0, mailboxes, counters, nonces, pike)
         core.bind()
     except SQLAlchemyError as exc:
         print(f"sipproxy: database error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -145,3 +145,40 @@ def test_pike_blocks_a_flooding_source_while_another_gets_through(tmp_path):
         assert "pike: 127.0.0.2" not in log
     finally:
         proxy.stop()
+
+
+def test_pike_counts_a_source_across_the_workers(tmp_path, sqlite_url):  # SQLite: the workers' shared memory
+    """Forty OPTIONS from forty ports of one address: the kernel spreads them over both
+    workers, which must count them together -- twenty answered, not twenty per worker."""
+    provision(sqlite_url, users={"alice": "pw-a"})
+    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, pike_requests=20, pike_window=2.0, pike_block=30.0,
+                         sections={"logging": {"level": "info"}})
+    sockets = []
+    try:
+        for n in range(40):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.3", 0))
+            s.settimeout(0.05)
+            sockets.append(s)
+            here = s.getsockname()
+            s.sendto((f"OPTIONS sip:127.0.0.1:{proxy.port} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP {here[0]}:{here[1]};rport;branch=z9hG4bKpike{n}\r\n"
+                      f"From: <sip:mon@monitor.example>;tag={n}\r\nTo: <sip:127.0.0.1:{proxy.port}>\r\n"
+                      f"Call-ID: pike-{n}@127.0.0.3\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                      "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", proxy.port))
+            time.sleep(0.005)
+        deadline = time.monotonic() + 1.0
+        answered = set()
+        while time.monotonic() < deadline:
+            for n, s in enumerate(sockets):
+                try:
+                    if s.recv(65535).startswith(b"SIP/2.0 200 "):
+                        answered.add(n)
+                except (TimeoutError, BlockingIOError):
+                    pass
+        assert 20 <= len(answered) <= 21, sorted(answered)  # (21: both workers counted at once)
+        assert "pike: 127.0.0.3 sent more than 20 requests in 2 s" in proxy.output()
+    finally:
+        for s in sockets:
+            s.close()
+        proxy.stop()
