@@ -24,8 +24,9 @@ _MAX_UDP = 4096
 _NOERROR, _NXDOMAIN, _REFUSED = 0, 3, 5
 #: Query types answered here: every ordinary data type (not meta types, not ANY).
 _META = frozenset({0, 41, 249, 250, 251, 252, 253, 254, 255})
-_DIGITS = {bytes([c]): chr(c) for c in range(48, 58)}
 _COOKIE = 10
+#: mapping type -> the NAPTR service field (length octet and bytes)
+_SERVICES: dict[str, bytes] = {}
 #: EDNS option code -> whether dnspython keeps it as opaque bytes (filled in as codes are seen)
 _OPAQUE_OPTIONS: dict[int, bool] = {}
 
@@ -58,36 +59,48 @@ def _options_ok(wire: bytes, pos: int, end: int) -> bool:
 
 def naptr_rdata(mapping_type: str, mapto: str, priority: int) -> bytes:
     """RFC 3403 NAPTR rdata of a terminal E2U mapping (replacement: the root)."""
-    service = enumservice(mapping_type).encode()
+    service = _SERVICES.get(mapping_type)
+    if service is None:  # a handful of mapping types: their field is worked out once
+        field = enumservice(mapping_type).encode()
+        if len(field) > 255:
+            raise BadMapping(f"enumservice too long for a NAPTR: {mapping_type!r}")
+        service = bytes([len(field)]) + field
+        if len(_SERVICES) < 1024:
+            _SERVICES[mapping_type] = service
     rx = regexp(mapto).encode()
-    if len(rx) > 255 or len(service) > 255:
+    if len(rx) > 255:
         raise BadMapping(f"mapping too long for a NAPTR: {mapto!r}")
     prio = max(0, min(int(priority), 65535))
-    return struct.pack("!HHB", prio, prio, 1) + b"u" + bytes([len(service)]) + service + bytes([len(rx)]) + rx + b"\x00"
+    return struct.pack("!HHBB", prio, prio, 1, 117) + service + bytes([len(rx)]) + rx + b"\x00"  # 117: flag "u"
 
 
-def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool,
+def fast_respond(wire: bytes, zones: dict[bytes, Zone], tcp: bool,
                  max_depth: int = 255) -> tuple[bytes, Zone | None, int] | None:
     """(response, zone, rcode) for a plain ENUM query, or None for the general path.
-    ``zones`` maps lower-case origin labels to zones; ``max_depth`` is the label count of
-    the deepest origin (longer suffixes of the name need not be tried)."""
+    ``zones`` maps origins in lower-case wire form (:attr:`Zone.key`) to zones; ``max_depth``
+    is the label count of the deepest origin, root included (longer suffixes of the name need
+    not be tried)."""
     n = len(wire)
     if n < 17 or wire[2] & 0xFE or wire[3] & 0x0F or wire[4:10] != b"\x00\x01\x00\x00\x00\x00":
         return None
     arcount = (wire[10] << 8) | wire[11]
     if arcount > 1:
         return None
-    labels = []
+    # walk the labels; only their offsets are kept (a label's bytes are never copied)
+    starts = []
     pos = 12
-    while True:
-        length = wire[pos] if pos < n else 256
-        if length == 0:
-            pos += 1
-            break
-        if length > 63 or pos + 1 + length > n:
-            return None
-        labels.append(wire[pos + 1: pos + 1 + length].lower())
-        pos += 1 + length
+    try:
+        length = wire[pos]
+        while length:
+            if length > 63:
+                return None
+            starts.append(pos)
+            pos += 1 + length
+            length = wire[pos]
+    except IndexError:  # the name runs past the datagram
+        return None
+    starts.append(pos)  # the root label
+    pos += 1
     if pos > 267 or pos + 4 > n:  # names are at most 255 bytes
         return None
     qtype = (wire[pos] << 8) | wire[pos + 1]
@@ -111,12 +124,14 @@ def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool,
     elif qend != n:
         return None
 
-    key = tuple(labels) + (b"",)
+    # the name in lower case (length octets are below 64, so ``lower`` leaves them alone);
+    # a zone's key is its origin in that form: a suffix of the name starting at a label
+    name = wire[12:pos].lower()
     zone = None
     get = zones.get
     # no zone is deeper than the deepest origin: skip suffixes longer than that
-    for i in range(max(0, len(key) - max_depth), len(key)):
-        zone = get(key[i:])
+    for i in range(max(0, len(starts) - max_depth), len(starts)):
+        zone = get(name[starts[i] - 12:])
         if zone is not None:
             depth = i
             break
@@ -128,18 +143,16 @@ def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool,
         return head + question + edns, None, _REFUSED
     if not isinstance(zone, EnumZone) or depth == 0:
         return None
-    digits = []
-    for label in reversed(labels[:depth]):
-        d = _DIGITS.get(label)
-        if d is None:
-            digits = None
-            break
-        digits.append(d)
+    # below the origin an E.164 number is ``depth`` one-digit labels, 2 * depth bytes (no
+    # label is empty, so that length leaves each exactly one byte): 1 d 1 d ...
+    below = name[: starts[depth] - 12]
+    digits = below[::-2]  # the digits, most significant first (the name lists them last)
+    enum = len(below) == 2 * depth and digits.isdigit()
     answers: list[bytes] = []
-    if digits is None:
+    if not enum:
         rcode = _NXDOMAIN
     else:
-        number = zone.prefix + "".join(digits)
+        number = zone.prefix + digits.decode()
         mappings = zone._numbers(number, zone.tld)
         if mappings is None:
             rcode = _NOERROR if zone._below(number, zone.tld) else _NXDOMAIN
@@ -157,7 +170,7 @@ def fast_respond(wire: bytes, zones: dict[tuple[bytes, ...], Zone], tcp: bool,
     authority = b""
     if not answers:
         # the zone's origin is the tail of the question name: point at it
-        offset = 12 + sum(1 + len(label) for label in labels[:depth])
+        offset = starts[depth]
         soa = zone.soa_wire()
         authority = (struct.pack("!H", 0xC000 | offset) + _SOA_TYPE_CLASS
                      + struct.pack("!IH", zone.negative_ttl(), len(soa)) + soa)

@@ -97,7 +97,7 @@ class Store:
         self.lock = threading.RLock()
         self.zoneset = Generation()
         self.zones: dict[dns.name.Name, Zone] = {}
-        self.zone_keys: dict[tuple[bytes, ...], Zone] = {}  # the same, by wire labels
+        self.zone_keys: dict[bytes, Zone] = {}  # the same, by lower-case wire form
         self.zone_depth = 0  # labels in the deepest origin
         self._enum: dict[dns.name.Name, EnumZone] = {}
         self._dns: dict[dns.name.Name, RecordZone] = {}
@@ -202,7 +202,7 @@ class Store:
             old.gen += 1
         self.zones = zones
         self.zone_keys = {z.key: z for z in zones.values()}
-        self.zone_depth = max((len(k) for k in self.zone_keys), default=0)
+        self.zone_depth = max((len(z.origin) for z in zones.values()), default=0)
         self.zoneset.gen += 1
 
     def _preload_numbers(self) -> None:

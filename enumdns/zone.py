@@ -127,9 +127,10 @@ class Zone:
         self.gen = 0
 
     @property
-    def key(self) -> tuple[bytes, ...]:
-        """The origin as lower-case wire labels: how the fast path finds zones."""
-        return tuple(label.lower() for label in self.origin.labels)
+    def key(self) -> bytes:
+        """The origin in lower-case wire form: how the fast path finds zones (a suffix of
+        the lower-cased question name, one slice per label, no per-label tuple)."""
+        return self.origin.to_wire().lower()
 
     def soa_wire(self) -> bytes:
         """The SOA rdata, uncompressed (computed once)."""

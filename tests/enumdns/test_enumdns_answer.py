@@ -166,6 +166,9 @@ def test_truncation_follows_the_client_buffer():
     ("9.9.9.9.9.9.9.0.2.1.3.e164.arpa", "NAPTR", {}),
     ("4.3.2.1.0.2.1.3.e164.arpa", "NAPTR", {}),
     ("x.0.2.1.3.e164.arpa", "NAPTR", {}),
+    ("12.3.0.2.1.3.e164.arpa", "NAPTR", {}),  # a two-byte label among the digits
+    ("7.6.5.4.3.2.1.0.2.1.3.E164.arpa", "NAPTR", {"use_edns": 0}),
+    ("3.2.1.example.org", "NAPTR", {}),
     ("5.5.5.0.2.1.3.e164.arpa", "NAPTR", {}),
     ("5.5.5.0.2.1.3.e164.arpa", "NAPTR", {"use_edns": 0, "payload": 4096}),
     ("1.2.3.example.org", "NAPTR", {"use_edns": 0}),
