@@ -285,8 +285,7 @@ class PresenceAgent:
                 if sub.action == policy.POLITE_BLOCK:
                     key: Any = policy.POLITE_BLOCK
                 else:
-                    grant = policy.decide(rules, sub.watcher, owner=presentity,
-                                          aliases=tuple(aliases.get(sub.watcher, ()))).transformations
+                    grant = self.decide(rules, sub.watcher, presentity, aliases.get(sub.watcher, [])).transformations
                     key = grant.key()
                 body = bodies.get(key)
                 if body is None:
@@ -313,10 +312,14 @@ class PresenceAgent:
         entity = f"sip:{presentity}"
         return pidf.compose(entity, docs) if docs else pidf.neutral(entity)
 
-    def decide(self, rules: str | None, watcher: str, presentity: str) -> policy.Decision:
+    def decide(self, rules: str | None, watcher: str, presentity: str,
+               aliases: list[str] | None = None) -> policy.Decision:
         """The pres-rules' decision for ``watcher``, who is also known by its aliases (a
-        rule may name a local watcher by any address of its account)."""
-        aliases = self.store.aliases(watcher) if self.directory.is_local_domain(watcher.rpartition("@")[2]) else ()
+        rule may name a local watcher by any address of its account; ``aliases``: read
+        already, else read here)."""
+        if aliases is None:
+            local = self.directory.is_local_domain(watcher.rpartition("@")[2])
+            aliases = self.store.aliases(watcher) if local else []
         return policy.decide(rules, watcher, owner=presentity, aliases=tuple(aliases))
 
     def _presence_body(self, sub: Subscription, document: etree._Element | None,
