@@ -113,8 +113,8 @@ class Core:
         #: worker processes share the listening addresses (SO_REUSEPORT): the kernel picks a
         #: worker by the sender's address, which says nothing about the call.  Every UDP
         #: message is handled by the worker its Call-ID hashes to (``owner_of``); another
-        #: worker hands it over a local datagram socket.  A REGISTER stays with the worker
-        #: that got it; streams stay with the worker that owns the connection.
+        #: worker hands it over a local datagram socket.  Streams stay with the worker that
+        #: owns the connection.
         self.worker = worker
         self.workers = workers
         #: one loopback UDP socket per worker, opened by the parent before forking
@@ -257,11 +257,9 @@ class Core:
     def _route_to_owner(self, inbound: Inbound) -> bool:
         """Transport prefilter (runs in the UDP receive loop, in arrival order): True when
         the datagram belongs to another worker's call and was handed to it."""
-        if inbound.data.startswith(b"REGISTER "):
-            # never relayed and never part of a call: no other worker holds state for it,
-            # and its retransmissions come from the same address, which the kernel gives to
-            # this same worker (``SO_REUSEPORT`` hashes the sender's address)
-            return False
+        # A REGISTER too: the kernel picks a worker by the sender's address, so an SBC or
+        # a trunk registering many accounts from one address would load one worker only;
+        # by Call-ID its registrations spread, and a retransmission meets its transaction
         owner = self.owner_of(inbound.data)
         if owner == self.worker or not self._handoff(owner, inbound):
             return False

@@ -127,3 +127,40 @@ def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: t
     finally:
         sock.close()
         proxy.stop()
+
+
+def test_registrations_from_one_address_use_every_worker(sqlite_url, tmp_path):  # SQLite: the workers' steering
+    """An SBC registers many accounts from one address and port; the kernel hands all of
+    it to one worker (SO_REUSEPORT hashes the sender), so the proxy must spread the
+    REGISTERs itself: by Call-ID, like every other message.  Sixteen registrations of one
+    socket, sixteen Call-IDs: both workers log some."""
+    import socket
+    import uuid
+
+    from sipproxy.sip.digest import compute_response, ha1
+
+    provision(sqlite_url, users=USERS)
+    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, sections={"logging": {"level": "info"}})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    h = ha1("alice", "example.com", "secret-a", "MD5")
+    try:
+        _until(lambda: proxy.output().count("listening on") == 2)
+        reply = _request(sock, proxy.port, "REGISTER", "first", 1)
+        assert reply.startswith("SIP/2.0 401"), reply
+        nonce = re.search(r'nonce="([^"]+)"', reply).group(1)
+        for nc in range(1, 17):
+            resp = compute_response("MD5", h, nonce=nonce, method="REGISTER", uri="sip:example.com", qop="auth",
+                                    nc=f"{nc:08x}", cnonce="c1")
+            extra = (f'Authorization: Digest username="alice", realm="example.com", nonce="{nonce}", '
+                     f'uri="sip:example.com", response="{resp}", algorithm=MD5, qop=auth, nc={nc:08x}, '
+                     f'cnonce="c1"\r\n')
+            reply = _request(sock, proxy.port, "REGISTER", uuid.uuid4().hex, 1, extra)
+            assert reply.startswith("SIP/2.0 200"), reply
+        _until(lambda: proxy.output().count("INFO REGISTER alice@example.com") == 16, timeout=5)
+        served = set(re.findall(r" \[(\d)\] INFO REGISTER alice@example\.com", proxy.output()))
+        assert served == {"0", "1"}, proxy.output()[-3000:]
+    finally:
+        sock.close()
+        proxy.stop()
