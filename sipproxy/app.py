@@ -88,7 +88,7 @@ def build(config: Config, secret: bytes | None = None, worker: int = 0,  # noqa:
     registrar = Registrar.from_config(section, directory, location, auth)
     core = Core(section["listen"], tls_cert=section["tls_cert"], tls_key=section["tls_key"],
                 reuse_port=section["workers"] > 1, worker=worker, workers=section["workers"],
-                mailboxes=mailboxes)
+                mailboxes=mailboxes, worker_ports=section["worker_ports"])
     if cache is not None and counters is not None:
         # contacts added or removed here: the sibling workers' cached look-ups no longer match
         counters.worker = worker

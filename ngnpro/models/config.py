@@ -294,6 +294,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "media_relays": ([], _list(_hostport)),
         "msrp_acm": ("", lambda k, v: v if v == "" else _hostport(k, v)),
         "workers": (1, _int(1, 64)),
+        # first of the per-worker UDP ports (worker n: worker_ports + n) named in our Via
+        # and Record-Route, so that answers reach the worker that sent; 0: off
+        "worker_ports": (0, _int(0, 65535)),
         "min_expires": (60, _int(1, 86400)),
         "max_expires": (3600, _int(1, 604800)),
         "default_expires": (3600, _int(1, 604800)),
@@ -421,12 +424,28 @@ def validate(raw: dict[str, Any], path: str | None = None) -> Config:
             if key not in SCHEMA[section]:
                 raise ConfigError(f"unknown key {section}.{key}")
             data[section][key] = SCHEMA[section][key][1](f"{section}.{key}", value)
+    _check_worker_ports(data["sipproxy"])
     radius = data["radius"]
     if radius_servers(radius) and not radius["secret"]:
         raise ConfigError("radius.secret: a RADIUS server is set but no shared secret")
     if radius_servers(radius) and not radius["queue"].strip():
         raise ConfigError("radius.queue: a RADIUS server is set but no queue file")
     return Config(data, path)
+
+
+def _check_worker_ports(section: dict[str, Any]) -> None:
+    """The per-worker ports must fit below 65536 and clash with no UDP listener's port."""
+    base = section["worker_ports"]
+    if not base:
+        return
+    last = base + section["workers"] - 1
+    if base < 1024 or last > 65535:
+        raise ConfigError(f"sipproxy.worker_ports: {base}-{last} (one port per worker) is not within 1024-65535")
+    for spec in section["listen"]:
+        proto, _, rest = spec.partition(":")
+        if proto.lower() == "udp" and base <= parse_hostport(rest)[1] <= last:
+            raise ConfigError(f"sipproxy.worker_ports: {base}-{last} (one port per worker) "
+                              f"includes the port of listen address {spec}")
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:

@@ -49,6 +49,9 @@ class Edge(Protocol):
     def via_for(self, listener: Listener, branch: str) -> str:
         """Our Via value for a request sent from ``listener`` with ``branch``."""
 
+    def record_route_listener(self, listener: Listener) -> Listener:
+        """The address our Record-Route names for ``listener`` (a worker's own port)."""
+
     def branch_suffix(self) -> str:
         """The unique part of a branch of ours."""
 

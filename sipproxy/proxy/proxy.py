@@ -441,7 +441,8 @@ class Proxy:
         mf = req.max_forwards
         max_forwards = str((mf if mf is not None else 70) - 1)
         strip = ctx.consumed_credentials
-        here = ctx.inbound.listener
+        rr_of = edge.record_route_listener
+        here = rr_of(ctx.inbound.listener)
         started = []
         for uri, dest, path in targets:
             out = edge.listener_for(dest.transport, dest.host)
@@ -462,7 +463,7 @@ class Proxy:
             if record_route:
                 headers.add("Record-Route", _rr(here), top=True)
                 if here is not out and (here.transport, ":" in here.host) != (out.transport, ":" in out.host):
-                    headers.add("Record-Route", _rr(out), top=True)
+                    headers.add("Record-Route", _rr(rr_of(out)), top=True)
             for p in reversed(path):
                 headers.add("Route", p, top=True)
             branch_id = mark + edge.branch_suffix()

@@ -29,7 +29,15 @@ from gevent import socket as gsocket
 from sipproxy.runtime.lanes import TAKEOVER_HOOKS, Lane, TimerWheel
 from sipproxy.runtime.overload import TICK, Overload
 from sipproxy.runtime.transport import Transports, enable_timestamps, queue_age
-from sipproxy.sip.addressing import Inbound, Listener, Peer, is_ip, reply_address, target_of
+from sipproxy.sip.addressing import (
+    Inbound,
+    Listener,
+    Peer,
+    is_ip,
+    parse_listen,
+    reply_address,
+    target_of,
+)
 from sipproxy.sip.headers import Via
 from sipproxy.sip.ids import MAGIC_COOKIE, random_hex
 from sipproxy.sip.parser import ParseError, Request, Response, make_response, parse_message
@@ -108,8 +116,28 @@ class Core:
 
     def __init__(self, listen: list[str], *, tls_cert: str = "", tls_key: str = "",
                  reuse_port: bool = False, timers: Timers | None = None,
-                 worker: int = 0, workers: int = 1, mailboxes: list | None = None) -> None:
-        self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port)
+                 worker: int = 0, workers: int = 1, mailboxes: list | None = None,
+                 worker_ports: int = 0) -> None:
+        udp = [lst for lst in map(parse_listen, listen) if lst.transport == "udp"]
+        #: ``[sipproxy] worker_ports``: worker n also listens on UDP port worker_ports + n of
+        #: each UDP listener's host, and names that port in its Via and Record-Route, so
+        #: that answers and in-dialog requests come to it straight (no hand-over)
+        self.worker_ports = worker_ports
+        #: for every UDP listener of ours and every worker's own port on its host: the
+        #: address of this worker to name instead (Record-Route)
+        self._own: dict[Listener, Listener] = {}
+        #: every worker's own ports (a handed-over message may have come in on one)
+        self._worker_listeners: list[Listener] = []
+        if worker_ports:
+            for lst in udp:
+                mine = Listener("udp", lst.host, worker_ports + worker)
+                self._own[lst] = mine
+                for n in range(workers):
+                    theirs = Listener("udp", lst.host, worker_ports + n)
+                    self._worker_listeners.append(theirs)
+                    self._own[theirs] = mine
+        self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port,
+                                     own_udp=sorted(set(self._own.values()), key=str))
         #: worker processes share the listening addresses (SO_REUSEPORT): the kernel picks a
         #: worker by the sender's address, which says nothing about the call.  Every UDP
         #: message is handled by the worker its Call-ID hashes to (``owner_of``); another
@@ -133,12 +161,13 @@ class Core:
         self.tu: TransactionUser | None = None
         #: host strings and ``host:port`` that name this proxy (Via / Route / Request-URI checks)
         self.addresses: set[tuple[str, int]] = set()
-        for lst in self.transports.listeners:
+        for lst in (*self.transports.listeners, *self._worker_listeners):
             self.addresses.add((lst.host.lower(), lst.port))
         self.received = 0
         self.dropped = 0
         self._is_me: dict[tuple[str, int | None], bool] = {}
         self._via_prefix: dict[Listener, str] = {}
+        self._via_suffix: dict[Listener, str] = {}
         #: sheds new requests while this worker is behind (``[sipproxy] overload_delay``);
         #: None: off.  Fed by a libev timer from ``start``, see :mod:`sipproxy.runtime.overload`
         self.overload: Overload | None = None
@@ -264,7 +293,8 @@ class Core:
         if owner == self.worker or not self._handoff(owner, inbound):
             return False
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("datagram from %s handed to worker %d", inbound.source, owner)
+            log.debug("datagram from %s handed to worker %d: %s", inbound.source, owner,
+                      inbound.data[:inbound.data.find(b"\r")].decode("utf-8", "replace"))
         return True
 
     def _handoff(self, worker: int, inbound: Inbound) -> bool:
@@ -283,7 +313,7 @@ class Core:
 
     def _mailbox_reader(self) -> Any:
         """The mailbox lane's source: the next datagram a sibling worker handed over."""
-        listeners = {str(lst): lst for lst in self.transports.listeners}
+        listeners = {str(lst): lst for lst in (*self.transports.listeners, *self._worker_listeners)}
         ports = set(self._mailbox_ports)
         box = self._mailbox
         readable = self._loop.io(box.fileno(), 1)
@@ -328,7 +358,7 @@ class Core:
 
     def _lookup_me(self, host: str, port: int | None) -> bool:
         host = host.strip("[]").lower()
-        for lst in self.transports.listeners:
+        for lst in (*self.transports.listeners, *self._worker_listeners):
             if lst.host.lower() != host:
                 continue
             default = 5061 if lst.transport == "tls" else 5060
@@ -340,12 +370,26 @@ class Core:
         return self.transports.listener_for(transport, host)
 
     def via_for(self, lst: Listener, branch: str) -> str:
-        """Our Via for a request sent from ``lst`` (the part before the branch made once)."""
+        """Our Via for a request sent from ``lst`` (the part before the branch made once).
+
+        With worker ports, a UDP Via names this worker's own port and asks for no
+        ``rport``: the request still leaves from the shared port (a NATed phone's pinhole
+        is for that one), and the answer goes to the sent-by port (RFC 3261 18.2.2), which
+        only this worker receives on."""
         prefix = self._via_prefix.get(lst)
         if prefix is None:
+            own = self._own.get(lst)
+            named = own if own is not None else lst
             host = f"[{lst.host}]" if ":" in lst.host else lst.host
-            prefix = self._via_prefix[lst] = f"SIP/2.0/{lst.transport.upper()} {host}:{lst.port};branch="
-        return prefix + branch + ";rport"
+            prefix = f"SIP/2.0/{lst.transport.upper()} {host}:{named.port};branch="
+            self._via_prefix[lst] = prefix
+            self._via_suffix[lst] = "" if own is not None else ";rport"
+        return prefix + branch + self._via_suffix[lst]
+
+    def record_route_listener(self, lst: Listener) -> Listener:
+        """The address to put in our Record-Route for ``lst``: with worker ports this
+        worker's own, so the dialog's later requests come to the worker that holds it."""
+        return self._own.get(lst, lst)
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -360,7 +404,7 @@ class Core:
                 try:
                     resp = make_response(exc.request, exc.status, exc.reason)
                     self.transports.send(resp.to_bytes(), self._reply_peer(resp, inbound),
-                                         inbound.connection)
+                                         inbound.connection, inbound.listener)
                 except Exception:  # the request was too broken to answer
                     pass
             else:
@@ -372,7 +416,8 @@ class Core:
             if control is not None and control.reject:  # overloaded: a new request may be shed
                 refusal = control.refuse(msg, inbound.via, self.layer.server)
                 if refusal is not None:
-                    self.transports.send(refusal, self._reply_peer(None, inbound), inbound.connection)
+                    self.transports.send(refusal, self._reply_peer(None, inbound), inbound.connection,
+                                         inbound.listener)
                     return
         else:
             top = msg.top_via  # parsed by the parse; only ours matters here
@@ -529,7 +574,7 @@ class Core:
             peer = dest.reply_to  # (worked out when the request came: `_stamp_via`)
             if peer is None:
                 peer = self._reply_peer(action.message, dest)
-            return self.transports.send(action.data, peer, dest.connection)
+            return self.transports.send(action.data, peer, dest.connection, dest.listener)
         return self.transports.send(action.data, dest)
 
     @staticmethod

@@ -93,8 +93,12 @@ class Transports:
     """Every listener of the configuration and the table of open connections."""
 
     def __init__(self, specs: list[str], handler: Handler, tls_cert: str = "", tls_key: str = "",
-                 reuse_port: bool = False) -> None:
+                 reuse_port: bool = False, own_udp: list[Listener] | None = None) -> None:
         self.listeners = [parse_listen(s) for s in specs]
+        #: UDP addresses of this process alone (``[sipproxy] worker_ports``): bound without
+        #: SO_REUSEPORT, received on like the listeners, never chosen to send requests from
+        self.own_udp = own_udp or []
+        self._own_sockets: dict[Listener, _socket.socket] = {}
         self.handler = handler
         #: called in the receive loop before a datagram gets its greenlet; True: consumed
         self.prefilter: Callable[[Inbound], bool] | None = None
@@ -152,6 +156,19 @@ class Transports:
                 sock.listen(1024)
                 server = StreamServer(sock, lambda s, addr, lst=lst: self._accepted(s, addr, lst))
                 self.streams[lst] = server
+
+        for lst in self.own_udp:
+            family = _stdsocket.AF_INET6 if ":" in lst.host else _stdsocket.AF_INET
+            sock = _socket.socket(family, _socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4 << 20)
+                sock.setblocking(False)
+                sock.bind((lst.host, lst.port))
+            except OSError:
+                sock.close()
+                raise
+            self.udp[lst] = sock
+            self._own_sockets[lst] = sock
 
     def start(self) -> None:
         """Start serving (bind first if not done)."""
@@ -283,15 +300,21 @@ class Transports:
         self._out[key] = found
         return found
 
-    def send(self, data: bytes, dest: Peer, connection: Connection | None = None) -> bool:
+    def send(self, data: bytes, dest: Peer, connection: Connection | None = None,
+             listener: Listener | None = None) -> bool:
         """Send ``data`` to ``dest``; over ``connection`` (or the table's connection to
         ``dest``) for a stream.  False when it could not be sent (no listener, connect
-        refused): the transaction layer then answers 503 or tries the next target."""
+        refused): the transaction layer then answers 503 or tries the next target.
+        ``listener``: the one a request came in on, when this is its answer: a UDP answer to
+        a request that came to a port of this process alone leaves from that port, which a
+        NAT in front of the sender expects (RFC 3581 4)."""
         try:
             if dest[0] == "udp":
                 host = dest[1]
                 v6 = ":" in host
-                sock = self._udp_out.get(v6)
+                sock = self._own_sockets.get(listener) if self._own_sockets and listener is not None else None
+                if sock is None:
+                    sock = self._udp_out.get(v6)
                 if sock is None:
                     lst = self.listener_for("udp", host)
                     if lst is None or lst not in self.udp:

@@ -152,7 +152,7 @@ def serve(config: Config, build: Callable[..., Any], secret: bytes, worker: int 
                                    refresh_interval=config["database"]["poll_interval"])
         follower.start()
     core.start()
-    log.info("listening on %s", ", ".join(str(lst) for lst in core.transports.listeners))
+    log.info("listening on %s", ", ".join(str(lst) for lst in (*core.transports.listeners, *core.transports.own_udp)))
     done = gevent.event.Event()
     handlers = [gevent.signal_handler(sig, done.set) for sig in (signal.SIGTERM, signal.SIGINT)]
     done.wait()

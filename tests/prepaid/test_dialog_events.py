@@ -121,7 +121,7 @@ class _Directory:
 def _proxy(ring: float | None = 30.0, after=None):  # noqa: ANN001, ANN202
     core = Core(["udp:127.0.0.1:5070"])
     sent: list[tuple[bytes, Peer]] = []
-    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    core.transports.send = lambda data, dest, connection=None, listener=None: sent.append((data, dest)) or True
     router = SimpleNamespace(
         preprocess_request=lambda call: None, trusted_source=lambda ip: (None, False), is_local=lambda uri: True,
         route=lambda call: Targets([Target(parse_uri("sip:bob@192.0.2.50:5062"), PHONE, ())], "bob@example.com",

@@ -102,7 +102,7 @@ def test_finished_transactions_unlink_context_and_branches():
 
     core = Core(["udp:127.0.0.1:5070"], timers=Timers(t1=0.01, t2=0.04, t4=0.05, d=0.05))
     sent = []
-    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    core.transports.send = lambda data, dest, connection=None, listener=None: sent.append((data, dest)) or True
     p = _wire(core, SimpleNamespace(ended=lambda *args, **kw: None, removed=lambda *args: None, refreshed=lambda *args: None))
     lst = core.transports.listeners[0]
     try:
@@ -141,7 +141,7 @@ def test_2xx_retransmission_after_the_context_is_let_go_still_reaches_the_caller
 
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
-    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    core.transports.send = lambda data, dest, connection=None, listener=None: sent.append((data, dest)) or True
     p = _wire(core, SimpleNamespace(ended=lambda *args, **kw: None, removed=lambda *args: None, refreshed=lambda *args: None))
     lst = core.transports.listeners[0]
     reinvite = _req("sip:b@192.0.2.9", ["<sip:127.0.0.1:5070;lr>"]).to_bytes()
@@ -171,7 +171,7 @@ def _serial_proxy(targets):
 
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
-    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    core.transports.send = lambda data, dest, connection=None, listener=None: sent.append((data, dest)) or True
     router = SimpleNamespace(preprocess_request=lambda call: None, trusted_source=lambda ip: (None, False),
                              is_local=lambda uri: uri.host == "example.com",
                              route=lambda call: Targets(targets, "gw", serial=True))
@@ -255,7 +255,7 @@ def test_a_busy_callee_diverts_after_the_fork_and_the_call_completes_there():
 
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
-    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    core.transports.send = lambda data, dest, connection=None, listener=None: sent.append((data, dest)) or True
     router = Router(Accounts(), Location(), core, data=Data())
     dialogs = SimpleNamespace(confirmed=lambda info: None, ended=lambda *args, **kw: None, removed=lambda *args: None,
                               refreshed=lambda *args: None, early=lambda *args: None, ringing=lambda *args: None,
@@ -290,7 +290,7 @@ def test_message_follows_the_invite_routing_to_aliases_and_enum():
 
     core = Core(["udp:127.0.0.1:5070"])
     sent = []
-    core.transports.send = lambda data, dest, connection=None: sent.append((data, dest)) or True
+    core.transports.send = lambda data, dest, connection=None, listener=None: sent.append((data, dest)) or True
     router = Router(Accounts(), Location(), core, data=Data(), resolver=Resolver())
     core.tu = Proxy(core, Accounts(), SimpleNamespace(authenticator=None), None, router)
     lst = core.transports.listeners[0]
