@@ -89,6 +89,22 @@ class Connection:
 Handler = Callable[[Inbound], None]
 
 
+def _udp_socket(lst: Listener, reuse_port: bool) -> _socket.socket:
+    """A bound non-blocking UDP socket for ``lst`` with a large receive buffer (bursts)."""
+    family = _stdsocket.AF_INET6 if ":" in lst.host else _stdsocket.AF_INET
+    sock = _socket.socket(family, _socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4 << 20)
+        sock.setblocking(False)
+        sock.bind((lst.host, lst.port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Transports:
     """Every listener of the configuration and the table of open connections."""
 
@@ -136,17 +152,7 @@ class Transports:
         for lst in self.listeners:
             family = _stdsocket.AF_INET6 if ":" in lst.host else _stdsocket.AF_INET
             if lst.transport == "udp":
-                sock = _socket.socket(family, _socket.SOCK_DGRAM)
-                try:
-                    if self.reuse_port:
-                        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
-                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4 << 20)
-                    sock.setblocking(False)
-                    sock.bind((lst.host, lst.port))
-                except OSError:
-                    sock.close()
-                    raise
-                self.udp[lst] = sock
+                self.udp[lst] = _udp_socket(lst, self.reuse_port)
             else:
                 sock = socket.socket(family, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -156,19 +162,8 @@ class Transports:
                 sock.listen(1024)
                 server = StreamServer(sock, lambda s, addr, lst=lst: self._accepted(s, addr, lst))
                 self.streams[lst] = server
-
-        for lst in self.own_udp:
-            family = _stdsocket.AF_INET6 if ":" in lst.host else _stdsocket.AF_INET
-            sock = _socket.socket(family, _socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 4 << 20)
-                sock.setblocking(False)
-                sock.bind((lst.host, lst.port))
-            except OSError:
-                sock.close()
-                raise
-            self.udp[lst] = sock
-            self._own_sockets[lst] = sock
+        for lst in self.own_udp:  # this process's alone: no SO_REUSEPORT
+            self.udp[lst] = self._own_sockets[lst] = _udp_socket(lst, False)
 
     def start(self) -> None:
         """Start serving (bind first if not done)."""

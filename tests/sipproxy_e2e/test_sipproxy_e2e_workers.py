@@ -88,6 +88,15 @@ def _request(sock, port: int, method: str, call_id: str, cseq: int, extra: str =
             return text
 
 
+def _credentials(h: str, nonce: str, method: str, uri: str, nc: int, header: str) -> str:
+    """alice's digest answer (MD5, qop=auth) as a header line, ``h`` her HA1."""
+    from sipproxy.sip.digest import compute_response
+
+    resp = compute_response("MD5", h, nonce=nonce, method=method, uri=uri, qop="auth", nc=f"{nc:08x}", cnonce="c1")
+    return (f'{header}: Digest username="alice", realm="example.com", nonce="{nonce}", uri="{uri}", '
+            f'response="{resp}", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce="c1"\r\n')
+
+
 def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: the workers' shared memory
     """A phone reuses the nonce of its last challenge for new requests (nonce-count + 1);
     their Call-IDs spread them over both workers, and each must accept it -- once per
@@ -95,7 +104,7 @@ def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: t
     import socket
     import uuid
 
-    from sipproxy.sip.digest import compute_response, ha1
+    from sipproxy.sip.digest import ha1
 
     provision(sqlite_url, users=USERS)
     proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, sections={"logging": {"level": "info"}})
@@ -105,9 +114,7 @@ def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: t
     h = ha1("alice", "example.com", "secret-a", "MD5")
 
     def credentials(nonce: str, method: str, uri: str, nc: int, header: str) -> str:
-        resp = compute_response("MD5", h, nonce=nonce, method=method, uri=uri, qop="auth", nc=f"{nc:08x}", cnonce="c1")
-        return (f'{header}: Digest username="alice", realm="example.com", nonce="{nonce}", uri="{uri}", '
-                f'response="{resp}", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce="c1"\r\n')
+        return _credentials(h, nonce, method, uri, nc, header)
 
     try:
         reply = _request(sock, proxy.port, "REGISTER", "reg1", 1)
@@ -137,7 +144,7 @@ def test_registrations_from_one_address_use_every_worker(sqlite_url, tmp_path): 
     import socket
     import uuid
 
-    from sipproxy.sip.digest import compute_response, ha1
+    from sipproxy.sip.digest import ha1
 
     provision(sqlite_url, users=USERS)
     proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, sections={"logging": {"level": "info"}})
@@ -151,11 +158,7 @@ def test_registrations_from_one_address_use_every_worker(sqlite_url, tmp_path): 
         assert reply.startswith("SIP/2.0 401"), reply
         nonce = re.search(r'nonce="([^"]+)"', reply).group(1)
         for nc in range(1, 17):
-            resp = compute_response("MD5", h, nonce=nonce, method="REGISTER", uri="sip:example.com", qop="auth",
-                                    nc=f"{nc:08x}", cnonce="c1")
-            extra = (f'Authorization: Digest username="alice", realm="example.com", nonce="{nonce}", '
-                     f'uri="sip:example.com", response="{resp}", algorithm=MD5, qop=auth, nc={nc:08x}, '
-                     f'cnonce="c1"\r\n')
+            extra = _credentials(h, nonce, "REGISTER", "sip:example.com", nc, "Authorization")
             reply = _request(sock, proxy.port, "REGISTER", uuid.uuid4().hex, 1, extra)
             assert reply.startswith("SIP/2.0 200"), reply
         _until(lambda: proxy.output().count("INFO REGISTER alice@example.com") == 16, timeout=5)

@@ -14,6 +14,8 @@ import datetime as _dt
 from .common import ROOT, WARM_PASSES, machine, median, uptime_load
 
 MY_HEADING = "### Registrations and calls with digest auth vs Kamailio (`scripts/bench/sipproxy`)"
+ONE_SOURCE_HEADING = ("### From one source address: every sipp process's load from one socket "
+                      "(`scripts/bench/sipproxy --sipp-procs 1`)")
 ROUTED_HEADING = "### Calls through LCR and ENUM beside plain calls (`scripts/bench/sipproxy --tests call,lcr,enum`)"
 NAN = float("nan")
 
