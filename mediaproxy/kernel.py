@@ -41,11 +41,12 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -132,7 +133,8 @@ class KernelPath:
         #: finished jobs (callback, output, error), appended by the worker, applied by finish()
         self.done: collections.deque = collections.deque()
         self.polling = False
-        self.waiting: list[Callable[[], None]] = []  # called after the next counter read
+        #: the worker writes here when a result is ready, waking the forwarding loop's epoll
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.thread: threading.Thread | None = None
 
     def _run(self, script: str | None, *args: str) -> str:
@@ -169,9 +171,15 @@ class KernelPath:
             except KernelError as exc:
                 out, err = None, exc
             self.done.append((on_done, out, err))
+            os.eventfd_write(self.wake_fd, 1)
 
-    def finish(self) -> None:
-        """Apply the results of finished background jobs (the forwarding loop's thread)."""
+    def finish(self, fd: int = -1, events: int = 0) -> None:
+        """Apply the results of finished background jobs (the forwarding loop's thread; also
+        its reader callback for :attr:`wake_fd`)."""
+        try:
+            os.eventfd_read(self.wake_fd)
+        except (BlockingIOError, OSError):
+            pass
         while self.done:
             on_done, out, err = self.done.popleft()
             try:
@@ -215,6 +223,7 @@ table ip {t} {{
         except KernelError as exc:
             log.warning("cannot remove nftables table %s: %s", self.table, exc)
         self.flows.clear()
+        os.close(self.wake_fd)
 
     # -- flows ---------------------------------------------------------------------------
     def _elements(self, flow: Flow) -> dict[str, list[str]]:
@@ -307,22 +316,13 @@ table ip {t} {{
                 out.append(port)
         return out
 
-    def poll(self, now: float, then: Callable[[], None] | None = None) -> None:
-        """Add the kernel's per-direction counters since the last poll to the relay ports,
-        then call ``then`` (a session waiting for its final counts before its summary).
+    def poll(self, now: float) -> None:
+        """Add the kernel's per-direction counters since the last poll to the relay ports.
 
-        One read at a time; a ``then`` that arrives while one runs waits for the next, which
-        starts as soon as that one answers, so one read serves every waiting session.  The
-        counters apply to the flows installed when the read was asked for and still
-        installed when it answers (a flow replaced in between starts afresh)."""
-        if then is not None:
-            self.waiting.append(then)
-        if self.polling:
-            return
-        waiting, self.waiting = self.waiting, []
-        if not self.flows:
-            for call in waiting:
-                call()
+        One read at a time.  The counters apply to the flows installed when the read was
+        asked for and still installed when it answers (a flow replaced in between starts
+        afresh)."""
+        if not self.flows or self.polling:
             return
         flows = [flow for port, flow in self.flows.items() if port == flow.a.port]
         self.polling = True
@@ -335,28 +335,47 @@ table ip {t} {{
                 data = json.loads(out or "{}")
             except (KernelError, ValueError) as exc:
                 log.warning("cannot read kernel counters: %s", exc)
-            else:
-                self._count(data, [f for f in flows if self.flows.get(f.a.port) is f], now)
-            for call in waiting:
-                call()
-            if self.waiting:
-                self.poll(time.monotonic())
+                return
+            counters: dict[str, tuple[int, int]] = {}
+            for item in data.get("nftables", []):
+                for elem in (item.get("set") or {}).get("elem", []):
+                    e = elem.get("elem", {})
+                    parts = (e.get("val") or {}).get("concat")
+                    counter = e.get("counter")
+                    if parts and counter:
+                        counters[".".join(str(x) for x in parts)] = (counter["packets"], counter["bytes"])
+            self._count(counters, [f for f in flows if self.flows.get(f.a.port) is f], now)
 
         self._submit(None, ("-j", "list", "set", "ip", self.table, "counted"), done)
+
+    #: one element of ``nft get element`` output (nft 1.0.6 prints it as text even with -j)
+    ELEMENT = re.compile(r"([0-9.]+) \. (\d+) \. ([0-9.]+) \. (\d+) counter packets (\d+) bytes (\d+)")
+
+    def final_counts(self, ports: list[int], now: float, then: Callable[[], None]) -> None:
+        """Read the counters of these ports' flows alone (a session ending: its summary must
+        count everything), then call ``then``; a failed read leaves the last poll's counts."""
+        flows = list({id(f): f for f in (self.flows.get(p) for p in ports) if f is not None}.values())
+        if not flows:
+            then()
+            return
+        keys = [k for f in flows for k in self._elements(f)["counted"]]
+
+        def done(out: str | None, err: KernelError | None) -> None:
+            if err is not None:
+                log.warning("cannot read kernel counters: %s", err)
+            else:
+                counters = {f"{m[1]}.{m[2]}.{m[3]}.{m[4]}": (int(m[5]), int(m[6]))
+                            for m in self.ELEMENT.finditer(out or "")}
+                self._count(counters, [f for f in flows if self.flows.get(f.a.port) is f], now)
+            then()
+
+        self._submit(f"get element ip {self.table} counted {{ {', '.join(keys)} }}\n", (), done)
 
     def holds(self, ports: list[RelayPort]) -> bool:
         """Whether any of these ports' flows is forwarded by the kernel."""
         return any(p.port in self.flows for p in ports)
 
-    def _count(self, data: dict, flows: list[Flow], now: float) -> None:
-        counters: dict[str, tuple[int, int]] = {}
-        for item in data.get("nftables", []):
-            for elem in (item.get("set") or {}).get("elem", []):
-                e = elem.get("elem", {})
-                parts = (e.get("val") or {}).get("concat")
-                counter = e.get("counter")
-                if parts and counter:
-                    counters[".".join(str(x) for x in parts)] = (counter["packets"], counter["bytes"])
+    def _count(self, counters: dict[str, tuple[int, int]], flows: list[Flow], now: float) -> None:
         for flow in flows:
             for target, src in ((flow.a, flow.a_src), (flow.b, flow.b_src)):
                 key = self._key(src, target.port, self.ip)

@@ -80,6 +80,8 @@ class Relay:
         self.sessions: dict[str, Session] = {}
         self.running = False
         raise_fd_limit()
+        if kernel is not None:  # the kernel path's worker wakes the loop when nft has answered
+            self.add_reader(kernel.wake_fd, kernel.finish)
 
     # -- ports ---------------------------------------------------------------------------
     def _bind(self, port: int) -> RelayPort:
@@ -179,8 +181,9 @@ class Relay:
             reply(self.remove(call_id, reason))
             return
         del self.sessions[call_id]  # gone for the control protocol; still forwarding until ended
-        kernel.poll(time.monotonic(), then=lambda: kernel.uninstall(
-            [p.port for p in ports], then=lambda: reply(self._end(session, reason))))
+        port_numbers = [p.port for p in ports]
+        kernel.final_counts(port_numbers, time.monotonic(), then=lambda: kernel.uninstall(
+            port_numbers, then=lambda: reply(self._end(session, reason))))
 
     @staticmethod
     def _ports(session: Session) -> list[RelayPort]:
@@ -348,5 +351,6 @@ class Relay:
         for call_id in list(self.sessions):
             self.remove(call_id, "shutdown")
         if self.kernel is not None:
+            self.remove_reader(self.kernel.wake_fd)
             self.kernel.close()
         self.ep.close()

@@ -3,7 +3,6 @@ default and its fallback), the config key, and a session's final counters before
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 
@@ -77,20 +76,21 @@ def test_remove_waits_for_the_kernels_final_counters():
         callee_port = next(p for p in stream.ports() if p.port == to_a)
         caller_port.learned, callee_port.learned = ("127.0.0.1", 4000), ("127.0.0.1", 5000)
         assert k.install([(caller_port, callee_port)]) == 1
-        listing = {"nftables": [{"set": {"name": "counted", "elem": [
-            {"elem": {"val": {"concat": ["127.0.0.1", 4000, "127.0.0.1", to_b]}, "counter": {"packets": 7, "bytes": 7 * 200}}},
-            {"elem": {"val": {"concat": ["127.0.0.1", 5000, "127.0.0.1", to_a]}, "counter": {"packets": 3, "bytes": 3 * 200}}},
-        ]}}]}
-        k._run = lambda script, *args: runs.append(args) or json.dumps(listing)
+        listing = ("table ip mediaproxy_test {\n\tset counted {\n\t\telements = { "
+                   f"127.0.0.1 . 4000 . 127.0.0.1 . {to_b} counter packets 7 bytes 1400,\n"
+                   f"\t\t\t     127.0.0.1 . 5000 . 127.0.0.1 . {to_a} counter packets 3 bytes 600 }}\n\t}}\n}}\n")
+        k._run = lambda script, *args: runs.append(script or args) or (
+            listing if script and script.startswith("get element") else "")
         replies = []
         assert handle_line(r, b'{"id":9,"command":"remove","call_id":"k1"}', None, replies.append) is None
         # counters read, then the flow deleted (media stops), then the summary made and answered
-        assert runs[-2][:2] == ("-j", "list") and runs[-1] == () and k.flows == {}
+        assert runs[-2].startswith("get element ip mediaproxy_test counted {")  # this session's alone
+        assert runs[-1].startswith("delete element") and k.flows == {}
         (reply,) = replies
         assert reply["id"] == 9 and reply["ok"]
         summary = reply["summary"]["streams"][0]
         assert summary["packets_caller_to_callee"] == 7 and summary["packets_callee_to_caller"] == 3
-        assert summary["bytes_caller_to_callee"] == 7 * (200 - 28)
+        assert summary["bytes_caller_to_callee"] == 1400 - 7 * 28
         assert "k1" not in r.sessions
         # without kernel flows, or without a reply channel, remove answers at once
         assert handle_line(r, b'{"id":10,"command":"remove","call_id":"k1"}', None, replies.append) is None
