@@ -346,11 +346,14 @@ class Relay:
         self.running = False
 
     def close(self) -> None:
-        if self.kernel is not None:
-            self.kernel.drain()  # sessions waiting for their final counters end here
+        kernel = self.kernel
+        if kernel is not None:
+            kernel.drain()  # sessions waiting for their final counters end here
+            kernel.poll(time.monotonic())  # one last read for all (no worker now: at once)
+            self.kernel = None  # the table goes as a whole below, not flow by flow
+            self.remove_reader(kernel.wake_fd)
         for call_id in list(self.sessions):
             self.remove(call_id, "shutdown")
-        if self.kernel is not None:
-            self.remove_reader(self.kernel.wake_fd)
-            self.kernel.close()
+        if kernel is not None:
+            kernel.close()
         self.ep.close()
