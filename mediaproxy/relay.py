@@ -79,6 +79,7 @@ class Relay:
         self.readers: dict[int, Callable[[int, int], None]] = {}
         self.sessions: dict[str, Session] = {}
         self.running = False
+        self.tick_soon = False  # run the tick at the next loop turn (a session to look at again)
         raise_fd_limit()
         if kernel is not None:  # the kernel path's worker wakes the loop when nft has answered
             self.add_reader(kernel.wake_fd, kernel.finish)
@@ -249,6 +250,8 @@ class Relay:
                     session.next_check = session.timeout_reported + grace
                 continue
             stream, soonest = session.due(now, timeout)
+            if stream is not None and self._kernel_unsure(session, now):
+                continue
             if stream is not None:
                 session.timeout_reported = now
                 session.next_check = now + grace
@@ -263,6 +266,27 @@ class Relay:
         for session, reason in ending:
             if self.sessions.pop(session.call_id, None) is session:
                 self._end(session, reason)
+
+    def _kernel_unsure(self, session: Session, now: float) -> bool:
+        """Whether a silence may be the kernel's counters being old (read every 2 s): then
+        this session's own counters are read now and it is looked at again as soon as they
+        are in.  Without this a timeout came up to 2 s late, and a `media_timeout` of 1-2 s
+        could end a call whose media the kernel was still forwarding."""
+        kernel = self.kernel
+        if kernel is None or session.kernel_read >= now - TICK:
+            return False
+        ports = [p.port for p in self._ports(session)]
+        if not any(p in kernel.flows for p in ports):
+            return False
+        session.next_check = now + TICK  # not asked twice while the read runs
+
+        def read() -> None:
+            session.kernel_read = now
+            session.next_check = 0.0
+            self.tick_soon = True
+
+        kernel.final_counts(ports, now, then=read)
+        return True
 
     def stats(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "ports": len(self.ports),
@@ -334,7 +358,8 @@ class Relay:
                     kernel.finish()
                 if kpending and now >= kernel_due:
                     self.kernel_install()
-            if now >= next_tick:
+            if now >= next_tick or self.tick_soon:
+                self.tick_soon = False
                 next_tick = now + TICK
                 self.tick(now)
                 if kernel is not None:

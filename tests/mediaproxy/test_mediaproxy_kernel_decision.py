@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 
@@ -96,5 +97,46 @@ def test_remove_waits_for_the_kernels_final_counters():
         assert handle_line(r, b'{"id":10,"command":"remove","call_id":"k1"}', None, replies.append) is None
         assert replies[-1] == {"id": 10, "ok": False, "error": "no session for call 'k1'"}
         assert handle_line(r, b'{"id":11,"command":"remove","call_id":"k1"}')["ok"] is False
+    finally:
+        r.close()
+
+
+def test_a_timeout_waits_for_the_sessions_own_kernel_counters():
+    """The 2 s counter read is too old to call a stream silent: a read of the session's own
+    counters comes first, and only a silence it confirms is reported."""
+    low = 20000 + (free_port(socket.SOCK_DGRAM) % 20000) // 2 * 2
+    k = KernelPath("127.0.0.1", "mediaproxy_test")
+    k._run = lambda script, *args: ""
+    events = []
+    r = Relay("127.0.0.1", (low, low + 20), 1, kernel=k, notify=lambda session, event: events.append(event))
+    try:
+        o = r.update("t1", "a", "", "offer", [StreamOffer("audio", "127.0.0.1", 4000)])
+        an = r.update("t1", "a", "b", "answer", [StreamOffer("audio", "127.0.0.1", 5000)])
+        to_b, to_a = an["streams"][0]["port"], o["streams"][0]["port"]
+        session = r.sessions["t1"]
+        ports = {p.port: p for p in session.streams[0].ports()}
+        caller_port, callee_port = ports[to_b], ports[to_a]
+        caller_port.learned, callee_port.learned = ("127.0.0.1", 4000), ("127.0.0.1", 5000)
+        assert k.install([(caller_port, callee_port)]) == 1
+        now = caller_port.last = callee_port.last = time.monotonic() + 100  # after the updates
+        counted = {"n": 0}
+
+        def get(script, *args):  # the kernel forwarded 5 more packets each way since the last read
+            counted["n"] += 5
+            return (f"127.0.0.1 . 4000 . 127.0.0.1 . {to_b} counter packets {counted['n']} bytes 0,\n"
+                    f"127.0.0.1 . 5000 . 127.0.0.1 . {to_a} counter packets {counted['n']} bytes 0")
+
+        k._run = get
+        r.tick(now + 1.5)  # silent by the old counters: read first, no report
+        assert events == [] and r.tick_soon and session.kernel_read == now + 1.5
+        r.tick(now + 1.5)  # the read found packets: not silent
+        assert events == [] and caller_port.last == now + 1.5
+        k._run = lambda script, *args: (f"127.0.0.1 . 4000 . 127.0.0.1 . {to_b} counter packets 5 bytes 0,\n"
+                                        f"127.0.0.1 . 5000 . 127.0.0.1 . {to_a} counter packets 5 bytes 0")
+        session.next_check = 0.0
+        r.tick(now + 3.0)  # silent again: another read, which confirms it
+        assert events == []
+        r.tick(now + 3.0)
+        assert [e["event"] for e in events] == ["timeout"]
     finally:
         r.close()
