@@ -6,8 +6,39 @@ import argparse
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING, Literal
 
 from ngnpro.models.config import ConfigError, load_config, parse_hostport
+
+if TYPE_CHECKING:
+    from .kernel import KernelPath
+
+
+def start_kernel(setting: bool | str, relay_ip: str, control_port: int) -> KernelPath | None | Literal[False]:
+    """The kernel path if it can run, else ``None`` (user space) with one log line saying
+    why; ``False`` when ``kernel_forwarding = true`` asked for it and it cannot run (the
+    operator asked for it explicitly, so that is an error, not a silent fallback)."""
+    import shutil
+
+    from .kernel import KernelError, KernelPath, decide, has_net_admin
+
+    log = logging.getLogger("mediaproxy")
+    use, why = decide(setting, relay_ip, has_net_admin(), shutil.which("nft"))
+    if use:
+        kernel = KernelPath(relay_ip, f"mediaproxy_{control_port}", background=True)
+        try:
+            kernel.start()
+        except KernelError as exc:
+            use, why = False, str(exc)
+        else:
+            log.info("kernel forwarding on: locked flows are forwarded by nftables (table %s)", kernel.table)
+            return kernel
+    if setting is True:
+        print(f"mediaproxy: kernel_forwarding = true, but the kernel path cannot run: {why}", file=sys.stderr)
+        return False
+    if setting == "auto":
+        log.warning("kernel forwarding off, relaying in user space: %s", why)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,20 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     from .relay import Relay
     from .store import SummaryStore
 
-    kernel = None
-    if section["kernel_forwarding"]:
-        from .kernel import KernelError, KernelPath
-
-        if ":" in section["relay_ip"]:
-            print("mediaproxy: configuration error: mediaproxy.kernel_forwarding works with an IPv4 relay_ip only",
-                  file=sys.stderr)
-            return 2
-        kernel = KernelPath(section["relay_ip"], f"mediaproxy_{port}")
-        try:
-            kernel.start()
-        except KernelError as exc:
-            print(f"mediaproxy: kernel forwarding unavailable: {exc}", file=sys.stderr)
-            return 1
+    kernel = start_kernel(section["kernel_forwarding"], section["relay_ip"], port)
+    if kernel is False:
+        return 1
     store = SummaryStore(config.database_url)
     low, high = section["port_range"]
     relay = Relay(section["relay_ip"], (low, high), section["media_timeout"], on_end=store.put,

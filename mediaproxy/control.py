@@ -32,6 +32,7 @@ import json
 import logging
 import select
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,21 +161,36 @@ class _WithId(ControlError):
         self.id = rid
 
 
-def execute(relay: Relay, req: Request, owner: object = None) -> dict[str, Any]:
-    """Run one request against the relay and build the reply object."""
+Reply = Callable[[dict[str, Any]], None]
+
+
+def _removed(rid: Any, call_id: str, summary: dict[str, Any] | None) -> dict[str, Any]:
+    if summary is None:
+        return {"id": rid, "ok": False, "error": f"no session for call {call_id!r}"}
+    return {"id": rid, "ok": True, "summary": summary}
+
+
+def execute(relay: Relay, req: Request, owner: object = None, reply: Reply | None = None) -> dict[str, Any] | None:
+    """Run one request against the relay and build the reply object.
+
+    With ``reply``, a ``remove`` of a session the kernel forwards answers later through it
+    (after the kernel's final counters are read) and this returns None; the client matches
+    replies by ``id``, so later requests may be answered first."""
     if req.command == "ping":
         return {"id": req.id, "ok": True, **relay.stats()}
     if req.command == "update":
         result = relay.update(req.call_id, req.from_tag, req.to_tag, req.direction, req.streams, owner)
         return {"id": req.id, "ok": True, **result}
-    summary = relay.remove(req.call_id, req.reason or "bye")
-    if summary is None:
-        return {"id": req.id, "ok": False, "error": f"no session for call {req.call_id!r}"}
-    return {"id": req.id, "ok": True, "summary": summary}
+    if reply is not None and relay.kernel is not None:
+        rid, call_id = req.id, req.call_id
+        relay.remove_later(call_id, req.reason or "bye", lambda summary: reply(_removed(rid, call_id, summary)))
+        return None
+    return _removed(req.id, req.call_id, relay.remove(req.call_id, req.reason or "bye"))
 
 
-def handle_line(relay: Relay, line: bytes, owner: object = None) -> dict[str, Any]:
-    """One request line in, one reply object out; never raises for bad input."""
+def handle_line(relay: Relay, line: bytes, owner: object = None, reply: Reply | None = None) -> dict[str, Any] | None:
+    """One request line in, one reply object out (or None: answered later through
+    ``reply``, see :func:`execute`); never raises for bad input."""
     try:
         req = parse_request(line)
     except _WithId as exc:
@@ -182,7 +198,7 @@ def handle_line(relay: Relay, line: bytes, owner: object = None) -> dict[str, An
     except ControlError as exc:
         return {"id": None, "ok": False, "error": str(exc)}
     try:
-        return execute(relay, req, owner)
+        return execute(relay, req, owner, reply)
     except ControlError as exc:
         return {"id": req.id, "ok": False, "error": str(exc)}
     except Exception as exc:  # never let a bug in one request kill the relay
@@ -235,7 +251,9 @@ class Connection:
                 break
             self.inbuf = rest
             if line.strip():
-                self.send(handle_line(self.server.relay, line, self))
+                out = handle_line(self.server.relay, line, self, self.send)
+                if out is not None:
+                    self.send(out)
 
     def send(self, obj: dict[str, Any]) -> None:
         if self.closed:

@@ -39,6 +39,9 @@ BATCH_WAIT = 0.0005
 CHECKS_PER_TICK = 200
 #: seconds between reads of the kernel path's counters
 KERNEL_POLL = 2.0
+#: seconds a newly locked port pair waits for others to join its batch before it is handed to
+#: the kernel (one nft run per batch; the batch is installed off the forwarding thread)
+KERNEL_BATCH = 0.02
 
 
 def raise_fd_limit() -> int:
@@ -76,7 +79,10 @@ class Relay:
         self.readers: dict[int, Callable[[int, int], None]] = {}
         self.sessions: dict[str, Session] = {}
         self.running = False
+        self.tick_soon = False  # run the tick at the next loop turn (a session to look at again)
         raise_fd_limit()
+        if kernel is not None:  # the kernel path's worker wakes the loop when nft has answered
+            self.add_reader(kernel.wake_fd, kernel.finish)
 
     # -- ports ---------------------------------------------------------------------------
     def _bind(self, port: int) -> RelayPort:
@@ -163,9 +169,30 @@ class Relay:
             return None
         return self._end(session, reason)
 
+    def remove_later(self, call_id: str, reason: str, reply: Callable[[dict[str, Any] | None], None]) -> None:
+        """:meth:`remove`, answered through ``reply`` once the kernel's counters of the
+        session's flows have been read, so that its summary (and the accounting record made
+        from it) counts every packet the kernel forwarded, not only those up to the last
+        2-second poll.  The read runs off the forwarding thread; without kernel flows this
+        answers at once."""
+        session = self.sessions.get(call_id)
+        kernel = self.kernel
+        ports = self._ports(session) if session is not None else []
+        if session is None or kernel is None or not kernel.holds(ports):
+            reply(self.remove(call_id, reason))
+            return
+        del self.sessions[call_id]  # gone for the control protocol; still forwarding until ended
+        port_numbers = [p.port for p in ports]
+        kernel.final_counts(port_numbers, time.monotonic(), then=lambda: kernel.uninstall(
+            port_numbers, then=lambda: reply(self._end(session, reason))))
+
+    @staticmethod
+    def _ports(session: Session) -> list[RelayPort]:
+        return [p for s in session.streams if s is not None for p in s.ports()]
+
     def _end(self, session: Session, reason: str) -> dict[str, Any]:
-        # kernel flows of this session are taken down at the next tick (their sockets are
-        # closed by then); their summary counts are those of the last counter poll
+        if self.kernel is not None:  # media stops with the session, not at the next tick
+            self.kernel.uninstall([p.port for p in self._ports(session)])
         session.end(reason, self.release)
         summary = session.summary(self.advertised_ip, reason)
         log.info("session %s ended (%s) after %.1fs", session.call_id, reason, summary["duration"])
@@ -175,33 +202,29 @@ class Relay:
             log.exception("cannot store the summary of %s", session.call_id)
         return summary
 
-    def kernel_tick(self, now: float) -> None:
-        """Hand newly locked port pairs to the kernel, take back stale ones, read counters."""
-        from .kernel import KernelError
+    def kernel_install(self) -> None:
+        """Hand the newly locked port pairs to the kernel (both parties learned)."""
+        pending, pairs, seen = self.kernel_pending, [], set()
+        for p in pending:
+            q = p.partner
+            if (q is None or p.sock is None or q.sock is None or not p.learned or not q.learned
+                    or p.port in seen or q.port in seen):
+                continue
+            seen.update((p.port, q.port))
+            pairs.append((p, q))
+        pending.clear()
+        if pairs:
+            self.kernel.install(pairs)
 
-        kernel, pending = self.kernel, self.kernel_pending
-        try:
-            stale = kernel.stale()
-            if stale:
-                kernel.uninstall(stale)
-            if pending:
-                pairs, seen = [], set()
-                for p in pending:
-                    q = p.partner
-                    if (q is None or p.sock is None or q.sock is None or not p.learned or not q.learned
-                            or p.port in seen or q.port in seen):
-                        continue
-                    seen.update((p.port, q.port))
-                    pairs.append((p, q))
-                pending.clear()
-                if pairs:
-                    kernel.install(pairs)
-            if now - self.kernel_polled >= KERNEL_POLL:
-                self.kernel_polled = now
-                kernel.poll(now)
-        except KernelError as exc:
-            pending.clear()
-            log.error("kernel path: %s", exc)
+    def kernel_tick(self, now: float) -> None:
+        """Take back stale flows (party moved, stream closed) and read the counters."""
+        kernel = self.kernel
+        stale = kernel.stale()
+        if stale:
+            kernel.uninstall(stale)
+        if now - self.kernel_polled >= KERNEL_POLL:
+            self.kernel_polled = now
+            kernel.poll(now)
 
     def tick(self, now: float) -> None:
         """Report media timeouts; end sessions nobody removed after the report, or idle ones.
@@ -227,6 +250,8 @@ class Relay:
                     session.next_check = session.timeout_reported + grace
                 continue
             stream, soonest = session.due(now, timeout)
+            if stream is not None and self._kernel_unsure(session, now):
+                continue
             if stream is not None:
                 session.timeout_reported = now
                 session.next_check = now + grace
@@ -241,6 +266,27 @@ class Relay:
         for session, reason in ending:
             if self.sessions.pop(session.call_id, None) is session:
                 self._end(session, reason)
+
+    def _kernel_unsure(self, session: Session, now: float) -> bool:
+        """Whether a silence may be the kernel's counters being old (read every 2 s): then
+        this session's own counters are read now and it is looked at again as soon as they
+        are in.  Without this a timeout came up to 2 s late, and a `media_timeout` of 1-2 s
+        could end a call whose media the kernel was still forwarding."""
+        kernel = self.kernel
+        if kernel is None or session.kernel_read >= now - TICK:
+            return False
+        ports = [p.port for p in self._ports(session)]
+        if not any(p in kernel.flows for p in ports):
+            return False
+        session.next_check = now + TICK  # not asked twice while the read runs
+
+        def read() -> None:
+            session.kernel_read = now
+            session.next_check = 0.0
+            self.tick_soon = True
+
+        kernel.final_counts(ports, now, then=read)
+        return True
 
     def stats(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "ports": len(self.ports),
@@ -267,7 +313,8 @@ class Relay:
         buf = bytearray(65536)
         mv = memoryview(buf)
         v6 = self.v6
-        kpending = self.kernel_pending
+        kernel, kpending = self.kernel, self.kernel_pending
+        kernel_due = 0.0
         next_tick = monotonic() + TICK
         while self.running:
             try:
@@ -292,6 +339,8 @@ class Relay:
                     if not p.accept(addr):
                         continue
                     if kpending is not None:  # newly locked: a candidate for the kernel path
+                        if not kpending:
+                            kernel_due = now + KERNEL_BATCH
                         kpending.append(p)
                 p.packets += 1
                 p.bytes += n
@@ -304,10 +353,16 @@ class Relay:
                     except OSError as exc:
                         if exc.errno not in (errno.EAGAIN, errno.ECONNREFUSED, errno.ENOBUFS):
                             log.debug("send to %s failed: %s", dst, exc)
-            if now >= next_tick:
+            if kernel is not None:
+                if kernel.done:
+                    kernel.finish()
+                if kpending and now >= kernel_due:
+                    self.kernel_install()
+            if now >= next_tick or self.tick_soon:
+                self.tick_soon = False
                 next_tick = now + TICK
                 self.tick(now)
-                if self.kernel is not None:
+                if kernel is not None:
                     self.kernel_tick(now)
             if len(events) < BATCH:
                 sleep(BATCH_WAIT)
@@ -316,8 +371,14 @@ class Relay:
         self.running = False
 
     def close(self) -> None:
+        kernel = self.kernel
+        if kernel is not None:
+            kernel.drain()  # sessions waiting for their final counters end here
+            kernel.poll(time.monotonic())  # one last read for all (no worker now: at once)
+            self.kernel = None  # the table goes as a whole below, not flow by flow
+            self.remove_reader(kernel.wake_fd)
         for call_id in list(self.sessions):
             self.remove(call_id, "shutdown")
-        if self.kernel is not None:
-            self.kernel.close()
+        if kernel is not None:
+            kernel.close()
         self.ep.close()

@@ -190,6 +190,9 @@ class Session:
         self.last_update = self.created
         self.timeout_reported: float | None = None
         self.next_check = 0.0  # monotonic time the relay next looks for a media timeout
+        #: kernel path: monotonic time of the last read of this session's own counters, asked
+        #: before a timeout is reported (the periodic read is up to 2 s old)
+        self.kernel_read = float("-inf")
         self.ended: float | None = None
 
     # -- control -------------------------------------------------------------------------

@@ -70,6 +70,17 @@ def _bool(key: str, v: Any) -> bool:
     return v
 
 
+def _bool_or(*choices: str) -> Validator:
+    """true, false, or one of the named words (``"auto"``): a switch that grew a default
+    which decides by itself, without breaking files that say true or false."""
+    def check(key: str, v: Any) -> bool | str:
+        if isinstance(v, bool) or v in choices:
+            return v
+        raise ConfigError(f"{key}: expected true, false or {' or '.join(repr(c) for c in choices)}, got {v!r}")
+
+    return check
+
+
 def _choice(*choices: str) -> Validator:
     def check(key: str, v: Any) -> str:
         if v not in choices:
@@ -335,7 +346,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Validator]]] = {
         "advertised_ip": ("", lambda k, v: v if v == "" else _ip(k, v)),
         "port_range": ([50000, 60000], _port_range),
         "media_timeout": (30, _int(1, 86400)),
-        "kernel_forwarding": (False, _bool),
+        "kernel_forwarding": ("auto", _bool_or("auto")),
     },
     "msrprelay": {
         "listen": (["tls:0.0.0.0:2855"], _list(_msrp_listen)),

@@ -99,7 +99,7 @@ class Control:
 
 
 def start_relay(tmp: Path, db_url: str, media_timeout: int = 30, relay_ip: str = "127.0.0.1",
-                name: str = "mediaproxy") -> tuple[Service, int, tuple[int, int]]:
+                name: str = "mediaproxy", kernel_forwarding: bool | str = "auto") -> tuple[Service, int, tuple[int, int]]:
     """Start ``python -m mediaproxy`` with its own control port and a port range of its own."""
     control = free_port()
     low = 20000 + (free_port(socket.SOCK_DGRAM) % 20000) // 2 * 2
@@ -110,7 +110,8 @@ def start_relay(tmp: Path, db_url: str, media_timeout: int = 30, relay_ip: str =
         "database": {"url": db_url},
         "logging": {"level": "debug"},
         "mediaproxy": {"control": f"127.0.0.1:{control}", "relay_ip": relay_ip,
-                       "port_range": list(rng), "media_timeout": media_timeout},
+                       "port_range": list(rng), "media_timeout": media_timeout,
+                       "kernel_forwarding": kernel_forwarding},
     })
     svc = Service("mediaproxy", cfg).wait_tcp("127.0.0.1", control)
     return svc, control, rng

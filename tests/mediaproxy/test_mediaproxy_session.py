@@ -106,8 +106,11 @@ def test_kernel_path_counters_and_stale_flows_without_nft():
     k._run = lambda script, *args: scripts.append((script, args)) or ""
     assert k.install([(a, b)]) == 1 and k.install([(b, a)]) == 0  # once per pair
     added = scripts[-1][0]
-    assert "add element ip mediaproxy_test dnat4 { 10.0.0.1 . 4000 . 127.0.0.1 . 50000 : 10.0.0.2 . 5000 }" in added
-    assert "snat4 { 10.0.0.1 . 4000 . 10.0.0.2 . 5000 : 127.0.0.1 . 50002 }" in added
+    # both directions NATed: whichever party's packet comes first makes the conntrack entry
+    assert ("add element ip mediaproxy_test dnat4 { 10.0.0.1 . 4000 . 127.0.0.1 . 50000 : 10.0.0.2 . 5000, "
+            "10.0.0.2 . 5000 . 127.0.0.1 . 50002 : 10.0.0.1 . 4000 }") in added
+    assert ("snat4 { 10.0.0.1 . 4000 . 10.0.0.2 . 5000 : 127.0.0.1 . 50002, "
+            "10.0.0.2 . 5000 . 10.0.0.1 . 4000 : 127.0.0.1 . 50000 }") in added
     listing = {"nftables": [{"set": {"name": "counted", "elem": [
         {"elem": {"val": {"concat": ["10.0.0.1", 4000, "127.0.0.1", 50000]}, "counter": {"packets": 10, "bytes": 2000}}},
         {"elem": {"val": {"concat": ["10.0.0.2", 5000, "127.0.0.1", 50002]}, "counter": {"packets": 4, "bytes": 800}}},
@@ -122,5 +125,6 @@ def test_kernel_path_counters_and_stale_flows_without_nft():
     assert k.stale() == [50000]
     k._run = lambda script, *args: scripts.append((script, args)) or ""
     k.uninstall([50000])
-    assert "delete element ip mediaproxy_test dnat4 { 10.0.0.1 . 4000 . 127.0.0.1 . 50000 }" in scripts[-1][0]
+    assert ("delete element ip mediaproxy_test dnat4 { 10.0.0.1 . 4000 . 127.0.0.1 . 50000, "
+            "10.0.0.2 . 5000 . 127.0.0.1 . 50002 }") in scripts[-1][0]
     assert k.flows == {}
