@@ -176,8 +176,25 @@ def test_tls_with_a_verified_certificate(relay: Relay) -> None:
         alice.close()
         bob.close()
     # a client that does not trust the issuer refuses the relay
-    with pytest.raises(ssl.SSLCertVerificationError):
-        MsrpClient("127.0.0.1", relay.tls, tls=True)
+    _refuses_the_relay(relay.tls)
     # and one that expects another name too
-    with pytest.raises(ssl.SSLCertVerificationError):
-        MsrpClient("127.0.0.1", relay.tls, tls=True, cafile=str(relay.ca), server_hostname="other.example.com")
+    _refuses_the_relay(relay.tls, cafile=str(relay.ca), server_hostname="other.example.com")
+
+
+def _refuses_the_relay(port: int, **tls: str) -> None:
+    """The client's certificate check fails.  Once in a CI run (2026-12-08) the handshake
+    just after the two connections above closed ended instead in an unexpected_message
+    alert from the relay's side (not reproduced in isolation, cause not found): such an
+    attempt is tried again, twice at most; a connection made is a failure at once."""
+    for _ in range(3):
+        try:
+            client = MsrpClient("127.0.0.1", port, tls=True, **tls)
+        except ssl.SSLCertVerificationError:
+            return
+        except ssl.SSLError as exc:
+            if "UNEXPECTED_MESSAGE" not in str(exc):
+                raise
+            continue
+        client.close()
+        pytest.fail("the client accepted the relay's certificate")
+    pytest.fail("three handshakes ended in unexpected_message alerts")
