@@ -97,12 +97,9 @@ def _credentials(h: str, nonce: str, method: str, uri: str, nc: int, header: str
             f'response="{resp}", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce="c1"\r\n')
 
 
-def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: the workers' shared memory
-    """A phone reuses the nonce of its last challenge for new requests (nonce-count + 1);
-    their Call-IDs spread them over both workers, and each must accept it -- once per
-    count: the same count again is refused whichever worker sees it."""
+def _two_workers_and_a_phone(sqlite_url: str, tmp_path: Path):  # noqa: ANN202
+    """A proxy of two workers logging at info, alice's UDP socket, and her HA1 (MD5)."""
     import socket
-    import uuid
 
     from sipproxy.sip.digest import ha1
 
@@ -111,7 +108,16 @@ def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: t
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(5)
-    h = ha1("alice", "example.com", "secret-a", "MD5")
+    return proxy, sock, ha1("alice", "example.com", "secret-a", "MD5")
+
+
+def test_a_nonce_is_accepted_by_every_worker(sqlite_url, tmp_path):  # SQLite: the workers' shared memory
+    """A phone reuses the nonce of its last challenge for new requests (nonce-count + 1);
+    their Call-IDs spread them over both workers, and each must accept it -- once per
+    count: the same count again is refused whichever worker sees it."""
+    import uuid
+
+    proxy, sock, h = _two_workers_and_a_phone(sqlite_url, tmp_path)
 
     def credentials(nonce: str, method: str, uri: str, nc: int, header: str) -> str:
         return _credentials(h, nonce, method, uri, nc, header)
@@ -141,17 +147,9 @@ def test_registrations_from_one_address_use_every_worker(sqlite_url, tmp_path): 
     it to one worker (SO_REUSEPORT hashes the sender), so the proxy must spread the
     REGISTERs itself: by Call-ID, like every other message.  Sixteen registrations of one
     socket, sixteen Call-IDs: both workers log some."""
-    import socket
     import uuid
 
-    from sipproxy.sip.digest import ha1
-
-    provision(sqlite_url, users=USERS)
-    proxy = ProxyProcess(tmp_path, sqlite_url, workers=2, sections={"logging": {"level": "info"}})
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5)
-    h = ha1("alice", "example.com", "secret-a", "MD5")
+    proxy, sock, h = _two_workers_and_a_phone(sqlite_url, tmp_path)
     try:
         _until(lambda: proxy.output().count("listening on") == 2)
         reply = _request(sock, proxy.port, "REGISTER", "first", 1)
