@@ -18,9 +18,7 @@ The layers below are sans-I/O (``message``, ``transaction``) and the ones above 
 from __future__ import annotations
 
 import logging
-import re
 import time
-import zlib
 from typing import Any, Protocol
 
 import gevent
@@ -28,6 +26,7 @@ from gevent import socket as gsocket
 
 from sipproxy.runtime.lanes import TAKEOVER_HOOKS, Lane, TimerWheel
 from sipproxy.runtime.overload import TICK, Overload
+from sipproxy.runtime.steering import owner_of, worker_addresses
 from sipproxy.runtime.transport import Transports, enable_timestamps, queue_age
 from sipproxy.sip.addressing import (
     Inbound,
@@ -57,38 +56,7 @@ from sipproxy.sip.uri import URI
 
 log = logging.getLogger("sipproxy.core")
 
-_CALL_ID = re.compile(rb"\r\n(?:call-id|i)[ \t]*:([^\r\n]*)", re.IGNORECASE)
-#: a response's top Via (its first Via line) up to the end of the line
-_TOP_VIA = re.compile(rb"\r\n(?:via|v)[ \t]*:([^\r\n]*)", re.IGNORECASE)
-#: the worker number in one of our branches: ``z9hG4bK<mark>.<worker>.<random hex>``
-#: (:meth:`Core.branch_suffix`)
-_BRANCH_WORKER = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*z9hG4bK[^;,\s]*?\.(\d{1,3})\.[0-9a-f]{12}(?![^;,\s])",
-                            re.IGNORECASE)
-
 __all__ = ["Core", "TransactionUser", "owner_of"]
-
-
-def owner_of(data: bytes, workers: int) -> int | None:
-    """The worker that handles every UDP message of a call: chosen by Call-ID, so that
-    requests, retransmissions, CANCEL, ACK and the callee's responses meet the transactions
-    they belong to whichever worker the kernel woke.  None: no Call-ID.
-
-    A response to one of our requests goes to the worker that sent the request, named in
-    the branch of its top Via: that is where its client transaction is (RFC 3261 17.1.3
-    matches by branch).  For a relayed request it is the Call-ID's owner anyway; a request
-    a worker originates in a dialog another worker owns -- a NOTIFY after a PUBLISH, the
-    cut-off's BYE -- would otherwise have every answer handed to a worker that cannot
-    match it, and time out."""
-    if data.startswith(b"SIP/2.0 "):
-        via = _TOP_VIA.search(data)
-        if via is not None:
-            mark = _BRANCH_WORKER.search(via.group(1))
-            if mark is not None and int(mark.group(1)) < workers:
-                return int(mark.group(1))
-    m = _CALL_ID.search(data)
-    if m is None:
-        return None
-    return zlib.crc32(m.group(1).strip()) % workers
 
 #: timers that keep their exact RFC 3261 durations (retransmissions: T1 doubling); the
 #: others are seconds long and go to the coarse timer wheel when at least WHEEL_MIN
@@ -118,24 +86,11 @@ class Core:
                  reuse_port: bool = False, timers: Timers | None = None,
                  worker: int = 0, workers: int = 1, mailboxes: list | None = None,
                  worker_ports: int = 0) -> None:
-        udp = [lst for lst in map(parse_listen, listen) if lst.transport == "udp"]
-        #: ``[sipproxy] worker_ports``: worker n also listens on UDP port worker_ports + n of
-        #: each UDP listener's host, and names that port in its Via and Record-Route, so
-        #: that answers and in-dialog requests come to it straight (no hand-over)
+        #: ``[sipproxy] worker_ports`` (see :func:`worker_addresses`): the address of this
+        #: worker to name for each UDP listener and sibling port, and every worker's port
         self.worker_ports = worker_ports
-        #: for every UDP listener of ours and every worker's own port on its host: the
-        #: address of this worker to name instead (Record-Route)
-        self._own: dict[Listener, Listener] = {}
-        #: every worker's own ports (a handed-over message may have come in on one)
-        self._worker_listeners: list[Listener] = []
-        if worker_ports:
-            for lst in udp:
-                mine = Listener("udp", lst.host, worker_ports + worker)
-                self._own[lst] = mine
-                for n in range(workers):
-                    theirs = Listener("udp", lst.host, worker_ports + n)
-                    self._worker_listeners.append(theirs)
-                    self._own[theirs] = mine
+        self._own, self._worker_listeners = worker_addresses(
+            [lst for lst in map(parse_listen, listen) if lst.transport == "udp"], worker, workers, worker_ports)
         self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port,
                                      own_udp=sorted(set(self._own.values()), key=str))
         #: worker processes share the listening addresses (SO_REUSEPORT): the kernel picks a
