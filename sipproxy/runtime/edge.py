@@ -88,7 +88,6 @@ class Core:
                  worker_ports: int = 0) -> None:
         #: ``[sipproxy] worker_ports`` (see :func:`worker_addresses`): the address of this
         #: worker to name for each UDP listener and sibling port, and every worker's port
-        self.worker_ports = worker_ports
         self._own, self._worker_listeners = worker_addresses(
             [lst for lst in map(parse_listen, listen) if lst.transport == "udp"], worker, workers, worker_ports)
         self.transports = Transports(listen, self.on_inbound, tls_cert, tls_key, reuse_port,
